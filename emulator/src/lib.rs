@@ -1,0 +1,1 @@
+//! Local GCP emulator (placeholder; see issue 3).

@@ -1,0 +1,2 @@
+//! skyform: a declarative plan/apply engine.
+pub mod cli;

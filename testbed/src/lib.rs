@@ -1,0 +1,1 @@
+//! Test support for the local testbed (placeholder; see issue 4).
