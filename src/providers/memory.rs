@@ -1,0 +1,1 @@
+//! In-memory provider for tests (to be written).

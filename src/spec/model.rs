@@ -1,0 +1,220 @@
+//! The parsed spec: blocks with their (unevaluated) expressions and positions.
+//!
+//! This is the contract between the spec loader (`spec::load`) and the engine.
+//! Expressions are evaluated later, against a [`Scope`](super::eval::Scope), once
+//! the values they refer to are known (or known to be unknown).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use crate::address::Address;
+use crate::diag::Pos;
+use crate::value::Value;
+
+/// A whole spec: one file, or all `*.toml` files of a directory, merged.
+#[derive(Debug, Clone, Default)]
+pub struct Spec {
+    /// A short name for the spec (file stem, or directory name), used to name
+    /// the state file: `.skyform/<name>.state.json`.
+    pub name: String,
+    /// The directory the spec lives in (state and `file()` paths are relative to it).
+    pub dir: PathBuf,
+    /// The files read, in order.
+    pub files: Vec<PathBuf>,
+    /// `[variable.<name>]` blocks.
+    pub variables: BTreeMap<String, VariableBlock>,
+    /// `[provider.<name>]` blocks.
+    pub providers: BTreeMap<String, ProviderBlock>,
+    /// `[resource.<type>.<name>]` and `[data.<type>.<name>]` blocks.
+    pub resources: BTreeMap<Address, ResourceBlock>,
+    /// `[output.<name>]` blocks.
+    pub outputs: BTreeMap<String, OutputBlock>,
+}
+
+/// The declared type of a variable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VarType {
+    /// `"string"`.
+    String,
+    /// `"number"`.
+    Number,
+    /// `"bool"`.
+    Bool,
+    /// `"list"`.
+    List,
+    /// `"map"`.
+    Map,
+}
+
+/// `[variable.<name>]`.
+#[derive(Debug, Clone)]
+pub struct VariableBlock {
+    /// Its name.
+    pub name: String,
+    /// Where the block starts.
+    pub pos: Pos,
+    /// Declared type (default string).
+    pub ty: VarType,
+    /// Default value; a variable without one is required.
+    pub default: Option<Value>,
+    /// For docs and prompts.
+    pub description: Option<String>,
+    /// Masked everywhere.
+    pub sensitive: bool,
+}
+
+/// `[provider.<name>]`.
+#[derive(Debug, Clone)]
+pub struct ProviderBlock {
+    /// The provider's name (`gcp`, `kubernetes`, `helm`, `postgres`).
+    pub name: String,
+    /// Where the block starts.
+    pub pos: Pos,
+    /// Its configuration (a [`Expr::Map`]).
+    pub config: Spanned<Expr>,
+}
+
+/// `lifecycle = { ... }`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Lifecycle {
+    /// Refuse to destroy while this block is in the spec.
+    pub prevent_destroy: bool,
+    /// Attributes whose changes are ignored on update (`["*"]`/`all` means all).
+    pub ignore_changes: Vec<String>,
+    /// Replace by creating the new object before deleting the old one.
+    pub create_before_destroy: bool,
+}
+
+/// `[resource.<type>.<name>]` or `[data.<type>.<name>]`.
+#[derive(Debug, Clone)]
+pub struct ResourceBlock {
+    /// Its address.
+    pub address: Address,
+    /// Where the block's header is.
+    pub pos: Pos,
+    /// Its attributes (meta-arguments removed), as a [`Expr::Map`].
+    pub body: Spanned<Expr>,
+    /// `depends_on`, with the position of each entry.
+    pub depends_on: Vec<Spanned<Address>>,
+    /// `lifecycle`.
+    pub lifecycle: Lifecycle,
+    /// `timeouts = { create = "30m", update = "30m", delete = "30m" }`, in seconds.
+    pub timeouts: BTreeMap<String, u64>,
+    /// `provider = "<name>"`; `None` means the provider owning the type's prefix.
+    pub provider: Option<String>,
+}
+
+/// `[output.<name>]`.
+#[derive(Debug, Clone)]
+pub struct OutputBlock {
+    /// Its name.
+    pub name: String,
+    /// Where the block starts.
+    pub pos: Pos,
+    /// Its value expression.
+    pub value: Spanned<Expr>,
+    /// Masked when printed.
+    pub sensitive: bool,
+}
+
+/// A thing with a position.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Spanned<T> {
+    /// The thing.
+    pub node: T,
+    /// Where it starts.
+    pub pos: Pos,
+}
+
+/// An unevaluated value from the spec.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Expr {
+    /// A value with no interpolation in it (numbers, bools, plain strings).
+    Literal(Value),
+    /// A string with `${...}` interpolations. A template made of exactly one
+    /// interpolation and nothing else keeps the type of the interpolated value.
+    Template(Vec<TemplatePart>),
+    /// An array.
+    List(Vec<Spanned<Expr>>),
+    /// A table.
+    Map(BTreeMap<String, Spanned<Expr>>),
+}
+
+/// One piece of a template.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TemplatePart {
+    /// Literal text (with `$${` already unescaped to `${`).
+    Text(String),
+    /// `${ operand }`.
+    Interp(Spanned<Operand>),
+}
+
+/// What can appear inside `${ ... }`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Operand {
+    /// A reference.
+    Ref(Reference),
+    /// A quoted string literal (function arguments).
+    Str(String),
+    /// A number literal (function arguments).
+    Number(f64),
+    /// `name(arg, ...)`, from the closed set of functions.
+    Call(String, Vec<Spanned<Operand>>),
+}
+
+/// A reference to a value.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Reference {
+    /// `var.<name>`.
+    Var(String),
+    /// `<type>.<name>[.<attr>[.<path>...]]` or `data.<type>.<name>[...]`: an
+    /// empty path means the whole object.
+    Resource {
+        /// The resource or data source referred to.
+        address: Address,
+        /// Attribute name then nested keys / list indices.
+        path: Vec<String>,
+    },
+}
+
+impl Reference {
+    /// The resource this reference depends on, if any.
+    pub fn address(&self) -> Option<&Address> {
+        match self {
+            Reference::Resource { address, .. } => Some(address),
+            Reference::Var(_) => None,
+        }
+    }
+}
+
+impl Expr {
+    /// Every reference in this expression, with its position.
+    pub fn references(&self) -> Vec<Spanned<Reference>> {
+        let mut out = Vec::new();
+        self.collect_refs(&mut out);
+        out
+    }
+
+    fn collect_refs(&self, out: &mut Vec<Spanned<Reference>>) {
+        match self {
+            Expr::Literal(_) => {}
+            Expr::Template(parts) => {
+                for p in parts {
+                    if let TemplatePart::Interp(op) = p {
+                        collect_operand_refs(op, out);
+                    }
+                }
+            }
+            Expr::List(items) => items.iter().for_each(|i| i.node.collect_refs(out)),
+            Expr::Map(m) => m.values().for_each(|i| i.node.collect_refs(out)),
+        }
+    }
+}
+
+fn collect_operand_refs(op: &Spanned<Operand>, out: &mut Vec<Spanned<Reference>>) {
+    match &op.node {
+        Operand::Ref(r) => out.push(Spanned { node: r.clone(), pos: op.pos.clone() }),
+        Operand::Call(_, args) => args.iter().for_each(|a| collect_operand_refs(a, out)),
+        Operand::Str(_) | Operand::Number(_) => {}
+    }
+}
