@@ -1,0 +1,148 @@
+//! The shared state of a running emulator ([`App`]) and the long-running-operation runner.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Config, OpDurations};
+use crate::faults::Faults;
+use crate::sql::postgres::PgManager;
+use crate::state::{OpError, OpStatus, Operation, State};
+
+/// Settings that can change at runtime through the admin API.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Settings {
+    /// Durations of long-running operations.
+    pub op_durations: OpDurations,
+    /// Cloud SQL name-reuse window, in seconds.
+    pub name_reuse_window_s: u64,
+    /// Eventual-consistency delay of new service accounts, in milliseconds.
+    pub sa_visibility_delay_ms: u64,
+}
+
+/// Request counts by API method.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Stats {
+    /// Total API requests (admin requests excluded).
+    pub total: u64,
+    /// Requests by method name, e.g. `sql.instances.get`; unrouted ones count as `unimplemented`.
+    pub requests: BTreeMap<String, u64>,
+    /// Injected faults by method name.
+    pub faults_injected: BTreeMap<String, u64>,
+}
+
+/// Everything a request handler needs.
+#[derive(Debug)]
+pub struct App {
+    /// The configuration the emulator started with.
+    pub config: Config,
+    /// Runtime settings.
+    pub settings: Mutex<Settings>,
+    /// The resources.
+    pub state: Mutex<State>,
+    /// Bumped by a reset, so that operations started before it do not write into the new state.
+    pub generation: AtomicU64,
+    /// PostgreSQL servers.
+    pub pg: PgManager,
+    /// Fault injection.
+    pub faults: Mutex<Faults>,
+    /// Request counts.
+    pub stats: Mutex<Stats>,
+    /// `http://127.0.0.1:PORT/`.
+    pub base_url: String,
+    /// Path of the state file when persisting.
+    pub state_file: Option<PathBuf>,
+}
+
+/// Locks a mutex, ignoring poisoning (a panicked handler must not wedge the emulator).
+pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl App {
+    /// The current settings.
+    pub fn settings(&self) -> Settings {
+        lock(&self.settings).clone()
+    }
+
+    /// Saves the state when persisting; failures are logged, not fatal.
+    pub fn persist(&self, state: &State) {
+        if let Some(path) = &self.state_file {
+            if let Err(e) = state.save(path) {
+                tracing_err(&format!("cannot save state: {e}"));
+            }
+        }
+    }
+
+    /// Registers `op` and runs it: it stays PENDING for a fifth of its duration, then RUNNING while
+    /// `work` runs and until the duration has elapsed, then `finish` applies the outcome to the
+    /// state under the lock and the operation becomes DONE (with the error, if `work` or `finish`
+    /// failed). `finish` must tolerate resources that disappeared meanwhile.
+    pub fn run_op<W, F>(self: &Arc<Self>, state: &mut State, op: Operation, work: W, finish: F) -> Operation
+    where
+        W: Future<Output = Result<(), OpError>> + Send + 'static,
+        F: FnOnce(&mut State, &Result<(), OpError>) -> Result<(), OpError> + Send + 'static,
+    {
+        let duration = self.settings().op_durations.lookup(op.api.key(), &op.op_type);
+        let name = op.name.clone();
+        state.ops.insert(name.clone(), op.clone());
+        let app = self.clone();
+        let generation = self.generation.load(Ordering::SeqCst);
+        tokio::spawn(async move {
+            let started = tokio::time::Instant::now();
+            tokio::time::sleep(duration / 5).await;
+            app.update_op(generation, &name, |op| {
+                op.status = OpStatus::Running;
+                op.start_ms = Some(crate::util::now_ms());
+            });
+            let result = work.await;
+            tokio::time::sleep_until(started + duration).await;
+            if app.generation.load(Ordering::SeqCst) != generation {
+                return;
+            }
+            let mut st = lock(&app.state);
+            let result = finish(&mut st, &result).and(result);
+            if let Some(op) = st.ops.get_mut(&name) {
+                op.status = OpStatus::Done;
+                op.end_ms = Some(crate::util::now_ms());
+                op.error = result.err();
+            }
+            app.persist(&st);
+        });
+        op
+    }
+
+    fn update_op(&self, generation: u64, name: &str, f: impl FnOnce(&mut Operation)) {
+        if self.generation.load(Ordering::SeqCst) != generation {
+            return;
+        }
+        let mut st = lock(&self.state);
+        if let Some(op) = st.ops.get_mut(name) {
+            f(op);
+        }
+    }
+
+    /// Waits until no operation is unfinished (for tests and the admin API), up to `timeout`.
+    pub async fn settle(&self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if lock(&self.state).ops.values().all(|o| o.status == OpStatus::Done) {
+                return true;
+            }
+            if tokio::time::Instant::now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// Logs an emulator-side problem to stderr.
+pub fn tracing_err(msg: &str) {
+    eprintln!("gcp-emulator: {msg}");
+}

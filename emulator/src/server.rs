@@ -1,0 +1,265 @@
+//! The running emulator: HTTP server, request pipeline (auth, counting, faults, routing, log
+//! line), and the [`Emulator`] handle.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::{Body, to_bytes};
+use axum::extract::State as AxumState;
+use axum::http::{Request, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::app::{App, Settings, Stats, lock, tracing_err};
+use crate::config::{Config, OpDurations};
+use crate::error::{ApiError, EmulatorError};
+use crate::faults::{FaultSpec, Faults};
+use crate::http::{ApiRequest, json_response};
+use crate::sql::postgres::PgManager;
+use crate::state::State;
+
+/// A running emulator. Dropping it (or [`Emulator::shutdown`]) stops the HTTP server and every
+/// PostgreSQL server it started.
+#[derive(Debug)]
+pub struct Emulator {
+    app: Arc<App>,
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Emulator {
+    /// Starts serving on `config.listen`, loading the state from `config.state_dir` if given and
+    /// restarting the PostgreSQL servers of the instances found there.
+    pub async fn start(config: Config) -> Result<Emulator, EmulatorError> {
+        let (state, state_file, pg_root) = match &config.state_dir {
+            Some(dir) => {
+                std::fs::create_dir_all(dir).map_err(|source| EmulatorError::StateDir { path: dir.clone(), source })?;
+                let file = dir.join("state.json");
+                (State::load(&file)?, Some(file), Some(dir.join("postgres")))
+            }
+            None => (State::default(), None, None),
+        };
+        let pg = PgManager::new(pg_root)?;
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| EmulatorError::Bind { addr: config.listen, source })?;
+        let addr = listener.local_addr().map_err(|source| EmulatorError::Bind { addr: config.listen, source })?;
+        let settings = Settings {
+            op_durations: config.op_durations.clone(),
+            name_reuse_window_s: config.name_reuse_window.as_secs(),
+            sa_visibility_delay_ms: config.sa_visibility_delay.as_millis() as u64,
+        };
+        let app = Arc::new(App {
+            faults: Mutex::new(Faults::new(config.fault_seed)),
+            config,
+            settings: Mutex::new(settings),
+            state: Mutex::new(state),
+            generation: Default::default(),
+            pg,
+            stats: Mutex::new(Stats::default()),
+            base_url: format!("http://{addr}/"),
+            state_file,
+        });
+        resume_servers(&app).await;
+        let router = Router::new().fallback(handle).with_state(app.clone());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let serve = axum::serve(listener, router).with_graceful_shutdown(async {
+                let _ = stopped.await;
+            });
+            if let Err(e) = serve.await {
+                tracing_err(&format!("HTTP server stopped: {e}"));
+            }
+        });
+        Ok(Emulator { app, addr, stop: Some(stop), task: Some(task) })
+    }
+
+    /// `http://127.0.0.1:PORT/`: the value for gcloud's `api_endpoint_overrides/*` and for the
+    /// official SDKs' endpoint (without the trailing slash there).
+    pub fn base_url(&self) -> &str {
+        &self.app.base_url
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Replaces the injected faults (the admin API's `PUT /_emulator/faults`).
+    pub fn set_faults(&self, spec: FaultSpec) -> Result<(), String> {
+        lock(&self.app.faults).set(spec)
+    }
+
+    /// Removes every injected fault.
+    pub fn clear_faults(&self) {
+        let _ = lock(&self.app.faults).set(FaultSpec::default());
+    }
+
+    /// Request counts per API method so far.
+    pub fn stats(&self) -> Stats {
+        lock(&self.app.stats).clone()
+    }
+
+    /// Zeroes the request counts.
+    pub fn reset_stats(&self) {
+        *lock(&self.app.stats) = Stats::default();
+    }
+
+    /// The runtime settings.
+    pub fn settings(&self) -> Settings {
+        self.app.settings()
+    }
+
+    /// Sets the durations of long-running operations started from now on.
+    pub fn set_op_durations(&self, d: OpDurations) {
+        lock(&self.app.settings).op_durations = d;
+    }
+
+    /// Sets the eventual-consistency delay of service accounts created from now on (and of those
+    /// already created, which are measured from their creation time).
+    pub fn set_sa_visibility_delay(&self, d: Duration) {
+        lock(&self.app.settings).sa_visibility_delay_ms = d.as_millis() as u64;
+    }
+
+    /// Forgets every resource and operation and deletes every PostgreSQL server.
+    pub async fn reset(&self) {
+        reset(&self.app).await;
+    }
+
+    /// Waits until every long-running operation is done; false on timeout.
+    pub async fn settle(&self, timeout: Duration) -> bool {
+        self.app.settle(timeout).await
+    }
+
+    /// The PostgreSQL port of Cloud SQL instance `project/instance`, once it runs.
+    pub fn postgres_port(&self, project: &str, instance: &str) -> Option<u16> {
+        lock(&self.app.state).sql.instances.get(&format!("{project}/{instance}")).and_then(|i| i.pg_port)
+    }
+
+    /// The unix socket directory of that instance's server (connect as `cloudsqladmin`, trusted).
+    pub fn postgres_socket_dir(&self, project: &str, instance: &str) -> Option<std::path::PathBuf> {
+        self.app.pg.get(&format!("{project}/{instance}")).map(|s| s.socket_dir())
+    }
+
+    /// Stops the HTTP server and the PostgreSQL servers (their data is kept when persisting).
+    pub async fn shutdown(mut self) {
+        self.stop_now().await;
+    }
+
+    async fn stop_now(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            // Open keep-alive connections could hold graceful shutdown forever.
+            if tokio::time::timeout(Duration::from_secs(2), task).await.is_err() {
+                tracing_err("HTTP server did not stop within 2 s; abandoning open connections");
+            }
+        }
+        self.app.pg.stop_all();
+        self.app.persist(&lock(&self.app.state));
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+        self.app.pg.stop_all();
+    }
+}
+
+async fn resume_servers(app: &Arc<App>) {
+    let todo: Vec<(String, std::path::PathBuf, u16)> = lock(&app.state)
+        .sql
+        .instances
+        .iter()
+        .filter(|(_, i)| i.resource["state"] == "RUNNABLE")
+        .filter_map(|(k, i)| Some((k.clone(), i.pg_dir.clone()?, i.pg_port?)))
+        .collect();
+    for (key, dir, port) in todo {
+        if let Err(e) = app.pg.resume(&key, &dir, port).await {
+            tracing_err(&format!("cannot restart PostgreSQL of instance {key}: {e}"));
+            if let Some(i) = lock(&app.state).sql.instances.get_mut(&key) {
+                i.resource["state"] = "FAILED".into();
+            }
+        }
+    }
+}
+
+/// Forgets everything (admin reset).
+pub async fn reset(app: &Arc<App>) {
+    app.generation.fetch_add(1, Ordering::SeqCst);
+    *lock(&app.state) = State::default();
+    app.pg.destroy_all().await;
+    app.persist(&lock(&app.state));
+}
+
+async fn handle(AxumState(app): AxumState<Arc<App>>, req: Request<Body>) -> Response {
+    let started = Instant::now();
+    let (parts, body) = req.into_parts();
+    let path = parts.uri.path().to_string();
+    let method = parts.method.clone();
+    let bytes = match to_bytes(body, 64 * 1024 * 1024).await {
+        Ok(b) => b,
+        Err(e) => return ApiError::invalid_argument(format!("cannot read the request body: {e}")).into_response(),
+    };
+    if path.starts_with("/_emulator/") || path == "/_emulator" {
+        let resp = crate::admin::handle(&app, &method, &path, parts.uri.query(), &bytes).await;
+        eprintln!("{method} {path} -> {} (admin)", resp.status().as_u16());
+        return resp;
+    }
+    let (name, resp) = api_response(&app, &parts, &bytes).await;
+    // One line per request; paths and method names carry no secrets (passwords travel in bodies).
+    eprintln!("{method} {path} -> {} {name} {}ms", resp.status().as_u16(), started.elapsed().as_millis());
+    resp
+}
+
+async fn api_response(app: &Arc<App>, parts: &axum::http::request::Parts, bytes: &[u8]) -> (&'static str, Response) {
+    if let Some(token) = &app.config.access_token {
+        let expected = format!("Bearer {token}");
+        let given = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        if given != Some(expected.as_str()) {
+            let e = ApiError::unauthenticated(
+                "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential.",
+            );
+            return ("unauthenticated", e.into_response());
+        }
+    }
+    let req = match ApiRequest::parse(parts.method.clone(), parts.uri.path(), parts.uri.query(), bytes) {
+        Ok(r) => r,
+        Err(e) => return ("invalid", e.into_response()),
+    };
+    let Some((api, name)) = crate::router::route(&req) else {
+        count(app, "unimplemented");
+        return ("unimplemented", ApiError::unimplemented(req.method.as_str(), &req.path).into_response());
+    };
+    count(app, name);
+    let (latency, fault) = lock(&app.faults).decide(name);
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    if let Some(e) = fault {
+        *lock(&app.stats).faults_injected.entry(name.to_string()).or_default() += 1;
+        return (name, e.into_response());
+    }
+    match crate::router::dispatch(app, &req, api, name).await {
+        Ok(v) => (name, json_response(StatusCode::OK, &v)),
+        Err(e) => (name, e.into_response()),
+    }
+}
+
+fn count(app: &App, name: &str) {
+    let mut s = lock(&app.stats);
+    s.total += 1;
+    *s.requests.entry(name.to_string()).or_default() += 1;
+}

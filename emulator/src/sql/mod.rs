@@ -1,0 +1,171 @@
+//! Cloud SQL Admin, served under both `/v1/` and `/sql/v1beta4/` with the same semantics
+//! (contract §1). Every instance is a real PostgreSQL server ([`postgres`]).
+
+pub mod children;
+pub mod instances;
+pub mod postgres;
+
+use std::sync::Arc;
+
+use axum::http::Method;
+use serde_json::{Value, json};
+
+use crate::app::{App, lock};
+use crate::error::ApiError;
+use crate::http::ApiRequest;
+use crate::state::{OpApi, Operation, State};
+use crate::util::rfc3339;
+
+/// A Cloud SQL request, with the version prefix and project taken apart.
+pub struct SqlRequest<'a> {
+    /// The request.
+    pub req: &'a ApiRequest,
+    /// `v1` or `sql/v1beta4`, used in links.
+    pub prefix: &'static str,
+    /// Project id.
+    pub project: String,
+    /// Path segments after `projects/{project}`.
+    pub rest: Vec<&'a str>,
+}
+
+impl<'a> SqlRequest<'a> {
+    /// Splits `req` if it is a Cloud SQL path.
+    pub fn parse(req: &'a ApiRequest) -> Option<Self> {
+        let s: Vec<&str> = req.segments.iter().map(String::as_str).collect();
+        let (prefix, project, rest) = match s.as_slice() {
+            ["sql", "v1beta4", "projects", p, rest @ ..] => ("sql/v1beta4", *p, rest.to_vec()),
+            ["v1", "projects", p, rest @ ..] if matches!(rest.first(), Some(&"instances") | Some(&"operations")) => {
+                ("v1", *p, rest.to_vec())
+            }
+            _ => return None,
+        };
+        Some(SqlRequest { req, prefix, project: project.to_string(), rest })
+    }
+
+    /// The base of links: `{base_url}{prefix}/projects/{project}`.
+    pub fn link_base(&self, app: &App) -> String {
+        format!("{}{}/projects/{}", app.base_url, self.prefix, self.project)
+    }
+}
+
+/// The method name of a Cloud SQL request.
+pub fn method(r: &SqlRequest<'_>) -> Option<&'static str> {
+    let m = &r.req.method;
+    if r.req.verb.is_some() {
+        return None;
+    }
+    Some(match r.rest.as_slice() {
+        ["instances"] if m == Method::POST => "sql.instances.insert",
+        ["instances"] if m == Method::GET => "sql.instances.list",
+        ["instances", _] => match *m {
+            Method::GET => "sql.instances.get",
+            Method::PATCH => "sql.instances.patch",
+            Method::PUT => "sql.instances.update",
+            Method::DELETE => "sql.instances.delete",
+            _ => return None,
+        },
+        ["instances", _, "restart"] if m == Method::POST => "sql.instances.restart",
+        ["instances", _, "databases"] if m == Method::POST => "sql.databases.insert",
+        ["instances", _, "databases"] if m == Method::GET => "sql.databases.list",
+        ["instances", _, "databases", _] => match *m {
+            Method::GET => "sql.databases.get",
+            Method::PATCH => "sql.databases.patch",
+            Method::PUT => "sql.databases.update",
+            Method::DELETE => "sql.databases.delete",
+            _ => return None,
+        },
+        ["instances", _, "users"] => match *m {
+            Method::POST => "sql.users.insert",
+            Method::GET => "sql.users.list",
+            Method::PUT => "sql.users.update",
+            Method::DELETE => "sql.users.delete",
+            _ => return None,
+        },
+        ["instances", _, "users", _] if m == Method::GET => "sql.users.get",
+        ["operations"] if m == Method::GET => "sql.operations.list",
+        ["operations", _] if m == Method::GET => "sql.operations.get",
+        _ => return None,
+    })
+}
+
+/// Handles a request `method` recognised.
+pub async fn handle(app: &Arc<App>, r: &SqlRequest<'_>, method: &str) -> Result<Value, ApiError> {
+    match method {
+        "sql.operations.get" => {
+            let st = lock(&app.state);
+            let op = st
+                .ops
+                .get(r.rest[1])
+                .filter(|o| o.api == OpApi::Sql && o.project == r.project)
+                .ok_or_else(|| {
+                    ApiError::not_found(format!("The Cloud SQL operation {} does not exist.", r.rest[1]))
+                        .with_reason("operationDoesNotExist")
+                })?;
+            Ok(render_op(&r.link_base(app), op))
+        }
+        "sql.operations.list" => {
+            let st = lock(&app.state);
+            let instance = r.req.query("instance");
+            let mut ops: Vec<&Operation> = st
+                .ops
+                .values()
+                .filter(|o| o.api == OpApi::Sql && o.project == r.project && instance.is_none_or(|i| o.target == i))
+                .collect();
+            ops.sort_by(|a, b| b.insert_ms.cmp(&a.insert_ms).then(a.name.cmp(&b.name)));
+            let base = r.link_base(app);
+            let items: Vec<Value> = ops.into_iter().map(|o| render_op(&base, o)).collect();
+            Ok(json!({"kind": "sql#operationsList", "items": items}))
+        }
+        m if m.starts_with("sql.instances.") => instances::handle(app, r, m).await,
+        m => children::handle(app, r, m).await,
+    }
+}
+
+/// Renders an `sql#operation`. A failed operation is DONE with `error.errors[]` (contract §1.2).
+pub fn render_op(base: &str, op: &Operation) -> Value {
+    let mut v = json!({
+        "kind": "sql#operation",
+        "name": op.name,
+        "selfLink": format!("{base}/operations/{}", op.name),
+        "targetLink": format!("{base}/instances/{}", op.target),
+        "targetId": op.target,
+        "targetProject": op.project,
+        "status": op.status.as_str(),
+        "operationType": op.op_type,
+        "user": "emulator@gcp-emulator.local",
+        "insertTime": rfc3339(op.insert_ms),
+    });
+    if let Some(t) = op.start_ms {
+        v["startTime"] = rfc3339(t).into();
+    }
+    if let Some(t) = op.end_ms {
+        v["endTime"] = rfc3339(t).into();
+    }
+    if let Some(e) = &op.error {
+        v["error"] = json!({
+            "kind": "sql#operationErrors",
+            "errors": [{"kind": "sql#operationError", "code": e.code, "message": e.message}],
+        });
+    }
+    v
+}
+
+/// 404 for a missing instance.
+pub fn instance_not_found() -> ApiError {
+    ApiError::not_found("The Cloud SQL instance does not exist.").with_reason("instanceDoesNotExist")
+}
+
+/// 409 while another operation runs on the instance.
+pub fn op_in_progress() -> ApiError {
+    ApiError::new_conflict("Operation failed because another operation was already in progress.", "operationInProgress")
+}
+
+/// Fails with 409 `operationInProgress` when an operation on `instance` is unfinished.
+pub fn check_no_op(st: &State, project: &str, instance: &str) -> Result<(), ApiError> {
+    if st.op_in_progress(OpApi::Sql, project, instance) { Err(op_in_progress()) } else { Ok(()) }
+}
+
+/// A new Cloud SQL operation on `instance`.
+pub fn new_op(project: &str, op_type: &str, instance: &str) -> Operation {
+    Operation::new(OpApi::Sql, crate::util::uuid_like(), project, op_type, instance)
+}
