@@ -1,0 +1,608 @@
+//! Reading spec files: TOML text → [`Spec`].
+//!
+//! A spec is one file or a directory of `*.toml` files (read in file-name order
+//! and merged). Loading checks the *shape* of the spec — block kinds, names,
+//! meta-arguments, interpolation syntax — and collects every error of every
+//! file in one pass. Checking blocks against provider schemas is
+//! [`super::validate`]'s job.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use toml::Spanned as TSpanned;
+use toml::de::{DeString, DeTable, DeValue};
+
+use crate::address::{Address, is_identifier};
+use crate::diag::{Diagnostic, Diagnostics, Pos, SourceFile};
+use crate::value::Value;
+
+use super::convert::{plain_value, table_exprs, to_expr};
+use super::meta;
+use super::model::{
+    Expr, Lifecycle, OutputBlock, ProviderBlock, ResourceBlock, Spanned, Spec, VarType, VariableBlock,
+};
+
+/// The top-level tables a spec may have.
+const BLOCK_KINDS: [&str; 5] = ["variable", "provider", "resource", "data", "output"];
+
+/// Loads a spec from a file, or from every `*.toml` file of a directory.
+///
+/// Every error of every file is reported (sorted by position); duplicate
+/// blocks across files are errors naming both positions.
+pub fn load(path: &Path) -> Result<Spec, Diagnostics> {
+    let mut errors = Vec::new();
+    let (files, dir, name) = if path.is_dir() {
+        let files = match toml_files(path) {
+            Ok(f) => f,
+            Err(e) => {
+                return Err(Diagnostics(vec![Diagnostic::error(
+                    None,
+                    format!("cannot read directory `{}`: {e}", path.display()),
+                )]));
+            }
+        };
+        if files.is_empty() {
+            return Err(Diagnostics(vec![
+                Diagnostic::error(None, format!("no `*.toml` files in `{}`", path.display()))
+                    .with_hint("pass a spec file, or a directory holding `*.toml` files"),
+            ]));
+        }
+        (files, path.to_path_buf(), dir_name(path))
+    } else {
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        (vec![path.to_path_buf()], dir, name)
+    };
+    let mut sources = Vec::new();
+    for f in &files {
+        match std::fs::read_to_string(f) {
+            Ok(text) => sources.push(SourceFile::new(f, text)),
+            Err(e) => errors.push(Diagnostic::error(None, format!("cannot read `{}`: {e}", f.display()))),
+        }
+    }
+    let mut spec = Spec { name, dir, files, ..Spec::default() };
+    for src in &sources {
+        add_source(&mut spec, src, &mut errors);
+    }
+    finish(spec, errors)
+}
+
+/// Loads a spec from text, as if read from `path` (for tests and tools).
+/// `file()` paths are relative to `path`'s directory.
+pub fn load_str(path: &Path, text: &str) -> Result<Spec, Diagnostics> {
+    let src = SourceFile::new(path, text.to_string());
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let mut spec = Spec { name, dir, files: vec![path.to_path_buf()], ..Spec::default() };
+    let mut errors = Vec::new();
+    add_source(&mut spec, &src, &mut errors);
+    finish(spec, errors)
+}
+
+fn finish(spec: Spec, errors: Vec<Diagnostic>) -> Result<Spec, Diagnostics> {
+    let mut d = Diagnostics(errors);
+    d.sort();
+    if d.has_errors() { Err(d) } else { Ok(spec) }
+}
+
+fn toml_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let p = entry?.path();
+        if p.extension().is_some_and(|e| e == "toml") && p.is_file() {
+            out.push(p);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn dir_name(path: &Path) -> String {
+    let named = path.file_name().map(|s| s.to_string_lossy().into_owned());
+    named
+        .or_else(|| {
+            std::fs::canonicalize(path)
+                .ok()
+                .and_then(|p| p.file_name().map(|s| s.to_string_lossy().into_owned()))
+        })
+        .unwrap_or_else(|| "spec".into())
+}
+
+type Key<'i> = TSpanned<DeString<'i>>;
+type Val<'i> = TSpanned<DeValue<'i>>;
+
+/// Adds one file's blocks to `spec`.
+fn add_source(spec: &mut Spec, src: &SourceFile, errors: &mut Vec<Diagnostic>) {
+    let (root, parse_errors) = DeTable::parse_recoverable(&src.text);
+    for e in parse_errors {
+        let pos = e.span().map(|s| src.pos(s.start));
+        errors.push(Diagnostic::error(pos, format!("invalid TOML: {}", e.message().trim())));
+    }
+    let mut cx = Cx { src, errors };
+    for (k, v) in root.get_ref().iter() {
+        match k.get_ref().as_ref() {
+            "variable" => cx.named_blocks(k, v, "variable", |cx, name, v| cx.variable(spec, name, v)),
+            "provider" => cx.named_blocks(k, v, "provider", |cx, name, v| cx.provider(spec, name, v)),
+            "output" => cx.named_blocks(k, v, "output", |cx, name, v| cx.output(spec, name, v)),
+            "resource" => cx.typed_blocks(k, v, false, spec),
+            "data" => cx.typed_blocks(k, v, true, spec),
+            other => {
+                let d = Diagnostic::error(Some(cx.key_pos(k)), format!("unknown block kind `{other}`"));
+                let d = match crate::diag::did_you_mean(other, BLOCK_KINDS) {
+                    Some(s) => d.with_hint(format!("did you mean `{s}`?")),
+                    None => d.with_hint(
+                        "top-level tables are `variable`, `provider`, `resource`, `data` and `output`",
+                    ),
+                };
+                cx.errors.push(d);
+            }
+        }
+    }
+}
+
+/// Loading context for one file.
+pub(crate) struct Cx<'s, 'e> {
+    pub(crate) src: &'s SourceFile,
+    pub(crate) errors: &'e mut Vec<Diagnostic>,
+}
+
+impl Cx<'_, '_> {
+    pub(crate) fn key_pos(&self, k: &Key<'_>) -> Pos {
+        self.src.pos(k.span().start)
+    }
+    pub(crate) fn val_pos(&self, v: &Val<'_>) -> Pos {
+        self.src.pos(v.span().start)
+    }
+    pub(crate) fn err(&mut self, pos: Pos, msg: impl Into<String>) -> &mut Diagnostic {
+        self.errors.push(Diagnostic::error(Some(pos), msg));
+        self.errors.last_mut().expect("just pushed")
+    }
+
+    fn table<'a, 'i>(&mut self, v: &'a Val<'i>, what: &str) -> Option<&'a DeTable<'i>> {
+        match v.get_ref() {
+            DeValue::Table(t) => Some(t),
+            DeValue::Array(a) if !a.is_empty() && a.iter().all(|i| i.get_ref().is_table()) => {
+                let pos = self.val_pos(v);
+                let d = self.err(pos, format!("{what} must be a table, not an array of tables"));
+                *d = d.clone().with_hint("write `[...]` (one pair of brackets), not `[[...]]`");
+                None
+            }
+            other => {
+                let pos = self.val_pos(v);
+                self.err(pos, format!("{what} must be a table, found {}", other.type_str()));
+                None
+            }
+        }
+    }
+
+    fn check_name(&mut self, k: &Key<'_>, what: &str) -> bool {
+        let name = k.get_ref();
+        if is_identifier(name) {
+            return true;
+        }
+        let pos = self.key_pos(k);
+        let why = match name.chars().next() {
+            None => "it is empty".to_string(),
+            Some(c) if !(c.is_ascii_alphabetic() || c == '_') => {
+                format!("it starts with `{c}`")
+            }
+            _ => {
+                let bad = name
+                    .chars()
+                    .find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-'))
+                    .unwrap_or(' ');
+                format!("it contains `{bad}`")
+            }
+        };
+        let d = self.err(pos, format!("invalid {what} name `{name}`: {why}"));
+        *d = d.clone().with_hint(
+            "names start with a letter or `_` and contain only ASCII letters, digits, `_` and `-`",
+        );
+        false
+    }
+
+    /// `[variable.<name>]`, `[provider.<name>]`, `[output.<name>]`.
+    fn named_blocks<'i>(
+        &mut self,
+        k: &Key<'i>,
+        v: &Val<'i>,
+        kind: &str,
+        mut each: impl FnMut(&mut Self, &Key<'i>, &Val<'i>),
+    ) {
+        let _ = k;
+        let Some(t) = self.table(v, &format!("`{kind}`")) else { return };
+        for (name, body) in t.iter() {
+            if self.check_name(name, kind) {
+                each(self, name, body);
+            }
+        }
+    }
+
+    /// `[resource.<type>.<name>]` and `[data.<type>.<name>]`.
+    fn typed_blocks(&mut self, _k: &Key<'_>, v: &Val<'_>, data: bool, spec: &mut Spec) {
+        let kind = if data { "data" } else { "resource" };
+        let Some(types) = self.table(v, &format!("`{kind}`")) else { return };
+        for (ty, names) in types.iter() {
+            if !self.check_name(ty, &format!("{kind} type")) {
+                continue;
+            }
+            let what = format!("`{kind}.{}` (blocks are `[{kind}.<type>.<name>]`)", ty.get_ref());
+            let Some(names) = self.table(names, &what) else { continue };
+            for (name, body) in names.iter() {
+                if !self.check_name(name, kind) {
+                    continue;
+                }
+                let address = if data {
+                    Address::data(ty.get_ref().as_ref(), name.get_ref().as_ref())
+                } else {
+                    Address::managed(ty.get_ref().as_ref(), name.get_ref().as_ref())
+                };
+                let what = format!("`{address}`");
+                let Some(t) = self.table(body, &what) else { continue };
+                let pos = self.val_pos(body);
+                if let Some(block) = self.resource(address, pos, t) {
+                    let existing = spec.resources.get(&block.address).map(|b| b.pos.clone());
+                    match existing {
+                        Some(first) => {
+                            let msg = format!("duplicate {kind} `{}`", block.address);
+                            self.duplicate(block.pos, msg, &first);
+                        }
+                        None => {
+                            spec.resources.insert(block.address.clone(), block);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn duplicate(&mut self, pos: Pos, msg: String, first: &Pos) {
+        let d = self.err(pos, msg);
+        *d = d.clone().with_hint(format!("first declared at {first}; names must be unique across all files"));
+    }
+
+    fn resource(&mut self, address: Address, pos: Pos, t: &DeTable<'_>) -> Option<ResourceBlock> {
+        let data = address.mode == crate::address::Mode::Data;
+        let mut body = BTreeMap::new();
+        let mut depends_on = Vec::new();
+        let mut lifecycle = Lifecycle::default();
+        let mut timeouts = BTreeMap::new();
+        let mut provider = None;
+        for (k, v) in t.iter() {
+            match k.get_ref().as_ref() {
+                "depends_on" => depends_on = meta::depends_on(self, v),
+                "lifecycle" if data => {
+                    let p = self.key_pos(k);
+                    let d = self.err(p, "data sources have no `lifecycle`");
+                    *d = d.clone().with_hint("a data source is only read, never created or destroyed");
+                }
+                "lifecycle" => lifecycle = meta::lifecycle(self, v),
+                "timeouts" => timeouts = meta::timeouts(self, v, data),
+                "provider" => provider = meta::provider(self, v),
+                _ => {
+                    let e = to_expr(self.src, v, self.key_pos(k), self.errors);
+                    body.insert(k.get_ref().to_string(), e);
+                }
+            }
+        }
+        Some(ResourceBlock {
+            address,
+            pos: pos.clone(),
+            body: Spanned { node: Expr::Map(body), pos },
+            depends_on,
+            lifecycle,
+            timeouts,
+            provider,
+        })
+    }
+
+    fn variable(&mut self, spec: &mut Spec, name: &Key<'_>, v: &Val<'_>) {
+        let n = name.get_ref().to_string();
+        let Some(t) = self.table(v, &format!("`variable.{n}`")) else { return };
+        let pos = self.val_pos(v);
+        let mut ty: Option<VarType> = None;
+        let mut default: Option<(Value, Pos)> = None;
+        let mut description = None;
+        let mut sensitive = false;
+        for (k, v) in t.iter() {
+            let kp = self.key_pos(k);
+            match k.get_ref().as_ref() {
+                "type" => match v.get_ref().as_str() {
+                    Some(s) => match var_type(s) {
+                        Some(t) => ty = Some(t),
+                        None => {
+                            let vp = self.val_pos(v);
+                            let d = self.err(vp, format!("unknown variable type `{s}`"));
+                            *d = d.clone().with_hint(format!(
+                                "{}the types are {}",
+                                crate::diag::did_you_mean(s, VAR_TYPES)
+                                    .map(|x| format!("did you mean `{x}`? "))
+                                    .unwrap_or_default(),
+                                VAR_TYPES.map(|t| format!("`{t}`")).join(", ")
+                            ));
+                        }
+                    },
+                    None => {
+                        self.err(kp, "`type` must be a string such as `\"string\"`");
+                    }
+                },
+                "default" => match plain_value(v.get_ref()) {
+                    Ok(val) => default = Some((val, kp)),
+                    Err(msg) => {
+                        self.err(kp, msg);
+                    }
+                },
+                "description" => match v.get_ref().as_str() {
+                    Some(s) => description = Some(s.to_string()),
+                    None => {
+                        self.err(kp, "`description` must be a string");
+                    }
+                },
+                "sensitive" => match v.get_ref().as_bool() {
+                    Some(b) => sensitive = b,
+                    None => {
+                        self.err(kp, "`sensitive` must be `true` or `false`");
+                    }
+                },
+                other => {
+                    let d = self.err(kp, format!("unknown key `{other}` in variable `{n}`"));
+                    let keys = ["type", "default", "description", "sensitive"];
+                    *d = d.clone().with_suggestion(other, keys);
+                    if d.hint.is_none() {
+                        *d = d.clone().with_hint("a variable has `type`, `default`, `description` and `sensitive`");
+                    }
+                }
+            }
+        }
+        // Without a `type`, a default's type is the variable's type.
+        let ty = ty.unwrap_or_else(|| match &default {
+            Some((Value::Int(_) | Value::Float(_), _)) => VarType::Number,
+            Some((Value::Bool(_), _)) => VarType::Bool,
+            Some((Value::List(_), _)) => VarType::List,
+            Some((Value::Map(_), _)) => VarType::Map,
+            _ => VarType::String,
+        });
+        if let Some((d, dp)) = &default {
+            if !var_type_accepts(ty, d) {
+                self.err(
+                    dp.clone(),
+                    format!(
+                        "default of variable `{n}` is a {}, but its type is {}",
+                        d.type_name(),
+                        var_type_name(ty)
+                    ),
+                );
+            }
+        }
+        let block = VariableBlock {
+            name: n.clone(),
+            pos: pos.clone(),
+            ty,
+            default: default.map(|(v, _)| v),
+            description,
+            sensitive,
+        };
+        match spec.variables.get(&n) {
+            Some(first) => {
+                let first = first.pos.clone();
+                self.duplicate(pos, format!("duplicate variable `{n}`"), &first);
+            }
+            None => {
+                spec.variables.insert(n, block);
+            }
+        }
+    }
+
+    fn provider(&mut self, spec: &mut Spec, name: &Key<'_>, v: &Val<'_>) {
+        let n = name.get_ref().to_string();
+        let Some(t) = self.table(v, &format!("`provider.{n}`")) else { return };
+        let pos = self.val_pos(v);
+        let config = table_exprs(self.src, t, self.errors);
+        let block =
+            ProviderBlock { name: n.clone(), pos: pos.clone(), config: Spanned { node: Expr::Map(config), pos: pos.clone() } };
+        match spec.providers.get(&n) {
+            Some(first) => {
+                let first = first.pos.clone();
+                self.duplicate(pos, format!("duplicate provider `{n}`"), &first);
+            }
+            None => {
+                spec.providers.insert(n, block);
+            }
+        }
+    }
+
+    fn output(&mut self, spec: &mut Spec, name: &Key<'_>, v: &Val<'_>) {
+        let n = name.get_ref().to_string();
+        let Some(t) = self.table(v, &format!("`output.{n}`")) else { return };
+        let pos = self.val_pos(v);
+        let mut value = None;
+        let mut sensitive = false;
+        for (k, v) in t.iter() {
+            let kp = self.key_pos(k);
+            match k.get_ref().as_ref() {
+                "value" => value = Some(to_expr(self.src, v, self.val_pos(v), self.errors)),
+                "sensitive" => match v.get_ref().as_bool() {
+                    Some(b) => sensitive = b,
+                    None => {
+                        self.err(kp, "`sensitive` must be `true` or `false`");
+                    }
+                },
+                "description" => {
+                    if v.get_ref().as_str().is_none() {
+                        self.err(kp, "`description` must be a string");
+                    }
+                }
+                other => {
+                    let d = self.err(kp, format!("unknown key `{other}` in output `{n}`"));
+                    *d = d.clone().with_suggestion(other, ["value", "sensitive", "description"]);
+                    if d.hint.is_none() {
+                        *d = d.clone().with_hint("an output has `value`, `sensitive` and `description`");
+                    }
+                }
+            }
+        }
+        let Some(value) = value else {
+            let d = self.err(pos, format!("output `{n}` has no `value`"));
+            *d = d.clone().with_hint(format!("add `value = \"${{...}}\"` to `[output.{n}]`"));
+            return;
+        };
+        let block = OutputBlock { name: n.clone(), pos: pos.clone(), value, sensitive };
+        match spec.outputs.get(&n) {
+            Some(first) => {
+                let first = first.pos.clone();
+                self.duplicate(pos, format!("duplicate output `{n}`"), &first);
+            }
+            None => {
+                spec.outputs.insert(n, block);
+            }
+        }
+    }
+}
+
+const VAR_TYPES: [&str; 5] = ["string", "number", "bool", "list", "map"];
+
+fn var_type(s: &str) -> Option<VarType> {
+    Some(match s {
+        "string" => VarType::String,
+        "number" => VarType::Number,
+        "bool" => VarType::Bool,
+        "list" => VarType::List,
+        "map" => VarType::Map,
+        _ => return None,
+    })
+}
+
+/// The name of a variable type, as written in the spec.
+pub(crate) fn var_type_name(t: VarType) -> &'static str {
+    match t {
+        VarType::String => "string",
+        VarType::Number => "number",
+        VarType::Bool => "bool",
+        VarType::List => "list",
+        VarType::Map => "map",
+    }
+}
+
+/// Whether `v` fits a variable type (unknown and secrets are looked through).
+pub(crate) fn var_type_accepts(t: VarType, v: &Value) -> bool {
+    match (t, v) {
+        (_, Value::Sensitive(inner)) => var_type_accepts(t, inner),
+        (_, Value::Unknown | Value::Redacted(_)) => true,
+        (VarType::String, Value::String(_))
+        | (VarType::Number, Value::Int(_) | Value::Float(_))
+        | (VarType::Bool, Value::Bool(_))
+        | (VarType::List, Value::List(_))
+        | (VarType::Map, Value::Map(_)) => true,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(text: &str) -> Spec {
+        match load_str(Path::new("t.toml"), text) {
+            Ok(s) => s,
+            Err(d) => panic!("{d}"),
+        }
+    }
+
+    fn err(text: &str) -> String {
+        load_str(Path::new("t.toml"), text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn loads_every_block_kind() {
+        let s = ok(r#"
+[variable.project]
+type = "string"
+description = "GCP project id"
+
+[variable.n]
+default = 3
+
+[provider.gcp]
+project = "${var.project}"
+
+[resource.gcp_service_account.sql_access]
+account_id = "skypilot"
+depends_on = ["gcp_project_service.iam", "data.gcp_project.p"]
+lifecycle = { prevent_destroy = true, ignore_changes = ["display_name"], create_before_destroy = false }
+timeouts = { create = "1h30m", delete = 90 }
+provider = "gcp"
+
+[data.gcp_container_cluster.main]
+name = "my-cluster"
+created = 1979-05-27T07:32:00Z
+
+[output.sa_email]
+value = "${gcp_service_account.sql_access.email}"
+sensitive = true
+"#);
+        assert_eq!(s.name, "t");
+        assert_eq!(s.variables["n"].ty, VarType::Number);
+        assert_eq!(s.variables["project"].default, None);
+        let r = &s.resources[&Address::managed("gcp_service_account", "sql_access")];
+        assert_eq!((r.pos.line, r.pos.col), (12, 1));
+        assert_eq!(r.depends_on.len(), 2);
+        assert!(r.lifecycle.prevent_destroy);
+        assert_eq!(r.lifecycle.ignore_changes, ["display_name"]);
+        assert_eq!(r.timeouts["create"], 5400);
+        assert_eq!(r.timeouts["delete"], 90);
+        assert_eq!(r.provider.as_deref(), Some("gcp"));
+        let Expr::Map(body) = &r.body.node else { panic!() };
+        assert_eq!(body.keys().collect::<Vec<_>>(), ["account_id"]);
+        assert_eq!((body["account_id"].pos.line, body["account_id"].pos.col), (13, 1));
+        let d = &s.resources[&Address::data("gcp_container_cluster", "main")];
+        let Expr::Map(body) = &d.body.node else { panic!() };
+        assert_eq!(body["created"].node, Expr::Literal(Value::str("1979-05-27T07:32:00Z")));
+        assert!(s.outputs["sa_email"].sensitive);
+        assert_eq!(s.outputs["sa_email"].value.node.references().len(), 1);
+    }
+
+    #[test]
+    fn nested_tables_are_interpolated() {
+        let s = ok("[resource.k.m]\nmanifest.spec = { a = [\"${var.x}\", 1] }\n");
+        let r = s.resources.values().next().unwrap();
+        let refs = r.body.node.references();
+        assert_eq!(refs.len(), 1);
+        assert_eq!((refs[0].pos.line, refs[0].pos.col), (2, 27));
+    }
+
+    #[test]
+    fn unknown_block_kind_has_hint() {
+        assert_eq!(
+            err("[resources.a.b]\nx = 1\n"),
+            "t.toml:1:2: error: unknown block kind `resources`\n  hint: did you mean `resource`?\n"
+        );
+    }
+
+    #[test]
+    fn bad_names() {
+        let e = err("[resource.a.\"bad name\"]\n[variable.1x]\n");
+        assert!(e.contains("t.toml:1:13: error: invalid resource name `bad name`: it contains ` `"), "{e}");
+        assert!(e.contains("t.toml:2:11: error: invalid variable name `1x`: it starts with `1`"), "{e}");
+    }
+
+    #[test]
+    fn toml_syntax_errors_are_positioned() {
+        let e = err("[resource.a.b]\nx = \n");
+        assert!(e.starts_with("t.toml:2:"), "{e}");
+        assert!(e.contains("invalid TOML"), "{e}");
+    }
+
+    #[test]
+    fn shape_errors() {
+        let e = err("resource = 1\n[variable.v]\ntype = \"strin\"\n[output.o]\nsensitive = true\n[[data.x.y]]\n");
+        assert!(e.contains("`resource` must be a table, found integer"), "{e}");
+        assert!(e.contains("unknown variable type `strin`"), "{e}");
+        assert!(e.contains("output `o` has no `value`"), "{e}");
+    }
+}
