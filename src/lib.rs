@@ -1,10 +1,22 @@
 //! skyform: a declarative plan/apply engine.
 //!
-//! Layers (imports flow one way): [`cli`] → `ops` → `engine` → {`graph`, `plan`,
-//! [`state`], [`providers`]} → {[`spec`], [`value`]}.
+//! Layers (imports flow one way): [`cli`] → [`ops`] → [`engine`] → {[`graph`],
+//! [`plan`], [`state`], [`providers`]} → {[`spec`], [`value`]}.
+//!
+//! - [`spec`]: TOML → a positioned model; interpolation; validation.
+//! - [`graph`]: the dependency DAG (petgraph), cycles, DOT.
+//! - [`plan`]: the change model (data, serde, deterministic order).
+//! - [`engine`]: planner (read + diff), applier (bounded parallel walk), drift.
+//! - [`state`]: what skyform manages, with no secrets; journal + snapshot.
+//! - [`providers`]: the provider contract and registry.
+//! - [`secrets`]: keyed fingerprints that replace secrets in state and plans.
 pub mod address;
 pub mod cli;
 pub mod diag;
+pub mod engine;
+pub mod graph;
+pub mod ops;
+pub mod plan;
 pub mod providers;
 pub mod secrets;
 pub mod spec;

@@ -1,6 +1,434 @@
-//! Command-line front end.
+//! Command-line front end: clap types, the printer, rendering, exit codes.
+//!
+//! Exit codes are decided here and only here: 0 success (no changes / no drift),
+//! 1 error, 2 changes present (`plan --detailed-exitcode`) or drift found (`drift`).
+
+pub mod json;
+pub mod printer;
+pub mod render;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::address::Address;
+use crate::engine::{Cancel, PlanOptions};
+use crate::ops::{self, Loaded, OpError, SpecOptions};
+use crate::providers::Registry;
+use printer::{EventPrinter, Printer};
+
+/// skyform: plan and apply SkyPilot on GKE with Cloud SQL, and keep it converged.
+#[derive(Debug, Parser)]
+#[command(name = "skyform", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Spec location and variables, common to every command.
+#[derive(Debug, Args, Clone)]
+pub struct SpecArgs {
+    /// The spec: a file, or a directory whose `*.toml` files are merged.
+    #[arg(short = 'f', long = "file", default_value = ".")]
+    pub file: PathBuf,
+    /// A variable value, `name=value` (repeatable).
+    #[arg(long = "var", value_name = "NAME=VALUE")]
+    pub vars: Vec<String>,
+    /// A TOML file of variable values (repeatable).
+    #[arg(long = "var-file", value_name = "FILE")]
+    pub var_files: Vec<PathBuf>,
+}
+
+/// Options of commands that plan.
+#[derive(Debug, Args, Clone)]
+pub struct PlanArgs {
+    /// Only this resource and what it depends on (repeatable).
+    #[arg(long = "target", value_name = "ADDR")]
+    pub targets: Vec<Address>,
+    /// Replace this resource even if nothing changed (repeatable).
+    #[arg(long = "replace", value_name = "ADDR")]
+    pub replace: Vec<Address>,
+    /// How many resources are read or changed at once.
+    #[arg(long, default_value_t = 10)]
+    pub parallelism: usize,
+    /// How long to wait for the state lock (e.g. 0s, 30s, 5m).
+    #[arg(long = "lock-timeout", default_value = "0s", value_parser = ops::parse_duration)]
+    pub lock_timeout: std::time::Duration,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check the spec against the provider schemas (no network).
+    Validate {
+        #[command(flatten)]
+        spec: SpecArgs,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Read everything live and show what apply would do.
+    Plan {
+        #[command(flatten)]
+        spec: SpecArgs,
+        #[command(flatten)]
+        plan: PlanArgs,
+        /// Save the plan to apply it later with `apply FILE`.
+        #[arg(long = "out", value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Exit 2 when there are changes, 0 when there are none.
+        #[arg(long = "detailed-exitcode")]
+        detailed_exitcode: bool,
+        /// Plan to destroy everything managed.
+        #[arg(long)]
+        destroy: bool,
+    },
+    /// Apply the changes (plans first unless given a saved plan).
+    Apply {
+        /// A plan saved with `plan --out`.
+        plan_file: Option<PathBuf>,
+        #[command(flatten)]
+        spec: SpecArgs,
+        #[command(flatten)]
+        plan: PlanArgs,
+        /// Do not ask for confirmation.
+        #[arg(long = "auto-approve")]
+        auto_approve: bool,
+    },
+    /// Destroy everything managed (respects prevent_destroy).
+    Destroy {
+        #[command(flatten)]
+        spec: SpecArgs,
+        #[command(flatten)]
+        plan: PlanArgs,
+        /// Do not ask for confirmation.
+        #[arg(long = "auto-approve")]
+        auto_approve: bool,
+    },
+    /// Report drift: exit 0 converged, 2 drift or pending change, 1 error.
+    Drift {
+        #[command(flatten)]
+        spec: SpecArgs,
+        /// How many resources are read at once.
+        #[arg(long, default_value_t = 10)]
+        parallelism: usize,
+        /// Machine-readable output (for cron).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the dependency graph as DOT.
+    Graph {
+        #[command(flatten)]
+        spec: SpecArgs,
+    },
+    /// Print outputs from the last apply.
+    Output {
+        #[command(flatten)]
+        spec: SpecArgs,
+        /// Only this output.
+        name: Option<String>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Inspect or edit the state.
+    State {
+        #[command(subcommand)]
+        command: StateCommand,
+    },
+    /// Take an existing object under management.
+    Import {
+        /// The resource address in the spec.
+        address: Address,
+        /// The provider's id of the object.
+        id: String,
+        #[command(flatten)]
+        spec: SpecArgs,
+        /// How long to wait for the state lock.
+        #[arg(long = "lock-timeout", default_value = "0s", value_parser = ops::parse_duration)]
+        lock_timeout: std::time::Duration,
+    },
+}
+
+/// `skyform state ...`.
+#[derive(Debug, Subcommand)]
+pub enum StateCommand {
+    /// List managed resources.
+    List {
+        #[command(flatten)]
+        spec: SpecArgs,
+    },
+    /// Show one managed resource (secrets as fingerprints).
+    Show {
+        /// Which.
+        address: Address,
+        #[command(flatten)]
+        spec: SpecArgs,
+    },
+    /// Forget a resource (the live object is left alone).
+    Rm {
+        /// Which.
+        address: Address,
+        #[command(flatten)]
+        spec: SpecArgs,
+        /// How long to wait for the state lock.
+        #[arg(long = "lock-timeout", default_value = "0s", value_parser = ops::parse_duration)]
+        lock_timeout: std::time::Duration,
+    },
+    /// Remove a lock left behind by a crashed run.
+    Unlock {
+        #[command(flatten)]
+        spec: SpecArgs,
+    },
+}
+
+impl SpecArgs {
+    fn options(&self) -> SpecOptions {
+        SpecOptions { file: self.file.clone(), vars: self.vars.clone(), var_files: self.var_files.clone() }
+    }
+}
 
 /// Entry point; returns the process exit code.
 pub fn main() -> i32 {
-    0
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 1 } else { 0 };
+            let _ = e.print();
+            return code;
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return 1;
+        }
+    };
+    let printer = Printer::stdio();
+    match rt.block_on(run(cli, &printer, Registry::builtin())) {
+        Ok(code) => code,
+        Err(e) => {
+            printer.error(&e);
+            1
+        }
+    }
+}
+
+/// Runs one command; returns the exit code for success paths.
+pub async fn run(cli: Cli, p: &Printer, registry: Registry) -> Result<i32, OpError> {
+    match cli.command {
+        Command::Validate { spec, json } => {
+            let loaded = ops::load(&spec.options(), registry)?;
+            if json {
+                p.out(&serde_json::json!({"valid": true, "warnings": loaded.warnings.0.iter().map(|d| d.to_string()).collect::<Vec<_>>()}).to_string());
+            } else {
+                p.diagnostics(&loaded.warnings);
+                p.out(&format!(
+                    "The spec is valid: {} resources, {} data sources, {} providers configured.",
+                    loaded.spec.resources.keys().filter(|a| a.mode == crate::address::Mode::Managed).count(),
+                    loaded.spec.resources.keys().filter(|a| a.mode == crate::address::Mode::Data).count(),
+                    loaded.spec.providers.len()
+                ));
+            }
+            Ok(0)
+        }
+        Command::Plan { spec, plan, out, detailed_exitcode, destroy } => {
+            let loaded = ops::load(&spec.options(), registry)?;
+            p.diagnostics(&loaded.warnings);
+            let ctx = loaded.context(Arc::new(crate::engine::events::NoHook), plan.parallelism, Cancel::new());
+            let session = ops::apply::open(&loaded, None, plan.lock_timeout)?;
+            let opts = PlanOptions { destroy, targets: plan.targets.clone(), replace: plan.replace.clone() };
+            let planned = session.plan(&ctx, &opts).await?;
+            if plan.json {
+                p.out(&json::plan(&planned.plan).to_string());
+            } else {
+                p.out_raw(&render::plan(&planned.plan));
+            }
+            if let Some(path) = out {
+                let fp = session.state.fingerprinter();
+                crate::plan::file::save(&path, &planned.plan.redacted(&fp))?;
+                if !plan.json {
+                    p.out(&format!("\nSaved the plan to {}. Apply it with: skyform apply {}", path.display(), path.display()));
+                }
+            }
+            Ok(if detailed_exitcode && planned.plan.has_changes() { 2 } else { 0 })
+        }
+        Command::Apply { plan_file, spec, plan, auto_approve } => {
+            apply_or_destroy(p, registry, spec, plan, plan_file, auto_approve, false).await
+        }
+        Command::Destroy { spec, plan, auto_approve } => {
+            apply_or_destroy(p, registry, spec, plan, None, auto_approve, true).await
+        }
+        Command::Drift { spec, parallelism, json } => {
+            let loaded = ops::load(&spec.options(), registry)?;
+            let ctx = loaded.context(Arc::new(crate::engine::events::NoHook), parallelism, Cancel::new());
+            let session = ops::apply::open(&loaded, None, std::time::Duration::ZERO)?;
+            let report = ops::drift::drift(&session, &ctx).await?;
+            if json {
+                p.out(&serde_json::to_string(&report).unwrap_or_default());
+            } else {
+                p.out_raw(&render::drift(&report));
+            }
+            Ok(if report.converged() { 0 } else { 2 })
+        }
+        Command::Graph { spec } => {
+            let loaded = ops::load(&spec.options(), registry)?;
+            p.out_raw(&crate::graph::dot::to_dot(&loaded.graph));
+            Ok(0)
+        }
+        Command::Output { spec, name, json } => {
+            let loaded = ops::load(&spec.options(), registry)?;
+            let state = crate::state::Backend::load(&loaded.backend)?;
+            let outputs: Vec<(&String, &crate::value::Value)> =
+                state.outputs.iter().filter(|(k, _)| name.as_ref().is_none_or(|n| n == *k)).collect();
+            if let Some(n) = &name
+                && outputs.is_empty()
+            {
+                return Err(ops::error(format!("no output named `{n}` in the state; outputs are recorded by apply")));
+            }
+            if json {
+                let m: serde_json::Map<String, serde_json::Value> =
+                    outputs.iter().map(|(k, v)| ((*k).clone(), v.to_json_masked())).collect();
+                p.out(&serde_json::Value::Object(m).to_string());
+            } else {
+                for (k, v) in outputs {
+                    p.out(&format!("{k} = {v}"));
+                }
+            }
+            Ok(0)
+        }
+        Command::State { command } => state(p, registry, command).await,
+        Command::Import { address, id, spec, lock_timeout } => {
+            let loaded = ops::load(&spec.options(), registry)?;
+            let ctx = loaded.context(Arc::new(crate::engine::events::NoHook), 1, Cancel::new());
+            let rs = ops::state::import(&loaded, &ctx, &address, &id, lock_timeout).await?;
+            p.out(&format!("{address}: imported (identity {}).", rs.identity));
+            Ok(0)
+        }
+    }
+}
+
+async fn state(p: &Printer, registry: Registry, command: StateCommand) -> Result<i32, OpError> {
+    match command {
+        StateCommand::List { spec } => {
+            let loaded = ops::load(&spec.options(), registry)?;
+            for a in ops::state::list(&loaded)? {
+                p.out(&a.to_string());
+            }
+        }
+        StateCommand::Show { address, spec } => {
+            let loaded = ops::load(&spec.options(), registry)?;
+            let rs = ops::state::show(&loaded, &address)?;
+            p.out(&serde_json::to_string_pretty(&rs).unwrap_or_default());
+        }
+        StateCommand::Rm { address, spec, lock_timeout } => {
+            let loaded = ops::load(&spec.options(), registry)?;
+            ops::state::rm(&loaded, &address, lock_timeout)?;
+            p.out(&format!("Removed {address} from the state (the live object was not touched)."));
+        }
+        StateCommand::Unlock { spec } => {
+            let loaded = ops::load(&spec.options(), registry)?;
+            let who = ops::state::unlock(&loaded)?;
+            p.out(&format!("Removed the lock held by {who}."));
+        }
+    }
+    Ok(0)
+}
+
+async fn apply_or_destroy(
+    p: &Printer,
+    registry: Registry,
+    spec: SpecArgs,
+    args: PlanArgs,
+    plan_file: Option<PathBuf>,
+    auto_approve: bool,
+    destroy: bool,
+) -> Result<i32, OpError> {
+    let loaded: Loaded = ops::load(&spec.options(), registry)?;
+    p.diagnostics(&loaded.warnings);
+    let cancel = Cancel::new();
+    let hook = Arc::new(EventPrinter::new(p.clone(), args.json));
+    let ctx = loaded.context(hook, args.parallelism, cancel.clone());
+    let op = if destroy { "destroy" } else { "apply" };
+    let mut session = ops::apply::open(&loaded, Some(op), args.lock_timeout)?;
+    let planned = match &plan_file {
+        Some(path) => {
+            let saved = crate::plan::file::load(path)?;
+            session.check_saved(&ctx, &saved).await?
+        }
+        None => {
+            let opts = PlanOptions { destroy, targets: args.targets.clone(), replace: args.replace.clone() };
+            session.plan(&ctx, &opts).await?
+        }
+    };
+    if !args.json {
+        p.out_raw(&render::plan(&planned.plan));
+    }
+    if !planned.plan.has_changes() && planned.plan.outputs.is_empty() {
+        return Ok(0);
+    }
+    if planned.plan.has_changes() && plan_file.is_none() && !auto_approve {
+        if !std::io::stdin().is_terminal() {
+            return Err(ops::error(format!(
+                "refusing to {op} without confirmation: stdin is not a terminal; pass --auto-approve, or save a plan with `plan --out FILE` and apply that file"
+            )));
+        }
+        if !p.confirm(&format!("Do you want to {op}? Only 'yes' will be accepted: ")) {
+            p.out(&format!("{} cancelled.", if destroy { "Destroy" } else { "Apply" }));
+            return Ok(1);
+        }
+    }
+    // Ctrl-C: stop starting new work, let running operations finish, save state.
+    let c2 = cancel.clone();
+    let p2 = p.clone();
+    let signal = tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            p2.err("Interrupt received: waiting for running operations to finish, then saving state...");
+            c2.cancel();
+        }
+    });
+    let report = session.apply(&ctx, &planned.plan).await?;
+    signal.abort();
+    if !args.json {
+        let s = report.summary;
+        if report.ok() {
+            p.out(&format!(
+                "\n{} complete! Resources: {} added, {} changed, {} replaced, {} destroyed.",
+                if destroy { "Destroy" } else { "Apply" },
+                s.add,
+                s.change,
+                s.replace,
+                s.destroy
+            ));
+            if !report.outputs.is_empty() {
+                p.out("\nOutputs:");
+                for (k, v) in &report.outputs {
+                    p.out(&format!("  {k} = {v}"));
+                }
+            }
+        } else {
+            p.err(&format!(
+                "\n{} incomplete: {} failed, {} skipped, {} not started (interrupted). Done: {} added, {} changed, {} replaced, {} destroyed. State is saved; run apply again to converge.",
+                if destroy { "Destroy" } else { "Apply" },
+                report.failures.len(),
+                report.skipped.len(),
+                report.cancelled.len(),
+                s.add,
+                s.change,
+                s.replace,
+                s.destroy
+            ));
+            for (a, m) in &report.failures {
+                p.err(&format!("error: {a}: {m}"));
+            }
+        }
+    }
+    Ok(if report.ok() { 0 } else { 1 })
 }

@@ -169,19 +169,6 @@ pub trait Provider: Send + Sync {
     /// Reads one object. Absent is `Ok(None)`, never an error.
     async fn read(&self, req: &ReadRequest) -> Result<Option<LiveObject>, ProviderError>;
 
-    /// Reads many objects; providers that can batch (one IAM policy read for many
-    /// members) override this. The default reads one by one.
-    async fn read_many(
-        &self,
-        reqs: &[ReadRequest],
-    ) -> Vec<Result<Option<LiveObject>, ProviderError>> {
-        let mut out = Vec::with_capacity(reqs.len());
-        for r in reqs {
-            out.push(self.read(r).await);
-        }
-        out
-    }
-
     /// Refines the engine's plan for one resource (read-only I/O allowed).
     async fn plan(&self, _req: &PlanRequest) -> Result<PlanResponse, ProviderError> {
         Ok(PlanResponse::default())
@@ -232,7 +219,7 @@ impl Registry {
         #[allow(unused_mut)]
         let mut r = Registry::new();
         if std::env::var("SKYFORM_ENABLE_TEST_PROVIDER").as_deref() == Ok("1") {
-            // registered once memory.rs exists
+            r.register(Arc::new(memory::MemoryFactory::from_env()));
         }
         r
     }

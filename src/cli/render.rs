@@ -1,0 +1,213 @@
+//! Human rendering of plans, drift reports and states, in the style of
+//! Terraform (`+ ~ - -/+`). Secrets are always masked; multi-line values are
+//! shown as unified diffs.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use similar::{ChangeTag, TextDiff};
+
+use crate::engine::drift::DriftClass;
+use crate::ops::drift::DriftReport;
+use crate::plan::{Action, Plan, ResourceChange};
+use crate::value::{MASK, UNKNOWN_TEXT, Value};
+
+/// Renders a whole plan.
+pub fn plan(p: &Plan) -> String {
+    let mut out = String::new();
+    for w in &p.warnings {
+        let _ = writeln!(out, "{w}");
+    }
+    let changes: Vec<&ResourceChange> = p.changes.iter().filter(|c| c.action != Action::NoOp).collect();
+    if changes.is_empty() {
+        out.push_str("No changes. The live objects match the spec.\n");
+        outputs(&mut out, &p.outputs);
+        return out;
+    }
+    out.push_str("skyform will perform the following actions:\n\n");
+    for c in changes {
+        change(&mut out, c);
+        out.push('\n');
+    }
+    let _ = writeln!(out, "{}", p.summary());
+    outputs(&mut out, &p.outputs);
+    out
+}
+
+fn outputs(out: &mut String, outputs: &BTreeMap<String, Value>) {
+    if outputs.is_empty() {
+        return;
+    }
+    out.push_str("\nOutputs:\n");
+    let width = outputs.keys().map(|k| k.len()).max().unwrap_or(0);
+    for (k, v) in outputs {
+        let _ = writeln!(out, "  {k:width$} = {}", short(v));
+    }
+}
+
+fn headline(c: &ResourceChange) -> &'static str {
+    match c.action {
+        Action::Create => "will be created",
+        Action::Update => "will be updated in-place",
+        Action::DeleteThenCreate => "must be replaced",
+        Action::CreateThenDelete => "must be replaced (the new object is created first)",
+        Action::Delete => "will be destroyed",
+        Action::Read => "will be read during apply",
+        Action::Adopt if c.changed.is_empty() => "exists and will be adopted",
+        Action::Adopt => "exists and will be adopted, then updated in-place",
+        Action::NoOp => "is unchanged",
+    }
+}
+
+/// Renders one change.
+pub fn change(out: &mut String, c: &ResourceChange) {
+    let _ = writeln!(out, "  # {} {}", c.address, headline(c));
+    if let Some(r) = &c.reason {
+        let _ = writeln!(out, "  # ({r})");
+    }
+    for n in &c.notes {
+        let _ = writeln!(out, "  # note: {n}");
+    }
+    let kind = if c.address.mode == crate::address::Mode::Data { "data" } else { "resource" };
+    let sym = c.action.symbol();
+    let _ = writeln!(out, "{sym:>3} {kind} \"{}\" \"{}\" {{", c.address.type_name, c.address.name);
+    let empty = BTreeMap::new();
+    let before = c.before.as_ref().unwrap_or(&empty);
+    let after = c.after.as_ref().unwrap_or(&empty);
+    let rows: Vec<(String, &'static str, String)> = match c.action {
+        Action::Create | Action::DeleteThenCreate | Action::CreateThenDelete
+            if c.before.is_none() || c.action == Action::Create =>
+        {
+            after.iter().map(|(k, v)| (k.clone(), "+", short(v))).collect()
+        }
+        Action::Delete => before.iter().map(|(k, v)| (k.clone(), "-", short(v))).collect(),
+        Action::Read => vec![],
+        _ => {
+            let mut rows = Vec::new();
+            for k in &c.changed {
+                let b = before.get(k).cloned().unwrap_or(Value::Null);
+                let a = after.get(k).cloned().unwrap_or(Value::Null);
+                let mut line = transition(&b, &a);
+                if c.requires_replace.contains(k) {
+                    line.push_str(" # forces replacement");
+                }
+                rows.push((k.clone(), "~", line));
+            }
+            // Computed values that become unknown because of the change.
+            for (k, v) in after {
+                if matches!(v, Value::Unknown) && !c.changed.contains(k) {
+                    rows.push((k.clone(), "~", format!("{} -> {UNKNOWN_TEXT}", short(before.get(k).unwrap_or(&Value::Null)))));
+                }
+            }
+            rows
+        }
+    };
+    let width = rows.iter().map(|(k, _, _)| k.len()).max().unwrap_or(0);
+    for (k, s, v) in &rows {
+        let mut lines = v.lines();
+        let first = lines.next().unwrap_or_default();
+        let _ = writeln!(out, "      {s} {k:width$} = {first}");
+        for l in lines {
+            let _ = writeln!(out, "          {l}");
+        }
+    }
+    let hidden = match c.action {
+        Action::Update | Action::Adopt | Action::DeleteThenCreate | Action::CreateThenDelete
+            if c.before.is_some() =>
+        {
+            after.len().saturating_sub(rows.len())
+        }
+        _ => 0,
+    };
+    if hidden > 0 {
+        let _ = writeln!(out, "        # ({hidden} unchanged attributes hidden)");
+    }
+    out.push_str("    }\n");
+}
+
+/// A value on one line (or a few, for multi-line strings).
+fn short(v: &Value) -> String {
+    match v {
+        Value::String(s) if s.contains('\n') => format!("<<EOT\n{}EOT", with_newline(s)),
+        v => v.to_string(),
+    }
+}
+
+fn with_newline(s: &str) -> String {
+    if s.ends_with('\n') { s.to_string() } else { format!("{s}\n") }
+}
+
+/// `before -> after`, or a unified diff for multi-line text and long tables.
+fn transition(b: &Value, a: &Value) -> String {
+    if b.is_sensitive() || a.is_sensitive() {
+        return format!("{MASK} -> {MASK}");
+    }
+    let text = |v: &Value| match v {
+        Value::String(s) => Some(s.clone()),
+        Value::List(_) | Value::Map(_) => {
+            let j = serde_json::to_string_pretty(&v.to_json_masked()).unwrap_or_default();
+            (j.len() > 60).then_some(j)
+        }
+        _ => None,
+    };
+    match (text(b), text(a)) {
+        (Some(x), Some(y)) if x.contains('\n') || y.contains('\n') => {
+            let mut s = String::from("(diff)\n");
+            let diff = TextDiff::from_lines(&x, &y);
+            for op in diff.ops() {
+                for ch in diff.iter_changes(op) {
+                    let sign = match ch.tag() {
+                        ChangeTag::Delete => "-",
+                        ChangeTag::Insert => "+",
+                        ChangeTag::Equal => " ",
+                    };
+                    let _ = write!(s, "{sign} {}", ch.value());
+                    if ch.missing_newline() {
+                        s.push('\n');
+                    }
+                }
+            }
+            s.trim_end().to_string()
+        }
+        _ => format!("{b} -> {a}"),
+    }
+}
+
+/// Renders a drift report.
+pub fn drift(r: &DriftReport) -> String {
+    let mut out = String::new();
+    if r.converged() {
+        out.push_str("No drift: the live objects, the state and the spec agree.\n");
+        return out;
+    }
+    out.push_str("Drift detected:\n\n");
+    for f in &r.findings {
+        let (sym, what) = match f.class {
+            DriftClass::ChangedOutside => ("~", "changed outside skyform"),
+            DriftClass::DeletedOutside => ("-", "deleted outside skyform"),
+            DriftClass::PendingSpecChange => (">", "the spec changed since the last apply"),
+        };
+        let _ = writeln!(out, "  {sym} {} [{}]: {what}", f.address, f.class.as_str());
+        for a in &f.attributes {
+            let v = |j: &serde_json::Value| j.to_string();
+            match f.class {
+                DriftClass::ChangedOutside => {
+                    let _ = writeln!(out, "      {}: last applied {}, live {}", a.path, v(&a.last_applied), v(&a.live));
+                }
+                _ => {
+                    let _ = writeln!(out, "      {}: last applied {}, spec {}", a.path, v(&a.last_applied), v(&a.desired));
+                }
+            }
+        }
+    }
+    let c = &r.counts;
+    let _ = writeln!(
+        out,
+        "\n{} findings: {} changed_outside, {} deleted_outside, {} pending_spec_change.",
+        r.findings.len(),
+        c.changed_outside,
+        c.deleted_outside,
+        c.pending_spec_change
+    );
+    out
+}

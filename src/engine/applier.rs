@@ -1,0 +1,486 @@
+//! The applier: executes a plan, in dependency order, with bounded parallelism.
+//!
+//! It does not re-plan. Each step re-evaluates its resource's configuration from
+//! the real results of its dependencies just before it runs, checks that this is
+//! compatible with the plan (every value the plan knew is unchanged), calls the
+//! provider, checks the result against the plan, and persists the step at once.
+//! A failed step skips only what depends on it.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::diff::{carry_sensitivity, desired_attrs, mark_sensitive};
+use super::events::{Event, PROGRESS_INTERVAL};
+use super::providers::{ProviderSet, Slot};
+use super::scope::{EvalScope, Values};
+use super::walker::{Outcome, walk};
+use super::Context;
+use crate::address::Address;
+use crate::plan::{Action, Plan, ResourceChange, Summary};
+use crate::providers::{ApplyAction, ApplyRequest, Checkpoint, Provider, SchemaKind};
+use crate::secrets::Fingerprinter;
+use crate::spec::eval::eval;
+use crate::state::{ResourceState, ResourceStatus, State, StateRecord, StateWriter};
+use crate::value::Value;
+
+/// Default timeout of one provider operation when the spec sets none.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60 * 60);
+
+/// How an apply went.
+#[derive(Debug, Clone, Default)]
+pub struct ApplyReport {
+    /// What was done.
+    pub summary: Summary,
+    /// Failures, by address, with their messages (no secrets).
+    pub failures: Vec<(Address, String)>,
+    /// Skipped because a dependency failed: (skipped, failed dependency).
+    pub skipped: Vec<(Address, Address)>,
+    /// Not started because of Ctrl-C.
+    pub cancelled: Vec<Address>,
+    /// Outputs (secrets wrapped; redact before printing or storing).
+    pub outputs: BTreeMap<String, Value>,
+}
+
+impl ApplyReport {
+    /// Whether everything planned was done.
+    pub fn ok(&self) -> bool {
+        self.failures.is_empty() && self.skipped.is_empty() && self.cancelled.is_empty()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Main,
+    Delete,
+}
+
+struct Shared {
+    ctx: Context,
+    plan: Plan,
+    prior: BTreeMap<Address, ResourceState>,
+    fp: Fingerprinter,
+    writer: Arc<dyn StateWriter>,
+    values: Values,
+    providers: ProviderSet,
+    done: Mutex<Summary>,
+}
+
+/// Applies `plan` (made against `state`), writing each finished step through
+/// `writer`.
+pub async fn apply(
+    ctx: &Context,
+    plan: &Plan,
+    state: &State,
+    writer: Arc<dyn StateWriter>,
+) -> ApplyReport {
+    let shared = Arc::new(Shared {
+        ctx: ctx.clone(),
+        plan: plan.clone(),
+        prior: state.resources.clone(),
+        fp: state.fingerprinter(),
+        writer,
+        values: Values::default(),
+        providers: ProviderSet::default(),
+        done: Mutex::new(Summary::default()),
+    });
+    let mut report = ApplyReport::default();
+    if let Err(e) = shared.writer.record(&StateRecord::Serial { serial: state.serial + 1 }) {
+        report.failures.push((Address::managed("state", "serial"), e.to_string()));
+        return report;
+    }
+
+    let (steps, deps) = build_steps(plan);
+    let steps = Arc::new(steps);
+    let outcomes = walk(&deps, ctx.parallelism, &ctx.cancel, |i| {
+        let shared = shared.clone();
+        let steps = steps.clone();
+        async move {
+            let (ci, phase) = steps[i];
+            run_step(&shared, ci, phase).await
+        }
+    })
+    .await;
+
+    for (i, o) in outcomes.into_iter().enumerate() {
+        let (ci, _) = steps[i];
+        let c = &plan.changes[ci];
+        match o {
+            Outcome::Done => {}
+            Outcome::Failed(msg) => report.failures.push((c.address.clone(), msg)),
+            Outcome::Skipped(root) => {
+                let because = plan.changes[steps[root].0].address.clone();
+                ctx.hook.event(&Event::Skipped { address: c.address.clone(), because_of: because.clone() });
+                if !report.skipped.iter().any(|(a, _)| a == &c.address) {
+                    report.skipped.push((c.address.clone(), because));
+                }
+            }
+            Outcome::Cancelled => {
+                if c.action.is_change() {
+                    ctx.hook.event(&Event::Cancelled { address: c.address.clone() });
+                    if !report.cancelled.contains(&c.address) {
+                        report.cancelled.push(c.address.clone());
+                    }
+                }
+            }
+        }
+    }
+    report.summary = *shared.done.lock().expect("summary lock");
+
+    if report.ok() && !plan.destroy {
+        let scope = EvalScope { vars: &ctx.vars, values: &shared.values, dir: ctx.spec.dir.clone() };
+        for (name, o) in &ctx.spec.outputs {
+            if let Ok(v) = eval(&o.value, &scope) {
+                report.outputs.insert(name.clone(), if o.sensitive { v.sensitive() } else { v });
+            }
+        }
+        let redacted = report.outputs.iter().map(|(k, v)| (k.clone(), shared.fp.redact(v))).collect();
+        if let Err(e) = shared.writer.record(&StateRecord::Outputs { outputs: redacted }) {
+            report.failures.push((Address::managed("state", "outputs"), e.to_string()));
+        }
+    } else if plan.destroy && report.ok() {
+        let _ = shared.writer.record(&StateRecord::Outputs { outputs: BTreeMap::new() });
+    }
+    ctx.hook.event(&Event::Complete {
+        summary: report.summary,
+        failed: report.failures.len(),
+    });
+    report
+}
+
+/// Turns the plan into steps and their dependencies.
+///
+/// Every change has a main step (create/update/no-op/read) unless it is a pure
+/// delete; deletes and the delete half of a replacement are separate steps.
+/// - main(A) after main(B) when A depends on B;
+/// - delete(A) before delete(B) when A depends on B (reverse order);
+/// - delete-then-create: delete(A) before main(A);
+/// - create-then-delete: main(A) before delete(A), and delete(A) after the main
+///   step of everything that depends on A (they move to the new object first).
+fn build_steps(plan: &Plan) -> (Vec<(usize, Phase)>, Vec<Vec<usize>>) {
+    let mut steps = Vec::new();
+    let mut main_of: BTreeMap<&Address, usize> = BTreeMap::new();
+    let mut del_of: BTreeMap<&Address, usize> = BTreeMap::new();
+    for (ci, c) in plan.changes.iter().enumerate() {
+        if c.action != Action::Delete {
+            main_of.insert(&c.address, steps.len());
+            steps.push((ci, Phase::Main));
+        }
+        if matches!(c.action, Action::Delete | Action::DeleteThenCreate | Action::CreateThenDelete) {
+            del_of.insert(&c.address, steps.len());
+            steps.push((ci, Phase::Delete));
+        }
+    }
+    let mut deps: Vec<Vec<usize>> = vec![Vec::new(); steps.len()];
+    for c in &plan.changes {
+        let a = &c.address;
+        for b in &c.depends_on {
+            if let (Some(&ma), Some(&mb)) = (main_of.get(a), main_of.get(b)) {
+                deps[ma].push(mb);
+            }
+            if let (Some(&da), Some(&db)) = (del_of.get(a), del_of.get(b)) {
+                deps[db].push(da);
+            }
+            // The old B may go only once A has moved to the new B.
+            if let (Some(&ma), Some(&db)) = (main_of.get(a), del_of.get(b))
+                && plan.get(b).is_some_and(|x| x.action == Action::CreateThenDelete)
+            {
+                deps[db].push(ma);
+            }
+        }
+        match c.action {
+            Action::DeleteThenCreate => deps[main_of[a]].push(del_of[a]),
+            Action::CreateThenDelete => deps[del_of[a]].push(main_of[a]),
+            _ => {}
+        }
+    }
+    for d in &mut deps {
+        d.sort_unstable();
+        d.dedup();
+    }
+    (steps, deps)
+}
+
+async fn run_step(s: &Shared, ci: usize, phase: Phase) -> Result<(), String> {
+    let c = &s.plan.changes[ci];
+    match (phase, c.action) {
+        (Phase::Main, Action::NoOp) => {
+            s.values.set(&c.address, Value::Map(c.after.clone().unwrap_or_default()));
+            Ok(())
+        }
+        (Phase::Main, Action::Read) => read_data(s, c).await,
+        (Phase::Main, Action::Adopt) if c.changed.is_empty() => adopt(s, c),
+        (Phase::Main, _) => timed(s, c, c.action, create_or_update(s, c)).await,
+        (Phase::Delete, _) => {
+            let action = if c.action == Action::Delete { Action::Delete } else { c.action };
+            timed(s, c, action, delete(s, c)).await
+        }
+    }
+}
+
+/// Runs one provider operation with start/progress/finish events.
+async fn timed<F>(s: &Shared, c: &ResourceChange, action: Action, op: F) -> Result<(), String>
+where
+    F: std::future::Future<Output = Result<Option<String>, String>>,
+{
+    let hook = &s.ctx.hook;
+    let a = &c.address;
+    hook.event(&Event::Started { address: a.clone(), action });
+    let start = Instant::now();
+    tokio::pin!(op);
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + PROGRESS_INTERVAL, PROGRESS_INTERVAL);
+    let result = loop {
+        tokio::select! {
+            r = &mut op => break r,
+            _ = tick.tick() => hook.event(&Event::Progress {
+                address: a.clone(),
+                action,
+                elapsed_secs: start.elapsed().as_secs(),
+            }),
+        }
+    };
+    match result {
+        Ok(id) => {
+            hook.event(&Event::Finished {
+                address: a.clone(),
+                action,
+                elapsed_ms: start.elapsed().as_millis() as u64,
+                id,
+            });
+            Ok(())
+        }
+        Err(message) => {
+            hook.event(&Event::Failed { address: a.clone(), action, message: message.clone() });
+            Err(message)
+        }
+    }
+}
+
+async fn provider(s: &Shared, c: &ResourceChange) -> Result<Arc<dyn Provider>, String> {
+    match s.providers.get(&s.ctx, &s.values, &c.provider).await {
+        Slot::Configured(p) => Ok(p),
+        Slot::Failed(m) => Err(m),
+        Slot::Deferred(w) => Err(format!(
+            "provider.{} still depends on unknown values of {} at apply time",
+            c.provider,
+            w.join(", ")
+        )),
+    }
+}
+
+fn count(s: &Shared, action: Action) {
+    let mut d = s.done.lock().expect("summary lock");
+    match action {
+        Action::Create | Action::Adopt => d.add += 1,
+        Action::Update => d.change += 1,
+        Action::DeleteThenCreate | Action::CreateThenDelete => d.replace += 1,
+        Action::Delete => d.destroy += 1,
+        Action::NoOp | Action::Read => {}
+    }
+}
+
+fn record(s: &Shared, rec: StateRecord) -> Result<(), String> {
+    s.writer.record(&rec).map_err(|e| format!("writing state: {e}"))
+}
+
+fn upsert(
+    s: &Shared,
+    c: &ResourceChange,
+    identity: Value,
+    attrs: &BTreeMap<String, Value>,
+    private: Value,
+    status: ResourceStatus,
+) -> Result<(), String> {
+    let resource = ResourceState {
+        provider: c.provider.clone(),
+        identity: s.fp.redact(&identity),
+        attrs: attrs.iter().map(|(k, v)| (k.clone(), s.fp.redact(v))).collect(),
+        dependencies: c.depends_on.clone(),
+        private,
+        status,
+    };
+    record(s, StateRecord::Upsert { address: c.address.clone(), resource })
+}
+
+fn adopt(s: &Shared, c: &ResourceChange) -> Result<(), String> {
+    let attrs = c.before.clone().unwrap_or_default();
+    upsert(s, c, c.identity.clone().unwrap_or_default(), &attrs, c.private.clone(), ResourceStatus::Ready)?;
+    s.values.set(&c.address, Value::Map(c.after.clone().unwrap_or_default()));
+    count(s, Action::Adopt);
+    s.ctx.hook.event(&Event::Finished {
+        address: c.address.clone(),
+        action: Action::Adopt,
+        elapsed_ms: 0,
+        id: c.identity.as_ref().map(|i| i.to_string()),
+    });
+    Ok(())
+}
+
+async fn read_data(s: &Shared, c: &ResourceChange) -> Result<(), String> {
+    let block = &s.ctx.spec.resources[&c.address];
+    let scope = EvalScope { vars: &s.ctx.vars, values: &s.values, dir: s.ctx.spec.dir.clone() };
+    let args = eval(&block.body, &scope).map_err(|d| d.to_string().trim().to_string())?;
+    let p = provider(s, c).await?;
+    let v = p.read_data(&c.address.type_name, &args).await.map_err(|e| e.to_string())?;
+    let mut attrs = v.as_map().cloned().unwrap_or_default();
+    if let Some(schema) = s.ctx.registry.type_schema(SchemaKind::Data, &c.address.type_name) {
+        mark_sensitive(schema, &mut attrs);
+    }
+    s.values.set(&c.address, Value::Map(attrs));
+    Ok(())
+}
+
+/// Records a pending operation in state before the provider waits on it.
+struct StateCheckpoint<'a> {
+    s: &'a Shared,
+    change: &'a ResourceChange,
+}
+
+impl Checkpoint for StateCheckpoint<'_> {
+    fn pending(&self, identity: &Value, private: &Value) {
+        let prior = self.s.prior.get(&self.change.address).map(|p| p.attrs.clone()).unwrap_or_default();
+        // Best effort by design: if this write fails the operation still runs,
+        // and a later run adopts the object by its identity instead of resuming.
+        let _ = upsert(self.s, self.change, identity.clone(), &prior, private.clone(), ResourceStatus::Pending);
+    }
+}
+
+async fn create_or_update(s: &Shared, c: &ResourceChange) -> Result<Option<String>, String> {
+    let a = &c.address;
+    let block = &s.ctx.spec.resources[a];
+    let schema = s
+        .ctx
+        .registry
+        .type_schema(SchemaKind::Resource, &a.type_name)
+        .ok_or_else(|| "unknown resource type".to_string())?;
+    let scope = EvalScope { vars: &s.ctx.vars, values: &s.values, dir: s.ctx.spec.dir.clone() };
+    let body = eval(&block.body, &scope).map_err(|d| d.to_string().trim().to_string())?;
+    let desired = desired_attrs(schema, &body);
+    if let Some((k, _)) = desired.iter().find(|(_, v)| v.has_unknown()) {
+        return Err(format!("attribute `{k}` is still unknown at apply time"));
+    }
+    // The plan is a promise: every value it showed as known must be what we
+    // are about to apply.
+    if let Some(after) = &c.after {
+        for (k, planned) in after {
+            let Some(attr) = schema.attr(k) else { continue };
+            if !attr.settable() || planned.has_unknown() {
+                continue;
+            }
+            let now = desired.get(k).cloned().unwrap_or(Value::Null);
+            if !s.fp.same(planned, &now) {
+                return Err(format!(
+                    "the value of `{k}` changed since the plan was made (planned {planned}, now {now}); run plan again"
+                ));
+            }
+        }
+    }
+    let p = provider(s, c).await?;
+    let (action, identity) = match c.action {
+        Action::Update | Action::Adopt => (ApplyAction::Update, c.identity.clone()),
+        Action::Create => (ApplyAction::Create, c.identity.clone()),
+        // The old object is (or will be) deleted by the delete step.
+        _ => (ApplyAction::Create, None),
+    };
+    let timeout_key = if action == ApplyAction::Create { "create" } else { "update" };
+    let timeout = block.timeouts.get(timeout_key).map(|s| Duration::from_secs(*s)).unwrap_or(DEFAULT_TIMEOUT);
+    let prior = s.prior.get(a).map(|p| p.attrs.clone());
+    let req = ApplyRequest {
+        address: a.clone(),
+        type_name: a.type_name.clone(),
+        action,
+        identity,
+        config: Value::Map(desired.clone()),
+        prior,
+        changed: c.changed.clone(),
+        private: c.private.clone(),
+        timeout,
+    };
+    let checkpoint = StateCheckpoint { s, change: c };
+    let resp = match tokio::time::timeout(timeout + Duration::from_secs(30), p.apply(&req, &checkpoint)).await {
+        Ok(r) => r.map_err(|e| e.to_string())?,
+        Err(_) => return Err(format!("timed out after {timeout:?}")),
+    };
+    let mut attrs = resp.attrs;
+    mark_sensitive(schema, &mut attrs);
+    carry_sensitivity(&desired, &mut attrs);
+    for attr in schema.attributes.iter().filter(|x| x.write_only) {
+        match desired.get(attr.name) {
+            Some(v) => attrs.insert(attr.name.to_string(), v.clone()),
+            None => attrs.remove(attr.name),
+        };
+    }
+    // Record first (the object exists whatever we think of it), then judge.
+    upsert(s, c, resp.identity.clone(), &attrs, resp.private, ResourceStatus::Ready)?;
+    s.values.set(a, Value::Map(attrs.clone()));
+    if let Some(after) = &c.after {
+        for (k, planned) in after {
+            let Some(attr) = schema.attr(k) else { continue };
+            if !attr.settable() || attr.write_only || planned.has_unknown() {
+                continue;
+            }
+            if let Some(got) = attrs.get(k)
+                && !s.fp.same(planned, got)
+                && !(is_blank(planned) && is_blank(got))
+            {
+                return Err(format!(
+                    "provider produced an inconsistent result: `{k}` was planned as {planned} but is {got}"
+                ));
+            }
+        }
+    }
+    count(s, c.action);
+    Ok(Some(resp.identity.to_string()))
+}
+
+fn is_blank(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::String(s) => s.is_empty(),
+        Value::List(l) => l.is_empty(),
+        Value::Map(m) => m.is_empty(),
+        _ => false,
+    }
+}
+
+async fn delete(s: &Shared, c: &ResourceChange) -> Result<Option<String>, String> {
+    let a = &c.address;
+    let already_gone = c.live_version.is_none() && c.notes.iter().any(|n| n.starts_with("already gone"));
+    if !already_gone {
+        let p = provider(s, c).await?;
+        let timeout = s
+            .ctx
+            .spec
+            .resources
+            .get(a)
+            .and_then(|b| b.timeouts.get("delete"))
+            .map(|x| Duration::from_secs(*x))
+            .unwrap_or(DEFAULT_TIMEOUT);
+        let req = ApplyRequest {
+            address: a.clone(),
+            type_name: a.type_name.clone(),
+            action: ApplyAction::Delete,
+            identity: c.identity.clone(),
+            config: Value::Map(c.before.clone().unwrap_or_default()),
+            prior: s.prior.get(a).map(|p| p.attrs.clone()),
+            changed: vec![],
+            private: c.private.clone(),
+            timeout,
+        };
+        let checkpoint = StateCheckpoint { s, change: c };
+        match tokio::time::timeout(timeout + Duration::from_secs(30), p.apply(&req, &checkpoint)).await {
+            Ok(r) => {
+                r.map_err(|e| e.to_string())?;
+            }
+            Err(_) => return Err(format!("timed out after {timeout:?}")),
+        }
+    }
+    // After create-then-delete the record already describes the new object.
+    if c.action != Action::CreateThenDelete {
+        record(s, StateRecord::Remove { address: a.clone() })?;
+    }
+    if c.action == Action::Delete {
+        count(s, Action::Delete);
+    }
+    Ok(c.identity.as_ref().map(|i| i.to_string()))
+}

@@ -1,0 +1,135 @@
+//! plan, apply (fresh or saved), destroy.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{Loaded, OpError};
+use crate::engine::applier::{self, ApplyReport};
+use crate::engine::planner::{self, PlanOutput};
+use crate::engine::{Context, PlanOptions};
+use crate::plan::Plan;
+use crate::state::{Backend, LockGuard, State};
+
+/// A run against one state: the lock (for commands that change state) and the
+/// state as read under it.
+pub struct Session<'a> {
+    _guard: Option<Box<dyn LockGuard>>,
+    /// The state, read once the lock was held.
+    pub state: State,
+    loaded: &'a Loaded,
+}
+
+/// Opens a session; `operation` names the lock holder (`None`: read-only, no lock).
+pub fn open<'a>(
+    loaded: &'a Loaded,
+    operation: Option<&str>,
+    lock_timeout: Duration,
+) -> Result<Session<'a>, OpError> {
+    let guard = match operation {
+        Some(op) => Some(loaded.backend.lock(op, lock_timeout)?),
+        None => None,
+    };
+    let state = loaded.backend.load()?;
+    Ok(Session { _guard: guard, state, loaded })
+}
+
+impl Session<'_> {
+    /// Plans; the plan records the state serial, lineage and the spec digest.
+    pub async fn plan(&self, ctx: &Context, opts: &PlanOptions) -> Result<PlanOutput, OpError> {
+        let mut out = planner::plan(ctx, &self.state, opts).await?;
+        out.plan.spec_digest = self.loaded.digest(&self.state.fingerprinter());
+        out.plan.targets = opts.targets.clone();
+        out.plan.replace = opts.replace.clone();
+        Ok(out)
+    }
+
+    /// Applies a plan made in this session (or checked with [`Self::check_saved`]).
+    pub async fn apply(&mut self, ctx: &Context, plan: &Plan) -> Result<ApplyReport, OpError> {
+        let writer: Arc<dyn crate::state::StateWriter> = Arc::from(self.loaded.backend.writer(&self.state)?);
+        let report = applier::apply(ctx, plan, &self.state, writer.clone()).await;
+        writer.compact()?;
+        self.state = self.loaded.backend.load()?;
+        Ok(report)
+    }
+
+    /// Checks a saved plan against reality and returns the equivalent fresh plan
+    /// (which carries the secrets the saved one had only as fingerprints).
+    ///
+    /// Refuses when the state moved (lineage or serial), when the spec or the
+    /// variables changed, or when any live object changed since the plan was made,
+    /// naming each resource. Terraform checks only the state serial.
+    pub async fn check_saved(&self, ctx: &Context, saved: &Plan) -> Result<PlanOutput, OpError> {
+        if saved.lineage != self.state.lineage {
+            return Err(super::error(format!(
+                "the saved plan was made for another state (lineage {}, this state is {}); run plan again",
+                saved.lineage, self.state.lineage
+            )));
+        }
+        if saved.serial != self.state.serial {
+            return Err(super::error(format!(
+                "the state changed since the plan was made (serial {} then, {} now); run plan again",
+                saved.serial, self.state.serial
+            )));
+        }
+        let fp = self.state.fingerprinter();
+        if saved.spec_digest != self.loaded.digest(&fp) {
+            return Err(super::error(
+                "the spec or the variable values changed since the plan was made; run plan again",
+            ));
+        }
+        let opts = PlanOptions {
+            destroy: saved.destroy,
+            targets: saved.targets.clone(),
+            replace: saved.replace.clone(),
+        };
+        let fresh = self.plan(ctx, &opts).await?;
+        let mut problems = Vec::new();
+        for old in &saved.changes {
+            match fresh.plan.get(&old.address) {
+                None => problems.push(format!("{}: no longer part of the plan", old.address)),
+                Some(new) => {
+                    if new.action != old.action {
+                        problems.push(format!(
+                            "{}: the plan said {:?}, it would now be {:?}",
+                            old.address, old.action, new.action
+                        ));
+                    } else if new.live_version != old.live_version {
+                        problems.push(format!(
+                            "{}: the live object changed since the plan was made (version {} then, {} now)",
+                            old.address,
+                            old.live_version.as_deref().unwrap_or("absent"),
+                            new.live_version.as_deref().unwrap_or("absent"),
+                        ));
+                    } else if new.changed != old.changed || !same_after(&fp, old, new) {
+                        problems.push(format!("{}: the planned values changed", old.address));
+                    }
+                }
+            }
+        }
+        for new in &fresh.plan.changes {
+            if saved.get(&new.address).is_none() && new.action.is_change() {
+                problems.push(format!("{}: now needs {:?}, not in the saved plan", new.address, new.action));
+            }
+        }
+        if !problems.is_empty() {
+            return Err(super::error(format!(
+                "the saved plan is stale, refusing to apply it:\n  {}\nrun plan again",
+                problems.join("\n  ")
+            )));
+        }
+        Ok(fresh)
+    }
+}
+
+fn same_after(fp: &crate::secrets::Fingerprinter, a: &crate::plan::ResourceChange, b: &crate::plan::ResourceChange) -> bool {
+    match (&a.after, &b.after) {
+        (None, None) => true,
+        (Some(x), Some(y)) => {
+            x.len() == y.len()
+                && x.iter().zip(y).all(|((ka, va), (kb, vb))| {
+                    ka == kb && (fp.same(va, vb) || (va.has_unknown() && vb.has_unknown()))
+                })
+        }
+        _ => false,
+    }
+}

@@ -1,0 +1,160 @@
+//! One function per verb. Each takes the loaded spec and options, does the work
+//! through the engine, and returns data for the CLI to render. Nothing here
+//! prints.
+
+pub mod apply;
+pub mod drift;
+pub mod state;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+use crate::diag::{Diagnostic, Diagnostics};
+use crate::engine::{Cancel, Context, Hook};
+use crate::graph::{self, SpecGraph};
+use crate::providers::Registry;
+use crate::secrets::Fingerprinter;
+use crate::spec::model::Spec;
+use crate::state::local::LocalBackend;
+use crate::value::Value;
+
+/// Why an operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpError {
+    /// Problems with the spec or variables (positioned).
+    #[error("{0}")]
+    Diagnostics(Diagnostics),
+    /// State could not be read, written or locked.
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
+    /// A saved plan could not be used.
+    #[error(transparent)]
+    PlanFile(#[from] crate::plan::file::PlanFileError),
+    /// Anything else, already phrased for the user.
+    #[error("{0}")]
+    Other(String),
+}
+
+impl From<Diagnostics> for OpError {
+    fn from(d: Diagnostics) -> Self {
+        OpError::Diagnostics(d)
+    }
+}
+
+/// Where the spec is and what values its variables take.
+#[derive(Debug, Clone, Default)]
+pub struct SpecOptions {
+    /// `-f`: a file or a directory.
+    pub file: PathBuf,
+    /// `--var name=value`.
+    pub vars: Vec<String>,
+    /// `--var-file FILE`.
+    pub var_files: Vec<PathBuf>,
+}
+
+/// A spec loaded, checked and ready to plan.
+pub struct Loaded {
+    /// The spec.
+    pub spec: Arc<Spec>,
+    /// Its graph.
+    pub graph: Arc<SpecGraph>,
+    /// Variable values.
+    pub vars: Arc<BTreeMap<String, Value>>,
+    /// Providers.
+    pub registry: Registry,
+    /// Warnings found while loading (errors abort loading).
+    pub warnings: Diagnostics,
+    /// The state backend.
+    pub backend: LocalBackend,
+}
+
+impl Loaded {
+    /// An engine context over this spec.
+    pub fn context(&self, hook: Arc<dyn Hook>, parallelism: usize, cancel: Cancel) -> Context {
+        Context {
+            spec: self.spec.clone(),
+            graph: self.graph.clone(),
+            vars: self.vars.clone(),
+            registry: self.registry.clone(),
+            hook,
+            parallelism: parallelism.max(1),
+            cancel,
+        }
+    }
+
+    /// A digest of the spec files and the variable values (secrets by keyed
+    /// fingerprint), so a saved plan can refuse a changed spec.
+    pub fn digest(&self, fp: &Fingerprinter) -> String {
+        let mut h = Sha256::new();
+        for f in &self.spec.files {
+            h.update(f.display().to_string().as_bytes());
+            h.update([0]);
+            h.update(std::fs::read(f).unwrap_or_default());
+            h.update([0]);
+        }
+        for (k, v) in self.vars.iter() {
+            h.update(k.as_bytes());
+            h.update([0]);
+            let shown = if v.has_sensitive() { fp.fingerprint(v) } else { v.to_json_clear().to_string() };
+            h.update(shown.as_bytes());
+            h.update([0]);
+        }
+        hex::encode(h.finalize())
+    }
+}
+
+/// Loads, resolves variables, validates and builds the graph, collecting every
+/// problem in one pass. Needs no network.
+pub fn load(opts: &SpecOptions, registry: Registry) -> Result<Loaded, OpError> {
+    let spec = crate::spec::load(&opts.file)?;
+    let env: BTreeMap<String, String> = std::env::vars()
+        .filter_map(|(k, v)| k.strip_prefix("SKYFORM_VAR_").map(|n| (n.to_string(), v)))
+        .collect();
+    let mut diags = Diagnostics::default();
+    let vars = match crate::spec::vars::resolve_variables(&spec, &opts.vars, &opts.var_files, &env) {
+        Ok(v) => v,
+        Err(d) => {
+            diags.extend(d);
+            BTreeMap::new()
+        }
+    };
+    let schemas: Vec<_> = registry.schemas().collect();
+    diags.extend(crate::spec::validate::validate(&spec, &schemas));
+    let graph = match graph::build(&spec, &registry) {
+        Ok(g) => Some(g),
+        Err(d) => {
+            diags.extend(d);
+            None
+        }
+    };
+    diags.sort();
+    if diags.has_errors() {
+        return Err(OpError::Diagnostics(diags));
+    }
+    let backend = LocalBackend::new(&spec.dir, &spec.name);
+    Ok(Loaded {
+        spec: Arc::new(spec),
+        graph: Arc::new(graph.expect("no errors means a graph")),
+        vars: Arc::new(vars),
+        registry,
+        warnings: diags,
+        backend,
+    })
+}
+
+/// Parses a duration like `30s`, `5m`, `1h` (for `--lock-timeout`).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    crate::spec::parse_duration(s)
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("`{s}` is not a duration (examples: 0s, 30s, 5m, 1h)"))
+}
+
+/// A diagnostics error with one message.
+pub fn error(msg: impl Into<String>) -> OpError {
+    OpError::Diagnostics(Diagnostics(vec![Diagnostic::error(None, msg)]))
+}

@@ -1,0 +1,111 @@
+//! state list / show / rm / unlock, and import.
+
+use std::time::Duration;
+
+use super::{Loaded, OpError, error};
+use crate::address::Address;
+use crate::engine::Context;
+use crate::engine::diff::mark_sensitive;
+use crate::graph::provider_of;
+use crate::providers::{ReadRequest, SchemaKind};
+use crate::state::{Backend, LockInfo, ResourceState, ResourceStatus, StateRecord};
+use crate::value::Value;
+
+/// Managed addresses.
+pub fn list(loaded: &Loaded) -> Result<Vec<Address>, OpError> {
+    Ok(loaded.backend.load()?.resources.keys().cloned().collect())
+}
+
+/// One record (secrets are fingerprints already).
+pub fn show(loaded: &Loaded, addr: &Address) -> Result<ResourceState, OpError> {
+    loaded
+        .backend
+        .load()?
+        .resources
+        .get(addr)
+        .cloned()
+        .ok_or_else(|| error(format!("{addr} is not in the state (see `skyform state list`)")))
+}
+
+/// Forgets a resource without touching the live object.
+pub fn rm(loaded: &Loaded, addr: &Address, lock_timeout: Duration) -> Result<(), OpError> {
+    let _guard = loaded.backend.lock("state rm", lock_timeout)?;
+    let state = loaded.backend.load()?;
+    if !state.resources.contains_key(addr) {
+        return Err(error(format!("{addr} is not in the state (see `skyform state list`)")));
+    }
+    let w = loaded.backend.writer(&state)?;
+    w.record(&StateRecord::Serial { serial: state.serial + 1 })?;
+    w.record(&StateRecord::Remove { address: addr.clone() })?;
+    w.compact()?;
+    Ok(())
+}
+
+/// Removes a lock left behind by a crashed run.
+pub fn unlock(loaded: &Loaded) -> Result<LockInfo, OpError> {
+    Ok(loaded.backend.force_unlock()?)
+}
+
+/// Takes an existing object under management: `import ADDR ID`.
+pub async fn import(
+    loaded: &Loaded,
+    ctx: &Context,
+    addr: &Address,
+    id: &str,
+    lock_timeout: Duration,
+) -> Result<ResourceState, OpError> {
+    if !loaded.spec.resources.contains_key(addr) {
+        return Err(error(format!(
+            "{addr} is not declared in the spec; add a [resource.{}.{}] block first",
+            addr.type_name, addr.name
+        )));
+    }
+    let _guard = loaded.backend.lock("import", lock_timeout)?;
+    let state = loaded.backend.load()?;
+    if state.resources.contains_key(addr) {
+        return Err(error(format!("{addr} is already managed; `skyform state rm` it first to re-import")));
+    }
+    let provider_name = provider_of(&loaded.spec, &loaded.registry, addr);
+    let values = crate::engine::scope::Values::default();
+    let set = crate::engine::providers::ProviderSet::default();
+    let p = match set.get(ctx, &values, &provider_name).await {
+        crate::engine::providers::Slot::Configured(p) => p,
+        crate::engine::providers::Slot::Deferred(w) => {
+            return Err(error(format!(
+                "provider.{provider_name} depends on {} which must exist before importing",
+                w.join(", ")
+            )));
+        }
+        crate::engine::providers::Slot::Failed(m) => return Err(error(m)),
+    };
+    let identity = p.import_identity(&addr.type_name, id).map_err(|e| error(e.to_string()))?;
+    let live = p
+        .read(&ReadRequest {
+            address: addr.clone(),
+            type_name: addr.type_name.clone(),
+            identity: Some(identity.clone()),
+            config: Value::Null,
+            private: Value::Null,
+        })
+        .await
+        .map_err(|e| error(format!("{addr}: reading {id}: {e}")))?
+        .ok_or_else(|| error(format!("{addr}: no object with id {id:?} exists")))?;
+    let fp = state.fingerprinter();
+    let mut attrs = live.attrs;
+    if let Some(schema) = loaded.registry.type_schema(SchemaKind::Resource, &addr.type_name) {
+        mark_sensitive(schema, &mut attrs);
+    }
+    let rs = ResourceState {
+        provider: provider_name,
+        identity: fp.redact(&live.identity),
+        attrs: attrs.iter().map(|(k, v)| (k.clone(), fp.redact(v))).collect(),
+        dependencies: loaded.graph.resource_dependencies(addr),
+        private: Value::Null,
+        status: ResourceStatus::Ready,
+    };
+    let w = loaded.backend.writer(&state)?;
+    w.record(&StateRecord::Serial { serial: state.serial + 1 })?;
+    w.record(&StateRecord::Upsert { address: addr.clone(), resource: rs.clone() })?;
+    w.compact()?;
+    Ok(rs)
+}
