@@ -409,3 +409,36 @@ async fn targets_limit_the_plan_to_a_resource_and_its_dependencies() {
     let names: Vec<&str> = plan.changes.iter().map(|c| c.address.name.as_str()).collect();
     assert_eq!(names, vec!["r0", "r1"]);
 }
+
+#[tokio::test]
+async fn a_secret_shown_only_at_creation_is_remade_when_its_consumer_lost_it() {
+    let spec = r#"
+[resource.test_object.key]
+name = "key"
+
+[resource.test_object.holder]
+name = "holder"
+value = "${test_object.key.once}"
+"#;
+    let f = Fixture::new(spec);
+    assert!(f.apply(&[], 10).await.ok());
+    let held = f.fake.store.snapshot()["holder"].attrs["value"].clone();
+    assert!(held.as_str().unwrap().starts_with("once-"));
+    // The consumer still holds the secret: the fingerprint in state proves it.
+    assert!(!f.plan(&[], PlanOptions::default()).await.has_changes());
+    // Someone overwrites it: the only way back is a new secret.
+    f.fake.store.with(|o| {
+        let h = o.get_mut("holder").unwrap();
+        h.attrs.insert("value".into(), serde_json::json!("tampered"));
+        h.version += 1;
+    });
+    let plan = f.plan(&[], PlanOptions::default()).await;
+    let key = plan.changes.iter().find(|c| c.address.name == "key").unwrap();
+    assert!(key.action.is_replace(), "{:?}", key.action);
+    let holder = plan.changes.iter().find(|c| c.address.name == "holder").unwrap();
+    assert_eq!(holder.action, Action::Update);
+    assert!(f.apply(&[], 10).await.ok());
+    let now = f.fake.store.snapshot()["holder"].attrs["value"].clone();
+    assert!(now.as_str().unwrap().starts_with("once-") && now != held);
+    assert!(!f.plan(&[], PlanOptions::default()).await.has_changes());
+}

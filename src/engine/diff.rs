@@ -125,11 +125,14 @@ fn is_empty(v: &Value) -> bool {
 /// The planned attributes after the change.
 ///
 /// Creating: the desired inputs, and every computed attribute unknown. Updating
-/// or no-op: the live attributes with the desired inputs laid over them.
+/// or no-op: the live attributes with the desired inputs laid over them; a
+/// computed attribute the API cannot return (a private key exists only at
+/// creation) keeps its last-applied value, which in state is a fingerprint.
 pub fn planned_after(
     schema: &ResourceSchema,
     desired: &BTreeMap<String, Value>,
     live: Option<&BTreeMap<String, Value>>,
+    prior: Option<&BTreeMap<String, Value>>,
     creating: bool,
 ) -> BTreeMap<String, Value> {
     let mut out = BTreeMap::new();
@@ -137,6 +140,9 @@ pub fn planned_after(
         let v = match (desired.get(a.name), live.and_then(|l| l.get(a.name))) {
             (Some(d), _) if a.settable() => Some(d.clone()),
             (_, Some(l)) if !creating => Some(l.clone()),
+            _ if a.computed && !creating && prior.is_some_and(|p| p.contains_key(a.name)) => {
+                prior.and_then(|p| p.get(a.name)).cloned()
+            }
             _ if a.computed => Some(Value::Unknown),
             _ => None,
         };
@@ -214,7 +220,7 @@ mod tests {
     fn create_marks_computed_unknown() {
         let s = schema();
         let desired = desired_attrs(&s, &Value::map([("name", Value::str("a"))]));
-        let after = planned_after(&s, &desired, None, true);
+        let after = planned_after(&s, &desired, None, None, true);
         assert_eq!(after["id"], Value::Unknown);
         assert_eq!(after["size"], Value::Int(1));
     }

@@ -56,13 +56,51 @@ struct Shared {
     values: Values,
     providers: ProviderSet,
     changes: Mutex<BTreeMap<Address, ResourceChange>>,
+    needs_fresh: Mutex<BTreeSet<Address>>,
     observations: Mutex<BTreeMap<Address, Observation>>,
 }
 
 type NodeResult = Result<(), Diagnostics>;
 
 /// Plans `ctx.spec` against `state`.
+///
+/// When a change needs the clear value of a secret that state keeps only as a
+/// fingerprint, the resource holding that secret is replaced (a new key for a
+/// Secret that lost the old one): the plan is made once more with it added to
+/// the `--replace` set.
 pub async fn plan(ctx: &Context, state: &State, opts: &PlanOptions) -> Result<PlanOutput, Diagnostics> {
+    let (out, fresh) = plan_once(ctx, state, opts).await?;
+    let missing: Vec<Address> = fresh.into_iter().filter(|a| !opts.replace.contains(a)).collect();
+    if missing.is_empty() || opts.destroy {
+        return Ok(out);
+    }
+    let mut again = opts.clone();
+    again.replace.extend(missing.iter().cloned());
+    let (mut out, _) = plan_once(ctx, state, &again).await?;
+    out.plan.replace = opts.replace.clone();
+    for c in &mut out.plan.changes {
+        if missing.contains(&c.address) {
+            c.reason = Some(Reason::ReplaceBecauseSecretUnavailable);
+        }
+    }
+    Ok(out)
+}
+
+fn has_redacted(v: &Value) -> bool {
+    match v {
+        Value::Redacted(_) => true,
+        Value::Sensitive(x) => has_redacted(x),
+        Value::List(l) => l.iter().any(has_redacted),
+        Value::Map(m) => m.values().any(has_redacted),
+        _ => false,
+    }
+}
+
+async fn plan_once(
+    ctx: &Context,
+    state: &State,
+    opts: &PlanOptions,
+) -> Result<(PlanOutput, BTreeSet<Address>), Diagnostics> {
     let shared = Arc::new(Shared {
         ctx: ctx.clone(),
         state: Arc::new(state.clone()),
@@ -71,6 +109,7 @@ pub async fn plan(ctx: &Context, state: &State, opts: &PlanOptions) -> Result<Pl
         values: Values::default(),
         providers: ProviderSet::default(),
         changes: Mutex::new(BTreeMap::new()),
+        needs_fresh: Mutex::new(BTreeSet::new()),
         observations: Mutex::new(BTreeMap::new()),
     });
 
@@ -172,7 +211,8 @@ pub async fn plan(ctx: &Context, state: &State, opts: &PlanOptions) -> Result<Pl
         replace: opts.replace.clone(),
     };
     let observations = std::mem::take(&mut *shared.observations.lock().expect("obs lock"));
-    Ok(PlanOutput { plan, observations, values: shared.values.clone() })
+    let fresh = std::mem::take(&mut *shared.needs_fresh.lock().expect("fresh lock"));
+    Ok((PlanOutput { plan, observations, values: shared.values.clone() }, fresh))
 }
 
 fn scope<'a>(s: &'a Shared) -> EvalScope<'a> {
@@ -288,11 +328,12 @@ async fn plan_resource(s: &Shared, a: &Address) -> NodeResult {
             let reason = Reason::ProviderConfiguredDuringApply { provider, waiting_for };
             if prior.is_none() {
                 change.action = Action::Create;
-                change.after = Some(planned_after(schema, &desired, None, true));
+                change.after = Some(planned_after(schema, &desired, None, None, true));
             } else {
                 change.after = Some(planned_after(
                     schema,
                     &desired,
+                    prior.as_ref().map(|p| &p.attrs),
                     prior.as_ref().map(|p| &p.attrs),
                     false,
                 ));
@@ -428,7 +469,27 @@ async fn plan_resource(s: &Shared, a: &Address) -> NodeResult {
     }
 
     let creating = matches!(change.action, Action::Create) || change.action.is_replace();
-    let after = planned_after(schema, &desired, live.as_ref().map(|l| &l.attrs), creating);
+    let after = planned_after(
+        schema,
+        &desired,
+        live.as_ref().map(|l| &l.attrs),
+        prior.as_ref().map(|p| &p.attrs),
+        creating,
+    );
+    // A change that needs the clear value of a secret that exists only in the
+    // state as a fingerprint (a private key shown once, at creation) can only
+    // be made by creating that secret anew: remember its source.
+    if change.action.is_change() {
+        for r in block.body.node.references() {
+            if let crate::spec::model::Reference::Resource { address, path } = &r.node
+                && s.ctx.spec.resources.contains_key(address)
+                && address.mode == Mode::Managed
+                && s.values.get(address).and_then(|v| v.get_path(path)).is_some_and(|v| has_redacted(&v))
+            {
+                s.needs_fresh.lock().expect("fresh lock").insert(address.clone());
+            }
+        }
+    }
     s.values.set(a, Value::Map(after.clone()));
     change.after = Some(after);
     s.observations

@@ -106,6 +106,9 @@ pub enum Reason {
     },
     /// `--replace ADDR`.
     ReplaceByRequest,
+    /// A dependent needs a secret of this resource that exists only at creation
+    /// (a private key) and is no longer held where it was put.
+    ReplaceBecauseSecretUnavailable,
     /// In state but no longer in the spec.
     DeleteBecauseNoResourceConfig,
     /// `skyform destroy`.
@@ -134,6 +137,10 @@ impl std::fmt::Display for Reason {
                 write!(f, "{} cannot be changed in place", attributes.join(", "))
             }
             Reason::ReplaceByRequest => write!(f, "replacement requested with --replace"),
+            Reason::ReplaceBecauseSecretUnavailable => write!(
+                f,
+                "a dependent needs its secret again, which exists only at creation: a new one is made"
+            ),
             Reason::DeleteBecauseNoResourceConfig => write!(f, "it is no longer in the spec"),
             Reason::DeleteBecauseDestroy => write!(f, "destroy was requested"),
             Reason::CreateBecauseDeletedOutside => {

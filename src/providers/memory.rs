@@ -8,7 +8,8 @@
 //! Types:
 //! - `test_object`: `name` (force-new), `value`, `tags`, `size` (default 1),
 //!   `password` (write-only), `fail` (apply fails when true), `delay_ms` (apply
-//!   takes that long); computed `id` and `token` (sensitive).
+//!   takes that long); computed `id`, `token` (sensitive) and `once` (sensitive,
+//!   returned by create only, like a service-account private key).
 //! - data `test_lookup`: `name` → the object's `value` and `id`.
 
 use std::collections::BTreeMap;
@@ -218,6 +219,7 @@ fn schema() -> ProviderSchema {
                     Attribute::optional("delay_ms", AttrType::Number, "Make apply take this long (tests)."),
                     Attribute::computed("id", AttrType::String, "Assigned on create."),
                     Attribute::computed("token", AttrType::String, "A secret assigned on create.").sensitive(),
+                    Attribute::computed("once", AttrType::String, "A secret returned only by create, never by read (like a private key).").sensitive(),
                 ],
             },
             ResourceSchema {
@@ -370,7 +372,8 @@ impl MemoryProvider {
                 o.attrs.insert("id".into(), serde_json::json!(format!("obj-{n}")));
                 o.attrs.insert("token".into(), serde_json::json!(format!("tok-{n}-secret")));
                 pick(&mut o);
-                let live = Self::live(&name, &o);
+                let mut live = Self::live(&name, &o);
+                live.attrs.insert("once".into(), Value::str(format!("once-{n}-private")));
                 objs.insert(name.clone(), o);
                 Ok(ApplyResponse { identity: live.identity, attrs: live.attrs, private: Value::Null })
             }

@@ -85,6 +85,18 @@ pub fn load_str(path: &Path, text: &str) -> Result<Spec, Diagnostics> {
     finish(spec, errors)
 }
 
+/// A TOML syntax error, positioned; a duplicate key is named.
+pub(crate) fn toml_error(src: &SourceFile, e: &toml::de::Error) -> Diagnostic {
+    let msg = e.message().trim();
+    let pos = e.span().map(|s| src.pos(s.start));
+    let key = e.span().and_then(|s| src.text.get(s)).map(str::trim).filter(|k| !k.is_empty());
+    match (msg, key) {
+        ("duplicate key", Some(k)) => Diagnostic::error(pos, format!("invalid TOML: duplicate key `{k}`"))
+            .with_hint("a key or table may appear only once in a file"),
+        _ => Diagnostic::error(pos, format!("invalid TOML: {msg}")),
+    }
+}
+
 fn finish(spec: Spec, errors: Vec<Diagnostic>) -> Result<Spec, Diagnostics> {
     let mut d = Diagnostics(errors);
     d.sort();
@@ -121,8 +133,7 @@ type Val<'i> = TSpanned<DeValue<'i>>;
 fn add_source(spec: &mut Spec, src: &SourceFile, errors: &mut Vec<Diagnostic>) {
     let (root, parse_errors) = DeTable::parse_recoverable(&src.text);
     for e in parse_errors {
-        let pos = e.span().map(|s| src.pos(s.start));
-        errors.push(Diagnostic::error(pos, format!("invalid TOML: {}", e.message().trim())));
+        errors.push(toml_error(src, &e));
     }
     let mut cx = Cx { src, errors };
     for (k, v) in root.get_ref().iter() {
@@ -243,8 +254,23 @@ impl Cx<'_, '_> {
                 } else {
                     Address::managed(ty.get_ref().as_ref(), name.get_ref().as_ref())
                 };
-                let what = format!("`{address}`");
-                let Some(t) = self.table(body, &what) else { continue };
+                let Some(t) = body.get_ref().as_table() else {
+                    // `[resource.<type>]` followed by `key = value`: the name level is missing.
+                    let p = self.key_pos(name);
+                    let d = self.err(
+                        p,
+                        format!(
+                            "`{}` is directly under `[{kind}.{}]`, which is not a block",
+                            name.get_ref(),
+                            ty.get_ref()
+                        ),
+                    );
+                    *d = d.clone().with_hint(format!(
+                        "blocks are `[{kind}.<type>.<name>]`: write `[{kind}.{}.<name>]`",
+                        ty.get_ref()
+                    ));
+                    continue;
+                };
                 let pos = self.val_pos(body);
                 if let Some(block) = self.resource(address, pos, t) {
                     let existing = spec.resources.get(&block.address).map(|b| b.pos.clone());

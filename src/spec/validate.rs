@@ -10,8 +10,6 @@
 //! Values built by interpolation are not known here; once the engine has
 //! evaluated a block it checks the values with [`check_values`].
 
-use std::collections::BTreeMap;
-
 use crate::address::{Address, Mode};
 use crate::diag::{Diagnostic, Diagnostics, Pos, did_you_mean};
 use crate::providers::schema::{AttrType, Attribute, ProviderSchema, ResourceSchema, SchemaKind};
@@ -174,14 +172,29 @@ impl<'a> Validator<'a> {
             .flat_map(|p| p.types.iter().filter(|s| s.kind == kind).map(|s| s.type_name))
             .collect();
         let prefixes: Vec<&str> = self.schemas.iter().map(|p| p.type_prefix).collect();
-        let d = self.err(&r.pos, msg);
-        *d = match did_you_mean(t, names.iter().copied()) {
-            Some(s) => d.clone().with_hint(format!("did you mean `{s}`?")),
-            None if !prefixes.iter().any(|p| t.starts_with(p)) && !prefixes.is_empty() => d
-                .clone()
-                .with_hint(format!("no provider owns this type; types start with {}", quoted(&prefixes))),
-            None => d.clone(),
+        let other_names: Vec<&str> = self
+            .schemas
+            .iter()
+            .flat_map(|p| p.types.iter().filter(|s| s.kind == other).map(|s| s.type_name))
+            .collect();
+        let (other_noun, other_block) = match other {
+            SchemaKind::Resource => ("resource type", "resource"),
+            SchemaKind::Data => ("data source", "data"),
         };
+        let hint = if let Some(s) = did_you_mean(t, names.iter().copied()) {
+            Some(format!("did you mean `{s}`?"))
+        } else if let Some(s) = did_you_mean(t, other_names.iter().copied()) {
+            Some(format!("did you mean `{s}`? it is a {other_noun}: `[{other_block}.{s}.{}]`", r.address.name))
+        } else if !prefixes.is_empty() && !prefixes.iter().any(|p| t.starts_with(p)) {
+            Some(format!("no provider owns this type; types start with {}", quoted(&prefixes)))
+        } else {
+            None
+        };
+        let mut d = Diagnostic::error(Some(r.pos.clone()), msg);
+        if let Some(h) = hint {
+            d = d.with_hint(h);
+        }
+        self.out.push(d);
     }
 
     /// Checks a block's attributes: unknown, computed-only, missing, types.
@@ -257,11 +270,39 @@ impl<'a> Validator<'a> {
     }
 
     fn unknown_address(&mut self, pos: &Pos, msg: String, address: &Address) {
-        let known: BTreeMap<String, ()> = self.spec.resources.keys().map(|a| (a.to_string(), ())).collect();
-        let got = address.to_string();
+        let spec = self.spec;
         let d = self.err(pos, msg);
-        *d = d.clone().with_suggestion(&got, known.keys().map(String::as_str));
+        if let Some(s) = suggest_address(address, spec.resources.keys()) {
+            *d = d.clone().with_hint(format!("did you mean `{s}`?"));
+            return;
+        }
+        let same_type: Vec<String> = spec
+            .resources
+            .keys()
+            .filter(|a| a.mode == address.mode && a.type_name == address.type_name)
+            .map(|a| format!("`{a}`"))
+            .collect();
+        if !same_type.is_empty() {
+            let noun = match address.mode {
+                Mode::Managed => "resources",
+                Mode::Data => "data sources",
+            };
+            *d = d.clone().with_hint(format!("declared `{}` {noun}: {}", address.type_name, same_type.join(", ")));
+        }
     }
+}
+
+/// The declared address closest to `got` (same mode, a few edits away).
+/// Edit distance rather than Jaro-Winkler: long addresses share long prefixes
+/// (`gcp_sql_...`) that make unrelated ones look close.
+fn suggest_address<'s>(got: &Address, known: impl Iterator<Item = &'s Address>) -> Option<&'s Address> {
+    let g = got.to_string();
+    known
+        .filter(|a| a.mode == got.mode)
+        .map(|a| (strsim::levenshtein(&g, &a.to_string()), a))
+        .filter(|(d, _)| *d <= 3.max(g.len() / 8))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, a)| a)
 }
 
 fn mode_noun(m: Mode) -> &'static str {

@@ -29,9 +29,11 @@ pub const ENV_PREFIX: &str = "SKYFORM_VAR_";
 
 /// Resolves the value of every declared variable.
 ///
-/// `cli` holds `name=value` strings from `--var`; `env` is the process
-/// environment (only `SKYFORM_VAR_*` entries are used). Sensitive variables'
-/// values are wrapped in [`Value::Sensitive`].
+/// `cli` holds `name=value` strings from `--var`; `env` holds the
+/// `SKYFORM_VAR_<name>` environment variables, keyed by `<name>` or by the
+/// whole `SKYFORM_VAR_<name>` (callers filter the process environment; every
+/// entry must name a declared variable). Sensitive variables' values are
+/// wrapped in [`Value::Sensitive`].
 pub fn resolve_variables(
     spec: &Spec,
     cli: &[String],
@@ -65,8 +67,7 @@ pub fn resolve_variables(
         let src = SourceFile::new(file, text);
         let (root, parse_errors) = DeTable::parse_recoverable(&src.text);
         for e in &parse_errors {
-            let pos = e.span().map(|s| src.pos(s.start));
-            errors.push(Diagnostic::error(pos, format!("invalid TOML: {}", e.message().trim())));
+            errors.push(super::load::toml_error(&src, e));
         }
         if !parse_errors.is_empty() {
             continue;
@@ -103,8 +104,9 @@ pub fn resolve_variables(
     }
 
     for (key, text) in env {
-        let Some(name) = key.strip_prefix(ENV_PREFIX) else { continue };
-        let from = format!("environment variable `{key}`");
+        // Keys may be given with or without the prefix.
+        let name = key.strip_prefix(ENV_PREFIX).unwrap_or(key);
+        let from = format!("environment variable `{ENV_PREFIX}{name}`");
         let Some(decl) = spec.variables.get(name) else {
             errors.push(unknown(name, &from, None));
             continue;
@@ -258,7 +260,7 @@ sensitive = true
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("v.toml");
         std::fs::write(&f, "region = \"file\"\nnodes = 2\nzones = [\"a\"]\nproject = \"p\"\npassword = \"pw\"\n").unwrap();
-        let e = env(&[("SKYFORM_VAR_region", "env"), ("SKYFORM_VAR_nodes", "5"), ("PATH", "/bin")]);
+        let e = env(&[("SKYFORM_VAR_region", "env"), ("nodes", "5")]);
         let v = resolve_variables(&spec(), &["region=cli".into(), "labels={a=1}".into()], &[f], &e).unwrap();
         assert_eq!(v["region"], Value::str("cli"));
         assert_eq!(v["nodes"], Value::Int(5));

@@ -1,0 +1,190 @@
+//! Golden tests of spec diagnostics.
+//!
+//! Each directory `testdata/spec/<case>/` is a spec (its `*.toml` files); its
+//! `expected.txt` holds the exact diagnostics, as printed, of running the spec
+//! through the whole front end: `load`, then (if it loaded) `validate` against
+//! the schema below, then (if valid) `resolve_variables` with the case's
+//! `vars.txt` (`name=value` lines, as `--var`), then `eval` of every output.
+//!
+//! Run with `UPDATE_EXPECT=1` to rewrite the `expected.txt` files; review the
+//! diff before committing.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use skyform::diag::Diagnostics;
+use skyform::providers::schema::{AttrType, Attribute, ProviderSchema, ResourceSchema, SchemaKind};
+use skyform::spec::eval::MapScope;
+use skyform::spec::{eval, load, resolve_variables, validate};
+use skyform::value::Value;
+
+fn list(t: AttrType) -> AttrType {
+    AttrType::List(Box::new(t))
+}
+fn map(t: AttrType) -> AttrType {
+    AttrType::Map(Box::new(t))
+}
+
+/// A GCP-like and a Kubernetes-like provider, enough to exercise every check.
+fn schemas() -> Vec<ProviderSchema> {
+    vec![
+        ProviderSchema {
+            name: "gcp",
+            type_prefix: "gcp_",
+            config: vec![
+                Attribute::required("project", AttrType::String, "GCP project"),
+                Attribute::optional("region", AttrType::String, "default region"),
+            ],
+            types: vec![
+                ResourceSchema {
+                    type_name: "gcp_service_account",
+                    kind: SchemaKind::Resource,
+                    description: "a service account",
+                    attributes: vec![
+                        Attribute::required("account_id", AttrType::String, "").force_new(),
+                        Attribute::optional("display_name", AttrType::String, ""),
+                        Attribute::optional("disabled", AttrType::Bool, ""),
+                        Attribute::computed("email", AttrType::String, ""),
+                    ],
+                },
+                ResourceSchema {
+                    type_name: "gcp_sql_database_instance",
+                    kind: SchemaKind::Resource,
+                    description: "a Cloud SQL instance",
+                    attributes: vec![
+                        Attribute::required("name", AttrType::String, "").force_new(),
+                        Attribute::optional("tier", AttrType::String, ""),
+                        Attribute::optional("disk_size_gb", AttrType::Number, ""),
+                        Attribute::optional("flags", map(AttrType::String), ""),
+                        Attribute::optional("authorized_networks", list(AttrType::String), ""),
+                        Attribute::computed("connection_name", AttrType::String, ""),
+                    ],
+                },
+                ResourceSchema {
+                    type_name: "gcp_sql_user",
+                    kind: SchemaKind::Resource,
+                    description: "a Cloud SQL user",
+                    attributes: vec![
+                        Attribute::required("instance", AttrType::String, ""),
+                        Attribute::required("name", AttrType::String, ""),
+                        Attribute::optional("password", AttrType::String, "").write_only(),
+                    ],
+                },
+                ResourceSchema {
+                    type_name: "gcp_container_cluster",
+                    kind: SchemaKind::Data,
+                    description: "a GKE cluster",
+                    attributes: vec![
+                        Attribute::required("name", AttrType::String, ""),
+                        Attribute::optional("location", AttrType::String, ""),
+                        Attribute::computed("endpoint", AttrType::String, ""),
+                        Attribute::computed("ca_certificate", AttrType::String, ""),
+                    ],
+                },
+            ],
+        },
+        ProviderSchema {
+            name: "kubernetes",
+            type_prefix: "kubernetes_",
+            config: vec![
+                Attribute::optional("host", AttrType::String, ""),
+                Attribute::optional("token", AttrType::String, "").sensitive(),
+            ],
+            types: vec![ResourceSchema {
+                type_name: "kubernetes_secret",
+                kind: SchemaKind::Resource,
+                description: "a Secret",
+                attributes: vec![
+                    Attribute::required("name", AttrType::String, ""),
+                    Attribute::optional("namespace", AttrType::String, "").default("default"),
+                    Attribute::optional("data", map(AttrType::String), "").sensitive(),
+                    Attribute::optional("manifest", AttrType::Any, ""),
+                ],
+            }],
+        },
+    ]
+}
+
+/// Runs the front end on a case and renders what it reports.
+fn run(dir: &Path) -> String {
+    let spec = match load(dir) {
+        Ok(s) => s,
+        Err(d) => return d.to_string(),
+    };
+    let owned = schemas();
+    let refs: Vec<&ProviderSchema> = owned.iter().collect();
+    let d = validate(&spec, &refs);
+    if d.has_errors() {
+        return d.to_string();
+    }
+    let cli: Vec<String> = std::fs::read_to_string(dir.join("vars.txt"))
+        .map(|t| t.lines().filter(|l| !l.trim().is_empty()).map(str::to_string).collect())
+        .unwrap_or_default();
+    let vars = match resolve_variables(&spec, &cli, &[], &BTreeMap::new()) {
+        Ok(v) => v,
+        Err(d) => return d.to_string(),
+    };
+    let mut scope = MapScope { vars, dir: spec.dir.clone(), ..MapScope::default() };
+    for a in spec.resources.keys() {
+        scope.resources.insert(a.to_string(), Value::Unknown);
+    }
+    let mut out = Diagnostics::default();
+    let mut shown = String::new();
+    for o in spec.outputs.values() {
+        match eval(&o.value, &scope) {
+            Ok(v) => shown.push_str(&format!("output {} = {v}\n", o.name)),
+            Err(d) => out.extend(d),
+        }
+    }
+    out.sort();
+    format!("{out}{shown}")
+}
+
+fn cases() -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir("testdata/spec")
+        .expect("testdata/spec exists")
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
+    dirs.sort();
+    dirs
+}
+
+#[test]
+fn golden_diagnostics() {
+    let update = std::env::var_os("UPDATE_EXPECT").is_some();
+    let mut failures = Vec::new();
+    let all = cases();
+    assert!(all.len() >= 10, "expected the fixture cases under testdata/spec");
+    for dir in all {
+        let got = run(&dir);
+        let file = dir.join("expected.txt");
+        if update {
+            std::fs::write(&file, &got).unwrap();
+            continue;
+        }
+        let want = std::fs::read_to_string(&file).unwrap_or_default();
+        if got != want {
+            failures.push(format!(
+                "== {} ==\n--- want\n{want}--- got\n{got}",
+                dir.display()
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{} case(s) differ (UPDATE_EXPECT=1 rewrites):\n{}", failures.len(), failures.join("\n"));
+}
+
+#[test]
+fn every_case_reports_something_with_a_position() {
+    for dir in cases() {
+        let got = run(&dir);
+        if dir.ends_with("valid") {
+            assert!(!got.contains("error:"), "{}: {got}", dir.display());
+            continue;
+        }
+        assert!(got.contains("error:"), "{} reports no error", dir.display());
+        for line in got.lines().filter(|l| l.contains("error:")) {
+            assert!(line.starts_with("testdata/spec/"), "{}: unpositioned: {line}", dir.display());
+        }
+    }
+}
