@@ -123,8 +123,10 @@ pub async fn handle(app: &Arc<App>, r: &SqlRequest<'_>, method: &str) -> Result<
             }))
         }
         "sql.users.insert" => {
-            let name = str_field(&r.req.body, "name").to_string();
-            let user_type = match str_field(&r.req.body, "type") {
+            let mut body = r.req.body.clone();
+            super::enums::normalize_user(&mut body);
+            let name = str_field(&body, "name").to_string();
+            let user_type = match str_field(&body, "type") {
                 "" => "BUILT_IN",
                 t => t,
             }

@@ -90,7 +90,8 @@ fn op_error(message: String) -> OpError {
 }
 
 fn insert(app: &Arc<App>, r: &SqlRequest<'_>) -> Result<Value, ApiError> {
-    let body = Value::Object(r.req.body_object()?);
+    let mut body = Value::Object(r.req.body_object()?);
+    super::enums::normalize_instance(&mut body);
     let name = str_field(&body, "name").to_string();
     if !valid_name(&name) {
         return Err(invalid(format!(
@@ -217,7 +218,8 @@ fn insert(app: &Arc<App>, r: &SqlRequest<'_>) -> Result<Value, ApiError> {
 }
 
 fn modify(app: &Arc<App>, r: &SqlRequest<'_>, replace_settings: bool) -> Result<Value, ApiError> {
-    let body = Value::Object(r.req.body_object()?);
+    let mut body = Value::Object(r.req.body_object()?);
+    super::enums::normalize_instance(&mut body);
     let key = key(r);
     let mut st = lock(&app.state);
     let inst = st.sql.instances.get(&key).ok_or_else(instance_not_found)?;
@@ -232,7 +234,8 @@ fn modify(app: &Arc<App>, r: &SqlRequest<'_>, replace_settings: bool) -> Result<
     }
     let current_sv: i64 = current.pointer("/settings/settingsVersion").and_then(Value::as_str).and_then(|s| s.parse().ok()).unwrap_or(1);
     if let Some(sv) = body.pointer("/settings/settingsVersion") {
-        let given = sv.as_str().and_then(|s| s.parse().ok()).or_else(|| sv.as_i64());
+        // 0 is proto3's "not set" (the SDK may send it).
+        let given = sv.as_str().and_then(|s| s.parse().ok()).or_else(|| sv.as_i64()).filter(|g| *g != 0);
         // A stale settingsVersion is refused so that concurrent writers notice; the exact status
         // of the real API is not verified (412 conditionNotMet chosen as the most plausible).
         if given.is_some_and(|g| g != current_sv) {
@@ -255,7 +258,12 @@ fn modify(app: &Arc<App>, r: &SqlRequest<'_>, replace_settings: bool) -> Result<
     let mut next = current.clone();
     let mut patch = body.clone();
     if let Some(o) = patch.as_object_mut() {
-        for f in ["kind", "state", "selfLink", "ipAddresses", "connectionName", "rootPassword", "emulatorPostgresPort", "createTime"] {
+        // Output-only fields are ignored, as a full DatabaseInstance sent back by a client has them.
+        for f in [
+            "kind", "state", "selfLink", "ipAddresses", "connectionName", "rootPassword", "emulatorPostgresPort", "createTime",
+            "backendType", "instanceType", "gceZone", "databaseInstalledVersion", "serviceAccountEmailAddress", "maxDiskSize",
+            "currentDiskSize", "etag",
+        ] {
             o.remove(f);
         }
     }

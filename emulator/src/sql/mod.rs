@@ -2,6 +2,7 @@
 //! (contract §1). Every instance is a real PostgreSQL server ([`postgres`]).
 
 pub mod children;
+pub mod enums;
 pub mod instances;
 pub mod postgres;
 
