@@ -134,6 +134,12 @@ pub fn call(name: &str, args: Vec<Value>, base_dir: &Path, pos: &Pos) -> Result<
         "file" => {
             let rel = s(0)?;
             let path = base_dir.join(&rel);
+            // Only regular files: a FIFO or a device such as `/dev/zero` would
+            // block or never end.
+            if !path.is_file() {
+                let why = if path.exists() { "not a regular file" } else { "no such file" };
+                return Err(err(format!("`file`: cannot read `{}`: {why}", path.display())));
+            }
             let text = std::fs::read_to_string(&path)
                 .map_err(|e| err(format!("`file`: cannot read `{}`: {e}", path.display())))?;
             Value::String(text)
@@ -143,10 +149,18 @@ pub fn call(name: &str, args: Vec<Value>, base_dir: &Path, pos: &Pos) -> Result<
             if user.contains(':') {
                 return Err(err("`htpasswd`: the user name cannot contain `:`".into()));
             }
+            // One line per user and password in a process: the plan and the
+            // apply of one run see the same value (the apply checks that the
+            // plan's known values did not change).
+            if let Some(line) = htpasswd_made_for(&user, &password) {
+                return Ok(Value::String(line).sensitive());
+            }
             let hash = bcrypt::non_truncating_hash(password.as_bytes(), HTPASSWD_COST)
                 .map_err(|e| err(format!("`htpasswd`: cannot hash the password: {e}")))?;
+            let line = format!("{user}:{hash}");
+            remember_htpasswd(&line, &user, &password);
             // A password hash is always treated as a secret.
-            return Ok(Value::String(format!("{user}:{hash}")).sensitive());
+            return Ok(Value::String(line).sensitive());
         }
         _ => return Err(err(format!("unknown function `{name}`"))),
     };
@@ -178,6 +192,36 @@ const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(
 /// ```
 pub fn urlencode(s: &str) -> String {
     utf8_percent_encode(s, COMPONENT).to_string()
+}
+
+/// The lines `htpasswd()` made in this process, with what they hash. Held in
+/// memory only (never written), so that a provider can tell whether a live
+/// line hashes the same user and password as a freshly made one.
+static HTPASSWD_MADE: std::sync::Mutex<Vec<(String, String, String)>> = std::sync::Mutex::new(Vec::new());
+
+fn remember_htpasswd(line: &str, user: &str, password: &str) {
+    let mut made = HTPASSWD_MADE.lock().unwrap_or_else(|e| e.into_inner());
+    if made.len() >= 1024 {
+        made.remove(0);
+    }
+    made.push((line.to_string(), user.to_string(), password.to_string()));
+}
+
+fn htpasswd_made_for(user: &str, password: &str) -> Option<String> {
+    let made = HTPASSWD_MADE.lock().unwrap_or_else(|e| e.into_inner());
+    made.iter().find(|(_, u, p)| u == user && p == password).map(|(line, _, _)| line.clone())
+}
+
+/// Whether `live` (an htpasswd line read back from an API) hashes the same user
+/// and password as `desired`, a line `htpasswd()` made in this process. Each
+/// call salts afresh, so the two texts differ; providers use this to treat a
+/// live hash that verifies against the desired password as unchanged.
+pub fn htpasswd_equivalent(desired: &str, live: &str) -> bool {
+    if desired == live {
+        return true;
+    }
+    let made = HTPASSWD_MADE.lock().unwrap_or_else(|e| e.into_inner());
+    made.iter().any(|(line, user, password)| line == desired && htpasswd_verifies(live, user, password))
 }
 
 /// Whether an htpasswd `line` (`user:<bcrypt hash>`) is for `user` and
@@ -267,6 +311,10 @@ mod tests {
         assert!(!htpasswd_verifies(&line, "admin", "other"));
         assert!(!htpasswd_verifies(&line, "root", "s3cret"));
         assert!(!htpasswd_verifies("garbage", "admin", "s3cret"));
+        let again = f("htpasswd", vec!["admin".into(), "s3cret".into()]).unwrap().unmarked();
+        let other = f("htpasswd", vec!["admin".into(), "changed".into()]).unwrap().unmarked();
+        assert!(htpasswd_equivalent(again.as_str().unwrap(), &line));
+        assert!(!htpasswd_equivalent(other.as_str().unwrap(), &line));
         assert!(f("htpasswd", vec!["a:b".into(), "x".into()]).unwrap_err().contains("cannot contain `:`"));
     }
 }
