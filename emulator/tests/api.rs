@@ -128,6 +128,15 @@ async fn cloud_sql_instance_lifecycle() {
     let (code, _) = call(base, "PATCH", &format!("/v1/projects/{P}/instances/db1"), Some(&json!({"settings": {"settingsVersion": "1", "tier": "db-g1-small"}}))).await;
     assert_eq!(code, 412);
 
+    users_and_databases(base, port).await;
+
+    // Restart really restarts the server.
+    let (code, op) = call(base, "POST", &format!("/sql/v1beta4/projects/{P}/instances/db1/restart"), None).await;
+    assert_eq!((code, op["operationType"].as_str()), (200, Some("RESTART")));
+    assert!(wait_sql_op(base, "sql/v1beta4", P, &op, 60).await.get("error").is_none());
+    assert!(pg.simple_query("SELECT 1").await.is_err(), "the old session was cut by the restart");
+    let pg = connect(port, "postgres", "rootpw", "postgres").await;
+
     // A statement the server refuses fails the operation: DONE with an error, as the real API does.
     let (_, op) = call(base, "POST", &format!("/v1/projects/{P}/instances/db1/databases"), Some(&json!({"name": "postgres"}))).await;
     let done = wait_sql_op(base, "v1", P, &op, 30).await;
@@ -160,6 +169,46 @@ async fn cloud_sql_instance_lifecycle() {
     let (code, op) = call(base, "POST", &format!("/v1/projects/{P}/instances"), Some(&insert)).await;
     assert_eq!(code, 200, "{op}");
     assert!(emu.settle(Duration::from_secs(60)).await);
+}
+
+/// Users and databases of instance db1 change the real server.
+async fn users_and_databases(base: &str, port: u16) {
+    let inst = format!("/v1/projects/{P}/instances/db1");
+    let run = |method: &'static str, path: String, body: Option<Value>| async move {
+        let (code, op) = call(base, method, &path, body.as_ref()).await;
+        assert_eq!(code, 200, "{method} {path}: {op}");
+        let done = wait_sql_op(base, "v1", P, &op, 30).await;
+        assert!(done.get("error").is_none(), "{method} {path}: {done}");
+    };
+    run("POST", format!("{inst}/databases"), Some(json!({"name": "appdb"}))).await;
+    run("POST", format!("{inst}/users"), Some(json!({"name": "app", "password": "pw1"}))).await;
+    // An IAM service account's user must be the trimmed email on PostgreSQL.
+    let (code, body) = call(base, "POST", &format!("{inst}/users"), Some(&json!({"name": "robot@proj-a.iam.gserviceaccount.com", "type": "CLOUD_IAM_SERVICE_ACCOUNT"}))).await;
+    assert_eq!(code, 400, "{body}");
+    run("POST", format!("{inst}/users"), Some(json!({"name": "robot@proj-a.iam", "type": "CLOUD_IAM_SERVICE_ACCOUNT"}))).await;
+    let (code, u) = call(base, "GET", &format!("{inst}/users/robot%40proj-a.iam"), None).await;
+    assert_eq!((code, u["type"].as_str()), (200, Some("CLOUD_IAM_SERVICE_ACCOUNT")));
+    let (_, users) = call(base, "GET", &format!("{inst}/users"), None).await;
+    assert_eq!(users["items"].as_array().unwrap().len(), 3, "{users}");
+    assert!(users["items"].as_array().unwrap().iter().all(|u| u.get("password").is_none()));
+    let (_, d) = call(base, "GET", &format!("{inst}/databases/appdb"), None).await;
+    assert_eq!((d["charset"].as_str(), d["collation"].as_str()), (Some("UTF8"), Some("en_US.UTF8")));
+    run("PATCH", format!("{inst}/databases/appdb"), Some(json!({"collation": "C"}))).await;
+    assert_eq!(call(base, "GET", &format!("{inst}/databases/appdb"), None).await.1["collation"], "C");
+
+    let app = connect(port, "app", "pw1", "appdb").await;
+    app.batch_execute("CREATE TABLE t (x int)").await.expect("built-in users can create in API databases");
+    drop(app);
+    run("PUT", format!("{inst}/users?name=app&host="), Some(json!({"name": "app", "password": "pw2"}))).await;
+    connect(port, "app", "pw2", "appdb").await;
+    let admin = connect(port, "postgres", "rootpw", "postgres").await;
+    run("DELETE", format!("{inst}/users?name=robot%40proj-a.iam&host="), None).await;
+    let n: i64 = admin.query_one("SELECT count(*) FROM pg_roles WHERE rolname = 'robot@proj-a.iam'", &[]).await.unwrap().get(0);
+    assert_eq!(n, 0, "users.delete drops the role");
+    run("DELETE", format!("{inst}/databases/appdb"), None).await;
+    let n: i64 = admin.query_one("SELECT count(*) FROM pg_database WHERE datname = 'appdb'", &[]).await.unwrap().get(0);
+    assert_eq!(n, 0, "databases.delete drops the database");
+    assert_eq!(call(base, "GET", &format!("{inst}/databases/appdb"), None).await.0, 404);
 }
 
 async fn connect(port: u16, user: &str, password: &str, db: &str) -> tokio_postgres::Client {
@@ -198,6 +247,8 @@ async fn iam_policies_use_etags_and_drop_empty_bindings() {
     let (code, p4) = call(base, "POST", &format!("/v3/projects/{P}:setIamPolicy"), Some(&set(&p1["etag"], json!([{"role": "roles/viewer", "members": []}])))).await;
     assert_eq!(code, 200);
     assert!(p4.get("bindings").is_none(), "{p4}");
+    let (_, perms) = call(base, "POST", &format!("/v1/projects/{P}:testIamPermissions"), Some(&json!({"permissions": ["a.b.c"]}))).await;
+    assert_eq!(perms, json!({"permissions": ["a.b.c"]}));
     // A service account's own policy behaves the same.
     let (code, sa) = call(base, "POST", &format!("/v1/projects/{P}/serviceAccounts"), Some(&json!({"accountId": "robot-one"}))).await;
     assert_eq!(code, 200, "{sa}");
@@ -426,6 +477,10 @@ async fn service_usage_enable_list_and_operations() {
     let (_, list) = call(base, "GET", &format!("/v1/projects/{P}/services?filter=state:ENABLED"), None).await;
     let names: Vec<&str> = list["services"].as_array().unwrap().iter().map(|s| s["config"]["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["container.googleapis.com", "iam.googleapis.com", "sqladmin.googleapis.com"]);
+    emu.set_op_durations(OpDurations::default());
+    let (_, op) = call(base, "POST", &format!("{svc}:disable"), Some(&json!({"disableDependentServices": false}))).await;
+    assert_eq!(op["response"]["service"]["state"], "DISABLED");
+    assert_eq!(call(base, "GET", &svc, None).await.1["state"], "DISABLED");
 }
 
 /// With a state directory, resources (and the PostgreSQL data) survive a restart.

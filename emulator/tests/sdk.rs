@@ -1,11 +1,13 @@
 //! Google's official Rust SDK (`google-cloud-sql-v1`), a client we did not write, against the
 //! emulator: it creates, reads and deletes an instance, a database and users, polling operations.
 //!
-//! Compile budget: this one crate (with default features off) is the dev-dependency that the
-//! 2-core machines can afford; the IAM, Resource Manager, GKE and Service Usage SDK crates are not
-//! used (each adds minutes of cold build). Those APIs are proven with the real gcloud instead
-//! (tests/gcloud.rs). The SDK sends enums as numbers (`$alt=json;enum-encoding=int`), which this
-//! test exercises.
+//! The same for IAM (`google-cloud-iam-admin-v1`): service accounts, keys and their policy.
+//!
+//! Compile budget: these two crates (default features off) are the SDK dev-dependencies the 2-core
+//! machines can afford; the Resource Manager, GKE and Service Usage SDK crates are not used (each
+//! adds minutes of cold build). Those APIs are proven with the real gcloud instead
+//! (tests/gcloud.rs). The SDK sends enums as numbers (`$alt=json;enum-encoding=int`), which these
+//! tests exercise.
 
 use std::time::Duration;
 
@@ -14,6 +16,11 @@ use google_cloud_sql_v1::client::{SqlDatabasesService, SqlInstancesService, SqlO
 use google_cloud_sql_v1::model;
 
 const P: &str = "sdk-proj";
+
+fn install_crypto() {
+    // reqwest (inside the SDK) insists on a process-wide rustls provider, even for http://.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
 
 async fn wait(ops: &SqlOperationsService, op: model::Operation) -> model::Operation {
     for _ in 0..600 {
@@ -28,8 +35,7 @@ async fn wait(ops: &SqlOperationsService, op: model::Operation) -> model::Operat
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn google_rust_sdk_creates_reads_and_deletes_cloud_sql_resources() {
-    // reqwest (inside the SDK) insists on a process-wide rustls provider, even for http://.
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    install_crypto();
     let emu = Emulator::start(Config::default()).await.expect("emulator starts");
     let endpoint = emu.base_url().trim_end_matches('/').to_string();
     let creds = || google_cloud_auth::credentials::anonymous::Builder::new().build();
@@ -113,5 +119,77 @@ async fn google_rust_sdk_creates_reads_and_deletes_cloud_sql_resources() {
     assert!(wait(&ops, op).await.error.is_none());
     let err = instances.get().set_project(P).set_instance("sdk-db").send().await.expect_err("deleted");
     assert_eq!(err.http_status_code(), Some(404), "{err:?}");
+    emu.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn google_rust_sdk_manages_service_accounts_keys_and_policies() {
+    use google_cloud_iam_admin_v1::client::Iam;
+    use google_cloud_iam_admin_v1::model as iam;
+    use google_cloud_iam_v1::model::{Binding, Policy};
+    install_crypto();
+    let emu = Emulator::start(Config::default()).await.expect("emulator starts");
+    let endpoint = emu.base_url().trim_end_matches('/').to_string();
+    let client = Iam::builder()
+        .with_endpoint(&endpoint)
+        .with_credentials(google_cloud_auth::credentials::anonymous::Builder::new().build())
+        .build()
+        .await
+        .expect("client");
+
+    let sa = client
+        .create_service_account()
+        .set_name(format!("projects/{P}"))
+        .set_account_id("sdk-robot")
+        .set_service_account(iam::ServiceAccount::new().set_display_name("SDK robot"))
+        .send()
+        .await
+        .expect("create");
+    let email = format!("sdk-robot@{P}.iam.gserviceaccount.com");
+    assert_eq!(sa.email, email);
+    let name = format!("projects/-/serviceAccounts/{email}");
+    let got = client.get_service_account().set_name(&name).send().await.expect("get");
+    assert_eq!((got.display_name.as_str(), got.unique_id.len()), ("SDK robot", 21));
+
+    // A key: the SDK decodes privateKeyData to the credentials JSON.
+    let key = client
+        .create_service_account_key()
+        .set_name(&name)
+        .set_private_key_type(iam::ServiceAccountPrivateKeyType::TypeGoogleCredentialsFile)
+        .send()
+        .await
+        .expect("keys.create");
+    let creds: serde_json::Value = serde_json::from_slice(&key.private_key_data).expect("credentials JSON");
+    assert_eq!(creds["client_email"], email.as_str());
+    assert!(creds["private_key"].as_str().unwrap().starts_with("-----BEGIN PRIVATE KEY-----"));
+    let keys = client.list_service_account_keys().set_name(&name).send().await.expect("keys.list");
+    assert_eq!(keys.keys.len(), 1);
+    assert_eq!(keys.keys[0].key_type, iam::list_service_account_keys_request::KeyType::UserManaged);
+
+    // Policy read-modify-write with the etag; a stale etag is refused.
+    let p0 = client.get_iam_policy().set_resource(&name).send().await.expect("getIamPolicy");
+    let binding = Binding::new().set_role("roles/iam.workloadIdentityUser").set_members([format!("serviceAccount:{P}.svc.id.goog[ns/ksa]")]);
+    let p1 = client
+        .set_iam_policy()
+        .set_resource(&name)
+        .set_policy(Policy::new().set_bindings([binding.clone()]).set_etag(p0.etag.clone()))
+        .send()
+        .await
+        .expect("setIamPolicy");
+    assert_eq!(p1.bindings.len(), 1);
+    let stale = client
+        .set_iam_policy()
+        .set_resource(&name)
+        .set_policy(Policy::new().set_bindings([binding]).set_etag(p0.etag))
+        .send()
+        .await
+        .expect_err("stale etag");
+    assert_eq!(stale.http_status_code(), Some(409), "{stale:?}");
+
+    // Delete key and account.
+    client.delete_service_account_key().set_name(&key.name).send().await.expect("keys.delete");
+    client.delete_service_account().set_name(&name).send().await.expect("delete");
+    let err = client.get_service_account().set_name(&name).send().await.expect_err("deleted");
+    assert_eq!(err.http_status_code(), Some(404));
     emu.shutdown().await;
 }
