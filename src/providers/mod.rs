@@ -8,6 +8,7 @@
 //!
 //! Providers never import the engine or the CLI.
 
+pub mod gcp;
 pub mod memory;
 pub mod schema;
 
@@ -218,6 +219,7 @@ impl Registry {
     pub fn builtin() -> Self {
         #[allow(unused_mut)]
         let mut r = Registry::new();
+        r.register(Arc::new(gcp::GcpFactory::new()));
         if std::env::var("SKYFORM_ENABLE_TEST_PROVIDER").as_deref() == Ok("1") {
             r.register(Arc::new(memory::MemoryFactory::from_env()));
         }

@@ -1,0 +1,138 @@
+//! Benchmark of the GCP provider on `specs/gcp-cloudsql.toml` against the
+//! in-process emulator:
+//! - API calls per plan (from the emulator's request counts), against the goal
+//!   of one read per resource and one read per policy;
+//! - apply wall time against the critical-path lower bound of the spec's DAG
+//!   under the emulator's operation durations (goal: within 1.15×).
+//!
+//! `cargo bench --bench gcp_plan_apply` (needs PostgreSQL installed, like the
+//! emulator's tests).
+
+#![allow(clippy::print_stdout)]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use gcp_emulator::{Config, Emulator, OpDurations};
+use skyform::engine::events::Recorder;
+use skyform::engine::{Cancel, PlanOptions};
+use skyform::ops::{self, SpecOptions};
+use skyform::plan::Plan;
+use skyform::providers::Registry;
+use skyform::providers::gcp::GcpFactory;
+use skyform::providers::gcp::client::RetryPolicy;
+
+fn durations() -> OpDurations {
+    // Scaled-down but proportionate: a Cloud SQL create dominates, then its
+    // users and databases, then API enablement.
+    let mut d = OpDurations::uniform(Duration::from_millis(300));
+    for (k, ms) in [("sql.CREATE", 3000), ("sql.CREATE_DATABASE", 500), ("sql.CREATE_USER", 400), ("serviceusage", 600)] {
+        d.per_type.insert(k.into(), Duration::from_millis(ms));
+    }
+    d
+}
+
+/// Weight of one resource's apply under `d` (sync APIs count as zero).
+fn weight(d: &OpDurations, type_name: &str) -> Duration {
+    match type_name {
+        "gcp_project_service" => d.lookup("serviceusage", "ENABLE"),
+        "gcp_sql_instance" => d.lookup("sql", "CREATE"),
+        "gcp_sql_database" => d.lookup("sql", "CREATE_DATABASE"),
+        "gcp_sql_user" => d.lookup("sql", "CREATE_USER"),
+        "gcp_container_cluster" => d.lookup("container", "CREATE_CLUSTER"),
+        _ => Duration::ZERO,
+    }
+}
+
+/// The critical path of the plan's DAG, with Cloud SQL's one-operation-per-
+/// instance rule: the children of one instance cannot overlap, so they count
+/// as a chain after the later of the instance and their own dependencies.
+fn critical_path(plan: &Plan, d: &OpDurations) -> Duration {
+    let mut finish: BTreeMap<String, Duration> = BTreeMap::new();
+    for c in &plan.changes {
+        // Changes are in topological order.
+        let start = c.depends_on.iter().filter_map(|a| finish.get(&a.to_string())).max().copied().unwrap_or_default();
+        finish.insert(c.address.to_string(), start + weight(d, &c.address.type_name));
+    }
+    let mut lb = finish.values().max().copied().unwrap_or_default();
+    for inst in plan.changes.iter().filter(|c| c.address.type_name == "gcp_sql_instance") {
+        let children: Vec<_> = plan
+            .changes
+            .iter()
+            .filter(|c| c.depends_on.contains(&inst.address) && c.address.type_name.starts_with("gcp_sql_"))
+            .collect();
+        let total: Duration = children.iter().map(|c| weight(d, &c.address.type_name)).sum();
+        lb = lb.max(finish[&inst.address.to_string()] + total);
+    }
+    lb
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(run());
+}
+
+async fn run() {
+    let emu = Emulator::start(Config { op_durations: durations(), ..Default::default() }).await.expect("emulator");
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/specs/gcp-cloudsql.toml")).unwrap();
+    let text = text.replacen(
+        "[provider.gcp]\n",
+        &format!("[provider.gcp]\nendpoint = \"{}\"\nanonymous = true\n", emu.base_url()),
+        1,
+    );
+    std::fs::write(dir.path().join("main.toml"), text).unwrap();
+    let vars: Vec<String> = ["project=bench-proj", "db_password=bench-Secret-1", "root_password=bench-Secret-2"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    // Production polling defaults, except a finer first poll interval cap
+    // relative to the scaled-down durations.
+    let retry = RetryPolicy { poll_initial: Duration::from_millis(100), poll_cap: Duration::from_secs(1), ..RetryPolicy::default() };
+    let factory = Arc::new(GcpFactory::new().with_retry(retry));
+    let load = || {
+        let mut reg = Registry::new();
+        reg.register(factory.clone());
+        ops::load(&SpecOptions { file: dir.path().join("main.toml"), vars: vars.clone(), var_files: vec![] }, reg)
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+
+    // Apply from scratch.
+    let loaded = load();
+    let ctx = loaded.context(Arc::new(Recorder::default()), 10, Cancel::new());
+    let mut s = ops::apply::open(&loaded, Some("apply"), Duration::ZERO).unwrap();
+    let planned = s.plan(&ctx, &PlanOptions::default()).await.unwrap_or_else(|e| panic!("{e}"));
+    let lb = critical_path(&planned.plan, &durations());
+    let t = Instant::now();
+    let report = s.apply(&ctx, &planned.plan).await.unwrap();
+    let wall = t.elapsed();
+    assert!(report.ok(), "{:?}", report.failures);
+    drop(s);
+    let resources = planned.plan.changes.len();
+
+    // API calls of one plan of the converged spec.
+    emu.reset_stats();
+    let loaded = load();
+    let ctx = loaded.context(Arc::new(Recorder::default()), 10, Cancel::new());
+    let s = ops::apply::open(&loaded, None, Duration::ZERO).unwrap();
+    let t = Instant::now();
+    let plan = s.plan(&ctx, &PlanOptions::default()).await.unwrap().plan;
+    let plan_wall = t.elapsed();
+    assert!(!plan.has_changes(), "converged");
+    let stats = emu.stats();
+    let policies = 1 + 0; // the project policy; no service-account policy in this spec
+    println!("gcp_plan_apply on specs/gcp-cloudsql.toml ({resources} resources)");
+    println!("  plan: {} API calls ({:.0} ms); goal <= {} (one read per resource + one per policy)",
+        stats.total, plan_wall.as_secs_f64() * 1e3, resources - 2 + policies);
+    for (m, n) in &stats.requests {
+        println!("    {m:<48} {n}");
+    }
+    println!(
+        "  apply: {:.2} s wall; critical-path lower bound {:.2} s; ratio {:.3} (goal <= 1.15)",
+        wall.as_secs_f64(),
+        lb.as_secs_f64(),
+        wall.as_secs_f64() / lb.as_secs_f64()
+    );
+    emu.shutdown().await;
+}

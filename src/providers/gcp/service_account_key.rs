@@ -1,0 +1,163 @@
+//! `gcp_service_account_key`: a user-managed key. Its private key exists only
+//! in the create response: it is handed to the engine in memory (sensitive) for
+//! the resources that consume it in the same apply, and never returned by a
+//! read, so state holds only the key's name and a keyed fingerprint. When a
+//! consumer no longer holds the key, the engine plans a new key by itself.
+//!
+//! Not adoptable (a key made elsewhere has no private key we could know); a
+//! create is one POST (retried only on transient errors that had no effect).
+
+use std::collections::BTreeMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use serde_json::{Value as Json, json};
+use tokio::time::Instant;
+
+use super::client::Api;
+use super::iam_member::{normalize_sa, sa_email};
+use super::{Gcp, jstr, live, project_attr, str_attr};
+use crate::providers::schema::{AttrType, Attribute, ResourceSchema, SchemaKind};
+use crate::providers::{ApplyAction, ApplyRequest, ApplyResponse, LiveObject, ProviderError, ReadRequest};
+use crate::value::Value;
+
+/// Schema.
+pub fn schema() -> ResourceSchema {
+    ResourceSchema {
+        type_name: "gcp_service_account_key",
+        kind: SchemaKind::Resource,
+        description: "A service-account key. `private_key_json` (the credentials file) is sensitive, exists only \
+                      when the key is created, and never reaches state: state keeps the key name and a keyed \
+                      fingerprint. With `rotation_days`, a key older than that is replaced by the next plan.",
+        attributes: vec![
+            Attribute::required("service_account", AttrType::String, "The account: email or projects/…/serviceAccounts/<email>.")
+                .force_new()
+                .normalize(normalize_sa),
+            Attribute::optional("rotation_days", AttrType::Number, "Replace the key once it is this many days old.").force_new(),
+            project_attr(),
+            Attribute::computed("key_id", AttrType::String, "The key id."),
+            Attribute::computed("name", AttrType::String, "projects/<p>/serviceAccounts/<email>/keys/<key_id>."),
+            Attribute::computed("valid_after", AttrType::String, "Creation time (RFC 3339)."),
+            Attribute::computed("private_key_json", AttrType::String, "The credentials JSON file (sensitive; only at creation).")
+                .sensitive(),
+        ],
+    }
+}
+
+fn attrs_of(key: &Json, project: &str) -> BTreeMap<String, Value> {
+    let name = key["name"].as_str().unwrap_or_default();
+    let email = name.split("/serviceAccounts/").nth(1).and_then(|r| r.split("/keys/").next()).unwrap_or_default();
+    BTreeMap::from([
+        ("service_account".to_string(), Value::str(email)),
+        ("key_id".to_string(), Value::str(name.rsplit('/').next().unwrap_or_default())),
+        ("name".to_string(), Value::str(name)),
+        ("valid_after".to_string(), jstr(key, "/validAfterTime")),
+        ("project".to_string(), Value::str(project)),
+    ])
+}
+
+/// Reads the key by its name (from state). Keys are never adopted.
+pub async fn read(g: &Gcp, req: &ReadRequest) -> Result<Option<LiveObject>, ProviderError> {
+    let Some(name) = req.identity.as_ref().and_then(Value::as_str) else { return Ok(None) };
+    let Some(key) = g.client.get_opt(Api::Iam, &format!("v1/{name}")).await? else { return Ok(None) };
+    if key["disabled"] == json!(true) {
+        return Ok(None);
+    }
+    let project = g.project_of(&req.config);
+    let mut attrs = attrs_of(&key, &project);
+    if let Some(days) = req.config.get("rotation_days").and_then(Value::as_i64) {
+        let created = key["validAfterTime"].as_str().and_then(rfc3339_secs).unwrap_or(i64::MAX);
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+        let v = if created != i64::MAX && now - created >= days * 86_400 {
+            Value::str(format!("expired (created {})", key["validAfterTime"].as_str().unwrap_or("?")))
+        } else {
+            Value::Int(days)
+        };
+        attrs.insert("rotation_days".into(), v);
+    }
+    Ok(Some(live(Value::str(name), attrs, None)))
+}
+
+/// Creates or deletes the key.
+pub async fn apply(g: &Gcp, req: &ApplyRequest) -> Result<ApplyResponse, ProviderError> {
+    let cfg = req.config.unmarked();
+    let project = g.project_of(&cfg);
+    match req.action {
+        ApplyAction::Delete => {
+            let name = req.identity.as_ref().and_then(Value::as_str).unwrap_or_default();
+            if !name.is_empty() {
+                match g.client.delete(Api::Iam, &format!("v1/{name}")).await {
+                    Ok(_) => {}
+                    Err(e) if e.is_not_found() => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Ok(ApplyResponse::default())
+        }
+        ApplyAction::Update => {
+            // Every input forces replacement: nothing to update in place.
+            let name = req.identity.as_ref().and_then(Value::as_str).unwrap_or_default().to_string();
+            let key = g.client.get(Api::Iam, &format!("v1/{name}")).await?;
+            Ok(g.response(&req.type_name, req, Value::str(name), attrs_of(&key, &project)))
+        }
+        ApplyAction::Create => {
+            let sa = sa_email(&str_attr(&cfg, "service_account").unwrap_or_default());
+            let path = format!("v1/projects/-/serviceAccounts/{sa}/keys");
+            let body = json!({"privateKeyType": "TYPE_GOOGLE_CREDENTIALS_FILE", "keyAlgorithm": "KEY_ALG_RSA_2048"});
+            // A just-created account may not be visible yet: retry 404 for a bounded window.
+            let until = Instant::now() + g.client.retry.consistency_window;
+            let mut n = 0;
+            let key = loop {
+                match g.client.post(Api::Iam, &path, &body).await {
+                    Err(e) if e.is_not_found() && Instant::now() < until => {
+                        tokio::time::sleep(g.client.retry.backoff(n.min(6))).await;
+                        n += 1;
+                    }
+                    r => break r?,
+                }
+            };
+            let mut attrs = attrs_of(&key, &project);
+            let data = key["privateKeyData"].as_str().unwrap_or_default();
+            let json = base64::engine::general_purpose::STANDARD
+                .decode(data)
+                .or_else(|_| base64::engine::general_purpose::URL_SAFE.decode(data))
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or_else(|| ProviderError::Permanent("the key's privateKeyData is not base64 text".into()))?;
+            attrs.insert("private_key_json".into(), Value::str(json).sensitive());
+            let name = attrs["name"].clone();
+            if let Some(d) = cfg.get("rotation_days") {
+                attrs.insert("rotation_days".into(), d.clone());
+            }
+            Ok(g.response(&req.type_name, req, name, attrs))
+        }
+    }
+}
+
+/// Seconds since the epoch of an RFC 3339 UTC time (`2026-01-02T03:04:05Z`,
+/// fractional seconds and offsets ignored).
+pub fn rfc3339_secs(s: &str) -> Option<i64> {
+    let (date, time) = s.split_once('T')?;
+    let mut d = date.split('-').map(|x| x.parse::<i64>());
+    let (y, m, day) = (d.next()?.ok()?, d.next()?.ok()?, d.next()?.ok()?);
+    let mut t = time.get(..8)?.split(':').map(|x| x.parse::<i64>());
+    let (hh, mm, ss) = (t.next()?.ok()?, t.next()?.ok()?, t.next()?.ok()?);
+    // Days from civil (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = if y >= 0 { y } else { y - 399 } / 400;
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + hh * 3600 + mm * 60 + ss)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rfc3339() {
+        assert_eq!(super::rfc3339_secs("1970-01-02T00:00:01Z"), Some(86_401));
+        assert_eq!(super::rfc3339_secs("2024-03-01T00:00:00.123Z"), Some(1_709_251_200));
+    }
+}

@@ -1,0 +1,164 @@
+//! GCP provider on the emulator: project services, service accounts, IAM
+//! members (project and service account) and keys. Each resource type goes
+//! create → empty re-plan → out-of-band change with the real gcloud → plan shows
+//! exactly that change and drift reports it → apply repairs → destroy removes;
+//! then adoption of what gcloud created first.
+
+mod gcp_common;
+
+use gcp_common::{Env, P, actions, assert_empty, change};
+use skyform::engine::drift::DriftClass;
+use skyform::plan::Action;
+
+const SPEC: &str = r#"
+[resource.gcp_project_service.sql]
+service = "sqladmin.googleapis.com"
+
+[resource.gcp_service_account.sa]
+account_id = "skypilot-sql"
+display_name = "SkyPilot SQL"
+
+[resource.gcp_project_iam_member.client]
+role = "roles/cloudsql.client"
+member = "${gcp_service_account.sa.member}"
+
+[resource.gcp_project_iam_member.user]
+role = "roles/cloudsql.instanceUser"
+member = "${gcp_service_account.sa.member}"
+
+[resource.gcp_service_account_iam_member.alice]
+service_account = "${gcp_service_account.sa.email}"
+role = "roles/iam.serviceAccountUser"
+member = "user:alice@example.com"
+
+[resource.gcp_service_account_key.key]
+service_account = "${gcp_service_account.sa.email}"
+"#;
+
+const EMAIL: &str = "skypilot-sql@skyform-test.iam.gserviceaccount.com";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn iam_resources_converge_detect_gcloud_drift_repair_and_destroy() {
+    let env = Env::start(0).await;
+    // A member skyform does not manage, on a role it manages.
+    env.gcloud(&["projects", "add-iam-policy-binding", P, "--member=user:bob@example.com", "--role=roles/cloudsql.client"])
+        .await;
+    env.spec(SPEC);
+    let plan = env.apply().await;
+    assert_eq!(plan.summary().add, 6, "{:?}", actions(&plan));
+    // The two project members were written in one read-modify-write.
+    assert_eq!(env.emu.stats().requests.get("cloudresourcemanager.v1.projects.setIamPolicy"), Some(&1));
+
+    // Re-plan is empty, and reads each policy once.
+    env.emu.reset_stats();
+    assert_empty(&env.plan().await, "after create");
+    let st = env.emu.stats().requests;
+    assert_eq!(st.get("cloudresourcemanager.v1.projects.getIamPolicy"), Some(&1), "{st:?}");
+    assert_eq!(st.get("iam.serviceAccounts.getIamPolicy"), Some(&1), "{st:?}");
+    // A second apply changes nothing.
+    env.emu.reset_stats();
+    env.apply().await;
+    assert!(env.mutating_calls().is_empty(), "{:?}", env.mutating_calls());
+
+    // Out-of-band changes with gcloud, one per resource type.
+    let key_id = env.gcloud(&["iam", "service-accounts", "keys", "list", &format!("--iam-account={EMAIL}"), "--managed-by=user", "--format=value(name)"]).await;
+    let key_id = key_id.trim().rsplit('/').next().unwrap().to_string();
+    env.gcloud(&["services", "disable", "sqladmin.googleapis.com"]).await;
+    env.gcloud(&["iam", "service-accounts", "update", EMAIL, "--display-name=Changed by hand"]).await;
+    env.gcloud(&["projects", "remove-iam-policy-binding", P, &format!("--member=serviceAccount:{EMAIL}"), "--role=roles/cloudsql.client"])
+        .await;
+    env.gcloud(&["iam", "service-accounts", "remove-iam-policy-binding", EMAIL, "--member=user:alice@example.com", "--role=roles/iam.serviceAccountUser"])
+        .await;
+    env.gcloud(&["iam", "service-accounts", "keys", "delete", &key_id, &format!("--iam-account={EMAIL}")]).await;
+
+    let plan = env.plan().await;
+    let mut got = actions(&plan);
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            ("gcp_project_iam_member.client".to_string(), Action::Create),
+            ("gcp_project_service.sql".to_string(), Action::Create),
+            ("gcp_service_account.sa".to_string(), Action::Update),
+            ("gcp_service_account_iam_member.alice".to_string(), Action::Create),
+            ("gcp_service_account_key.key".to_string(), Action::Create),
+        ]
+    );
+    assert_eq!(change(&plan, "gcp_service_account.sa").changed, vec!["display_name"]);
+    let drift = env.drift().await;
+    assert!(!drift.converged());
+    let mut classes: Vec<(String, DriftClass)> =
+        drift.findings.iter().map(|f| (f.address.to_string(), f.class)).collect();
+    classes.sort();
+    assert_eq!(
+        classes,
+        vec![
+            ("gcp_project_iam_member.client".into(), DriftClass::DeletedOutside),
+            ("gcp_project_service.sql".into(), DriftClass::DeletedOutside),
+            ("gcp_service_account.sa".into(), DriftClass::ChangedOutside),
+            ("gcp_service_account_iam_member.alice".into(), DriftClass::DeletedOutside),
+            ("gcp_service_account_key.key".into(), DriftClass::DeletedOutside),
+        ]
+    );
+
+    env.apply().await;
+    assert_empty(&env.plan().await, "after repair");
+    assert!(env.drift().await.converged());
+    let policy = env.gcloud(&["projects", "get-iam-policy", P, "--format=json"]).await;
+    assert!(policy.contains("user:bob@example.com"), "unmanaged member kept: {policy}");
+    assert!(policy.contains(&format!("serviceAccount:{EMAIL}")));
+
+    // Destroy removes everything skyform made, and nothing else.
+    let report = env.destroy().await;
+    assert!(report.ok(), "{:?}", report.failures);
+    let (ok, _) = env.gcloud_raw(&["iam", "service-accounts", "describe", EMAIL]).await;
+    assert!(!ok, "service account deleted");
+    let policy = env.gcloud(&["projects", "get-iam-policy", P, "--format=json"]).await;
+    assert!(policy.contains("user:bob@example.com") && !policy.contains(EMAIL), "{policy}");
+    let enabled = env.gcloud(&["services", "list", "--enabled", "--format=value(config.name)"]).await;
+    assert!(!enabled.contains("sqladmin.googleapis.com"), "{enabled}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn iam_resources_made_by_gcloud_first_are_adopted() {
+    let env = Env::start(0).await;
+    env.gcloud(&["services", "enable", "sqladmin.googleapis.com"]).await;
+    env.gcloud(&["iam", "service-accounts", "create", "skypilot-sql", "--display-name=SkyPilot SQL"]).await;
+    env.gcloud(&["projects", "add-iam-policy-binding", P, &format!("--member=serviceAccount:{EMAIL}"), "--role=roles/cloudsql.client"])
+        .await;
+    env.gcloud(&["iam", "service-accounts", "add-iam-policy-binding", EMAIL, "--member=user:alice@example.com", "--role=roles/iam.serviceAccountUser"])
+        .await;
+    env.spec(SPEC);
+    let plan = env.plan().await;
+    for a in ["gcp_project_service.sql", "gcp_service_account.sa", "gcp_project_iam_member.client", "gcp_service_account_iam_member.alice"] {
+        assert_eq!(change(&plan, a).action, Action::Adopt, "{a}");
+    }
+    // Keys cannot be adopted (their private key is unknowable): created.
+    assert_eq!(change(&plan, "gcp_service_account_key.key").action, Action::Create);
+    assert_eq!(change(&plan, "gcp_project_iam_member.user").action, Action::Create);
+    env.emu.reset_stats();
+    env.apply().await;
+    let st = env.emu.stats().requests;
+    assert_eq!(st.get("iam.serviceAccounts.create"), None, "adopted, not created: {st:?}");
+    assert_eq!(st.get("serviceusage.services.enable"), None, "{st:?}");
+    assert_empty(&env.plan().await, "after adoption");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_that_meets_an_existing_account_converges_it() {
+    // The account appears between plan and apply (another tool, or a retried
+    // create whose response was lost): ALREADY_EXISTS → read and converge.
+    let env = Env::start(0).await;
+    env.spec(SPEC);
+    let loaded = env.load();
+    let ctx = env.ctx(&loaded);
+    let mut s = skyform::ops::apply::open(&loaded, Some("apply"), std::time::Duration::ZERO).unwrap();
+    let planned = s.plan(&ctx, &Default::default()).await.unwrap();
+    env.gcloud(&["iam", "service-accounts", "create", "skypilot-sql", "--display-name=Other name"]).await;
+    let report = s.apply(&ctx, &planned.plan).await.unwrap();
+    assert!(report.ok(), "{:?}", report.failures);
+    drop(s);
+    let sa = env.gcloud(&["iam", "service-accounts", "describe", EMAIL, "--format=value(displayName)"]).await;
+    assert_eq!(sa.trim(), "SkyPilot SQL");
+    assert_empty(&env.plan().await, "after converging");
+}
