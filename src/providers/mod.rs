@@ -9,7 +9,10 @@
 //! Providers never import the engine or the CLI.
 
 pub mod gcp;
+pub mod helm;
+pub mod kubernetes;
 pub mod memory;
+pub mod postgres;
 pub mod schema;
 
 use std::collections::BTreeMap;
@@ -220,6 +223,9 @@ impl Registry {
         #[allow(unused_mut)]
         let mut r = Registry::new();
         r.register(Arc::new(gcp::GcpFactory::new()));
+        r.register(Arc::new(kubernetes::KubernetesFactory::default()));
+        r.register(Arc::new(postgres::PostgresFactory::default()));
+        r.register(Arc::new(helm::HelmFactory::default()));
         if std::env::var("SKYFORM_ENABLE_TEST_PROVIDER").as_deref() == Ok("1") {
             r.register(Arc::new(memory::MemoryFactory::from_env()));
         }

@@ -1,0 +1,132 @@
+//! Running the `helm` binary: private temporary files for values and
+//! credentials, and errors with secrets masked.
+
+use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::providers::kubernetes::connect::Target;
+use crate::providers::ProviderError;
+use crate::value::MASK;
+
+/// A file readable only by this user (0600), removed when dropped. Values
+/// (which may hold secrets) and a kubeconfig holding a token go through these,
+/// never through the command line.
+pub struct PrivateFile {
+    path: PathBuf,
+}
+
+impl PrivateFile {
+    /// Writes `content` to a new 0600 file.
+    pub fn new(tag: &str, content: &[u8]) -> Result<PrivateFile, ProviderError> {
+        let dir = std::env::temp_dir();
+        for _ in 0..8 {
+            let path = dir.join(format!("skyform-{tag}-{}-{:016x}.yaml", std::process::id(), rand::random::<u64>()));
+            match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path) {
+                Ok(mut f) => {
+                    let file = PrivateFile { path };
+                    f.write_all(content).map_err(|e| ProviderError::Permanent(format!("writing a temporary file: {e}")))?;
+                    return Ok(file);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(ProviderError::Permanent(format!("creating a temporary file: {e}"))),
+            }
+        }
+        Err(ProviderError::Permanent("could not create a temporary file".into()))
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for PrivateFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// How to run helm against one cluster.
+pub struct Helm {
+    /// The binary.
+    pub program: PathBuf,
+    kube_args: Vec<String>,
+    /// Keeps a synthetic kubeconfig alive while this exists.
+    _kubeconfig: Option<PrivateFile>,
+}
+
+impl Helm {
+    /// For `target`. A cluster reached through an endpoint and a token gets a
+    /// synthetic kubeconfig in a private file (the token is never an argument,
+    /// so it does not show in `ps`).
+    pub fn new(program: PathBuf, target: &Target) -> Result<Helm, ProviderError> {
+        match target {
+            Target::Kubeconfig { path, context } => {
+                let mut kube_args = vec!["--kubeconfig".to_string(), path.display().to_string()];
+                if let Some(c) = context {
+                    kube_args.extend(["--kube-context".to_string(), c.clone()]);
+                }
+                Ok(Helm { program, kube_args, _kubeconfig: None })
+            }
+            Target::Direct { .. } => {
+                let (kc, _) = target.kubeconfig()?;
+                let text = serde_yaml::to_string(&kc)
+                    .map_err(|e| ProviderError::Permanent(format!("kubeconfig for helm: {e}")))?;
+                let file = PrivateFile::new("kubeconfig", text.as_bytes())?;
+                let kube_args = vec!["--kubeconfig".to_string(), file.path().display().to_string()];
+                Ok(Helm { program, kube_args, _kubeconfig: Some(file) })
+            }
+        }
+    }
+
+    /// Runs `helm <args> <connection args>`; stdout on success. Failures carry
+    /// helm's stderr with every string of `secrets` masked.
+    pub async fn run(&self, args: &[String], secrets: &[String], timeout: Duration) -> Result<String, ProviderError> {
+        let mut cmd = tokio::process::Command::new(&self.program);
+        cmd.args(args).args(&self.kube_args).kill_on_drop(true);
+        cmd.stdin(std::process::Stdio::null());
+        let out = tokio::time::timeout(timeout, cmd.output())
+            .await
+            .map_err(|_| ProviderError::Timeout(timeout))?
+            .map_err(|e| ProviderError::Config(format!("running {}: {e}", self.program.display())))?;
+        if out.status.success() {
+            return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
+        }
+        let verb = args.first().map(String::as_str).unwrap_or("helm");
+        let err = mask(String::from_utf8_lossy(&out.stderr).trim(), secrets);
+        let transient = ["connection refused", "i/o timeout", "TLS handshake timeout", "etcdserver"].iter().any(|t| err.contains(t));
+        let msg = format!("helm {verb}: {err}");
+        Err(if transient { ProviderError::Transient(msg) } else { ProviderError::Permanent(msg) })
+    }
+}
+
+/// `text` with every occurrence of each secret replaced by the mask.
+pub fn mask(text: &str, secrets: &[String]) -> String {
+    let mut out = text.to_string();
+    for s in secrets.iter().filter(|s| s.len() >= 4) {
+        out = out.replace(s.as_str(), MASK);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt as _;
+
+    #[test]
+    fn private_files_are_0600_and_removed() {
+        let f = PrivateFile::new("t", b"secret: x").unwrap();
+        let p = f.path().to_path_buf();
+        assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        drop(f);
+        assert!(!p.exists());
+    }
+
+    #[test]
+    fn secrets_are_masked_in_errors() {
+        assert_eq!(mask("bad value hunter22 in x", &["hunter22".into()]), format!("bad value {MASK} in x"));
+    }
+}

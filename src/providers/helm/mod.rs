@@ -1,0 +1,391 @@
+//! The `helm` provider: `helm_release`, driven through the real `helm` binary,
+//! with live drift: the chart's objects are compared with the live ones through
+//! a server-side dry-run apply, so a `kubectl edit` of an object the chart made
+//! is reported (Terraform's `helm_release` misses it: its issue #372).
+//!
+//! - [`cli`]: running helm with values and credentials in private 0600 files.
+//! - [`values`]: `values` + `values_yaml` merged as helm merges `-f` files, read
+//!   back in the same terms; an htpasswd line that still verifies is kept.
+//! - [`objects`]: the release's objects, rendered and compared with the live ones.
+
+pub mod cli;
+pub mod objects;
+pub mod values;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::Value as Json;
+
+use self::cli::{Helm, PrivateFile};
+use super::kubernetes::connect::{self, Target};
+use super::kubernetes::objects::Cluster;
+use super::schema::{AttrType, Attribute, ProviderSchema, ResourceSchema, SchemaKind};
+use super::{
+    ApplyAction, ApplyRequest, ApplyResponse, Checkpoint, LiveObject, PlanRequest, PlanResponse, Provider,
+    ProviderError, ProviderFactory, ReadRequest,
+};
+use crate::value::Value;
+
+/// How long read-only helm commands may take.
+const READ_TIMEOUT: Duration = Duration::from_secs(120);
+
+fn schema() -> ProviderSchema {
+    let mut config = connect::config_attributes();
+    config.push(Attribute::optional(
+        "helm_path",
+        AttrType::String,
+        "The helm binary (default: `$SKYFORM_HELM`, then `helm` on PATH).",
+    ));
+    ProviderSchema {
+        name: "helm",
+        type_prefix: "helm_",
+        config,
+        types: vec![ResourceSchema {
+            type_name: "helm_release",
+            kind: SchemaKind::Resource,
+            description: "A Helm release, installed and upgraded with `helm upgrade --install`. Plans compare the chart, version and values with the release, and the chart's objects with the live ones (server-side dry-run), so a change made with kubectl is drift.",
+            attributes: vec![
+                Attribute::required("name", AttrType::String, "The release name; changing it replaces the release.").force_new(),
+                Attribute::optional("namespace", AttrType::String, "The release namespace; changing it replaces the release.").default(Value::str("default")).force_new(),
+                Attribute::required("chart", AttrType::String, "A local chart directory, `repo/name` of a repository added to helm, or a chart name with `repository`."),
+                Attribute::optional("repository", AttrType::String, "The chart repository URL (`--repo`)."),
+                Attribute::optional("version", AttrType::String, "The chart version (`--version`); read back from the release.").also_computed(),
+                Attribute::optional("devel", AttrType::Bool, "Accept pre-release chart versions (`--devel`).").default(Value::Bool(false)),
+                Attribute::optional("values", AttrType::Any, "Values, as a TOML table. Secrets in it are masked everywhere and passed to helm in a private file."),
+                Attribute::optional("values_yaml", AttrType::String, "Values as YAML text, merged after `values`, for what TOML cannot say (such as `null`)."),
+                Attribute::optional("create_namespace", AttrType::Bool, "Create the namespace if missing (`--create-namespace`).").default(Value::Bool(false)),
+                Attribute::optional("wait", AttrType::Bool, "Wait until the release's objects are ready (`--wait`); only where the cluster can make them ready.").default(Value::Bool(false)),
+                Attribute::optional("timeout", AttrType::Number, "Seconds helm may take (`--timeout`).").default(Value::Int(300)),
+                Attribute::optional("atomic", AttrType::Bool, "Roll back a failed upgrade (`--atomic`).").default(Value::Bool(false)),
+                Attribute::optional("live_drift", AttrType::Map(Box::new(AttrType::String)), "Not to be set: the chart's objects whose live content differs from the chart (object → paths); always planned empty, which the next apply makes true.").default(Value::Map(BTreeMap::new())),
+                Attribute::computed("revision", AttrType::Number, "The release revision."),
+                Attribute::computed("status", AttrType::String, "The release status (`deployed`...)."),
+                Attribute::computed("app_version", AttrType::String, "The chart's appVersion."),
+            ],
+        }],
+    }
+}
+
+/// Builds configured `helm` providers.
+pub struct HelmFactory {
+    schema: ProviderSchema,
+}
+
+impl Default for HelmFactory {
+    fn default() -> Self {
+        HelmFactory { schema: schema() }
+    }
+}
+
+#[async_trait]
+impl ProviderFactory for HelmFactory {
+    fn schema(&self) -> &ProviderSchema {
+        &self.schema
+    }
+    async fn configure(&self, config: &Value) -> Result<Arc<dyn Provider>, ProviderError> {
+        let target = Target::from_config(config).await?;
+        let program = match config.get("helm_path").and_then(Value::as_str) {
+            Some(p) => PathBuf::from(p),
+            None => std::env::var_os("SKYFORM_HELM").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("helm")),
+        };
+        let helm = Helm::new(program, &target)?;
+        let cluster = Cluster::new(target.client().await?);
+        Ok(Arc::new(HelmProvider { helm, cluster: Arc::new(cluster) }))
+    }
+}
+
+/// A configured `helm` provider.
+pub struct HelmProvider {
+    helm: Helm,
+    cluster: Arc<Cluster>,
+}
+
+/// The release a request is about.
+struct Release {
+    name: String,
+    namespace: String,
+}
+
+impl Release {
+    fn of(identity: Option<&Value>, config: &Value) -> Option<Release> {
+        let from = |v: &Value| {
+            Some(Release {
+                name: v.get("name")?.as_str()?.to_string(),
+                namespace: v.get("namespace").and_then(Value::as_str).unwrap_or("default").to_string(),
+            })
+        };
+        identity.and_then(from).or_else(|| from(config))
+    }
+    fn identity(&self) -> Value {
+        Value::map([("name", Value::str(&self.name)), ("namespace", Value::str(&self.namespace))])
+    }
+}
+
+/// What `helm get metadata` says.
+struct Meta {
+    chart: String,
+    version: String,
+    app_version: String,
+    revision: i64,
+    status: String,
+}
+
+/// The chart name a `chart` attribute designates: a local directory's
+/// `Chart.yaml` name, else the part after the repository alias.
+fn chart_name(chart: &str) -> String {
+    let dir = std::path::Path::new(chart);
+    if dir.join("Chart.yaml").is_file()
+        && let Ok(text) = std::fs::read_to_string(dir.join("Chart.yaml"))
+        && let Ok(j) = serde_yaml::from_str::<Json>(&text)
+        && let Some(n) = j.get("name").and_then(Json::as_str)
+    {
+        return n.to_string();
+    }
+    chart.rsplit('/').next().unwrap_or(chart).to_string()
+}
+
+impl HelmProvider {
+    async fn metadata(&self, r: &Release) -> Result<Option<Meta>, ProviderError> {
+        let args = ["get", "metadata", &r.name, "-n", &r.namespace, "-o", "json"].map(String::from);
+        let out = match self.helm.run(&args, &[], READ_TIMEOUT).await {
+            Ok(o) => o,
+            Err(ProviderError::Permanent(m)) if m.contains("not found") => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let j: Json = serde_json::from_str(&out)
+            .map_err(|e| ProviderError::Permanent(format!("helm get metadata: unexpected output: {e}")))?;
+        let s = |k: &str| j.get(k).and_then(Json::as_str).unwrap_or_default().to_string();
+        Ok(Some(Meta {
+            chart: s("chart"),
+            version: s("version"),
+            app_version: s("appVersion"),
+            revision: j.get("revision").and_then(Json::as_i64).unwrap_or(0),
+            status: s("status"),
+        }))
+    }
+
+    /// The user-supplied values of the release (`{}` when none).
+    async fn live_values(&self, r: &Release) -> Result<Json, ProviderError> {
+        let args = ["get", "values", &r.name, "-n", &r.namespace, "-o", "json"].map(String::from);
+        let out = self.helm.run(&args, &[], READ_TIMEOUT).await?;
+        let j: Json = serde_json::from_str(out.trim()).unwrap_or(Json::Null);
+        Ok(if j.is_null() { Json::Object(Default::default()) } else { j })
+    }
+
+    /// The desired values (htpasswd lines that still verify replaced by the
+    /// live ones), merged as helm will see them, and the secrets in them.
+    fn desired_values(config: &Value, live: Option<&Json>) -> Result<(Value, Json, Vec<String>), ProviderError> {
+        let v = config.get("values").cloned().unwrap_or(Value::Map(BTreeMap::new()));
+        let v = values::reuse_htpasswd(&v, live);
+        let yaml = values::parse_yaml(config.get("values_yaml").and_then(Value::as_str).unwrap_or(""))?;
+        let mut merged = match v.to_json_clear() {
+            Json::Null => Json::Object(Default::default()),
+            j => j,
+        };
+        values::merge(&mut merged, &yaml);
+        let mut secrets = Vec::new();
+        values::secret_strings(&v, &mut secrets);
+        if config.get("values_yaml").is_some_and(Value::is_sensitive) {
+            values::secret_strings(config.get("values_yaml").unwrap_or(&Value::Null), &mut secrets);
+        }
+        Ok((v, merged, secrets))
+    }
+
+    /// The chart and its source flags (`CHART [--repo URL] [--version V] [--devel]`).
+    fn chart_args(config: &Value) -> Vec<String> {
+        let mut a = vec![config.get("chart").and_then(Value::as_str).unwrap_or_default().to_string()];
+        if let Some(repo) = config.get("repository").and_then(Value::as_str) {
+            a.extend(["--repo".into(), repo.into()]);
+        }
+        if let Some(v) = config.get("version").and_then(Value::as_str).filter(|v| !v.is_empty()) {
+            a.extend(["--version".into(), v.into()]);
+        }
+        if config.get("devel").and_then(Value::as_bool) == Some(true) {
+            a.push("--devel".into());
+        }
+        a
+    }
+
+    /// Renders the release as `helm upgrade --dry-run=server` would make it.
+    async fn render(&self, r: &Release, config: &Value, merged: &Json, secrets: &[String]) -> Result<String, ProviderError> {
+        let file = PrivateFile::new("values", serde_json::to_string(merged).unwrap_or_default().as_bytes())?;
+        let mut args: Vec<String> = vec!["upgrade".into(), r.name.clone()];
+        args.extend(Self::chart_args(config));
+        args.extend(["-n".into(), r.namespace.clone(), "-f".into(), file.path().display().to_string()]);
+        args.extend(["--dry-run=server".into(), "-o".into(), "json".into()]);
+        let out = self.helm.run(&args, secrets, READ_TIMEOUT).await?;
+        let j: Json = serde_json::from_str(&out)
+            .map_err(|e| ProviderError::Permanent(format!("helm upgrade --dry-run: unexpected output: {e}")))?;
+        Ok(j.get("manifest").and_then(Json::as_str).unwrap_or_default().to_string())
+    }
+
+    /// The manifest helm recorded for the release's current revision.
+    async fn release_manifest(&self, r: &Release) -> Result<String, ProviderError> {
+        let args = ["get", "manifest", &r.name, "-n", &r.namespace].map(String::from);
+        self.helm.run(&args, &[], READ_TIMEOUT).await
+    }
+}
+
+#[async_trait]
+impl Provider for HelmProvider {
+    /// Reads the release (metadata and user values) and compares the chart's
+    /// objects with the live ones. When the spec's chart, version and values
+    /// match the release, the objects compared are the spec's render (so a
+    /// local chart edited without a version bump shows too); otherwise the
+    /// release's own manifest (only changes made outside skyform show as
+    /// drift; the spec's changes show on their attributes).
+    async fn read(&self, req: &ReadRequest) -> Result<Option<LiveObject>, ProviderError> {
+        let Some(r) = Release::of(req.identity.as_ref(), &req.config) else { return Ok(None) };
+        let Some(meta) = self.metadata(&r).await? else { return Ok(None) };
+        let live = self.live_values(&r).await?;
+        let cfg = &req.config;
+        let mut attrs = BTreeMap::new();
+        attrs.insert("name".to_string(), Value::str(&r.name));
+        attrs.insert("namespace".to_string(), Value::str(&r.namespace));
+        // Flags of the helm command, not properties of a release.
+        for k in ["repository", "devel", "create_namespace", "wait", "timeout", "atomic"] {
+            if let Some(v) = cfg.get(k) {
+                attrs.insert(k.to_string(), v.clone());
+            }
+        }
+        let want_chart = cfg.get("chart").and_then(Value::as_str).unwrap_or_default();
+        let chart_same = chart_name(want_chart) == meta.chart;
+        attrs.insert("chart".into(), Value::str(if chart_same { want_chart } else { meta.chart.as_str() }));
+        attrs.insert("version".into(), Value::str(&meta.version));
+        attrs.insert("revision".into(), Value::Int(meta.revision));
+        attrs.insert("status".into(), Value::str(&meta.status));
+        attrs.insert("app_version".into(), Value::str(&meta.app_version));
+
+        let known = !cfg.has_unknown() && !has_redacted(cfg);
+        let mut values_same = false;
+        if known {
+            let (desired, merged, secrets) = Self::desired_values(cfg, Some(&live))?;
+            let yaml = values::parse_yaml(cfg.get("values_yaml").and_then(Value::as_str).unwrap_or(""))?;
+            values_same = merged == live;
+            if values_same {
+                if let Some(v) = cfg.get("values") {
+                    attrs.insert("values".into(), v.clone());
+                }
+                if let Some(v) = cfg.get("values_yaml") {
+                    attrs.insert("values_yaml".into(), v.clone());
+                }
+            } else {
+                let desired_json = desired.to_json_clear();
+                attrs.insert("values".into(), Value::from_json(&values::without_yaml(&live, &desired_json, &yaml)));
+                let live_yaml = values::project(&live, &yaml);
+                let text = if live_yaml == yaml {
+                    cfg.get("values_yaml").cloned().unwrap_or(Value::str(""))
+                } else {
+                    Value::str(serde_yaml::to_string(&live_yaml).unwrap_or_default())
+                };
+                attrs.insert("values_yaml".into(), text);
+            }
+            let version_same = cfg.get("version").and_then(Value::as_str).is_none_or(|v| v == meta.version);
+            let manifest = if values_same && chart_same && version_same {
+                self.render(&r, cfg, &merged, &secrets).await?
+            } else {
+                self.release_manifest(&r).await?
+            };
+            let drift = objects::drift(&self.cluster, &manifest, &r.namespace, &secrets).await?;
+            attrs.insert("live_drift".into(), Value::Map(drift.into_iter().map(|(k, v)| (k, Value::str(v))).collect()));
+        } else {
+            let manifest = self.release_manifest(&r).await?;
+            let drift = objects::drift(&self.cluster, &manifest, &r.namespace, &[]).await?;
+            attrs.insert("live_drift".into(), Value::Map(drift.into_iter().map(|(k, v)| (k, Value::str(v))).collect()));
+            attrs.insert("values".into(), Value::from_json(&live));
+        }
+        let _ = values_same;
+        Ok(Some(LiveObject { identity: r.identity(), attrs, version: meta.revision.to_string() }))
+    }
+
+    /// Notes what an upgrade does to the live objects when only they drifted.
+    async fn plan(&self, req: &PlanRequest) -> Result<PlanResponse, ProviderError> {
+        let mut resp = PlanResponse::default();
+        if req.changed.iter().any(|c| c == "live_drift") {
+            resp.notes.push("helm upgrade re-applies the chart's objects, reverting the changes made outside".into());
+        }
+        if let Some(Value::String(text)) = req.config.get("values_yaml")
+            && let Err(e) = values::parse_yaml(text)
+        {
+            resp.errors.push(e.to_string());
+        }
+        Ok(resp)
+    }
+
+    /// `helm upgrade --install` (idempotent: it installs or upgrades to the
+    /// same result); `helm uninstall` (a missing release is fine). After an
+    /// upgrade, objects helm left different from the chart (helm's three-way
+    /// merge keeps some changes made outside) are re-applied with server-side
+    /// apply.
+    async fn apply(&self, req: &ApplyRequest, _cp: &dyn Checkpoint) -> Result<ApplyResponse, ProviderError> {
+        let cfg = &req.config;
+        let r = Release::of(req.identity.as_ref(), cfg)
+            .ok_or_else(|| ProviderError::Permanent("`name` is required".into()))?;
+        let timeout = Duration::from_secs(cfg.get("timeout").and_then(Value::as_i64).unwrap_or(300).max(1) as u64);
+        if req.action == ApplyAction::Delete {
+            let args = ["uninstall", &r.name, "-n", &r.namespace, "--wait"].map(String::from);
+            match self.helm.run(&args, &[], timeout + READ_TIMEOUT).await {
+                Ok(_) => {}
+                Err(ProviderError::Permanent(m)) if m.contains("not found") => {}
+                Err(e) => return Err(e),
+            }
+            return Ok(ApplyResponse::default());
+        }
+        let live = match self.metadata(&r).await? {
+            Some(_) => Some(self.live_values(&r).await?),
+            None => None,
+        };
+        let (_, merged, secrets) = Self::desired_values(cfg, live.as_ref())?;
+        let file = PrivateFile::new("values", serde_json::to_string(&merged).unwrap_or_default().as_bytes())?;
+        let mut args: Vec<String> = vec!["upgrade".into(), "--install".into(), r.name.clone()];
+        args.extend(Self::chart_args(cfg));
+        args.extend(["-n".into(), r.namespace.clone(), "-f".into(), file.path().display().to_string()]);
+        args.extend(["--timeout".into(), format!("{}s", timeout.as_secs()), "-o".into(), "json".into()]);
+        for (flag, attr) in [("--create-namespace", "create_namespace"), ("--wait", "wait"), ("--atomic", "atomic")] {
+            if cfg.get(attr).and_then(Value::as_bool) == Some(true) {
+                args.push(flag.into());
+            }
+        }
+        self.helm.run(&args, &secrets, timeout + READ_TIMEOUT).await?;
+        drop(file);
+        let manifest = self.release_manifest(&r).await?;
+        objects::repair(&self.cluster, &manifest, &r.namespace).await?;
+        let meta = self
+            .metadata(&r)
+            .await?
+            .ok_or_else(|| ProviderError::Permanent(format!("release {} vanished after install", r.name)))?;
+        let mut attrs: BTreeMap<String, Value> = cfg.as_map().cloned().unwrap_or_default();
+        attrs.insert("version".into(), Value::str(&meta.version));
+        attrs.insert("revision".into(), Value::Int(meta.revision));
+        attrs.insert("status".into(), Value::str(&meta.status));
+        attrs.insert("app_version".into(), Value::str(&meta.app_version));
+        attrs.insert("live_drift".into(), Value::Map(BTreeMap::new()));
+        Ok(ApplyResponse { identity: r.identity(), attrs, private: Value::Null })
+    }
+
+    async fn read_data(&self, type_name: &str, _args: &Value) -> Result<Value, ProviderError> {
+        Err(ProviderError::Permanent(format!("unknown data source {type_name}")))
+    }
+
+    /// `namespace/name`.
+    fn import_identity(&self, _type_name: &str, id: &str) -> Result<Value, ProviderError> {
+        let (ns, name) = id
+            .split_once('/')
+            .ok_or_else(|| ProviderError::Permanent(format!("import id must be `namespace/name`, got {id:?}")))?;
+        Ok(Release { name: name.into(), namespace: ns.into() }.identity())
+    }
+}
+
+fn has_redacted(v: &Value) -> bool {
+    match v {
+        Value::Redacted(_) => true,
+        Value::Sensitive(x) => has_redacted(x),
+        Value::List(l) => l.iter().any(has_redacted),
+        Value::Map(m) => m.values().any(has_redacted),
+        _ => false,
+    }
+}

@@ -1,0 +1,115 @@
+//! The objects of a release compared with the live ones: each object of a
+//! manifest is dry-run applied (server-side, field manager `skyform`, forced)
+//! and the answer compared with the live object. Server defaults are in both,
+//! so only a real difference shows: a field someone changed (`kubectl edit`),
+//! or an object someone deleted.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value as Json;
+
+use crate::providers::kubernetes::compare::{at_path, differing_paths, strip_volatile};
+use crate::providers::kubernetes::objects::{Cluster, ObjRef};
+use crate::providers::ProviderError;
+use crate::value::MASK;
+
+use super::cli::mask;
+
+/// The objects of a multi-document YAML manifest (empty documents skipped),
+/// namespaced into `namespace` when they name none.
+pub fn parse_manifest(manifest: &str) -> Result<Vec<Json>, ProviderError> {
+    let mut out = Vec::new();
+    for doc in serde_yaml::Deserializer::from_str(manifest) {
+        let j: Json = serde::Deserialize::deserialize(doc)
+            .map_err(|e| ProviderError::Permanent(format!("the chart's manifest is not valid YAML: {e}")))?;
+        if j.is_object() && j.get("kind").is_some() {
+            out.push(j);
+        }
+    }
+    Ok(out)
+}
+
+/// Puts `namespace` into a namespaced object that names none (helm does the
+/// same at install).
+async fn settle(cluster: &Cluster, obj: &mut Json, namespace: &str) -> Result<ObjRef, ProviderError> {
+    let mut r = ObjRef::of(obj)?;
+    if r.namespace.is_empty() {
+        r.namespace = namespace.to_string();
+    }
+    let r = cluster.settle(&r).await?;
+    if !r.namespace.is_empty()
+        && let Some(meta) = obj.get_mut("metadata").and_then(Json::as_object_mut)
+    {
+        meta.insert("namespace".into(), Json::String(r.namespace.clone()));
+    }
+    Ok(r)
+}
+
+/// The objects of `manifest` whose live content differs from it: object
+/// (`Kind/namespace/name`) → what differs (`path: live → chart`, values of
+/// Secrets and any secret of the release masked).
+pub async fn drift(
+    cluster: &Cluster,
+    manifest: &str,
+    namespace: &str,
+    secrets: &[String],
+) -> Result<BTreeMap<String, String>, ProviderError> {
+    let mut out = BTreeMap::new();
+    for mut obj in parse_manifest(manifest)? {
+        let r = settle(cluster, &mut obj, namespace).await?;
+        let Some(live) = cluster.get(&r).await? else {
+            out.insert(r.display(), "deleted outside".to_string());
+            continue;
+        };
+        let dry = strip_volatile(&cluster.apply(&obj, true).await?);
+        let live = strip_volatile(&live);
+        let mut paths = Vec::new();
+        differing_paths(Some(&live), Some(&dry), "", &mut paths);
+        if paths.is_empty() {
+            continue;
+        }
+        let secret = r.kind == "Secret";
+        let show = |v: Option<&Json>| match v {
+            _ if secret => MASK.to_string(),
+            None => "(absent)".to_string(),
+            Some(v) => mask(&v.to_string(), secrets),
+        };
+        let text: Vec<String> = paths
+            .iter()
+            .map(|p| format!("{p}: {} (chart: {})", show(at_path(&live, p)), show(at_path(&dry, p))))
+            .collect();
+        out.insert(r.display(), text.join("; "));
+    }
+    Ok(out)
+}
+
+/// Re-applies (server-side, forced, as `skyform`) every object of `manifest`
+/// that still differs from the live one after helm's upgrade. Idempotent: an
+/// object already as the chart says is left alone.
+pub async fn repair(cluster: &Cluster, manifest: &str, namespace: &str) -> Result<(), ProviderError> {
+    for mut obj in parse_manifest(manifest)? {
+        let r = settle(cluster, &mut obj, namespace).await?;
+        let Some(live) = cluster.get(&r).await? else {
+            cluster.apply(&obj, false).await?;
+            continue;
+        };
+        let dry = strip_volatile(&cluster.apply(&obj, true).await?);
+        if dry != strip_volatile(&live) {
+            cluster.apply(&obj, false).await?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manifests_split_into_objects() {
+        let m = "---\n# Source: x\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n---\n\n---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: b\n";
+        let objs = parse_manifest(m).unwrap();
+        assert_eq!(objs.len(), 2);
+        assert_eq!(objs[1]["kind"], "Secret");
+    }
+}

@@ -1,0 +1,178 @@
+//! Comparing a desired object with the live one through a server-side dry-run.
+//!
+//! The server answers "what would the object be if skyform applied the desired
+//! manifest now" (a dry-run apply with field manager `skyform`, forced). When
+//! that answer equals the live object (minus bookkeeping such as
+//! `resourceVersion` and `managedFields`), applying would change nothing: no
+//! change, whatever defaults the server filled in. When it differs, [`overlay`]
+//! shows the difference in the desired manifest's own terms: the desired value
+//! wherever the dry-run and the live object agree, the live value where they do
+//! not, and the live value of a field skyform set before but no longer wants
+//! (the apply would remove it). So a plan shows exactly the fields another
+//! manager changed, never a server default.
+
+use serde_json::Value as Json;
+
+use crate::value::Value;
+
+/// Metadata fields that change on every write and are never compared.
+const VOLATILE_META: [&str; 6] =
+    ["resourceVersion", "managedFields", "generation", "creationTimestamp", "uid", "selfLink"];
+
+/// `obj` without the fields that are bookkeeping rather than content
+/// (`status`, volatile metadata).
+pub fn strip_volatile(obj: &Json) -> Json {
+    let mut o = obj.clone();
+    if let Some(m) = o.as_object_mut() {
+        m.remove("status");
+        if let Some(meta) = m.get_mut("metadata").and_then(Json::as_object_mut) {
+            for k in VOLATILE_META {
+                meta.remove(k);
+            }
+            // kubectl's client-side apply bookkeeping is not content either.
+            if let Some(a) = meta.get_mut("annotations").and_then(Json::as_object_mut) {
+                a.remove("kubectl.kubernetes.io/last-applied-configuration");
+                if a.is_empty() {
+                    meta.remove("annotations");
+                }
+            }
+        }
+    }
+    o
+}
+
+/// The desired value, with the live value wherever the dry-run result (what an
+/// apply would make) and the live object differ. Equal to `desired` exactly
+/// when applying would change nothing that `desired` or skyform's earlier
+/// applies cover.
+pub fn overlay(desired: &Value, dry: Option<&Json>, live: Option<&Json>) -> Value {
+    if dry == live {
+        return desired.clone();
+    }
+    match (desired, dry, live) {
+        (Value::Sensitive(inner), _, _) => overlay(inner, dry, live).sensitive(),
+        (Value::Map(want), Some(Json::Object(d)), Some(Json::Object(l))) => {
+            let mut out = std::collections::BTreeMap::new();
+            for (k, w) in want {
+                let v = overlay(w, d.get(k), l.get(k));
+                if !(matches!(v, Value::Null) && l.get(k).is_none()) {
+                    out.insert(k.clone(), v);
+                }
+            }
+            // A field the apply would remove or change that the spec does not
+            // name: skyform set it earlier (the apply drops it) or the server
+            // derives it from a changed field. Show its live value.
+            for (k, lv) in l {
+                if !want.contains_key(k) && d.get(k) != Some(lv) && d.get(k).is_none() {
+                    out.insert(k.clone(), Value::from_json(lv));
+                }
+            }
+            Value::Map(out)
+        }
+        (Value::List(want), Some(Json::Array(d)), Some(Json::Array(l)))
+            if want.len() == d.len() && d.len() == l.len() =>
+        {
+            Value::List(want.iter().zip(d.iter().zip(l)).map(|(w, (d, l))| overlay(w, Some(d), Some(l))).collect())
+        }
+        (Value::Unknown, _, Some(l)) => Value::from_json(l),
+        (_, _, Some(l)) => Value::from_json(l),
+        (_, _, None) => Value::Null,
+    }
+}
+
+/// The paths (`spec.replicas`, `data.auth`) where `a` and `b` differ, for
+/// messages.
+pub fn differing_paths(a: Option<&Json>, b: Option<&Json>, prefix: &str, out: &mut Vec<String>) {
+    if a == b {
+        return;
+    }
+    let join = |k: &str| if prefix.is_empty() { k.to_string() } else { format!("{prefix}.{k}") };
+    match (a, b) {
+        (Some(Json::Object(x)), Some(Json::Object(y))) => {
+            let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+            for k in keys {
+                differing_paths(x.get(k), y.get(k), &join(k), out);
+            }
+        }
+        (Some(Json::Array(x)), Some(Json::Array(y))) if x.len() == y.len() => {
+            for (i, (p, q)) in x.iter().zip(y).enumerate() {
+                differing_paths(Some(p), Some(q), &format!("{prefix}[{i}]"), out);
+            }
+        }
+        _ => out.push(if prefix.is_empty() { "(whole object)".into() } else { prefix.to_string() }),
+    }
+}
+
+/// The value at a dotted path with `[i]` indices, as produced by
+/// [`differing_paths`].
+pub fn at_path<'a>(v: &'a Json, path: &str) -> Option<&'a Json> {
+    let mut cur = v;
+    for seg in path.split('.') {
+        let (key, idx) = match seg.find('[') {
+            Some(i) => (&seg[..i], Some(&seg[i..])),
+            None => (seg, None),
+        };
+        if !key.is_empty() {
+            cur = cur.get(key)?;
+        }
+        if let Some(idx) = idx {
+            for n in idx.split(['[', ']']).filter(|s| !s.is_empty()) {
+                cur = cur.get(n.parse::<usize>().ok()?)?;
+            }
+        }
+    }
+    Some(cur)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn v(j: Json) -> Value {
+        Value::from_json(&j)
+    }
+
+    #[test]
+    fn equal_dry_run_and_live_give_the_desired_value_even_with_defaults() {
+        let desired = v(json!({"spec": {"replicas": 1, "cpu": 1}}));
+        let live = json!({"spec": {"replicas": 1, "cpu": "1", "strategy": "RollingUpdate"}});
+        assert_eq!(overlay(&desired, Some(&live.clone()), Some(&live)), desired);
+    }
+
+    #[test]
+    fn a_changed_field_shows_its_live_value_only() {
+        let desired = v(json!({"data": {"a": "1", "b": "2"}, "metadata": {"name": "x"}}));
+        let dry = json!({"data": {"a": "1", "b": "2"}, "metadata": {"name": "x", "uid": "u"}});
+        let live = json!({"data": {"a": "1", "b": "edited"}, "metadata": {"name": "x", "uid": "u"}});
+        let got = overlay(&desired, Some(&dry), Some(&live));
+        assert_eq!(got, v(json!({"data": {"a": "1", "b": "edited"}, "metadata": {"name": "x"}})));
+    }
+
+    #[test]
+    fn a_removed_field_is_absent_and_a_dropped_one_is_shown() {
+        let desired = v(json!({"labels": {"keep": "1", "gone": "2"}}));
+        let dry = json!({"labels": {"keep": "1", "gone": "2"}});
+        let live = json!({"labels": {"keep": "1", "old": "3"}});
+        let got = overlay(&desired, Some(&dry), Some(&live));
+        assert_eq!(got, v(json!({"labels": {"keep": "1", "old": "3"}})));
+    }
+
+    #[test]
+    fn lists_compare_item_by_item() {
+        let desired = v(json!({"c": [{"name": "a", "image": "x"}]}));
+        let dry = json!({"c": [{"name": "a", "image": "x", "pull": "IfNotPresent"}]});
+        let live = json!({"c": [{"name": "a", "image": "y", "pull": "IfNotPresent"}]});
+        assert_eq!(overlay(&desired, Some(&dry), Some(&live)), v(json!({"c": [{"name": "a", "image": "y"}]})));
+    }
+
+    #[test]
+    fn volatile_metadata_is_stripped_and_paths_are_named() {
+        let a = strip_volatile(&json!({"metadata": {"resourceVersion": "1", "name": "n"}, "status": {}, "spec": {"r": [1, 2]}}));
+        assert_eq!(a, json!({"metadata": {"name": "n"}, "spec": {"r": [1, 2]}}));
+        let mut out = vec![];
+        differing_paths(Some(&json!({"spec": {"r": [1, 2]}})), Some(&json!({"spec": {"r": [1, 3]}})), "", &mut out);
+        assert_eq!(out, vec!["spec.r[1]"]);
+        assert_eq!(at_path(&json!({"spec": {"r": [1, 3]}}), "spec.r[1]"), Some(&json!(3)));
+    }
+}

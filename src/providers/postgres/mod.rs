@@ -1,0 +1,263 @@
+//! The `postgres` provider: role memberships (`postgres_grant`), read from the
+//! catalogs and written with `GRANT`/`REVOKE`, identifiers always quoted.
+//!
+//! The connection is given directly or taken from a `gcp_sql_instance` through
+//! references (`host = "${gcp_sql_instance.main.public_ip}"`, user `postgres`,
+//! its root password from a variable). A provider configured from an instance
+//! created in the same run is configured during apply, once it exists.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::Mutex;
+use tokio_postgres::{Client, NoTls};
+
+use super::schema::{AttrType, Attribute, ProviderSchema, ResourceSchema, SchemaKind};
+use super::{
+    ApplyAction, ApplyRequest, ApplyResponse, Checkpoint, LiveObject, Provider, ProviderError, ProviderFactory,
+    ReadRequest,
+};
+use crate::value::Value;
+
+/// Quotes an SQL identifier: `"` around it, inner `"` doubled. Every role name
+/// skyform sends goes through here (IAM user names contain `@` and `.`).
+///
+/// ```
+/// assert_eq!(skyform::providers::postgres::quote_ident(r#"a"b@p.iam"#), r#""a""b@p.iam""#);
+/// ```
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+fn schema() -> ProviderSchema {
+    ProviderSchema {
+        name: "postgres",
+        type_prefix: "postgres_",
+        config: vec![
+            Attribute::required("host", AttrType::String, "Server host name or IP (e.g. `${gcp_sql_instance.main.public_ip}`)."),
+            Attribute::optional("port", AttrType::Number, "Server port.").default(Value::Int(5432)),
+            Attribute::optional("user", AttrType::String, "User to connect as.").default(Value::str("postgres")),
+            Attribute::optional("password", AttrType::String, "Its password (from a sensitive variable, or the instance's root password).").sensitive(),
+            Attribute::optional("database", AttrType::String, "Database to connect to by default.").default(Value::str("postgres")),
+            Attribute::optional("sslmode", AttrType::String, "`disable` or `prefer` (plain connection; TLS is not supported yet).").default(Value::str("prefer")),
+            Attribute::optional("connect_timeout", AttrType::Number, "Seconds to wait for a connection.").default(Value::Int(10)),
+        ],
+        types: vec![ResourceSchema {
+            type_name: "postgres_grant",
+            kind: SchemaKind::Resource,
+            description: "Membership of `member` in `role` (`GRANT \"role\" TO \"member\"`), e.g. `cloudsqlsuperuser` for a Cloud SQL IAM user. Revoked on delete.",
+            attributes: vec![
+                Attribute::required("role", AttrType::String, "The role granted (e.g. `cloudsqlsuperuser`).").force_new(),
+                Attribute::required("member", AttrType::String, "The role receiving it (e.g. `<sa>@<project>.iam`).").force_new(),
+                Attribute::optional("database", AttrType::String, "Database to connect to for the grant (roles are cluster-wide; default: the provider's).").force_new(),
+            ],
+        }],
+    }
+}
+
+/// Builds configured `postgres` providers.
+pub struct PostgresFactory {
+    schema: ProviderSchema,
+}
+
+impl Default for PostgresFactory {
+    fn default() -> Self {
+        PostgresFactory { schema: schema() }
+    }
+}
+
+#[derive(Clone)]
+struct Conn {
+    host: String,
+    port: u16,
+    user: String,
+    password: Option<String>,
+    database: String,
+    timeout: Duration,
+}
+
+impl Conn {
+    fn from_config(c: &Value) -> Result<Conn, ProviderError> {
+        let c = c.unmarked();
+        let host = c
+            .get("host")
+            .and_then(Value::as_str)
+            .filter(|h| !h.is_empty())
+            .ok_or_else(|| ProviderError::Config("`host` is required".into()))?
+            .to_string();
+        let port = match c.get("port") {
+            Some(Value::String(s)) => s.parse().map_err(|_| ProviderError::Config(format!("bad port {s:?}")))?,
+            Some(v) => v.as_i64().unwrap_or(5432) as u16,
+            None => 5432,
+        };
+        let sslmode = c.get("sslmode").and_then(Value::as_str).unwrap_or("prefer");
+        if !matches!(sslmode, "disable" | "prefer" | "allow") {
+            return Err(ProviderError::Config(format!(
+                "sslmode {sslmode:?} is not supported yet (TLS): use `disable` or `prefer`, or a Cloud SQL proxy"
+            )));
+        }
+        Ok(Conn {
+            host,
+            port,
+            user: c.get("user").and_then(Value::as_str).unwrap_or("postgres").to_string(),
+            password: c.get("password").and_then(Value::as_str).map(str::to_string),
+            database: c.get("database").and_then(Value::as_str).unwrap_or("postgres").to_string(),
+            timeout: Duration::from_secs(c.get("connect_timeout").and_then(Value::as_i64).unwrap_or(10).max(1) as u64),
+        })
+    }
+
+    async fn connect(&self, database: Option<&str>) -> Result<Client, ProviderError> {
+        let mut cfg = tokio_postgres::Config::new();
+        cfg.host(&self.host)
+            .port(self.port)
+            .user(&self.user)
+            .dbname(database.unwrap_or(&self.database))
+            .connect_timeout(self.timeout)
+            .application_name("skyform");
+        if let Some(p) = &self.password {
+            cfg.password(p);
+        }
+        let (client, connection) = cfg.connect(NoTls).await.map_err(|e| {
+            // The error never contains the password (tokio-postgres does not echo it).
+            ProviderError::Transient(format!("connecting to postgres at {}:{} as {}: {e}", self.host, self.port, self.user))
+        })?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok(client)
+    }
+}
+
+#[async_trait]
+impl ProviderFactory for PostgresFactory {
+    fn schema(&self) -> &ProviderSchema {
+        &self.schema
+    }
+    async fn configure(&self, config: &Value) -> Result<Arc<dyn Provider>, ProviderError> {
+        Ok(Arc::new(PostgresProvider { conn: Conn::from_config(config)?, pool: Mutex::new(Vec::new()) }))
+    }
+}
+
+/// A configured `postgres` provider. Connections are opened on first use and
+/// kept per database.
+pub struct PostgresProvider {
+    conn: Conn,
+    pool: Mutex<Vec<(String, Arc<Client>)>>,
+}
+
+impl PostgresProvider {
+    async fn client(&self, database: Option<&str>) -> Result<Arc<Client>, ProviderError> {
+        let db = database.unwrap_or(&self.conn.database).to_string();
+        let mut pool = self.pool.lock().await;
+        pool.retain(|(_, c)| !c.is_closed());
+        if let Some((_, c)) = pool.iter().find(|(d, _)| *d == db) {
+            return Ok(c.clone());
+        }
+        let c = Arc::new(self.conn.connect(Some(&db)).await?);
+        pool.push((db, c.clone()));
+        Ok(c)
+    }
+}
+
+struct Grant {
+    role: String,
+    member: String,
+    database: Option<String>,
+}
+
+impl Grant {
+    fn of(identity: Option<&Value>, config: &Value) -> Option<Grant> {
+        let from = |v: &Value| {
+            Some(Grant {
+                role: v.get("role")?.as_str()?.to_string(),
+                member: v.get("member")?.as_str()?.to_string(),
+                database: v.get("database").and_then(Value::as_str).map(str::to_string),
+            })
+        };
+        identity.and_then(from).or_else(|| from(config))
+    }
+    fn identity(&self) -> Value {
+        let mut m = vec![("role", Value::str(&self.role)), ("member", Value::str(&self.member))];
+        if let Some(d) = &self.database {
+            m.push(("database", Value::str(d)));
+        }
+        Value::map(m)
+    }
+}
+
+fn sql_error(what: &str, e: tokio_postgres::Error) -> ProviderError {
+    match e.as_db_error() {
+        Some(db) => ProviderError::Permanent(format!("{what}: {} ({})", db.message(), db.code().code())),
+        None => ProviderError::Transient(format!("{what}: {e}")),
+    }
+}
+
+const MEMBERSHIP: &str = "SELECT 1 FROM pg_catalog.pg_auth_members m \
+     JOIN pg_catalog.pg_roles r ON r.oid = m.roleid \
+     JOIN pg_catalog.pg_roles u ON u.oid = m.member \
+     WHERE r.rolname = $1 AND u.rolname = $2";
+
+#[async_trait]
+impl Provider for PostgresProvider {
+    /// Reads the membership from `pg_auth_members` (absent: `None`).
+    async fn read(&self, req: &ReadRequest) -> Result<Option<LiveObject>, ProviderError> {
+        let Some(g) = Grant::of(req.identity.as_ref(), &req.config) else { return Ok(None) };
+        let c = self.client(g.database.as_deref()).await?;
+        let rows = c.query(MEMBERSHIP, &[&g.role, &g.member]).await.map_err(|e| sql_error("reading pg_auth_members", e))?;
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        let mut attrs = std::collections::BTreeMap::new();
+        attrs.insert("role".to_string(), Value::str(&g.role));
+        attrs.insert("member".to_string(), Value::str(&g.member));
+        if let Some(d) = &g.database {
+            attrs.insert("database".to_string(), Value::str(d));
+        }
+        Ok(Some(LiveObject { identity: g.identity(), attrs, version: "1".into() }))
+    }
+
+    /// `GRANT` is idempotent (granting an existing membership only notices);
+    /// `REVOKE` of a membership, or of a role, that is already gone succeeds.
+    async fn apply(&self, req: &ApplyRequest, _cp: &dyn Checkpoint) -> Result<ApplyResponse, ProviderError> {
+        let cfg = req.config.unmarked();
+        let g = match req.action {
+            ApplyAction::Delete => Grant::of(req.identity.as_ref(), &cfg),
+            _ => Grant::of(None, &cfg),
+        }
+        .ok_or_else(|| ProviderError::Permanent("`role` and `member` are required".into()))?;
+        let c = self.client(g.database.as_deref()).await?;
+        match req.action {
+            ApplyAction::Create | ApplyAction::Update => {
+                let sql = format!("GRANT {} TO {}", quote_ident(&g.role), quote_ident(&g.member));
+                c.batch_execute(&sql).await.map_err(|e| sql_error(&format!("GRANT {:?} TO {:?}", g.role, g.member), e))?;
+                let attrs = cfg.as_map().cloned().unwrap_or_default();
+                Ok(ApplyResponse { identity: g.identity(), attrs, private: Value::Null })
+            }
+            ApplyAction::Delete => {
+                let sql = format!("REVOKE {} FROM {}", quote_ident(&g.role), quote_ident(&g.member));
+                match c.batch_execute(&sql).await {
+                    Ok(()) => {}
+                    // 42704 undefined_object: the role or the member is gone.
+                    Err(e) if e.code().is_some_and(|c| c.code() == "42704") => {}
+                    Err(e) => return Err(sql_error(&format!("REVOKE {:?} FROM {:?}", g.role, g.member), e)),
+                }
+                Ok(ApplyResponse::default())
+            }
+        }
+    }
+
+    async fn read_data(&self, type_name: &str, _args: &Value) -> Result<Value, ProviderError> {
+        Err(ProviderError::Permanent(format!("unknown data source {type_name}")))
+    }
+
+    /// `role/member` (or `role/member/database`).
+    fn import_identity(&self, _type_name: &str, id: &str) -> Result<Value, ProviderError> {
+        let p: Vec<&str> = id.splitn(3, '/').collect();
+        match p[..] {
+            [role, member] => Ok(Grant { role: role.into(), member: member.into(), database: None }.identity()),
+            [role, member, db] => Ok(Grant { role: role.into(), member: member.into(), database: Some(db.into()) }.identity()),
+            _ => Err(ProviderError::Permanent(format!("import id must be `role/member[/database]`, got {id:?}"))),
+        }
+    }
+}
