@@ -1,13 +1,14 @@
 //! Google's official Rust SDK (`google-cloud-sql-v1`), a client we did not write, against the
 //! emulator: it creates, reads and deletes an instance, a database and users, polling operations.
 //!
-//! The same for IAM (`google-cloud-iam-admin-v1`): service accounts, keys and their policy.
+//! The same for IAM (`google-cloud-iam-admin-v1`: service accounts, keys, their policy), Resource
+//! Manager v3 (project and its policy), GKE (`google-cloud-container-v1`: cluster, node pool,
+//! operations) and Service Usage (`google-cloud-api-serviceusage-v1`, with its LRO poller).
 //!
-//! Compile budget: these two crates (default features off) are the SDK dev-dependencies the 2-core
-//! machines can afford; the Resource Manager, GKE and Service Usage SDK crates are not used (each
-//! adds minutes of cold build). Those APIs are proven with the real gcloud instead
-//! (tests/gcloud.rs). The SDK sends enums as numbers (`$alt=json;enum-encoding=int`), which these
-//! tests exercise.
+//! Compile budget: all with default features off (no aws-lc-rs, no TLS needed on loopback); the
+//! shared stack (gax, auth, reqwest) dominates and is built once, each API crate adds under a
+//! minute of CPU. The SDK sends enums as numbers (`$alt=json;enum-encoding=int`), which these tests
+//! exercise.
 
 use std::time::Duration;
 
@@ -190,6 +191,126 @@ async fn google_rust_sdk_manages_service_accounts_keys_and_policies() {
     client.delete_service_account_key().set_name(&key.name).send().await.expect("keys.delete");
     client.delete_service_account().set_name(&name).send().await.expect("delete");
     let err = client.get_service_account().set_name(&name).send().await.expect_err("deleted");
+    assert_eq!(err.http_status_code(), Some(404));
+    emu.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn google_rust_sdk_drives_resource_manager_gke_and_service_usage() {
+    use google_cloud_api_serviceusage_v1::client::ServiceUsage;
+    use google_cloud_api_serviceusage_v1::model as su;
+    use google_cloud_container_v1::client::ClusterManager;
+    use google_cloud_container_v1::model as gke;
+    use google_cloud_iam_v1::model::{Binding, Policy};
+    use google_cloud_lro::Poller;
+    use google_cloud_resourcemanager_v3::client::Projects;
+    install_crypto();
+    let emu = Emulator::start(Config { gke_endpoint: "https://127.0.0.1:6443".into(), ..Config::default() }).await.expect("emulator starts");
+    let endpoint = emu.base_url().trim_end_matches('/').to_string();
+    let creds = || google_cloud_auth::credentials::anonymous::Builder::new().build();
+
+    // Resource Manager v3: the project and its policy.
+    let projects = Projects::builder().with_endpoint(&endpoint).with_credentials(creds()).build().await.expect("client");
+    let project = projects.get_project().set_name(format!("projects/{P}")).send().await.expect("projects.get");
+    assert_eq!(project.project_id, P);
+    assert_eq!(project.state, google_cloud_resourcemanager_v3::model::project::State::Active);
+    let p0 = projects.get_iam_policy().set_resource(format!("projects/{P}")).send().await.expect("getIamPolicy");
+    let binding = Binding::new().set_role("roles/viewer").set_members(["user:ops@example.com"]);
+    let p1 = projects
+        .set_iam_policy()
+        .set_resource(format!("projects/{P}"))
+        .set_policy(Policy::new().set_bindings([binding.clone()]).set_etag(p0.etag.clone()))
+        .send()
+        .await
+        .expect("setIamPolicy");
+    assert_eq!(p1.bindings[0].members, ["user:ops@example.com"]);
+    let stale = projects
+        .set_iam_policy()
+        .set_resource(format!("projects/{P}"))
+        .set_policy(Policy::new().set_bindings([binding]).set_etag(p0.etag))
+        .send()
+        .await
+        .expect_err("stale etag");
+    assert_eq!(stale.http_status_code(), Some(409));
+
+    // Service Usage: enable (LRO through the SDK's poller), get, list, disable.
+    let usage = ServiceUsage::builder().with_endpoint(&endpoint).with_credentials(creds()).build().await.expect("client");
+    let enabled = usage
+        .enable_service()
+        .set_name(format!("projects/{P}/services/container.googleapis.com"))
+        .poller()
+        .until_done()
+        .await
+        .expect("services.enable");
+    assert_eq!(enabled.service.expect("service").state, su::State::Enabled);
+    emu.set_op_durations(gcp_emulator::OpDurations::uniform(Duration::from_millis(300)));
+    let batch = usage
+        .batch_enable_services()
+        .set_parent(format!("projects/{P}"))
+        .set_service_ids(["sqladmin.googleapis.com", "iam.googleapis.com"])
+        .poller()
+        .until_done()
+        .await
+        .expect("services.batchEnable, polled");
+    assert_eq!(batch.services.len(), 2);
+    emu.set_op_durations(gcp_emulator::OpDurations::default());
+    let svc = usage.get_service().set_name(format!("projects/{P}/services/sqladmin.googleapis.com")).send().await.expect("services.get");
+    assert_eq!(svc.state, su::State::Enabled);
+    let list = usage.list_services().set_parent(format!("projects/{P}")).set_filter("state:ENABLED").send().await.expect("services.list");
+    assert_eq!(list.services.len(), 3);
+    usage
+        .disable_service()
+        .set_name(format!("projects/{P}/services/iam.googleapis.com"))
+        .poller()
+        .until_done()
+        .await
+        .expect("services.disable");
+
+    // GKE: create a cluster with Workload Identity, read it and its node pool, update, delete.
+    let gke_client = ClusterManager::builder().with_endpoint(&endpoint).with_credentials(creds()).build().await.expect("client");
+    let parent = format!("projects/{P}/locations/us-central1");
+    let wait = |name: String| {
+        let c = gke_client.clone();
+        let parent = parent.clone();
+        async move {
+            for _ in 0..600 {
+                let op = c.get_operation().set_name(format!("{parent}/operations/{name}")).send().await.expect("operations.get");
+                if op.status == gke::operation::Status::Done {
+                    assert!(op.error.is_none(), "{op:?}");
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            panic!("operation {name} not done");
+        }
+    };
+    let cluster = gke::Cluster::new()
+        .set_name("sdk-gke")
+        .set_node_pools([gke::NodePool::new().set_name("pool-a").set_initial_node_count(1)])
+        .set_workload_identity_config(gke::WorkloadIdentityConfig::new().set_workload_pool(format!("{P}.svc.id.goog")));
+    let op = gke_client.create_cluster().set_parent(&parent).set_cluster(cluster).send().await.expect("clusters.create");
+    assert_eq!(op.operation_type, gke::operation::Type::CreateCluster);
+    wait(op.name).await;
+    let name = format!("{parent}/clusters/sdk-gke");
+    let got = gke_client.get_cluster().set_name(&name).send().await.expect("clusters.get");
+    assert_eq!(got.status, gke::cluster::Status::Running);
+    assert_eq!(got.endpoint, "127.0.0.1:6443");
+    assert!(!got.master_auth.expect("masterAuth").cluster_ca_certificate.is_empty());
+    let pool = gke_client.get_node_pool().set_name(format!("{name}/nodePools/pool-a")).send().await.expect("nodePools.get");
+    assert_eq!(pool.initial_node_count, 1);
+    let op = gke_client
+        .update_cluster()
+        .set_name(&name)
+        .set_update(gke::ClusterUpdate::new().set_desired_workload_identity_config(gke::WorkloadIdentityConfig::new().set_workload_pool("")))
+        .send()
+        .await
+        .expect("clusters.update");
+    wait(op.name).await;
+    let got = gke_client.get_cluster().set_name(&name).send().await.expect("clusters.get");
+    assert!(got.workload_identity_config.is_none_or(|w| w.workload_pool.is_empty()));
+    let op = gke_client.delete_cluster().set_name(&name).send().await.expect("clusters.delete");
+    wait(op.name).await;
+    let err = gke_client.get_cluster().set_name(&name).send().await.expect_err("deleted");
     assert_eq!(err.http_status_code(), Some(404));
     emu.shutdown().await;
 }
