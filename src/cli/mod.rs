@@ -243,7 +243,10 @@ pub async fn run(cli: Cli, p: &Printer, registry: Registry) -> Result<i32, OpErr
             let loaded = ops::load(&spec.options(), registry)?;
             p.diagnostics(&loaded.warnings);
             let ctx = loaded.context(Arc::new(crate::engine::events::NoHook), plan.parallelism, Cancel::new());
-            let session = ops::apply::open(&loaded, None, plan.lock_timeout)?;
+            let mut session = ops::apply::open(&loaded, None, plan.lock_timeout)?;
+            if out.is_some() {
+                session.persist_if_new(plan.lock_timeout)?;
+            }
             let opts = PlanOptions { destroy, targets: plan.targets.clone(), replace: plan.replace.clone() };
             let planned = session.plan(&ctx, &opts).await?;
             if plan.json {

@@ -34,6 +34,24 @@ pub fn open<'a>(
 }
 
 impl Session<'_> {
+    /// Writes the state if it has never been written, so that its lineage and
+    /// fingerprint key are stable (a saved plan made against a new state must
+    /// still match it when applied).
+    pub fn persist_if_new(&mut self, lock_timeout: Duration) -> Result<(), OpError> {
+        if self.loaded.backend.state_path().exists() {
+            return Ok(());
+        }
+        let _guard = if self._guard.is_none() { Some(self.loaded.backend.lock("plan", lock_timeout)?) } else { None };
+        // Re-read under the lock: another process may have just created it.
+        let current = self.loaded.backend.load()?;
+        if self.loaded.backend.state_path().exists() {
+            self.state = current;
+            return Ok(());
+        }
+        self.loaded.backend.writer(&self.state)?.compact()?;
+        Ok(())
+    }
+
     /// Plans; the plan records the state serial, lineage and the spec digest.
     pub async fn plan(&self, ctx: &Context, opts: &PlanOptions) -> Result<PlanOutput, OpError> {
         let mut out = planner::plan(ctx, &self.state, opts).await?;

@@ -1,0 +1,305 @@
+//! CLI tests against the built `skyform` binary, with the file-backed `test`
+//! provider as the "cloud" (so several invocations see the same objects and a
+//! test can change them out of band).
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+struct Env {
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn new(spec: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("main.toml"), spec).unwrap();
+        Env { dir }
+    }
+    fn spec(&self) -> PathBuf {
+        self.dir.path().join("main.toml")
+    }
+    fn store(&self) -> PathBuf {
+        self.dir.path().join("cloud.json")
+    }
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_skyform"));
+        c.args(args)
+            .current_dir(self.dir.path())
+            .env("SKYFORM_ENABLE_TEST_PROVIDER", "1")
+            .env("SKYFORM_TEST_STORE", self.store())
+            .stdin(Stdio::null());
+        c
+    }
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+    fn objects(&self) -> serde_json::Value {
+        std::fs::read(self.store())
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or(serde_json::json!({}))
+    }
+    fn edit_object(&self, name: &str, key: &str, value: serde_json::Value) {
+        let mut objs = self.objects();
+        objs[name]["attrs"][key] = value;
+        let v = objs[name]["version"].as_u64().unwrap();
+        objs[name]["version"] = serde_json::json!(v + 1);
+        std::fs::write(self.store(), serde_json::to_vec(&objs).unwrap()).unwrap();
+    }
+}
+
+fn text(o: &Output) -> (String, String) {
+    (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().unwrap_or(-1)
+}
+
+const SPEC: &str = r#"
+[variable.greeting]
+type = "string"
+default = "hello"
+
+[resource.test_object.first]
+name = "first"
+value = "${var.greeting}"
+tags = { team = "platform" }
+
+[resource.test_object.second]
+name = "second"
+value = "${test_object.first.id}"
+
+[output.first_id]
+value = "${test_object.first.id}"
+"#;
+
+#[test]
+fn plan_apply_replan_and_detailed_exit_codes() {
+    let e = Env::new(SPEC);
+    let o = e.run(&["plan", "-f", "main.toml", "--detailed-exitcode"]);
+    let (out, err) = text(&o);
+    assert_eq!(code(&o), 2, "{out}{err}");
+    assert!(out.contains("Plan: 2 to add, 0 to change, 0 to replace, 0 to destroy."), "{out}");
+    assert!(out.contains("+ resource \"test_object\" \"first\""), "{out}");
+
+    let o = e.run(&["apply", "-f", "main.toml", "--auto-approve"]);
+    let (out, err) = text(&o);
+    assert_eq!(code(&o), 0, "{out}{err}");
+    assert!(out.contains("test_object.first: Creating..."), "{out}");
+    assert!(out.contains("Apply complete! Resources: 2 added, 0 changed, 0 replaced, 0 destroyed."), "{out}");
+    assert_eq!(e.objects().as_object().unwrap().len(), 2);
+
+    let o = e.run(&["plan", "-f", "main.toml", "--detailed-exitcode"]);
+    let (out, _) = text(&o);
+    assert_eq!(code(&o), 0, "{out}");
+    assert!(out.contains("No changes."), "{out}");
+
+    let o = e.run(&["output", "-f", "main.toml", "first_id"]);
+    let (out, _) = text(&o);
+    let id = e.objects()["first"]["attrs"]["id"].as_str().unwrap().to_string();
+    assert_eq!(out.trim(), format!("first_id = \"{id}\""));
+}
+
+#[test]
+fn apply_refuses_to_prompt_without_a_terminal_and_changes_nothing() {
+    let e = Env::new(SPEC);
+    let o = e.run(&["apply", "-f", "main.toml"]);
+    let (out, err) = text(&o);
+    assert_eq!(code(&o), 1, "{out}{err}");
+    assert!(err.contains("stdin is not a terminal") && err.contains("--auto-approve"), "{err}");
+    assert!(e.objects().as_object().unwrap().is_empty());
+}
+
+#[test]
+fn drift_exit_codes_and_json_report() {
+    let e = Env::new(SPEC);
+    assert_eq!(code(&e.run(&["apply", "-f", "main.toml", "--auto-approve"])), 0);
+    let o = e.run(&["drift", "-f", "main.toml"]);
+    assert_eq!(code(&o), 0, "{:?}", text(&o));
+
+    e.edit_object("first", "value", serde_json::json!("edited by hand"));
+    let o = e.run(&["drift", "-f", "main.toml", "--json"]);
+    assert_eq!(code(&o), 2);
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let f = &report["findings"][0];
+    assert_eq!(f["address"], "test_object.first");
+    assert_eq!(f["class"], "changed_outside");
+    assert_eq!(f["attributes"][0]["path"], "value");
+    assert_eq!(f["attributes"][0]["live"], "edited by hand");
+    assert_eq!(f["attributes"][0]["last_applied"], "hello");
+
+    // apply repairs it
+    assert_eq!(code(&e.run(&["apply", "-f", "main.toml", "--auto-approve"])), 0);
+    assert_eq!(e.objects()["first"]["attrs"]["value"], "hello");
+    assert_eq!(code(&e.run(&["drift", "-f", "main.toml"])), 0);
+}
+
+#[test]
+fn saved_plan_applies_once_and_a_stale_one_is_refused() {
+    let e = Env::new(SPEC);
+    let o = e.run(&["plan", "-f", "main.toml", "--out", "p.plan"]);
+    assert_eq!(code(&o), 0, "{:?}", text(&o));
+    let o = e.run(&["apply", "p.plan", "-f", "main.toml"]);
+    assert_eq!(code(&o), 0, "{:?}", text(&o));
+    assert_eq!(e.objects().as_object().unwrap().len(), 2);
+    // The state moved on: the same plan file is stale now.
+    let o = e.run(&["apply", "p.plan", "-f", "main.toml"]);
+    let (_, err) = text(&o);
+    assert_eq!(code(&o), 1);
+    assert!(err.contains("state changed since the plan was made"), "{err}");
+
+    // A plan made, then the live object changes: refused, naming it.
+    std::fs::write(e.spec(), SPEC.replace("default = \"hello\"", "default = \"bonjour\"")).unwrap();
+    assert_eq!(code(&e.run(&["plan", "-f", "main.toml", "--out", "p2.plan"])), 0);
+    e.edit_object("first", "value", serde_json::json!("meanwhile"));
+    let o = e.run(&["apply", "p2.plan", "-f", "main.toml"]);
+    let (_, err) = text(&o);
+    assert_eq!(code(&o), 1);
+    assert!(err.contains("test_object.first") && err.contains("live object changed"), "{err}");
+    assert_eq!(e.objects()["first"]["attrs"]["value"], "meanwhile", "nothing was applied");
+}
+
+#[test]
+fn invalid_spec_gets_positioned_errors_and_changes_nothing() {
+    let e = Env::new(
+        r#"
+[resource.test_object.a]
+name = "a"
+valeu = "x"
+
+[resource.test_objekt.b]
+name = "b"
+
+[resource.test_object.c]
+name = "${test_object.d.id}"
+
+[resource.test_object.d]
+name = "${test_object.c.id}"
+"#,
+    );
+    for cmd in ["validate", "plan", "apply"] {
+        let o = e.run(&[cmd, "-f", "main.toml", "--auto-approve"].iter().copied().filter(|a| cmd == "apply" || *a != "--auto-approve").collect::<Vec<_>>());
+        let (_, err) = text(&o);
+        assert_eq!(code(&o), 1, "{cmd}: {err}");
+        assert!(err.contains("main.toml:4:1"), "{cmd}: {err}");
+        assert!(err.contains("did you mean `value`?"), "{cmd}: {err}");
+        assert!(err.contains("did you mean `test_object`?"), "{cmd}: {err}");
+        assert!(err.contains("dependency cycle") && err.contains("test_object.c") && err.contains("test_object.d"), "{cmd}: {err}");
+    }
+    assert!(!e.store().exists() || e.objects().as_object().unwrap().is_empty());
+    assert!(!e.dir.path().join(".skyform").join("main.state.json").exists());
+}
+
+#[test]
+fn kill_9_mid_apply_then_rerun_converges() {
+    let mut spec = String::new();
+    for i in 0..8 {
+        spec.push_str(&format!("[resource.test_object.o{i}]\nname = \"o{i}\"\ndelay_ms = 250\n"));
+    }
+    let e = Env::new(&spec);
+    let mut child = e
+        .cmd(&["apply", "-f", "main.toml", "--auto-approve", "--parallelism", "1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while e.objects().as_object().map(|o| o.len()).unwrap_or(0) < 3 {
+        assert!(start.elapsed() < Duration::from_secs(30), "apply made no progress");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let before = e.objects().as_object().unwrap().len();
+    assert!(before < 8, "killed before the end");
+
+    // The lock left behind by the dead process is recognised as stale; the
+    // state has every finished step; the re-run converges without duplicates.
+    let o = e.run(&["apply", "-f", "main.toml", "--auto-approve", "--parallelism", "4"]);
+    let (out, err) = text(&o);
+    assert_eq!(code(&o), 0, "{out}{err}");
+    let objs = e.objects();
+    assert_eq!(objs.as_object().unwrap().len(), 8);
+    let o = e.run(&["plan", "-f", "main.toml", "--detailed-exitcode"]);
+    assert_eq!(code(&o), 0, "{:?}", text(&o));
+    let o = e.run(&["state", "list", "-f", "main.toml"]);
+    assert_eq!(text(&o).0.lines().count(), 8);
+}
+
+#[test]
+fn state_commands_graph_and_destroy() {
+    let e = Env::new(SPEC);
+    assert_eq!(code(&e.run(&["apply", "-f", "main.toml", "--auto-approve"])), 0);
+    let (out, _) = text(&e.run(&["state", "list", "-f", "main.toml"]));
+    assert_eq!(out, "test_object.first\ntest_object.second\n");
+    let (out, _) = text(&e.run(&["state", "show", "test_object.first", "-f", "main.toml"]));
+    let shown: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(shown["attrs"]["value"], "hello");
+    assert!(shown["attrs"]["token"]["$redacted"].as_str().unwrap().starts_with("hmac-sha256:"));
+
+    let (dot, _) = text(&e.run(&["graph", "-f", "main.toml"]));
+    assert!(dot.starts_with("digraph skyform {"), "{dot}");
+    assert!(dot.contains("\"test_object.first\" -> \"test_object.second\";"), "{dot}");
+
+    let o = e.run(&["state", "rm", "test_object.second", "-f", "main.toml"]);
+    assert_eq!(code(&o), 0, "{:?}", text(&o));
+    // The object still exists: the next plan adopts it.
+    let (out, _) = text(&e.run(&["plan", "-f", "main.toml"]));
+    assert!(out.contains("test_object.second exists and will be adopted"), "{out}");
+
+    let o = e.run(&["destroy", "-f", "main.toml", "--auto-approve"]);
+    let (out, err) = text(&o);
+    assert_eq!(code(&o), 0, "{out}{err}");
+    assert!(out.contains("Destroy complete! Resources: 0 added, 0 changed, 0 replaced, 1 destroyed."), "{out}");
+    // `second` was not managed (removed from state), so it is left alone.
+    assert_eq!(e.objects().as_object().unwrap().keys().collect::<Vec<_>>(), vec!["second"]);
+}
+
+#[test]
+fn import_takes_an_existing_object_under_management() {
+    let e = Env::new(SPEC);
+    assert_eq!(code(&e.run(&["apply", "-f", "main.toml", "--auto-approve"])), 0);
+    assert_eq!(code(&e.run(&["state", "rm", "test_object.first", "-f", "main.toml"])), 0);
+    let o = e.run(&["import", "test_object.first", "first", "-f", "main.toml"]);
+    assert_eq!(code(&o), 0, "{:?}", text(&o));
+    let o = e.run(&["plan", "-f", "main.toml", "--detailed-exitcode"]);
+    assert_eq!(code(&o), 0, "{:?}", text(&o));
+    let o = e.run(&["import", "test_object.nope", "x", "-f", "main.toml"]);
+    assert_eq!(code(&o), 1);
+    assert!(text(&o).1.contains("not declared in the spec"));
+}
+
+#[test]
+fn missing_variables_are_reported_together() {
+    let e = Env::new(
+        "[variable.a]\ntype = \"string\"\n[variable.b]\ntype = \"number\"\n[resource.test_object.x]\nname = \"${var.a}-${var.b}\"\n",
+    );
+    let o = e.run(&["plan", "-f", "main.toml"]);
+    let (_, err) = text(&o);
+    assert_eq!(code(&o), 1);
+    assert!(err.contains("`a`") && err.contains("`b`"), "{err}");
+    let o = e.cmd(&["plan", "-f", "main.toml", "--var", "a=x"]).env("SKYFORM_VAR_b", "3").output().unwrap();
+    assert_eq!(code(&o), 0, "{:?}", text(&o));
+    assert!(text(&o).0.contains("\"x-3\""));
+}
+
+#[test]
+fn json_plan_is_machine_readable_and_masks_secrets() {
+    let e = Env::new(
+        "[variable.pw]\ntype = \"string\"\nsensitive = true\n[resource.test_object.a]\nname = \"a\"\npassword = \"${var.pw}\"\n",
+    );
+    let o = e.run(&["plan", "-f", "main.toml", "--json", "--var", "pw=TopSecret99"]);
+    assert_eq!(code(&o), 0);
+    let (out, _) = text(&o);
+    assert!(!out.contains("TopSecret99"));
+    let j: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(j["format_version"], "1");
+    assert_eq!(j["summary"]["add"], 1);
+    let c = &j["resource_changes"][0];
+    assert_eq!(c["action"], "create");
+    assert_eq!(c["after"]["password"], "(sensitive value)");
+    assert!(c["after_unknown"].as_array().unwrap().contains(&serde_json::json!("id")));
+}
+
