@@ -44,6 +44,7 @@ async fn iam_resources_converge_detect_gcloud_drift_repair_and_destroy() {
     env.gcloud(&["projects", "add-iam-policy-binding", P, "--member=user:bob@example.com", "--role=roles/cloudsql.client"])
         .await;
     env.spec(SPEC);
+    env.emu.reset_stats();
     let plan = env.apply().await;
     assert_eq!(plan.summary().add, 6, "{:?}", actions(&plan));
     // The two project members were written in one read-modify-write.

@@ -364,7 +364,9 @@ async fn create_or_update(s: &Shared, c: &ResourceChange) -> Result<Option<Strin
     if let Some(after) = &c.after {
         for (k, planned) in after {
             let Some(attr) = schema.attr(k) else { continue };
-            if !attr.settable() || planned.has_unknown() {
+            // An attribute the spec does not set is not managed: the plan took
+            // it from the live object, which is no promise about the spec.
+            if !attr.settable() || planned.has_unknown() || !desired.contains_key(k) {
                 continue;
             }
             let now = desired.get(k).cloned().unwrap_or(Value::Null);
