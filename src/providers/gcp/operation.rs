@@ -141,7 +141,11 @@ pub async fn wait(c: &Client, op: &Op, deadline: Instant) -> Result<Json, Provid
                 None => Ok(body),
             };
         }
-        interval = Duration::from_secs_f64(interval.as_secs_f64() * 1.5).min(c.retry.poll_cap);
+        // Capped exponential backoff, but never more than an eighth of the time
+        // waited so far: the overshoot past the operation's end stays ~12%.
+        interval = Duration::from_secs_f64(interval.as_secs_f64() * 1.5)
+            .min(c.retry.poll_cap)
+            .min((started.elapsed() / 8).max(c.retry.poll_initial));
     }
 }
 
