@@ -30,13 +30,23 @@ struct SettingsPatch {
     sa_visibility_delay_ms: Option<u64>,
 }
 
-fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, Response> {
-    let body = if body.is_empty() { b"{}".as_slice() } else { body };
-    serde_json::from_slice(body).map_err(|e| bad(format!("invalid body: {e}")))
+fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, String> {
+    let body = if body.is_empty() {
+        b"{}".as_slice()
+    } else {
+        body
+    };
+    serde_json::from_slice(body).map_err(|e| format!("invalid body: {e}"))
 }
 
 /// Handles one admin request.
-pub async fn handle(app: &Arc<App>, method: &Method, path: &str, query: Option<&str>, body: &[u8]) -> Response {
+pub async fn handle(
+    app: &Arc<App>,
+    method: &Method,
+    path: &str,
+    query: Option<&str>,
+    body: &[u8],
+) -> Response {
     let route = path.trim_start_matches("/_emulator").trim_matches('/');
     match (method, route) {
         (&Method::GET, "health") => ok(json!({"status": "ok", "baseUrl": app.base_url})),
@@ -45,13 +55,15 @@ pub async fn handle(app: &Arc<App>, method: &Method, path: &str, query: Option<&
             *lock(&app.stats) = Default::default();
             ok(json!({}))
         }
-        (&Method::GET, "faults") => ok(serde_json::to_value(lock(&app.faults).spec()).unwrap_or_default()),
+        (&Method::GET, "faults") => {
+            ok(serde_json::to_value(lock(&app.faults).spec()).unwrap_or_default())
+        }
         (&Method::PUT, "faults") => match parse::<FaultSpec>(body) {
             Ok(spec) => match lock(&app.faults).set(spec) {
                 Ok(()) => ok(json!({})),
                 Err(e) => bad(e),
             },
-            Err(r) => r,
+            Err(e) => bad(e),
         },
         (&Method::DELETE, "faults") => {
             let _ = lock(&app.faults).set(FaultSpec::default());
@@ -72,14 +84,14 @@ pub async fn handle(app: &Arc<App>, method: &Method, path: &str, query: Option<&
                 }
                 ok(serde_json::to_value(&*s).unwrap_or_default())
             }
-            Err(r) => r,
+            Err(e) => bad(e),
         },
         (&Method::PUT, "op-durations") => match parse::<OpDurations>(body) {
             Ok(d) => {
                 lock(&app.settings).op_durations = d;
                 ok(json!({}))
             }
-            Err(r) => r,
+            Err(e) => bad(e),
         },
         (&Method::POST, "reset") => {
             crate::server::reset(app).await;
@@ -87,11 +99,18 @@ pub async fn handle(app: &Arc<App>, method: &Method, path: &str, query: Option<&
         }
         (&Method::POST, "settle") => {
             let q = query.map(parse_query).unwrap_or_default();
-            let ms = q.iter().find(|(k, _)| k == "timeout_ms").and_then(|(_, v)| v.parse().ok()).unwrap_or(60_000);
+            let ms = q
+                .iter()
+                .find(|(k, _)| k == "timeout_ms")
+                .and_then(|(_, v)| v.parse().ok())
+                .unwrap_or(60_000);
             if app.settle(Duration::from_millis(ms)).await {
                 ok(json!({}))
             } else {
-                json_response(StatusCode::GATEWAY_TIMEOUT, &json!({"error": "operations still running"}))
+                json_response(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    &json!({"error": "operations still running"}),
+                )
             }
         }
         (&Method::GET, "state") => ok(serde_json::to_value(&*lock(&app.state)).unwrap_or_default()),

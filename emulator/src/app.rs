@@ -83,12 +83,21 @@ impl App {
     /// `work` runs and until the duration has elapsed, then `finish` applies the outcome to the
     /// state under the lock and the operation becomes DONE (with the error, if `work` or `finish`
     /// failed). `finish` must tolerate resources that disappeared meanwhile.
-    pub fn run_op<W, F>(self: &Arc<Self>, state: &mut State, op: Operation, work: W, finish: F) -> Operation
+    pub fn run_op<W, F>(
+        self: &Arc<Self>,
+        state: &mut State,
+        op: Operation,
+        work: W,
+        finish: F,
+    ) -> Operation
     where
         W: Future<Output = Result<(), OpError>> + Send + 'static,
         F: FnOnce(&mut State, &Result<(), OpError>) -> Result<(), OpError> + Send + 'static,
     {
-        let duration = self.settings().op_durations.lookup(op.api.key(), &op.op_type);
+        let duration = self
+            .settings()
+            .op_durations
+            .lookup(op.api.key(), &op.op_type);
         let name = op.name.clone();
         state.ops.insert(name.clone(), op.clone());
         let app = self.clone();
@@ -131,7 +140,11 @@ impl App {
     pub async fn settle(&self, timeout: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            if lock(&self.state).ops.values().all(|o| o.status == OpStatus::Done) {
+            if lock(&self.state)
+                .ops
+                .values()
+                .all(|o| o.status == OpStatus::Done)
+            {
                 return true;
             }
             if tokio::time::Instant::now() > deadline {

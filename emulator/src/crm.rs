@@ -17,17 +17,27 @@ use crate::util::project_number;
 /// an optional `:verb`.
 pub fn method(req: &ApiRequest) -> Option<&'static str> {
     let s = req.segs();
-    let ["v1" | "v3", "projects", _] = s.as_slice() else { return None };
+    let ["v1" | "v3", "projects", _] = s.as_slice() else {
+        return None;
+    };
     let v1 = s[0] == "v1";
     Some(match (&req.method, req.verb.as_deref()) {
         (&Method::GET, None) if v1 => "cloudresourcemanager.v1.projects.get",
         (&Method::GET, None) => "cloudresourcemanager.v3.projects.get",
-        (&Method::POST, Some("getIamPolicy")) if v1 => "cloudresourcemanager.v1.projects.getIamPolicy",
+        (&Method::POST, Some("getIamPolicy")) if v1 => {
+            "cloudresourcemanager.v1.projects.getIamPolicy"
+        }
         (&Method::POST, Some("getIamPolicy")) => "cloudresourcemanager.v3.projects.getIamPolicy",
-        (&Method::POST, Some("setIamPolicy")) if v1 => "cloudresourcemanager.v1.projects.setIamPolicy",
+        (&Method::POST, Some("setIamPolicy")) if v1 => {
+            "cloudresourcemanager.v1.projects.setIamPolicy"
+        }
         (&Method::POST, Some("setIamPolicy")) => "cloudresourcemanager.v3.projects.setIamPolicy",
-        (&Method::POST, Some("testIamPermissions")) if v1 => "cloudresourcemanager.v1.projects.testIamPermissions",
-        (&Method::POST, Some("testIamPermissions")) => "cloudresourcemanager.v3.projects.testIamPermissions",
+        (&Method::POST, Some("testIamPermissions")) if v1 => {
+            "cloudresourcemanager.v1.projects.testIamPermissions"
+        }
+        (&Method::POST, Some("testIamPermissions")) => {
+            "cloudresourcemanager.v3.projects.testIamPermissions"
+        }
         _ => return None,
     })
 }
@@ -54,11 +64,15 @@ pub fn handle(app: &Arc<App>, req: &ApiRequest, method: &str) -> Result<Value, A
             "createTime": "2024-01-01T00:00:00.000Z",
             "etag": "W/\"emulator\"",
         })),
-        "getIamPolicy" => Ok(crate::policy::render(st.crm_policies.get(&project).unwrap_or(&Default::default()))),
+        "getIamPolicy" => Ok(crate::policy::render(
+            st.crm_policies.get(&project).unwrap_or(&Default::default()),
+        )),
         "setIamPolicy" => {
             let mut policy = st.crm_policies.get(&project).cloned().unwrap_or_default();
             let delay = app.settings().sa_visibility_delay_ms;
-            crate::policy::set(&mut policy, &req.body, |m| crate::iam::check_member(&st, m, delay))?;
+            crate::policy::set(&mut policy, &req.body, |m| {
+                crate::iam::check_member(&st, m, delay)
+            })?;
             let out = crate::policy::render(&policy);
             st.crm_policies.insert(project, policy);
             app.persist(&st);

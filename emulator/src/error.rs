@@ -22,8 +22,19 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(http: u16, status: &'static str, reason: &'static str, message: impl Into<String>) -> Self {
-        ApiError { http, status, message: message.into(), reason, details: Vec::new() }
+    fn new(
+        http: u16,
+        status: &'static str,
+        reason: &'static str,
+        message: impl Into<String>,
+    ) -> Self {
+        ApiError {
+            http,
+            status,
+            message: message.into(),
+            reason,
+            details: Vec::new(),
+        }
     }
 
     /// 400 INVALID_ARGUMENT.

@@ -28,7 +28,12 @@ pub struct ApiRequest {
 impl ApiRequest {
     /// Decodes path, query and body. Clients percent-encode reserved characters in `{+name}`
     /// expansions (`@` as `%40`, `:` as `%3A`), so segments are decoded before matching.
-    pub fn parse(method: Method, path: &str, query: Option<&str>, body: &[u8]) -> Result<Self, ApiError> {
+    pub fn parse(
+        method: Method,
+        path: &str,
+        query: Option<&str>,
+        body: &[u8],
+    ) -> Result<Self, ApiError> {
         let mut segments: Vec<String> = path
             .split('/')
             .filter(|s| !s.is_empty())
@@ -51,17 +56,31 @@ impl ApiRequest {
                 ApiError::invalid_argument(format!("Invalid JSON payload received. {e}"))
             })?
         };
-        Ok(ApiRequest { method, path: path.to_string(), segments, verb, query, body })
+        Ok(ApiRequest {
+            method,
+            path: path.to_string(),
+            segments,
+            verb,
+            query,
+            body,
+        })
     }
 
     /// The first value of query parameter `key`.
     pub fn query(&self, key: &str) -> Option<&str> {
-        self.query.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.query
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     /// All values of query parameter `key`.
     pub fn query_all(&self, key: &str) -> Vec<&str> {
-        self.query.iter().filter(|(k, _)| k == key).map(|(_, v)| v.as_str()).collect()
+        self.query
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+            .collect()
     }
 
     /// The path segments as `&str`, for slice patterns.
@@ -74,7 +93,9 @@ impl ApiRequest {
         match &self.body {
             Value::Null => Ok(serde_json::Map::new()),
             Value::Object(m) => Ok(m.clone()),
-            _ => Err(ApiError::invalid_argument("Invalid JSON payload received. Expected an object.")),
+            _ => Err(ApiError::invalid_argument(
+                "Invalid JSON payload received. Expected an object.",
+            )),
         }
     }
 }
@@ -91,7 +112,9 @@ pub fn parse_query(q: &str) -> Vec<(String, String)> {
 }
 
 fn decode_component(s: &str) -> String {
-    percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned()
+    percent_decode_str(&s.replace('+', " "))
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 /// A JSON response with Google's content type.
@@ -118,7 +141,16 @@ mod tests {
             b"",
         )
         .unwrap();
-        assert_eq!(r.segs(), ["v1", "projects", "-", "serviceAccounts", "sa@p.iam.gserviceaccount.com"]);
+        assert_eq!(
+            r.segs(),
+            [
+                "v1",
+                "projects",
+                "-",
+                "serviceAccounts",
+                "sa@p.iam.gserviceaccount.com"
+            ]
+        );
         assert_eq!(r.verb.as_deref(), Some("getIamPolicy"));
         assert_eq!(r.query("options.requestedPolicyVersion"), Some("3"));
         assert_eq!(r.body, Value::Null);

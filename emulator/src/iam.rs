@@ -22,8 +22,12 @@ pub fn method(req: &ApiRequest) -> Option<&'static str> {
     let m = &req.method;
     let verb = req.verb.as_deref();
     Some(match (s.as_slice(), verb) {
-        (["v1", "projects", _, "serviceAccounts"], None) if m == Method::POST => "iam.serviceAccounts.create",
-        (["v1", "projects", _, "serviceAccounts"], None) if m == Method::GET => "iam.serviceAccounts.list",
+        (["v1", "projects", _, "serviceAccounts"], None) if m == Method::POST => {
+            "iam.serviceAccounts.create"
+        }
+        (["v1", "projects", _, "serviceAccounts"], None) if m == Method::GET => {
+            "iam.serviceAccounts.list"
+        }
         (["v1", "projects", _, "serviceAccounts", _], None) => match *m {
             Method::GET => "iam.serviceAccounts.get",
             Method::PATCH => "iam.serviceAccounts.patch",
@@ -39,10 +43,18 @@ pub fn method(req: &ApiRequest) -> Option<&'static str> {
             "disable" => "iam.serviceAccounts.disable",
             _ => return None,
         },
-        (["v1", "projects", _, "serviceAccounts", _, "keys"], None) if m == Method::POST => "iam.serviceAccounts.keys.create",
-        (["v1", "projects", _, "serviceAccounts", _, "keys"], None) if m == Method::GET => "iam.serviceAccounts.keys.list",
-        (["v1", "projects", _, "serviceAccounts", _, "keys", _], None) if m == Method::GET => "iam.serviceAccounts.keys.get",
-        (["v1", "projects", _, "serviceAccounts", _, "keys", _], None) if m == Method::DELETE => "iam.serviceAccounts.keys.delete",
+        (["v1", "projects", _, "serviceAccounts", _, "keys"], None) if m == Method::POST => {
+            "iam.serviceAccounts.keys.create"
+        }
+        (["v1", "projects", _, "serviceAccounts", _, "keys"], None) if m == Method::GET => {
+            "iam.serviceAccounts.keys.list"
+        }
+        (["v1", "projects", _, "serviceAccounts", _, "keys", _], None) if m == Method::GET => {
+            "iam.serviceAccounts.keys.get"
+        }
+        (["v1", "projects", _, "serviceAccounts", _, "keys", _], None) if m == Method::DELETE => {
+            "iam.serviceAccounts.keys.delete"
+        }
         _ => return None,
     })
 }
@@ -55,13 +67,17 @@ fn visible(sa: &ServiceAccount, delay_ms: u64) -> bool {
 /// existing, already visible account. Other member kinds (and Google-managed accounts, and
 /// Workload Identity members `p.svc.id.goog[ns/ksa]`) are not checked.
 pub fn check_member(st: &State, member: &str, delay_ms: u64) -> Result<(), ApiError> {
-    let Some(email) = member.strip_prefix("serviceAccount:") else { return Ok(()) };
+    let Some(email) = member.strip_prefix("serviceAccount:") else {
+        return Ok(());
+    };
     if !email.ends_with(".iam.gserviceaccount.com") {
         return Ok(());
     }
     match st.iam.accounts.get(email) {
         Some(sa) if visible(sa, delay_ms) => Ok(()),
-        _ => Err(ApiError::invalid_argument(format!("Service account {email} does not exist."))),
+        _ => Err(ApiError::invalid_argument(format!(
+            "Service account {email} does not exist."
+        ))),
     }
 }
 
@@ -70,7 +86,12 @@ fn not_found(id: &str) -> ApiError {
 }
 
 /// Finds the account named by `projects/{p|-}/serviceAccounts/{email|uniqueId}`.
-fn find<'a>(st: &'a mut State, project: &str, id: &str, delay_ms: u64) -> Result<&'a mut ServiceAccount, ApiError> {
+fn find<'a>(
+    st: &'a mut State,
+    project: &str,
+    id: &str,
+    delay_ms: u64,
+) -> Result<&'a mut ServiceAccount, ApiError> {
     let email = if st.iam.accounts.contains_key(id) {
         id.to_string()
     } else {
@@ -81,7 +102,11 @@ fn find<'a>(st: &'a mut State, project: &str, id: &str, delay_ms: u64) -> Result
             .map(|(e, _)| e.clone())
             .ok_or_else(|| not_found(id))?
     };
-    let sa = st.iam.accounts.get_mut(&email).ok_or_else(|| not_found(id))?;
+    let sa = st
+        .iam
+        .accounts
+        .get_mut(&email)
+        .ok_or_else(|| not_found(id))?;
     if (project != "-" && sa.resource["projectId"] != project) || !visible(sa, delay_ms) {
         return Err(not_found(id));
     }
@@ -92,7 +117,8 @@ fn valid_account_id(id: &str) -> bool {
     let b = id.as_bytes();
     (6..=30).contains(&b.len())
         && b[0].is_ascii_lowercase()
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
         && b[b.len() - 1] != b'-'
 }
 
@@ -116,7 +142,11 @@ pub async fn handle(app: &Arc<App>, req: &ApiRequest, method: &str) -> Result<Va
                 .map(|sa| sa.resource.clone())
                 .collect();
             // The `accounts` key is omitted when empty (contract §2).
-            if accounts.is_empty() { json!({}) } else { json!({"accounts": accounts}) }
+            if accounts.is_empty() {
+                json!({})
+            } else {
+                json!({"accounts": accounts})
+            }
         }
         _ => {
             let id = req.segments[4].clone();
@@ -128,17 +158,26 @@ pub async fn handle(app: &Arc<App>, req: &ApiRequest, method: &str) -> Result<Va
                         let mask = str_field(&req.body, "updateMask");
                         let patch = req.body.get("serviceAccount").cloned().unwrap_or(json!({}));
                         let mask = if mask.is_empty() {
-                            patch.as_object().map(|o| o.keys().cloned().collect()).unwrap_or_default()
+                            patch
+                                .as_object()
+                                .map(|o| o.keys().cloned().collect())
+                                .unwrap_or_default()
                         } else {
                             mask.split(',').map(|s| s.trim().to_string()).collect()
                         };
                         (patch, mask)
                     } else {
-                        (req.body.clone(), vec!["displayName".into(), "description".into()])
+                        (
+                            req.body.clone(),
+                            vec!["displayName".into(), "description".into()],
+                        )
                     };
                     for f in mask {
                         if !["displayName", "description"].contains(&f.as_str()) {
-                            return Err(ApiError::field_violation("update_mask", format!("Field {f} cannot be updated.")));
+                            return Err(ApiError::field_violation(
+                                "update_mask",
+                                format!("Field {f} cannot be updated."),
+                            ));
                         }
                         match patch.get(&f) {
                             Some(v) if !v.is_null() && v != "" => sa.resource[&f] = v.clone(),
@@ -157,7 +196,9 @@ pub async fn handle(app: &Arc<App>, req: &ApiRequest, method: &str) -> Result<Va
                     json!({})
                 }
                 "iam.serviceAccounts.getIamPolicy" => crate::policy::render(&sa.policy),
-                "iam.serviceAccounts.testIamPermissions" => crate::policy::test_permissions(&req.body),
+                "iam.serviceAccounts.testIamPermissions" => {
+                    crate::policy::test_permissions(&req.body)
+                }
                 "iam.serviceAccounts.setIamPolicy" => {
                     let email = sa.resource["email"].as_str().unwrap_or("").to_string();
                     let mut policy = sa.policy.clone();
@@ -187,17 +228,26 @@ pub async fn handle(app: &Arc<App>, req: &ApiRequest, method: &str) -> Result<Va
                             k
                         })
                         .collect();
-                    if keys.is_empty() { json!({}) } else { json!({"keys": keys}) }
+                    if keys.is_empty() {
+                        json!({})
+                    } else {
+                        json!({"keys": keys})
+                    }
                 }
                 "iam.serviceAccounts.keys.get" => {
-                    let key = sa.keys.get(&req.segments[6]).cloned().ok_or_else(|| {
-                        ApiError::not_found(format!("Unknown service account key {}", req.segments[6]))
-                    })?;
-                    key
+                    sa.keys.get(&req.segments[6]).cloned().ok_or_else(|| {
+                        ApiError::not_found(format!(
+                            "Unknown service account key {}",
+                            req.segments[6]
+                        ))
+                    })?
                 }
                 "iam.serviceAccounts.keys.delete" => {
                     sa.keys.remove(&req.segments[6]).ok_or_else(|| {
-                        ApiError::not_found(format!("Unknown service account key {}", req.segments[6]))
+                        ApiError::not_found(format!(
+                            "Unknown service account key {}",
+                            req.segments[6]
+                        ))
                     })?;
                     json!({})
                 }
@@ -213,7 +263,9 @@ pub async fn handle(app: &Arc<App>, req: &ApiRequest, method: &str) -> Result<Va
 
 fn create(st: &mut State, req: &ApiRequest, project: &str) -> Result<Value, ApiError> {
     if project == "-" {
-        return Err(ApiError::invalid_argument("A project id is required to create a service account."));
+        return Err(ApiError::invalid_argument(
+            "A project id is required to create a service account.",
+        ));
     }
     let account_id = str_field(&req.body, "accountId");
     if !valid_account_id(account_id) {
@@ -231,7 +283,9 @@ fn create(st: &mut State, req: &ApiRequest, project: &str) -> Result<Value, ApiE
         return Err(ApiError::already_exists(format!(
             "Service account {account_id} already exists within project projects/{project}."
         ))
-        .with_detail(json!({"@type": "type.googleapis.com/google.rpc.ResourceInfo", "resourceName": name})));
+        .with_detail(
+            json!({"@type": "type.googleapis.com/google.rpc.ResourceInfo", "resourceName": name}),
+        ));
     }
     let unique_id = random_digits(21);
     let given = req.body.get("serviceAccount").cloned().unwrap_or(json!({}));
@@ -244,42 +298,73 @@ fn create(st: &mut State, req: &ApiRequest, project: &str) -> Result<Value, ApiE
         "oauth2ClientId": unique_id,
     });
     for f in ["displayName", "description"] {
-        if let Some(v) = given.get(f).filter(|v| v.as_str().is_some_and(|s| !s.is_empty())) {
+        if let Some(v) = given
+            .get(f)
+            .filter(|v| v.as_str().is_some_and(|s| !s.is_empty()))
+        {
             resource[f] = v.clone();
         }
     }
     st.iam.accounts.insert(
         email,
-        ServiceAccount { resource: resource.clone(), created_ms: now_ms(), policy: Default::default(), keys: Default::default() },
+        ServiceAccount {
+            resource: resource.clone(),
+            created_ms: now_ms(),
+            policy: Default::default(),
+            keys: Default::default(),
+        },
     );
     Ok(resource)
 }
 
 /// Creates a real RSA key (in a blocking task: generation is CPU-bound) and answers with the
 /// credentials JSON file, base64-encoded, in `privateKeyData`. The private key is not kept.
-async fn create_key(app: &Arc<App>, req: &ApiRequest, project: &str, delay: u64) -> Result<Value, ApiError> {
+async fn create_key(
+    app: &Arc<App>,
+    req: &ApiRequest,
+    project: &str,
+    delay: u64,
+) -> Result<Value, ApiError> {
     let id = req.segments[4].clone();
     let (email, client_id, sa_project) = {
         let mut st = lock(&app.state);
         let sa = find(&mut st, project, &id, delay)?;
-        (str_field(&sa.resource, "email").to_string(), str_field(&sa.resource, "uniqueId").to_string(), str_field(&sa.resource, "projectId").to_string())
+        (
+            str_field(&sa.resource, "email").to_string(),
+            str_field(&sa.resource, "uniqueId").to_string(),
+            str_field(&sa.resource, "projectId").to_string(),
+        )
     };
     let key_type = match str_field(&req.body, "privateKeyType") {
         "" | "TYPE_UNSPECIFIED" | "TYPE_GOOGLE_CREDENTIALS_FILE" => "TYPE_GOOGLE_CREDENTIALS_FILE",
-        other => return Err(ApiError::invalid_argument(format!("gcp-emulator only creates TYPE_GOOGLE_CREDENTIALS_FILE keys, not {other}."))),
+        other => {
+            return Err(ApiError::invalid_argument(format!(
+                "gcp-emulator only creates TYPE_GOOGLE_CREDENTIALS_FILE keys, not {other}."
+            )));
+        }
     };
     let bits = app.config.rsa_key_bits;
-    let (private_pem, public_pem) = tokio::task::spawn_blocking(move || -> Result<(String, String), String> {
-        let key = rsa::RsaPrivateKey::new(&mut rand::rngs::OsRng, bits).map_err(|e| e.to_string())?;
-        let private = key.to_pkcs8_pem(LineEnding::LF).map_err(|e| e.to_string())?.to_string();
-        let public = key.to_public_key().to_public_key_pem(LineEnding::LF).map_err(|e| e.to_string())?;
-        Ok((private, public))
-    })
-    .await
-    .map_err(|e| ApiError::internal(e.to_string()))?
-    .map_err(ApiError::internal)?;
+    let (private_pem, public_pem) =
+        tokio::task::spawn_blocking(move || -> Result<(String, String), String> {
+            let key =
+                rsa::RsaPrivateKey::new(&mut rand::rngs::OsRng, bits).map_err(|e| e.to_string())?;
+            let private = key
+                .to_pkcs8_pem(LineEnding::LF)
+                .map_err(|e| e.to_string())?
+                .to_string();
+            let public = key
+                .to_public_key()
+                .to_public_key_pem(LineEnding::LF)
+                .map_err(|e| e.to_string())?;
+            Ok((private, public))
+        })
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .map_err(ApiError::internal)?;
     let key_id = random_hex(40);
-    let encoded_email: String = percent_encoding::utf8_percent_encode(&email, percent_encoding::NON_ALPHANUMERIC).to_string();
+    let encoded_email: String =
+        percent_encoding::utf8_percent_encode(&email, percent_encoding::NON_ALPHANUMERIC)
+            .to_string();
     let credentials = json!({
         "type": "service_account",
         "project_id": sa_project,
@@ -293,7 +378,11 @@ async fn create_key(app: &Arc<App>, req: &ApiRequest, project: &str, delay: u64)
         "client_x509_cert_url": format!("https://www.googleapis.com/robot/v1/metadata/x509/{encoded_email}"),
         "universe_domain": "googleapis.com",
     });
-    let algorithm = if bits >= 2048 { "KEY_ALG_RSA_2048" } else { "KEY_ALG_RSA_1024" };
+    let algorithm = if bits >= 2048 {
+        "KEY_ALG_RSA_2048"
+    } else {
+        "KEY_ALG_RSA_1024"
+    };
     // publicKeyData: the real API gives an X.509 certificate PEM; the emulator gives the
     // SubjectPublicKeyInfo PEM (no certificate authority to sign one), base64-encoded likewise.
     let stored = json!({

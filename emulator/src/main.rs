@@ -43,7 +43,12 @@ fn read(path: &PathBuf, what: &str) -> Result<String, String> {
 }
 
 fn config(cli: Cli) -> Result<Config, String> {
-    let mut c = Config { listen: cli.listen, state_dir: cli.state_dir, fault_seed: cli.fault_seed, ..Config::default() };
+    let mut c = Config {
+        listen: cli.listen,
+        state_dir: cli.state_dir,
+        fault_seed: cli.fault_seed,
+        ..Config::default()
+    };
     c.op_durations = OpDurations::uniform(Duration::from_millis(cli.op_duration_ms));
     c.sa_visibility_delay = Duration::from_millis(cli.sa_visibility_delay_ms);
     if let Some(e) = cli.gke_endpoint {

@@ -39,9 +39,13 @@ pub fn route(req: &ApiRequest) -> Option<(Api, &'static str)> {
     }
     let s = req.segs();
     match s.as_slice() {
-        ["v1", "projects", _, "serviceAccounts", ..] => crate::iam::method(req).map(|m| (Api::Iam, m)),
+        ["v1", "projects", _, "serviceAccounts", ..] => {
+            crate::iam::method(req).map(|m| (Api::Iam, m))
+        }
         ["v1" | "v3", "projects", _] => crate::crm::method(req).map(|m| (Api::Crm, m)),
-        ["v1", "projects", _, "locations" | "zones", ..] => crate::gke::method(req).map(|m| (Api::Gke, m)),
+        ["v1", "projects", _, "locations" | "zones", ..] => {
+            crate::gke::method(req).map(|m| (Api::Gke, m))
+        }
         ["v1", "projects", _, "services", ..] | ["v1", "operations", ..] => {
             crate::serviceusage::method(req).map(|m| (Api::ServiceUsage, m))
         }
@@ -50,7 +54,12 @@ pub fn route(req: &ApiRequest) -> Option<(Api, &'static str)> {
 }
 
 /// Runs a routed request.
-pub async fn dispatch(app: &Arc<App>, req: &ApiRequest, api: Api, method: &str) -> Result<Value, ApiError> {
+pub async fn dispatch(
+    app: &Arc<App>,
+    req: &ApiRequest,
+    api: Api,
+    method: &str,
+) -> Result<Value, ApiError> {
     match api {
         Api::Sql => match SqlRequest::parse(req) {
             Some(r) => crate::sql::handle(app, &r, method).await,
@@ -75,28 +84,85 @@ mod tests {
 
     #[test]
     fn routes_every_api() {
-        assert_eq!(name(Method::POST, "/sql/v1beta4/projects/p/instances"), Some("sql.instances.insert"));
-        assert_eq!(name(Method::GET, "/v1/projects/p/instances/i1"), Some("sql.instances.get"));
-        assert_eq!(name(Method::DELETE, "/v1/projects/p/instances/i1/users?name=a%40p.iam"), Some("sql.users.delete"));
-        assert_eq!(name(Method::GET, "/sql/v1beta4/projects/p/operations/x"), Some("sql.operations.get"));
-        assert_eq!(name(Method::POST, "/v1/projects/p:getIamPolicy"), Some("cloudresourcemanager.v1.projects.getIamPolicy"));
-        assert_eq!(name(Method::POST, "/v3/projects/p:setIamPolicy"), Some("cloudresourcemanager.v3.projects.setIamPolicy"));
         assert_eq!(
-            name(Method::POST, "/v1/projects/-/serviceAccounts/a%40p.iam.gserviceaccount.com:getIamPolicy"),
+            name(Method::POST, "/sql/v1beta4/projects/p/instances"),
+            Some("sql.instances.insert")
+        );
+        assert_eq!(
+            name(Method::GET, "/v1/projects/p/instances/i1"),
+            Some("sql.instances.get")
+        );
+        assert_eq!(
+            name(
+                Method::DELETE,
+                "/v1/projects/p/instances/i1/users?name=a%40p.iam"
+            ),
+            Some("sql.users.delete")
+        );
+        assert_eq!(
+            name(Method::GET, "/sql/v1beta4/projects/p/operations/x"),
+            Some("sql.operations.get")
+        );
+        assert_eq!(
+            name(Method::POST, "/v1/projects/p:getIamPolicy"),
+            Some("cloudresourcemanager.v1.projects.getIamPolicy")
+        );
+        assert_eq!(
+            name(Method::POST, "/v3/projects/p:setIamPolicy"),
+            Some("cloudresourcemanager.v3.projects.setIamPolicy")
+        );
+        assert_eq!(
+            name(
+                Method::POST,
+                "/v1/projects/-/serviceAccounts/a%40p.iam.gserviceaccount.com:getIamPolicy"
+            ),
             Some("iam.serviceAccounts.getIamPolicy")
         );
-        assert_eq!(name(Method::POST, "/v1/projects/-/serviceAccounts/a@p.iam.gserviceaccount.com/keys"), Some("iam.serviceAccounts.keys.create"));
-        assert_eq!(name(Method::POST, "/v1/projects/p/locations/us-central1/clusters"), Some("container.clusters.create"));
-        assert_eq!(name(Method::GET, "/v1/projects/p/zones/us-central1-a/operations/op-1"), Some("container.operations.get"));
-        assert_eq!(name(Method::POST, "/v1/projects/p/services/sqladmin.googleapis.com:enable"), Some("serviceusage.services.enable"));
-        assert_eq!(name(Method::POST, "/v1/projects/p/services:batchEnable"), Some("serviceusage.services.batchEnable"));
-        assert_eq!(name(Method::GET, "/v1/operations/acf.p2-1"), Some("serviceusage.operations.get"));
+        assert_eq!(
+            name(
+                Method::POST,
+                "/v1/projects/-/serviceAccounts/a@p.iam.gserviceaccount.com/keys"
+            ),
+            Some("iam.serviceAccounts.keys.create")
+        );
+        assert_eq!(
+            name(
+                Method::POST,
+                "/v1/projects/p/locations/us-central1/clusters"
+            ),
+            Some("container.clusters.create")
+        );
+        assert_eq!(
+            name(
+                Method::GET,
+                "/v1/projects/p/zones/us-central1-a/operations/op-1"
+            ),
+            Some("container.operations.get")
+        );
+        assert_eq!(
+            name(
+                Method::POST,
+                "/v1/projects/p/services/sqladmin.googleapis.com:enable"
+            ),
+            Some("serviceusage.services.enable")
+        );
+        assert_eq!(
+            name(Method::POST, "/v1/projects/p/services:batchEnable"),
+            Some("serviceusage.services.batchEnable")
+        );
+        assert_eq!(
+            name(Method::GET, "/v1/operations/acf.p2-1"),
+            Some("serviceusage.operations.get")
+        );
     }
 
     #[test]
     fn unknown_routes_are_none() {
         assert_eq!(name(Method::GET, "/v1/projects/p/roles"), None);
-        assert_eq!(name(Method::POST, "/sql/v1beta4/projects/p/instances/i/clone"), None);
+        assert_eq!(
+            name(Method::POST, "/sql/v1beta4/projects/p/instances/i/clone"),
+            None
+        );
         assert_eq!(name(Method::GET, "/compute/v1/projects/p/zones"), None);
     }
 }

@@ -38,7 +38,10 @@ impl Emulator {
     pub async fn start(config: Config) -> Result<Emulator, EmulatorError> {
         let (state, state_file, pg_root) = match &config.state_dir {
             Some(dir) => {
-                std::fs::create_dir_all(dir).map_err(|source| EmulatorError::StateDir { path: dir.clone(), source })?;
+                std::fs::create_dir_all(dir).map_err(|source| EmulatorError::StateDir {
+                    path: dir.clone(),
+                    source,
+                })?;
                 let file = dir.join("state.json");
                 (State::load(&file)?, Some(file), Some(dir.join("postgres")))
             }
@@ -47,8 +50,16 @@ impl Emulator {
         let pg = PgManager::new(pg_root)?;
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
-            .map_err(|source| EmulatorError::Bind { addr: config.listen, source })?;
-        let addr = listener.local_addr().map_err(|source| EmulatorError::Bind { addr: config.listen, source })?;
+            .map_err(|source| EmulatorError::Bind {
+                addr: config.listen,
+                source,
+            })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| EmulatorError::Bind {
+                addr: config.listen,
+                source,
+            })?;
         let settings = Settings {
             op_durations: config.op_durations.clone(),
             name_reuse_window_s: config.name_reuse_window.as_secs(),
@@ -76,7 +87,12 @@ impl Emulator {
                 tracing_err(&format!("HTTP server stopped: {e}"));
             }
         });
-        Ok(Emulator { app, addr, stop: Some(stop), task: Some(task) })
+        Ok(Emulator {
+            app,
+            addr,
+            stop: Some(stop),
+            task: Some(task),
+        })
     }
 
     /// `http://127.0.0.1:PORT/`: the value for gcloud's `api_endpoint_overrides/*` and for the
@@ -138,12 +154,19 @@ impl Emulator {
 
     /// The PostgreSQL port of Cloud SQL instance `project/instance`, once it runs.
     pub fn postgres_port(&self, project: &str, instance: &str) -> Option<u16> {
-        lock(&self.app.state).sql.instances.get(&format!("{project}/{instance}")).and_then(|i| i.pg_port)
+        lock(&self.app.state)
+            .sql
+            .instances
+            .get(&format!("{project}/{instance}"))
+            .and_then(|i| i.pg_port)
     }
 
     /// The unix socket directory of that instance's server (connect as `cloudsqladmin`, trusted).
     pub fn postgres_socket_dir(&self, project: &str, instance: &str) -> Option<std::path::PathBuf> {
-        self.app.pg.get(&format!("{project}/{instance}")).map(|s| s.socket_dir())
+        self.app
+            .pg
+            .get(&format!("{project}/{instance}"))
+            .map(|s| s.socket_dir())
     }
 
     /// Stops the HTTP server and the PostgreSQL servers (their data is kept when persisting).
@@ -157,7 +180,10 @@ impl Emulator {
         }
         if let Some(task) = self.task.take() {
             // Open keep-alive connections could hold graceful shutdown forever.
-            if tokio::time::timeout(Duration::from_secs(2), task).await.is_err() {
+            if tokio::time::timeout(Duration::from_secs(2), task)
+                .await
+                .is_err()
+            {
                 tracing_err("HTTP server did not stop within 2 s; abandoning open connections");
             }
         }
@@ -211,7 +237,10 @@ async fn handle(AxumState(app): AxumState<Arc<App>>, req: Request<Body>) -> Resp
     let method = parts.method.clone();
     let bytes = match to_bytes(body, 64 * 1024 * 1024).await {
         Ok(b) => b,
-        Err(e) => return ApiError::invalid_argument(format!("cannot read the request body: {e}")).into_response(),
+        Err(e) => {
+            return ApiError::invalid_argument(format!("cannot read the request body: {e}"))
+                .into_response();
+        }
     };
     if path.starts_with("/_emulator/") || path == "/_emulator" {
         let resp = crate::admin::handle(&app, &method, &path, parts.uri.query(), &bytes).await;
@@ -220,14 +249,25 @@ async fn handle(AxumState(app): AxumState<Arc<App>>, req: Request<Body>) -> Resp
     }
     let (name, resp) = api_response(&app, &parts, &bytes).await;
     // One line per request; paths and method names carry no secrets (passwords travel in bodies).
-    eprintln!("{method} {path} -> {} {name} {}ms", resp.status().as_u16(), started.elapsed().as_millis());
+    eprintln!(
+        "{method} {path} -> {} {name} {}ms",
+        resp.status().as_u16(),
+        started.elapsed().as_millis()
+    );
     resp
 }
 
-async fn api_response(app: &Arc<App>, parts: &axum::http::request::Parts, bytes: &[u8]) -> (&'static str, Response) {
+async fn api_response(
+    app: &Arc<App>,
+    parts: &axum::http::request::Parts,
+    bytes: &[u8],
+) -> (&'static str, Response) {
     if let Some(token) = &app.config.access_token {
         let expected = format!("Bearer {token}");
-        let given = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        let given = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
         if given != Some(expected.as_str()) {
             let e = ApiError::unauthenticated(
                 "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential.",
@@ -235,13 +275,21 @@ async fn api_response(app: &Arc<App>, parts: &axum::http::request::Parts, bytes:
             return ("unauthenticated", e.into_response());
         }
     }
-    let req = match ApiRequest::parse(parts.method.clone(), parts.uri.path(), parts.uri.query(), bytes) {
+    let req = match ApiRequest::parse(
+        parts.method.clone(),
+        parts.uri.path(),
+        parts.uri.query(),
+        bytes,
+    ) {
         Ok(r) => r,
         Err(e) => return ("invalid", e.into_response()),
     };
     let Some((api, name)) = crate::router::route(&req) else {
         count(app, "unimplemented");
-        return ("unimplemented", ApiError::unimplemented(req.method.as_str(), &req.path).into_response());
+        return (
+            "unimplemented",
+            ApiError::unimplemented(req.method.as_str(), &req.path).into_response(),
+        );
     };
     count(app, name);
     let (latency, fault) = lock(&app.faults).decide(name);
@@ -249,7 +297,10 @@ async fn api_response(app: &Arc<App>, parts: &axum::http::request::Parts, bytes:
         tokio::time::sleep(latency).await;
     }
     if let Some(e) = fault {
-        *lock(&app.stats).faults_injected.entry(name.to_string()).or_default() += 1;
+        *lock(&app.stats)
+            .faults_injected
+            .entry(name.to_string())
+            .or_default() += 1;
         return (name, e.into_response());
     }
     match crate::router::dispatch(app, &req, api, name).await {

@@ -17,11 +17,20 @@ use crate::util::{now_ms, project_number};
 
 /// Services listed by `services.list` even before anything touched them.
 const CATALOG: &[(&str, &str)] = &[
-    ("cloudresourcemanager.googleapis.com", "Cloud Resource Manager API"),
+    (
+        "cloudresourcemanager.googleapis.com",
+        "Cloud Resource Manager API",
+    ),
     ("compute.googleapis.com", "Compute Engine API"),
     ("container.googleapis.com", "Kubernetes Engine API"),
-    ("iam.googleapis.com", "Identity and Access Management (IAM) API"),
-    ("iamcredentials.googleapis.com", "IAM Service Account Credentials API"),
+    (
+        "iam.googleapis.com",
+        "Identity and Access Management (IAM) API",
+    ),
+    (
+        "iamcredentials.googleapis.com",
+        "IAM Service Account Credentials API",
+    ),
     ("serviceusage.googleapis.com", "Service Usage API"),
     ("sql-component.googleapis.com", "Cloud SQL"),
     ("sqladmin.googleapis.com", "Cloud SQL Admin API"),
@@ -33,12 +42,24 @@ pub fn method(req: &ApiRequest) -> Option<&'static str> {
     let s = req.segs();
     let m = &req.method;
     Some(match (s.as_slice(), req.verb.as_deref()) {
-        (["v1", "projects", _, "services"], None) if m == Method::GET => "serviceusage.services.list",
-        (["v1", "projects", _, "services"], Some("batchEnable")) if m == Method::POST => "serviceusage.services.batchEnable",
-        (["v1", "projects", _, "services"], Some("batchGet")) if m == Method::GET => "serviceusage.services.batchGet",
-        (["v1", "projects", _, "services", _], None) if m == Method::GET => "serviceusage.services.get",
-        (["v1", "projects", _, "services", _], Some("enable")) if m == Method::POST => "serviceusage.services.enable",
-        (["v1", "projects", _, "services", _], Some("disable")) if m == Method::POST => "serviceusage.services.disable",
+        (["v1", "projects", _, "services"], None) if m == Method::GET => {
+            "serviceusage.services.list"
+        }
+        (["v1", "projects", _, "services"], Some("batchEnable")) if m == Method::POST => {
+            "serviceusage.services.batchEnable"
+        }
+        (["v1", "projects", _, "services"], Some("batchGet")) if m == Method::GET => {
+            "serviceusage.services.batchGet"
+        }
+        (["v1", "projects", _, "services", _], None) if m == Method::GET => {
+            "serviceusage.services.get"
+        }
+        (["v1", "projects", _, "services", _], Some("enable")) if m == Method::POST => {
+            "serviceusage.services.enable"
+        }
+        (["v1", "projects", _, "services", _], Some("disable")) if m == Method::POST => {
+            "serviceusage.services.disable"
+        }
         (["v1", "operations", _], None) if m == Method::GET => "serviceusage.operations.get",
         _ => return None,
     })
@@ -46,7 +67,11 @@ pub fn method(req: &ApiRequest) -> Option<&'static str> {
 
 fn render_service(project: &str, name: &str, enabled: bool) -> Value {
     let number = project_number(project);
-    let title = CATALOG.iter().find(|(n, _)| *n == name).map(|(_, t)| *t).unwrap_or(name);
+    let title = CATALOG
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, t)| *t)
+        .unwrap_or(name);
     json!({
         "name": format!("projects/{number}/services/{name}"),
         "parent": format!("projects/{number}"),
@@ -59,7 +84,9 @@ fn valid_service(name: &str) -> Result<(), ApiError> {
     if name.ends_with(".googleapis.com") || name.ends_with(".goog") {
         Ok(())
     } else {
-        Err(ApiError::invalid_argument(format!("Invalid service name {name:?}: expected e.g. sqladmin.googleapis.com.")))
+        Err(ApiError::invalid_argument(format!(
+            "Invalid service name {name:?}: expected e.g. sqladmin.googleapis.com."
+        )))
     }
 }
 
@@ -80,12 +107,28 @@ pub fn render_op(st: &State, op: &Operation) -> Value {
             let services: Vec<Value> = op
                 .target
                 .split(',')
-                .map(|s| render_service(&op.project, s, st.services.get(&op.project).and_then(|m| m.get(s)).copied().unwrap_or(false)))
+                .map(|s| {
+                    render_service(
+                        &op.project,
+                        s,
+                        st.services
+                            .get(&op.project)
+                            .and_then(|m| m.get(s))
+                            .copied()
+                            .unwrap_or(false),
+                    )
+                })
                 .collect();
             v["response"] = match op.op_type.as_str() {
-                "BATCH_ENABLE" => json!({"@type": "type.googleapis.com/google.api.serviceusage.v1.BatchEnableServicesResponse", "services": services}),
-                "DISABLE" => json!({"@type": "type.googleapis.com/google.api.serviceusage.v1.DisableServiceResponse", "service": services[0]}),
-                _ => json!({"@type": "type.googleapis.com/google.api.serviceusage.v1.EnableServiceResponse", "service": services[0]}),
+                "BATCH_ENABLE" => {
+                    json!({"@type": "type.googleapis.com/google.api.serviceusage.v1.BatchEnableServicesResponse", "services": services})
+                }
+                "DISABLE" => {
+                    json!({"@type": "type.googleapis.com/google.api.serviceusage.v1.DisableServiceResponse", "service": services[0]})
+                }
+                _ => {
+                    json!({"@type": "type.googleapis.com/google.api.serviceusage.v1.EnableServiceResponse", "service": services[0]})
+                }
             };
         }
     }
@@ -101,18 +144,36 @@ pub fn handle(app: &Arc<App>, req: &ApiRequest, method: &str) -> Result<Value, A
             .ops
             .get(&req.segments[2])
             .filter(|o| o.api == OpApi::ServiceUsage)
-            .ok_or_else(|| ApiError::not_found(format!("Operation operations/{} not found.", req.segments[2])))?;
+            .ok_or_else(|| {
+                ApiError::not_found(format!(
+                    "Operation operations/{} not found.",
+                    req.segments[2]
+                ))
+            })?;
         return Ok(render_op(st, op));
     }
     let project = st.project_id(&req.segments[2]);
-    let enabled = |st: &State, s: &str| st.services.get(&project).and_then(|m| m.get(s)).copied().unwrap_or(false);
+    let enabled = |st: &State, s: &str| {
+        st.services
+            .get(&project)
+            .and_then(|m| m.get(s))
+            .copied()
+            .unwrap_or(false)
+    };
     match method {
         "serviceusage.services.get" => {
             valid_service(&req.segments[4])?;
-            Ok(render_service(&project, &req.segments[4], enabled(st, &req.segments[4])))
+            Ok(render_service(
+                &project,
+                &req.segments[4],
+                enabled(st, &req.segments[4]),
+            ))
         }
         "serviceusage.services.list" => {
-            let mut names: BTreeMap<String, bool> = CATALOG.iter().map(|(n, _)| (n.to_string(), false)).collect();
+            let mut names: BTreeMap<String, bool> = CATALOG
+                .iter()
+                .map(|(n, _)| (n.to_string(), false))
+                .collect();
             if let Some(m) = st.services.get(&project) {
                 names.extend(m.iter().map(|(k, v)| (k.clone(), *v)));
             }
@@ -126,7 +187,11 @@ pub fn handle(app: &Arc<App>, req: &ApiRequest, method: &str) -> Result<Value, A
                 })
                 .map(|(n, on)| render_service(&project, n, *on))
                 .collect();
-            Ok(if services.is_empty() { json!({}) } else { json!({"services": services}) })
+            Ok(if services.is_empty() {
+                json!({})
+            } else {
+                json!({"services": services})
+            })
         }
         "serviceusage.services.batchGet" => {
             let services: Vec<Value> = req
@@ -139,19 +204,30 @@ pub fn handle(app: &Arc<App>, req: &ApiRequest, method: &str) -> Result<Value, A
                 .collect();
             Ok(json!({"services": services}))
         }
-        "serviceusage.services.enable" | "serviceusage.services.disable" | "serviceusage.services.batchEnable" => {
+        "serviceusage.services.enable"
+        | "serviceusage.services.disable"
+        | "serviceusage.services.batchEnable" => {
             let (op_type, services, on) = match method {
                 "serviceusage.services.enable" => ("ENABLE", vec![req.segments[4].clone()], true),
-                "serviceusage.services.disable" => ("DISABLE", vec![req.segments[4].clone()], false),
+                "serviceusage.services.disable" => {
+                    ("DISABLE", vec![req.segments[4].clone()], false)
+                }
                 _ => {
                     let ids: Vec<String> = req
                         .body
                         .get("serviceIds")
                         .and_then(Value::as_array)
-                        .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(|v| v.as_str().map(String::from))
+                                .collect()
+                        })
                         .unwrap_or_default();
                     if ids.is_empty() || ids.len() > 20 {
-                        return Err(ApiError::field_violation("service_ids", "Between 1 and 20 service ids are required."));
+                        return Err(ApiError::field_violation(
+                            "service_ids",
+                            "Between 1 and 20 service ids are required.",
+                        ));
                     }
                     ("BATCH_ENABLE", ids, true)
                 }
@@ -159,8 +235,18 @@ pub fn handle(app: &Arc<App>, req: &ApiRequest, method: &str) -> Result<Value, A
             for s in &services {
                 valid_service(s)?;
             }
-            let name = format!("acf.p2-{}-{}", project_number(&project), crate::util::uuid_like());
-            let op = Operation::new(OpApi::ServiceUsage, name.clone(), &project, op_type, &services.join(","));
+            let name = format!(
+                "acf.p2-{}-{}",
+                project_number(&project),
+                crate::util::uuid_like()
+            );
+            let op = Operation::new(
+                OpApi::ServiceUsage,
+                name.clone(),
+                &project,
+                op_type,
+                &services.join(","),
+            );
             let apply = move |st: &mut State, project: &str| {
                 let m = st.services.entry(project.to_string()).or_default();
                 for s in &services {
@@ -187,7 +273,11 @@ pub fn handle(app: &Arc<App>, req: &ApiRequest, method: &str) -> Result<Value, A
                 });
             }
             app.persist(st);
-            let op = st.ops.get(&name).cloned().ok_or_else(|| ApiError::internal("operation vanished"))?;
+            let op = st
+                .ops
+                .get(&name)
+                .cloned()
+                .ok_or_else(|| ApiError::internal("operation vanished"))?;
             Ok(render_op(st, &op))
         }
         _ => Err(ApiError::unimplemented(req.method.as_str(), &req.path)),

@@ -16,7 +16,14 @@ async fn binary_prints_ready_line_checks_token_and_stops_on_sigterm() {
     let token = dir.path().join("token");
     std::fs::write(&token, "bin-token\n").unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_gcp-emulator"))
-        .args(["--listen", "127.0.0.1:0", "--gke-endpoint", "https://127.0.0.1:6443", "--op-duration-ms", "100"])
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--gke-endpoint",
+            "https://127.0.0.1:6443",
+            "--op-duration-ms",
+            "100",
+        ])
         .arg("--access-token-file")
         .arg(&token)
         .stdout(Stdio::piped())
@@ -24,9 +31,18 @@ async fn binary_prints_ready_line_checks_token_and_stops_on_sigterm() {
         .spawn()
         .expect("start gcp-emulator");
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let base = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected ready line {line:?}")).to_string();
-    assert!(base.starts_with("http://127.0.0.1:") && base.ends_with('/'), "{base}");
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let base = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected ready line {line:?}"))
+        .to_string();
+    assert!(
+        base.starts_with("http://127.0.0.1:") && base.ends_with('/'),
+        "{base}"
+    );
 
     assert_eq!(call(&base, "GET", "/v1/projects/p", None).await.0, 401);
     let auth = [("Authorization", "Bearer bin-token")];
@@ -38,15 +54,33 @@ async fn binary_prints_ready_line_checks_token_and_stops_on_sigterm() {
     let (_, inst) = call_with(&base, "GET", "/v1/projects/p/instances/bin-db", None, &auth).await;
     assert_eq!(inst["state"], "RUNNABLE", "{inst}");
     let port = inst["emulatorPostgresPort"].as_u64().unwrap() as u16;
-    assert!(tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok());
+    assert!(
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+    );
 
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
-    let exit = tokio::task::spawn_blocking(move || child.wait_with_output()).await.unwrap().unwrap();
+    let exit = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(exit.status.success(), "exit status {:?}", exit.status);
     let log = String::from_utf8_lossy(&exit.stderr);
-    assert!(log.contains("POST /v1/projects/p/instances -> 200 sql.instances.insert"), "{log}");
+    assert!(
+        log.contains("POST /v1/projects/p/instances -> 200 sql.instances.insert"),
+        "{log}"
+    );
     assert!(!log.contains("bin-token"), "the token must not be logged");
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err(), "PostgreSQL stopped with the emulator");
+    assert!(
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err(),
+        "PostgreSQL stopped with the emulator"
+    );
 }

@@ -37,7 +37,13 @@ impl Gcloud<'_> {
             .env("CLOUDSDK_AUTH_ACCESS_TOKEN_FILE", self.dir.join("token"))
             .env("KUBECONFIG", self.dir.join("kubeconfig"))
             .kill_on_drop(true);
-        for api in ["SQL", "IAM", "CLOUDRESOURCEMANAGER", "CONTAINER", "SERVICEUSAGE"] {
+        for api in [
+            "SQL",
+            "IAM",
+            "CLOUDRESOURCEMANAGER",
+            "CONTAINER",
+            "SERVICEUSAGE",
+        ] {
             cmd.env(format!("CLOUDSDK_API_ENDPOINT_OVERRIDES_{api}"), self.base);
         }
         let out = tokio::time::timeout(Duration::from_secs(180), cmd.output())
@@ -58,7 +64,8 @@ impl Gcloud<'_> {
         let mut a = args.to_vec();
         a.push("--format=json");
         let out = self.run(&a).await;
-        serde_json::from_str(&out).unwrap_or_else(|e| panic!("gcloud {args:?} printed no JSON ({e}): {out}"))
+        serde_json::from_str(&out)
+            .unwrap_or_else(|e| panic!("gcloud {args:?} printed no JSON ({e}): {out}"))
     }
 }
 
@@ -72,7 +79,8 @@ fn gcloud_path() -> &'static str {
 }
 
 fn which_gcloud() -> bool {
-    std::env::var_os("PATH").is_some_and(|path| std::env::split_paths(&path).any(|d| d.join("gcloud").exists()))
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|d| d.join("gcloud").exists()))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -86,76 +94,227 @@ async fn gcloud_runs_the_skypilot_seed_against_the_emulator() {
     })
     .await
     .expect("emulator starts");
-    let g = Gcloud { base: emu.base_url(), dir: dir.path() };
+    let g = Gcloud {
+        base: emu.base_url(),
+        dir: dir.path(),
+    };
     let sa_email = format!("{SA}@{P}.iam.gserviceaccount.com");
     let pool = format!("{P}.svc.id.goog");
 
     // Prerequisites: APIs, a GKE cluster with Workload Identity (today's flag), credentials.
-    g.run(&["services", "enable", "sqladmin.googleapis.com", "container.googleapis.com", "iam.googleapis.com"]).await;
-    g.run(&["container", "clusters", "create", "skypilot-gke", "--location=us-central1", &format!("--workload-pool={pool}"), "--num-nodes=1"]).await;
-    g.run(&["container", "clusters", "get-credentials", "skypilot-gke", "--location=us-central1"]).await;
+    g.run(&[
+        "services",
+        "enable",
+        "sqladmin.googleapis.com",
+        "container.googleapis.com",
+        "iam.googleapis.com",
+    ])
+    .await;
+    g.run(&[
+        "container",
+        "clusters",
+        "create",
+        "skypilot-gke",
+        "--location=us-central1",
+        &format!("--workload-pool={pool}"),
+        "--num-nodes=1",
+    ])
+    .await;
+    g.run(&[
+        "container",
+        "clusters",
+        "get-credentials",
+        "skypilot-gke",
+        "--location=us-central1",
+    ])
+    .await;
     let kubeconfig = std::fs::read_to_string(dir.path().join("kubeconfig")).unwrap();
-    assert!(kubeconfig.contains("server: https://127.0.0.1:6443"), "{kubeconfig}");
-    assert!(kubeconfig.contains("certificate-authority-data:"), "{kubeconfig}");
+    assert!(
+        kubeconfig.contains("server: https://127.0.0.1:6443"),
+        "{kubeconfig}"
+    );
+    assert!(
+        kubeconfig.contains("certificate-authority-data:"),
+        "{kubeconfig}"
+    );
 
     // The service account and its project roles.
-    g.run(&["iam", "service-accounts", "create", SA, &format!("--display-name={SA}")]).await;
+    g.run(&[
+        "iam",
+        "service-accounts",
+        "create",
+        SA,
+        &format!("--display-name={SA}"),
+    ])
+    .await;
     for role in ["roles/cloudsql.client", "roles/cloudsql.instanceUser"] {
-        g.run(&["projects", "add-iam-policy-binding", P, &format!("--member=serviceAccount:{sa_email}"), &format!("--role={role}")]).await;
+        g.run(&[
+            "projects",
+            "add-iam-policy-binding",
+            P,
+            &format!("--member=serviceAccount:{sa_email}"),
+            &format!("--role={role}"),
+        ])
+        .await;
     }
 
     // The Cloud SQL instance, its database and users.
-    g.run(&["sql", "instances", "create", INSTANCE, "--database-version=POSTGRES_15", "--tier=db-f1-micro", "--region=us-central1",
-            "--root-password=root-pw", "--database-flags=cloudsql.iam_authentication=on"]).await;
-    g.run(&["sql", "databases", "create", "skypilot-db", "--instance", INSTANCE]).await;
-    g.run(&["sql", "users", "create", &format!("{SA}@{P}.iam"), &format!("--instance={INSTANCE}"), "--type=cloud_iam_service_account"]).await;
-    g.run(&["sql", "users", "create", "skypilot", "--instance", INSTANCE, "--password", "skypilot-pw"]).await;
+    g.run(&[
+        "sql",
+        "instances",
+        "create",
+        INSTANCE,
+        "--database-version=POSTGRES_15",
+        "--tier=db-f1-micro",
+        "--region=us-central1",
+        "--root-password=root-pw",
+        "--database-flags=cloudsql.iam_authentication=on",
+    ])
+    .await;
+    g.run(&[
+        "sql",
+        "databases",
+        "create",
+        "skypilot-db",
+        "--instance",
+        INSTANCE,
+    ])
+    .await;
+    g.run(&[
+        "sql",
+        "users",
+        "create",
+        &format!("{SA}@{P}.iam"),
+        &format!("--instance={INSTANCE}"),
+        "--type=cloud_iam_service_account",
+    ])
+    .await;
+    g.run(&[
+        "sql",
+        "users",
+        "create",
+        "skypilot",
+        "--instance",
+        INSTANCE,
+        "--password",
+        "skypilot-pw",
+    ])
+    .await;
 
     // Workload Identity binding and a key.
-    g.run(&["iam", "service-accounts", "add-iam-policy-binding", "--role=roles/iam.workloadIdentityUser",
-            &format!("--member=serviceAccount:{pool}[skypilot/skypilot-api-sa]"), &sa_email]).await;
-    g.run(&["iam", "service-accounts", "keys", "create", "gcp-key.json", &format!("--iam-account={sa_email}"), &format!("--project={P}")]).await;
+    g.run(&[
+        "iam",
+        "service-accounts",
+        "add-iam-policy-binding",
+        "--role=roles/iam.workloadIdentityUser",
+        &format!("--member=serviceAccount:{pool}[skypilot/skypilot-api-sa]"),
+        &sa_email,
+    ])
+    .await;
+    g.run(&[
+        "iam",
+        "service-accounts",
+        "keys",
+        "create",
+        "gcp-key.json",
+        &format!("--iam-account={sa_email}"),
+        &format!("--project={P}"),
+    ])
+    .await;
 
     // The key file is a valid credentials JSON with a real private key.
-    let key: Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("gcp-key.json")).unwrap()).unwrap();
+    let key: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("gcp-key.json")).unwrap())
+            .unwrap();
     assert_eq!(key["type"], "service_account");
     assert_eq!(key["client_email"], sa_email.as_str());
     assert_eq!(key["project_id"], P);
     {
         use rsa::pkcs8::DecodePrivateKey;
-        rsa::RsaPrivateKey::from_pkcs8_pem(key["private_key"].as_str().unwrap()).expect("valid PEM private key");
+        rsa::RsaPrivateKey::from_pkcs8_pem(key["private_key"].as_str().unwrap())
+            .expect("valid PEM private key");
     }
 
     // describe/list show what was created.
     let inst = g.json(&["sql", "instances", "describe", INSTANCE]).await;
     assert_eq!(inst["state"], "RUNNABLE");
     assert_eq!(inst["databaseVersion"], "POSTGRES_15");
-    assert_eq!(inst["settings"]["databaseFlags"][0]["name"], "cloudsql.iam_authentication");
+    assert_eq!(
+        inst["settings"]["databaseFlags"][0]["name"],
+        "cloudsql.iam_authentication"
+    );
     assert_eq!(inst["ipAddresses"][0]["ipAddress"], "127.0.0.1");
-    let users = g.json(&["sql", "users", "list", "--instance", INSTANCE]).await;
+    let users = g
+        .json(&["sql", "users", "list", "--instance", INSTANCE])
+        .await;
     let mut users: Vec<(String, String)> = users
         .as_array()
         .unwrap()
         .iter()
-        .map(|u| (u["name"].as_str().unwrap().to_string(), u["type"].as_str().unwrap_or("BUILT_IN").to_string()))
+        .map(|u| {
+            (
+                u["name"].as_str().unwrap().to_string(),
+                u["type"].as_str().unwrap_or("BUILT_IN").to_string(),
+            )
+        })
         .collect();
     users.sort();
-    assert_eq!(users, [
-        ("postgres".to_string(), "BUILT_IN".to_string()),
-        ("skypilot".to_string(), "BUILT_IN".to_string()),
-        (format!("{SA}@{P}.iam"), "CLOUD_IAM_SERVICE_ACCOUNT".to_string()),
-    ]);
-    let dbs = g.json(&["sql", "databases", "list", "--instance", INSTANCE]).await;
-    assert!(dbs.as_array().unwrap().iter().any(|d| d["name"] == "skypilot-db"), "{dbs}");
-    let sa = g.json(&["iam", "service-accounts", "describe", &sa_email]).await;
+    assert_eq!(
+        users,
+        [
+            ("postgres".to_string(), "BUILT_IN".to_string()),
+            ("skypilot".to_string(), "BUILT_IN".to_string()),
+            (
+                format!("{SA}@{P}.iam"),
+                "CLOUD_IAM_SERVICE_ACCOUNT".to_string()
+            ),
+        ]
+    );
+    let dbs = g
+        .json(&["sql", "databases", "list", "--instance", INSTANCE])
+        .await;
+    assert!(
+        dbs.as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["name"] == "skypilot-db"),
+        "{dbs}"
+    );
+    let sa = g
+        .json(&["iam", "service-accounts", "describe", &sa_email])
+        .await;
     assert_eq!(sa["displayName"], SA);
     let policy = g.json(&["projects", "get-iam-policy", P]).await;
-    let roles: Vec<&str> = policy["bindings"].as_array().unwrap().iter().map(|b| b["role"].as_str().unwrap()).collect();
-    assert_eq!(roles, ["roles/cloudsql.client", "roles/cloudsql.instanceUser"]);
-    let sa_policy = g.json(&["iam", "service-accounts", "get-iam-policy", &sa_email]).await;
-    assert_eq!(sa_policy["bindings"][0]["members"][0], format!("serviceAccount:{pool}[skypilot/skypilot-api-sa]"));
-    let cluster = g.json(&["container", "clusters", "describe", "skypilot-gke", "--location=us-central1"]).await;
-    assert_eq!(cluster["workloadIdentityConfig"]["workloadPool"], pool.as_str());
+    let roles: Vec<&str> = policy["bindings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        roles,
+        ["roles/cloudsql.client", "roles/cloudsql.instanceUser"]
+    );
+    let sa_policy = g
+        .json(&["iam", "service-accounts", "get-iam-policy", &sa_email])
+        .await;
+    assert_eq!(
+        sa_policy["bindings"][0]["members"][0],
+        format!("serviceAccount:{pool}[skypilot/skypilot-api-sa]")
+    );
+    let cluster = g
+        .json(&[
+            "container",
+            "clusters",
+            "describe",
+            "skypilot-gke",
+            "--location=us-central1",
+        ])
+        .await;
+    assert_eq!(
+        cluster["workloadIdentityConfig"]["workloadPool"],
+        pool.as_str()
+    );
     assert_eq!(cluster["status"], "RUNNING");
     let clusters = g.json(&["container", "clusters", "list"]).await;
     assert_eq!(clusters.as_array().unwrap().len(), 1);
@@ -163,7 +322,9 @@ async fn gcloud_runs_the_skypilot_seed_against_the_emulator() {
     assert_eq!(services.as_array().unwrap().len(), 3, "{services}");
 
     // The real PostgreSQL sees the role and the database.
-    let port = emu.postgres_port(P, INSTANCE).expect("instance has a server");
+    let port = emu
+        .postgres_port(P, INSTANCE)
+        .expect("instance has a server");
     let pg = connect(port, "postgres", "root-pw", "skypilot-db").await;
     let iam_user = format!("{SA}@{P}.iam");
     let row = pg
@@ -173,15 +334,42 @@ async fn gcloud_runs_the_skypilot_seed_against_the_emulator() {
         )
         .await
         .expect("the IAM user's role exists");
-    assert_eq!((row.get::<_, bool>(0), row.get::<_, bool>(1), row.get::<_, bool>(2)), (true, false, false));
-    let row = pg.query_one("SELECT pg_has_role('skypilot', 'cloudsqlsuperuser', 'MEMBER')", &[]).await.unwrap();
-    assert!(row.get::<_, bool>(0), "built-in users are members of cloudsqlsuperuser");
-    let n: i64 = pg.query_one("SELECT count(*) FROM pg_database WHERE datname = 'skypilot-db'", &[]).await.unwrap().get(0);
+    assert_eq!(
+        (
+            row.get::<_, bool>(0),
+            row.get::<_, bool>(1),
+            row.get::<_, bool>(2)
+        ),
+        (true, false, false)
+    );
+    let row = pg
+        .query_one(
+            "SELECT pg_has_role('skypilot', 'cloudsqlsuperuser', 'MEMBER')",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(
+        row.get::<_, bool>(0),
+        "built-in users are members of cloudsqlsuperuser"
+    );
+    let n: i64 = pg
+        .query_one(
+            "SELECT count(*) FROM pg_database WHERE datname = 'skypilot-db'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(n, 1);
     // The seed's own SQL step, as the postgres user.
-    pg.batch_execute(&format!("GRANT \"cloudsqlsuperuser\" TO \"{iam_user}\"")).await.expect("seed GRANT runs");
+    pg.batch_execute(&format!("GRANT \"cloudsqlsuperuser\" TO \"{iam_user}\""))
+        .await
+        .expect("seed GRANT runs");
     let app = connect(port, "skypilot", "skypilot-pw", "skypilot-db").await;
-    app.batch_execute("CREATE TABLE t (x int); INSERT INTO t VALUES (1)").await.expect("the app user can use its database");
+    app.batch_execute("CREATE TABLE t (x int); INSERT INTO t VALUES (1)")
+        .await
+        .expect("the app user can use its database");
 
     // Every call went through the emulator and was counted.
     let stats = emu.stats();

@@ -25,8 +25,14 @@ const USER_TYPES: &[&str] = &[
     "ENTRAID_USER",
 ];
 
+/// How the state changes when an operation succeeds.
+type Finish = Box<dyn FnOnce(&mut State) + Send>;
+
 fn rdbms(message: String) -> OpError {
-    OpError { code: "ERROR_RDBMS".into(), message }
+    OpError {
+        code: "ERROR_RDBMS".into(),
+        message,
+    }
 }
 
 /// Handles `sql.databases.*` and `sql.users.*`.
@@ -38,10 +44,20 @@ pub async fn handle(app: &Arc<App>, r: &SqlRequest<'_>, method: &str) -> Result<
     let inst = st.sql.instances.get(&key).ok_or_else(instance_not_found)?;
     require_runnable(inst)?;
     let db_link = |name: &str| format!("{base}/instances/{instance}/databases/{name}");
-    let missing_db = |name: &str| ApiError::not_found(format!("The database {name} does not exist in instance {instance}.")).with_reason("notFound");
-    let missing_user = |name: &str| ApiError::not_found(format!("The user {name} does not exist in instance {instance}.")).with_reason("notFound");
+    let missing_db = |name: &str| {
+        ApiError::not_found(format!(
+            "The database {name} does not exist in instance {instance}."
+        ))
+        .with_reason("notFound")
+    };
+    let missing_user = |name: &str| {
+        ApiError::not_found(format!(
+            "The user {name} does not exist in instance {instance}."
+        ))
+        .with_reason("notFound")
+    };
     // Which SQL to run (in which database), which op type, and how the state changes when done.
-    let (op_type, db, sql, finish): (&str, &str, Option<String>, Box<dyn FnOnce(&mut State) + Send>) = match method {
+    let (op_type, db, sql, finish): (&str, &str, Option<String>, Finish) = match method {
         "sql.databases.list" => {
             let items: Vec<Value> = inst
                 .databases
@@ -56,7 +72,11 @@ pub async fn handle(app: &Arc<App>, r: &SqlRequest<'_>, method: &str) -> Result<
         }
         "sql.databases.get" => {
             let name = r.rest[3];
-            let mut d = inst.databases.get(name).cloned().ok_or_else(|| missing_db(name))?;
+            let mut d = inst
+                .databases
+                .get(name)
+                .cloned()
+                .ok_or_else(|| missing_db(name))?;
             d["selfLink"] = db_link(name).into();
             return Ok(d);
         }
@@ -66,12 +86,19 @@ pub async fn handle(app: &Arc<App>, r: &SqlRequest<'_>, method: &str) -> Result<
         }
         "sql.users.get" => {
             let name = r.rest[3];
-            return inst.users.get(name).cloned().ok_or_else(|| missing_user(name));
+            return inst
+                .users
+                .get(name)
+                .cloned()
+                .ok_or_else(|| missing_user(name));
         }
         "sql.databases.insert" => {
             let name = str_field(&r.req.body, "name").to_string();
             if name.is_empty() || name.len() > 63 {
-                return Err(ApiError::invalid_argument("Invalid request: database name must be 1-63 characters.").with_reason("invalid"));
+                return Err(ApiError::invalid_argument(
+                    "Invalid request: database name must be 1-63 characters.",
+                )
+                .with_reason("invalid"));
             }
             let charset = match str_field(&r.req.body, "charset") {
                 "" => "UTF8",
@@ -85,13 +112,21 @@ pub async fn handle(app: &Arc<App>, r: &SqlRequest<'_>, method: &str) -> Result<
                                   "instance": instance, "project": r.project, "etag": ""});
             // The server's databases use its default (C) collation; the requested collation is
             // recorded and reported, since a locale such as en_US.UTF8 may not exist here.
-            let sql = format!("CREATE DATABASE {} OWNER cloudsqlsuperuser ENCODING 'UTF8' TEMPLATE template0", ident(&name));
+            let sql = format!(
+                "CREATE DATABASE {} OWNER cloudsqlsuperuser ENCODING 'UTF8' TEMPLATE template0",
+                ident(&name)
+            );
             let key = key.clone();
-            ("CREATE_DATABASE", "postgres", Some(sql), Box::new(move |st: &mut State| {
-                if let Some(i) = st.sql.instances.get_mut(&key) {
-                    i.databases.insert(name, resource);
-                }
-            }))
+            (
+                "CREATE_DATABASE",
+                "postgres",
+                Some(sql),
+                Box::new(move |st: &mut State| {
+                    if let Some(i) = st.sql.instances.get_mut(&key) {
+                        i.databases.insert(name, resource);
+                    }
+                }),
+            )
         }
         "sql.databases.patch" | "sql.databases.update" => {
             let name = r.rest[3].to_string();
@@ -105,22 +140,37 @@ pub async fn handle(app: &Arc<App>, r: &SqlRequest<'_>, method: &str) -> Result<
             let key = key.clone();
             // Charset and collation of an existing PostgreSQL database cannot change; the new values
             // are recorded only.
-            ("UPDATE_DATABASE", "postgres", None, Box::new(move |st: &mut State| {
-                if let Some(d) = st.sql.instances.get_mut(&key).and_then(|i| i.databases.get_mut(&name)) {
-                    merge(d, &patch);
-                }
-            }))
+            (
+                "UPDATE_DATABASE",
+                "postgres",
+                None,
+                Box::new(move |st: &mut State| {
+                    if let Some(d) = st
+                        .sql
+                        .instances
+                        .get_mut(&key)
+                        .and_then(|i| i.databases.get_mut(&name))
+                    {
+                        merge(d, &patch);
+                    }
+                }),
+            )
         }
         "sql.databases.delete" => {
             let name = r.rest[3].to_string();
             inst.databases.get(&name).ok_or_else(|| missing_db(&name))?;
             let sql = format!("DROP DATABASE {} WITH (FORCE)", ident(&name));
             let key = key.clone();
-            ("DELETE_DATABASE", "postgres", Some(sql), Box::new(move |st: &mut State| {
-                if let Some(i) = st.sql.instances.get_mut(&key) {
-                    i.databases.remove(&name);
-                }
-            }))
+            (
+                "DELETE_DATABASE",
+                "postgres",
+                Some(sql),
+                Box::new(move |st: &mut State| {
+                    if let Some(i) = st.sql.instances.get_mut(&key) {
+                        i.databases.remove(&name);
+                    }
+                }),
+            )
         }
         "sql.users.insert" => {
             let mut body = r.req.body.clone();
@@ -132,14 +182,21 @@ pub async fn handle(app: &Arc<App>, r: &SqlRequest<'_>, method: &str) -> Result<
             }
             .to_string();
             if name.is_empty() || name.len() > 63 {
-                return Err(ApiError::invalid_argument("Invalid request: user name must be 1-63 characters.").with_reason("invalid"));
+                return Err(ApiError::invalid_argument(
+                    "Invalid request: user name must be 1-63 characters.",
+                )
+                .with_reason("invalid"));
             }
             if !USER_TYPES.contains(&user_type.as_str()) {
-                return Err(ApiError::invalid_argument(format!("Invalid value for type: {user_type}")));
+                return Err(ApiError::invalid_argument(format!(
+                    "Invalid value for type: {user_type}"
+                )));
             }
             // On PostgreSQL an IAM service account's user is its email without
             // `.gserviceaccount.com` (contract §1.4). The real error text is not verified.
-            if user_type == "CLOUD_IAM_SERVICE_ACCOUNT" && (name.ends_with(".gserviceaccount.com") || !name.contains('@')) {
+            if user_type == "CLOUD_IAM_SERVICE_ACCOUNT"
+                && (name.ends_with(".gserviceaccount.com") || !name.contains('@'))
+            {
                 return Err(ApiError::invalid_argument(format!(
                     "Invalid request: for PostgreSQL, the user name of a service account must be its email without \
                      \".gserviceaccount.com\" (e.g. sa@project.iam), not {name:?}."
@@ -164,35 +221,62 @@ pub async fn handle(app: &Arc<App>, r: &SqlRequest<'_>, method: &str) -> Result<
                 resource["passwordPolicy"] = pp.clone();
             }
             let key = key.clone();
-            ("CREATE_USER", "postgres", Some(sql), Box::new(move |st: &mut State| {
-                if let Some(i) = st.sql.instances.get_mut(&key) {
-                    i.users.insert(name, resource);
-                }
-            }))
+            (
+                "CREATE_USER",
+                "postgres",
+                Some(sql),
+                Box::new(move |st: &mut State| {
+                    if let Some(i) = st.sql.instances.get_mut(&key) {
+                        i.users.insert(name, resource);
+                    }
+                }),
+            )
         }
         "sql.users.update" => {
             let name = r.req.query("name").unwrap_or("").to_string();
             inst.users.get(&name).ok_or_else(|| missing_user(&name))?;
             let password = str_field(&r.req.body, "password");
-            let sql = (!password.is_empty()).then(|| format!("ALTER ROLE {} WITH PASSWORD {}", ident(&name), literal(password)));
+            let sql = (!password.is_empty()).then(|| {
+                format!(
+                    "ALTER ROLE {} WITH PASSWORD {}",
+                    ident(&name),
+                    literal(password)
+                )
+            });
             let policy = r.req.body.get("passwordPolicy").cloned();
             let key = key.clone();
-            ("UPDATE_USER", "postgres", sql, Box::new(move |st: &mut State| {
-                if let (Some(u), Some(p)) = (st.sql.instances.get_mut(&key).and_then(|i| i.users.get_mut(&name)), policy) {
-                    u["passwordPolicy"] = p;
-                }
-            }))
+            (
+                "UPDATE_USER",
+                "postgres",
+                sql,
+                Box::new(move |st: &mut State| {
+                    if let (Some(u), Some(p)) = (
+                        st.sql
+                            .instances
+                            .get_mut(&key)
+                            .and_then(|i| i.users.get_mut(&name)),
+                        policy,
+                    ) {
+                        u["passwordPolicy"] = p;
+                    }
+                }),
+            )
         }
         "sql.users.delete" => {
             let name = r.req.query("name").unwrap_or("").to_string();
             inst.users.get(&name).ok_or_else(|| missing_user(&name))?;
             let sql = format!("DROP ROLE {}", ident(&name));
             let key = key.clone();
-            ("DELETE_USER", "postgres", Some(sql), Box::new(move |st: &mut State| {
-                if let Some(i) = st.sql.instances.get_mut(&key) {
-                    i.users.remove(&name);
-                }
-            }))
+            (
+                "DELETE_USER",
+                "postgres",
+                Some(sql),
+                Box::new(move |st: &mut State| {
+                    if let Some(i) = st.sql.instances.get_mut(&key) {
+                        i.users.remove(&name);
+                    }
+                }),
+            )
         }
         _ => return Err(ApiError::unimplemented(r.req.method.as_str(), &r.req.path)),
     };
@@ -201,7 +285,10 @@ pub async fn handle(app: &Arc<App>, r: &SqlRequest<'_>, method: &str) -> Result<
     let (app2, db) = (app.clone(), db.to_string());
     let work = async move {
         let Some(sql) = sql else { return Ok(()) };
-        let server = app2.pg.get(&key).ok_or_else(|| rdbms("the instance's PostgreSQL server is not running".into()))?;
+        let server = app2
+            .pg
+            .get(&key)
+            .ok_or_else(|| rdbms("the instance's PostgreSQL server is not running".into()))?;
         server.exec(&db, &sql).await.map_err(rdbms)
     };
     let op = app.run_op(&mut st, op, work, move |st, res| {

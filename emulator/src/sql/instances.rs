@@ -34,10 +34,16 @@ pub async fn handle(app: &Arc<App>, r: &SqlRequest<'_>, method: &str) -> Result<
         }
         "sql.instances.get" => {
             let st = lock(&app.state);
-            let inst = st.sql.instances.get(&key(r)).ok_or_else(instance_not_found)?;
+            let inst = st
+                .sql
+                .instances
+                .get(&key(r))
+                .ok_or_else(instance_not_found)?;
             Ok(render(&base, inst))
         }
-        "sql.instances.patch" | "sql.instances.update" => modify(app, r, method == "sql.instances.update"),
+        "sql.instances.patch" | "sql.instances.update" => {
+            modify(app, r, method == "sql.instances.update")
+        }
         "sql.instances.delete" => delete(app, r),
         "sql.instances.restart" => restart(app, r),
         _ => Err(ApiError::unimplemented(r.req.method.as_str(), &r.req.path)),
@@ -64,19 +70,28 @@ fn valid_name(name: &str) -> bool {
     !b.is_empty()
         && b.len() <= 98
         && b[0].is_ascii_lowercase()
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
         && b[b.len() - 1] != b'-'
 }
 
 /// `(family, major)` of a database version such as `POSTGRES_15`.
 fn version_parts(v: &str) -> (&str, u32) {
     let (family, rest) = v.split_once('_').unwrap_or((v, ""));
-    (family, rest.split('_').next().and_then(|m| m.parse().ok()).unwrap_or(0))
+    (
+        family,
+        rest.split('_')
+            .next()
+            .and_then(|m| m.parse().ok())
+            .unwrap_or(0),
+    )
 }
 
 /// SQL run once on a new server: the roles of a Cloud SQL for PostgreSQL instance.
 fn setup_sql(root_password: Option<&str>) -> String {
-    let password = root_password.map(|p| format!(" PASSWORD {}", literal(p))).unwrap_or_default();
+    let password = root_password
+        .map(|p| format!(" PASSWORD {}", literal(p)))
+        .unwrap_or_default();
     format!(
         "CREATE ROLE cloudsqlsuperuser WITH NOLOGIN CREATEDB CREATEROLE;\n\
          CREATE ROLE postgres WITH LOGIN CREATEDB CREATEROLE{password};\n\
@@ -86,7 +101,10 @@ fn setup_sql(root_password: Option<&str>) -> String {
 }
 
 fn op_error(message: String) -> OpError {
-    OpError { code: "INTERNAL_ERROR".into(), message }
+    OpError {
+        code: "INTERNAL_ERROR".into(),
+        message,
+    }
 }
 
 fn insert(app: &Arc<App>, r: &SqlRequest<'_>) -> Result<Value, ApiError> {
@@ -107,14 +125,21 @@ fn insert(app: &Arc<App>, r: &SqlRequest<'_>) -> Result<Value, ApiError> {
             )));
         }
     };
-    let tier = body.pointer("/settings/tier").and_then(Value::as_str).unwrap_or("");
+    let tier = body
+        .pointer("/settings/tier")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     if tier.is_empty() {
         return Err(invalid("Invalid request: Missing tier (settings.tier)."));
     }
     let key = format!("{}/{}", r.project, name);
     let mut st = lock(&app.state);
     let window = app.settings().name_reuse_window_s * 1000;
-    let recently_deleted = st.sql.deleted.get(&key).is_some_and(|t| now_ms().saturating_sub(*t) < window);
+    let recently_deleted = st
+        .sql
+        .deleted
+        .get(&key)
+        .is_some_and(|t| now_ms().saturating_sub(*t) < window);
     if st.sql.instances.contains_key(&key) || recently_deleted {
         return Err(ApiError::new_conflict(
             "The Cloud SQL instance already exists. When you delete an instance, you can't reuse the name of the deleted instance until one week from the deletion date.",
@@ -175,7 +200,13 @@ fn insert(app: &Arc<App>, r: &SqlRequest<'_>) -> Result<Value, ApiError> {
     let dir = app.pg.new_dir(&key);
     st.sql.instances.insert(
         key.clone(),
-        SqlInstance { resource, users: Default::default(), databases: Default::default(), pg_dir: None, pg_port: None },
+        SqlInstance {
+            resource,
+            users: Default::default(),
+            databases: Default::default(),
+            pg_dir: None,
+            pg_port: None,
+        },
     );
     let root_password = str_field(&body, "rootPassword").to_string();
     let op = new_op(&r.project, "CREATE", &name);
@@ -190,7 +221,9 @@ fn insert(app: &Arc<App>, r: &SqlRequest<'_>) -> Result<Value, ApiError> {
         Ok(())
     };
     let finish = move |st: &mut crate::state::State, res: &Result<(), OpError>| {
-        let Some(inst) = st.sql.instances.get_mut(&key) else { return Ok(()) };
+        let Some(inst) = st.sql.instances.get_mut(&key) else {
+            return Ok(());
+        };
         if res.is_err() {
             inst.resource["state"] = "FAILED".into();
             return Ok(());
@@ -228,14 +261,25 @@ fn modify(app: &Arc<App>, r: &SqlRequest<'_>, replace_settings: bool) -> Result<
     for f in ["name", "region", "project"] {
         if let Some(v) = body.get(f).and_then(Value::as_str) {
             if v != str_field(&current, f) {
-                return Err(invalid(format!("Invalid request: {f} cannot be changed (it is {}).", str_field(&current, f))));
+                return Err(invalid(format!(
+                    "Invalid request: {f} cannot be changed (it is {}).",
+                    str_field(&current, f)
+                )));
             }
         }
     }
-    let current_sv: i64 = current.pointer("/settings/settingsVersion").and_then(Value::as_str).and_then(|s| s.parse().ok()).unwrap_or(1);
+    let current_sv: i64 = current
+        .pointer("/settings/settingsVersion")
+        .and_then(Value::as_str)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1);
     if let Some(sv) = body.pointer("/settings/settingsVersion") {
         // 0 is proto3's "not set" (the SDK may send it).
-        let given = sv.as_str().and_then(|s| s.parse().ok()).or_else(|| sv.as_i64()).filter(|g| *g != 0);
+        let given = sv
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .or_else(|| sv.as_i64())
+            .filter(|g| *g != 0);
         // A stale settingsVersion is refused so that concurrent writers notice; the exact status
         // of the real API is not verified (412 conditionNotMet chosen as the most plausible).
         if given.is_some_and(|g| g != current_sv) {
@@ -260,9 +304,22 @@ fn modify(app: &Arc<App>, r: &SqlRequest<'_>, replace_settings: bool) -> Result<
     if let Some(o) = patch.as_object_mut() {
         // Output-only fields are ignored, as a full DatabaseInstance sent back by a client has them.
         for f in [
-            "kind", "state", "selfLink", "ipAddresses", "connectionName", "rootPassword", "emulatorPostgresPort", "createTime",
-            "backendType", "instanceType", "gceZone", "databaseInstalledVersion", "serviceAccountEmailAddress", "maxDiskSize",
-            "currentDiskSize", "etag",
+            "kind",
+            "state",
+            "selfLink",
+            "ipAddresses",
+            "connectionName",
+            "rootPassword",
+            "emulatorPostgresPort",
+            "createTime",
+            "backendType",
+            "instanceType",
+            "gceZone",
+            "databaseInstalledVersion",
+            "serviceAccountEmailAddress",
+            "maxDiskSize",
+            "currentDiskSize",
+            "etag",
         ] {
             o.remove(f);
         }
@@ -332,7 +389,10 @@ fn restart(app: &Arc<App>, r: &SqlRequest<'_>) -> Result<Value, ApiError> {
     let op = new_op(&r.project, "RESTART", r.rest[1]);
     let (app2, key2) = (app.clone(), key.clone());
     let work = async move {
-        let server = app2.pg.get(&key2).ok_or_else(|| op_error("the instance's PostgreSQL server is not running".into()))?;
+        let server = app2
+            .pg
+            .get(&key2)
+            .ok_or_else(|| op_error("the instance's PostgreSQL server is not running".into()))?;
         server.restart().await.map_err(op_error)
     };
     let op = app.run_op(&mut st, op, work, |_, _| Ok(()));
@@ -344,14 +404,18 @@ pub fn require_runnable(inst: &SqlInstance) -> Result<(), ApiError> {
     if inst.resource["state"] == "RUNNABLE" {
         Ok(())
     } else {
-        Err(invalid("Invalid request: Invalid request since instance is not running."))
+        Err(invalid(
+            "Invalid request: Invalid request since instance is not running.",
+        ))
     }
 }
 
 /// `CREATE ROLE` for a new Cloud SQL user. Built-in users get CREATEDB, CREATEROLE and membership
 /// of `cloudsqlsuperuser`; IAM users and service accounts are plain LOGIN roles.
 pub fn create_user_sql(name: &str, user_type: &str, password: Option<&str>) -> String {
-    let password = password.map(|p| format!(" PASSWORD {}", literal(p))).unwrap_or_default();
+    let password = password
+        .map(|p| format!(" PASSWORD {}", literal(p)))
+        .unwrap_or_default();
     if user_type == "BUILT_IN" {
         format!(
             "CREATE ROLE {n} WITH LOGIN CREATEDB CREATEROLE{password};\nGRANT cloudsqlsuperuser TO {n};",

@@ -35,7 +35,10 @@ pub fn find_bin_dir() -> Result<PathBuf, EmulatorError> {
             continue;
         };
         let bin = e.path().join("bin");
-        if bin.join("initdb").exists() && bin.join("pg_ctl").exists() && best.as_ref().is_none_or(|b| b.0 < version) {
+        if bin.join("initdb").exists()
+            && bin.join("pg_ctl").exists()
+            && best.as_ref().is_none_or(|b| b.0 < version)
+        {
             best = Some((version, bin));
         }
     }
@@ -44,7 +47,9 @@ pub fn find_bin_dir() -> Result<PathBuf, EmulatorError> {
 
 /// The user to run servers as: `Some((uid, gid))` of `nobody` when the emulator runs as root.
 pub fn run_as() -> Result<Option<(u32, u32)>, EmulatorError> {
-    let me = std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(0);
+    let me = std::fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .unwrap_or(0);
     if me != 0 {
         return Ok(None);
     }
@@ -77,14 +82,20 @@ impl PgManager {
     /// Servers under `root` (e.g. `<state-dir>/postgres`), or under a temporary directory removed
     /// when the manager is dropped.
     pub fn new(root: Option<PathBuf>) -> Result<Self, EmulatorError> {
-        let io = |path: &Path, source| EmulatorError::StateDir { path: path.to_path_buf(), source };
+        let io = |path: &Path, source| EmulatorError::StateDir {
+            path: path.to_path_buf(),
+            source,
+        };
         let (root, temp) = match root {
             Some(r) => {
                 std::fs::create_dir_all(&r).map_err(|e| io(&r, e))?;
                 (r, None)
             }
             None => {
-                let t = tempfile::Builder::new().prefix("gcp-emulator-pg").tempdir().map_err(|e| io(Path::new("/tmp"), e))?;
+                let t = tempfile::Builder::new()
+                    .prefix("gcp-emulator-pg")
+                    .tempdir()
+                    .map_err(|e| io(Path::new("/tmp"), e))?;
                 (t.path().to_path_buf(), Some(t))
             }
         };
@@ -93,10 +104,17 @@ impl PgManager {
             use std::os::unix::fs::PermissionsExt;
             // `nobody` must be able to traverse to its directories; nothing in here is secret
             // beyond the data directories themselves, which stay 0700.
-            std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o711)).map_err(|e| io(&root, e))?;
+            std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o711))
+                .map_err(|e| io(&root, e))?;
             check_traversable(&root)?;
         }
-        Ok(PgManager { root, run_as, bin_dir: Mutex::new(None), servers: Mutex::new(HashMap::new()), _temp: temp })
+        Ok(PgManager {
+            root,
+            run_as,
+            bin_dir: Mutex::new(None),
+            servers: Mutex::new(HashMap::new()),
+            _temp: temp,
+        })
     }
 
     fn bin_dir(&self) -> Result<PathBuf, String> {
@@ -109,8 +127,18 @@ impl PgManager {
 
     /// A fresh directory for a new instance's server.
     pub fn new_dir(&self, key: &str) -> PathBuf {
-        let safe: String = key.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect();
-        self.root.join(format!("{safe}-{}", crate::util::random_hex(6)))
+        let safe: String = key
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        self.root
+            .join(format!("{safe}-{}", crate::util::random_hex(6)))
     }
 
     /// Creates (initdb) and starts a server in `dir` on `port`; registers it under `key`.
@@ -124,7 +152,10 @@ impl PgManager {
         });
         server.init().await?;
         server.start().await?;
-        self.servers.lock().unwrap_or_else(|e| e.into_inner()).insert(key.to_string(), server.clone());
+        self.servers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.to_string(), server.clone());
         Ok(server)
     }
 
@@ -138,18 +169,29 @@ impl PgManager {
             running: Mutex::new(false),
         });
         server.start().await?;
-        self.servers.lock().unwrap_or_else(|e| e.into_inner()).insert(key.to_string(), server.clone());
+        self.servers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.to_string(), server.clone());
         Ok(server)
     }
 
     /// The running server registered under `key`.
     pub fn get(&self, key: &str) -> Option<Arc<PgServer>> {
-        self.servers.lock().unwrap_or_else(|e| e.into_inner()).get(key).cloned()
+        self.servers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+            .cloned()
     }
 
     /// Unregisters, stops and deletes the server under `key`.
     pub async fn destroy(&self, key: &str) {
-        let server = self.servers.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
+        let server = self
+            .servers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
         if let Some(s) = server {
             s.stop().await;
             let _ = tokio::fs::remove_dir_all(&s.dir).await;
@@ -158,7 +200,12 @@ impl PgManager {
 
     /// Stops every server (data kept); used on shutdown.
     pub fn stop_all(&self) {
-        let servers: Vec<_> = self.servers.lock().unwrap_or_else(|e| e.into_inner()).drain().collect();
+        let servers: Vec<_> = self
+            .servers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain()
+            .collect();
         for (_, s) in servers {
             s.stop_blocking();
         }
@@ -166,7 +213,13 @@ impl PgManager {
 
     /// Stops and deletes every server; used by the admin reset.
     pub async fn destroy_all(&self) {
-        let keys: Vec<String> = self.servers.lock().unwrap_or_else(|e| e.into_inner()).keys().cloned().collect();
+        let keys: Vec<String> = self
+            .servers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .cloned()
+            .collect();
         for k in keys {
             self.destroy(&k).await;
         }
@@ -218,7 +271,10 @@ impl PgServer {
 
     fn command(&self, program: &str) -> Command {
         let mut c = Command::new(self.bin_dir.join(program));
-        c.current_dir(&self.dir).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+        c.current_dir(&self.dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
         c.env("LC_ALL", "C.UTF-8").env_remove("PGDATA");
         if let Some((uid, gid)) = self.run_as {
             c.uid(uid).gid(gid);
@@ -228,7 +284,8 @@ impl PgServer {
 
     fn chown(&self, p: &Path) -> Result<(), String> {
         if let Some((uid, gid)) = self.run_as {
-            std::os::unix::fs::chown(p, Some(uid), Some(gid)).map_err(|e| format!("chown {}: {e}", p.display()))?;
+            std::os::unix::fs::chown(p, Some(uid), Some(gid))
+                .map_err(|e| format!("chown {}: {e}", p.display()))?;
         }
         Ok(())
     }
@@ -243,13 +300,25 @@ impl PgServer {
         }
         let out = self
             .command("initdb")
-            .args(["-D", "data", "-U", ADMIN_ROLE, "-E", "UTF8", "--locale=C", "--no-sync"])
+            .args([
+                "-D",
+                "data",
+                "-U",
+                ADMIN_ROLE,
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-sync",
+            ])
             .args(["--auth-local=trust", "--auth-host=scram-sha-256"])
             .output()
             .await
             .map_err(|e| format!("cannot run initdb: {e}"))?;
         if !out.status.success() {
-            return Err(format!("initdb failed: {}", String::from_utf8_lossy(&out.stderr).trim()));
+            return Err(format!(
+                "initdb failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
         }
         Ok(())
     }
@@ -265,7 +334,18 @@ impl PgServer {
         );
         let out = self
             .command("pg_ctl")
-            .args(["start", "-D", "data", "-w", "-t", "60", "-l", "postgres.log", "-o", &opts])
+            .args([
+                "start",
+                "-D",
+                "data",
+                "-w",
+                "-t",
+                "60",
+                "-l",
+                "postgres.log",
+                "-o",
+                &opts,
+            ])
             .output()
             .await
             .map_err(|e| format!("cannot run pg_ctl: {e}"))?;
@@ -287,7 +367,11 @@ impl PgServer {
         if !std::mem::take(&mut *self.running.lock().unwrap_or_else(|e| e.into_inner())) {
             return;
         }
-        let _ = self.command("pg_ctl").args(["stop", "-D", "data", "-m", "fast", "-w"]).output().await;
+        let _ = self
+            .command("pg_ctl")
+            .args(["stop", "-D", "data", "-m", "fast", "-w"])
+            .output()
+            .await;
     }
 
     /// Restarts the server.
@@ -301,8 +385,11 @@ impl PgServer {
             return;
         }
         let mut c = std::process::Command::new(self.bin_dir.join("pg_ctl"));
-        c.current_dir(&self.dir).args(["stop", "-D", "data", "-m", "fast", "-w"]);
-        c.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+        c.current_dir(&self.dir)
+            .args(["stop", "-D", "data", "-m", "fast", "-w"]);
+        c.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
         if let Some((uid, gid)) = self.run_as {
             std::os::unix::process::CommandExt::uid(&mut c, uid);
             std::os::unix::process::CommandExt::gid(&mut c, gid);
