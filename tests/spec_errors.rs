@@ -2,9 +2,10 @@
 //!
 //! Each directory `testdata/spec/<case>/` is a spec (its `*.toml` files); its
 //! `expected.txt` holds the exact diagnostics, as printed, of running the spec
-//! through the whole front end: `load`, then (if it loaded) `validate` against
-//! the schema below, then (if valid) `resolve_variables` with the case's
-//! `vars.txt` (`name=value` lines, as `--var`), then `eval` of every output.
+//! through the whole front end: `load`, then (if it loaded) `resolve_variables`
+//! with the case's `vars.txt` (`name=value` lines, as `--var`) and
+//! `validate_with_vars` against the schemas of `spec_common`, then (if valid)
+//! `eval` of every output.
 //!
 //! Run with `UPDATE_EXPECT=1` to rewrite the `expected.txt` files; review the
 //! diff before committing.
@@ -15,7 +16,7 @@ use std::path::{Path, PathBuf};
 use skyform::diag::Diagnostics;
 use skyform::providers::schema::ProviderSchema;
 use skyform::spec::eval::MapScope;
-use skyform::spec::{eval, load, resolve_variables, validate};
+use skyform::spec::{eval, load, resolve_variables, validate_with_vars};
 use skyform::value::Value;
 
 mod spec_common;
@@ -29,17 +30,25 @@ fn run(dir: &Path) -> String {
     };
     let owned = schemas();
     let refs: Vec<&ProviderSchema> = owned.iter().collect();
-    let d = validate(&spec, &refs);
-    if d.has_errors() {
-        return d.to_string();
-    }
     let cli: Vec<String> = std::fs::read_to_string(dir.join("vars.txt"))
         .map(|t| t.lines().filter(|l| !l.trim().is_empty()).map(str::to_string).collect())
         .unwrap_or_default();
+    // As `skyform validate` does: variables first, then the schema checks
+    // (with the variables' values when they all resolved).
+    let mut d = Diagnostics::default();
     let vars = match resolve_variables(&spec, &cli, &[], &BTreeMap::new()) {
-        Ok(v) => v,
-        Err(d) => return d.to_string(),
+        Ok(v) => Some(v),
+        Err(e) => {
+            d.extend(e);
+            None
+        }
     };
+    d.extend(validate_with_vars(&spec, &refs, vars.as_ref()));
+    d.sort();
+    if d.has_errors() {
+        return d.to_string();
+    }
+    let vars = vars.unwrap_or_default();
     let mut scope = MapScope { vars, dir: spec.dir.clone(), ..MapScope::default() };
     for a in spec.resources.keys() {
         scope.resources.insert(a.to_string(), Value::Unknown);

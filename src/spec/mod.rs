@@ -14,6 +14,8 @@
 //!
 //! Every error carries `file:line:column`, a message and, where one helps, a
 //! hint; each step collects all its errors in one pass and never panics.
+#![warn(missing_docs)]
+
 pub mod eval;
 pub mod expr;
 pub mod functions;
@@ -31,7 +33,7 @@ pub use eval::{Scope, eval};
 pub use functions::htpasswd_verifies;
 pub use load::{load, load_str};
 pub use meta::parse_duration;
-pub use validate::validate;
+pub use validate::{validate, validate_with_vars};
 pub use vars::resolve_variables;
 
 

@@ -10,19 +10,37 @@
 //! Values built by interpolation are not known here; once the engine has
 //! evaluated a block it checks the values with [`check_values`].
 
+use std::collections::BTreeMap;
+use std::path::Path;
+
 use crate::address::{Address, Mode};
 use crate::diag::{Diagnostic, Diagnostics, Pos, did_you_mean};
 use crate::providers::schema::{AttrType, Attribute, ProviderSchema, ResourceSchema, SchemaKind};
 use crate::value::Value;
 
-use super::eval::ref_text;
+use super::eval::{Scope, eval, ref_text};
 use super::functions;
 use super::model::{Expr, Operand, Reference, ResourceBlock, Spanned, Spec, TemplatePart};
 
 /// Checks every block of `spec` against `schemas`. Returns all errors (and
 /// warnings) sorted by position; an empty result means the spec is valid.
 pub fn validate(spec: &Spec, schemas: &[&ProviderSchema]) -> Diagnostics {
-    let mut v = Validator { spec, schemas, out: Vec::new() };
+    validate_with_vars(spec, schemas, None)
+}
+
+/// [`validate`], plus: once the variables' values are known (`vars`, from
+/// [`super::vars::resolve_variables`]), every attribute and provider setting is
+/// evaluated with resources treated as unknown, so that a template whose value
+/// depends only on variables is type-checked (`disk_size_gb = "${var.name}"`
+/// with a string variable) and its evaluation errors (a list inside a string,
+/// a missing `file()`, bad base64) are reported now rather than at plan time.
+/// `htpasswd()` calls are not evaluated here (each one costs a bcrypt hash).
+pub fn validate_with_vars(
+    spec: &Spec,
+    schemas: &[&ProviderSchema],
+    vars: Option<&BTreeMap<String, Value>>,
+) -> Diagnostics {
+    let mut v = Validator { spec, schemas, out: Vec::new(), vars };
     for p in spec.providers.values() {
         v.provider(&p.name, &p.pos, &p.config);
     }
@@ -65,6 +83,26 @@ struct Validator<'a> {
     spec: &'a Spec,
     schemas: &'a [&'a ProviderSchema],
     out: Vec<Diagnostic>,
+    vars: Option<&'a BTreeMap<String, Value>>,
+}
+
+/// Variables as given, everything else unknown (and undeclared variables
+/// unknown too: they are reported by the reference check).
+struct VarsOnly<'a> {
+    vars: &'a BTreeMap<String, Value>,
+    dir: &'a Path,
+}
+
+impl Scope for VarsOnly<'_> {
+    fn lookup(&self, r: &Reference) -> Option<Value> {
+        match r {
+            Reference::Var(n) => Some(self.vars.get(n).cloned().unwrap_or(Value::Unknown)),
+            Reference::Resource { .. } => Some(Value::Unknown),
+        }
+    }
+    fn base_dir(&self) -> &Path {
+        self.dir
+    }
 }
 
 fn schema_kind(mode: Mode) -> SchemaKind {
@@ -215,6 +253,22 @@ impl<'a> Validator<'a> {
             let shape = shape(&e.node);
             if let Some(why) = mismatch(&a.ty, &shape) {
                 self.err(&e.pos, format!("attribute `{k}` of {what} must be a {}: {why}", a.ty.name()));
+                continue;
+            }
+            let Some(vars) = self.vars else { continue };
+            let mut calls = Vec::new();
+            collect_calls(&e.node, &mut calls);
+            if calls.iter().any(|(name, _, _)| *name == "htpasswd") {
+                continue;
+            }
+            let scope = VarsOnly { vars, dir: &self.spec.dir };
+            match eval(e, &scope) {
+                Ok(v) => {
+                    if let Some(why) = mismatch(&a.ty, &v) {
+                        self.err(&e.pos, format!("attribute `{k}` of {what} must be a {}: {why}", a.ty.name()));
+                    }
+                }
+                Err(d) => self.out.extend(d.0),
             }
         }
         let missing: Vec<&str> =
@@ -494,6 +548,29 @@ t.toml:18:85: error: `join` takes 2 arguments, got 1
   hint: call it as `join(separator, list)`
 ";
         assert_eq!(out, want);
+    }
+
+    #[test]
+    fn templates_are_checked_once_variables_are_known() {
+        let spec = load_str(
+            "t.toml".as_ref(),
+            "[variable.name]\n[variable.l]\ntype = \"list\"\n[resource.gcp_service_account.sa]\n\
+             account_id = \"${var.name}\"\ndisabled = \"${var.name}\"\ndisplay_name = \"x ${var.l}\"\n\
+             roles = \"${var.l}\"\nlabels = { a = \"${gcp_service_account.sa.email}\" }\n",
+        )
+        .unwrap();
+        let s = schema();
+        let vars: BTreeMap<String, Value> =
+            [("name".to_string(), Value::str("n")), ("l".to_string(), Value::List(vec![Value::Int(1)]))].into();
+        let out = validate_with_vars(&spec, &[&s], Some(&vars)).to_string();
+        assert_eq!(
+            out,
+            "t.toml:6:1: error: attribute `disabled` of `gcp_service_account.sa` must be a bool: got a string\n\
+             t.toml:7:21: error: cannot put a list inside a string\n  \
+             hint: a string that is exactly one `${...}` keeps the value's type; to build text from a list use `join(sep, list)`\n\
+             t.toml:8:1: error: attribute `roles` of `gcp_service_account.sa` must be a list of string: item 0: got a number\n"
+        );
+        assert_eq!(validate(&spec, &[&s]).to_string(), "");
     }
 
     #[test]
