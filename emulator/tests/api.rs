@@ -607,7 +607,7 @@ async fn iam_policies_use_etags_and_drop_empty_bindings() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn service_accounts_validate_and_are_eventually_consistent() {
     let emu = start(Config {
-        sa_visibility_delay: ms(700),
+        sa_visibility_delay: ms(2000),
         ..Config::default()
     })
     .await;
@@ -664,7 +664,7 @@ async fn service_accounts_validate_and_are_eventually_consistent() {
             .unwrap()
             .contains("does not exist")
     );
-    tokio::time::sleep(ms(800)).await;
+    tokio::time::sleep(ms(2100)).await;
     let (code, got) = call(base, "GET", &get, None).await;
     assert_eq!(code, 200);
     assert_eq!(got["displayName"], "Late");
@@ -884,6 +884,13 @@ async fn faults_are_injected_by_method_and_reproducible() {
 async fn gke_clusters_and_node_pools() {
     let mut durations = OpDurations::default();
     durations.per_type.insert("container".into(), ms(300));
+    // Long enough that the checks made while they run cannot miss them on a loaded machine.
+    durations
+        .per_type
+        .insert("container.CREATE_CLUSTER".into(), ms(1500));
+    durations
+        .per_type
+        .insert("container.UPDATE_CLUSTER".into(), ms(1500));
     let emu = start(Config {
         op_durations: durations,
         gke_endpoint: "https://127.0.0.1:6443".into(),

@@ -21,15 +21,26 @@ const INSTANCE: &str = "cloud-sql-skypilot-instance";
 struct Gcloud<'a> {
     base: &'a str,
     dir: &'a Path,
+    config: &'static str,
 }
 
-impl Gcloud<'_> {
+impl<'a> Gcloud<'a> {
+    /// The same, with another gcloud configuration directory (concurrent gcloud runs must not
+    /// share one).
+    fn with_config(&self, config: &'static str) -> Gcloud<'a> {
+        Gcloud {
+            base: self.base,
+            dir: self.dir,
+            config,
+        }
+    }
+
     /// Runs gcloud with `args`; panics with its output unless it succeeds. Returns stdout.
     async fn run(&self, args: &[&str]) -> String {
         let mut cmd = tokio::process::Command::new(gcloud_path());
         cmd.args(args)
             .current_dir(self.dir)
-            .env("CLOUDSDK_CONFIG", self.dir.join("gcloud-config"))
+            .env("CLOUDSDK_CONFIG", self.dir.join(self.config))
             .env("CLOUDSDK_CORE_PROJECT", P)
             .env("CLOUDSDK_CORE_DISABLE_PROMPTS", "1")
             .env("CLOUDSDK_COMPONENT_MANAGER_DISABLE_UPDATE_CHECK", "true")
@@ -97,130 +108,144 @@ async fn gcloud_runs_the_skypilot_seed_against_the_emulator() {
     let g = Gcloud {
         base: emu.base_url(),
         dir: dir.path(),
+        config: "cfg-main",
     };
     let sa_email = format!("{SA}@{P}.iam.gserviceaccount.com");
     let pool = format!("{P}.svc.id.goog");
 
-    // Prerequisites: APIs, a GKE cluster with Workload Identity (today's flag), credentials.
-    g.run(&[
-        "services",
-        "enable",
-        "sqladmin.googleapis.com",
-        "container.googleapis.com",
-        "iam.googleapis.com",
-    ])
-    .await;
-    g.run(&[
-        "container",
-        "clusters",
-        "create",
-        "skypilot-gke",
-        "--location=us-central1",
-        &format!("--workload-pool={pool}"),
-        "--num-nodes=1",
-    ])
-    .await;
-    g.run(&[
-        "container",
-        "clusters",
-        "get-credentials",
-        "skypilot-gke",
-        "--location=us-central1",
-    ])
-    .await;
-    let kubeconfig = std::fs::read_to_string(dir.path().join("kubeconfig")).unwrap();
-    assert!(
-        kubeconfig.contains("server: https://127.0.0.1:6443"),
-        "{kubeconfig}"
+    // Three independent chains run side by side (each gcloud call costs seconds of CPU), each
+    // with its own gcloud configuration directory.
+    let (gke, iam, sql) = (
+        g.with_config("cfg-gke"),
+        g.with_config("cfg-iam"),
+        g.with_config("cfg-sql"),
     );
-    assert!(
-        kubeconfig.contains("certificate-authority-data:"),
-        "{kubeconfig}"
+    tokio::join!(
+        async {
+            // Prerequisites: APIs, a GKE cluster with Workload Identity (today's flag), credentials.
+            gke.run(&[
+                "services",
+                "enable",
+                "sqladmin.googleapis.com",
+                "container.googleapis.com",
+                "iam.googleapis.com",
+            ])
+            .await;
+            gke.run(&[
+                "container",
+                "clusters",
+                "create",
+                "skypilot-gke",
+                "--location=us-central1",
+                &format!("--workload-pool={pool}"),
+                "--num-nodes=1",
+            ])
+            .await;
+            gke.run(&[
+                "container",
+                "clusters",
+                "get-credentials",
+                "skypilot-gke",
+                "--location=us-central1",
+            ])
+            .await;
+            let kubeconfig = std::fs::read_to_string(dir.path().join("kubeconfig")).unwrap();
+            assert!(
+                kubeconfig.contains("server: https://127.0.0.1:6443"),
+                "{kubeconfig}"
+            );
+            assert!(
+                kubeconfig.contains("certificate-authority-data:"),
+                "{kubeconfig}"
+            );
+        },
+        async {
+            // The service account and its project roles.
+            iam.run(&[
+                "iam",
+                "service-accounts",
+                "create",
+                SA,
+                &format!("--display-name={SA}"),
+            ])
+            .await;
+            for role in ["roles/cloudsql.client", "roles/cloudsql.instanceUser"] {
+                iam.run(&[
+                    "projects",
+                    "add-iam-policy-binding",
+                    P,
+                    &format!("--member=serviceAccount:{sa_email}"),
+                    &format!("--role={role}"),
+                ])
+                .await;
+            }
+
+            // Workload Identity binding and a key.
+            iam.run(&[
+                "iam",
+                "service-accounts",
+                "add-iam-policy-binding",
+                "--role=roles/iam.workloadIdentityUser",
+                &format!("--member=serviceAccount:{pool}[skypilot/skypilot-api-sa]"),
+                &sa_email,
+            ])
+            .await;
+            iam.run(&[
+                "iam",
+                "service-accounts",
+                "keys",
+                "create",
+                "gcp-key.json",
+                &format!("--iam-account={sa_email}"),
+                &format!("--project={P}"),
+            ])
+            .await;
+        },
+        async {
+            // The Cloud SQL instance, its database and users.
+            sql.run(&[
+                "sql",
+                "instances",
+                "create",
+                INSTANCE,
+                "--database-version=POSTGRES_15",
+                "--tier=db-f1-micro",
+                "--region=us-central1",
+                "--root-password=root-pw",
+                "--database-flags=cloudsql.iam_authentication=on",
+            ])
+            .await;
+            sql.run(&[
+                "sql",
+                "databases",
+                "create",
+                "skypilot-db",
+                "--instance",
+                INSTANCE,
+            ])
+            .await;
+            sql.run(&[
+                "sql",
+                "users",
+                "create",
+                &format!("{SA}@{P}.iam"),
+                &format!("--instance={INSTANCE}"),
+                "--type=cloud_iam_service_account",
+            ])
+            .await;
+            sql.run(&[
+                "sql",
+                "users",
+                "create",
+                "skypilot",
+                "--instance",
+                INSTANCE,
+                "--password",
+                "skypilot-pw",
+            ])
+            .await;
+        },
     );
-
-    // The service account and its project roles.
-    g.run(&[
-        "iam",
-        "service-accounts",
-        "create",
-        SA,
-        &format!("--display-name={SA}"),
-    ])
-    .await;
-    for role in ["roles/cloudsql.client", "roles/cloudsql.instanceUser"] {
-        g.run(&[
-            "projects",
-            "add-iam-policy-binding",
-            P,
-            &format!("--member=serviceAccount:{sa_email}"),
-            &format!("--role={role}"),
-        ])
-        .await;
-    }
-
-    // The Cloud SQL instance, its database and users.
-    g.run(&[
-        "sql",
-        "instances",
-        "create",
-        INSTANCE,
-        "--database-version=POSTGRES_15",
-        "--tier=db-f1-micro",
-        "--region=us-central1",
-        "--root-password=root-pw",
-        "--database-flags=cloudsql.iam_authentication=on",
-    ])
-    .await;
-    g.run(&[
-        "sql",
-        "databases",
-        "create",
-        "skypilot-db",
-        "--instance",
-        INSTANCE,
-    ])
-    .await;
-    g.run(&[
-        "sql",
-        "users",
-        "create",
-        &format!("{SA}@{P}.iam"),
-        &format!("--instance={INSTANCE}"),
-        "--type=cloud_iam_service_account",
-    ])
-    .await;
-    g.run(&[
-        "sql",
-        "users",
-        "create",
-        "skypilot",
-        "--instance",
-        INSTANCE,
-        "--password",
-        "skypilot-pw",
-    ])
-    .await;
-
-    // Workload Identity binding and a key.
-    g.run(&[
-        "iam",
-        "service-accounts",
-        "add-iam-policy-binding",
-        "--role=roles/iam.workloadIdentityUser",
-        &format!("--member=serviceAccount:{pool}[skypilot/skypilot-api-sa]"),
-        &sa_email,
-    ])
-    .await;
-    g.run(&[
-        "iam",
-        "service-accounts",
-        "keys",
-        "create",
-        "gcp-key.json",
-        &format!("--iam-account={sa_email}"),
-        &format!("--project={P}"),
-    ])
-    .await;
 
     // The key file is a valid credentials JSON with a real private key.
     let key: Value =
@@ -235,8 +260,46 @@ async fn gcloud_runs_the_skypilot_seed_against_the_emulator() {
             .expect("valid PEM private key");
     }
 
-    // describe/list show what was created.
-    let inst = g.json(&["sql", "instances", "describe", INSTANCE]).await;
+    // describe/list show what was created (fetched side by side, then checked).
+    let (
+        (inst_json, users_json, dbs_json),
+        (sa_json, policy_json, sa_policy_json),
+        (cluster_json, clusters_json, services_json),
+    ) = tokio::join!(
+        async {
+            (
+                sql.json(&["sql", "instances", "describe", INSTANCE]).await,
+                sql.json(&["sql", "users", "list", "--instance", INSTANCE])
+                    .await,
+                sql.json(&["sql", "databases", "list", "--instance", INSTANCE])
+                    .await,
+            )
+        },
+        async {
+            (
+                iam.json(&["iam", "service-accounts", "describe", &sa_email])
+                    .await,
+                iam.json(&["projects", "get-iam-policy", P]).await,
+                iam.json(&["iam", "service-accounts", "get-iam-policy", &sa_email])
+                    .await,
+            )
+        },
+        async {
+            (
+                gke.json(&[
+                    "container",
+                    "clusters",
+                    "describe",
+                    "skypilot-gke",
+                    "--location=us-central1",
+                ])
+                .await,
+                gke.json(&["container", "clusters", "list"]).await,
+                gke.json(&["services", "list", "--enabled"]).await,
+            )
+        },
+    );
+    let inst = inst_json;
     assert_eq!(inst["state"], "RUNNABLE");
     assert_eq!(inst["databaseVersion"], "POSTGRES_15");
     assert_eq!(
@@ -244,9 +307,7 @@ async fn gcloud_runs_the_skypilot_seed_against_the_emulator() {
         "cloudsql.iam_authentication"
     );
     assert_eq!(inst["ipAddresses"][0]["ipAddress"], "127.0.0.1");
-    let users = g
-        .json(&["sql", "users", "list", "--instance", INSTANCE])
-        .await;
+    let users = users_json;
     let mut users: Vec<(String, String)> = users
         .as_array()
         .unwrap()
@@ -270,9 +331,7 @@ async fn gcloud_runs_the_skypilot_seed_against_the_emulator() {
             ),
         ]
     );
-    let dbs = g
-        .json(&["sql", "databases", "list", "--instance", INSTANCE])
-        .await;
+    let dbs = dbs_json;
     assert!(
         dbs.as_array()
             .unwrap()
@@ -280,11 +339,9 @@ async fn gcloud_runs_the_skypilot_seed_against_the_emulator() {
             .any(|d| d["name"] == "skypilot-db"),
         "{dbs}"
     );
-    let sa = g
-        .json(&["iam", "service-accounts", "describe", &sa_email])
-        .await;
+    let sa = sa_json;
     assert_eq!(sa["displayName"], SA);
-    let policy = g.json(&["projects", "get-iam-policy", P]).await;
+    let policy = policy_json;
     let roles: Vec<&str> = policy["bindings"]
         .as_array()
         .unwrap()
@@ -295,30 +352,20 @@ async fn gcloud_runs_the_skypilot_seed_against_the_emulator() {
         roles,
         ["roles/cloudsql.client", "roles/cloudsql.instanceUser"]
     );
-    let sa_policy = g
-        .json(&["iam", "service-accounts", "get-iam-policy", &sa_email])
-        .await;
+    let sa_policy = sa_policy_json;
     assert_eq!(
         sa_policy["bindings"][0]["members"][0],
         format!("serviceAccount:{pool}[skypilot/skypilot-api-sa]")
     );
-    let cluster = g
-        .json(&[
-            "container",
-            "clusters",
-            "describe",
-            "skypilot-gke",
-            "--location=us-central1",
-        ])
-        .await;
+    let cluster = cluster_json;
     assert_eq!(
         cluster["workloadIdentityConfig"]["workloadPool"],
         pool.as_str()
     );
     assert_eq!(cluster["status"], "RUNNING");
-    let clusters = g.json(&["container", "clusters", "list"]).await;
+    let clusters = clusters_json;
     assert_eq!(clusters.as_array().unwrap().len(), 1);
-    let services = g.json(&["services", "list", "--enabled"]).await;
+    let services = services_json;
     assert_eq!(services.as_array().unwrap().len(), 3, "{services}");
 
     // The real PostgreSQL sees the role and the database.
