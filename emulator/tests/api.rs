@@ -135,6 +135,16 @@ async fn cloud_sql_instance_lifecycle() {
     )
     .await;
     assert_eq!(inst["state"], "PENDING_CREATE");
+    // Users and databases cannot be touched before the instance runs.
+    let (code, body) = call(
+        base,
+        "GET",
+        &format!("/v1/projects/{P}/instances/db1/users"),
+        None,
+    )
+    .await;
+    assert_eq!(code, 400, "{body}");
+    assert_eq!(body["error"]["errors"][0]["reason"], "invalid");
     // While the create runs, any other change to the instance is refused.
     let (code, body) = call(
         base,
@@ -250,6 +260,35 @@ async fn cloud_sql_instance_lifecycle() {
     )
     .await;
     assert_eq!(code, 412);
+    // update (PUT) replaces the settings block: the labels are gone, the version goes on.
+    let (code, op) = call(
+        base,
+        "PUT",
+        &format!("/sql/v1beta4/projects/{P}/instances/db1"),
+        Some(&json!({"name": "db1", "settings": {"tier": "db-g1-small", "settingsVersion": "3"}})),
+    )
+    .await;
+    assert_eq!(code, 200, "{op}");
+    wait_sql_op(base, "sql/v1beta4", P, &op, 30).await;
+    let (_, inst) = call(
+        base,
+        "GET",
+        &format!("/v1/projects/{P}/instances/db1"),
+        None,
+    )
+    .await;
+    assert_eq!(inst["settings"]["settingsVersion"], "4");
+    assert_eq!(inst["settings"]["tier"], "db-g1-small");
+    assert!(inst["settings"].get("userLabels").is_none(), "{inst}");
+    // A downgrade of the major version is refused.
+    let (code, _) = call(
+        base,
+        "PATCH",
+        &format!("/v1/projects/{P}/instances/db1"),
+        Some(&json!({"databaseVersion": "POSTGRES_14"})),
+    )
+    .await;
+    assert_eq!(code, 400);
 
     users_and_databases(base, port).await;
 
@@ -993,6 +1032,15 @@ async fn gke_clusters_and_node_pools() {
     )
     .await;
     assert_eq!(list["clusters"].as_array().unwrap().len(), 1);
+    // The legacy zones/ form reaches the same cluster.
+    let (code, legacy) = call(
+        base,
+        "GET",
+        &format!("/v1/projects/{P}/zones/us-central1/clusters/c1"),
+        None,
+    )
+    .await;
+    assert_eq!((code, legacy["name"].as_str()), (200, Some("c1")));
     let (_, op) = call(base, "DELETE", &format!("{loc}/clusters/c1"), None).await;
     wait_gke(
         base,
