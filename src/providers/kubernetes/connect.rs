@@ -153,13 +153,13 @@ impl Target {
     }
 }
 
-/// The GCP access token used as the cluster's bearer token: the same token
-/// the GCP provider uses (`SKYFORM_GCP_ACCESS_TOKEN`).
+/// The GCP access token used as the cluster's bearer token: the one the GCP
+/// provider uses (`SKYFORM_GCP_ACCESS_TOKEN`, else Application Default
+/// Credentials), as on GKE where the Google token authenticates to the cluster.
 async fn gcp_access_token(_config: &Value) -> Result<String, ProviderError> {
-    match std::env::var("SKYFORM_GCP_ACCESS_TOKEN") {
-        Ok(t) if !t.trim().is_empty() => Ok(t.trim().to_string()),
-        _ => Err(ProviderError::Config(
-            "no GCP access token for the cluster: set SKYFORM_GCP_ACCESS_TOKEN or the provider's `token`".into(),
-        )),
+    let t = crate::providers::gcp::auth::access_token(&Value::Null).await?;
+    if t.is_empty() {
+        return Err(ProviderError::Config("no GCP access token for the cluster: set the provider's `token`".into()));
     }
+    Ok(t)
 }

@@ -186,6 +186,7 @@ impl Kind {
                 // A manifest given as YAML text is read back as YAML text (the
                 // normalizer parses both sides), so plans show a text diff.
                 let v = match cfg.get("manifest") {
+                    Some(text @ Value::String(_)) if manifest_value(text).ok().as_ref() == Some(obj) => text.clone(),
                     Some(Value::String(_)) => Value::String(to_yaml(obj)),
                     _ => obj.clone(),
                 };
