@@ -108,7 +108,10 @@ impl Testbed {
                     repo_root().join("target/testbed-autostart"),
                 )
                 .output()
-                .map_err(|source| Error::Spawn { script: script.clone(), source })?;
+                .map_err(|source| Error::Spawn {
+                    script: script.clone(),
+                    source,
+                })?;
             if !out.status.success() {
                 return Err(Error::Up {
                     status: out.status,
@@ -133,7 +136,10 @@ impl Testbed {
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect();
         let get = |key: &'static str| {
-            env.get(key).cloned().ok_or_else(|| Error::Missing { path: path.clone(), key })
+            env.get(key).cloned().ok_or_else(|| Error::Missing {
+                path: path.clone(),
+                key,
+            })
         };
         let kube_ca_file = PathBuf::from(get("SKYFORM_KUBE_CA_FILE")?);
         let testbed_path = get("SKYFORM_TESTBED_PATH")?;
@@ -161,7 +167,10 @@ impl Testbed {
 }
 
 fn read(path: &Path) -> Result<String, Error> {
-    std::fs::read_to_string(path).map_err(|source| Error::Read { path: path.to_owned(), source })
+    std::fs::read_to_string(path).map_err(|source| Error::Read {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 /// The workspace root (this crate lives in `<root>/testbed`).

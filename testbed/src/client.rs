@@ -14,7 +14,11 @@ use crate::{Testbed, unique_name};
 /// A kube-rs client for `server` (an `https://` URL) trusting `ca_pem` and sending `token` as the
 /// bearer token: the way a GKE cluster is reached from its `endpoint`, `clusterCaCertificate` and a
 /// Google access token, with no kubeconfig.
-pub async fn kube_client_for(server: &str, ca_pem: &str, token: &str) -> Result<Client, kube::Error> {
+pub async fn kube_client_for(
+    server: &str,
+    ca_pem: &str,
+    token: &str,
+) -> Result<Client, kube::Error> {
     let ca = base64::engine::general_purpose::STANDARD.encode(ca_pem);
     let kubeconfig = Kubeconfig {
         clusters: vec![NamedCluster {
@@ -27,7 +31,10 @@ pub async fn kube_client_for(server: &str, ca_pem: &str, token: &str) -> Result<
         }],
         auth_infos: vec![NamedAuthInfo {
             name: "u".into(),
-            auth_info: Some(AuthInfo { token: Some(token.to_owned().into()), ..AuthInfo::default() }),
+            auth_info: Some(AuthInfo {
+                token: Some(token.to_owned().into()),
+                ..AuthInfo::default()
+            }),
         }],
         contexts: vec![NamedContext {
             name: "x".into(),

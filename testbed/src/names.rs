@@ -21,7 +21,12 @@ pub fn unique_name(prefix: &str) -> String {
         .unwrap_or(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     // pid and counter make it unique among running tests; the clock keeps names of earlier runs apart.
-    let suffix = format!("{:x}{:x}{:05x}", std::process::id() & 0xffff, n, nanos & 0xfffff);
+    let suffix = format!(
+        "{:x}{:x}{:05x}",
+        std::process::id() & 0xffff,
+        n,
+        nanos & 0xfffff
+    );
     let keep = 30usize.saturating_sub(suffix.len() + 1).min(prefix.len());
     let prefix = prefix[..keep].trim_end_matches('-');
     format!("{prefix}-{suffix}")
