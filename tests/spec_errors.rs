@@ -31,7 +31,12 @@ fn run(dir: &Path) -> String {
     let owned = schemas();
     let refs: Vec<&ProviderSchema> = owned.iter().collect();
     let cli: Vec<String> = std::fs::read_to_string(dir.join("vars.txt"))
-        .map(|t| t.lines().filter(|l| !l.trim().is_empty()).map(str::to_string).collect())
+        .map(|t| {
+            t.lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(str::to_string)
+                .collect()
+        })
         .unwrap_or_default();
     // As `skyform validate` does: variables first, then the schema checks
     // (with the variables' values when they all resolved).
@@ -49,7 +54,11 @@ fn run(dir: &Path) -> String {
         return d.to_string();
     }
     let vars = vars.unwrap_or_default();
-    let mut scope = MapScope { vars, dir: spec.dir.clone(), ..MapScope::default() };
+    let mut scope = MapScope {
+        vars,
+        dir: spec.dir.clone(),
+        ..MapScope::default()
+    };
     for a in spec.resources.keys() {
         scope.resources.insert(a.to_string(), Value::Unknown);
     }
@@ -80,7 +89,10 @@ fn golden_diagnostics() {
     let update = std::env::var_os("UPDATE_EXPECT").is_some();
     let mut failures = Vec::new();
     let all = cases();
-    assert!(all.len() >= 10, "expected the fixture cases under testdata/spec");
+    assert!(
+        all.len() >= 10,
+        "expected the fixture cases under testdata/spec"
+    );
     for dir in all {
         let got = run(&dir);
         let file = dir.join("expected.txt");
@@ -96,7 +108,12 @@ fn golden_diagnostics() {
             ));
         }
     }
-    assert!(failures.is_empty(), "{} case(s) differ (UPDATE_EXPECT=1 rewrites):\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} case(s) differ (UPDATE_EXPECT=1 rewrites):\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -109,7 +126,11 @@ fn every_case_reports_something_with_a_position() {
         }
         assert!(got.contains("error:"), "{} reports no error", dir.display());
         for line in got.lines().filter(|l| l.contains("error:")) {
-            assert!(line.starts_with("testdata/spec/"), "{}: unpositioned: {line}", dir.display());
+            assert!(
+                line.starts_with("testdata/spec/"),
+                "{}: unpositioned: {line}",
+                dir.display()
+            );
         }
     }
 }

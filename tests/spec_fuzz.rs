@@ -17,18 +17,30 @@ const VALID: &str = include_str!("../testdata/spec/valid/main.toml");
 
 /// Runs every step that applies; returns nothing, must not panic.
 fn front_end(text: &str, cli: &[String]) {
-    let Ok(spec) = load_str(Path::new("testdata/spec/valid/fuzz.toml"), text) else { return };
+    let Ok(spec) = load_str(Path::new("testdata/spec/valid/fuzz.toml"), text) else {
+        return;
+    };
     let owned = spec_common::schemas();
     let refs: Vec<&ProviderSchema> = owned.iter().collect();
     let _ = validate(&spec, &refs);
     let vars = resolve_variables(&spec, cli, &[], &BTreeMap::new()).unwrap_or_default();
-    let mut scope = MapScope { vars, dir: spec.dir.clone(), ..MapScope::default() };
+    let mut scope = MapScope {
+        vars,
+        dir: spec.dir.clone(),
+        ..MapScope::default()
+    };
     for (i, a) in spec.resources.keys().enumerate() {
         // A mix of unknown, sensitive and known objects.
         let v = match i % 3 {
             0 => Value::Unknown,
-            1 => Value::map([("name", Value::str("n").sensitive()), ("endpoint", Value::Redacted("h".into()))]),
-            _ => Value::map([("email", Value::str("e")), ("connection_name", Value::List(vec![]))]),
+            1 => Value::map([
+                ("name", Value::str("n").sensitive()),
+                ("endpoint", Value::Redacted("h".into())),
+            ]),
+            _ => Value::map([
+                ("email", Value::str("e")),
+                ("connection_name", Value::List(vec![])),
+            ]),
         };
         scope.resources.insert(a.to_string(), v);
     }

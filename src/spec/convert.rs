@@ -66,9 +66,11 @@ pub(crate) fn table_exprs(
 pub(crate) fn plain_value(v: &DeValue<'_>) -> Result<Value, String> {
     match v {
         DeValue::String(s) => Ok(Value::String(s.to_string())),
-        DeValue::Array(items) => {
-            items.iter().map(|i| plain_value(i.get_ref())).collect::<Result<_, _>>().map(Value::List)
-        }
+        DeValue::Array(items) => items
+            .iter()
+            .map(|i| plain_value(i.get_ref()))
+            .collect::<Result<_, _>>()
+            .map(Value::List),
         DeValue::Table(t) => t
             .iter()
             .map(|(k, v)| Ok((k.get_ref().to_string(), plain_value(v.get_ref())?)))
@@ -89,7 +91,10 @@ fn scalar(v: &DeValue<'_>) -> Result<Value, String> {
             let t = f.as_str();
             match t.trim_start_matches(['+', '-']) {
                 "inf" | "nan" => Err(format!("`{t}` is not supported: numbers must be finite")),
-                _ => t.parse::<f64>().map(Value::Float).map_err(|_| format!("`{t}` is not a valid number")),
+                _ => t
+                    .parse::<f64>()
+                    .map(Value::Float)
+                    .map_err(|_| format!("`{t}` is not a valid number")),
             }
         }
         DeValue::Datetime(d) => Ok(Value::String(d.to_string())),

@@ -58,7 +58,12 @@ pub fn parse_string(text: &str, pos_at: PosAt<'_>) -> Result<Expr, Vec<Diagnosti
             if !lit.is_empty() {
                 parts.push(TemplatePart::Text(std::mem::take(&mut lit)));
             }
-            let mut p = Parser { text, i: i + 2, pos_at, open: i };
+            let mut p = Parser {
+                text,
+                i: i + 2,
+                pos_at,
+                open: i,
+            };
             match p.interpolation() {
                 Ok(op) => {
                     parts.push(TemplatePart::Interp(op));
@@ -138,14 +143,20 @@ impl Parser<'_, '_> {
     }
 
     fn unterminated(&self) -> Diagnostic {
-        self.err(self.open, "unterminated interpolation: `${` has no closing `}`")
-            .with_hint("close it with `}`, or write `$${` for a literal `${`")
+        self.err(
+            self.open,
+            "unterminated interpolation: `${` has no closing `}`",
+        )
+        .with_hint("close it with `}`, or write `$${` for a literal `${`")
     }
 
     fn unexpected(&self, what: &str) -> Diagnostic {
         match self.peek() {
             None => self.unterminated(),
-            Some(c) => self.err(self.i, format!("unexpected `{c}` in interpolation: expected {what}")),
+            Some(c) => self.err(
+                self.i,
+                format!("unexpected `{c}` in interpolation: expected {what}"),
+            ),
         }
     }
 
@@ -295,7 +306,10 @@ impl Parser<'_, '_> {
             }
         }
         let text = &self.text[start..self.i];
-        let ident_at = |k: usize| -> bool { segs.get(k).is_some_and(|s| crate::address::is_identifier(s)) };
+        let ident_at = |k: usize| -> bool {
+            segs.get(k)
+                .is_some_and(|s| crate::address::is_identifier(s))
+        };
         match segs[0].as_str() {
             "var" => {
                 if segs.len() < 2 || !ident_at(1) {
@@ -369,7 +383,9 @@ impl Parser<'_, '_> {
                         other => {
                             return Err(self
                                 .err(at, format!("unknown escape `\\{other}` in string literal"))
-                                .with_hint("the escapes are `\\\"`, `\\\\`, `\\n`, `\\t` and `\\r`"));
+                                .with_hint(
+                                    "the escapes are `\\\"`, `\\\\`, `\\n`, `\\t` and `\\r`",
+                                ));
                         }
                     });
                 }
@@ -420,7 +436,11 @@ mod tests {
     }
 
     fn errs(s: &str) -> Vec<String> {
-        parse(s).unwrap_err().iter().map(|d| d.to_string()).collect()
+        parse(s)
+            .unwrap_err()
+            .iter()
+            .map(|d| d.to_string())
+            .collect()
     }
 
     fn single(s: &str) -> Operand {
@@ -437,13 +457,19 @@ mod tests {
     fn plain_and_escaped_strings_are_literals() {
         assert_eq!(parse("abc").unwrap(), Expr::Literal(Value::str("abc")));
         assert_eq!(parse("a$${b}").unwrap(), Expr::Literal(Value::str("a${b}")));
-        assert_eq!(parse("$ {x} $").unwrap(), Expr::Literal(Value::str("$ {x} $")));
+        assert_eq!(
+            parse("$ {x} $").unwrap(),
+            Expr::Literal(Value::str("$ {x} $"))
+        );
         assert_eq!(parse("é$${").unwrap(), Expr::Literal(Value::str("é${")));
     }
 
     #[test]
     fn references() {
-        assert_eq!(single("${var.project}"), Operand::Ref(Reference::Var("project".into())));
+        assert_eq!(
+            single("${var.project}"),
+            Operand::Ref(Reference::Var("project".into()))
+        );
         assert_eq!(
             single("${ gcp_sa.main.email }"),
             Operand::Ref(Reference::Resource {
@@ -467,14 +493,19 @@ mod tests {
         );
         assert_eq!(
             single("${x.y}"),
-            Operand::Ref(Reference::Resource { address: Address::managed("x", "y"), path: vec![] })
+            Operand::Ref(Reference::Resource {
+                address: Address::managed("x", "y"),
+                path: vec![]
+            })
         );
     }
 
     #[test]
     fn calls_strings_numbers() {
         let op = single(r#"${join(",", var.l)}"#);
-        let Operand::Call(name, args) = op else { panic!() };
+        let Operand::Call(name, args) = op else {
+            panic!()
+        };
         assert_eq!(name, "join");
         assert_eq!(args[0].node, Operand::Str(",".into()));
         assert_eq!(args[1].node, Operand::Ref(Reference::Var("l".into())));
@@ -482,19 +513,26 @@ mod tests {
         assert_eq!(single("${f()}"), Operand::Call("f".into(), vec![]));
         assert_eq!(single("${-1.5e2}"), Operand::Number(-150.0));
         assert_eq!(single(r#"${"a\"}b"}"#), Operand::Str("a\"}b".into()));
-        let Operand::Call(_, a) = single("${lower(trimsuffix(var.a, \".\"),)}") else { panic!() };
+        let Operand::Call(_, a) = single("${lower(trimsuffix(var.a, \".\"),)}") else {
+            panic!()
+        };
         assert_eq!(a.len(), 1);
     }
 
     #[test]
     fn template_parts() {
-        let Expr::Template(p) = parse("a ${var.x} b ${var.y}").unwrap() else { panic!() };
+        let Expr::Template(p) = parse("a ${var.x} b ${var.y}").unwrap() else {
+            panic!()
+        };
         assert_eq!(p.len(), 4);
         assert_eq!(p[0], TemplatePart::Text("a ".into()));
-        assert_eq!(p[3], TemplatePart::Interp(Spanned {
-            node: Operand::Ref(Reference::Var("y".into())),
-            pos: SourceFile::new("t.toml", "").pos(0).clone_with_col(16),
-        }));
+        assert_eq!(
+            p[3],
+            TemplatePart::Interp(Spanned {
+                node: Operand::Ref(Reference::Var("y".into())),
+                pos: SourceFile::new("t.toml", "").pos(0).clone_with_col(16),
+            })
+        );
     }
 
     trait ColExt {
@@ -502,7 +540,10 @@ mod tests {
     }
     impl ColExt for Pos {
         fn clone_with_col(&self, c: u32) -> Pos {
-            Pos { col: c, ..self.clone() }
+            Pos {
+                col: c,
+                ..self.clone()
+            }
         }
     }
 
@@ -510,17 +551,46 @@ mod tests {
     fn errors_are_positioned() {
         assert_eq!(
             errs("ab ${var.x"),
-            ["t.toml:1:4: error: unterminated interpolation: `${` has no closing `}`\n  hint: close it with `}`, or write `$${` for a literal `${`"]
+            [
+                "t.toml:1:4: error: unterminated interpolation: `${` has no closing `}`\n  hint: close it with `}`, or write `$${` for a literal `${`"
+            ]
         );
-        assert_eq!(errs("${}")[0], "t.toml:1:1: error: empty interpolation `${}`\n  hint: put a reference inside, e.g. `${var.name}`, or write `$${}` for a literal `${}`");
-        assert_eq!(errs("${ var.x + 1 }")[0], "t.toml:1:10: error: unexpected `+` in interpolation: expected `}`\n  hint: the interpolation started at 1:1 holds exactly one reference, function call or literal");
-        assert_eq!(errs("${foo}")[0], format!("t.toml:1:3: error: `foo` is not a reference\n  hint: {REF_HINT}"));
-        assert_eq!(errs("${var.}")[0], "t.toml:1:7: error: unexpected `}` in interpolation: expected a name or index after `var.`");
-        assert_eq!(errs("${var.a.b}")[0], "t.toml:1:3: error: `var.a.b`: a variable reference cannot have a path\n  hint: refer to the whole variable with `var.a`; indexing into variables is not supported");
-        assert_eq!(errs("${data.x}")[0], "t.toml:1:3: error: `data.x` is not a data source reference\n  hint: write `data.<type>.<name>.<attr>`");
-        assert_eq!(errs("${f(\"ab)}")[0], "t.toml:1:5: error: unterminated string literal in interpolation\n  hint: close it with `\"`");
-        assert_eq!(errs("${f(a.b c)}")[0], "t.toml:1:9: error: unexpected `c` in interpolation: expected `,` or `)`");
-        assert_eq!(errs("${\"\\q\"}")[0], "t.toml:1:4: error: unknown escape `\\q` in string literal\n  hint: the escapes are `\\\"`, `\\\\`, `\\n`, `\\t` and `\\r`");
+        assert_eq!(
+            errs("${}")[0],
+            "t.toml:1:1: error: empty interpolation `${}`\n  hint: put a reference inside, e.g. `${var.name}`, or write `$${}` for a literal `${}`"
+        );
+        assert_eq!(
+            errs("${ var.x + 1 }")[0],
+            "t.toml:1:10: error: unexpected `+` in interpolation: expected `}`\n  hint: the interpolation started at 1:1 holds exactly one reference, function call or literal"
+        );
+        assert_eq!(
+            errs("${foo}")[0],
+            format!("t.toml:1:3: error: `foo` is not a reference\n  hint: {REF_HINT}")
+        );
+        assert_eq!(
+            errs("${var.}")[0],
+            "t.toml:1:7: error: unexpected `}` in interpolation: expected a name or index after `var.`"
+        );
+        assert_eq!(
+            errs("${var.a.b}")[0],
+            "t.toml:1:3: error: `var.a.b`: a variable reference cannot have a path\n  hint: refer to the whole variable with `var.a`; indexing into variables is not supported"
+        );
+        assert_eq!(
+            errs("${data.x}")[0],
+            "t.toml:1:3: error: `data.x` is not a data source reference\n  hint: write `data.<type>.<name>.<attr>`"
+        );
+        assert_eq!(
+            errs("${f(\"ab)}")[0],
+            "t.toml:1:5: error: unterminated string literal in interpolation\n  hint: close it with `\"`"
+        );
+        assert_eq!(
+            errs("${f(a.b c)}")[0],
+            "t.toml:1:9: error: unexpected `c` in interpolation: expected `,` or `)`"
+        );
+        assert_eq!(
+            errs("${\"\\q\"}")[0],
+            "t.toml:1:4: error: unknown escape `\\q` in string literal\n  hint: the escapes are `\\\"`, `\\\\`, `\\n`, `\\t` and `\\r`"
+        );
         assert!(errs("${ @ }")[0].starts_with("t.toml:1:4: error: unexpected `@`"));
     }
 
@@ -531,7 +601,17 @@ mod tests {
 
     #[test]
     fn multibyte_text_never_panics() {
-        for s in ["é${", "${é}", "${var.é}", "${\"é", "€${var.x}€", "${1.}", "${-}", "${x.1}", "${a(}"] {
+        for s in [
+            "é${",
+            "${é}",
+            "${var.é}",
+            "${\"é",
+            "€${var.x}€",
+            "${1.}",
+            "${-}",
+            "${x.1}",
+            "${a(}",
+        ] {
             let _ = parse(s);
         }
     }

@@ -43,13 +43,19 @@ pub const HTPASSWD_COST: u32 = 10;
 pub fn check_call(name: &str, nargs: usize, pos: &Pos) -> Result<(), Diagnostic> {
     let Some((_, arity)) = FUNCTIONS.iter().find(|(n, _)| *n == name) else {
         let d = Diagnostic::error(Some(pos.clone()), format!("unknown function `{name}`"));
-        return Err(match did_you_mean(name, FUNCTIONS.iter().map(|(n, _)| *n)) {
-            Some(s) => d.with_hint(format!("did you mean `{s}`?")),
-            None => d.with_hint(format!(
-                "the functions are {}",
-                FUNCTIONS.iter().map(|(n, _)| format!("`{n}`")).collect::<Vec<_>>().join(", ")
-            )),
-        });
+        return Err(
+            match did_you_mean(name, FUNCTIONS.iter().map(|(n, _)| *n)) {
+                Some(s) => d.with_hint(format!("did you mean `{s}`?")),
+                None => d.with_hint(format!(
+                    "the functions are {}",
+                    FUNCTIONS
+                        .iter()
+                        .map(|(n, _)| format!("`{n}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )),
+            },
+        );
     };
     if nargs != *arity {
         let plural = if *arity == 1 { "" } else { "s" };
@@ -87,13 +93,16 @@ pub fn call(name: &str, args: Vec<Value>, base_dir: &Path, pos: &Pos) -> Result<
     let sensitive = args.iter().any(Value::has_sensitive);
     let err = |msg: String| Diagnostic::error(Some(pos.clone()), msg);
     let s = |i: usize| -> Result<String, Diagnostic> {
-        args[i].to_template_string().filter(|_| !matches!(args[i].unmarked(), Value::Null)).ok_or_else(|| {
-            err(format!(
-                "argument {} of `{name}` must be a string, got a {}",
-                i + 1,
-                args[i].type_name()
-            ))
-        })
+        args[i]
+            .to_template_string()
+            .filter(|_| !matches!(args[i].unmarked(), Value::Null))
+            .ok_or_else(|| {
+                err(format!(
+                    "argument {} of `{name}` must be a string, got a {}",
+                    i + 1,
+                    args[i].type_name()
+                ))
+            })
     };
     let out = match name {
         "urlencode" => Value::String(urlencode(&s(0)?)),
@@ -102,7 +111,11 @@ pub fn call(name: &str, args: Vec<Value>, base_dir: &Path, pos: &Pos) -> Result<
             let text = s(0)?;
             let bytes = base64::engine::general_purpose::STANDARD
                 .decode(text.trim())
-                .map_err(|e| err(format!("`base64decode`: the argument is not valid base64 ({e})")))?;
+                .map_err(|e| {
+                    err(format!(
+                        "`base64decode`: the argument is not valid base64 ({e})"
+                    ))
+                })?;
             Value::String(String::from_utf8(bytes).map_err(|_| {
                 err("`base64decode`: the decoded bytes are not UTF-8 text".to_string())
             })?)
@@ -115,7 +128,10 @@ pub fn call(name: &str, args: Vec<Value>, base_dir: &Path, pos: &Pos) -> Result<
         "join" => {
             let sep = s(0)?;
             let Some(items) = args[1].as_list() else {
-                return Err(err(format!("argument 2 of `join` must be a list, got a {}", args[1].type_name())));
+                return Err(err(format!(
+                    "argument 2 of `join` must be a list, got a {}",
+                    args[1].type_name()
+                )));
             };
             let mut parts = Vec::with_capacity(items.len());
             for (i, item) in items.iter().enumerate() {
@@ -137,8 +153,15 @@ pub fn call(name: &str, args: Vec<Value>, base_dir: &Path, pos: &Pos) -> Result<
             // Only regular files: a FIFO or a device such as `/dev/zero` would
             // block or never end.
             if !path.is_file() {
-                let why = if path.exists() { "not a regular file" } else { "no such file" };
-                return Err(err(format!("`file`: cannot read `{}`: {why}", path.display())));
+                let why = if path.exists() {
+                    "not a regular file"
+                } else {
+                    "no such file"
+                };
+                return Err(err(format!(
+                    "`file`: cannot read `{}`: {why}",
+                    path.display()
+                )));
             }
             let text = std::fs::read_to_string(&path)
                 .map_err(|e| err(format!("`file`: cannot read `{}`: {e}", path.display())))?;
@@ -179,7 +202,11 @@ fn has_redacted(v: &Value) -> bool {
 
 /// The characters `urlencode` leaves as they are: ASCII letters, digits and
 /// `-`, `_`, `.`, `~` (RFC 3986 "unreserved").
-const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
 
 /// Percent-encodes `s` as one URL component (a user name or password in a
 /// connection URL, a query value): everything but RFC 3986 unreserved
@@ -197,7 +224,8 @@ pub fn urlencode(s: &str) -> String {
 /// The lines `htpasswd()` made in this process, with what they hash. Held in
 /// memory only (never written), so that a provider can tell whether a live
 /// line hashes the same user and password as a freshly made one.
-static HTPASSWD_MADE: std::sync::Mutex<Vec<(String, String, String)>> = std::sync::Mutex::new(Vec::new());
+static HTPASSWD_MADE: std::sync::Mutex<Vec<(String, String, String)>> =
+    std::sync::Mutex::new(Vec::new());
 
 fn remember_htpasswd(line: &str, user: &str, password: &str) {
     let mut made = HTPASSWD_MADE.lock().unwrap_or_else(|e| e.into_inner());
@@ -209,7 +237,9 @@ fn remember_htpasswd(line: &str, user: &str, password: &str) {
 
 fn htpasswd_made_for(user: &str, password: &str) -> Option<String> {
     let made = HTPASSWD_MADE.lock().unwrap_or_else(|e| e.into_inner());
-    made.iter().find(|(_, u, p)| u == user && p == password).map(|(line, _, _)| line.clone())
+    made.iter()
+        .find(|(_, u, p)| u == user && p == password)
+        .map(|(line, _, _)| line.clone())
 }
 
 /// Whether `live` (an htpasswd line read back from an API) hashes the same user
@@ -221,7 +251,8 @@ pub fn htpasswd_equivalent(desired: &str, live: &str) -> bool {
         return true;
     }
     let made = HTPASSWD_MADE.lock().unwrap_or_else(|e| e.into_inner());
-    made.iter().any(|(line, user, password)| line == desired && htpasswd_verifies(live, user, password))
+    made.iter()
+        .any(|(line, user, password)| line == desired && htpasswd_verifies(live, user, password))
 }
 
 /// Whether an htpasswd `line` (`user:<bcrypt hash>`) is for `user` and
@@ -229,7 +260,9 @@ pub fn htpasswd_equivalent(desired: &str, live: &str) -> bool {
 /// password differ; providers compare a live line with the desired password
 /// through this function rather than by text.
 pub fn htpasswd_verifies(line: &str, user: &str, password: &str) -> bool {
-    let Some((u, hash)) = line.trim_end().split_once(':') else { return false };
+    let Some((u, hash)) = line.trim_end().split_once(':') else {
+        return false;
+    };
     u == user && bcrypt::verify(password.as_bytes(), hash).unwrap_or(false)
 }
 
@@ -248,27 +281,51 @@ mod tests {
 
     #[test]
     fn string_functions() {
-        assert_eq!(f("urlencode", vec!["p@ss w/rd:é~".into()]).unwrap(), Value::str("p%40ss%20w%2Frd%3A%C3%A9~"));
-        assert_eq!(f("base64encode", vec!["hello".into()]).unwrap(), Value::str("aGVsbG8="));
-        assert_eq!(f("base64decode", vec!["aGVsbG8=".into()]).unwrap(), Value::str("hello"));
-        assert_eq!(f("trimsuffix", vec!["a.b.".into(), ".".into()]).unwrap(), Value::str("a.b"));
-        assert_eq!(f("trimsuffix", vec!["ab".into(), "x".into()]).unwrap(), Value::str("ab"));
+        assert_eq!(
+            f("urlencode", vec!["p@ss w/rd:é~".into()]).unwrap(),
+            Value::str("p%40ss%20w%2Frd%3A%C3%A9~")
+        );
+        assert_eq!(
+            f("base64encode", vec!["hello".into()]).unwrap(),
+            Value::str("aGVsbG8=")
+        );
+        assert_eq!(
+            f("base64decode", vec!["aGVsbG8=".into()]).unwrap(),
+            Value::str("hello")
+        );
+        assert_eq!(
+            f("trimsuffix", vec!["a.b.".into(), ".".into()]).unwrap(),
+            Value::str("a.b")
+        );
+        assert_eq!(
+            f("trimsuffix", vec!["ab".into(), "x".into()]).unwrap(),
+            Value::str("ab")
+        );
         assert_eq!(f("lower", vec!["AbC".into()]).unwrap(), Value::str("abc"));
         assert_eq!(f("lower", vec![Value::Int(3)]).unwrap(), Value::str("3"));
         let l = Value::List(vec!["a".into(), Value::Int(1), Value::Bool(true)]);
-        assert_eq!(f("join", vec![",".into(), l]).unwrap(), Value::str("a,1,true"));
+        assert_eq!(
+            f("join", vec![",".into(), l]).unwrap(),
+            Value::str("a,1,true")
+        );
     }
 
     #[test]
     fn unknown_and_sensitive_propagate() {
         assert_eq!(f("lower", vec![Value::Unknown]).unwrap(), Value::Unknown);
-        assert_eq!(f("lower", vec![Value::Redacted("h".into())]).unwrap(), Value::Unknown);
+        assert_eq!(
+            f("lower", vec![Value::Redacted("h".into())]).unwrap(),
+            Value::Unknown
+        );
         let l = Value::List(vec!["a".into(), Value::Unknown]);
         assert_eq!(f("join", vec![",".into(), l]).unwrap(), Value::Unknown);
         let r = f("base64encode", vec![Value::str("pw").sensitive()]).unwrap();
         assert_eq!(r, Value::str("cHc=").sensitive());
         let l = Value::List(vec!["a".into(), Value::str("s").sensitive()]);
-        assert_eq!(f("join", vec!["-".into(), l]).unwrap(), Value::str("a-s").sensitive());
+        assert_eq!(
+            f("join", vec!["-".into(), l]).unwrap(),
+            Value::str("a-s").sensitive()
+        );
     }
 
     #[test]
@@ -285,10 +342,29 @@ mod tests {
             f("lower", vec![Value::List(vec![])]).unwrap_err(),
             "t.toml:1:1: error: argument 1 of `lower` must be a string, got a list"
         );
-        assert!(f("base64decode", vec!["***".into()]).unwrap_err().contains("not valid base64"));
-        assert!(f("base64decode", vec!["/w==".into()]).unwrap_err().contains("not UTF-8"));
-        assert!(f("join", vec![",".into(), "x".into()]).unwrap_err().contains("must be a list"));
-        assert!(f("join", vec![",".into(), Value::List(vec![Value::List(vec![])])]).unwrap_err().contains("item 0"));
+        assert!(
+            f("base64decode", vec!["***".into()])
+                .unwrap_err()
+                .contains("not valid base64")
+        );
+        assert!(
+            f("base64decode", vec!["/w==".into()])
+                .unwrap_err()
+                .contains("not UTF-8")
+        );
+        assert!(
+            f("join", vec![",".into(), "x".into()])
+                .unwrap_err()
+                .contains("must be a list")
+        );
+        assert!(
+            f(
+                "join",
+                vec![",".into(), Value::List(vec![Value::List(vec![])])]
+            )
+            .unwrap_err()
+            .contains("item 0")
+        );
         let e = f("file", vec!["missing.txt".into()]).unwrap_err();
         assert!(e.contains("cannot read `/nonexistent/missing.txt`"), "{e}");
     }
@@ -311,10 +387,18 @@ mod tests {
         assert!(!htpasswd_verifies(&line, "admin", "other"));
         assert!(!htpasswd_verifies(&line, "root", "s3cret"));
         assert!(!htpasswd_verifies("garbage", "admin", "s3cret"));
-        let again = f("htpasswd", vec!["admin".into(), "s3cret".into()]).unwrap().unmarked();
-        let other = f("htpasswd", vec!["admin".into(), "changed".into()]).unwrap().unmarked();
+        let again = f("htpasswd", vec!["admin".into(), "s3cret".into()])
+            .unwrap()
+            .unmarked();
+        let other = f("htpasswd", vec!["admin".into(), "changed".into()])
+            .unwrap()
+            .unmarked();
         assert!(htpasswd_equivalent(again.as_str().unwrap(), &line));
         assert!(!htpasswd_equivalent(other.as_str().unwrap(), &line));
-        assert!(f("htpasswd", vec!["a:b".into(), "x".into()]).unwrap_err().contains("cannot contain `:`"));
+        assert!(
+            f("htpasswd", vec!["a:b".into(), "x".into()])
+                .unwrap_err()
+                .contains("cannot contain `:`")
+        );
     }
 }

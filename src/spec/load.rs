@@ -19,7 +19,8 @@ use crate::value::Value;
 use super::convert::{plain_value, table_exprs, to_expr};
 use super::meta;
 use super::model::{
-    Expr, Lifecycle, OutputBlock, ProviderBlock, ResourceBlock, Spanned, Spec, VarType, VariableBlock,
+    Expr, Lifecycle, OutputBlock, ProviderBlock, ResourceBlock, Spanned, Spec, VarType,
+    VariableBlock,
 };
 
 /// The top-level tables a spec may have.
@@ -53,17 +54,28 @@ pub fn load(path: &Path) -> Result<Spec, Diagnostics> {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
         };
-        let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
         (vec![path.to_path_buf()], dir, name)
     };
     let mut sources = Vec::new();
     for f in &files {
         match std::fs::read_to_string(f) {
             Ok(text) => sources.push(SourceFile::new(f, text)),
-            Err(e) => errors.push(Diagnostic::error(None, format!("cannot read `{}`: {e}", f.display()))),
+            Err(e) => errors.push(Diagnostic::error(
+                None,
+                format!("cannot read `{}`: {e}", f.display()),
+            )),
         }
     }
-    let mut spec = Spec { name, dir, files, ..Spec::default() };
+    let mut spec = Spec {
+        name,
+        dir,
+        files,
+        ..Spec::default()
+    };
     for src in &sources {
         add_source(&mut spec, src, &mut errors);
     }
@@ -78,8 +90,16 @@ pub fn load_str(path: &Path, text: &str) -> Result<Spec, Diagnostics> {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-    let mut spec = Spec { name, dir, files: vec![path.to_path_buf()], ..Spec::default() };
+    let name = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut spec = Spec {
+        name,
+        dir,
+        files: vec![path.to_path_buf()],
+        ..Spec::default()
+    };
     let mut errors = Vec::new();
     add_source(&mut spec, &src, &mut errors);
     finish(spec, errors)
@@ -89,10 +109,16 @@ pub fn load_str(path: &Path, text: &str) -> Result<Spec, Diagnostics> {
 pub(crate) fn toml_error(src: &SourceFile, e: &toml::de::Error) -> Diagnostic {
     let msg = e.message().trim();
     let pos = e.span().map(|s| src.pos(s.start));
-    let key = e.span().and_then(|s| src.text.get(s)).map(str::trim).filter(|k| !k.is_empty());
+    let key = e
+        .span()
+        .and_then(|s| src.text.get(s))
+        .map(str::trim)
+        .filter(|k| !k.is_empty());
     match (msg, key) {
-        ("duplicate key", Some(k)) => Diagnostic::error(pos, format!("invalid TOML: duplicate key `{k}`"))
-            .with_hint("a key or table may appear only once in a file"),
+        ("duplicate key", Some(k)) => {
+            Diagnostic::error(pos, format!("invalid TOML: duplicate key `{k}`"))
+                .with_hint("a key or table may appear only once in a file")
+        }
         _ => Diagnostic::error(pos, format!("invalid TOML: {msg}")),
     }
 }
@@ -138,13 +164,18 @@ fn add_source(spec: &mut Spec, src: &SourceFile, errors: &mut Vec<Diagnostic>) {
     let mut cx = Cx { src, errors };
     for (k, v) in root.get_ref().iter() {
         match k.get_ref().as_ref() {
-            "variable" => cx.named_blocks(k, v, "variable", |cx, name, v| cx.variable(spec, name, v)),
-            "provider" => cx.named_blocks(k, v, "provider", |cx, name, v| cx.provider(spec, name, v)),
+            "variable" => {
+                cx.named_blocks(k, v, "variable", |cx, name, v| cx.variable(spec, name, v))
+            }
+            "provider" => {
+                cx.named_blocks(k, v, "provider", |cx, name, v| cx.provider(spec, name, v))
+            }
             "output" => cx.named_blocks(k, v, "output", |cx, name, v| cx.output(spec, name, v)),
             "resource" => cx.typed_blocks(k, v, false, spec),
             "data" => cx.typed_blocks(k, v, true, spec),
             other => {
-                let d = Diagnostic::error(Some(cx.key_pos(k)), format!("unknown block kind `{other}`"));
+                let d =
+                    Diagnostic::error(Some(cx.key_pos(k)), format!("unknown block kind `{other}`"));
                 let d = match crate::diag::did_you_mean(other, BLOCK_KINDS) {
                     Some(s) => d.with_hint(format!("did you mean `{s}`?")),
                     None => d.with_hint(
@@ -180,13 +211,21 @@ impl Cx<'_, '_> {
             DeValue::Table(t) => Some(t),
             DeValue::Array(a) if !a.is_empty() && a.iter().all(|i| i.get_ref().is_table()) => {
                 let pos = self.val_pos(v);
-                let d = self.err(pos, format!("{what} must be a table, not an array of tables"));
-                *d = d.clone().with_hint("write `[...]` (one pair of brackets), not `[[...]]`");
+                let d = self.err(
+                    pos,
+                    format!("{what} must be a table, not an array of tables"),
+                );
+                *d = d
+                    .clone()
+                    .with_hint("write `[...]` (one pair of brackets), not `[[...]]`");
                 None
             }
             other => {
                 let pos = self.val_pos(v);
-                self.err(pos, format!("{what} must be a table, found {}", other.type_str()));
+                self.err(
+                    pos,
+                    format!("{what} must be a table, found {}", other.type_str()),
+                );
                 None
             }
         }
@@ -227,7 +266,9 @@ impl Cx<'_, '_> {
         mut each: impl FnMut(&mut Self, &Key<'i>, &Val<'i>),
     ) {
         let _ = k;
-        let Some(t) = self.table(v, &format!("`{kind}`")) else { return };
+        let Some(t) = self.table(v, &format!("`{kind}`")) else {
+            return;
+        };
         for (name, body) in t.iter() {
             if self.check_name(name, kind) {
                 each(self, name, body);
@@ -238,13 +279,20 @@ impl Cx<'_, '_> {
     /// `[resource.<type>.<name>]` and `[data.<type>.<name>]`.
     fn typed_blocks(&mut self, _k: &Key<'_>, v: &Val<'_>, data: bool, spec: &mut Spec) {
         let kind = if data { "data" } else { "resource" };
-        let Some(types) = self.table(v, &format!("`{kind}`")) else { return };
+        let Some(types) = self.table(v, &format!("`{kind}`")) else {
+            return;
+        };
         for (ty, names) in types.iter() {
             if !self.check_name(ty, &format!("{kind} type")) {
                 continue;
             }
-            let what = format!("`{kind}.{}` (blocks are `[{kind}.<type>.<name>]`)", ty.get_ref());
-            let Some(names) = self.table(names, &what) else { continue };
+            let what = format!(
+                "`{kind}.{}` (blocks are `[{kind}.<type>.<name>]`)",
+                ty.get_ref()
+            );
+            let Some(names) = self.table(names, &what) else {
+                continue;
+            };
             for (name, body) in names.iter() {
                 if !self.check_name(name, kind) {
                     continue;
@@ -290,7 +338,9 @@ impl Cx<'_, '_> {
 
     fn duplicate(&mut self, pos: Pos, msg: String, first: &Pos) {
         let d = self.err(pos, msg);
-        *d = d.clone().with_hint(format!("first declared at {first}; names must be unique across all files"));
+        *d = d.clone().with_hint(format!(
+            "first declared at {first}; names must be unique across all files"
+        ));
     }
 
     fn resource(&mut self, address: Address, pos: Pos, t: &DeTable<'_>) -> Option<ResourceBlock> {
@@ -306,7 +356,9 @@ impl Cx<'_, '_> {
                 "lifecycle" if data => {
                     let p = self.key_pos(k);
                     let d = self.err(p, "data sources have no `lifecycle`");
-                    *d = d.clone().with_hint("a data source is only read, never created or destroyed");
+                    *d = d
+                        .clone()
+                        .with_hint("a data source is only read, never created or destroyed");
                 }
                 "lifecycle" => lifecycle = meta::lifecycle(self, v),
                 "timeouts" => timeouts = meta::timeouts(self, v, data),
@@ -320,7 +372,10 @@ impl Cx<'_, '_> {
         Some(ResourceBlock {
             address,
             pos: pos.clone(),
-            body: Spanned { node: Expr::Map(body), pos },
+            body: Spanned {
+                node: Expr::Map(body),
+                pos,
+            },
             depends_on,
             lifecycle,
             timeouts,
@@ -330,7 +385,9 @@ impl Cx<'_, '_> {
 
     fn variable(&mut self, spec: &mut Spec, name: &Key<'_>, v: &Val<'_>) {
         let n = name.get_ref().to_string();
-        let Some(t) = self.table(v, &format!("`variable.{n}`")) else { return };
+        let Some(t) = self.table(v, &format!("`variable.{n}`")) else {
+            return;
+        };
         let pos = self.val_pos(v);
         let mut ty: Option<VarType> = None;
         let mut default: Option<(Value, Pos)> = None;
@@ -381,13 +438,15 @@ impl Cx<'_, '_> {
                     let keys = ["type", "default", "description", "sensitive"];
                     *d = d.clone().with_suggestion(other, keys);
                     if d.hint.is_none() {
-                        *d = d.clone().with_hint("a variable has `type`, `default`, `description` and `sensitive`");
+                        *d = d.clone().with_hint(
+                            "a variable has `type`, `default`, `description` and `sensitive`",
+                        );
                     }
                 }
             }
         }
         // Without a `type`, a default's type is the variable's type.
-        let ty = ty.unwrap_or_else(|| match &default {
+        let ty = ty.unwrap_or(match &default {
             Some((Value::Int(_) | Value::Float(_), _)) => VarType::Number,
             Some((Value::Bool(_), _)) => VarType::Bool,
             Some((Value::List(_), _)) => VarType::List,
@@ -427,11 +486,19 @@ impl Cx<'_, '_> {
 
     fn provider(&mut self, spec: &mut Spec, name: &Key<'_>, v: &Val<'_>) {
         let n = name.get_ref().to_string();
-        let Some(t) = self.table(v, &format!("`provider.{n}`")) else { return };
+        let Some(t) = self.table(v, &format!("`provider.{n}`")) else {
+            return;
+        };
         let pos = self.val_pos(v);
         let config = table_exprs(self.src, t, self.errors);
-        let block =
-            ProviderBlock { name: n.clone(), pos: pos.clone(), config: Spanned { node: Expr::Map(config), pos: pos.clone() } };
+        let block = ProviderBlock {
+            name: n.clone(),
+            pos: pos.clone(),
+            config: Spanned {
+                node: Expr::Map(config),
+                pos: pos.clone(),
+            },
+        };
         match spec.providers.get(&n) {
             Some(first) => {
                 let first = first.pos.clone();
@@ -445,7 +512,9 @@ impl Cx<'_, '_> {
 
     fn output(&mut self, spec: &mut Spec, name: &Key<'_>, v: &Val<'_>) {
         let n = name.get_ref().to_string();
-        let Some(t) = self.table(v, &format!("`output.{n}`")) else { return };
+        let Some(t) = self.table(v, &format!("`output.{n}`")) else {
+            return;
+        };
         let pos = self.val_pos(v);
         let mut value = None;
         let mut sensitive = false;
@@ -466,19 +535,30 @@ impl Cx<'_, '_> {
                 }
                 other => {
                     let d = self.err(kp, format!("unknown key `{other}` in output `{n}`"));
-                    *d = d.clone().with_suggestion(other, ["value", "sensitive", "description"]);
+                    *d = d
+                        .clone()
+                        .with_suggestion(other, ["value", "sensitive", "description"]);
                     if d.hint.is_none() {
-                        *d = d.clone().with_hint("an output has `value`, `sensitive` and `description`");
+                        *d = d
+                            .clone()
+                            .with_hint("an output has `value`, `sensitive` and `description`");
                     }
                 }
             }
         }
         let Some(value) = value else {
             let d = self.err(pos, format!("output `{n}` has no `value`"));
-            *d = d.clone().with_hint(format!("add `value = \"${{...}}\"` to `[output.{n}]`"));
+            *d = d
+                .clone()
+                .with_hint(format!("add `value = \"${{...}}\"` to `[output.{n}]`"));
             return;
         };
-        let block = OutputBlock { name: n.clone(), pos: pos.clone(), value, sensitive };
+        let block = OutputBlock {
+            name: n.clone(),
+            pos: pos.clone(),
+            value,
+            sensitive,
+        };
         match spec.outputs.get(&n) {
             Some(first) => {
                 let first = first.pos.clone();
@@ -583,12 +663,22 @@ sensitive = true
         assert_eq!(r.timeouts["create"], 5400);
         assert_eq!(r.timeouts["delete"], 90);
         assert_eq!(r.provider.as_deref(), Some("gcp"));
-        let Expr::Map(body) = &r.body.node else { panic!() };
+        let Expr::Map(body) = &r.body.node else {
+            panic!()
+        };
         assert_eq!(body.keys().collect::<Vec<_>>(), ["account_id"]);
-        assert_eq!((body["account_id"].pos.line, body["account_id"].pos.col), (13, 1));
+        assert_eq!(
+            (body["account_id"].pos.line, body["account_id"].pos.col),
+            (13, 1)
+        );
         let d = &s.resources[&Address::data("gcp_container_cluster", "main")];
-        let Expr::Map(body) = &d.body.node else { panic!() };
-        assert_eq!(body["created"].node, Expr::Literal(Value::str("1979-05-27T07:32:00Z")));
+        let Expr::Map(body) = &d.body.node else {
+            panic!()
+        };
+        assert_eq!(
+            body["created"].node,
+            Expr::Literal(Value::str("1979-05-27T07:32:00Z"))
+        );
         assert!(s.outputs["sa_email"].sensitive);
         assert_eq!(s.outputs["sa_email"].value.node.references().len(), 1);
     }
@@ -613,8 +703,14 @@ sensitive = true
     #[test]
     fn bad_names() {
         let e = err("[resource.a.\"bad name\"]\n[variable.1x]\n");
-        assert!(e.contains("t.toml:1:13: error: invalid resource name `bad name`: it contains ` `"), "{e}");
-        assert!(e.contains("t.toml:2:11: error: invalid variable name `1x`: it starts with `1`"), "{e}");
+        assert!(
+            e.contains("t.toml:1:13: error: invalid resource name `bad name`: it contains ` `"),
+            "{e}"
+        );
+        assert!(
+            e.contains("t.toml:2:11: error: invalid variable name `1x`: it starts with `1`"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -626,8 +722,13 @@ sensitive = true
 
     #[test]
     fn shape_errors() {
-        let e = err("resource = 1\n[variable.v]\ntype = \"strin\"\n[output.o]\nsensitive = true\n[[data.x.y]]\n");
-        assert!(e.contains("`resource` must be a table, found integer"), "{e}");
+        let e = err(
+            "resource = 1\n[variable.v]\ntype = \"strin\"\n[output.o]\nsensitive = true\n[[data.x.y]]\n",
+        );
+        assert!(
+            e.contains("`resource` must be a table, found integer"),
+            "{e}"
+        );
         assert!(e.contains("unknown variable type `strin`"), "{e}");
         assert!(e.contains("output `o` has no `value`"), "{e}");
     }

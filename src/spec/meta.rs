@@ -19,7 +19,9 @@ pub(crate) fn depends_on(cx: &mut Cx<'_, '_>, v: &Val<'_>) -> Vec<Spanned<Addres
     let Some(items) = v.get_ref().as_array() else {
         let p = cx.val_pos(v);
         let d = cx.err(p, "`depends_on` must be a list of resource addresses");
-        *d = d.clone().with_hint("write `depends_on = [\"<type>.<name>\"]`");
+        *d = d
+            .clone()
+            .with_hint("write `depends_on = [\"<type>.<name>\"]`");
         return Vec::new();
     };
     let mut out = Vec::new();
@@ -29,7 +31,10 @@ pub(crate) fn depends_on(cx: &mut Cx<'_, '_>, v: &Val<'_>) -> Vec<Spanned<Addres
             Some(s) => match s.parse::<Address>() {
                 Ok(a) => out.push(Spanned { node: a, pos: p }),
                 Err(_) => {
-                    let d = cx.err(p, format!("`{s}` in `depends_on` is not a resource address"));
+                    let d = cx.err(
+                        p,
+                        format!("`{s}` in `depends_on` is not a resource address"),
+                    );
                     let hint = if s.starts_with("${") {
                         "write the address itself, without `${...}`: `\"<type>.<name>\"`"
                     } else {
@@ -40,7 +45,9 @@ pub(crate) fn depends_on(cx: &mut Cx<'_, '_>, v: &Val<'_>) -> Vec<Spanned<Addres
             },
             None => {
                 let d = cx.err(p, "`depends_on` entries must be strings");
-                *d = d.clone().with_hint("write `depends_on = [\"<type>.<name>\"]`");
+                *d = d
+                    .clone()
+                    .with_hint("write `depends_on = [\"<type>.<name>\"]`");
             }
         }
     }
@@ -55,7 +62,9 @@ pub(crate) fn lifecycle(cx: &mut Cx<'_, '_>, v: &Val<'_>) -> Lifecycle {
     let Some(t) = v.get_ref().as_table() else {
         let p = cx.val_pos(v);
         let d = cx.err(p, "`lifecycle` must be a table");
-        *d = d.clone().with_hint("write `lifecycle = { prevent_destroy = true }`");
+        *d = d
+            .clone()
+            .with_hint("write `lifecycle = { prevent_destroy = true }`");
         return l;
     };
     for (k, v) in t.iter() {
@@ -82,8 +91,13 @@ pub(crate) fn lifecycle(cx: &mut Cx<'_, '_>, v: &Val<'_>) -> Lifecycle {
                     }
                 }
                 _ => {
-                    let d = cx.err(kp, "`lifecycle.ignore_changes` must be a list of attribute names");
-                    *d = d.clone().with_hint("write `ignore_changes = [\"<attr>\"]`, or `\"all\"`");
+                    let d = cx.err(
+                        kp,
+                        "`lifecycle.ignore_changes` must be a list of attribute names",
+                    );
+                    *d = d
+                        .clone()
+                        .with_hint("write `ignore_changes = [\"<attr>\"]`, or `\"all\"`");
                 }
             },
             other => {
@@ -108,7 +122,9 @@ pub(crate) fn timeouts(cx: &mut Cx<'_, '_>, v: &Val<'_>, data: bool) -> BTreeMap
     let Some(t) = v.get_ref().as_table() else {
         let p = cx.val_pos(v);
         let d = cx.err(p, "`timeouts` must be a table");
-        *d = d.clone().with_hint("write `timeouts = { create = \"30m\" }`");
+        *d = d
+            .clone()
+            .with_hint("write `timeouts = { create = \"30m\" }`");
         return out;
     };
     let allowed: &[&str] = if data { &["read"] } else { &TIMEOUT_KEYS };
@@ -117,7 +133,11 @@ pub(crate) fn timeouts(cx: &mut Cx<'_, '_>, v: &Val<'_>, data: bool) -> BTreeMap
         let key = k.get_ref().as_ref();
         if !allowed.contains(&key) {
             let d = cx.err(kp, format!("unknown key `{key}` in `timeouts`"));
-            let list = allowed.iter().map(|a| format!("`{a}`")).collect::<Vec<_>>().join(", ");
+            let list = allowed
+                .iter()
+                .map(|a| format!("`{a}`"))
+                .collect::<Vec<_>>()
+                .join(", ");
             *d = match did_you_mean(key, allowed.iter().copied()) {
                 Some(s) => d.clone().with_hint(format!("did you mean `{s}`?")),
                 None => d.clone().with_hint(format!("the timeouts here are {list}")),
@@ -150,7 +170,9 @@ pub(crate) fn provider(cx: &mut Cx<'_, '_>, v: &Val<'_>) -> Option<String> {
         Some(s) if is_identifier(s) => Some(s.to_string()),
         Some(s) => {
             let d = cx.err(p, format!("`{s}` is not a provider name"));
-            *d = d.clone().with_hint("write the name of a provider, e.g. `provider = \"gcp\"`");
+            *d = d
+                .clone()
+                .with_hint("write the name of a provider, e.g. `provider = \"gcp\"`");
             None
         }
         None => {
@@ -201,13 +223,24 @@ mod tests {
         assert_eq!(parse_duration("90s"), Some(90));
         assert_eq!(parse_duration("1h30m"), Some(5400));
         assert_eq!(parse_duration("1d2h3m4s"), Some(93_784));
-        for bad in ["", "30", "m", "1m1h", "1m1m", "1.5h", "-1s", "99999999999999999999999d"] {
+        for bad in [
+            "",
+            "30",
+            "m",
+            "1m1h",
+            "1m1m",
+            "1.5h",
+            "-1s",
+            "99999999999999999999999d",
+        ] {
             assert_eq!(parse_duration(bad), None, "{bad}");
         }
     }
 
     fn errs(text: &str) -> String {
-        super::super::load::load_str(std::path::Path::new("t.toml"), text).unwrap_err().to_string()
+        super::super::load::load_str(std::path::Path::new("t.toml"), text)
+            .unwrap_err()
+            .to_string()
     }
 
     #[test]

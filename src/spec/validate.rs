@@ -40,7 +40,12 @@ pub fn validate_with_vars(
     schemas: &[&ProviderSchema],
     vars: Option<&BTreeMap<String, Value>>,
 ) -> Diagnostics {
-    let mut v = Validator { spec, schemas, out: Vec::new(), vars };
+    let mut v = Validator {
+        spec,
+        schemas,
+        out: Vec::new(),
+        vars,
+    };
     for p in spec.providers.values() {
         v.provider(&p.name, &p.pos, &p.config);
     }
@@ -59,17 +64,29 @@ pub fn validate_with_vars(
 /// is the evaluated `body` (a map). Errors are positioned at the attributes in
 /// `body`. Unknown values are skipped (checked again once known). `what` names
 /// the block in messages (e.g. ``"`gcp_sql_user.admin`"``).
-pub fn check_values(attrs: &[Attribute], body: &Spanned<Expr>, values: &Value, what: &str) -> Diagnostics {
+pub fn check_values(
+    attrs: &[Attribute],
+    body: &Spanned<Expr>,
+    values: &Value,
+    what: &str,
+) -> Diagnostics {
     let mut out = Vec::new();
-    let Some(m) = values.as_map() else { return Diagnostics(out) };
+    let Some(m) = values.as_map() else {
+        return Diagnostics(out);
+    };
     let positions = match &body.node {
         Expr::Map(b) => Some(b),
         _ => None,
     };
     for (k, v) in m {
-        let Some(a) = attrs.iter().find(|a| a.name == k) else { continue };
+        let Some(a) = attrs.iter().find(|a| a.name == k) else {
+            continue;
+        };
         if let Some(why) = mismatch(&a.ty, v) {
-            let pos = positions.and_then(|p| p.get(k)).map(|e| e.pos.clone()).unwrap_or(body.pos.clone());
+            let pos = positions
+                .and_then(|p| p.get(k))
+                .map(|e| e.pos.clone())
+                .unwrap_or(body.pos.clone());
             out.push(Diagnostic::error(
                 Some(pos),
                 format!("attribute `{k}` of {what} must be a {}: {why}", a.ty.name()),
@@ -118,8 +135,14 @@ impl<'a> Validator<'a> {
         self.out.last_mut().expect("just pushed")
     }
 
-    fn find(&self, kind: SchemaKind, type_name: &str) -> Option<(&'a ProviderSchema, &'a ResourceSchema)> {
-        self.schemas.iter().find_map(|p| p.get(kind, type_name).map(|t| (*p, t)))
+    fn find(
+        &self,
+        kind: SchemaKind,
+        type_name: &str,
+    ) -> Option<(&'a ProviderSchema, &'a ResourceSchema)> {
+        self.schemas
+            .iter()
+            .find_map(|p| p.get(kind, type_name).map(|t| (*p, t)))
     }
 
     fn provider(&mut self, name: &str, pos: &Pos, config: &Spanned<Expr>) {
@@ -129,20 +152,36 @@ impl<'a> Validator<'a> {
             let d = self.err(pos, format!("unknown provider `{name}`"));
             *d = match did_you_mean(name, names.iter().copied()) {
                 Some(s) => d.clone().with_hint(format!("did you mean `{s}`?")),
-                None => d.clone().with_hint(format!("the providers are {}", quoted(&names))),
+                None => d
+                    .clone()
+                    .with_hint(format!("the providers are {}", quoted(&names))),
             };
             return;
         };
-        self.attributes(&schema.config, config, &format!("provider `{name}`"), &format!("`[provider.{name}]`"), pos);
+        self.attributes(
+            &schema.config,
+            config,
+            &format!("provider `{name}`"),
+            &format!("`[provider.{name}]`"),
+            pos,
+        );
     }
 
     fn resource(&mut self, r: &ResourceBlock) {
         let kind = schema_kind(r.address.mode);
-        let noun = if r.address.mode == Mode::Data { "data source" } else { "resource" };
+        let noun = if r.address.mode == Mode::Data {
+            "data source"
+        } else {
+            "resource"
+        };
         self.expr_refs(&r.body);
         for dep in &r.depends_on {
             if !self.spec.resources.contains_key(&dep.node) {
-                let msg = format!("`depends_on` names undeclared {} `{}`", mode_noun(dep.node.mode), dep.node);
+                let msg = format!(
+                    "`depends_on` names undeclared {} `{}`",
+                    mode_noun(dep.node.mode),
+                    dep.node
+                );
                 self.unknown_address(&dep.pos, msg, &dep.node);
             }
         }
@@ -151,10 +190,15 @@ impl<'a> Validator<'a> {
             match self.schemas.iter().find(|s| s.name == p) {
                 None => {
                     let names: Vec<&str> = self.schemas.iter().map(|s| s.name).collect();
-                    let d = self.err(&r.pos, format!("`{}` names unknown provider `{p}`", r.address));
+                    let d = self.err(
+                        &r.pos,
+                        format!("`{}` names unknown provider `{p}`", r.address),
+                    );
                     *d = match did_you_mean(p, names.iter().copied()) {
                         Some(s) => d.clone().with_hint(format!("did you mean `{s}`?")),
-                        None => d.clone().with_hint(format!("the providers are {}", quoted(&names))),
+                        None => d
+                            .clone()
+                            .with_hint(format!("the providers are {}", quoted(&names))),
                     };
                 }
                 Some(s) => {
@@ -162,9 +206,15 @@ impl<'a> Validator<'a> {
                         if owner.name != s.name {
                             let d = self.err(
                                 &r.pos,
-                                format!("`{}` is a `{}` type, but `provider` is `{p}`", r.address.type_name, owner.name),
+                                format!(
+                                    "`{}` is a `{}` type, but `provider` is `{p}`",
+                                    r.address.type_name, owner.name
+                                ),
                             );
-                            *d = d.clone().with_hint(format!("remove `provider`, or set it to `\"{}\"`", owner.name));
+                            *d = d.clone().with_hint(format!(
+                                "remove `provider`, or set it to `\"{}\"`",
+                                owner.name
+                            ));
                         }
                     }
                 }
@@ -182,7 +232,13 @@ impl<'a> Validator<'a> {
         self.attributes(&schema.attributes, &r.body, &what, &block, &r.pos);
         for ic in &r.lifecycle.ignore_changes {
             if ic != "*" && ic != "all" && schema.attr(ic).is_none() {
-                let d = self.err(&r.pos, format!("`lifecycle.ignore_changes` of `{}` names unknown attribute `{ic}`", r.address));
+                let d = self.err(
+                    &r.pos,
+                    format!(
+                        "`lifecycle.ignore_changes` of `{}` names unknown attribute `{ic}`",
+                        r.address
+                    ),
+                );
                 *d = d.clone().with_suggestion(ic, schema.all_names());
             }
         }
@@ -197,8 +253,14 @@ impl<'a> Validator<'a> {
         let msg = format!("unknown {noun} type `{t}`");
         if self.find(other, t).is_some() {
             let hint = match kind {
-                SchemaKind::Resource => format!("`{t}` is a data source: declare it as `[data.{t}.{}]`", r.address.name),
-                SchemaKind::Data => format!("`{t}` is a resource type: declare it as `[resource.{t}.{}]`", r.address.name),
+                SchemaKind::Resource => format!(
+                    "`{t}` is a data source: declare it as `[data.{t}.{}]`",
+                    r.address.name
+                ),
+                SchemaKind::Data => format!(
+                    "`{t}` is a resource type: declare it as `[resource.{t}.{}]`",
+                    r.address.name
+                ),
             };
             let d = self.err(&r.pos, msg);
             *d = d.clone().with_hint(hint);
@@ -207,13 +269,23 @@ impl<'a> Validator<'a> {
         let names: Vec<&str> = self
             .schemas
             .iter()
-            .flat_map(|p| p.types.iter().filter(|s| s.kind == kind).map(|s| s.type_name))
+            .flat_map(|p| {
+                p.types
+                    .iter()
+                    .filter(|s| s.kind == kind)
+                    .map(|s| s.type_name)
+            })
             .collect();
         let prefixes: Vec<&str> = self.schemas.iter().map(|p| p.type_prefix).collect();
         let other_names: Vec<&str> = self
             .schemas
             .iter()
-            .flat_map(|p| p.types.iter().filter(|s| s.kind == other).map(|s| s.type_name))
+            .flat_map(|p| {
+                p.types
+                    .iter()
+                    .filter(|s| s.kind == other)
+                    .map(|s| s.type_name)
+            })
             .collect();
         let (other_noun, other_block) = match other {
             SchemaKind::Resource => ("resource type", "resource"),
@@ -222,9 +294,15 @@ impl<'a> Validator<'a> {
         let hint = if let Some(s) = did_you_mean(t, names.iter().copied()) {
             Some(format!("did you mean `{s}`?"))
         } else if let Some(s) = did_you_mean(t, other_names.iter().copied()) {
-            Some(format!("did you mean `{s}`? it is a {other_noun}: `[{other_block}.{s}.{}]`", r.address.name))
+            Some(format!(
+                "did you mean `{s}`? it is a {other_noun}: `[{other_block}.{s}.{}]`",
+                r.address.name
+            ))
         } else if !prefixes.is_empty() && !prefixes.iter().any(|p| t.starts_with(p)) {
-            Some(format!("no provider owns this type; types start with {}", quoted(&prefixes)))
+            Some(format!(
+                "no provider owns this type; types start with {}",
+                quoted(&prefixes)
+            ))
         } else {
             None
         };
@@ -236,7 +314,14 @@ impl<'a> Validator<'a> {
     }
 
     /// Checks a block's attributes: unknown, computed-only, missing, types.
-    fn attributes(&mut self, attrs: &[Attribute], body: &Spanned<Expr>, what: &str, block: &str, pos: &Pos) {
+    fn attributes(
+        &mut self,
+        attrs: &[Attribute],
+        body: &Spanned<Expr>,
+        what: &str,
+        block: &str,
+        pos: &Pos,
+    ) {
         let Expr::Map(m) = &body.node else { return };
         for (k, e) in m {
             let Some(a) = attrs.iter().find(|a| a.name == k) else {
@@ -246,13 +331,23 @@ impl<'a> Validator<'a> {
                 continue;
             };
             if !a.settable() {
-                let d = self.err(&e.pos, format!("attribute `{k}` of {what} cannot be set: it is computed by the provider"));
-                *d = d.clone().with_hint(format!("remove it; refer to it elsewhere as `${{<address>.{k}}}`"));
+                let d = self.err(
+                    &e.pos,
+                    format!(
+                        "attribute `{k}` of {what} cannot be set: it is computed by the provider"
+                    ),
+                );
+                *d = d.clone().with_hint(format!(
+                    "remove it; refer to it elsewhere as `${{<address>.{k}}}`"
+                ));
                 continue;
             }
             let shape = shape(&e.node);
             if let Some(why) = mismatch(&a.ty, &shape) {
-                self.err(&e.pos, format!("attribute `{k}` of {what} must be a {}: {why}", a.ty.name()));
+                self.err(
+                    &e.pos,
+                    format!("attribute `{k}` of {what} must be a {}: {why}", a.ty.name()),
+                );
                 continue;
             }
             let Some(vars) = self.vars else { continue };
@@ -261,21 +356,35 @@ impl<'a> Validator<'a> {
             if calls.iter().any(|(name, _, _)| *name == "htpasswd") {
                 continue;
             }
-            let scope = VarsOnly { vars, dir: &self.spec.dir };
+            let scope = VarsOnly {
+                vars,
+                dir: &self.spec.dir,
+            };
             match eval(e, &scope) {
                 Ok(v) => {
                     if let Some(why) = mismatch(&a.ty, &v) {
-                        self.err(&e.pos, format!("attribute `{k}` of {what} must be a {}: {why}", a.ty.name()));
+                        self.err(
+                            &e.pos,
+                            format!("attribute `{k}` of {what} must be a {}: {why}", a.ty.name()),
+                        );
                     }
                 }
                 Err(d) => self.out.extend(d.0),
             }
         }
-        let missing: Vec<&str> =
-            attrs.iter().filter(|a| a.required && !m.contains_key(a.name)).map(|a| a.name).collect();
+        let missing: Vec<&str> = attrs
+            .iter()
+            .filter(|a| a.required && !m.contains_key(a.name))
+            .map(|a| a.name)
+            .collect();
         for name in missing {
-            let d = self.err(pos, format!("{what} is missing required attribute `{name}`"));
-            *d = d.clone().with_hint(format!("add `{name} = ...` to {block}"));
+            let d = self.err(
+                pos,
+                format!("{what} is missing required attribute `{name}`"),
+            );
+            *d = d
+                .clone()
+                .with_hint(format!("add `{name} = ...` to {block}"));
         }
     }
 
@@ -298,25 +407,41 @@ impl<'a> Validator<'a> {
         match &r.node {
             Reference::Var(n) => {
                 if !self.spec.variables.contains_key(n) {
-                    let d = self.err(&r.pos, format!("reference to undeclared variable `var.{n}`"));
+                    let d = self.err(
+                        &r.pos,
+                        format!("reference to undeclared variable `var.{n}`"),
+                    );
                     *d = match did_you_mean(n, spec.variables.keys().map(String::as_str)) {
                         Some(s) => d.clone().with_hint(format!("did you mean `var.{s}`?")),
-                        None => d.clone().with_hint(format!("declare it with `[variable.{n}]`")),
+                        None => d
+                            .clone()
+                            .with_hint(format!("declare it with `[variable.{n}]`")),
                     };
                 }
             }
             Reference::Resource { address, path } => {
                 if !self.spec.resources.contains_key(address) {
-                    let msg = format!("reference to undeclared {} `{address}`", mode_noun(address.mode));
+                    let msg = format!(
+                        "reference to undeclared {} `{address}`",
+                        mode_noun(address.mode)
+                    );
                     self.unknown_address(&r.pos, msg, address);
                     return;
                 }
                 let Some(attr) = path.first() else { return };
-                let Some((_, schema)) = self.find(schema_kind(address.mode), &address.type_name) else {
+                let Some((_, schema)) = self.find(schema_kind(address.mode), &address.type_name)
+                else {
                     return;
                 };
                 if schema.attr(attr).is_none() {
-                    let d = self.err(&r.pos, format!("`{}`: `{}` has no attribute `{attr}`", ref_text(&r.node), address.type_name));
+                    let d = self.err(
+                        &r.pos,
+                        format!(
+                            "`{}`: `{}` has no attribute `{attr}`",
+                            ref_text(&r.node),
+                            address.type_name
+                        ),
+                    );
                     *d = d.clone().with_suggestion(attr, schema.all_names());
                 }
             }
@@ -341,7 +466,11 @@ impl<'a> Validator<'a> {
                 Mode::Managed => "resources",
                 Mode::Data => "data sources",
             };
-            *d = d.clone().with_hint(format!("declared `{}` {noun}: {}", address.type_name, same_type.join(", ")));
+            *d = d.clone().with_hint(format!(
+                "declared `{}` {noun}: {}",
+                address.type_name,
+                same_type.join(", ")
+            ));
         }
     }
 }
@@ -349,7 +478,10 @@ impl<'a> Validator<'a> {
 /// The declared address closest to `got` (same mode, a few edits away).
 /// Edit distance rather than Jaro-Winkler: long addresses share long prefixes
 /// (`gcp_sql_...`) that make unrelated ones look close.
-fn suggest_address<'s>(got: &Address, known: impl Iterator<Item = &'s Address>) -> Option<&'s Address> {
+fn suggest_address<'s>(
+    got: &Address,
+    known: impl Iterator<Item = &'s Address>,
+) -> Option<&'s Address> {
     let g = got.to_string();
     known
         .filter(|a| a.mode == got.mode)
@@ -367,7 +499,11 @@ fn mode_noun(m: Mode) -> &'static str {
 }
 
 fn quoted(names: &[&str]) -> String {
-    names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+    names
+        .iter()
+        .map(|n| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn collect_calls<'e>(e: &'e Expr, out: &mut Vec<(&'e str, usize, &'e Pos)>) {
@@ -394,7 +530,9 @@ fn collect_calls<'e>(e: &'e Expr, out: &mut Vec<(&'e str, usize, &'e Pos)>) {
 fn shape(e: &Expr) -> Value {
     match e {
         Expr::Literal(v) => v.clone(),
-        Expr::Template(parts) if matches!(parts.as_slice(), [TemplatePart::Interp(_)]) => Value::Unknown,
+        Expr::Template(parts) if matches!(parts.as_slice(), [TemplatePart::Interp(_)]) => {
+            Value::Unknown
+        }
         Expr::Template(_) => Value::String(String::new()),
         Expr::List(items) => Value::List(items.iter().map(|i| shape(&i.node)).collect()),
         Expr::Map(m) => Value::Map(m.iter().map(|(k, v)| (k.clone(), shape(&v.node))).collect()),
@@ -411,12 +549,13 @@ fn mismatch(ty: &AttrType, v: &Value) -> Option<String> {
         v => v,
     };
     match (ty, v) {
-        (AttrType::List(inner), Value::List(items)) => items.iter().enumerate().find_map(|(i, item)| {
-            mismatch(inner, item).map(|why| format!("item {i}: {why}"))
-        }),
-        (AttrType::Map(inner), Value::Map(m)) => {
-            m.iter().find_map(|(k, item)| mismatch(inner, item).map(|why| format!("key `{k}`: {why}")))
-        }
+        (AttrType::List(inner), Value::List(items)) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| mismatch(inner, item).map(|why| format!("item {i}: {why}"))),
+        (AttrType::Map(inner), Value::Map(m)) => m
+            .iter()
+            .find_map(|(k, item)| mismatch(inner, item).map(|why| format!("key `{k}`: {why}"))),
         _ => Some(format!("got a {}", v.type_name())),
     }
     .or_else(|| Some(format!("got a {}", v.type_name())))
@@ -443,8 +582,16 @@ mod tests {
                     attributes: vec![
                         Attribute::required("account_id", AttrType::String, "").force_new(),
                         Attribute::optional("display_name", AttrType::String, ""),
-                        Attribute::optional("labels", AttrType::Map(Box::new(AttrType::String)), ""),
-                        Attribute::optional("roles", AttrType::List(Box::new(AttrType::String)), ""),
+                        Attribute::optional(
+                            "labels",
+                            AttrType::Map(Box::new(AttrType::String)),
+                            "",
+                        ),
+                        Attribute::optional(
+                            "roles",
+                            AttrType::List(Box::new(AttrType::String)),
+                            "",
+                        ),
                         Attribute::optional("disabled", AttrType::Bool, ""),
                         Attribute::computed("email", AttrType::String, ""),
                     ],
@@ -560,8 +707,11 @@ t.toml:18:85: error: `join` takes 2 arguments, got 1
         )
         .unwrap();
         let s = schema();
-        let vars: BTreeMap<String, Value> =
-            [("name".to_string(), Value::str("n")), ("l".to_string(), Value::List(vec![Value::Int(1)]))].into();
+        let vars: BTreeMap<String, Value> = [
+            ("name".to_string(), Value::str("n")),
+            ("l".to_string(), Value::List(vec![Value::Int(1)])),
+        ]
+        .into();
         let out = validate_with_vars(&spec, &[&s], Some(&vars)).to_string();
         assert_eq!(
             out,
@@ -575,13 +725,20 @@ t.toml:18:85: error: `join` takes 2 arguments, got 1
 
     #[test]
     fn check_values_after_eval() {
-        let spec = load_str("t.toml".as_ref(), "[resource.gcp_service_account.sa]\naccount_id = \"${var.x}\"\n").unwrap();
+        let spec = load_str(
+            "t.toml".as_ref(),
+            "[resource.gcp_service_account.sa]\naccount_id = \"${var.x}\"\n",
+        )
+        .unwrap();
         let r = spec.resources.values().next().unwrap();
         let s = schema();
         let attrs = &s.types[0].attributes;
         let v = Value::map([("account_id", Value::Int(3))]);
         let d = check_values(attrs, &r.body, &v, "`gcp_service_account.sa`").to_string();
-        assert_eq!(d, "t.toml:2:1: error: attribute `account_id` of `gcp_service_account.sa` must be a string: got a number\n");
+        assert_eq!(
+            d,
+            "t.toml:2:1: error: attribute `account_id` of `gcp_service_account.sa` must be a string: got a number\n"
+        );
         let v = Value::map([("account_id", Value::Unknown)]);
         assert!(check_values(attrs, &r.body, &v, "x").is_empty());
     }

@@ -89,4 +89,3 @@ pub fn schemas() -> Vec<ProviderSchema> {
         },
     ]
 }
-
