@@ -190,7 +190,7 @@ async fn run() {
     let plan_wall = t.elapsed();
     assert!(!plan.has_changes(), "converged");
     let stats = emu.stats();
-    let policies = 1 + 0; // the project policy; no service-account policy in this spec
+    let policies = 1; // the project policy; no service-account policy in this spec
     println!("gcp_plan_apply on specs/gcp-cloudsql.toml ({resources} resources)");
     println!("  plan: {} API calls ({:.0} ms); goal <= {} (one read per resource + one per policy)",
         stats.total, plan_wall.as_secs_f64() * 1e3, resources - 2 + policies);

@@ -19,7 +19,7 @@ use tokio::time::Instant;
 
 use super::client::{Api, ApiError};
 use super::operation::{self, Op};
-use super::{Gcp, deadline, jstr, live, project_attr, str_attr};
+use super::{Gcp, Run, deadline, jstr, live, project_attr, str_attr};
 use crate::providers::schema::{AttrType, Attribute, ResourceSchema, SchemaKind};
 use crate::providers::{
     ApplyAction, ApplyRequest, ApplyResponse, Checkpoint, LiveObject, PlanRequest, PlanResponse, ProviderError,
@@ -177,15 +177,13 @@ fn busy(e: &ApiError) -> bool {
 }
 
 async fn mutate_and_wait(
-    g: &Gcp,
-    cp: &dyn Checkpoint,
-    id: &Value,
+    run: &Run<'_>,
     (project, location): (&str, &str),
     method: reqwest::Method,
     path: &str,
     body: Option<&Json>,
-    dl: Instant,
 ) -> Result<Json, ProviderError> {
+    let (g, cp, id, dl) = (run.g, run.cp, run.id, run.deadline);
     let mut n = 0;
     let op = loop {
         match g.client.call(method.clone(), Api::Container, path, body).await {
@@ -208,10 +206,11 @@ pub async fn apply(g: &Gcp, req: &ApplyRequest, cp: &dyn Checkpoint) -> Result<A
     let p = path(&project, &location, &name);
     let dl = deadline(req);
     let pl = (project.as_str(), location.as_str());
+    let run = Run { g, cp, id: &id, deadline: dl };
     let resumed = operation::resume(&g.client, &req.private, dl).await?;
     match req.action {
         ApplyAction::Delete => {
-            match mutate_and_wait(g, cp, &id, pl, reqwest::Method::DELETE, &p, None, dl).await {
+            match mutate_and_wait(&run, pl, reqwest::Method::DELETE, &p, None).await {
                 Ok(_) => {}
                 Err(ProviderError::Permanent(m)) if m.contains("Not found") || m.contains("not found") => {}
                 Err(e) => return Err(e),
@@ -270,14 +269,13 @@ pub async fn apply(g: &Gcp, req: &ApplyRequest, cp: &dyn Checkpoint) -> Result<A
                         .filter(|k| cfg.get(k).is_some_and(|v| live.get(**k) != Some(v)))
                         .map(|k| k.to_string())
                         .collect();
-                    update(g, cp, &id, pl, &p, &cfg, &live, &changed, dl).await?;
+                    update(&run, pl, &p, &cfg, &changed).await?;
                 }
                 Err(e) => return Err(e.into()),
             }
         }
         ApplyAction::Update => {
-            let c = g.client.get(Api::Container, &p).await?;
-            update(g, cp, &id, pl, &p, &cfg, &attrs_of(&c, &project), &req.changed, dl).await?;
+            update(&run, pl, &p, &cfg, &req.changed).await?;
         }
     }
     let c = g.client.get(Api::Container, &p).await?;
@@ -298,31 +296,21 @@ async fn wait_running(g: &Gcp, p: &str, dl: Instant) -> Result<Json, ProviderErr
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn update(
-    g: &Gcp,
-    cp: &dyn Checkpoint,
-    id: &Value,
-    pl: (&str, &str),
-    p: &str,
-    cfg: &Value,
-    live: &BTreeMap<String, Value>,
-    changed: &[String],
-    dl: Instant,
-) -> Result<(), ProviderError> {
+async fn update(run: &Run<'_>, pl: (&str, &str), p: &str, cfg: &Value, changed: &[String]) -> Result<(), ProviderError> {
+    let g = run.g;
     let has = |k: &str| changed.iter().any(|c| c == k);
     let project = pl.0;
     if has("workload_identity") {
         let on = cfg.get("workload_identity").and_then(Value::as_bool) == Some(true);
         let pool = if on { format!("{project}.svc.id.goog") } else { String::new() };
         let body = json!({"name": id_name(p), "update": {"desiredWorkloadIdentityConfig": {"workloadPool": pool}}});
-        mutate_and_wait(g, cp, id, pl, reqwest::Method::PUT, p, Some(&body), dl).await?;
+        mutate_and_wait(run, pl, reqwest::Method::PUT, p, Some(&body)).await?;
     }
     if has("release_channel")
         && let Some(ch) = str_attr(cfg, "release_channel")
     {
         let body = json!({"name": id_name(p), "update": {"desiredReleaseChannel": {"channel": ch}}});
-        mutate_and_wait(g, cp, id, pl, reqwest::Method::PUT, p, Some(&body), dl).await?;
+        mutate_and_wait(run, pl, reqwest::Method::PUT, p, Some(&body)).await?;
     }
     if has("workload_metadata_mode")
         && let Some(mode) = str_attr(cfg, "workload_metadata_mode")
@@ -331,9 +319,8 @@ async fn update(
         let pool = c["nodePools"][0]["name"].as_str().unwrap_or("default-pool").to_string();
         let np = format!("{p}/nodePools/{pool}");
         let body = json!({"name": id_name(&np), "workloadMetadataConfig": {"mode": mode}});
-        mutate_and_wait(g, cp, id, pl, reqwest::Method::PUT, &np, Some(&body), dl).await?;
+        mutate_and_wait(run, pl, reqwest::Method::PUT, &np, Some(&body)).await?;
     }
-    let _ = live;
     Ok(())
 }
 

@@ -139,12 +139,15 @@ impl ProviderFactory for GcpFactory {
     }
 }
 
+/// A Cloud SQL instance's desired region and flags.
+pub type SeenInstance = (String, BTreeMap<String, String>);
+
 /// What planning has seen of resources other checks depend on (desired
 /// configurations, recorded when the resource is read).
 #[derive(Default)]
 pub struct Seen {
     /// Cloud SQL instances: (project, name) → (region, flags).
-    pub instances: Mutex<HashMap<(String, String), (String, BTreeMap<String, String>)>>,
+    pub instances: Mutex<HashMap<(String, String), SeenInstance>>,
     /// Project IAM claims: (project, role, member).
     pub project_members: Mutex<HashSet<(String, String, String)>>,
     /// GKE clusters: (project, location, has a workload pool).
@@ -196,6 +199,19 @@ impl Gcp {
         }
         ApplyResponse { identity, attrs, private: Value::Null }
     }
+}
+
+/// One resource's apply: where to record a pending operation, and until when
+/// to wait.
+pub struct Run<'a> {
+    /// The provider instance.
+    pub g: &'a Gcp,
+    /// Records pending operations in state.
+    pub cp: &'a dyn Checkpoint,
+    /// The resource's identity.
+    pub id: &'a Value,
+    /// When to give up.
+    pub deadline: tokio::time::Instant,
 }
 
 /// A string attribute of a configuration, if set and non-empty.

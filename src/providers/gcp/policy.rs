@@ -122,7 +122,7 @@ impl Policies {
                 self.cache.lock().expect("policy cache").remove(key);
             }
         }
-        rx.await.unwrap_or_else(|_| Err(ProviderError::Cancelled))
+        rx.await.unwrap_or(Err(ProviderError::Cancelled))
     }
 }
 

@@ -10,7 +10,7 @@ use serde_json::{Value as Json, json};
 
 use super::client::{Api, ApiError};
 use super::sql_instance::{mutate, mutate_and_wait, path as instance_path};
-use super::{Gcp, deadline, jstr, live, project_attr, str_attr};
+use super::{Gcp, Run, deadline, jstr, live, project_attr, str_attr};
 use crate::providers::schema::{AttrType, Attribute, ResourceSchema, SchemaKind};
 use crate::providers::{ApplyAction, ApplyRequest, ApplyResponse, Checkpoint, LiveObject, ProviderError, ReadRequest};
 use crate::value::Value;
@@ -84,10 +84,11 @@ pub async fn apply(g: &Gcp, req: &ApplyRequest, cp: &dyn Checkpoint) -> Result<A
     let dl = deadline(req);
     let lock = g.sql_lock(&project, &instance);
     let _guard = lock.lock().await;
+    let run = Run { g, cp, id: &id, deadline: dl };
     let resumed = super::operation::resume(&g.client, &req.private, dl).await?;
     match req.action {
         ApplyAction::Delete => {
-            match mutate_and_wait(g, cp, &id, &project, reqwest::Method::DELETE, &format!("{base}/{name}"), None, dl).await {
+            match mutate_and_wait(&run, &project, reqwest::Method::DELETE, &format!("{base}/{name}"), None).await {
                 Ok(_) => {}
                 Err(ProviderError::Permanent(m)) if m.contains("does not exist") => {}
                 Err(e) => return Err(e),

@@ -15,7 +15,7 @@ use tokio::time::Instant;
 
 use super::client::{Api, ApiError};
 use super::operation::{self, Op};
-use super::{DEFAULT_REGION, Gcp, deadline, jstr, live, project_attr, str_attr};
+use super::{DEFAULT_REGION, Gcp, Run, deadline, jstr, live, project_attr, str_attr};
 use crate::providers::schema::{AttrType, Attribute, ResourceSchema, SchemaKind};
 use crate::providers::{
     ApplyAction, ApplyRequest, ApplyResponse, Checkpoint, LiveObject, PlanRequest, PlanResponse, ProviderError,
@@ -299,17 +299,14 @@ pub async fn mutate(
 
 /// Runs one mutation and waits for its operation (recorded as pending first).
 pub async fn mutate_and_wait(
-    g: &Gcp,
-    cp: &dyn Checkpoint,
-    identity: &Value,
+    r: &Run<'_>,
     project: &str,
     method: reqwest::Method,
     path: &str,
     body: Option<&Json>,
-    deadline: Instant,
 ) -> Result<Json, ProviderError> {
-    let op = mutate(g, method, path, body, deadline).await?;
-    operation::track(&g.client, cp, identity, &Op::sql(project, &op), &op, deadline).await
+    let op = mutate(r.g, method, path, body, r.deadline).await?;
+    operation::track(&r.g.client, r.cp, r.id, &Op::sql(project, &op), &op, r.deadline).await
 }
 
 fn settings_body(cfg: &Value, only: Option<&[String]>) -> Json {
@@ -348,6 +345,7 @@ pub async fn apply(g: &Gcp, req: &ApplyRequest, cp: &dyn Checkpoint) -> Result<A
     let dl = deadline(req);
     let lock = g.sql_lock(&project, &name);
     let _guard = lock.lock().await;
+    let run = Run { g, cp, id: &id, deadline: dl };
     // An operation an interrupted run left behind is finished first.
     let resumed = operation::resume(&g.client, &req.private, dl).await?;
     match req.action {
@@ -360,7 +358,7 @@ pub async fn apply(g: &Gcp, req: &ApplyRequest, cp: &dyn Checkpoint) -> Result<A
                      resource, run apply (this lifts settings.deletionProtectionEnabled on the API too), then destroy."
                 )));
             }
-            match mutate_and_wait(g, cp, &id, &project, reqwest::Method::DELETE, &p, None, dl).await {
+            match mutate_and_wait(&run, &project, reqwest::Method::DELETE, &p, None).await {
                 Ok(_) => {}
                 Err(ProviderError::Permanent(m)) if m.contains("does not exist") => {}
                 Err(e) => return Err(e),
@@ -379,7 +377,7 @@ pub async fn apply(g: &Gcp, req: &ApplyRequest, cp: &dyn Checkpoint) -> Result<A
             }
             if resumed && g.client.get_opt(Api::Sql, &p).await?.is_some() {
                 // The interrupted create finished: converge, do not create again.
-                adopt(g, cp, &id, &project, &name, &cfg, req, dl).await?;
+                adopt(&run, &project, &name, &cfg).await?;
                 return finish(g, req, &project, &name, id).await;
             }
             let created = mutate(g, reqwest::Method::POST, &format!("v1/projects/{project}/instances"), Some(&body), dl).await;
@@ -387,13 +385,13 @@ pub async fn apply(g: &Gcp, req: &ApplyRequest, cp: &dyn Checkpoint) -> Result<A
                 Ok(op) => {
                     operation::track(&g.client, cp, &id, &Op::sql(&project, &op), &op, dl).await?;
                 }
-                Err(e) if e.is_already_exists() => adopt(g, cp, &id, &project, &name, &cfg, req, dl).await?,
+                Err(e) if e.is_already_exists() => adopt(&run, &project, &name, &cfg).await?,
                 Err(e) => return Err(e.into()),
             }
             finish(g, req, &project, &name, id).await
         }
         ApplyAction::Update => {
-            update(g, cp, &id, &project, &name, &cfg, &req.changed, dl).await?;
+            update(&run, &project, &name, &cfg, &req.changed).await?;
             finish(g, req, &project, &name, id).await
         }
     }
@@ -407,17 +405,8 @@ async fn finish(g: &Gcp, req: &ApplyRequest, project: &str, name: &str, id: Valu
 
 /// A create met `instanceAlreadyExists`: adopt the instance if it exists here
 /// (our own earlier attempt, or made by hand), else explain the name-reuse rule.
-#[allow(clippy::too_many_arguments)]
-async fn adopt(
-    g: &Gcp,
-    cp: &dyn Checkpoint,
-    id: &Value,
-    project: &str,
-    name: &str,
-    cfg: &Value,
-    req: &ApplyRequest,
-    dl: Instant,
-) -> Result<(), ProviderError> {
+async fn adopt(run: &Run<'_>, project: &str, name: &str, cfg: &Value) -> Result<(), ProviderError> {
+    let (g, dl) = (run.g, run.deadline);
     let p = path(project, name);
     let Some(mut inst) = g.client.get_opt(Api::Sql, &p).await? else {
         return Err(ProviderError::Permanent(format!(
@@ -453,39 +442,28 @@ async fn adopt(
     if cfg.get("root_password").is_some() {
         changed.push("root_password".into());
     }
-    let _ = req;
-    update(g, cp, id, project, name, cfg, &changed, dl).await
+    update(run, project, name, cfg, &changed).await
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn update(
-    g: &Gcp,
-    cp: &dyn Checkpoint,
-    id: &Value,
-    project: &str,
-    name: &str,
-    cfg: &Value,
-    changed: &[String],
-    dl: Instant,
-) -> Result<(), ProviderError> {
+async fn update(run: &Run<'_>, project: &str, name: &str, cfg: &Value, changed: &[String]) -> Result<(), ProviderError> {
     let p = path(project, name);
     let has = |k: &str| changed.iter().any(|c| c == k);
     // A major version upgrade is an operation of its own (it cannot be combined).
     if has("database_version") {
         let body = json!({"databaseVersion": cfg.get("database_version").map(Value::to_json_clear)});
-        mutate_and_wait(g, cp, id, project, reqwest::Method::PATCH, &p, Some(&body), dl).await?;
+        mutate_and_wait(run, project, reqwest::Method::PATCH, &p, Some(&body)).await?;
     }
     let settings = settings_body(cfg, Some(changed));
     if settings.as_object().is_some_and(|m| !m.is_empty()) {
         let body = json!({"settings": settings});
-        mutate_and_wait(g, cp, id, project, reqwest::Method::PATCH, &p, Some(&body), dl).await?;
+        mutate_and_wait(run, project, reqwest::Method::PATCH, &p, Some(&body)).await?;
     }
     if has("root_password")
         && let Some(pw) = cfg.get("root_password").and_then(Value::as_str)
     {
         let body = json!({"name": "postgres", "password": pw});
         let up = format!("{p}/users?name=postgres&host=");
-        mutate_and_wait(g, cp, id, project, reqwest::Method::PUT, &up, Some(&body), dl).await?;
+        mutate_and_wait(run, project, reqwest::Method::PUT, &up, Some(&body)).await?;
     }
     Ok(())
 }

@@ -19,7 +19,7 @@ use super::client::{Api, seg};
 use super::policy::PolicyKey;
 use super::sql_database::absent;
 use super::sql_instance::{mutate, mutate_and_wait, path as instance_path};
-use super::{Gcp, deadline, live, project_attr, str_attr};
+use super::{Gcp, Run, deadline, live, project_attr, str_attr};
 use crate::providers::schema::{AttrType, Attribute, ResourceSchema, SchemaKind};
 use crate::providers::{
     ApplyAction, ApplyRequest, ApplyResponse, Checkpoint, LiveObject, PlanRequest, PlanResponse, ProviderError,
@@ -188,16 +188,17 @@ pub async fn apply(g: &Gcp, req: &ApplyRequest, cp: &dyn Checkpoint) -> Result<A
     let dl = deadline(req);
     let lock = g.sql_lock(&project, &instance);
     let _guard = lock.lock().await;
+    let run = Run { g, cp, id: &id, deadline: dl };
     let resumed = super::operation::resume(&g.client, &req.private, dl).await?;
     let password = cfg.get("password").and_then(Value::as_str).map(str::to_string);
     let set_password = |pw: String| {
         let body = json!({"name": name, "password": pw});
-        let (id, project, by_query) = (id.clone(), project.clone(), by_query.clone());
-        async move { mutate_and_wait(g, cp, &id, &project, reqwest::Method::PUT, &by_query, Some(&body), dl).await }
+        let (run, project, by_query) = (&run, project.clone(), by_query.clone());
+        async move { mutate_and_wait(run, &project, reqwest::Method::PUT, &by_query, Some(&body)).await }
     };
     match req.action {
         ApplyAction::Delete => {
-            match mutate_and_wait(g, cp, &id, &project, reqwest::Method::DELETE, &by_query, None, dl).await {
+            match mutate_and_wait(&run, &project, reqwest::Method::DELETE, &by_query, None).await {
                 Ok(_) => {}
                 Err(ProviderError::Permanent(m)) if m.contains("does not exist") => {}
                 Err(e) => return Err(e),
