@@ -180,8 +180,8 @@ pub fn call(name: &str, args: Vec<Value>, base_dir: &Path, pos: &Pos) -> Result<
             }
             let hash = bcrypt::non_truncating_hash(password.as_bytes(), HTPASSWD_COST)
                 .map_err(|e| err(format!("`htpasswd`: cannot hash the password: {e}")))?;
-            let line = format!("{user}:{hash}");
-            remember_htpasswd(&line, &user, &password);
+            // Another evaluation may have made one meanwhile: the first one wins.
+            let line = remember_htpasswd(&format!("{user}:{hash}"), &user, &password);
             // A password hash is always treated as a secret.
             return Ok(Value::String(line).sensitive());
         }
@@ -227,12 +227,18 @@ pub fn urlencode(s: &str) -> String {
 static HTPASSWD_MADE: std::sync::Mutex<Vec<(String, String, String)>> =
     std::sync::Mutex::new(Vec::new());
 
-fn remember_htpasswd(line: &str, user: &str, password: &str) {
+/// Records `line` for `user` and `password`, or returns the line already
+/// recorded for them.
+fn remember_htpasswd(line: &str, user: &str, password: &str) -> String {
     let mut made = HTPASSWD_MADE.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((l, _, _)) = made.iter().find(|(_, u, p)| u == user && p == password) {
+        return l.clone();
+    }
     if made.len() >= 1024 {
         made.remove(0);
     }
     made.push((line.to_string(), user.to_string(), password.to_string()));
+    line.to_string()
 }
 
 fn htpasswd_made_for(user: &str, password: &str) -> Option<String> {

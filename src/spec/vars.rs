@@ -160,17 +160,17 @@ pub fn resolve_variables(
         .collect();
     for n in &missing {
         let v = &spec.variables[*n];
-        let mut d = Diagnostic::error(
-            Some(v.pos.clone()),
-            format!("required variable `{n}` has no value"),
-        );
         let desc = v
             .description
             .as_deref()
             .map(|d| format!(" ({d})"))
             .unwrap_or_default();
+        let mut d = Diagnostic::error(
+            Some(v.pos.clone()),
+            format!("required variable `{n}`{desc} has no value"),
+        );
         d = d.with_hint(format!(
-            "set it with `--var {n}=...`, `{ENV_PREFIX}{n}=...` or a `--var-file`{desc}"
+            "set it with `--var {n}=...`, `{ENV_PREFIX}{n}=...` or a `--var-file`"
         ));
         errors.push(d);
     }
@@ -309,8 +309,8 @@ sensitive = true
             .to_string();
         assert_eq!(
             e,
-            "s.toml:2:1: error: required variable `project` has no value\n  \
-             hint: set it with `--var project=...`, `SKYFORM_VAR_project=...` or a `--var-file` (GCP project id)\n\
+            "s.toml:2:1: error: required variable `project` (GCP project id) has no value\n  \
+             hint: set it with `--var project=...`, `SKYFORM_VAR_project=...` or a `--var-file`\n\
              s.toml:18:1: error: required variable `password` has no value\n  \
              hint: set it with `--var password=...`, `SKYFORM_VAR_password=...` or a `--var-file`\n"
         );
