@@ -92,6 +92,8 @@ async fn all_types_converge_under_injected_faults_without_duplicates() {
             ],
         })
         .unwrap();
+    // And eventual consistency: a new account is invisible for a while.
+    env.emu.set_sa_visibility_delay(Duration::from_millis(700));
     env.spec(ALL_TYPES);
     let (plan, report) = env.apply_with(&[], Default::default()).await;
     assert!(report.ok(), "{:?}", report.failures);

@@ -205,10 +205,16 @@ async fn plan_time_checks_catch_what_login_would_fail_on() {
     env.spec(&WI_SPEC.replace("POOL", "false"));
     let err = env.try_plan(&[], PlanOptions::default()).await.unwrap_err();
     assert!(err.contains("gcp_service_account_iam_member.wi") && err.contains("workload pool"), "{err}");
-    // With the pool planned, it passes.
-    env.spec(&WI_SPEC.replace("POOL", "true"));
+    // With the pool planned, it passes; an instance in another region than the
+    // cluster gets a warning.
+    env.spec(&format!(
+        "{}\n[resource.gcp_sql_instance.db]\nname = \"sky-db\"\ndatabase_version = \"POSTGRES_15\"\ntier = \"db-f1-micro\"\ndepends_on = [\"gcp_container_cluster.main\"]\n",
+        WI_SPEC.replace("POOL", "true")
+    ));
     let plan = env.try_plan(&[], PlanOptions::default()).await.unwrap();
     assert_eq!(change(&plan, "gcp_service_account_iam_member.wi").action, Action::Create);
+    let notes = change(&plan, "gcp_sql_instance.db").notes.join("\n");
+    assert!(notes.contains("warning") && notes.contains("europe-west1") && notes.contains("us-central1"), "{notes}");
 }
 
 const WI_SPEC: &str = r#"

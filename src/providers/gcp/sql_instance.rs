@@ -467,3 +467,34 @@ async fn update(run: &Run<'_>, project: &str, name: &str, cfg: &Value, changed: 
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ip_configuration_is_limited_to_the_keys_the_spec_sets() {
+        let inst = json!({"settings": {"ipConfiguration": {"ipv4Enabled": true, "sslMode": "ENCRYPTED_ONLY",
+            "authorizedNetworks": [{"value": "10.0.0.0/8", "name": "corp", "kind": "sql#aclEntry"}]}}});
+        let want = Value::map([("ipv4_enabled", Value::Bool(true)), ("authorized_networks", Value::List(vec![]))]);
+        let got = ip_config_of(&inst, Some(&want));
+        assert_eq!(got.as_map().unwrap().keys().collect::<Vec<_>>(), vec!["authorized_networks", "ipv4_enabled"]);
+        assert_eq!(
+            got.get("authorized_networks").unwrap(),
+            &Value::List(vec![Value::map([("name", Value::str("corp")), ("value", Value::str("10.0.0.0/8"))])])
+        );
+        let api = ip_config_to_api(&got);
+        assert_eq!(api["authorizedNetworks"][0]["value"], "10.0.0.0/8");
+        assert_eq!(api["ipv4Enabled"], true);
+    }
+
+    #[test]
+    fn flags_and_versions() {
+        let inst = json!({"settings": {"databaseFlags": [{"name": "cloudsql.iam_authentication", "value": "on"}]}});
+        assert_eq!(flags_of(&inst).get("cloudsql.iam_authentication").map(String::as_str), Some("on"));
+        assert_eq!(version_parts("POSTGRES_15"), ("POSTGRES".into(), 15));
+        assert_eq!(version_parts("MYSQL_8_0"), ("MYSQL".into(), 8));
+        let body = settings_body(&Value::map([("tier", Value::str("db-f1-micro")), ("deletion_protection", Value::Bool(true))]), Some(&["tier".to_string()]));
+        assert_eq!(body, json!({"tier": "db-f1-micro"}));
+    }
+}

@@ -244,3 +244,15 @@ pub async fn apply(g: &Gcp, req: &ApplyRequest, cp: &dyn Checkpoint) -> Result<A
     ]);
     Ok(g.response(&req.type_name, req, id, attrs))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_account_emails_are_trimmed() {
+        assert_eq!(trim_name(&Value::str("sa@p.iam.gserviceaccount.com")), Value::str("sa@p.iam"));
+        assert_eq!(trim_name(&Value::str("alice@example.com")), Value::str("alice@example.com"));
+        assert_eq!(trim_name(&Value::str("sa@p.iam")), Value::str("sa@p.iam"));
+    }
+}
