@@ -148,7 +148,7 @@ impl PgManager {
             port,
             bin_dir: self.bin_dir()?,
             run_as: self.run_as,
-            running: Mutex::new(false),
+            child: Mutex::new(None),
         });
         server.init().await?;
         server.start().await?;
@@ -166,7 +166,7 @@ impl PgManager {
             port,
             bin_dir: self.bin_dir()?,
             run_as: self.run_as,
-            running: Mutex::new(false),
+            child: Mutex::new(None),
         });
         server.start().await?;
         self.servers
@@ -255,7 +255,7 @@ pub struct PgServer {
     port: u16,
     bin_dir: PathBuf,
     run_as: Option<(u32, u32)>,
-    running: Mutex<bool>,
+    child: Mutex<Option<tokio::process::Child>>,
 }
 
 impl PgServer {
@@ -324,54 +324,91 @@ impl PgServer {
     }
 
     /// Starts the server and waits until it accepts connections.
+    ///
+    /// The postmaster is this process's child (not daemonised by `pg_ctl start`), spawned with
+    /// kill-on-drop: if the emulator's task or handle is dropped without a clean stop (a test that
+    /// panics mid-create, say), the postmaster is killed and its backends exit on noticing it.
     pub async fn start(&self) -> Result<(), String> {
-        let opts = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off \
-             -c full_page_writes=off -c shared_buffers=16MB -c max_connections=40 \
-             -c password_encryption=scram-sha-256",
-            self.port,
-            self.socket_dir().display()
-        );
-        let out = self
-            .command("pg_ctl")
+        let log_path = self.dir.join("postgres.log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(|e| format!("open {}: {e}", log_path.display()))?;
+        self.chown(&log_path)?;
+        let log_err = log.try_clone().map_err(|e| format!("log file: {e}"))?;
+        let port = self.port.to_string();
+        let sock = self.socket_dir();
+        let mut cmd = self.command("postgres");
+        cmd.args(["-D", "data", "-p", &port, "-k"])
+            .arg(&sock)
+            .args(["-c", "listen_addresses=127.0.0.1"])
             .args([
-                "start",
-                "-D",
-                "data",
-                "-w",
-                "-t",
-                "60",
-                "-l",
-                "postgres.log",
-                "-o",
-                &opts,
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
             ])
-            .output()
-            .await
-            .map_err(|e| format!("cannot run pg_ctl: {e}"))?;
-        if !out.status.success() {
-            let log = std::fs::read_to_string(self.dir.join("postgres.log")).unwrap_or_default();
-            let tail: Vec<&str> = log.lines().rev().take(5).collect();
-            return Err(format!(
-                "pg_ctl start failed: {} {}",
-                String::from_utf8_lossy(&out.stderr).trim(),
-                tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
-            ));
+            .args(["-c", "shared_buffers=16MB", "-c", "max_connections=40"])
+            .args(["-c", "password_encryption=scram-sha-256"])
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(log_err))
+            .kill_on_drop(true);
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot run postgres: {e}"))?;
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(format!(
+                    "postgres exited at start ({status}): {}",
+                    log_tail(&log_path)
+                ));
+            }
+            if self.connect("postgres").await.is_ok() {
+                break;
+            }
+            if tokio::time::Instant::now() > deadline {
+                let _ = child.kill().await;
+                return Err(format!(
+                    "postgres not ready after 60 s: {}",
+                    log_tail(&log_path)
+                ));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
-        *self.running.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        *self.child.lock().unwrap_or_else(|e| e.into_inner()) = Some(child);
         Ok(())
+    }
+
+    fn pg_ctl_stop(&self) -> std::process::Command {
+        let mut c = std::process::Command::new(self.bin_dir.join("pg_ctl"));
+        c.current_dir(&self.dir)
+            .args(["stop", "-D", "data", "-m", "fast", "-w", "-t", "30"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some((uid, gid)) = self.run_as {
+            std::os::unix::process::CommandExt::uid(&mut c, uid);
+            std::os::unix::process::CommandExt::gid(&mut c, gid);
+        }
+        c
     }
 
     /// Stops the server (fast mode: sessions are disconnected, data is kept).
     pub async fn stop(&self) {
-        if !std::mem::take(&mut *self.running.lock().unwrap_or_else(|e| e.into_inner())) {
-            return;
+        let child = self.child.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let Some(mut child) = child else { return };
+        let _ = Command::from(self.pg_ctl_stop()).status().await;
+        // pg_ctl waited for the shutdown; reap the child, or kill it if it is somehow still there.
+        if tokio::time::timeout(std::time::Duration::from_secs(5), child.wait())
+            .await
+            .is_err()
+        {
+            let _ = child.kill().await;
         }
-        let _ = self
-            .command("pg_ctl")
-            .args(["stop", "-D", "data", "-m", "fast", "-w"])
-            .output()
-            .await;
     }
 
     /// Restarts the server.
@@ -381,20 +418,12 @@ impl PgServer {
     }
 
     fn stop_blocking(&self) {
-        if !std::mem::take(&mut *self.running.lock().unwrap_or_else(|e| e.into_inner())) {
-            return;
+        let child = self.child.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(child) = child {
+            let _ = self.pg_ctl_stop().status();
+            // Dropping the handle kills the postmaster if the fast shutdown did not end it.
+            drop(child);
         }
-        let mut c = std::process::Command::new(self.bin_dir.join("pg_ctl"));
-        c.current_dir(&self.dir)
-            .args(["stop", "-D", "data", "-m", "fast", "-w"]);
-        c.stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        if let Some((uid, gid)) = self.run_as {
-            std::os::unix::process::CommandExt::uid(&mut c, uid);
-            std::os::unix::process::CommandExt::gid(&mut c, gid);
-        }
-        let _ = c.status();
     }
 
     /// Runs `sql` (one or more statements) in database `db` as the internal superuser.
@@ -424,6 +453,13 @@ impl Drop for PgServer {
     fn drop(&mut self) {
         self.stop_blocking();
     }
+}
+
+/// The last lines of a server log, for error messages.
+fn log_tail(path: &Path) -> String {
+    let log = std::fs::read_to_string(path).unwrap_or_default();
+    let tail: Vec<&str> = log.lines().rev().take(5).collect();
+    tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
 }
 
 /// The server's own message for a failed statement, else the client error.
