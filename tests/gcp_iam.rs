@@ -107,6 +107,15 @@ async fn iam_resources_converge_detect_gcloud_drift_repair_and_destroy() {
     assert!(env.drift().await.converged());
     let policy = env.gcloud(&["projects", "get-iam-policy", P, "--format=json"]).await;
     assert!(policy.contains("user:bob@example.com"), "unmanaged member kept: {policy}");
+    // …and reported on request.
+    env.spec(&format!(
+        "{SPEC}\n[data.gcp_iam_policy.project]\nrole = \"roles/cloudsql.client\"\n\n[output.client_members]\nvalue = \"${{join(\\\",\\\", data.gcp_iam_policy.project.bindings[\\\"roles/cloudsql.client\\\"])}}\"\n"
+    ));
+    let plan = env.plan().await;
+    assert_empty(&plan, "with the data source");
+    let members = plan.outputs["client_members"].as_str().unwrap().to_string();
+    assert!(members.contains("user:bob@example.com") && members.contains(EMAIL), "{members}");
+    env.spec(SPEC);
     assert!(policy.contains(&format!("serviceAccount:{EMAIL}")));
 
     // Destroy removes everything skyform made, and nothing else.

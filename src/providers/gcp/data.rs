@@ -1,6 +1,7 @@
 //! Data sources: `gcp_container_cluster`, `gcp_sql_instance`, `gcp_project`.
 
 use super::client::Api;
+use super::policy::PolicyKey;
 use super::{Gcp, container_cluster, jstr, sql_instance, str_attr};
 use crate::providers::ProviderError;
 use crate::providers::schema::{AttrType, Attribute, ResourceSchema, SchemaKind};
@@ -67,6 +68,30 @@ pub fn project_schema() -> ResourceSchema {
     }
 }
 
+/// `data.gcp_iam_policy`: the members of a project or service-account policy,
+/// to report members skyform does not manage (member resources never remove
+/// them).
+pub fn iam_policy_schema() -> ResourceSchema {
+    ResourceSchema {
+        type_name: "gcp_iam_policy",
+        kind: SchemaKind::Data,
+        description: "Reads the unconditional bindings of a project's policy (or, with service_account, of that \
+                      account's policy), e.g. to report members skyform does not manage: compare `bindings` with \
+                      the members your gcp_*_iam_member resources claim.",
+        attributes: vec![
+            project_arg(),
+            Attribute::optional("service_account", AttrType::String, "Read this service account's policy instead."),
+            Attribute::optional("role", AttrType::String, "Only this role."),
+            Attribute::computed(
+                "bindings",
+                AttrType::Map(Box::new(AttrType::List(Box::new(AttrType::String)))),
+                "Role → members.",
+            ),
+            Attribute::computed("etag", AttrType::String, "The policy's etag."),
+        ],
+    }
+}
+
 /// Reads a data source.
 pub async fn read(g: &Gcp, type_name: &str, args: &Value) -> Result<Value, ProviderError> {
     let project = str_attr(args, "project").unwrap_or_else(|| g.project.clone());
@@ -102,6 +127,28 @@ pub async fn read(g: &Gcp, type_name: &str, args: &Value) -> Result<Value, Provi
                 ("name", jstr(&p, "/name")),
                 ("lifecycle_state", jstr(&p, "/lifecycleState")),
             ]))
+        }
+        "gcp_iam_policy" => {
+            let key = match str_attr(args, "service_account") {
+                Some(sa) => PolicyKey::ServiceAccount(super::iam_member::sa_email(&sa)),
+                None => PolicyKey::Project(project),
+            };
+            let policy = g
+                .policies
+                .read(&g.client, &key)
+                .await?
+                .ok_or_else(|| ProviderError::Permanent(format!("no such service account: {key:?}")))?;
+            let role = str_attr(args, "role");
+            let mut bindings = std::collections::BTreeMap::new();
+            for b in policy["bindings"].as_array().cloned().unwrap_or_default() {
+                let Some(r) = b["role"].as_str() else { continue };
+                if b.get("condition").is_some_and(|c| !c.is_null()) || role.as_deref().is_some_and(|x| x != r) {
+                    continue;
+                }
+                let members = super::policy::members_of(&policy, r).into_iter().map(Value::str).collect();
+                bindings.insert(r.to_string(), Value::List(members));
+            }
+            Ok(Value::map([("bindings", Value::Map(bindings)), ("etag", jstr(&policy, "/etag"))]))
         }
         t => Err(ProviderError::Permanent(format!("the gcp provider has no data source {t}"))),
     }

@@ -95,6 +95,7 @@ fn schema() -> ProviderSchema {
             data::cluster_schema(),
             data::sql_instance_schema(),
             data::project_schema(),
+            data::iam_policy_schema(),
         ],
     }
 }
