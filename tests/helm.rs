@@ -1,0 +1,187 @@
+//! Helm provider on the testbed (real helm, real kube-apiserver) with the
+//! skypilot-like chart: installed with the seed's values, a clean re-plan (the
+//! htpasswd line included), a `kubectl` edit of a chart object and a
+//! `helm upgrade` of the values made outside are drift, apply repairs, a spec
+//! change upgrades, destroy uninstalls.
+
+mod k8s_common;
+
+use k8s_common::{Fixture, assert_updates, change, run, toml_str};
+use skyform::cli::render;
+use skyform::engine::drift::DriftClass;
+use skyform::plan::Action;
+use skyform::spec::htpasswd_verifies;
+use skyform_testbed::Testbed;
+
+const PASSWORD: &str = "web-Secret-0451";
+
+fn spec(tb: &Testbed, ns: &str, annotation: &str) -> String {
+    let kc = toml_str(&tb.kubeconfig.display().to_string());
+    let chart = toml_str(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/charts/skypilot-like").display().to_string());
+    format!(
+        r#"
+[provider.kubernetes]
+kubeconfig = {kc}
+
+[provider.helm]
+kubeconfig = {kc}
+helm_path = {helm}
+
+[variable.web_password]
+type = "string"
+sensitive = true
+
+[resource.k8s_secret.db]
+name = "skypilot-db-connection-uri"
+namespace = "{ns}"
+data = {{ connection_string = "postgresql://localhost/skypilot?user=sky%40p.iam" }}
+
+[resource.helm_release.sky]
+name = "skypilot"
+namespace = "{ns}"
+chart = {chart}
+values_yaml = "apiService:\n  config: null\n"
+
+[resource.helm_release.sky.values.apiService]
+dbConnectionSecretName = "${{k8s_secret.db.name}}"
+extraVolumes = [{{ name = "cloud-sql-credentials", secret = {{ secretName = "cloud-sql-credentials" }} }}]
+
+[resource.helm_release.sky.values.rbac]
+serviceAccountName = "skypilot-api-sa"
+serviceAccountAnnotations = {{ "iam.gke.io/gcp-service-account" = "{annotation}" }}
+
+[[resource.helm_release.sky.values.extraInitContainers]]
+name = "cloud-sql-proxy"
+restartPolicy = "Always"
+image = "gcr.io/cloud-sql-connectors/cloud-sql-proxy:2.14.1"
+args = ["--auto-iam-authn", "--structured-logs", "--port=5432", "p:us-central1:sky"]
+
+[resource.helm_release.sky.values.ingress]
+authCredentials = '${{htpasswd("skypilot", var.web_password)}}'
+"#,
+        helm = toml_str(&tb.helm.display().to_string()),
+    )
+}
+
+fn kubectl(tb: &Testbed, args: &[&str]) -> String {
+    run(tb.kubectl().args(args))
+}
+
+fn helm(tb: &Testbed, args: &[&str]) -> String {
+    run(tb.helm().args(args))
+}
+
+fn live_auth_line(tb: &Testbed, ns: &str) -> String {
+    let v: serde_json::Value = serde_json::from_str(&helm(tb, &["get", "values", "skypilot", "-n", ns, "-o", "json"])).unwrap();
+    v["ingress"]["authCredentials"].as_str().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skypilot_like_release_installs_detects_live_drift_upgrades_and_uninstalls() {
+    let tb = Testbed::get();
+    let ns = tb.namespace("skyform-helm").await;
+    let sa = "sky@p.iam.gserviceaccount.com";
+    let mut f = Fixture::new(&spec(tb, &ns, sa));
+    f.vars = vec![format!("web_password={PASSWORD}")];
+
+    let p = f.plan().await;
+    let text = render::plan(&p);
+    assert_eq!(change(&p, "helm_release.sky").action, Action::Create);
+    assert!(!text.contains(PASSWORD) && !text.contains("$2b$"), "{text}");
+    f.apply().await;
+
+    // The chart got the seed's values.
+    let dep = "skypilot-api-server";
+    assert_eq!(kubectl(tb, &["get", "deploy", dep, "-n", &ns, "-o", "jsonpath={.spec.template.spec.initContainers[0].restartPolicy}"]), "Always");
+    assert_eq!(kubectl(tb, &["get", "deploy", dep, "-n", &ns, "-o", "jsonpath={.spec.template.spec.containers[0].env[0].valueFrom.secretKeyRef.key}"]), "connection_string");
+    assert_eq!(kubectl(tb, &["get", "deploy", dep, "-n", &ns, "-o", "jsonpath={.spec.template.spec.volumes[0].secret.secretName}"]), "cloud-sql-credentials");
+    assert_eq!(kubectl(tb, &["get", "sa", "skypilot-api-sa", "-n", &ns, "-o", r"jsonpath={.metadata.annotations.iam\.gke\.io/gcp-service-account}"]), sa);
+    let auth = kubectl(tb, &["get", "secret", "skypilot-basic-auth", "-n", &ns, "-o", "jsonpath={.data.auth}"]);
+    use base64::Engine as _;
+    let auth = String::from_utf8(base64::engine::general_purpose::STANDARD.decode(auth).unwrap()).unwrap();
+    assert!(htpasswd_verifies(&auth, "skypilot", PASSWORD), "{auth}");
+    f.assert_clean().await;
+
+    // A hash made by an earlier run (another salt) that still verifies is not a change.
+    let earlier = format!("skypilot:{}", bcrypt::hash(PASSWORD, 4).unwrap());
+    helm(tb, &["upgrade", "skypilot", chart_path().as_str(), "-n", &ns, "--reuse-values", "--set", &format!("ingress.authCredentials={earlier}")]);
+    assert_eq!(live_auth_line(tb, &ns), earlier);
+    f.assert_clean().await;
+
+    // kubectl edit of an object the chart made: drift, repaired by apply.
+    kubectl(tb, &["set", "image", &format!("deployment/{dep}"), "skypilot-api=evil/image:1", "-n", &ns]);
+    let p = f.plan().await;
+    assert_updates(&p, "helm_release.sky", &["live_drift"]);
+    let text = render::plan(&p);
+    assert!(text.contains(&format!("Deployment/{ns}/{dep}")) && text.contains("evil/image:1"), "{text}");
+    let d = f.drift().await;
+    assert_eq!(d.findings.len(), 1, "{d:?}");
+    assert_eq!((d.findings[0].class, d.findings[0].attributes[0].path.as_str()), (DriftClass::ChangedOutside, "live_drift"));
+    f.apply().await;
+    assert_eq!(
+        kubectl(tb, &["get", "deploy", dep, "-n", &ns, "-o", "jsonpath={.spec.template.spec.containers[0].image}"]),
+        "berkeleyskypilot/skypilot-nightly:latest"
+    );
+    // The earlier hash was kept (not rotated by the upgrade).
+    assert_eq!(live_auth_line(tb, &ns), earlier);
+    f.assert_clean().await;
+
+    // A value changed with helm outside skyform: drift on `values`, masked.
+    helm(tb, &["upgrade", "skypilot", chart_path().as_str(), "-n", &ns, "--reuse-values", "--set", "apiService.image=evil/other:2"]);
+    let p = f.plan().await;
+    assert_updates(&p, "helm_release.sky", &["values"]);
+    assert!(!render::plan(&p).contains(PASSWORD));
+    f.apply().await;
+    f.assert_clean().await;
+
+    // A deleted chart object is drift too.
+    kubectl(tb, &["delete", "svc", "skypilot-api-service", "-n", &ns]);
+    let p = f.plan().await;
+    assert_updates(&p, "helm_release.sky", &["live_drift"]);
+    assert!(render::plan(&p).contains("deleted outside"), "{}", render::plan(&p));
+    f.apply().await;
+    kubectl(tb, &["get", "svc", "skypilot-api-service", "-n", &ns]);
+    f.assert_clean().await;
+
+    // The spec changes: an upgrade.
+    let other = "other@p.iam.gserviceaccount.com";
+    f.write(&spec(tb, &ns, other));
+    assert_updates(&f.plan().await, "helm_release.sky", &["values"]);
+    f.apply().await;
+    assert_eq!(kubectl(tb, &["get", "sa", "skypilot-api-sa", "-n", &ns, "-o", r"jsonpath={.metadata.annotations.iam\.gke\.io/gcp-service-account}"]), other);
+    f.assert_clean().await;
+
+    // A new password is a change; the new hash verifies against it.
+    f.vars = vec!["web_password=another-one-99".into()];
+    assert_updates(&f.plan().await, "helm_release.sky", &["values"]);
+    f.apply().await;
+    assert!(htpasswd_verifies(&live_auth_line(tb, &ns), "skypilot", "another-one-99"));
+    f.assert_clean().await;
+
+    f.destroy().await;
+    assert!(!tb.helm().args(["status", "skypilot", "-n", &ns]).output().unwrap().status.success());
+    assert!(!tb.kubectl().args(["get", "secret", "skypilot-db-connection-uri", "-n", &ns]).output().unwrap().status.success());
+}
+
+fn chart_path() -> String {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/charts/skypilot-like").display().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chart_refuses_a_config_with_a_database_and_the_error_names_it() {
+    let tb = Testbed::get();
+    let ns = tb.namespace("skyform-helm-bad").await;
+    let mut f = Fixture::new(&spec(tb, &ns, "x@p.iam.gserviceaccount.com").replace("config: null", "config: {a: 1}"));
+    f.vars = vec![format!("web_password={PASSWORD}")];
+    let loaded = f.load();
+    let ctx = loaded.context(std::sync::Arc::new(skyform::engine::events::Recorder::default()), 4, skyform::engine::Cancel::new());
+    let mut s = skyform::ops::apply::open(&loaded, Some("apply"), std::time::Duration::from_secs(30)).unwrap();
+    let planned = s.plan(&ctx, &Default::default()).await.unwrap();
+    let report = s.apply(&ctx, &planned.plan).await.unwrap();
+    assert_eq!(report.failures.len(), 1, "{report:?}");
+    let msg = &report.failures[0].1;
+    assert!(msg.contains("apiService.config must be null"), "{msg}");
+    assert!(!msg.contains(PASSWORD));
+    drop(s);
+    f.destroy().await;
+}
