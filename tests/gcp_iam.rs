@@ -118,6 +118,19 @@ async fn iam_resources_converge_detect_gcloud_drift_repair_and_destroy() {
     env.spec(SPEC);
     assert!(policy.contains(&format!("serviceAccount:{EMAIL}")));
 
+    // A changed role replaces the claim: the old member goes, the new one comes.
+    env.spec(&SPEC.replace("role = \"roles/cloudsql.client\"", "role = \"roles/cloudsql.viewer\""));
+    let plan = env.apply().await;
+    assert!(change(&plan, "gcp_project_iam_member.client").action.is_replace());
+    let policy = env.gcloud(&["projects", "get-iam-policy", P, "--format=json"]).await;
+    let v: serde_json::Value = serde_json::from_str(&policy).unwrap();
+    let members_of = |role: &str| {
+        v["bindings"].as_array().unwrap().iter().filter(|b| b["role"] == role).flat_map(|b| b["members"].as_array().unwrap().clone()).collect::<Vec<_>>()
+    };
+    let me = serde_json::json!(format!("serviceAccount:{EMAIL}"));
+    assert!(!members_of("roles/cloudsql.client").contains(&me) && members_of("roles/cloudsql.viewer").contains(&me), "{policy}");
+    assert!(members_of("roles/cloudsql.client").contains(&serde_json::json!("user:bob@example.com")));
+
     // Destroy removes everything skyform made, and nothing else.
     let report = env.destroy().await;
     assert!(report.ok(), "{:?}", report.failures);

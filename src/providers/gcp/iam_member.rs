@@ -124,8 +124,9 @@ pub async fn read(g: &Gcp, req: &ReadRequest) -> Result<Option<LiveObject>, Prov
     if req.config.has_unknown() && req.identity.is_none() {
         return Ok(None);
     }
-    let config = if req.config.has_unknown() { &Value::Null } else { &req.config };
-    let Some(t) = target(g, &req.type_name, config).or_else(|| from_identity(g, &req.type_name, req.identity.as_ref()))
+    // The claim in state first: a changed role or member must show as a
+    // replacement of the old claim, not as a new one next to it.
+    let Some(t) = from_identity(g, &req.type_name, req.identity.as_ref()).or_else(|| target(g, &req.type_name, &req.config))
     else {
         return Ok(None);
     };

@@ -151,12 +151,15 @@ pub async fn wait(c: &Client, op: &Op, deadline: Instant) -> Result<Json, Provid
 
 /// Waits for the operation recorded in `private` by an interrupted run, if any.
 /// `Ok(true)`: it finished well (or is gone: nothing left to wait for);
-/// `Ok(false)`: there was none; an error: it failed or timed out.
+/// `Ok(false)`: there was none, or it failed (the caller starts afresh rather
+/// than being stuck on an operation that will never succeed); an error: it is
+/// still running at the deadline, or could not be polled.
 pub async fn resume(c: &Client, private: &Value, deadline: Instant) -> Result<bool, ProviderError> {
     let Some(op) = Op::from_private(private) else { return Ok(false) };
     match wait(c, &op, deadline).await {
         Ok(_) => Ok(true),
         Err(ProviderError::Permanent(m)) if m.contains("not found") || m.contains("does not exist") => Ok(true),
+        Err(ProviderError::Permanent(_)) => Ok(false),
         Err(e) => Err(e),
     }
 }
