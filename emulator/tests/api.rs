@@ -1224,3 +1224,63 @@ async fn state_persists_across_restarts() {
     );
     emu.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_api_settings_durations_and_settle() {
+    let emu = start(Config::default()).await;
+    let base = emu.base_url();
+    let (code, s) = call(base, "GET", "/_emulator/settings", None).await;
+    assert_eq!(code, 200);
+    assert_eq!(s["name_reuse_window_s"], 7 * 24 * 3600);
+    assert_eq!(s["op_durations"]["default"], 0);
+    let d = json!({"default": 0, "per_type": {"serviceusage.ENABLE": 400}});
+    assert_eq!(
+        call(base, "PUT", "/_emulator/op-durations", Some(&d))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        emu.settings().op_durations.lookup("serviceusage", "ENABLE"),
+        ms(400)
+    );
+    let (_, op) = call(
+        base,
+        "POST",
+        &format!("/v1/projects/{P}/services/iam.googleapis.com:enable"),
+        None,
+    )
+    .await;
+    assert_eq!(op["done"], false);
+    let (code, _) = call(base, "POST", "/_emulator/settle?timeout_ms=10000", None).await;
+    assert_eq!(code, 200);
+    let (_, op) = call(
+        base,
+        "GET",
+        &format!("/v1/{}", op["name"].as_str().unwrap()),
+        None,
+    )
+    .await;
+    assert_eq!(op["done"], true);
+    let (code, s) = call(
+        base,
+        "PATCH",
+        "/_emulator/settings",
+        Some(&json!({"sa_visibility_delay_ms": 5})),
+    )
+    .await;
+    assert_eq!((code, s["sa_visibility_delay_ms"].as_u64()), (200, Some(5)));
+    let (code, _) = call(
+        base,
+        "PATCH",
+        "/_emulator/settings",
+        Some(&json!({"nope": 1})),
+    )
+    .await;
+    assert_eq!(code, 400);
+    let (code, body) = call(base, "GET", "/_emulator/nothing", None).await;
+    assert_eq!(code, 501, "{body}");
+    let (code, state) = call(base, "GET", "/_emulator/state", None).await;
+    assert_eq!(code, 200);
+    assert_eq!(state["services"][P]["iam.googleapis.com"], true);
+}
