@@ -91,9 +91,10 @@ struct Inner {
     busy: bool,
     /// The open journal, once the first batch has opened it.
     file: Option<File>,
-    /// Set when a write failed: the journal may end in a torn line, so nothing
-    /// more may be appended after it. Every later call fails with this.
-    failed: Option<(io::ErrorKind, String)>,
+    /// Set when a write failed (file, kind, message): the journal may end in a
+    /// torn line, so nothing more may be appended after it. Every later call
+    /// fails with this.
+    failed: Option<(String, io::ErrorKind, String)>,
 }
 
 impl LocalWriter {
@@ -123,13 +124,14 @@ impl LocalWriter {
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        // A panic while holding the mutex leaves `Inner` consistent enough: at
-        // worst `busy` stays set and callers report the failure below.
+        // Only in-memory bookkeeping happens under the mutex (serde and I/O
+        // failures are values, not panics), so poisoning would mean a bug in
+        // `apply_record`; the fields stay consistent with each other anyway.
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn failure(&self, f: &(io::ErrorKind, String)) -> StateError {
-        io_err(&self.paths.journal, io::Error::new(f.0, f.1.clone()))
+    fn failure(&self, f: &(String, io::ErrorKind, String)) -> StateError {
+        StateError::Io { path: f.0.clone(), source: io::Error::new(f.1, f.2.clone()) }
     }
 
     /// Leader work, without the mutex: writes the snapshot first if this is the
@@ -208,12 +210,10 @@ impl StateWriter for LocalWriter {
                     g.durable_seq = batch_end;
                 }
                 Err(e) => {
-                    let msg = e.to_string();
-                    let kind = match &e {
-                        StateError::Io { source, .. } => source.kind(),
-                        _ => io::ErrorKind::Other,
-                    };
-                    g.failed = Some((kind, msg));
+                    g.failed = Some(match &e {
+                        StateError::Io { path, source } => (path.clone(), source.kind(), source.to_string()),
+                        other => (self.paths.journal.display().to_string(), io::ErrorKind::Other, other.to_string()),
+                    });
                     self.done.notify_all();
                     return Err(e);
                 }

@@ -349,3 +349,19 @@ fn force_unlock_removes_and_reports() {
     let still: LockInfo = serde_json::from_slice(&fs::read(b.lock_path()).unwrap()).unwrap();
     assert_eq!(still, theirs);
 }
+
+#[test]
+fn a_failed_append_stops_the_writer() {
+    let (_dir, b) = backend();
+    let w = b.open_writer(&b.load().unwrap()).unwrap();
+    // A directory where the journal should be: opening it for append fails.
+    fs::create_dir_all(b.journal_path()).unwrap();
+    let first = w.record(&upsert(0)).unwrap_err();
+    assert!(matches!(first, StateError::Io { .. }), "{first:?}");
+    // Nothing may be appended after a possibly torn line, even once it works.
+    fs::remove_dir(b.journal_path()).unwrap();
+    let again = w.record(&upsert(1)).unwrap_err();
+    assert_eq!(again.to_string(), first.to_string());
+    assert!(w.compact().is_err());
+    assert!(b.describe().ends_with(".skyform/main.state.json"));
+}
