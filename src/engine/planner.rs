@@ -297,6 +297,10 @@ async fn plan_resource(s: &Shared, a: &Address) -> NodeResult {
         .type_schema(SchemaKind::Resource, &a.type_name)
         .ok_or_else(|| err_at(s, a, "unknown resource type"))?;
     let body = eval(&block.body, &scope(s))?;
+    let bad = crate::spec::validate::check_values(&schema.attributes, &block.body, &body, &a.to_string());
+    if bad.has_errors() {
+        return Err(bad);
+    }
     let desired = desired_attrs(schema, &body);
     let prior = s.state.resources.get(a).cloned();
     let provider = provider_of(&s.ctx.spec, &s.ctx.registry, a);

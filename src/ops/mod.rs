@@ -117,14 +117,15 @@ pub fn load(opts: &SpecOptions, registry: Registry) -> Result<Loaded, OpError> {
         .collect();
     let mut diags = Diagnostics::default();
     let vars = match crate::spec::vars::resolve_variables(&spec, &opts.vars, &opts.var_files, &env) {
-        Ok(v) => v,
+        Ok(v) => Some(v),
         Err(d) => {
             diags.extend(d);
-            BTreeMap::new()
+            None
         }
     };
     let schemas: Vec<_> = registry.schemas().collect();
-    diags.extend(crate::spec::validate::validate(&spec, &schemas));
+    diags.extend(crate::spec::validate::validate_with_vars(&spec, &schemas, vars.as_ref()));
+    let vars = vars.unwrap_or_default();
     let graph = match graph::build(&spec, &registry) {
         Ok(g) => Some(g),
         Err(d) => {
