@@ -57,11 +57,20 @@ name = "{ns}"
 name = "skypilot-api-sa"
 namespace = "${{k8s_namespace.sky.name}}"
 annotations = {{ "iam.gke.io/gcp-service-account" = "sky@{project}.iam.gserviceaccount.com" }}
+
+[provider.helm]
+cluster = "${{gcp_container_cluster.main}}"
+
+[resource.helm_release.hello]
+name = "hello"
+namespace = "${{k8s_namespace.sky.name}}"
+chart = {chart}
 "#,
         endpoint = tb.gcp_endpoint,
+        chart = toml::Value::String(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/charts/hello").display().to_string()),
     );
     std::fs::write(dir.path().join("main.toml"), spec).unwrap();
-    assert!(!home.path().join(".kube").exists());
+    assert!(!home.path().join(".kube/config").exists());
 
     let plan = ok(&skyform(tb, dir.path(), home.path(), &["plan"]));
     assert!(plan.contains("k8s_namespace.sky will be created"), "{plan}");
@@ -71,6 +80,9 @@ annotations = {{ "iam.gke.io/gcp-service-account" = "sky@{project}.iam.gservicea
         "get", "sa", "skypilot-api-sa", "-n", &ns, "-o", r"jsonpath={.metadata.annotations.iam\.gke\.io/gcp-service-account}",
     ]));
     assert_eq!(got, format!("sky@{project}.iam.gserviceaccount.com"));
+    // helm reached the cluster the same way (a private kubeconfig made from the
+    // endpoint, CA and token, removed afterwards).
+    skyform_testbed::run_ok(tb.helm().args(["status", "hello", "-n", &ns]));
     // Configured at plan time now (the cluster exists), read, and unchanged.
     let again = skyform(tb, dir.path(), home.path(), &["plan", "--detailed-exitcode"]);
     assert_eq!(again.status.code(), Some(0), "{}", String::from_utf8_lossy(&again.stdout));
@@ -79,12 +91,13 @@ annotations = {{ "iam.gke.io/gcp-service-account" = "sky@{project}.iam.gservicea
     // values, so the provider cannot be configured for the deletes. The
     // Kubernetes objects are therefore forgotten and deleted with kubectl, and
     // skyform destroys the GCP resources.
-    for a in ["k8s_service_account.api", "k8s_namespace.sky"] {
+    for a in ["helm_release.hello", "k8s_service_account.api", "k8s_namespace.sky"] {
         ok(&skyform(tb, dir.path(), home.path(), &["state", "rm", a]));
     }
     skyform_testbed::run_ok(tb.kubectl().args(["delete", "ns", &ns, "--wait=true"]));
     assert!(!tb.kubectl().args(["get", "ns", &ns]).output().unwrap().status.success());
     ok(&skyform(tb, dir.path(), home.path(), &["destroy", "--auto-approve"]));
     assert!(!tb.kubectl().args(["get", "ns", &ns]).output().unwrap().status.success());
-    assert!(!home.path().join(".kube").exists(), "no kubeconfig was written");
+    // (helm keeps a discovery cache in ~/.kube/cache; no kubeconfig is written.)
+    assert!(!home.path().join(".kube/config").exists(), "no kubeconfig was written");
 }

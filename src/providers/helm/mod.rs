@@ -261,11 +261,10 @@ impl Provider for HelmProvider {
         attrs.insert("app_version".into(), Value::str(&meta.app_version));
 
         let known = !cfg.has_unknown() && !has_redacted(cfg);
-        let mut values_same = false;
         if known {
             let (desired, merged, secrets) = Self::desired_values(cfg, Some(&live))?;
             let yaml = values::parse_yaml(cfg.get("values_yaml").and_then(Value::as_str).unwrap_or(""))?;
-            values_same = merged == live;
+            let values_same = merged == live;
             if values_same {
                 if let Some(v) = cfg.get("values") {
                     attrs.insert("values".into(), v.clone());
@@ -298,7 +297,6 @@ impl Provider for HelmProvider {
             attrs.insert("live_drift".into(), Value::Map(drift.into_iter().map(|(k, v)| (k, Value::str(v))).collect()));
             attrs.insert("values".into(), Value::from_json(&live));
         }
-        let _ = values_same;
         Ok(Some(LiveObject { identity: r.identity(), attrs, version: meta.revision.to_string() }))
     }
 
