@@ -251,3 +251,35 @@ manifest = {{ apiVersion = "v1", kind = "Service", metadata = {{ name = "web", n
     assert!(!exists(tb, &["get", "deployment", "web", "-n", &ns]));
     assert!(!exists(tb, &["get", "svc", "web2", "-n", &ns]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_is_waited_for_on_request_and_a_timeout_says_why() {
+    let tb = Testbed::get();
+    let ns = tb.namespace("skyform-ready").await;
+    let spec = |replicas: u32| {
+        format!(
+            r#"{}[resource.k8s_manifest.app]
+wait_for_ready = true
+timeouts = {{ create = 60, update = 3 }}
+manifest = {{ apiVersion = "apps/v1", kind = "Deployment", metadata = {{ name = "app", namespace = "{ns}" }}, spec = {{ replicas = {replicas}, selector = {{ matchLabels = {{ app = "a" }} }}, template = {{ metadata = {{ labels = {{ app = "a" }} }}, spec = {{ containers = [{{ name = "a", image = "registry.invalid/a:1" }}] }} }} }} }}
+"#,
+            provider(tb)
+        )
+    };
+    // Zero replicas: ready as soon as the deployment controller has seen it.
+    let f = Fixture::new(&spec(0));
+    f.apply().await;
+    f.assert_clean().await;
+    // One replica on a cluster without nodes: never available; the wait times
+    // out and says what was missing.
+    f.write(&spec(1));
+    let loaded = f.load();
+    let ctx = loaded.context(std::sync::Arc::new(skyform::engine::events::Recorder::default()), 4, skyform::engine::Cancel::new());
+    let mut s = skyform::ops::apply::open(&loaded, Some("apply"), std::time::Duration::from_secs(30)).unwrap();
+    let planned = s.plan(&ctx, &Default::default()).await.unwrap();
+    let report = s.apply(&ctx, &planned.plan).await.unwrap();
+    assert_eq!(report.failures.len(), 1, "{report:?}");
+    assert!(report.failures[0].1.contains("0/1 replicas available"), "{}", report.failures[0].1);
+    drop(s);
+    f.destroy().await;
+}

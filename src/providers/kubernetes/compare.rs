@@ -86,7 +86,16 @@ pub fn differing_paths(a: Option<&Json>, b: Option<&Json>, prefix: &str, out: &m
     if a == b {
         return;
     }
-    let join = |k: &str| if prefix.is_empty() { k.to_string() } else { format!("{prefix}.{k}") };
+    // Keys such as `iam.gke.io/gcp-service-account` hold dots: quote them.
+    let join = |k: &str| {
+        if k.contains(['.', '[', ']', '"']) {
+            format!("{prefix}[{}]", Json::String(k.to_string()))
+        } else if prefix.is_empty() {
+            k.to_string()
+        } else {
+            format!("{prefix}.{k}")
+        }
+    };
     match (a, b) {
         (Some(Json::Object(x)), Some(Json::Object(y))) => {
             let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
@@ -103,25 +112,42 @@ pub fn differing_paths(a: Option<&Json>, b: Option<&Json>, prefix: &str, out: &m
     }
 }
 
-/// The value at a dotted path with `[i]` indices, as produced by
-/// [`differing_paths`].
+/// The value at a dotted path with `[i]` indices and `["quoted.key"]`
+/// segments, as produced by [`differing_paths`].
 pub fn at_path<'a>(v: &'a Json, path: &str) -> Option<&'a Json> {
     let mut cur = v;
-    for seg in path.split('.') {
-        let (key, idx) = match seg.find('[') {
-            Some(i) => (&seg[..i], Some(&seg[i..])),
-            None => (seg, None),
-        };
-        if !key.is_empty() {
-            cur = cur.get(key)?;
-        }
-        if let Some(idx) = idx {
-            for n in idx.split(['[', ']']).filter(|s| !s.is_empty()) {
-                cur = cur.get(n.parse::<usize>().ok()?)?;
-            }
+    let mut rest = path;
+    while !rest.is_empty() {
+        if let Some(r) = rest.strip_prefix('.') {
+            rest = r;
+        } else if let Some(r) = rest.strip_prefix("[\"") {
+            // A quoted key: a JSON string up to the closing `"]`.
+            let end = r.find("\"]")?;
+            let key: String = serde_json::from_str(&format!("\"{}\"", &r[..end])).ok()?;
+            cur = cur.get(key.as_str())?;
+            rest = &r[end + 2..];
+        } else if let Some(r) = rest.strip_prefix('[') {
+            let end = r.find(']')?;
+            cur = cur.get(r[..end].parse::<usize>().ok()?)?;
+            rest = &r[end + 1..];
+        } else {
+            let end = rest.find(['.', '[']).unwrap_or(rest.len());
+            cur = cur.get(&rest[..end])?;
+            rest = &rest[end..];
         }
     }
     Some(cur)
+}
+
+#[test]
+fn dotted_keys_are_quoted_and_found_again() {
+    let a = serde_json::json!({"metadata": {"annotations": {"iam.gke.io/x": "a"}}, "l": [1, {"k": 2}]});
+    let b = serde_json::json!({"metadata": {"annotations": {"iam.gke.io/x": "b"}}, "l": [1, {"k": 3}]});
+    let mut paths = Vec::new();
+    differing_paths(Some(&a), Some(&b), "", &mut paths);
+    assert_eq!(paths, vec!["metadata.annotations[\"iam.gke.io/x\"]".to_string(), "l[1].k".to_string()]);
+    assert_eq!(at_path(&a, &paths[0]), Some(&serde_json::json!("a")));
+    assert_eq!(at_path(&b, &paths[1]), Some(&serde_json::json!(3)));
 }
 
 #[cfg(test)]

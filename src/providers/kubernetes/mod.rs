@@ -8,6 +8,7 @@
 //!   with the live object, shown in the desired object's terms.
 //! - [`resources`]: each resource type as a mapping between attributes and an
 //!   object.
+//! - [`ready`]: readiness of workloads and conditions, waited for on request.
 //!
 //! Every write is a server-side apply with field manager `skyform` and
 //! `force = true`: skyform's spec is the source of truth for the fields it sets,
@@ -18,6 +19,7 @@
 pub mod compare;
 pub mod connect;
 pub mod objects;
+pub mod ready;
 pub mod resources;
 
 use std::collections::BTreeMap;
@@ -156,10 +158,13 @@ impl Provider for KubernetesProvider {
         let uid = live.pointer("/metadata/uid").and_then(Json::as_str);
         let version = live.pointer("/metadata/resourceVersion").and_then(Json::as_str).unwrap_or_default().to_string();
         let mut attrs = kind.attrs_from_object(&req.config, &compared, uid);
-        if kind == Kind::Manifest
-            && let Some(w) = req.config.get("wait_for_deletion")
-        {
-            attrs.insert("wait_for_deletion".into(), w.clone());
+        if kind == Kind::Manifest {
+            // How to wait is not a property of the object.
+            for k in ["wait_for_deletion", "wait_for_ready"] {
+                if let Some(w) = req.config.get(k) {
+                    attrs.insert(k.into(), w.clone());
+                }
+            }
         }
         Ok(Some(LiveObject { identity: identity_value(&r), attrs, version }))
     }
@@ -217,6 +222,9 @@ impl Provider for KubernetesProvider {
                 let desired = kind.desired_object(&req.config)?;
                 let out = self.cluster.apply(&desired.to_json_clear(), false).await?;
                 let r = ObjRef::of(&out)?;
+                if req.config.get("wait_for_ready").and_then(Value::as_bool) == Some(true) {
+                    ready::wait(&self.cluster, &r, req.timeout).await?;
+                }
                 let uid = out.pointer("/metadata/uid").and_then(Json::as_str);
                 let mut attrs: BTreeMap<String, Value> = kind.attrs_from_object(&req.config, &desired, uid);
                 if let Some(m) = req.config.as_map() {

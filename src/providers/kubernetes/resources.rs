@@ -330,6 +330,7 @@ pub fn schemas() -> Vec<ResourceSchema> {
                 Attribute::required("manifest", AttrType::Any, "The object: `apiVersion`, `kind`, `metadata.name` (and `metadata.namespace` for namespaced kinds; default `default`) and its content. Only the fields given are managed.")
                     .normalize(normalize_manifest),
                 Attribute::optional("wait_for_deletion", AttrType::Bool, "Wait until the object is gone when deleting it (finalizers).").default(Value::Bool(false)),
+                Attribute::optional("wait_for_ready", AttrType::Bool, "After create or update, wait (within the resource's timeout) until the object is ready: a workload rolled out, a Job complete, a Ready/Available condition True. Only where the cluster can make it ready.").default(Value::Bool(false)),
                 Attribute::computed("uid", AttrType::String, "The object's UID."),
             ],
         },
