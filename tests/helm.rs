@@ -146,7 +146,11 @@ async fn skypilot_like_release_installs_detects_live_drift_upgrades_and_uninstal
     // The spec changes: an upgrade.
     let other = "other@p.iam.gserviceaccount.com";
     f.write(&spec(tb, &ns, other));
-    assert_updates(&f.plan().await, "helm_release.sky", &["values"]);
+    let p = f.plan().await;
+    assert_updates(&p, "helm_release.sky", &["values"]);
+    // The plan names what the upgrade changes in the live objects.
+    let text = render::plan(&p);
+    assert!(text.contains(&format!("upgrade changes ServiceAccount/{ns}/skypilot-api-sa")) && text.contains(other), "{text}");
     f.apply().await;
     assert_eq!(kubectl(tb, &["get", "sa", "skypilot-api-sa", "-n", &ns, "-o", r"jsonpath={.metadata.annotations.iam\.gke\.io/gcp-service-account}"]), other);
     f.assert_clean().await;

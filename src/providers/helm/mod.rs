@@ -300,11 +300,34 @@ impl Provider for HelmProvider {
         Ok(Some(LiveObject { identity: r.identity(), attrs, version: meta.revision.to_string() }))
     }
 
-    /// Notes what an upgrade does to the live objects when only they drifted.
+    /// Notes what an upgrade does to the live objects: when the chart, version
+    /// or values change, the spec is rendered and each object compared with
+    /// the live one through a server-side dry-run, so the plan names the
+    /// objects and fields the upgrade will change.
     async fn plan(&self, req: &PlanRequest) -> Result<PlanResponse, ProviderError> {
         let mut resp = PlanResponse::default();
         if req.changed.iter().any(|c| c == "live_drift") {
             resp.notes.push("helm upgrade re-applies the chart's objects, reverting the changes made outside".into());
+        }
+        let cfg = &req.config;
+        let spec_change = req.changed.iter().any(|c| matches!(c.as_str(), "chart" | "version" | "values" | "values_yaml"));
+        if spec_change
+            && req.live.is_some()
+            && !cfg.has_unknown()
+            && !has_redacted(cfg)
+            && let Some(r) = Release::of(req.live.as_ref().map(|l| &l.identity), cfg)
+        {
+            let live = self.live_values(&r).await?;
+            let (_, merged, secrets) = Self::desired_values(cfg, Some(&live))?;
+            match self.render(&r, cfg, &merged, &secrets).await {
+                Ok(manifest) => {
+                    for (obj, what) in objects::drift(&self.cluster, &manifest, &r.namespace, &secrets).await? {
+                        let what = if what == "deleted outside" { "created".to_string() } else { what };
+                        resp.notes.push(format!("upgrade changes {obj}: {what}"));
+                    }
+                }
+                Err(e) => resp.errors.push(e.to_string()),
+            }
         }
         if let Some(Value::String(text)) = req.config.get("values_yaml")
             && let Err(e) = values::parse_yaml(text)
