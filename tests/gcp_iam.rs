@@ -47,6 +47,11 @@ async fn iam_resources_converge_detect_gcloud_drift_repair_and_destroy() {
     env.emu.reset_stats();
     let plan = env.apply().await;
     assert_eq!(plan.summary().add, 6, "{:?}", actions(&plan));
+    // The private key never reaches state (only the key name and a fingerprint).
+    for e in std::fs::read_dir(env.state_dir()).unwrap() {
+        let text = std::fs::read_to_string(e.unwrap().path()).unwrap_or_default();
+        assert!(!text.contains("PRIVATE KEY") && !text.contains("private_key_id"), "state holds the key");
+    }
     // The two project members were written in one read-modify-write.
     assert_eq!(env.emu.stats().requests.get("cloudresourcemanager.v1.projects.setIamPolicy"), Some(&1));
 
