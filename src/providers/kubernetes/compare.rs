@@ -139,17 +139,6 @@ pub fn at_path<'a>(v: &'a Json, path: &str) -> Option<&'a Json> {
     Some(cur)
 }
 
-#[test]
-fn dotted_keys_are_quoted_and_found_again() {
-    let a = serde_json::json!({"metadata": {"annotations": {"iam.gke.io/x": "a"}}, "l": [1, {"k": 2}]});
-    let b = serde_json::json!({"metadata": {"annotations": {"iam.gke.io/x": "b"}}, "l": [1, {"k": 3}]});
-    let mut paths = Vec::new();
-    differing_paths(Some(&a), Some(&b), "", &mut paths);
-    assert_eq!(paths, vec!["metadata.annotations[\"iam.gke.io/x\"]".to_string(), "l[1].k".to_string()]);
-    assert_eq!(at_path(&a, &paths[0]), Some(&serde_json::json!("a")));
-    assert_eq!(at_path(&b, &paths[1]), Some(&serde_json::json!(3)));
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,5 +189,16 @@ mod tests {
         differing_paths(Some(&json!({"spec": {"r": [1, 2]}})), Some(&json!({"spec": {"r": [1, 3]}})), "", &mut out);
         assert_eq!(out, vec!["spec.r[1]"]);
         assert_eq!(at_path(&json!({"spec": {"r": [1, 3]}}), "spec.r[1]"), Some(&json!(3)));
+    }
+
+    #[test]
+    fn dotted_keys_are_quoted_and_found_again() {
+        let a = json!({"metadata": {"annotations": {"iam.gke.io/x": "a"}}, "l": [1, {"k": 2}]});
+        let b = json!({"metadata": {"annotations": {"iam.gke.io/x": "b"}}, "l": [1, {"k": 3}]});
+        let mut paths = Vec::new();
+        differing_paths(Some(&a), Some(&b), "", &mut paths);
+        assert_eq!(paths, vec!["l[1].k".to_string(), "metadata.annotations[\"iam.gke.io/x\"]".to_string()]);
+        assert_eq!(at_path(&b, &paths[0]), Some(&json!(3)));
+        assert_eq!(at_path(&a, &paths[1]), Some(&json!("a")));
     }
 }
