@@ -80,6 +80,25 @@ pub fn overlay(desired: &Value, dry: Option<&Json>, live: Option<&Json>) -> Valu
     }
 }
 
+/// `desired` with every leaf that is not known in clear here (unknown until
+/// apply, or a secret that state keeps only as a fingerprint, such as a
+/// private key shown once at creation) replaced by the live value at the same
+/// place. The engine then compares that live value with the fingerprint: equal
+/// exactly when the live object still holds the secret skyform put there.
+pub fn fill_from_live(desired: &Value, live: Option<&Json>) -> Value {
+    match (desired, live) {
+        (Value::Unknown | Value::Redacted(_), Some(l)) => Value::from_json(l),
+        (Value::Sensitive(inner), _) => fill_from_live(inner, live).sensitive(),
+        (Value::Map(m), Some(l)) => {
+            Value::Map(m.iter().map(|(k, v)| (k.clone(), fill_from_live(v, l.get(k)))).collect())
+        }
+        (Value::List(items), Some(Json::Array(l))) => {
+            Value::List(items.iter().enumerate().map(|(i, v)| fill_from_live(v, l.get(i))).collect())
+        }
+        (v, _) => v.clone(),
+    }
+}
+
 /// The paths (`spec.replicas`, `data.auth`) where `a` and `b` differ, for
 /// messages.
 pub fn differing_paths(a: Option<&Json>, b: Option<&Json>, prefix: &str, out: &mut Vec<String>) {
@@ -200,5 +219,18 @@ mod tests {
         assert_eq!(paths, vec!["l[1].k".to_string(), "metadata.annotations[\"iam.gke.io/x\"]".to_string()]);
         assert_eq!(at_path(&b, &paths[0]), Some(&json!(3)));
         assert_eq!(at_path(&a, &paths[1]), Some(&json!("a")));
+    }
+
+    #[test]
+    fn secrets_known_only_by_fingerprint_are_compared_with_the_live_value() {
+        let desired = Value::map([(
+            "data",
+            Value::map([("key", Value::Redacted("hmac-sha256:00".into())), ("plain", Value::str("eA=="))]).sensitive(),
+        )]);
+        let live = json!({"data": {"key": "bGl2ZQ==", "plain": "eA=="}});
+        let got = fill_from_live(&desired, Some(&live));
+        assert_eq!(got.unmarked().to_json_clear(), live);
+        assert!(got.get("data").unwrap().is_sensitive());
+        assert_eq!(fill_from_live(&Value::Unknown, None), Value::Unknown);
     }
 }

@@ -120,6 +120,9 @@ impl KubernetesProvider {
     /// fully known yet) the desired object is returned as is.
     pub async fn compared(&self, desired: &Value, live: &Json) -> Result<Value, ProviderError> {
         let live_s = compare::strip_volatile(live);
+        // Leaves not known in clear (unknown, or fingerprint-only secrets) take
+        // the live value: the engine compares them (see `fill_from_live`).
+        let desired = &compare::fill_from_live(desired, Some(&live_s));
         let dry = if desired.has_unknown() || has_redacted(desired) {
             live_s.clone()
         } else {
