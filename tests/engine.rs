@@ -442,3 +442,18 @@ value = "${test_object.key.once}"
     assert!(now.as_str().unwrap().starts_with("once-") && now != held);
     assert!(!f.plan(&[], PlanOptions::default()).await.has_changes());
 }
+
+#[tokio::test]
+async fn data_sources_read_at_plan_time_feed_resources_at_apply() {
+    let f = Fixture::new("[resource.test_object.src]\nname = \"src\"\nvalue = \"from-source\"\n");
+    assert!(f.apply(&[], 10).await.ok());
+    f.write(
+        "[resource.test_object.src]\nname = \"src\"\nvalue = \"from-source\"\n\
+         [data.test_lookup.s]\nname = \"src\"\n\
+         [resource.test_object.dst]\nname = \"dst\"\nvalue = \"${data.test_lookup.s.value}\"\n",
+    );
+    let report = f.apply(&[], 10).await;
+    assert!(report.ok(), "{report:?}");
+    assert_eq!(f.fake.store.snapshot()["dst"].attrs["value"], "from-source");
+    assert!(!f.plan(&[], PlanOptions::default()).await.has_changes());
+}

@@ -3,6 +3,7 @@
 //! Exit codes are decided here and only here: 0 success (no changes / no drift),
 //! 1 error, 2 changes present (`plan --detailed-exitcode`) or drift found (`drift`).
 
+pub mod docs;
 pub mod json;
 pub mod printer;
 pub mod render;

@@ -35,17 +35,39 @@ pub fn mark_sensitive(schema: &ResourceSchema, attrs: &mut BTreeMap<String, Valu
     }
 }
 
-/// Marks as sensitive every attribute whose desired value is (or contains) a
-/// secret: sensitivity follows the value, not only the schema, so a connection
-/// string built from a password is masked and fingerprinted when it comes back
-/// from the API too.
+/// Marks as sensitive every part of `attrs` whose desired counterpart is (or
+/// contains) a secret: sensitivity follows the value, not only the schema, so a
+/// connection string built from a password is masked and fingerprinted when it
+/// comes back from the API too. Tables and lists are followed key by key, so
+/// only the secret leaves of a large value (Helm values) are masked.
 pub fn carry_sensitivity(desired: &BTreeMap<String, Value>, attrs: &mut BTreeMap<String, Value>) {
     for (k, v) in desired {
         if v.has_sensitive()
             && let Some(a) = attrs.remove(k)
         {
-            attrs.insert(k.clone(), a.sensitive());
+            attrs.insert(k.clone(), carry(v, a));
         }
+    }
+}
+
+fn carry(desired: &Value, live: Value) -> Value {
+    match (desired, live) {
+        (Value::Sensitive(_) | Value::Redacted(_), l) => l.sensitive(),
+        (Value::Map(d), Value::Map(mut l)) => {
+            for (k, dv) in d {
+                if dv.has_sensitive()
+                    && let Some(lv) = l.remove(k)
+                {
+                    l.insert(k.clone(), carry(dv, lv));
+                }
+            }
+            Value::Map(l)
+        }
+        (Value::List(d), Value::List(l)) if d.len() == l.len() => {
+            Value::List(d.iter().zip(l).map(|(dv, lv)| if dv.has_sensitive() { carry(dv, lv) } else { lv }).collect())
+        }
+        (d, l) if d.has_sensitive() => l.sensitive(),
+        (_, l) => l,
     }
 }
 

@@ -103,30 +103,32 @@ pub fn classify(
                     live: show(&live.attrs, k),
                     desired: show(desired, k),
                 };
-                // Outside changes: the live object against what we last applied,
-                // over the attributes we manage (those the spec sets).
-                let managed: BTreeMap<String, Value> = prior
-                    .attrs
-                    .iter()
-                    .filter(|(k, _)| desired.contains_key(*k))
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect();
-                let outside = compare(schema, &managed, &live.attrs, Some(&prior.attrs), &[], fp);
-                if !outside.changed.is_empty() {
-                    out.push(Finding {
-                        address: a.clone(),
-                        class: DriftClass::ChangedOutside,
-                        attributes: outside.changed.iter().map(|k| finding(k)).collect(),
-                    });
+                // Only what the plan would change is a finding: a live object
+                // that matches the spec is converged, whatever the state says
+                // (e.g. a bcrypt line re-hashed but still verifying).
+                let differs = compare(schema, desired, &live.attrs, Some(&prior.attrs), &[], fp);
+                let mut outside = Vec::new();
+                let mut spec = Vec::new();
+                for k in &differs.changed {
+                    let Some(attr) = schema.attr(k) else { continue };
+                    let last = prior.attrs.get(k.as_str()).cloned().unwrap_or(Value::Null);
+                    let live_v = live.attrs.get(k.as_str()).cloned().unwrap_or(Value::Null);
+                    let want = desired.get(k.as_str()).cloned().unwrap_or(Value::Null);
+                    // Write-only attributes cannot be read: only the spec can move them.
+                    let live_moved = !attr.write_only && !fp.same(&last, &live_v);
+                    let spec_moved = !fp.same(&want, &last);
+                    if live_moved {
+                        outside.push(finding(k));
+                    }
+                    if spec_moved || !live_moved {
+                        spec.push(finding(k));
+                    }
                 }
-                // Spec changes: the desired values against what we last applied.
-                let spec = compare(schema, desired, &prior.attrs, Some(&prior.attrs), &[], fp);
-                if !spec.changed.is_empty() {
-                    out.push(Finding {
-                        address: a.clone(),
-                        class: DriftClass::PendingSpecChange,
-                        attributes: spec.changed.iter().map(|k| finding(k)).collect(),
-                    });
+                if !outside.is_empty() {
+                    out.push(Finding { address: a.clone(), class: DriftClass::ChangedOutside, attributes: outside });
+                }
+                if !spec.is_empty() {
+                    out.push(Finding { address: a.clone(), class: DriftClass::PendingSpecChange, attributes: spec });
                 }
             }
             (None, _, None) => {}

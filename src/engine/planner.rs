@@ -283,7 +283,28 @@ async fn plan_data(s: &Shared, a: &Address) -> NodeResult {
                 .map_err(|e| err_at(s, a, format!("reading data source: {e}")))?;
             let mut attrs = v.as_map().cloned().unwrap_or_default();
             mark_sensitive(schema, &mut attrs);
-            s.values.set(a, Value::Map(attrs));
+            s.values.set(a, Value::Map(attrs.clone()));
+            // Recorded as an unchanged entry so that apply hands the same values
+            // to the resources that reference it.
+            s.changes.lock().expect("changes lock").insert(
+                a.clone(),
+                ResourceChange {
+                    address: a.clone(),
+                    provider: provider.clone(),
+                    action: Action::NoOp,
+                    reason: None,
+                    before: None,
+                    after: Some(attrs),
+                    changed: vec![],
+                    requires_replace: vec![],
+                    identity: None,
+                    live_version: None,
+                    depends_on: s.ctx.graph.resource_dependencies(a),
+                    private: Value::Null,
+                    notes: vec![],
+                    sensitive_attributes: vec![],
+                },
+            );
             Ok(())
         }
     }

@@ -248,7 +248,8 @@ fn check_traversable(dir: &Path) -> Result<(), EmulatorError> {
     Ok(())
 }
 
-/// One PostgreSQL server: data in `dir/data`, socket in `dir/sock`, log in `dir/postgres.log`.
+/// One PostgreSQL server: data in `dir/data`, log in `dir/postgres.log`, socket in a short
+/// directory of its own (see [`PgServer::socket_dir`]).
 #[derive(Debug)]
 pub struct PgServer {
     dir: PathBuf,
@@ -264,9 +265,20 @@ impl PgServer {
         self.port
     }
 
-    /// Directory of the unix socket.
+    /// Directory of the unix socket. Kept short and outside the (possibly deep)
+    /// data directory: a unix socket path may not exceed 107 bytes, which long
+    /// project and instance names would otherwise break. The port makes it unique.
     pub fn socket_dir(&self) -> PathBuf {
-        self.dir.join("sock")
+        std::env::temp_dir().join(format!("skyform-pg-{}", self.port))
+    }
+
+    fn make_socket_dir(&self) -> Result<(), String> {
+        use std::os::unix::fs::PermissionsExt;
+        let d = self.socket_dir();
+        std::fs::create_dir_all(&d).map_err(|e| format!("mkdir {}: {e}", d.display()))?;
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| format!("chmod {}: {e}", d.display()))?;
+        self.chown(&d)
     }
 
     fn command(&self, program: &str) -> Command {
@@ -338,6 +350,7 @@ impl PgServer {
         self.chown(&log_path)?;
         let log_err = log.try_clone().map_err(|e| format!("log file: {e}"))?;
         let port = self.port.to_string();
+        self.make_socket_dir()?;
         let sock = self.socket_dir();
         let mut cmd = self.command("postgres");
         cmd.args(["-D", "data", "-p", &port, "-k"])
