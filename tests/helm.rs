@@ -172,20 +172,18 @@ fn chart_path() -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_chart_refuses_a_config_with_a_database_and_the_error_names_it() {
+async fn the_chart_refusing_its_values_fails_the_plan() {
     let tb = Testbed::get();
     let ns = tb.namespace("skyform-helm-bad").await;
     let mut f = Fixture::new(&spec(tb, &ns, "x@p.iam.gserviceaccount.com").replace("config: null", "config: {a: 1}"));
     f.vars = vec![format!("web_password={PASSWORD}")];
     let loaded = f.load();
     let ctx = loaded.context(std::sync::Arc::new(skyform::engine::events::Recorder::default()), 4, skyform::engine::Cancel::new());
-    let mut s = skyform::ops::apply::open(&loaded, Some("apply"), std::time::Duration::from_secs(30)).unwrap();
-    let planned = s.plan(&ctx, &Default::default()).await.unwrap();
-    let report = s.apply(&ctx, &planned.plan).await.unwrap();
-    assert_eq!(report.failures.len(), 1, "{report:?}");
-    let msg = &report.failures[0].1;
-    assert!(msg.contains("apiService.config must be null"), "{msg}");
+    let s = skyform::ops::apply::open(&loaded, None, std::time::Duration::ZERO).unwrap();
+    // The chart is rendered at plan time: its refusal is a plan error.
+    let msg = s.plan(&ctx, &Default::default()).await.err().expect("the plan fails").to_string();
+    assert!(msg.contains("helm_release.sky") && msg.contains("apiService.config must be null"), "{msg}");
     assert!(!msg.contains(PASSWORD));
-    drop(s);
-    f.destroy().await;
+    assert!(!tb.helm().args(["status", "skypilot", "-n", &ns]).output().unwrap().status.success());
 }
+

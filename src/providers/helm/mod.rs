@@ -310,6 +310,22 @@ impl Provider for HelmProvider {
             resp.notes.push("helm upgrade re-applies the chart's objects, reverting the changes made outside".into());
         }
         let cfg = &req.config;
+        // A new release: render it (client-side; the namespace may not exist
+        // yet) so that a chart that refuses its values fails the plan.
+        if req.live.is_none() && !cfg.has_unknown() && !has_redacted(cfg)
+            && let Some(r) = Release::of(None, cfg)
+        {
+            let (_, merged, secrets) = Self::desired_values(cfg, None)?;
+            let file = PrivateFile::new("values", serde_json::to_string(&merged).unwrap_or_default().as_bytes())?;
+            let mut args: Vec<String> = vec!["template".into(), r.name.clone()];
+            args.extend(Self::chart_args(cfg));
+            args.extend(["-n".into(), r.namespace.clone(), "-f".into(), file.path().display().to_string()]);
+            match self.helm.run(&args, &secrets, READ_TIMEOUT).await {
+                Ok(_) => {}
+                Err(ProviderError::Permanent(m)) => resp.errors.push(m),
+                Err(e) => return Err(e),
+            }
+        }
         let spec_change = req.changed.iter().any(|c| matches!(c.as_str(), "chart" | "version" | "values" | "values_yaml"));
         if spec_change
             && req.live.is_some()
