@@ -90,6 +90,16 @@ pub async fn apply(
         return report;
     }
 
+    // Resources that are only deleted have no main step: their last known
+    // values stand in, so that a provider configured from one of them (the
+    // Kubernetes provider of a cluster being destroyed) can still be built.
+    for c in &plan.changes {
+        if c.action == Action::Delete
+            && let Some(before) = &c.before
+        {
+            shared.values.set(&c.address, Value::Map(before.clone()));
+        }
+    }
     let (steps, deps) = build_steps(plan);
     let steps = Arc::new(steps);
     let outcomes = walk(&deps, ctx.parallelism, &ctx.cancel, |i| {
