@@ -17,7 +17,9 @@ const PASSWORD: &str = "web-Secret-0451";
 
 fn spec(tb: &Testbed, ns: &str, annotation: &str) -> String {
     let kc = toml_str(&tb.kubeconfig.display().to_string());
-    let chart = toml_str(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/charts/skypilot-like").display().to_string());
+    let chart = toml_str(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/charts/skypilot-like").display().to_string(),
+    );
     format!(
         r#"
 [provider.kubernetes]
@@ -72,7 +74,8 @@ fn helm(tb: &Testbed, args: &[&str]) -> String {
 }
 
 fn live_auth_line(tb: &Testbed, ns: &str) -> String {
-    let v: serde_json::Value = serde_json::from_str(&helm(tb, &["get", "values", "skypilot", "-n", ns, "-o", "json"])).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&helm(tb, &["get", "values", "skypilot", "-n", ns, "-o", "json"])).unwrap();
     v["ingress"]["authCredentials"].as_str().unwrap().to_string()
 }
 
@@ -92,10 +95,50 @@ async fn skypilot_like_release_installs_detects_live_drift_upgrades_and_uninstal
 
     // The chart got the seed's values.
     let dep = "skypilot-api-server";
-    assert_eq!(kubectl(tb, &["get", "deploy", dep, "-n", &ns, "-o", "jsonpath={.spec.template.spec.initContainers[0].restartPolicy}"]), "Always");
-    assert_eq!(kubectl(tb, &["get", "deploy", dep, "-n", &ns, "-o", "jsonpath={.spec.template.spec.containers[0].env[0].valueFrom.secretKeyRef.key}"]), "connection_string");
-    assert_eq!(kubectl(tb, &["get", "deploy", dep, "-n", &ns, "-o", "jsonpath={.spec.template.spec.volumes[0].secret.secretName}"]), "cloud-sql-credentials");
-    assert_eq!(kubectl(tb, &["get", "sa", "skypilot-api-sa", "-n", &ns, "-o", r"jsonpath={.metadata.annotations.iam\.gke\.io/gcp-service-account}"]), sa);
+    assert_eq!(
+        kubectl(
+            tb,
+            &["get", "deploy", dep, "-n", &ns, "-o", "jsonpath={.spec.template.spec.initContainers[0].restartPolicy}"]
+        ),
+        "Always"
+    );
+    assert_eq!(
+        kubectl(
+            tb,
+            &[
+                "get",
+                "deploy",
+                dep,
+                "-n",
+                &ns,
+                "-o",
+                "jsonpath={.spec.template.spec.containers[0].env[0].valueFrom.secretKeyRef.key}"
+            ]
+        ),
+        "connection_string"
+    );
+    assert_eq!(
+        kubectl(
+            tb,
+            &["get", "deploy", dep, "-n", &ns, "-o", "jsonpath={.spec.template.spec.volumes[0].secret.secretName}"]
+        ),
+        "cloud-sql-credentials"
+    );
+    assert_eq!(
+        kubectl(
+            tb,
+            &[
+                "get",
+                "sa",
+                "skypilot-api-sa",
+                "-n",
+                &ns,
+                "-o",
+                r"jsonpath={.metadata.annotations.iam\.gke\.io/gcp-service-account}"
+            ]
+        ),
+        sa
+    );
     let auth = kubectl(tb, &["get", "secret", "skypilot-basic-auth", "-n", &ns, "-o", "jsonpath={.data.auth}"]);
     use base64::Engine as _;
     let auth = String::from_utf8(base64::engine::general_purpose::STANDARD.decode(auth).unwrap()).unwrap();
@@ -104,7 +147,19 @@ async fn skypilot_like_release_installs_detects_live_drift_upgrades_and_uninstal
 
     // A hash made by an earlier run (another salt) that still verifies is not a change.
     let earlier = format!("skypilot:{}", bcrypt::hash(PASSWORD, 4).unwrap());
-    helm(tb, &["upgrade", "skypilot", chart_path().as_str(), "-n", &ns, "--reuse-values", "--set", &format!("ingress.authCredentials={earlier}")]);
+    helm(
+        tb,
+        &[
+            "upgrade",
+            "skypilot",
+            chart_path().as_str(),
+            "-n",
+            &ns,
+            "--reuse-values",
+            "--set",
+            &format!("ingress.authCredentials={earlier}"),
+        ],
+    );
     assert_eq!(live_auth_line(tb, &ns), earlier);
     f.assert_clean().await;
 
@@ -116,7 +171,10 @@ async fn skypilot_like_release_installs_detects_live_drift_upgrades_and_uninstal
     assert!(text.contains(&format!("Deployment/{ns}/{dep}")) && text.contains("evil/image:1"), "{text}");
     let d = f.drift().await;
     assert_eq!(d.findings.len(), 1, "{d:?}");
-    assert_eq!((d.findings[0].class, d.findings[0].attributes[0].path.as_str()), (DriftClass::ChangedOutside, "live_drift"));
+    assert_eq!(
+        (d.findings[0].class, d.findings[0].attributes[0].path.as_str()),
+        (DriftClass::ChangedOutside, "live_drift")
+    );
     f.apply().await;
     assert_eq!(
         kubectl(tb, &["get", "deploy", dep, "-n", &ns, "-o", "jsonpath={.spec.template.spec.containers[0].image}"]),
@@ -127,7 +185,19 @@ async fn skypilot_like_release_installs_detects_live_drift_upgrades_and_uninstal
     f.assert_clean().await;
 
     // A value changed with helm outside skyform: drift on `values`, masked.
-    helm(tb, &["upgrade", "skypilot", chart_path().as_str(), "-n", &ns, "--reuse-values", "--set", "apiService.image=evil/other:2"]);
+    helm(
+        tb,
+        &[
+            "upgrade",
+            "skypilot",
+            chart_path().as_str(),
+            "-n",
+            &ns,
+            "--reuse-values",
+            "--set",
+            "apiService.image=evil/other:2",
+        ],
+    );
     let p = f.plan().await;
     assert_updates(&p, "helm_release.sky", &["values"]);
     assert!(!render::plan(&p).contains(PASSWORD));
@@ -150,9 +220,26 @@ async fn skypilot_like_release_installs_detects_live_drift_upgrades_and_uninstal
     assert_updates(&p, "helm_release.sky", &["values"]);
     // The plan names what the upgrade changes in the live objects.
     let text = render::plan(&p);
-    assert!(text.contains(&format!("upgrade changes ServiceAccount/{ns}/skypilot-api-sa")) && text.contains(other), "{text}");
+    assert!(
+        text.contains(&format!("upgrade changes ServiceAccount/{ns}/skypilot-api-sa")) && text.contains(other),
+        "{text}"
+    );
     f.apply().await;
-    assert_eq!(kubectl(tb, &["get", "sa", "skypilot-api-sa", "-n", &ns, "-o", r"jsonpath={.metadata.annotations.iam\.gke\.io/gcp-service-account}"]), other);
+    assert_eq!(
+        kubectl(
+            tb,
+            &[
+                "get",
+                "sa",
+                "skypilot-api-sa",
+                "-n",
+                &ns,
+                "-o",
+                r"jsonpath={.metadata.annotations.iam\.gke\.io/gcp-service-account}"
+            ]
+        ),
+        other
+    );
     f.assert_clean().await;
 
     // A new password is a change; the new hash verifies against it.
@@ -164,7 +251,14 @@ async fn skypilot_like_release_installs_detects_live_drift_upgrades_and_uninstal
 
     f.destroy().await;
     assert!(!tb.helm().args(["status", "skypilot", "-n", &ns]).output().unwrap().status.success());
-    assert!(!tb.kubectl().args(["get", "secret", "skypilot-db-connection-uri", "-n", &ns]).output().unwrap().status.success());
+    assert!(
+        !tb.kubectl()
+            .args(["get", "secret", "skypilot-db-connection-uri", "-n", &ns])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    );
 }
 
 fn chart_path() -> String {
@@ -178,7 +272,11 @@ async fn the_chart_refusing_its_values_fails_the_plan() {
     let mut f = Fixture::new(&spec(tb, &ns, "x@p.iam.gserviceaccount.com").replace("config: null", "config: {a: 1}"));
     f.vars = vec![format!("web_password={PASSWORD}")];
     let loaded = f.load();
-    let ctx = loaded.context(std::sync::Arc::new(skyform::engine::events::Recorder::default()), 4, skyform::engine::Cancel::new());
+    let ctx = loaded.context(
+        std::sync::Arc::new(skyform::engine::events::Recorder::default()),
+        4,
+        skyform::engine::Cancel::new(),
+    );
     let s = skyform::ops::apply::open(&loaded, None, std::time::Duration::ZERO).unwrap();
     // The chart is rendered at plan time: its refusal is a plan error.
     let msg = s.plan(&ctx, &Default::default()).await.err().expect("the plan fails").to_string();
@@ -186,4 +284,3 @@ async fn the_chart_refusing_its_values_fails_the_plan() {
     assert!(!msg.contains(PASSWORD));
     assert!(!tb.helm().args(["status", "skypilot", "-n", &ns]).output().unwrap().status.success());
 }
-

@@ -80,7 +80,10 @@ async fn config_map_data_drift_and_deletion_outside() {
     assert_eq!(kubectl(tb, &["get", "cm", "settings", "-n", &ns, "-o", "jsonpath={.data.b}"]), "two");
     f.assert_clean().await;
 
-    kubectl(tb, &["patch", "cm", "settings", "-n", &ns, "--type=merge", "-p", r#"{"data":{"b":"edited","extra":"x"}}"#]);
+    kubectl(
+        tb,
+        &["patch", "cm", "settings", "-n", &ns, "--type=merge", "-p", r#"{"data":{"b":"edited","extra":"x"}}"#],
+    );
     let p = f.plan().await;
     assert_updates(&p, "k8s_config_map.cm", &["data"]);
     let c = change(&p, "k8s_config_map.cm");
@@ -127,7 +130,10 @@ binary_data = {{ "key.bin" = "AAEC" }}
     let text = render::plan(&p);
     assert!(!text.contains(secret) && text.contains("(sensitive value)"), "{text}");
     f.apply().await;
-    let got = kubectl(tb, &["get", "secret", "skypilot-db-connection-uri", "-n", &ns, "-o", "jsonpath={.data.connection_string}"]);
+    let got = kubectl(
+        tb,
+        &["get", "secret", "skypilot-db-connection-uri", "-n", &ns, "-o", "jsonpath={.data.connection_string}"],
+    );
     use base64::Engine as _;
     let got = String::from_utf8(base64::engine::general_purpose::STANDARD.decode(got).unwrap()).unwrap();
     assert_eq!(got, format!("postgresql://skypilot:{secret}@localhost/skypilot"));
@@ -137,7 +143,19 @@ binary_data = {{ "key.bin" = "AAEC" }}
         assert!(!text.contains(secret), "state holds the secret");
     }
 
-    kubectl(tb, &["patch", "secret", "skypilot-db-connection-uri", "-n", &ns, "--type=merge", "-p", r#"{"stringData":{"connection_string":"postgresql://other"}}"#]);
+    kubectl(
+        tb,
+        &[
+            "patch",
+            "secret",
+            "skypilot-db-connection-uri",
+            "-n",
+            &ns,
+            "--type=merge",
+            "-p",
+            r#"{"stringData":{"connection_string":"postgresql://other"}}"#,
+        ],
+    );
     let p = f.plan().await;
     assert_updates(&p, "k8s_secret.db", &["data"]);
     let text = render::plan(&p);
@@ -162,7 +180,18 @@ async fn service_account_annotation_drift() {
     let f = Fixture::new(&spec);
     f.apply().await;
     f.assert_clean().await;
-    kubectl(tb, &["annotate", "sa", "skypilot-api-sa", "-n", &ns, "iam.gke.io/gcp-service-account=evil@p.iam.gserviceaccount.com", "--overwrite"]);
+    kubectl(
+        tb,
+        &[
+            "annotate",
+            "sa",
+            "skypilot-api-sa",
+            "-n",
+            &ns,
+            "iam.gke.io/gcp-service-account=evil@p.iam.gserviceaccount.com",
+            "--overwrite",
+        ],
+    );
     let p = f.plan().await;
     assert_updates(&p, "k8s_service_account.api", &["annotations"]);
     assert!(render::plan(&p).contains("evil@p.iam.gserviceaccount.com"));
@@ -170,7 +199,18 @@ async fn service_account_annotation_drift() {
     assert_eq!((d.findings.len(), d.findings[0].class), (1, DriftClass::ChangedOutside));
     f.apply().await;
     assert_eq!(
-        kubectl(tb, &["get", "sa", "skypilot-api-sa", "-n", &ns, "-o", r"jsonpath={.metadata.annotations.iam\.gke\.io/gcp-service-account}"]),
+        kubectl(
+            tb,
+            &[
+                "get",
+                "sa",
+                "skypilot-api-sa",
+                "-n",
+                &ns,
+                "-o",
+                r"jsonpath={.metadata.annotations.iam\.gke\.io/gcp-service-account}"
+            ]
+        ),
         "sky@p.iam.gserviceaccount.com"
     );
     f.assert_clean().await;
@@ -221,7 +261,10 @@ manifest = {{ apiVersion = "v1", kind = "Service", metadata = {{ name = "web", n
 
     kubectl(tb, &["scale", "deployment", "web", "-n", &ns, "--replicas=3"]);
     // A field skyform does not set, changed by someone else: not drift.
-    kubectl(tb, &["patch", "svc", "web", "-n", &ns, "--type=merge", "-p", r#"{"spec":{"sessionAffinity":"ClientIP"}}"#]);
+    kubectl(
+        tb,
+        &["patch", "svc", "web", "-n", &ns, "--type=merge", "-p", r#"{"spec":{"sessionAffinity":"ClientIP"}}"#],
+    );
     let p = f.plan().await;
     assert_updates(&p, "k8s_manifest.web", &["manifest"]);
     let text = render::plan(&p);
@@ -229,7 +272,10 @@ manifest = {{ apiVersion = "v1", kind = "Service", metadata = {{ name = "web", n
     assert!(!text.contains("imagePullPolicy"), "{text}");
     let d = f.drift().await;
     assert_eq!(d.findings.len(), 1, "{d:?}");
-    assert_eq!((d.findings[0].address.to_string(), d.findings[0].class), ("k8s_manifest.web".into(), DriftClass::ChangedOutside));
+    assert_eq!(
+        (d.findings[0].address.to_string(), d.findings[0].class),
+        ("k8s_manifest.web".into(), DriftClass::ChangedOutside)
+    );
     f.apply().await;
     assert_eq!(kubectl(tb, &["get", "deployment", "web", "-n", &ns, "-o", "jsonpath={.spec.replicas}"]), "1");
     f.assert_clean().await;
@@ -239,7 +285,11 @@ manifest = {{ apiVersion = "v1", kind = "Service", metadata = {{ name = "web", n
     assert_updates(&f.plan().await, "k8s_manifest.web", &["manifest"]);
     f.apply().await;
     f.assert_clean().await;
-    f.write(&spec.replace("image: nginx:1.27", "image: nginx:1.28").replace("name = \"web\", namespace", "name = \"web2\", namespace"));
+    f.write(
+        &spec
+            .replace("image: nginx:1.27", "image: nginx:1.28")
+            .replace("name = \"web\", namespace", "name = \"web2\", namespace"),
+    );
     let p = f.plan().await;
     assert!(change(&p, "k8s_manifest.svc").action.is_replace(), "{}", render::plan(&p));
     f.apply().await;
@@ -274,7 +324,11 @@ manifest = {{ apiVersion = "apps/v1", kind = "Deployment", metadata = {{ name = 
     // out and says what was missing.
     f.write(&spec(1));
     let loaded = f.load();
-    let ctx = loaded.context(std::sync::Arc::new(skyform::engine::events::Recorder::default()), 4, skyform::engine::Cancel::new());
+    let ctx = loaded.context(
+        std::sync::Arc::new(skyform::engine::events::Recorder::default()),
+        4,
+        skyform::engine::Cancel::new(),
+    );
     let mut s = skyform::ops::apply::open(&loaded, Some("apply"), std::time::Duration::from_secs(30)).unwrap();
     let planned = s.plan(&ctx, &Default::default()).await.unwrap();
     let report = s.apply(&ctx, &planned.plan).await.unwrap();

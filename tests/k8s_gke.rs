@@ -9,12 +9,7 @@ use skyform_testbed::Testbed;
 
 fn skyform(tb: &Testbed, dir: &std::path::Path, home: &std::path::Path, args: &[&str]) -> Output {
     let mut c = Command::new(env!("CARGO_BIN_EXE_skyform"));
-    c.args(args)
-        .current_dir(dir)
-        .envs(&tb.env)
-        .env_remove("KUBECONFIG")
-        .env("HOME", home)
-        .stdin(Stdio::null());
+    c.args(args).current_dir(dir).envs(&tb.env).env_remove("KUBECONFIG").env("HOME", home).stdin(Stdio::null());
     c.output().unwrap()
 }
 
@@ -67,7 +62,9 @@ namespace = "${{k8s_namespace.sky.name}}"
 chart = {chart}
 "#,
         endpoint = tb.gcp_endpoint,
-        chart = toml::Value::String(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/charts/hello").display().to_string()),
+        chart = toml::Value::String(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/charts/hello").display().to_string()
+        ),
     );
     std::fs::write(dir.path().join("main.toml"), spec).unwrap();
     assert!(!home.path().join(".kube/config").exists());
@@ -77,7 +74,13 @@ chart = {chart}
     assert!(plan.contains("gcp_container_cluster.main"), "{plan}");
     ok(&skyform(tb, dir.path(), home.path(), &["apply", "--auto-approve"]));
     let got = skyform_testbed::run_ok(tb.kubectl().args([
-        "get", "sa", "skypilot-api-sa", "-n", &ns, "-o", r"jsonpath={.metadata.annotations.iam\.gke\.io/gcp-service-account}",
+        "get",
+        "sa",
+        "skypilot-api-sa",
+        "-n",
+        &ns,
+        "-o",
+        r"jsonpath={.metadata.annotations.iam\.gke\.io/gcp-service-account}",
     ]));
     assert_eq!(got, format!("sky@{project}.iam.gserviceaccount.com"));
     // helm reached the cluster the same way (a private kubeconfig made from the

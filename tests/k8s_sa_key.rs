@@ -26,7 +26,15 @@ fn ok(out: &Output) -> String {
 }
 
 fn key_in_secret(tb: &Testbed, ns: &str) -> String {
-    run_ok(tb.kubectl().args(["get", "secret", "cloud-sql-credentials", "-n", ns, "-o", r"jsonpath={.data.service-account-key\.json}"]))
+    run_ok(tb.kubectl().args([
+        "get",
+        "secret",
+        "cloud-sql-credentials",
+        "-n",
+        ns,
+        "-o",
+        r"jsonpath={.data.service-account-key\.json}",
+    ]))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -75,12 +83,23 @@ data = {{ "service-account-key.json" = "${{gcp_service_account_key.key.private_k
 
     // The Secret loses the key: the only way back is a new key.
     run_ok(tb.kubectl().args([
-        "patch", "secret", "cloud-sql-credentials", "-n", &ns, "--type=merge", "-p", r#"{"stringData":{"service-account-key.json":"{}"}}"#,
+        "patch",
+        "secret",
+        "cloud-sql-credentials",
+        "-n",
+        &ns,
+        "--type=merge",
+        "-p",
+        r#"{"stringData":{"service-account-key.json":"{}"}}"#,
     ]));
     let plan = skyform(tb, dir.path(), &["plan", "--detailed-exitcode"]);
     let text = String::from_utf8_lossy(&plan.stdout).into_owned();
     assert_eq!(plan.status.code(), Some(2), "{text}");
-    assert!(text.contains("gcp_service_account_key.key must be replaced") || text.contains("gcp_service_account_key.key will be replaced"), "{text}");
+    assert!(
+        text.contains("gcp_service_account_key.key must be replaced")
+            || text.contains("gcp_service_account_key.key will be replaced"),
+        "{text}"
+    );
     ok(&skyform(tb, dir.path(), &["apply", "--auto-approve"]));
     let second = key_in_secret(tb, &ns);
     assert!(!second.is_empty() && second != first);

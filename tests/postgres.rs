@@ -24,10 +24,8 @@ struct Pg {
 async fn start() -> Pg {
     let manager = PgManager::new(None).expect("PostgreSQL manager (is PostgreSQL installed?)");
     let dir = manager.new_dir("skyform-postgres-test");
-    let server = manager
-        .create("t", &dir, free_port().unwrap())
-        .await
-        .unwrap_or_else(|e| panic!("starting PostgreSQL: {e}"));
+    let server =
+        manager.create("t", &dir, free_port().unwrap()).await.unwrap_or_else(|e| panic!("starting PostgreSQL: {e}"));
     server
         .exec(
             "postgres",
@@ -56,7 +54,19 @@ fn psql() -> PathBuf {
 
 fn sql(pg: &Pg, q: &str) -> String {
     run(std::process::Command::new(psql())
-        .args(["-h", "127.0.0.1", "-p", &pg.server.port().to_string(), "-U", "postgres", "-d", "postgres", "-At", "-c", q])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &pg.server.port().to_string(),
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+            "-At",
+            "-c",
+            q,
+        ])
         .env("PGPASSWORD", PW))
 }
 
@@ -115,7 +125,10 @@ async fn grants_are_idempotent_detect_revokes_and_are_revoked_on_destroy() {
     assert_eq!(change(&p, "postgres_grant.weird").action, Action::NoOp);
     let d = f.drift().await;
     assert_eq!(d.findings.len(), 1, "{d:?}");
-    assert_eq!((d.findings[0].address.to_string(), d.findings[0].class), ("postgres_grant.iam".into(), DriftClass::DeletedOutside));
+    assert_eq!(
+        (d.findings[0].address.to_string(), d.findings[0].class),
+        ("postgres_grant.iam".into(), DriftClass::DeletedOutside)
+    );
     f.apply().await;
     assert_eq!(members(&pg), "sky@p.iam,we\"ird@p.iam");
     f.assert_clean().await;

@@ -6,8 +6,8 @@ use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::providers::kubernetes::connect::Target;
 use crate::providers::ProviderError;
+use crate::providers::kubernetes::connect::Target;
 use crate::value::MASK;
 
 /// A file readable only by this user (0600), removed when dropped. Values
@@ -26,7 +26,8 @@ impl PrivateFile {
             match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path) {
                 Ok(mut f) => {
                     let file = PrivateFile { path };
-                    f.write_all(content).map_err(|e| ProviderError::Permanent(format!("writing a temporary file: {e}")))?;
+                    f.write_all(content)
+                        .map_err(|e| ProviderError::Permanent(format!("writing a temporary file: {e}")))?;
                     return Ok(file);
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
@@ -96,7 +97,9 @@ impl Helm {
         }
         let verb = args.first().map(String::as_str).unwrap_or("helm");
         let err = mask(String::from_utf8_lossy(&out.stderr).trim(), secrets);
-        let transient = ["connection refused", "i/o timeout", "TLS handshake timeout", "etcdserver"].iter().any(|t| err.contains(t));
+        let transient = ["connection refused", "i/o timeout", "TLS handshake timeout", "etcdserver"]
+            .iter()
+            .any(|t| err.contains(t));
         let msg = format!("helm {verb}: {err}");
         Err(if transient { ProviderError::Transient(msg) } else { ProviderError::Permanent(msg) })
     }

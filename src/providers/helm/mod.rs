@@ -211,7 +211,13 @@ impl HelmProvider {
     }
 
     /// Renders the release as `helm upgrade --dry-run=server` would make it.
-    async fn render(&self, r: &Release, config: &Value, merged: &Json, secrets: &[String]) -> Result<String, ProviderError> {
+    async fn render(
+        &self,
+        r: &Release,
+        config: &Value,
+        merged: &Json,
+        secrets: &[String],
+    ) -> Result<String, ProviderError> {
         let file = PrivateFile::new("values", serde_json::to_string(merged).unwrap_or_default().as_bytes())?;
         let mut args: Vec<String> = vec!["upgrade".into(), r.name.clone()];
         args.extend(Self::chart_args(config));
@@ -312,7 +318,9 @@ impl Provider for HelmProvider {
         let cfg = &req.config;
         // A new release: render it (client-side; the namespace may not exist
         // yet) so that a chart that refuses its values fails the plan.
-        if req.live.is_none() && !cfg.has_unknown() && !has_redacted(cfg)
+        if req.live.is_none()
+            && !cfg.has_unknown()
+            && !has_redacted(cfg)
             && let Some(r) = Release::of(None, cfg)
         {
             let (_, merged, secrets) = Self::desired_values(cfg, None)?;
@@ -326,7 +334,8 @@ impl Provider for HelmProvider {
                 Err(e) => return Err(e),
             }
         }
-        let spec_change = req.changed.iter().any(|c| matches!(c.as_str(), "chart" | "version" | "values" | "values_yaml"));
+        let spec_change =
+            req.changed.iter().any(|c| matches!(c.as_str(), "chart" | "version" | "values" | "values_yaml"));
         if spec_change
             && req.live.is_some()
             && !cfg.has_unknown()

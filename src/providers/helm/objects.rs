@@ -8,9 +8,9 @@ use std::collections::BTreeMap;
 
 use serde_json::Value as Json;
 
+use crate::providers::ProviderError;
 use crate::providers::kubernetes::compare::{at_path, differing_paths, strip_volatile};
 use crate::providers::kubernetes::objects::{Cluster, ObjRef};
-use crate::providers::ProviderError;
 use crate::value::MASK;
 
 use super::cli::mask;

@@ -45,9 +45,7 @@ pub fn merge(base: &mut Json, over: &Json) {
 pub fn project(live: &Json, shape: &Json) -> Json {
     match (live, shape) {
         (Json::Object(l), Json::Object(s)) => Json::Object(
-            s.iter()
-                .map(|(k, sv)| (k.clone(), l.get(k).map(|lv| project(lv, sv)).unwrap_or(Json::Null)))
-                .collect(),
+            s.iter().map(|(k, sv)| (k.clone(), l.get(k).map(|lv| project(lv, sv)).unwrap_or(Json::Null))).collect(),
         ),
         (l, _) => l.clone(),
     }
@@ -106,9 +104,7 @@ pub fn reuse_htpasswd(desired: &Value, live: Option<&Json>) -> Value {
             _ => desired.clone(),
         },
         Value::Map(m) => Value::Map(m.iter().map(|(k, v)| (k.clone(), reuse_htpasswd(v, live.get(k)))).collect()),
-        Value::List(l) => Value::List(
-            l.iter().enumerate().map(|(i, v)| reuse_htpasswd(v, live.get(i))).collect(),
-        ),
+        Value::List(l) => Value::List(l.iter().enumerate().map(|(i, v)| reuse_htpasswd(v, live.get(i))).collect()),
         v => v.clone(),
     }
 }

@@ -202,7 +202,9 @@ mod tests {
 
     #[test]
     fn volatile_metadata_is_stripped_and_paths_are_named() {
-        let a = strip_volatile(&json!({"metadata": {"resourceVersion": "1", "name": "n"}, "status": {}, "spec": {"r": [1, 2]}}));
+        let a = strip_volatile(
+            &json!({"metadata": {"resourceVersion": "1", "name": "n"}, "status": {}, "spec": {"r": [1, 2]}}),
+        );
         assert_eq!(a, json!({"metadata": {"name": "n"}, "spec": {"r": [1, 2]}}));
         let mut out = vec![];
         differing_paths(Some(&json!({"spec": {"r": [1, 2]}})), Some(&json!({"spec": {"r": [1, 3]}})), "", &mut out);

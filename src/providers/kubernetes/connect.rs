@@ -10,17 +10,34 @@ use kube::config::{
     AuthInfo, Cluster, Context, KubeConfigOptions, Kubeconfig, NamedAuthInfo, NamedCluster, NamedContext,
 };
 
-use crate::providers::schema::{AttrType, Attribute};
 use crate::providers::ProviderError;
+use crate::providers::schema::{AttrType, Attribute};
 use crate::value::Value;
 
 /// The configuration attributes shared by `[provider.kubernetes]` and `[provider.helm]`.
 pub fn config_attributes() -> Vec<Attribute> {
     vec![
-        Attribute::optional("kubeconfig", AttrType::String, "Path of a kubeconfig file (default: `$KUBECONFIG`, then `~/.kube/config`). Not used with `cluster`."),
-        Attribute::optional("context", AttrType::String, "The kubeconfig context to use (default: its current context)."),
-        Attribute::optional("cluster", AttrType::Any, "A GKE cluster object (`\"${gcp_container_cluster.main}\"` or the data source): skyform connects to its `endpoint`, trusts its `ca_certificate` and sends the GCP access token as bearer token."),
-        Attribute::optional("token", AttrType::String, "Bearer token to use with `cluster` instead of the GCP access token.").sensitive(),
+        Attribute::optional(
+            "kubeconfig",
+            AttrType::String,
+            "Path of a kubeconfig file (default: `$KUBECONFIG`, then `~/.kube/config`). Not used with `cluster`.",
+        ),
+        Attribute::optional(
+            "context",
+            AttrType::String,
+            "The kubeconfig context to use (default: its current context).",
+        ),
+        Attribute::optional(
+            "cluster",
+            AttrType::Any,
+            "A GKE cluster object (`\"${gcp_container_cluster.main}\"` or the data source): skyform connects to its `endpoint`, trusts its `ca_certificate` and sends the GCP access token as bearer token.",
+        ),
+        Attribute::optional(
+            "token",
+            AttrType::String,
+            "Bearer token to use with `cluster` instead of the GCP access token.",
+        )
+        .sensitive(),
     ]
 }
 
@@ -75,9 +92,9 @@ impl Target {
             let ca_pem = if ca.contains("-----BEGIN") {
                 ca.to_string()
             } else {
-                let bytes = base64::engine::general_purpose::STANDARD
-                    .decode(ca.trim())
-                    .map_err(|_| ProviderError::Config("`cluster.ca_certificate` is neither PEM nor base64 PEM".into()))?;
+                let bytes = base64::engine::general_purpose::STANDARD.decode(ca.trim()).map_err(|_| {
+                    ProviderError::Config("`cluster.ca_certificate` is neither PEM nor base64 PEM".into())
+                })?;
                 String::from_utf8(bytes)
                     .map_err(|_| ProviderError::Config("`cluster.ca_certificate` is not PEM".into()))?
             };
@@ -105,9 +122,8 @@ impl Target {
     pub fn kubeconfig(&self) -> Result<(Kubeconfig, Option<String>), ProviderError> {
         match self {
             Target::Kubeconfig { path, context } => {
-                let kc = Kubeconfig::read_from(path).map_err(|e| {
-                    ProviderError::Config(format!("reading kubeconfig {}: {e}", path.display()))
-                })?;
+                let kc = Kubeconfig::read_from(path)
+                    .map_err(|e| ProviderError::Config(format!("reading kubeconfig {}: {e}", path.display())))?;
                 Ok((kc, context.clone()))
             }
             Target::Direct { server, ca_pem, token } => {
@@ -116,9 +132,7 @@ impl Target {
                         name: "skyform".into(),
                         cluster: Some(Cluster {
                             server: Some(server.clone()),
-                            certificate_authority_data: Some(
-                                base64::engine::general_purpose::STANDARD.encode(ca_pem),
-                            ),
+                            certificate_authority_data: Some(base64::engine::general_purpose::STANDARD.encode(ca_pem)),
                             ..Cluster::default()
                         }),
                     }],

@@ -253,9 +253,16 @@ impl Provider for KubernetesProvider {
             Kind::Manifest => {
                 let p: Vec<&str> = id.split(',').collect();
                 let [api_version, kind, namespace, name] = p[..] else { return Err(bad()) };
-                ObjRef { api_version: api_version.into(), kind: kind.into(), namespace: namespace.into(), name: name.into() }
+                ObjRef {
+                    api_version: api_version.into(),
+                    kind: kind.into(),
+                    namespace: namespace.into(),
+                    name: name.into(),
+                }
             }
-            Kind::Namespace => ObjRef { api_version: "v1".into(), kind: "Namespace".into(), namespace: String::new(), name: id.into() },
+            Kind::Namespace => {
+                ObjRef { api_version: "v1".into(), kind: "Namespace".into(), namespace: String::new(), name: id.into() }
+            }
             k => {
                 let (ns, name) = id.split_once('/').ok_or_else(bad)?;
                 let kind = match k {

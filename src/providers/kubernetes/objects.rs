@@ -84,9 +84,9 @@ impl Cluster {
             return Ok(hit.clone());
         }
         let gvk = r.gvk();
-        let (ar, caps) = retry(|| kube::discovery::pinned_kind(&self.client, &gvk)).await.map_err(|e| {
-            ProviderError::Permanent(format!("unknown kind {} {}: {}", r.api_version, r.kind, e))
-        })?;
+        let (ar, caps) = retry(|| kube::discovery::pinned_kind(&self.client, &gvk))
+            .await
+            .map_err(|e| ProviderError::Permanent(format!("unknown kind {} {}: {}", r.api_version, r.kind, e)))?;
         let hit = (ar, caps.scope == Scope::Namespaced);
         self.kinds.lock().expect("kinds lock").insert(key, hit.clone());
         Ok(hit)

@@ -29,7 +29,10 @@ pub fn ready(obj: &Json) -> Result<(), String> {
         }
         "Deployment" => {
             let (updated, available) = (num(&status, "updatedReplicas"), num(&status, "availableReplicas"));
-            check(updated >= wanted && available >= wanted, format!("{available}/{wanted} replicas available, {updated} updated"))
+            check(
+                updated >= wanted && available >= wanted,
+                format!("{available}/{wanted} replicas available, {updated} updated"),
+            )
         }
         "StatefulSet" | "ReplicaSet" => {
             let r = num(&status, "readyReplicas");
@@ -91,7 +94,11 @@ mod tests {
         assert!(ready(&dep(2, 2, 1)).unwrap_err().contains("1/2"));
         assert!(ready(&dep(2, 2, 2)).is_ok());
         assert!(ready(&json!({"kind": "ConfigMap"})).is_ok());
-        assert!(ready(&json!({"kind": "Foo", "status": {"conditions": [{"type": "Ready", "status": "False"}]}})).is_err());
-        assert!(ready(&json!({"kind": "Job", "status": {"conditions": [{"type": "Complete", "status": "True"}]}})).is_ok());
+        assert!(
+            ready(&json!({"kind": "Foo", "status": {"conditions": [{"type": "Ready", "status": "False"}]}})).is_err()
+        );
+        assert!(
+            ready(&json!({"kind": "Job", "status": {"conditions": [{"type": "Complete", "status": "True"}]}})).is_ok()
+        );
     }
 }

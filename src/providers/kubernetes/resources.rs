@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 
 use base64::Engine as _;
 
-use crate::providers::schema::{AttrType, Attribute, ResourceSchema, SchemaKind};
 use crate::providers::ProviderError;
+use crate::providers::schema::{AttrType, Attribute, ResourceSchema, SchemaKind};
 use crate::value::Value;
 
 /// The resource types of the Kubernetes provider.
@@ -104,7 +104,9 @@ impl Kind {
                     let sensitive = d.is_sensitive();
                     for (k, v) in d.as_map().into_iter().flatten() {
                         if data.contains_key(k) {
-                            return Err(ProviderError::Permanent(format!("key {k:?} is in both `data` and `binary_data`")));
+                            return Err(ProviderError::Permanent(format!(
+                                "key {k:?} is in both `data` and `binary_data`"
+                            )));
                         }
                         data.insert(k.clone(), if sensitive { v.clone().sensitive() } else { v.clone() });
                     }
@@ -210,7 +212,9 @@ pub fn manifest_value(v: &Value) -> Result<Value, ProviderError> {
         }
         Value::Sensitive(inner) => Ok(manifest_value(inner)?.sensitive()),
         Value::Map(_) | Value::Unknown => Ok(v.clone()),
-        other => Err(ProviderError::Permanent(format!("`manifest` must be a table or YAML text, not {}", other.type_name()))),
+        other => {
+            Err(ProviderError::Permanent(format!("`manifest` must be a table or YAML text, not {}", other.type_name())))
+        }
     }
 }
 
@@ -268,7 +272,11 @@ fn common(namespaced: bool, what: &'static str) -> Vec<Attribute> {
         );
     }
     v.push(Attribute::optional("labels", strings(), "Labels skyform sets (others' labels are left alone)."));
-    v.push(Attribute::optional("annotations", strings(), "Annotations skyform sets (others' annotations are left alone)."));
+    v.push(Attribute::optional(
+        "annotations",
+        strings(),
+        "Annotations skyform sets (others' annotations are left alone).",
+    ));
     v.push(Attribute::computed("uid", AttrType::String, "The object's UID."));
     v
 }
@@ -350,7 +358,10 @@ mod tests {
             ("binary_data", Value::map([("bin", Value::str("AAEC"))]).sensitive()),
         ]);
         let obj = Kind::Secret.desired_object(&cfg).unwrap();
-        assert_eq!(obj.unmarked().get("data").unwrap().get("conn").unwrap().as_str(), Some("cG9zdGdyZXNxbDovL3U6cEBoL2Ri"));
+        assert_eq!(
+            obj.unmarked().get("data").unwrap().get("conn").unwrap().as_str(),
+            Some("cG9zdGdyZXNxbDovL3U6cEBoL2Ri")
+        );
         let attrs = Kind::Secret.attrs_from_object(&cfg, &obj, None);
         assert_eq!(attrs["data"].unmarked(), cfg.get("data").unwrap().unmarked());
         assert_eq!(attrs["binary_data"].unmarked(), cfg.get("binary_data").unwrap().unmarked());

@@ -35,22 +35,45 @@ fn schema() -> ProviderSchema {
         name: "postgres",
         type_prefix: "postgres_",
         config: vec![
-            Attribute::required("host", AttrType::String, "Server host name or IP (e.g. `${gcp_sql_instance.main.public_ip}`)."),
+            Attribute::required(
+                "host",
+                AttrType::String,
+                "Server host name or IP (e.g. `${gcp_sql_instance.main.public_ip}`).",
+            ),
             Attribute::optional("port", AttrType::Number, "Server port.").default(Value::Int(5432)),
             Attribute::optional("user", AttrType::String, "User to connect as.").default(Value::str("postgres")),
-            Attribute::optional("password", AttrType::String, "Its password (from a sensitive variable, or the instance's root password).").sensitive(),
-            Attribute::optional("database", AttrType::String, "Database to connect to by default.").default(Value::str("postgres")),
-            Attribute::optional("sslmode", AttrType::String, "`disable` or `prefer` (plain connection; TLS is not supported yet).").default(Value::str("prefer")),
-            Attribute::optional("connect_timeout", AttrType::Number, "Seconds to wait for a connection.").default(Value::Int(10)),
+            Attribute::optional(
+                "password",
+                AttrType::String,
+                "Its password (from a sensitive variable, or the instance's root password).",
+            )
+            .sensitive(),
+            Attribute::optional("database", AttrType::String, "Database to connect to by default.")
+                .default(Value::str("postgres")),
+            Attribute::optional(
+                "sslmode",
+                AttrType::String,
+                "`disable` or `prefer` (plain connection; TLS is not supported yet).",
+            )
+            .default(Value::str("prefer")),
+            Attribute::optional("connect_timeout", AttrType::Number, "Seconds to wait for a connection.")
+                .default(Value::Int(10)),
         ],
         types: vec![ResourceSchema {
             type_name: "postgres_grant",
             kind: SchemaKind::Resource,
             description: "Membership of `member` in `role` (`GRANT \"role\" TO \"member\"`), e.g. `cloudsqlsuperuser` for a Cloud SQL IAM user. Revoked on delete.",
             attributes: vec![
-                Attribute::required("role", AttrType::String, "The role granted (e.g. `cloudsqlsuperuser`).").force_new(),
-                Attribute::required("member", AttrType::String, "The role receiving it (e.g. `<sa>@<project>.iam`).").force_new(),
-                Attribute::optional("database", AttrType::String, "Database to connect to for the grant (roles are cluster-wide; default: the provider's).").force_new(),
+                Attribute::required("role", AttrType::String, "The role granted (e.g. `cloudsqlsuperuser`).")
+                    .force_new(),
+                Attribute::required("member", AttrType::String, "The role receiving it (e.g. `<sa>@<project>.iam`).")
+                    .force_new(),
+                Attribute::optional(
+                    "database",
+                    AttrType::String,
+                    "Database to connect to for the grant (roles are cluster-wide; default: the provider's).",
+                )
+                .force_new(),
             ],
         }],
     }
@@ -120,7 +143,10 @@ impl Conn {
         }
         let (client, connection) = cfg.connect(NoTls).await.map_err(|e| {
             // The error never contains the password (tokio-postgres does not echo it).
-            ProviderError::Transient(format!("connecting to postgres at {}:{} as {}: {e}", self.host, self.port, self.user))
+            ProviderError::Transient(format!(
+                "connecting to postgres at {}:{} as {}: {e}",
+                self.host, self.port, self.user
+            ))
         })?;
         tokio::spawn(async move {
             let _ = connection.await;
@@ -204,7 +230,8 @@ impl Provider for PostgresProvider {
     async fn read(&self, req: &ReadRequest) -> Result<Option<LiveObject>, ProviderError> {
         let Some(g) = Grant::of(req.identity.as_ref(), &req.config) else { return Ok(None) };
         let c = self.client(g.database.as_deref()).await?;
-        let rows = c.query(MEMBERSHIP, &[&g.role, &g.member]).await.map_err(|e| sql_error("reading pg_auth_members", e))?;
+        let rows =
+            c.query(MEMBERSHIP, &[&g.role, &g.member]).await.map_err(|e| sql_error("reading pg_auth_members", e))?;
         if rows.is_empty() {
             return Ok(None);
         }
@@ -230,7 +257,9 @@ impl Provider for PostgresProvider {
         match req.action {
             ApplyAction::Create | ApplyAction::Update => {
                 let sql = format!("GRANT {} TO {}", quote_ident(&g.role), quote_ident(&g.member));
-                c.batch_execute(&sql).await.map_err(|e| sql_error(&format!("GRANT {:?} TO {:?}", g.role, g.member), e))?;
+                c.batch_execute(&sql)
+                    .await
+                    .map_err(|e| sql_error(&format!("GRANT {:?} TO {:?}", g.role, g.member), e))?;
                 let attrs = cfg.as_map().cloned().unwrap_or_default();
                 Ok(ApplyResponse { identity: g.identity(), attrs, private: Value::Null })
             }
@@ -256,7 +285,9 @@ impl Provider for PostgresProvider {
         let p: Vec<&str> = id.splitn(3, '/').collect();
         match p[..] {
             [role, member] => Ok(Grant { role: role.into(), member: member.into(), database: None }.identity()),
-            [role, member, db] => Ok(Grant { role: role.into(), member: member.into(), database: Some(db.into()) }.identity()),
+            [role, member, db] => {
+                Ok(Grant { role: role.into(), member: member.into(), database: Some(db.into()) }.identity())
+            }
             _ => Err(ProviderError::Permanent(format!("import id must be `role/member[/database]`, got {id:?}"))),
         }
     }
