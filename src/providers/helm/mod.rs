@@ -328,6 +328,10 @@ impl Provider for HelmProvider {
             let mut args: Vec<String> = vec!["template".into(), r.name.clone()];
             args.extend(Self::chart_args(cfg));
             args.extend(["-n".into(), r.namespace.clone(), "-f".into(), file.path().display().to_string()]);
+            // Render for the real cluster's version (charts check `kubeVersion`).
+            if let Some(v) = self.cluster.server_version().await {
+                args.extend(["--kube-version".into(), v]);
+            }
             match self.helm.run(&args, &secrets, READ_TIMEOUT).await {
                 Ok(_) => {}
                 Err(ProviderError::Permanent(m)) => resp.errors.push(m),

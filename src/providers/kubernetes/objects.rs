@@ -106,6 +106,11 @@ impl Cluster {
         }
     }
 
+    /// The server's version (`v1.34.4`), `None` when it cannot be read.
+    pub async fn server_version(&self) -> Option<String> {
+        self.client.apiserver_version().await.ok().map(|v| v.git_version)
+    }
+
     /// The reference with its namespace settled by the kind's scope.
     pub async fn settle(&self, r: &ObjRef) -> Result<ObjRef, ProviderError> {
         Ok(self.api(r).await?.1)
