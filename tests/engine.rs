@@ -457,3 +457,14 @@ async fn data_sources_read_at_plan_time_feed_resources_at_apply() {
     assert_eq!(f.fake.store.snapshot()["dst"].attrs["value"], "from-source");
     assert!(!f.plan(&[], PlanOptions::default()).await.has_changes());
 }
+
+#[test]
+fn a_resource_referring_to_itself_is_a_cycle() {
+    let f = Fixture::new("[resource.test_object.a]\nname = \"a\"\nvalue = \"${test_object.a.id}\"\n");
+    let mut reg = Registry::new();
+    reg.register(f.fake.clone());
+    let opts = SpecOptions { file: f.dir.path().join("main.toml"), vars: vec![], var_files: vec![] };
+    let err = ops::load(&opts, reg).err().expect("a cycle").to_string();
+    assert!(err.contains("dependency cycle: test_object.a"), "{err}");
+    assert!(err.contains("main.toml:1:1"), "{err}");
+}

@@ -46,6 +46,9 @@ pub struct SpecGraph {
     index: BTreeMap<Node, NodeIndex>,
     /// Where each node is declared (for cycle messages).
     pos: BTreeMap<Node, Pos>,
+    /// Edges already added (petgraph's `find_edge` is linear in the degree,
+    /// which made wide fan-outs quadratic).
+    edges: std::collections::HashSet<(NodeIndex, NodeIndex)>,
 }
 
 impl SpecGraph {
@@ -67,7 +70,8 @@ impl SpecGraph {
     }
 
     fn edge(&mut self, from: NodeIndex, to: NodeIndex) {
-        if from != to && self.graph.find_edge(from, to).is_none() {
+        // A self-edge is kept: it is a cycle of one, reported as such.
+        if self.edges.insert((from, to)) {
             self.graph.add_edge(from, to, ());
         }
     }

@@ -178,7 +178,15 @@ pub fn call(name: &str, args: Vec<Value>, base_dir: &Path, pos: &Pos) -> Result<
             if let Some(line) = htpasswd_made_for(&user, &password) {
                 return Ok(Value::String(line).sensitive());
             }
-            let hash = bcrypt::non_truncating_hash(password.as_bytes(), HTPASSWD_COST)
+            // The salt is derived from the user and password, so the same inputs
+            // give the same line in every process: a plan saved by one process
+            // and applied by another agrees, and state fingerprints stay stable.
+            // bcrypt's cost still protects the password; only the per-hash
+            // randomness is traded for reproducibility (a line made elsewhere
+            // that verifies is kept by the Helm provider all the same).
+            let salt = htpasswd_salt(&user, &password);
+            let hash = bcrypt::non_truncating_hash_with_salt(password.as_bytes(), HTPASSWD_COST, salt)
+                .map(|h| h.format_for_version(bcrypt::Version::TwoB))
                 .map_err(|e| err(format!("`htpasswd`: cannot hash the password: {e}")))?;
             // Another evaluation may have made one meanwhile: the first one wins.
             let line = remember_htpasswd(&format!("{user}:{hash}"), &user, &password);
@@ -259,6 +267,19 @@ pub fn htpasswd_equivalent(desired: &str, live: &str) -> bool {
     let made = HTPASSWD_MADE.lock().unwrap_or_else(|e| e.into_inner());
     made.iter()
         .any(|(line, user, password)| line == desired && htpasswd_verifies(live, user, password))
+}
+
+fn htpasswd_salt(user: &str, password: &str) -> [u8; 16] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"skyform htpasswd salt v1\0");
+    h.update(user.as_bytes());
+    h.update([0]);
+    h.update(password.as_bytes());
+    let d = h.finalize();
+    let mut salt = [0u8; 16];
+    salt.copy_from_slice(&d[..16]);
+    salt
 }
 
 /// Whether an htpasswd `line` (`user:<bcrypt hash>`) is for `user` and
@@ -401,6 +422,12 @@ mod tests {
             .unmarked();
         assert!(htpasswd_equivalent(again.as_str().unwrap(), &line));
         assert!(!htpasswd_equivalent(other.as_str().unwrap(), &line));
+        // Not only within this process: any process makes the same line.
+        let salt = htpasswd_salt("admin", "s3cret");
+        let direct = bcrypt::non_truncating_hash_with_salt("s3cret", HTPASSWD_COST, salt)
+            .unwrap()
+            .format_for_version(bcrypt::Version::TwoB);
+        assert_eq!(line, format!("admin:{direct}"));
         assert!(
             f("htpasswd", vec!["a:b".into(), "x".into()])
                 .unwrap_err()
