@@ -102,8 +102,12 @@ impl Session<'_> {
         };
         let fresh = self.plan(ctx, &opts).await?;
         let mut problems = Vec::new();
+        let fresh_by_addr: std::collections::BTreeMap<&crate::address::Address, &crate::plan::ResourceChange> =
+            fresh.plan.changes.iter().map(|c| (&c.address, c)).collect();
+        let saved_by_addr: std::collections::BTreeSet<&crate::address::Address> =
+            saved.changes.iter().map(|c| &c.address).collect();
         for old in &saved.changes {
-            match fresh.plan.get(&old.address) {
+            match fresh_by_addr.get(&old.address).copied() {
                 None => problems.push(format!("{}: no longer part of the plan", old.address)),
                 Some(new) => {
                     if new.action != old.action {
@@ -125,7 +129,7 @@ impl Session<'_> {
             }
         }
         for new in &fresh.plan.changes {
-            if saved.get(&new.address).is_none() && new.action.is_change() {
+            if !saved_by_addr.contains(&new.address) && new.action.is_change() {
                 problems.push(format!("{}: now needs {:?}, not in the saved plan", new.address, new.action));
             }
         }
