@@ -17,7 +17,8 @@ pub fn spec_reference(registry: &Registry) -> String {
         "Generated from the provider schemas (`skyform` source); do not edit by hand.\n\
          Flags: **required**; *optional*; `computed` (set by the provider, known after apply);\n\
          `force-new` (a change replaces the object); `sensitive` (masked everywhere, only a keyed\n\
-         fingerprint in state); `write-only` (never read back; compared through its fingerprint).\n",
+         fingerprint in state); `sensitive values` (a table whose keys are shown and whose values are\n\
+         masked); `write-only` (never read back; compared through its fingerprint).\n",
     );
     let mut schemas: Vec<_> = registry.schemas().collect();
     schemas.sort_by_key(|s| s.name);
@@ -64,6 +65,8 @@ fn table(out: &mut String, attrs: &[Attribute]) {
             flags.push("`write-only`".into());
         } else if a.sensitive {
             flags.push("`sensitive`".into());
+        } else if a.sensitive_values {
+            flags.push("`sensitive values`".into());
         }
         let default = match &a.default {
             Some(Value::String(s)) => format!("`\"{s}\"`"),

@@ -142,6 +142,31 @@ fn transition(b: &Value, a: &Value) -> String {
     if b.is_sensitive() || a.is_sensitive() {
         return format!("{MASK} -> {MASK}");
     }
+    // Tables: the keys that change, one per line (secret values stay masked,
+    // but which key changes is shown).
+    if let (Value::Map(x), Value::Map(y)) = (b, a)
+        && (x.values().chain(y.values()).any(Value::has_sensitive) || x.len() + y.len() > 4)
+    {
+        let mut s = String::from("{");
+        let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+        for k in keys {
+            match (x.get(k), y.get(k)) {
+                (Some(p), Some(q)) if p == q => {}
+                (Some(p), Some(q)) => {
+                    let _ = write!(s, "\n  ~ {k} = {} -> {}", short(p), short(q));
+                }
+                (None, Some(q)) => {
+                    let _ = write!(s, "\n  + {k} = {}", short(q));
+                }
+                (Some(p), None) => {
+                    let _ = write!(s, "\n  - {k} = {}", short(p));
+                }
+                (None, None) => {}
+            }
+        }
+        s.push_str("\n}");
+        return s;
+    }
     let text = |v: &Value| match v {
         Value::String(s) => Some(s.clone()),
         Value::List(_) | Value::Map(_) => {
@@ -210,4 +235,39 @@ pub fn drift(r: &DriftReport) -> String {
         c.pending_spec_change
     );
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::address::Address;
+    use crate::providers::{AttrType, Attribute};
+
+    #[test]
+    fn secret_tables_show_keys_and_mask_values() {
+        let attr = Attribute::optional("data", AttrType::Map(Box::new(AttrType::String)), "").sensitive_values();
+        let before = attr.mark(Value::map([("a", Value::str("old-secret")), ("b", Value::str("same"))]));
+        let after = attr.mark(Value::map([("a", Value::str("new-secret")), ("b", Value::str("same"))]));
+        let c = ResourceChange {
+            address: Address::managed("k8s_secret", "s"),
+            provider: "kubernetes".into(),
+            action: Action::Update,
+            reason: None,
+            before: Some([("data".to_string(), before)].into()),
+            after: Some([("data".to_string(), after)].into()),
+            changed: vec!["data".into()],
+            requires_replace: vec![],
+            identity: None,
+            live_version: None,
+            depends_on: vec![],
+            private: Value::Null,
+            notes: vec![],
+            sensitive_attributes: vec!["data".into()],
+        };
+        let mut out = String::new();
+        change(&mut out, &c);
+        assert!(out.contains("~ a = (sensitive value) -> (sensitive value)"), "{out}");
+        assert!(!out.contains("~ b"), "{out}");
+        assert!(!out.contains("old-secret") && !out.contains("new-secret"), "{out}");
+    }
 }

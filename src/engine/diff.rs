@@ -20,17 +20,16 @@ pub fn desired_attrs(schema: &ResourceSchema, body: &Value) -> BTreeMap<String, 
                 None => continue,
             },
         };
-        let v = if a.sensitive { v.sensitive() } else { v };
-        out.insert(a.name.to_string(), v);
+        out.insert(a.name.to_string(), a.mark(v));
     }
     out
 }
 
 /// Marks the sensitive attributes of a provider-returned attribute map.
 pub fn mark_sensitive(schema: &ResourceSchema, attrs: &mut BTreeMap<String, Value>) {
-    for a in schema.attributes.iter().filter(|a| a.sensitive) {
+    for a in schema.attributes.iter().filter(|a| a.sensitive || a.sensitive_values) {
         if let Some(v) = attrs.remove(a.name) {
-            attrs.insert(a.name.to_string(), v.sensitive());
+            attrs.insert(a.name.to_string(), a.mark(v));
         }
     }
 }
@@ -169,9 +168,7 @@ pub fn planned_after(
             _ => None,
         };
         if let Some(mut v) = v {
-            if a.sensitive {
-                v = v.sensitive();
-            }
+            v = a.mark(v);
             out.insert(a.name.to_string(), v);
         }
     }

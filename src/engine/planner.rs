@@ -326,7 +326,7 @@ async fn plan_resource(s: &Shared, a: &Address) -> NodeResult {
     let prior = s.state.resources.get(a).cloned();
     let provider = provider_of(&s.ctx.spec, &s.ctx.registry, a);
     let sensitive_attributes: Vec<String> =
-        schema.attributes.iter().filter(|x| x.sensitive).map(|x| x.name.to_string()).collect();
+        schema.attributes.iter().filter(|x| x.sensitive || x.sensitive_values).map(|x| x.name.to_string()).collect();
     let mut change = ResourceChange {
         address: a.clone(),
         provider: provider.clone(),

@@ -74,6 +74,9 @@ pub struct Attribute {
     pub force_new: bool,
     /// Masked everywhere; kept in state only as a keyed fingerprint.
     pub sensitive: bool,
+    /// For a table: every *value* is a secret, the keys are not (a Kubernetes
+    /// Secret's `data`: plans show which keys change, never their values).
+    pub sensitive_values: bool,
     /// Never readable back from the API (passwords): compared through the
     /// fingerprint kept in state.
     pub write_only: bool,
@@ -94,6 +97,7 @@ impl Attribute {
             optional: true,
             force_new: false,
             sensitive: false,
+            sensitive_values: false,
             write_only: false,
             normalize: None,
             description,
@@ -121,6 +125,11 @@ impl Attribute {
         self.sensitive = true;
         self
     }
+    /// Marks the values of a table attribute sensitive (keys stay visible).
+    pub fn sensitive_values(mut self) -> Self {
+        self.sensitive_values = true;
+        self
+    }
     /// Marks it write-only (and so sensitive).
     pub fn write_only(mut self) -> Self {
         self.write_only = true;
@@ -141,6 +150,21 @@ impl Attribute {
     pub fn normalize(mut self, f: Normalizer) -> Self {
         self.normalize = Some(f);
         self
+    }
+    /// Applies this attribute's sensitivity to a value: the whole value, or each
+    /// value of a table.
+    pub fn mark(&self, v: Value) -> Value {
+        if self.sensitive {
+            return v.sensitive();
+        }
+        if !self.sensitive_values {
+            return v;
+        }
+        match v {
+            Value::Sensitive(inner) if matches!(*inner, Value::Map(_)) => self.mark(*inner),
+            Value::Map(m) => Value::Map(m.into_iter().map(|(k, x)| (k, x.sensitive())).collect()),
+            v => v.sensitive(),
+        }
     }
     /// Whether the spec may set it.
     pub fn settable(&self) -> bool {

@@ -304,8 +304,8 @@ pub fn schemas() -> Vec<ResourceSchema> {
                     Attribute::optional("type", AttrType::String, "The Secret type; changing it replaces the Secret.")
                         .default(Value::str("Opaque"))
                         .force_new(),
-                    Attribute::optional("data", strings(), "Keys and their values as UTF-8 text (skyform base64-encodes them).").sensitive(),
-                    Attribute::optional("binary_data", strings(), "Keys and their values already base64-encoded (binary content).").sensitive(),
+                    Attribute::optional("data", strings(), "Keys and their values as UTF-8 text (skyform base64-encodes them). Keys are shown in plans; values are masked.").sensitive_values(),
+                    Attribute::optional("binary_data", strings(), "Keys and their values already base64-encoded (binary content). Keys are shown; values are masked.").sensitive_values(),
                 ],
             ),
         },
