@@ -303,3 +303,72 @@ fn json_plan_is_machine_readable_and_masks_secrets() {
     assert!(c["after_unknown"].as_array().unwrap().contains(&serde_json::json!("id")));
 }
 
+
+/// Golden rendering of a plan with every kind of change; regenerate with
+/// `UPDATE_GOLDEN=1 cargo test --test cli`.
+#[test]
+fn plan_rendering_matches_the_golden_file() {
+    let before = r#"
+[resource.test_object.keep]
+name = "keep"
+value = "line one\nline two\nline three\n"
+tags = { team = "platform", tier = "gold" }
+
+[resource.test_object.rename]
+name = "old-name"
+
+[resource.test_object.gone]
+name = "gone"
+"#;
+    let after = r#"
+[variable.pw]
+type = "string"
+sensitive = true
+default = "not-shown"
+
+[resource.test_object.keep]
+name = "keep"
+value = "line one\nline 2\nline three\n"
+tags = { team = "platform", tier = "silver" }
+password = "${var.pw}"
+
+[resource.test_object.rename]
+name = "new-name"
+
+[resource.test_object.added]
+name = "added"
+value = "${test_object.rename.id}"
+"#;
+    let e = Env::new(before);
+    assert_eq!(code(&e.run(&["apply", "-f", "main.toml", "--auto-approve"])), 0);
+    std::fs::write(e.spec(), after).unwrap();
+    let o = e.run(&["plan", "-f", "main.toml"]);
+    let (out, err) = text(&o);
+    assert_eq!(code(&o), 0, "{err}");
+    assert!(!out.contains("not-shown"));
+    assert!(!out.contains("-secret"), "a secret of a deleted object leaked: {out}");
+    // Ids are made up by the fake cloud; keep the golden file stable.
+    let out = mask_ids(&out);
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/golden/plan_mixed.txt");
+    if std::env::var("UPDATE_GOLDEN").as_deref() == Ok("1") {
+        std::fs::write(path, &out).unwrap();
+    }
+    let want = std::fs::read_to_string(path).unwrap_or_default();
+    assert_eq!(out, want, "plan rendering changed; if intended, UPDATE_GOLDEN=1 cargo test --test cli");
+}
+
+fn mask_ids(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find("obj-") {
+        out.push_str(&rest[..i + 4]);
+        rest = &rest[i + 4..];
+        let digits = rest.chars().take_while(char::is_ascii_digit).count();
+        if digits > 0 {
+            out.push('N');
+        }
+        rest = &rest[digits..];
+    }
+    out.push_str(rest);
+    out
+}

@@ -570,6 +570,18 @@ async fn plan_orphan(s: &Shared, a: &Address) -> NodeResult {
         }
         Slot::Failed(m) => return Err(err_at(s, a, m)),
     };
+    let mut live = live;
+    if let (Some(l), Some(schema)) = (&mut live, s.ctx.registry.type_schema(SchemaKind::Resource, &a.type_name)) {
+        mark_sensitive(schema, &mut l.attrs);
+        // Attributes that were secrets when last applied stay secrets.
+        for (k, v) in &rs.attrs {
+            if v.has_sensitive()
+                && let Some(x) = l.attrs.remove(k)
+            {
+                l.attrs.insert(k.clone(), x.sensitive());
+            }
+        }
+    }
     match &live {
         Some(l) => {
             change.before = Some(l.attrs.clone());
