@@ -157,7 +157,12 @@ name = "other"
 
 #[tokio::test]
 async fn interrupted_apply_saves_state_and_a_rerun_converges() {
-    let f = Fixture::new(&chain(5));
+    // Each create takes 40 ms, so the cancel below lands while the chain runs.
+    let spec: String = chain(5)
+        .split_inclusive('\n')
+        .map(|l| if l.starts_with("name = ") { format!("{l}delay_ms = 40\n") } else { l.to_string() })
+        .collect();
+    let f = Fixture::new(&spec);
     let loaded = f.load(&[]);
     let (ctx, _) = f.ctx(&loaded, 1);
     let mut s = ops::apply::open(&loaded, Some("apply"), Duration::ZERO).unwrap();
