@@ -280,7 +280,13 @@ fn missing_variables_are_reported_together() {
     let (_, err) = text(&o);
     assert_eq!(code(&o), 1);
     assert!(err.contains("`a`") && err.contains("`b`"), "{err}");
-    let o = e.cmd(&["plan", "-f", "main.toml", "--var", "a=x"]).env("SKYFORM_VAR_b", "3").output().unwrap();
+    // An environment value for a variable this spec does not declare is ignored.
+    let o = e
+        .cmd(&["plan", "-f", "main.toml", "--var", "a=x"])
+        .env("SKYFORM_VAR_b", "3")
+        .env("SKYFORM_VAR_other_spec_secret", "x")
+        .output()
+        .unwrap();
     assert_eq!(code(&o), 0, "{:?}", text(&o));
     assert!(text(&o).0.contains("\"x-3\""));
 }

@@ -112,8 +112,12 @@ impl Loaded {
 /// problem in one pass. Needs no network.
 pub fn load(opts: &SpecOptions, registry: Registry) -> Result<Loaded, OpError> {
     let spec = crate::spec::load(&opts.file)?;
+    // Like Terraform, environment values for variables this spec does not
+    // declare are ignored (one environment often serves several specs); a
+    // `--var` or var-file entry for an undeclared variable is still an error.
     let env: BTreeMap<String, String> = std::env::vars()
         .filter_map(|(k, v)| k.strip_prefix("SKYFORM_VAR_").map(|n| (n.to_string(), v)))
+        .filter(|(n, _)| spec.variables.contains_key(n))
         .collect();
     let mut diags = Diagnostics::default();
     let vars = match crate::spec::vars::resolve_variables(&spec, &opts.vars, &opts.var_files, &env) {
