@@ -249,20 +249,11 @@ mod tests {
         let before = attr.mark(Value::map([("a", Value::str("old-secret")), ("b", Value::str("same"))]));
         let after = attr.mark(Value::map([("a", Value::str("new-secret")), ("b", Value::str("same"))]));
         let c = ResourceChange {
-            address: Address::managed("k8s_secret", "s"),
-            provider: "kubernetes".into(),
-            action: Action::Update,
-            reason: None,
             before: Some([("data".to_string(), before)].into()),
             after: Some([("data".to_string(), after)].into()),
             changed: vec!["data".into()],
-            requires_replace: vec![],
-            identity: None,
-            live_version: None,
-            depends_on: vec![],
-            private: Value::Null,
-            notes: vec![],
             sensitive_attributes: vec!["data".into()],
+            ..ResourceChange::new(Address::managed("k8s_secret", "s"), "kubernetes".into(), Action::Update, vec![])
         };
         let mut out = String::new();
         change(&mut out, &c);

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::diff::{carry_sensitivity, desired_attrs, mark_sensitive};
+use super::diff::{carry_sensitivity, desired_attrs, is_empty, mark_sensitive};
 use super::events::{Event, PROGRESS_INTERVAL};
 use super::providers::{ProviderSet, Slot};
 use super::scope::{EvalScope, Values};
@@ -18,7 +18,7 @@ use super::walker::{Outcome, walk};
 use super::Context;
 use crate::address::Address;
 use crate::plan::{Action, Plan, ResourceChange, Summary};
-use crate::providers::{ApplyAction, ApplyRequest, Checkpoint, Provider, SchemaKind};
+use crate::providers::{ApplyAction, ApplyRequest, ApplyResponse, Checkpoint, Provider, SchemaKind};
 use crate::secrets::Fingerprinter;
 use crate::spec::eval::eval;
 use crate::state::{ResourceState, ResourceStatus, State, StateRecord, StateWriter};
@@ -408,11 +408,7 @@ async fn create_or_update(s: &Shared, c: &ResourceChange) -> Result<Option<Strin
         private: c.private.clone(),
         timeout,
     };
-    let checkpoint = StateCheckpoint { s, change: c };
-    let resp = match tokio::time::timeout(timeout + Duration::from_secs(30), p.apply(&req, &checkpoint)).await {
-        Ok(r) => r.map_err(|e| e.to_string())?,
-        Err(_) => return Err(format!("timed out after {timeout:?}")),
-    };
+    let resp = call(s, c, p.as_ref(), &req).await?;
     let mut attrs = resp.attrs;
     mark_sensitive(schema, &mut attrs);
     carry_sensitivity(&desired, &mut attrs);
@@ -433,7 +429,7 @@ async fn create_or_update(s: &Shared, c: &ResourceChange) -> Result<Option<Strin
             }
             if let Some(got) = attrs.get(k)
                 && !s.fp.same(planned, got)
-                && !(is_blank(planned) && is_blank(got))
+                && !(is_empty(planned) && is_empty(got))
             {
                 return Err(format!(
                     "provider produced an inconsistent result: `{k}` was planned as {planned} but is {got}"
@@ -445,13 +441,13 @@ async fn create_or_update(s: &Shared, c: &ResourceChange) -> Result<Option<Strin
     Ok(Some(resp.identity.to_string()))
 }
 
-fn is_blank(v: &Value) -> bool {
-    match v {
-        Value::Null => true,
-        Value::String(s) => s.is_empty(),
-        Value::List(l) => l.is_empty(),
-        Value::Map(m) => m.is_empty(),
-        _ => false,
+/// Calls the provider with a checkpoint into state, bounded by the operation's
+/// timeout (plus a grace period for the provider's own timeout handling).
+async fn call(s: &Shared, c: &ResourceChange, p: &dyn Provider, req: &ApplyRequest) -> Result<ApplyResponse, String> {
+    let checkpoint = StateCheckpoint { s, change: c };
+    match tokio::time::timeout(req.timeout + Duration::from_secs(30), p.apply(req, &checkpoint)).await {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(_) => Err(format!("timed out after {:?}", req.timeout)),
     }
 }
 
@@ -479,13 +475,7 @@ async fn delete(s: &Shared, c: &ResourceChange) -> Result<Option<String>, String
             private: c.private.clone(),
             timeout,
         };
-        let checkpoint = StateCheckpoint { s, change: c };
-        match tokio::time::timeout(timeout + Duration::from_secs(30), p.apply(&req, &checkpoint)).await {
-            Ok(r) => {
-                r.map_err(|e| e.to_string())?;
-            }
-            Err(_) => return Err(format!("timed out after {timeout:?}")),
-        }
+        call(s, c, p.as_ref(), &req).await?;
     }
     // After create-then-delete the record already describes the new object.
     if c.action != Action::CreateThenDelete {

@@ -133,7 +133,7 @@ fn normalize_keep_marks(n: crate::providers::schema::Normalizer, v: &Value) -> V
 
 /// Null, an empty string, list or map: "not set", for comparisons where an API
 /// omits empty values.
-fn is_empty(v: &Value) -> bool {
+pub(crate) fn is_empty(v: &Value) -> bool {
     match v {
         Value::Null => true,
         Value::String(s) => s.is_empty(),

@@ -249,20 +249,8 @@ async fn plan_data(s: &Shared, a: &Address) -> NodeResult {
         s.changes.lock().expect("changes lock").insert(
             a.clone(),
             ResourceChange {
-                address: a.clone(),
-                provider: provider.clone(),
-                action: Action::Read,
                 reason: Some(reason),
-                before: None,
-                after: None,
-                changed: vec![],
-                requires_replace: vec![],
-                identity: None,
-                live_version: None,
-                depends_on: s.ctx.graph.resource_dependencies(a),
-                private: Value::Null,
-                notes: vec![],
-                sensitive_attributes: vec![],
+                ..ResourceChange::new(a.clone(), provider.clone(), Action::Read, s.ctx.graph.resource_dependencies(a))
             },
         );
     };
@@ -289,20 +277,8 @@ async fn plan_data(s: &Shared, a: &Address) -> NodeResult {
             s.changes.lock().expect("changes lock").insert(
                 a.clone(),
                 ResourceChange {
-                    address: a.clone(),
-                    provider: provider.clone(),
-                    action: Action::NoOp,
-                    reason: None,
-                    before: None,
                     after: Some(attrs),
-                    changed: vec![],
-                    requires_replace: vec![],
-                    identity: None,
-                    live_version: None,
-                    depends_on: s.ctx.graph.resource_dependencies(a),
-                    private: Value::Null,
-                    notes: vec![],
-                    sensitive_attributes: vec![],
+                    ..ResourceChange::new(a.clone(), provider.clone(), Action::NoOp, s.ctx.graph.resource_dependencies(a))
                 },
             );
             Ok(())
@@ -328,20 +304,9 @@ async fn plan_resource(s: &Shared, a: &Address) -> NodeResult {
     let sensitive_attributes: Vec<String> =
         schema.attributes.iter().filter(|x| x.sensitive || x.sensitive_values).map(|x| x.name.to_string()).collect();
     let mut change = ResourceChange {
-        address: a.clone(),
-        provider: provider.clone(),
-        action: Action::NoOp,
-        reason: None,
-        before: None,
-        after: None,
-        changed: vec![],
-        requires_replace: vec![],
         identity: prior.as_ref().map(|p| p.identity.clone()),
-        live_version: None,
-        depends_on: s.ctx.graph.resource_dependencies(a),
-        private: Value::Null,
-        notes: vec![],
         sensitive_attributes,
+        ..ResourceChange::new(a.clone(), provider.clone(), Action::NoOp, s.ctx.graph.resource_dependencies(a))
     };
 
     let p = match s.providers.get(&s.ctx, &s.values, &provider).await {
@@ -534,24 +499,15 @@ impl From<Vec<Diagnostic>> for Diagnostics {
 async fn plan_orphan(s: &Shared, a: &Address) -> NodeResult {
     let rs = s.state.resources[a].clone();
     let mut change = ResourceChange {
-        address: a.clone(),
-        provider: rs.provider.clone(),
-        action: Action::Delete,
         reason: Some(if s.opts.destroy {
             Reason::DeleteBecauseDestroy
         } else {
             Reason::DeleteBecauseNoResourceConfig
         }),
         before: Some(rs.attrs.clone()),
-        after: None,
-        changed: vec![],
-        requires_replace: vec![],
         identity: Some(rs.identity.clone()),
-        live_version: None,
-        depends_on: rs.dependencies.clone(),
         private: rs.private.clone(),
-        notes: vec![],
-        sensitive_attributes: vec![],
+        ..ResourceChange::new(a.clone(), rs.provider.clone(), Action::Delete, rs.dependencies.clone())
     };
     let live = match s.providers.get(&s.ctx, &s.values, &rs.provider).await {
         Slot::Configured(p) => p

@@ -205,6 +205,29 @@ fn is_null(v: &Value) -> bool {
     matches!(v, Value::Null)
 }
 
+impl ResourceChange {
+    /// A change with nothing but its address, provider, action and
+    /// dependencies set; the rest is filled in with struct-update syntax.
+    pub fn new(address: Address, provider: String, action: Action, depends_on: Vec<Address>) -> Self {
+        ResourceChange {
+            address,
+            provider,
+            action,
+            reason: None,
+            before: None,
+            after: None,
+            changed: vec![],
+            requires_replace: vec![],
+            identity: None,
+            live_version: None,
+            depends_on,
+            private: Value::Null,
+            notes: vec![],
+            sensitive_attributes: vec![],
+        }
+    }
+}
+
 /// A whole plan.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
