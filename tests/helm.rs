@@ -284,3 +284,28 @@ async fn the_chart_refusing_its_values_fails_the_plan() {
     assert!(!msg.contains(PASSWORD));
     assert!(!tb.helm().args(["status", "skypilot", "-n", &ns]).output().unwrap().status.success());
 }
+
+/// Values from the spec that helm takes as positional arguments (the release
+/// name, the chart) come after `--`: a chart named like a flag is a chart helm
+/// cannot find, never an option that points helm at another kubeconfig.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chart_that_looks_like_a_flag_is_never_read_as_one() {
+    let tb = Testbed::get();
+    let ns = tb.namespace("skyform-helm-flag").await;
+    let text = spec(tb, &ns, "x@p.iam.gserviceaccount.com");
+    let text = text.replace(&format!("chart = \"{}\"", chart_path()), "chart = \"--kubeconfig=/etc/passwd\"");
+    assert!(text.contains("--kubeconfig=/etc/passwd"), "the spec names its chart differently now");
+    let mut f = Fixture::new(&text);
+    f.vars = vec![format!("web_password={PASSWORD}")];
+    let loaded = f.load();
+    let ctx = loaded.context(
+        std::sync::Arc::new(skyform::engine::events::Recorder::default()),
+        4,
+        skyform::engine::Cancel::new(),
+    );
+    let s = skyform::ops::apply::open(&loaded, None, std::time::Duration::ZERO).unwrap();
+    let msg = s.plan(&ctx, &Default::default()).await.err().expect("the plan fails").to_string();
+    // helm looked for a chart of that name (as a path or a repository chart).
+    assert!(msg.contains("--kubeconfig=/etc/passwd") && !msg.contains("unknown flag"), "{msg}");
+    assert!(!msg.contains("requires") && !msg.contains("/etc/passwd: "), "{msg}");
+}

@@ -143,3 +143,25 @@ async fn grants_are_idempotent_detect_revokes_and_are_revoked_on_destroy() {
     f.destroy().await;
     assert_eq!(members(&pg), "");
 }
+
+/// A wrong password is the server's refusal, said at once in PostgreSQL's own
+/// words (28P01), not retried as if transient, and never with the password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_password_fails_the_plan_at_once_with_postgresql_s_message() {
+    let pg = start().await;
+    let mut f = Fixture::new(&spec(pg.server.port()));
+    let wrong = "not-the-Password-42";
+    f.vars = vec![format!("pg_password={wrong}")];
+    let loaded = f.load();
+    let ctx = loaded.context(
+        std::sync::Arc::new(skyform::engine::events::Recorder::default()),
+        4,
+        skyform::engine::Cancel::new(),
+    );
+    let s = skyform::ops::apply::open(&loaded, None, std::time::Duration::ZERO).unwrap();
+    let msg = s.plan(&ctx, &Default::default()).await.err().expect("the plan fails").to_string();
+    assert!(msg.contains("password authentication failed for user \"postgres\""), "{msg}");
+    assert!(msg.contains("28P01"), "{msg}");
+    assert!(!msg.contains("transient"), "a refusal is not transient: {msg}");
+    assert!(!msg.contains(wrong) && !msg.contains(PW), "{msg}");
+}

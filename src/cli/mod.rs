@@ -394,7 +394,10 @@ async fn apply_or_destroy(
     let p2 = p.clone();
     let signal = tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
-            p2.err("Interrupt received: waiting for running operations to finish, then saving state...");
+            p2.err(
+                "Interrupt received: no new step starts; running requests finish, long operations are recorded as \
+                 pending (the next apply resumes them); saving state...",
+            );
             c2.cancel();
         }
     });
@@ -419,7 +422,7 @@ async fn apply_or_destroy(
             }
         } else {
             p.err(&format!(
-                "\n{} incomplete: {} failed, {} skipped, {} not started (interrupted). Done: {} added, {} changed, {} replaced, {} destroyed. State is saved; run apply again to converge.",
+                "\n{} incomplete: {} failed, {} skipped, {} interrupted or not started. Done: {} added, {} changed, {} replaced, {} destroyed. State is saved; run apply again to converge.",
                 if destroy { "Destroy" } else { "Apply" },
                 report.failures.len(),
                 report.skipped.len(),

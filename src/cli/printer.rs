@@ -127,6 +127,10 @@ impl Hook for EventPrinter {
             Event::Skipped { address, because_of } => {
                 self.p.err(&format!("{address}: skipped because {because_of} failed"))
             }
+            Event::Interrupted { address, action } => self.p.err(&format!(
+                "{address}: {} interrupted; its operation goes on and is recorded as pending: the next apply resumes it",
+                action.doing_verb()
+            )),
             Event::Cancelled { address } => self.p.err(&format!("{address}: not started (interrupted)")),
             Event::Warning { message } => self.p.err(&format!("warning: {message}")),
             Event::Complete { .. } => {}

@@ -7,6 +7,7 @@
 //! A failed step skips only what depends on it.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -117,6 +118,11 @@ pub async fn apply(
         let c = &plan.changes[ci];
         match o {
             Outcome::Done => {}
+            Outcome::Failed(msg) if msg == INTERRUPTED => {
+                if !report.cancelled.contains(&c.address) {
+                    report.cancelled.push(c.address.clone());
+                }
+            }
             Outcome::Failed(msg) => report.failures.push((c.address.clone(), msg)),
             Outcome::Skipped(root) => {
                 let because = plan.changes[steps[root].0].address.clone();
@@ -259,6 +265,10 @@ where
             });
             Ok(())
         }
+        Err(message) if message == INTERRUPTED => {
+            hook.event(&Event::Interrupted { address: a.clone(), action });
+            Err(message)
+        }
         Err(message) => {
             hook.event(&Event::Failed { address: a.clone(), action, message: message.clone() });
             Err(message)
@@ -344,6 +354,10 @@ async fn read_data(s: &Shared, c: &ResourceChange) -> Result<(), String> {
 struct StateCheckpoint<'a> {
     s: &'a Shared,
     change: &'a ResourceChange,
+    /// Whether a pending operation is durable in state (so the wait for it may
+    /// be abandoned on Ctrl-C).
+    recorded: AtomicBool,
+    notify: tokio::sync::Notify,
 }
 
 impl Checkpoint for StateCheckpoint<'_> {
@@ -351,7 +365,10 @@ impl Checkpoint for StateCheckpoint<'_> {
         let prior = self.s.prior.get(&self.change.address).map(|p| p.attrs.clone()).unwrap_or_default();
         // Best effort by design: if this write fails the operation still runs,
         // and a later run adopts the object by its identity instead of resuming.
-        let _ = upsert(self.s, self.change, identity.clone(), &prior, private.clone(), ResourceStatus::Pending);
+        if upsert(self.s, self.change, identity.clone(), &prior, private.clone(), ResourceStatus::Pending).is_ok() {
+            self.recorded.store(true, Ordering::SeqCst);
+            self.notify.notify_waiters();
+        }
     }
 }
 
@@ -443,13 +460,38 @@ async fn create_or_update(s: &Shared, c: &ResourceChange) -> Result<Option<Strin
 
 /// Calls the provider with a checkpoint into state, bounded by the operation's
 /// timeout (plus a grace period for the provider's own timeout handling).
+///
+/// On Ctrl-C, a call that has recorded a pending operation in state stops
+/// waiting for it (the operation goes on at the API; the next run resumes it
+/// from state). A call that has not is left to finish: it is a short request,
+/// and stopping it half-way could leave an object that state knows nothing of.
 async fn call(s: &Shared, c: &ResourceChange, p: &dyn Provider, req: &ApplyRequest) -> Result<ApplyResponse, String> {
-    let checkpoint = StateCheckpoint { s, change: c };
-    match tokio::time::timeout(req.timeout + Duration::from_secs(30), p.apply(req, &checkpoint)).await {
-        Ok(r) => r.map_err(|e| e.to_string()),
-        Err(_) => Err(format!("timed out after {:?}", req.timeout)),
+    let checkpoint =
+        StateCheckpoint { s, change: c, recorded: AtomicBool::new(false), notify: tokio::sync::Notify::new() };
+    let work = tokio::time::timeout(req.timeout + Duration::from_secs(30), p.apply(req, &checkpoint));
+    tokio::pin!(work);
+    let abandon = async {
+        s.ctx.cancel.cancelled().await;
+        loop {
+            let notified = checkpoint.notify.notified();
+            if checkpoint.recorded.load(Ordering::SeqCst) {
+                return;
+            }
+            notified.await;
+        }
+    };
+    tokio::select! {
+        r = &mut work => match r {
+            Ok(r) => r.map_err(|e| e.to_string()),
+            Err(_) => Err(format!("timed out after {:?}", req.timeout)),
+        },
+        () = abandon => Err(INTERRUPTED.to_string()),
     }
 }
+
+/// The outcome of a step whose pending operation was left running on Ctrl-C.
+const INTERRUPTED: &str = "interrupted while its operation runs; the operation is recorded as pending in state \
+                           and the next apply resumes it";
 
 async fn delete(s: &Shared, c: &ResourceChange) -> Result<Option<String>, String> {
     let a = &c.address;

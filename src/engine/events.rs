@@ -57,6 +57,14 @@ pub enum Event {
         /// The failed dependency.
         because_of: Address,
     },
+    /// Ctrl-C while the resource's long-running operation ran: the operation
+    /// goes on at the API and is recorded as pending; the next apply resumes it.
+    Interrupted {
+        /// Which.
+        address: Address,
+        /// What.
+        action: Action,
+    },
     /// Not attempted because of Ctrl-C.
     Cancelled {
         /// Which.

@@ -379,11 +379,24 @@ async fn plan_resource(s: &Shared, a: &Address) -> NodeResult {
             change.live_version = Some(l.version.clone());
             change.changed = d.changed;
             change.requires_replace = d.requires_replace;
+            // An operation an interrupted run started (recorded as pending), or
+            // one still running on the object: the step waits for it and
+            // converges. A create that never finished in state is resumed as a
+            // create, so that what is computed (an endpoint, an address) stays
+            // unknown for its dependents until apply.
+            let pending = prior.as_ref().is_some_and(|p| p.status == ResourceStatus::Pending);
+            let create_pending = prior.as_ref().is_none_or(|p| p.attrs.is_empty());
             change.action = if !change.requires_replace.is_empty() {
                 change.reason = Some(Reason::ReplaceBecauseCannotUpdate {
                     attributes: change.requires_replace.clone(),
                 });
                 replace_action
+            } else if pending || l.in_progress {
+                change.reason = Some(Reason::ResumePendingOperation);
+                if pending {
+                    change.private = prior.as_ref().map(|p| p.private.clone()).unwrap_or_default();
+                }
+                if create_pending { Action::Create } else { Action::Update }
             } else if prior.is_none() {
                 change.reason = Some(Reason::AdoptBecauseExistsLive);
                 Action::Adopt

@@ -155,7 +155,7 @@ impl std::fmt::Display for Reason {
                 waiting_for.join(", ")
             ),
             Reason::ResumePendingOperation => {
-                write!(f, "a previous run started an operation on it; it will be resumed")
+                write!(f, "an operation started on it earlier (by an interrupted run) may still be running; apply waits for it and converges")
             }
             Reason::ReadBecauseInputsUnknown => {
                 write!(f, "its inputs are known only after apply")

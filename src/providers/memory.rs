@@ -272,7 +272,7 @@ impl MemoryProvider {
         let mut attrs: BTreeMap<String, Value> =
             o.attrs.iter().map(|(k, v)| (k.clone(), Value::from_json(v))).collect();
         attrs.insert("name".into(), Value::str(name));
-        LiveObject { identity: Value::str(name), attrs, version: o.version.to_string() }
+        LiveObject { identity: Value::str(name), attrs, version: o.version.to_string(), in_progress: false }
     }
 }
 

@@ -12,6 +12,7 @@ pub mod gcp;
 pub mod helm;
 pub mod kubernetes;
 pub mod memory;
+pub mod names;
 pub mod postgres;
 pub mod schema;
 
@@ -75,6 +76,12 @@ pub struct LiveObject {
     /// A version of the object for stale-plan checks: an etag, a
     /// `settingsVersion`, a `resourceVersion`, or a hash of the read.
     pub version: String,
+    /// The object exists but is still being created or changed by an operation
+    /// (a GKE cluster `PROVISIONING`, a Cloud SQL instance `PENDING_CREATE`): its
+    /// computed attributes are not final. The planner then plans a step that
+    /// waits for the operation, and whatever depends on the object (provider
+    /// configurations included) is known only after apply.
+    pub in_progress: bool,
 }
 
 /// Planned action on one resource, as the engine sees it.

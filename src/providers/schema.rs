@@ -1,6 +1,7 @@
 //! Schemas: what attributes a resource type, data source or provider
 //! configuration has, and how each one behaves in a plan.
 
+use super::names::NameRule;
 use crate::value::Value;
 
 /// The type of an attribute's value.
@@ -84,6 +85,9 @@ pub struct Attribute {
     pub normalize: Option<Normalizer>,
     /// One line for the spec reference.
     pub description: &'static str,
+    /// The naming rule of the API, checked wherever the value is known
+    /// (`validate`, then plan), after normalization.
+    pub rule: Option<NameRule>,
 }
 
 impl Attribute {
@@ -101,7 +105,13 @@ impl Attribute {
             write_only: false,
             normalize: None,
             description,
+            rule: None,
         }
+    }
+    /// Names something the API constrains (see [`NameRule`]).
+    pub fn rule(mut self, r: NameRule) -> Self {
+        self.rule = Some(r);
+        self
     }
     /// A required input.
     pub fn required(name: &'static str, ty: AttrType, description: &'static str) -> Self {

@@ -82,18 +82,55 @@ pub fn check_values(
         let Some(a) = attrs.iter().find(|a| a.name == k) else {
             continue;
         };
-        if let Some(why) = mismatch(&a.ty, v) {
-            let pos = positions
+        let pos = || {
+            positions
                 .and_then(|p| p.get(k))
                 .map(|e| e.pos.clone())
-                .unwrap_or(body.pos.clone());
+                .unwrap_or(body.pos.clone())
+        };
+        if let Some(why) = mismatch(&a.ty, v) {
             out.push(Diagnostic::error(
-                Some(pos),
+                Some(pos()),
                 format!("attribute `{k}` of {what} must be a {}: {why}", a.ty.name()),
             ));
+        } else if let Some(d) = rule_error(a, v, &pos(), what) {
+            out.push(d);
         }
     }
     Diagnostics(out)
+}
+
+/// The error for a known value that breaks the attribute's naming rule.
+fn rule_error(a: &Attribute, v: &Value, pos: &Pos, what: &str) -> Option<Diagnostic> {
+    let rule = a.rule?;
+    let name = known_name(a, v)?;
+    let why = rule.check(&name).err()?;
+    // A name built from a secret is checked, but never shown.
+    let shown = if v.has_sensitive() { "(sensitive value)".to_string() } else { shown_name(&name) };
+    Some(
+        Diagnostic::error(Some(pos.clone()), format!("attribute `{}` of {what}: {shown} is not a valid name", a.name))
+            .with_hint(format!("it must be {why}")),
+    )
+}
+
+/// The value an API sees (after the attribute's normalization), when known.
+fn known_name(a: &Attribute, v: &Value) -> Option<String> {
+    if v.has_unknown() {
+        return None;
+    }
+    let v = v.unmarked();
+    let v = match a.normalize {
+        Some(f) => f(&v),
+        None => v,
+    };
+    v.as_str().map(str::to_string)
+}
+
+/// A name for an error message: quoted, escaped, cut to a readable length.
+fn shown_name(name: &str) -> String {
+    let cut: String = name.chars().take(80).collect();
+    let more = if cut.len() < name.len() { format!("… ({} bytes)", name.len()) } else { String::new() };
+    format!("{cut:?}{more}")
 }
 
 struct Validator<'a> {
@@ -350,26 +387,33 @@ impl<'a> Validator<'a> {
                 );
                 continue;
             }
-            let Some(vars) = self.vars else { continue };
             let mut calls = Vec::new();
             collect_calls(&e.node, &mut calls);
             if calls.iter().any(|(name, _, _)| *name == "htpasswd") {
                 continue;
             }
+            // Without variable values, only what the spec writes out is known
+            // (a variable is unknown): names are still checked where known.
+            let no_vars = BTreeMap::new();
             let scope = VarsOnly {
-                vars,
+                vars: self.vars.unwrap_or(&no_vars),
                 dir: &self.spec.dir,
             };
             match eval(e, &scope) {
+                Ok(v) if self.vars.is_some() && mismatch(&a.ty, &v).is_some() => {
+                    let why = mismatch(&a.ty, &v).unwrap_or_default();
+                    self.err(
+                        &e.pos,
+                        format!("attribute `{k}` of {what} must be a {}: {why}", a.ty.name()),
+                    );
+                }
                 Ok(v) => {
-                    if let Some(why) = mismatch(&a.ty, &v) {
-                        self.err(
-                            &e.pos,
-                            format!("attribute `{k}` of {what} must be a {}: {why}", a.ty.name()),
-                        );
+                    if let Some(d) = rule_error(a, &v, &e.pos, what) {
+                        self.out.push(d);
                     }
                 }
-                Err(d) => self.out.extend(d.0),
+                Err(d) if self.vars.is_some() => self.out.extend(d.0),
+                Err(_) => {}
             }
         }
         let missing: Vec<&str> = attrs

@@ -20,6 +20,7 @@ use tokio::time::Instant;
 use super::client::{Api, ApiError};
 use super::operation::{self, Op};
 use super::{Gcp, Run, deadline, jstr, live, project_attr, str_attr};
+use crate::providers::names::NameRule;
 use crate::providers::schema::{AttrType, Attribute, ResourceSchema, SchemaKind};
 use crate::providers::{
     ApplyAction, ApplyRequest, ApplyResponse, Checkpoint, LiveObject, PlanRequest, PlanResponse, ProviderError,
@@ -41,7 +42,7 @@ pub fn computed_attrs() -> Vec<Attribute> {
 /// Schema.
 pub fn schema() -> ResourceSchema {
     let mut attributes = vec![
-        Attribute::required("name", AttrType::String, "Cluster name.").force_new(),
+        Attribute::required("name", AttrType::String, "Cluster name.").force_new().rule(NameRule::GkeCluster),
         Attribute::required("location", AttrType::String, "Region or zone, e.g. us-central1.").force_new(),
         Attribute::optional("workload_identity", AttrType::Bool, "Enable Workload Identity (workload pool <project>.svc.id.goog)."),
         Attribute::optional(
@@ -136,7 +137,10 @@ pub async fn read(g: &Gcp, req: &ReadRequest) -> Result<Option<LiveObject>, Prov
         req.config.get("workload_identity_in_place").cloned().unwrap_or(Value::Bool(false)),
     );
     let version = c["etag"].as_str().map(str::to_string);
-    Ok(Some(live(Value::str(format!("{project}/{location}/{name}")), attrs, version)))
+    let mut l = live(Value::str(format!("{project}/{location}/{name}")), attrs, version);
+    // Still being created: no endpoint or CA yet, so nothing may be built from it.
+    l.in_progress = c["status"] == "PROVISIONING";
+    Ok(Some(l))
 }
 
 /// Refuses enabling Workload Identity in place; warns about regions.

@@ -183,7 +183,13 @@ impl Gcp {
     /// (Cloud SQL runs one operation per instance; other processes are handled
     /// by retrying 409 `operationInProgress`).
     pub fn sql_lock(&self, project: &str, instance: &str) -> Arc<tokio::sync::Mutex<()>> {
-        self.sql_locks.lock().expect("sql locks").entry(format!("{project}/{instance}")).or_default().clone()
+        self.keyed_lock(project, instance)
+    }
+
+    /// A lock per `(scope, name)` in this process (Cloud SQL instances; key
+    /// creates of one service account).
+    pub fn keyed_lock(&self, scope: &str, name: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.sql_locks.lock().expect("sql locks").entry(format!("{scope}/{name}")).or_default().clone()
     }
 
     /// Builds the engine's attributes after an apply: the live attributes, with
@@ -215,6 +221,14 @@ pub struct Run<'a> {
     pub deadline: tokio::time::Instant,
 }
 
+/// Whether a failed create says the object exists already: Cloud SQL answers
+/// an insert of an existing database or user with an operation that fails with
+/// the server's own message (`ERROR_RDBMS`: `database "x" already exists`).
+/// A create that meets it adopts the object instead of failing.
+pub fn exists_already(e: &ProviderError) -> bool {
+    matches!(e, ProviderError::Permanent(m) if m.contains("already exists"))
+}
+
 /// A string attribute of a configuration, if set and non-empty.
 pub fn str_attr(config: &Value, k: &str) -> Option<String> {
     config.get(k).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string)
@@ -232,7 +246,7 @@ pub fn live(identity: Value, attrs: BTreeMap<String, Value>, version: Option<Str
         let text = serde_json::to_string(&Value::Map(attrs.clone()).to_json_clear()).unwrap_or_default();
         hex::encode(&Sha256::digest(text.as_bytes())[..8])
     });
-    LiveObject { identity, attrs, version }
+    LiveObject { identity, attrs, version, in_progress: false }
 }
 
 /// A JSON string field as a value (`Null` when absent).
@@ -284,7 +298,7 @@ impl Provider for GcpProvider {
             "gcp_project_service" => project_service::apply(g, req, cp).await,
             "gcp_service_account" => service_account::apply(g, req).await,
             "gcp_project_iam_member" | "gcp_service_account_iam_member" => iam_member::apply(g, req).await,
-            "gcp_service_account_key" => service_account_key::apply(g, req).await,
+            "gcp_service_account_key" => service_account_key::apply(g, req, cp).await,
             "gcp_sql_instance" => sql_instance::apply(g, req, cp).await,
             "gcp_sql_database" => sql_database::apply(g, req, cp).await,
             "gcp_sql_user" => sql_user::apply(g, req, cp).await,

@@ -12,6 +12,7 @@ use tokio::time::Instant;
 
 use super::client::{Api, ApiError};
 use super::{Gcp, jstr, live, project_attr, str_attr};
+use crate::providers::names::NameRule;
 use crate::providers::schema::{AttrType, Attribute, ResourceSchema, SchemaKind};
 use crate::providers::{ApplyAction, ApplyRequest, ApplyResponse, LiveObject, ProviderError, ReadRequest};
 use crate::value::Value;
@@ -25,7 +26,8 @@ pub fn schema() -> ResourceSchema {
                       (the Cloud SQL for PostgreSQL IAM user name: the email without .gserviceaccount.com).",
         attributes: vec![
             Attribute::required("account_id", AttrType::String, "Account id (6-30 characters): the email's local part.")
-                .force_new(),
+                .force_new()
+                .rule(NameRule::GcpAccountId),
             Attribute::optional("display_name", AttrType::String, "Display name."),
             Attribute::optional("description", AttrType::String, "Description."),
             project_attr(),

@@ -4,8 +4,11 @@
 //! read, so state holds only the key's name and a keyed fingerprint. When a
 //! consumer no longer holds the key, the engine plans a new key by itself.
 //!
-//! Not adoptable (a key made elsewhere has no private key we could know); a
-//! create is one POST (retried only on transient errors that had no effect).
+//! Not adoptable (a key made elsewhere has no private key we could know). A
+//! create is recorded as pending in state before its POST, with the account's
+//! keys before it, and again with the new key's name once known: a run that
+//! crashed in between leaves a key whose private key is lost, which the next
+//! create deletes before making the one it keeps (one key per resource).
 
 use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -14,11 +17,11 @@ use base64::Engine;
 use serde_json::{Value as Json, json};
 use tokio::time::Instant;
 
-use super::client::Api;
+use super::client::{Api, ApiError};
 use super::iam_member::{normalize_sa, sa_email};
 use super::{Gcp, jstr, live, project_attr, str_attr};
 use crate::providers::schema::{AttrType, Attribute, ResourceSchema, SchemaKind};
-use crate::providers::{ApplyAction, ApplyRequest, ApplyResponse, LiveObject, ProviderError, ReadRequest};
+use crate::providers::{ApplyAction, ApplyRequest, ApplyResponse, Checkpoint, LiveObject, ProviderError, ReadRequest};
 use crate::value::Value;
 
 /// Schema.
@@ -79,7 +82,7 @@ pub async fn read(g: &Gcp, req: &ReadRequest) -> Result<Option<LiveObject>, Prov
 }
 
 /// Creates or deletes the key.
-pub async fn apply(g: &Gcp, req: &ApplyRequest) -> Result<ApplyResponse, ProviderError> {
+pub async fn apply(g: &Gcp, req: &ApplyRequest, cp: &dyn Checkpoint) -> Result<ApplyResponse, ProviderError> {
     let cfg = req.config.unmarked();
     let project = g.project_of(&cfg);
     match req.action {
@@ -104,11 +107,24 @@ pub async fn apply(g: &Gcp, req: &ApplyRequest) -> Result<ApplyResponse, Provide
             let sa = sa_email(&str_attr(&cfg, "service_account").unwrap_or_default());
             let path = format!("v1/projects/-/serviceAccounts/{sa}/keys");
             let body = json!({"privateKeyType": "TYPE_GOOGLE_CREDENTIALS_FILE", "keyAlgorithm": "KEY_ALG_RSA_2048"});
+            // One key create at a time per account in this process, so that the
+            // keys listed before a create are exactly those that are not ours.
+            let lock = g.keyed_lock("keys", &sa);
+            let _guard = lock.lock().await;
             // A just-created account may not be visible yet: retry 404 for a bounded window.
             let until = Instant::now() + g.client.retry.consistency_window;
             let mut n = 0;
             let key = loop {
-                match g.client.post(Api::Iam, &path, &body).await {
+                let attempt = async {
+                    remove_interrupted(g, &sa, &req.private).await?;
+                    let before = user_keys(g, &sa).await?;
+                    // Recorded before the request: a crash after the key exists
+                    // but before its name is known still lets the next run find
+                    // it (a key not among these) and delete it.
+                    cp.pending(&Value::Null, &interrupted_private(&before, None));
+                    g.client.post(Api::Iam, &path, &body).await
+                };
+                match attempt.await {
                     Err(e) if e.is_not_found() && Instant::now() < until => {
                         tokio::time::sleep(g.client.retry.backoff(n.min(6))).await;
                         n += 1;
@@ -116,6 +132,8 @@ pub async fn apply(g: &Gcp, req: &ApplyRequest) -> Result<ApplyResponse, Provide
                     r => break r?,
                 }
             };
+            let name = key["name"].as_str().unwrap_or_default().to_string();
+            cp.pending(&Value::str(&name), &interrupted_private(&[], Some(&name)));
             let mut attrs = attrs_of(&key, &project);
             let data = key["privateKeyData"].as_str().unwrap_or_default();
             let json = base64::engine::general_purpose::STANDARD
@@ -132,6 +150,48 @@ pub async fn apply(g: &Gcp, req: &ApplyRequest) -> Result<ApplyResponse, Provide
             Ok(g.response(&req.type_name, req, name, attrs))
         }
     }
+}
+
+/// The private record of a key create in flight: the account's user-managed
+/// keys before it, and the new key's name once the API returned it.
+fn interrupted_private(before: &[String], created: Option<&str>) -> Value {
+    let mut m = vec![("keys_before", Value::List(before.iter().map(Value::str).collect()))];
+    if let Some(c) = created {
+        m.push(("created", Value::str(c)));
+    }
+    Value::map([("key_create", Value::map(m))])
+}
+
+/// The names of the account's user-managed keys.
+async fn user_keys(g: &Gcp, sa: &str) -> Result<Vec<String>, ApiError> {
+    let list = g.client.get(Api::Iam, &format!("v1/projects/-/serviceAccounts/{sa}/keys?keyTypes=USER_MANAGED")).await?;
+    Ok(list["keys"]
+        .as_array()
+        .map(|ks| ks.iter().filter_map(|k| k["name"].as_str().map(str::to_string)).collect())
+        .unwrap_or_default())
+}
+
+/// Deletes what a create interrupted by a crash made: a key whose private key
+/// was never kept is useless and must not stay valid. Idempotent: a key that is
+/// gone already is fine.
+async fn remove_interrupted(g: &Gcp, sa: &str, private: &Value) -> Result<(), ApiError> {
+    let Some(rec) = private.get("key_create") else { return Ok(()) };
+    let orphans: Vec<String> = match rec.get("created").and_then(Value::as_str) {
+        Some(name) => vec![name.to_string()],
+        None => {
+            let before: Vec<&str> =
+                rec.get("keys_before").and_then(Value::as_list).map(|l| l.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+            user_keys(g, sa).await?.into_iter().filter(|k| !before.contains(&k.as_str())).collect()
+        }
+    };
+    for name in orphans {
+        match g.client.delete(Api::Iam, &format!("v1/{name}")).await {
+            Ok(_) => {}
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Seconds since the epoch of an RFC 3339 UTC time (`2026-01-02T03:04:05Z`,

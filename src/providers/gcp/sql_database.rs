@@ -8,9 +8,10 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value as Json, json};
 
-use super::client::{Api, ApiError};
+use super::client::{Api, ApiError, seg};
 use super::sql_instance::{mutate, mutate_and_wait, path as instance_path};
 use super::{Gcp, Run, deadline, jstr, live, project_attr, str_attr};
+use crate::providers::names::NameRule;
 use crate::providers::schema::{AttrType, Attribute, ResourceSchema, SchemaKind};
 use crate::providers::{ApplyAction, ApplyRequest, ApplyResponse, Checkpoint, LiveObject, ProviderError, ReadRequest};
 use crate::value::Value;
@@ -23,8 +24,8 @@ pub fn schema() -> ResourceSchema {
         description: "A database in a Cloud SQL instance. Changes on one instance are serialized with the \
                       instance's other operations.",
         attributes: vec![
-            Attribute::required("instance", AttrType::String, "The instance's name.").force_new(),
-            Attribute::required("name", AttrType::String, "Database name.").force_new(),
+            Attribute::required("instance", AttrType::String, "The instance's name.").force_new().rule(NameRule::SqlInstance),
+            Attribute::required("name", AttrType::String, "Database name.").force_new().rule(NameRule::PgIdentifier),
             Attribute::optional("charset", AttrType::String, "Character set (PostgreSQL default UTF8).").also_computed().force_new(),
             Attribute::optional("collation", AttrType::String, "Collation (PostgreSQL default en_US.UTF8).")
                 .also_computed()
@@ -67,8 +68,16 @@ pub async fn read(g: &Gcp, req: &ReadRequest) -> Result<Option<LiveObject>, Prov
         return Ok(None);
     }
     let Some((project, instance, name)) = ids(g, &req.config, req.identity.as_ref()) else { return Ok(None) };
-    match g.client.get(Api::Sql, &format!("{}/databases/{name}", instance_path(&project, &instance))).await {
+    match g.client.get(Api::Sql, &format!("{}/databases/{}", instance_path(&project, &instance), seg(&name))).await {
         Ok(d) => Ok(Some(live(Value::str(format!("{project}/{instance}/{name}")), attrs_of(&d, &project, &instance), None))),
+        Err(e) if absent(&e) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn get_opt(g: &Gcp, base: &str, name: &str) -> Result<Option<Json>, ProviderError> {
+    match g.client.get(Api::Sql, &format!("{base}/{}", seg(&name))).await {
+        Ok(d) => Ok(Some(d)),
         Err(e) if absent(&e) => Ok(None),
         Err(e) => Err(e.into()),
     }
@@ -88,7 +97,7 @@ pub async fn apply(g: &Gcp, req: &ApplyRequest, cp: &dyn Checkpoint) -> Result<A
     let resumed = super::operation::resume(&g.client, &req.private, dl).await?;
     match req.action {
         ApplyAction::Delete => {
-            match mutate_and_wait(&run, &project, reqwest::Method::DELETE, &format!("{base}/{name}"), None).await {
+            match mutate_and_wait(&run, &project, reqwest::Method::DELETE, &format!("{base}/{}", seg(&name)), None).await {
                 Ok(_) => {}
                 Err(ProviderError::Permanent(m)) if m.contains("does not exist") => {}
                 Err(e) => return Err(e),
@@ -102,32 +111,43 @@ pub async fn apply(g: &Gcp, req: &ApplyRequest, cp: &dyn Checkpoint) -> Result<A
                     body[k] = json!(v);
                 }
             }
-            // After a resumed create, a 409 below adopts what it made.
-            let _ = resumed;
-            match mutate(g, reqwest::Method::POST, &base, Some(&body), dl).await {
-                Ok(op) => {
-                    let op_ref = super::operation::Op::sql(&project, &op);
-                    super::operation::track(&g.client, cp, &id, &op_ref, &op, dl).await?;
-                }
-                Err(e) if e.status == 409 => {
-                    let d = g.client.get(Api::Sql, &format!("{base}/{name}")).await?;
-                    for k in ["charset", "collation"] {
-                        if let Some(v) = str_attr(&cfg, k)
-                            && d[k].as_str() != Some(v.as_str())
-                        {
-                            return Err(ProviderError::Permanent(format!(
-                                "database {name:?} already exists on instance {instance:?} with {k} {} (the spec \
-                                 wants {v:?}); a database's {k} cannot be changed",
-                                d[k]
-                            )));
+            // An interrupted run's create that finished, a 409, or an operation
+            // that failed because the database exists (Cloud SQL's ERROR_RDBMS
+            // `database "x" already exists`, the answer when the first insert was
+            // still running when this one was sent): adopt it if it matches.
+            let exists = if resumed && get_opt(g, &base, &name).await?.is_some() {
+                true
+            } else {
+                match mutate(g, reqwest::Method::POST, &base, Some(&body), dl).await {
+                    Ok(op) => {
+                        let op_ref = super::operation::Op::sql(&project, &op);
+                        match super::operation::track(&g.client, cp, &id, &op_ref, &op, dl).await {
+                            Ok(_) => false,
+                            Err(e) if super::exists_already(&e) => true,
+                            Err(e) => return Err(e),
                         }
                     }
+                    Err(e) if e.status == 409 => true,
+                    Err(e) => return Err(e.into()),
                 }
-                Err(e) => return Err(e.into()),
+            };
+            if exists {
+                let d = g.client.get(Api::Sql, &format!("{base}/{}", seg(&name))).await?;
+                for k in ["charset", "collation"] {
+                    if let Some(v) = str_attr(&cfg, k)
+                        && d[k].as_str() != Some(v.as_str())
+                    {
+                        return Err(ProviderError::Permanent(format!(
+                            "database {name:?} already exists on instance {instance:?} with {k} {} (the spec \
+                             wants {v:?}); a database's {k} cannot be changed",
+                            d[k]
+                        )));
+                    }
+                }
             }
         }
         ApplyAction::Update => {}
     }
-    let d = g.client.get(Api::Sql, &format!("{base}/{name}")).await?;
+    let d = g.client.get(Api::Sql, &format!("{base}/{}", seg(&name))).await?;
     Ok(g.response(&req.type_name, req, id, attrs_of(&d, &project, &instance)))
 }

@@ -16,6 +16,7 @@ use tokio::time::Instant;
 use super::client::{Api, ApiError};
 use super::operation::{self, Op};
 use super::{DEFAULT_REGION, Gcp, Run, deadline, jstr, live, project_attr, str_attr};
+use crate::providers::names::NameRule;
 use crate::providers::schema::{AttrType, Attribute, ResourceSchema, SchemaKind};
 use crate::providers::{
     ApplyAction, ApplyRequest, ApplyResponse, Checkpoint, LiveObject, PlanRequest, PlanResponse, ProviderError,
@@ -36,7 +37,7 @@ pub fn schema() -> ResourceSchema {
                       version) and when a replacement would reuse a name Cloud SQL keeps reserved for a week after \
                       deletion. A destroy is refused while deletion_protection is true.",
         attributes: vec![
-            Attribute::required("name", AttrType::String, "Instance id (without the project).").force_new(),
+            Attribute::required("name", AttrType::String, "Instance id (without the project).").force_new().rule(NameRule::SqlInstance),
             Attribute::optional("region", AttrType::String, "Region; defaults to the provider's.").also_computed().force_new(),
             Attribute::required(
                 "database_version",
@@ -210,7 +211,10 @@ pub async fn read(g: &Gcp, req: &ReadRequest) -> Result<Option<LiveObject>, Prov
     let Some(inst) = g.client.get_opt(Api::Sql, &path(&project, &name)).await? else { return Ok(None) };
     let version = inst.pointer("/settings/settingsVersion").and_then(Json::as_str).map(str::to_string);
     let attrs = attrs_of(&inst, req.config.get("ip_configuration"));
-    Ok(Some(live(Value::str(format!("{project}/{name}")), attrs, version)))
+    let mut l = live(Value::str(format!("{project}/{name}")), attrs, version);
+    // Still being created: its address and connection details are not final.
+    l.in_progress = inst["state"] == "PENDING_CREATE";
+    Ok(Some(l))
 }
 
 fn version_parts(v: &str) -> (String, i64) {

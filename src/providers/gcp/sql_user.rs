@@ -20,6 +20,7 @@ use super::policy::PolicyKey;
 use super::sql_database::absent;
 use super::sql_instance::{mutate, mutate_and_wait, path as instance_path};
 use super::{Gcp, Run, deadline, live, project_attr, str_attr};
+use crate::providers::names::NameRule;
 use crate::providers::schema::{AttrType, Attribute, ResourceSchema, SchemaKind};
 use crate::providers::{
     ApplyAction, ApplyRequest, ApplyResponse, Checkpoint, LiveObject, PlanRequest, PlanResponse, ProviderError,
@@ -41,8 +42,11 @@ pub fn schema() -> ResourceSchema {
                       trimmed to <sa>@<project>.iam as PostgreSQL needs), and the plan checks that the instance has \
                       cloudsql.iam_authentication=on and that the account has roles/cloudsql.instanceUser.",
         attributes: vec![
-            Attribute::required("instance", AttrType::String, "The instance's name.").force_new(),
-            Attribute::required("name", AttrType::String, "User name, or the IAM principal's email.").force_new().normalize(trim_name),
+            Attribute::required("instance", AttrType::String, "The instance's name.").force_new().rule(NameRule::SqlInstance),
+            Attribute::required("name", AttrType::String, "User name, or the IAM principal's email.")
+                .force_new()
+                .normalize(trim_name)
+                .rule(NameRule::PgIdentifier),
             Attribute::optional("type", AttrType::String, "BUILT_IN (default), CLOUD_IAM_SERVICE_ACCOUNT or CLOUD_IAM_USER.")
                 .default("BUILT_IN")
                 .force_new(),
@@ -90,6 +94,15 @@ pub async fn read(g: &Gcp, req: &ReadRequest) -> Result<Option<LiveObject>, Prov
             Ok(Some(live(Value::str(format!("{project}/{instance}/{name}")), attrs, None)))
         }
         Err(e) if absent(&e) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn user_exists(g: &Gcp, project: &str, instance: &str, name: &str) -> Result<bool, ProviderError> {
+    let p = format!("{}/users/{}?host=", instance_path(project, instance), seg(name));
+    match g.client.get(Api::Sql, &p).await {
+        Ok(_) => Ok(true),
+        Err(e) if absent(&e) => Ok(false),
         Err(e) => Err(e.into()),
     }
 }
@@ -211,21 +224,27 @@ pub async fn apply(g: &Gcp, req: &ApplyRequest, cp: &dyn Checkpoint) -> Result<A
             if let Some(pw) = &password {
                 body["password"] = json!(pw);
             }
-            // After a resumed create, a 409 below adopts what it made.
-            let _ = resumed;
-            match mutate(g, reqwest::Method::POST, &base, Some(&body), dl).await {
-                Ok(op) => {
-                    let op_ref = super::operation::Op::sql(&project, &op);
-                    super::operation::track(&g.client, cp, &id, &op_ref, &op, dl).await?;
-                }
-                Err(e) if e.status == 409 => {
-                    // Exists already (made by hand, or our lost response): adopt it,
-                    // and make its password the one in the spec.
-                    if let Some(pw) = password {
-                        set_password(pw).await?;
+            // An interrupted run's create that finished, a 409, or an operation
+            // that failed because the role exists (ERROR_RDBMS `role "x" already
+            // exists`): adopt it, and make its password the one in the spec.
+            let exists = if resumed && user_exists(g, &project, &instance, &name).await? {
+                true
+            } else {
+                match mutate(g, reqwest::Method::POST, &base, Some(&body), dl).await {
+                    Ok(op) => {
+                        let op_ref = super::operation::Op::sql(&project, &op);
+                        match super::operation::track(&g.client, cp, &id, &op_ref, &op, dl).await {
+                            Ok(_) => false,
+                            Err(e) if super::exists_already(&e) => true,
+                            Err(e) => return Err(e),
+                        }
                     }
+                    Err(e) if e.status == 409 => true,
+                    Err(e) => return Err(e.into()),
                 }
-                Err(e) => return Err(e.into()),
+            };
+            if exists && let Some(pw) = password {
+                set_password(pw).await?;
             }
         }
         ApplyAction::Update => {

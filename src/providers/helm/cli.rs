@@ -82,11 +82,20 @@ impl Helm {
         }
     }
 
-    /// Runs `helm <args> <connection args>`; stdout on success. Failures carry
-    /// helm's stderr with every string of `secrets` masked.
-    pub async fn run(&self, args: &[String], secrets: &[String], timeout: Duration) -> Result<String, ProviderError> {
+    /// Runs `helm <args> <connection args> -- <positionals>`; stdout on
+    /// success. `args` are the subcommand and its flags; `positionals` (release
+    /// names, charts: values from the spec) come after `--`, so that a value
+    /// such as `--kubeconfig=/etc/passwd` is always a name and never a flag.
+    /// Failures carry helm's stderr with every string of `secrets` masked.
+    pub async fn run(
+        &self,
+        args: &[String],
+        positionals: &[String],
+        secrets: &[String],
+        timeout: Duration,
+    ) -> Result<String, ProviderError> {
         let mut cmd = tokio::process::Command::new(&self.program);
-        cmd.args(args).args(&self.kube_args).kill_on_drop(true);
+        cmd.args(args).args(&self.kube_args).arg("--").args(positionals).kill_on_drop(true);
         cmd.stdin(std::process::Stdio::null());
         let out = tokio::time::timeout(timeout, cmd.output())
             .await

@@ -28,10 +28,15 @@ use super::{
     ApplyAction, ApplyRequest, ApplyResponse, Checkpoint, LiveObject, PlanRequest, PlanResponse, Provider,
     ProviderError, ProviderFactory, ReadRequest,
 };
+use crate::providers::names::NameRule;
 use crate::value::Value;
 
 /// How long read-only helm commands may take.
 const READ_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// How long a release left `pending-*` by an interrupted helm may take to
+/// settle by itself before skyform takes it back (see `settle_pending`).
+const PENDING_GRACE: Duration = Duration::from_secs(20);
 
 fn schema() -> ProviderSchema {
     let mut config = connect::config_attributes();
@@ -49,8 +54,8 @@ fn schema() -> ProviderSchema {
             kind: SchemaKind::Resource,
             description: "A Helm release, installed and upgraded with `helm upgrade --install`. Plans compare the chart, version and values with the release, and the chart's objects with the live ones (server-side dry-run), so a change made with kubectl is drift.",
             attributes: vec![
-                Attribute::required("name", AttrType::String, "The release name; changing it replaces the release.").force_new(),
-                Attribute::optional("namespace", AttrType::String, "The release namespace; changing it replaces the release.").default(Value::str("default")).force_new(),
+                Attribute::required("name", AttrType::String, "The release name; changing it replaces the release.").force_new().rule(NameRule::HelmRelease),
+                Attribute::optional("namespace", AttrType::String, "The release namespace; changing it replaces the release.").default(Value::str("default")).force_new().rule(NameRule::K8sLabel),
                 Attribute::required("chart", AttrType::String, "A local chart directory, `repo/name` of a repository added to helm, or a chart name with `repository`."),
                 Attribute::optional("repository", AttrType::String, "The chart repository URL (`--repo`)."),
                 Attribute::optional("version", AttrType::String, "The chart version (`--version`); read back from the release.").also_computed(),
@@ -126,6 +131,7 @@ impl Release {
 }
 
 /// What `helm get metadata` says.
+#[derive(Clone)]
 struct Meta {
     chart: String,
     version: String,
@@ -150,8 +156,8 @@ fn chart_name(chart: &str) -> String {
 
 impl HelmProvider {
     async fn metadata(&self, r: &Release) -> Result<Option<Meta>, ProviderError> {
-        let args = ["get", "metadata", &r.name, "-n", &r.namespace, "-o", "json"].map(String::from);
-        let out = match self.helm.run(&args, &[], READ_TIMEOUT).await {
+        let args = ["get", "metadata", "-n", &r.namespace, "-o", "json"].map(String::from);
+        let out = match self.helm.run(&args, std::slice::from_ref(&r.name), &[], READ_TIMEOUT).await {
             Ok(o) => o,
             Err(ProviderError::Permanent(m)) if m.contains("not found") => return Ok(None),
             Err(e) => return Err(e),
@@ -170,8 +176,8 @@ impl HelmProvider {
 
     /// The user-supplied values of the release (`{}` when none).
     async fn live_values(&self, r: &Release) -> Result<Json, ProviderError> {
-        let args = ["get", "values", &r.name, "-n", &r.namespace, "-o", "json"].map(String::from);
-        let out = self.helm.run(&args, &[], READ_TIMEOUT).await?;
+        let args = ["get", "values", "-n", &r.namespace, "-o", "json"].map(String::from);
+        let out = self.helm.run(&args, std::slice::from_ref(&r.name), &[], READ_TIMEOUT).await?;
         let j: Json = serde_json::from_str(out.trim()).unwrap_or(Json::Null);
         Ok(if j.is_null() { Json::Object(Default::default()) } else { j })
     }
@@ -196,8 +202,15 @@ impl HelmProvider {
     }
 
     /// The chart and its source flags (`CHART [--repo URL] [--version V] [--devel]`).
+    /// The release name and the chart: positional arguments, given to helm
+    /// after `--` so that neither can ever be read as a flag.
+    fn positionals(r: &Release, config: &Value) -> Vec<String> {
+        vec![r.name.clone(), config.get("chart").and_then(Value::as_str).unwrap_or_default().to_string()]
+    }
+
+    /// The chart's flags (repository, version, devel).
     fn chart_args(config: &Value) -> Vec<String> {
-        let mut a = vec![config.get("chart").and_then(Value::as_str).unwrap_or_default().to_string()];
+        let mut a = Vec::new();
         if let Some(repo) = config.get("repository").and_then(Value::as_str) {
             a.extend(["--repo".into(), repo.into()]);
         }
@@ -219,20 +232,66 @@ impl HelmProvider {
         secrets: &[String],
     ) -> Result<String, ProviderError> {
         let file = PrivateFile::new("values", serde_json::to_string(merged).unwrap_or_default().as_bytes())?;
-        let mut args: Vec<String> = vec!["upgrade".into(), r.name.clone()];
+        let mut args: Vec<String> = vec!["upgrade".into()];
         args.extend(Self::chart_args(config));
         args.extend(["-n".into(), r.namespace.clone(), "-f".into(), file.path().display().to_string()]);
         args.extend(["--dry-run=server".into(), "-o".into(), "json".into()]);
-        let out = self.helm.run(&args, secrets, READ_TIMEOUT).await?;
+        let out = self.helm.run(&args, &Self::positionals(r, config), secrets, READ_TIMEOUT).await?;
         let j: Json = serde_json::from_str(&out)
             .map_err(|e| ProviderError::Permanent(format!("helm upgrade --dry-run: unexpected output: {e}")))?;
         Ok(j.get("manifest").and_then(Json::as_str).unwrap_or_default().to_string())
     }
 
+    /// Settles a release that an interrupted helm left `pending-install`,
+    /// `pending-upgrade` or `pending-rollback` (helm then refuses every
+    /// operation with "another operation is in progress").
+    ///
+    /// The helm of a killed skyform may still be running and finish by itself:
+    /// wait while the status moves, up to [`PENDING_GRACE`]. A release still
+    /// pending after that was abandoned (skyform holds the state lock, so no
+    /// other skyform runs helm on it): roll back to the last revision that was
+    /// deployed, or uninstall a release whose first install never finished,
+    /// then the caller installs it afresh. Idempotent: a settled release is
+    /// left as it is.
+    async fn settle_pending(&self, r: &Release, first: &Meta, timeout: Duration) -> Result<Option<Meta>, ProviderError> {
+        let until = tokio::time::Instant::now() + PENDING_GRACE.min(timeout);
+        let mut meta = Some(first.clone());
+        while meta.as_ref().is_some_and(|m| m.status.starts_with("pending-")) && tokio::time::Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            meta = self.metadata(r).await?;
+        }
+        let Some(m) = meta.filter(|m| m.status.starts_with("pending-")) else { return self.metadata(r).await };
+        let args = ["history", "-n", &r.namespace, "-o", "json"].map(String::from);
+        let out = self.helm.run(&args, std::slice::from_ref(&r.name), &[], READ_TIMEOUT).await?;
+        let history: Vec<Json> = serde_json::from_str(out.trim()).unwrap_or_default();
+        let last_good = history
+            .iter()
+            .filter(|h| h["revision"].as_i64().is_some_and(|v| v < m.revision))
+            .filter(|h| matches!(h["status"].as_str(), Some("deployed" | "superseded")))
+            .filter_map(|h| h["revision"].as_i64())
+            .max();
+        match last_good {
+            Some(rev) => {
+                let args = ["rollback", "-n", &r.namespace, "--wait", "--timeout", &format!("{}s", timeout.as_secs())]
+                    .map(String::from);
+                self.helm.run(&args, &[r.name.clone(), rev.to_string()], &[], timeout + READ_TIMEOUT).await?;
+            }
+            None => {
+                let args = ["uninstall", "-n", &r.namespace, "--wait"].map(String::from);
+                match self.helm.run(&args, std::slice::from_ref(&r.name), &[], timeout + READ_TIMEOUT).await {
+                    Ok(_) => {}
+                    Err(ProviderError::Permanent(e)) if e.contains("not found") => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        self.metadata(r).await
+    }
+
     /// The manifest helm recorded for the release's current revision.
     async fn release_manifest(&self, r: &Release) -> Result<String, ProviderError> {
-        let args = ["get", "manifest", &r.name, "-n", &r.namespace].map(String::from);
-        self.helm.run(&args, &[], READ_TIMEOUT).await
+        let args = ["get", "manifest", "-n", &r.namespace].map(String::from);
+        self.helm.run(&args, std::slice::from_ref(&r.name), &[], READ_TIMEOUT).await
     }
 }
 
@@ -303,7 +362,7 @@ impl Provider for HelmProvider {
             attrs.insert("live_drift".into(), Value::Map(drift.into_iter().map(|(k, v)| (k, Value::str(v))).collect()));
             attrs.insert("values".into(), Value::from_json(&live));
         }
-        Ok(Some(LiveObject { identity: r.identity(), attrs, version: meta.revision.to_string() }))
+        Ok(Some(LiveObject { identity: r.identity(), attrs, version: meta.revision.to_string(), in_progress: false }))
     }
 
     /// Notes what an upgrade does to the live objects: when the chart, version
@@ -325,14 +384,14 @@ impl Provider for HelmProvider {
         {
             let (_, merged, secrets) = Self::desired_values(cfg, None)?;
             let file = PrivateFile::new("values", serde_json::to_string(&merged).unwrap_or_default().as_bytes())?;
-            let mut args: Vec<String> = vec!["template".into(), r.name.clone()];
+            let mut args: Vec<String> = vec!["template".into()];
             args.extend(Self::chart_args(cfg));
             args.extend(["-n".into(), r.namespace.clone(), "-f".into(), file.path().display().to_string()]);
             // Render for the real cluster's version (charts check `kubeVersion`).
             if let Some(v) = self.cluster.server_version().await {
                 args.extend(["--kube-version".into(), v]);
             }
-            match self.helm.run(&args, &secrets, READ_TIMEOUT).await {
+            match self.helm.run(&args, &Self::positionals(&r, cfg), &secrets, READ_TIMEOUT).await {
                 Ok(_) => {}
                 Err(ProviderError::Permanent(m)) => resp.errors.push(m),
                 Err(e) => return Err(e),
@@ -377,21 +436,27 @@ impl Provider for HelmProvider {
             .ok_or_else(|| ProviderError::Permanent("`name` is required".into()))?;
         let timeout = Duration::from_secs(cfg.get("timeout").and_then(Value::as_i64).unwrap_or(300).max(1) as u64);
         if req.action == ApplyAction::Delete {
-            let args = ["uninstall", &r.name, "-n", &r.namespace, "--wait"].map(String::from);
-            match self.helm.run(&args, &[], timeout + READ_TIMEOUT).await {
+            let args = ["uninstall", "-n", &r.namespace, "--wait"].map(String::from);
+            match self.helm.run(&args, std::slice::from_ref(&r.name), &[], timeout + READ_TIMEOUT).await {
                 Ok(_) => {}
                 Err(ProviderError::Permanent(m)) if m.contains("not found") => {}
                 Err(e) => return Err(e),
             }
             return Ok(ApplyResponse::default());
         }
-        let live = match self.metadata(&r).await? {
+        // A release an interrupted helm left `pending-*` refuses every further
+        // operation ("another operation is in progress"): settle it first.
+        let meta = match self.metadata(&r).await? {
+            Some(m) if m.status.starts_with("pending-") => self.settle_pending(&r, &m, timeout).await?,
+            m => m,
+        };
+        let live = match meta {
             Some(_) => Some(self.live_values(&r).await?),
             None => None,
         };
         let (_, merged, secrets) = Self::desired_values(cfg, live.as_ref())?;
         let file = PrivateFile::new("values", serde_json::to_string(&merged).unwrap_or_default().as_bytes())?;
-        let mut args: Vec<String> = vec!["upgrade".into(), "--install".into(), r.name.clone()];
+        let mut args: Vec<String> = vec!["upgrade".into(), "--install".into()];
         args.extend(Self::chart_args(cfg));
         args.extend(["-n".into(), r.namespace.clone(), "-f".into(), file.path().display().to_string()]);
         args.extend(["--timeout".into(), format!("{}s", timeout.as_secs()), "-o".into(), "json".into()]);
@@ -400,7 +465,7 @@ impl Provider for HelmProvider {
                 args.push(flag.into());
             }
         }
-        self.helm.run(&args, &secrets, timeout + READ_TIMEOUT).await?;
+        self.helm.run(&args, &Self::positionals(&r, cfg), &secrets, timeout + READ_TIMEOUT).await?;
         drop(file);
         let manifest = self.release_manifest(&r).await?;
         objects::repair(&self.cluster, &manifest, &r.namespace).await?;

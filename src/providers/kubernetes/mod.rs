@@ -169,7 +169,7 @@ impl Provider for KubernetesProvider {
                 }
             }
         }
-        Ok(Some(LiveObject { identity: identity_value(&r), attrs, version }))
+        Ok(Some(LiveObject { identity: identity_value(&r), attrs, version, in_progress: false }))
     }
 
     /// Validates the desired object with a server-side dry-run apply (when it

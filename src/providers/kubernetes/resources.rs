@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use base64::Engine as _;
 
+use crate::providers::names::NameRule;
 use crate::providers::ProviderError;
 use crate::providers::schema::{AttrType, Attribute, ResourceSchema, SchemaKind};
 use crate::value::Value;
@@ -263,12 +264,15 @@ fn strings() -> AttrType {
 }
 
 fn common(namespaced: bool, what: &'static str) -> Vec<Attribute> {
-    let mut v = vec![Attribute::required("name", AttrType::String, what).force_new()];
+    // A namespace's name is a label; other objects' names are subdomains.
+    let rule = if namespaced { NameRule::K8sSubdomain } else { NameRule::K8sLabel };
+    let mut v = vec![Attribute::required("name", AttrType::String, what).force_new().rule(rule)];
     if namespaced {
         v.push(
             Attribute::optional("namespace", AttrType::String, "The namespace; changing it replaces the object.")
                 .default(Value::str("default"))
-                .force_new(),
+                .force_new()
+                .rule(NameRule::K8sLabel),
         );
     }
     v.push(Attribute::optional("labels", strings(), "Labels skyform sets (others' labels are left alone)."));

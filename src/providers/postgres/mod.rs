@@ -18,6 +18,7 @@ use super::{
     ApplyAction, ApplyRequest, ApplyResponse, Checkpoint, LiveObject, Provider, ProviderError, ProviderFactory,
     ReadRequest,
 };
+use crate::providers::names::NameRule;
 use crate::value::Value;
 
 /// Quotes an SQL identifier: `"` around it, inner `"` doubled. Every role name
@@ -65,9 +66,11 @@ fn schema() -> ProviderSchema {
             description: "Membership of `member` in `role` (`GRANT \"role\" TO \"member\"`), e.g. `cloudsqlsuperuser` for a Cloud SQL IAM user. Revoked on delete.",
             attributes: vec![
                 Attribute::required("role", AttrType::String, "The role granted (e.g. `cloudsqlsuperuser`).")
-                    .force_new(),
+                    .force_new()
+                    .rule(NameRule::PgIdentifier),
                 Attribute::required("member", AttrType::String, "The role receiving it (e.g. `<sa>@<project>.iam`).")
-                    .force_new(),
+                    .force_new()
+                    .rule(NameRule::PgIdentifier),
                 Attribute::optional(
                     "database",
                     AttrType::String,
@@ -130,6 +133,19 @@ impl Conn {
         })
     }
 
+    /// A failed connection. The server's refusals (a wrong password, 28P01; no
+    /// such role or no access, 28000; no such database, 3D000...) are
+    /// permanent, with PostgreSQL's own message; only failures to reach the
+    /// server are transient. Never the password: neither tokio-postgres nor
+    /// the server echoes it.
+    fn connect_error(&self, e: &tokio_postgres::Error) -> ProviderError {
+        let at = format!("connecting to postgres at {}:{} as {}", self.host, self.port, self.user);
+        match e.as_db_error() {
+            Some(db) => ProviderError::Permanent(format!("{at}: {} ({})", db.message(), db.code().code())),
+            None => ProviderError::Transient(format!("{at}: {e}")),
+        }
+    }
+
     async fn connect(&self, database: Option<&str>) -> Result<Client, ProviderError> {
         let mut cfg = tokio_postgres::Config::new();
         cfg.host(&self.host)
@@ -141,13 +157,7 @@ impl Conn {
         if let Some(p) = &self.password {
             cfg.password(p);
         }
-        let (client, connection) = cfg.connect(NoTls).await.map_err(|e| {
-            // The error never contains the password (tokio-postgres does not echo it).
-            ProviderError::Transient(format!(
-                "connecting to postgres at {}:{} as {}: {e}",
-                self.host, self.port, self.user
-            ))
-        })?;
+        let (client, connection) = cfg.connect(NoTls).await.map_err(|e| self.connect_error(&e))?;
         tokio::spawn(async move {
             let _ = connection.await;
         });
@@ -241,7 +251,7 @@ impl Provider for PostgresProvider {
         if let Some(d) = &g.database {
             attrs.insert("database".to_string(), Value::str(d));
         }
-        Ok(Some(LiveObject { identity: g.identity(), attrs, version: "1".into() }))
+        Ok(Some(LiveObject { identity: g.identity(), attrs, version: "1".into(), in_progress: false }))
     }
 
     /// `GRANT` is idempotent (granting an existing membership only notices);
