@@ -18,7 +18,8 @@ pub fn spec_reference(registry: &Registry) -> String {
          Flags: **required**; *optional*; `computed` (set by the provider, known after apply);\n\
          `force-new` (a change replaces the object); `sensitive` (masked everywhere, only a keyed\n\
          fingerprint in state); `sensitive values` (a table whose keys are shown and whose values are\n\
-         masked); `write-only` (never read back; compared through its fingerprint).\n",
+         masked); `write-only` (never read back; compared through its fingerprint). A name the API\n\
+         constrains says its rule (\"Must be ...\"); `validate` refuses a known value that breaks it.\n",
     );
     let mut schemas: Vec<_> = registry.schemas().collect();
     schemas.sort_by_key(|s| s.name);
@@ -80,7 +81,12 @@ fn table(out: &mut String, attrs: &[Attribute]) {
             a.ty.name(),
             flags.join(", "),
             default,
-            a.description.replace('|', "\\|").replace('\n', " ")
+            match a.rule {
+                Some(r) => format!("{} Must be {}.", a.description, r.describe()),
+                None => a.description.to_string(),
+            }
+            .replace('|', "\\|")
+            .replace('\n', " ")
         );
     }
 }

@@ -113,9 +113,17 @@ pub async fn apply(
     })
     .await;
 
+    // Steps left running on Ctrl-C: what depends on them is not started, as
+    // after any interruption (not "skipped because it failed").
+    let interrupted: Vec<bool> =
+        outcomes.iter().map(|o| matches!(o, Outcome::Failed(m) if m == INTERRUPTED)).collect();
     for (i, o) in outcomes.into_iter().enumerate() {
         let (ci, _) = steps[i];
         let c = &plan.changes[ci];
+        let o = match o {
+            Outcome::Skipped(root) if interrupted[root] => Outcome::Cancelled,
+            o => o,
+        };
         match o {
             Outcome::Done => {}
             Outcome::Failed(msg) if msg == INTERRUPTED => {
