@@ -150,6 +150,7 @@ impl World {
                 ..Default::default()
             }))
             .expect("the emulator starts");
+        let _ = rustls::crypto::ring::default_provider().install_default();
         World { rt, emu, tb, http: reqwest::Client::new() }
     }
 

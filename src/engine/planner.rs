@@ -319,6 +319,8 @@ async fn plan_resource(s: &Shared, a: &Address) -> NodeResult {
             if prior.is_none() {
                 change.action = Action::Create;
                 change.after = Some(planned_after(schema, &desired, None, None, true));
+                // Created during apply: it needs the clear value of any secret it holds.
+                note_needs_fresh(s, block);
             } else {
                 change.after = Some(planned_after(
                     schema,
@@ -479,19 +481,8 @@ async fn plan_resource(s: &Shared, a: &Address) -> NodeResult {
         prior.as_ref().map(|p| &p.attrs),
         creating,
     );
-    // A change that needs the clear value of a secret that exists only in the
-    // state as a fingerprint (a private key shown once, at creation) can only
-    // be made by creating that secret anew: remember its source.
     if change.action.is_change() {
-        for r in block.body.node.references() {
-            if let crate::spec::model::Reference::Resource { address, path } = &r.node
-                && s.ctx.spec.resources.contains_key(address)
-                && address.mode == Mode::Managed
-                && s.values.get(address).and_then(|v| v.get_path(path)).is_some_and(|v| has_redacted(&v))
-            {
-                s.needs_fresh.lock().expect("fresh lock").insert(address.clone());
-            }
-        }
+        note_needs_fresh(s, block);
     }
     s.values.set(a, Value::Map(after.clone()));
     change.after = Some(after);
@@ -501,6 +492,21 @@ async fn plan_resource(s: &Shared, a: &Address) -> NodeResult {
         .insert(a.clone(), Observation { live, desired: Some(desired), prior, deferred: false });
     s.changes.lock().expect("changes lock").insert(a.clone(), change);
     Ok(())
+}
+
+/// A change that needs the clear value of a secret that exists only in the
+/// state as a fingerprint (a private key shown once, at creation) can only be
+/// made by creating that secret anew: remember its source.
+fn note_needs_fresh(s: &Shared, block: &crate::spec::model::ResourceBlock) {
+    for r in block.body.node.references() {
+        if let crate::spec::model::Reference::Resource { address, path } = &r.node
+            && s.ctx.spec.resources.contains_key(address)
+            && address.mode == Mode::Managed
+            && s.values.get(address).and_then(|v| v.get_path(path)).is_some_and(|v| has_redacted(&v))
+        {
+            s.needs_fresh.lock().expect("fresh lock").insert(address.clone());
+        }
+    }
 }
 
 impl From<Vec<Diagnostic>> for Diagnostics {
