@@ -160,7 +160,7 @@ async fn run() {
     let load = || {
         let mut reg = Registry::new();
         reg.register(factory.clone());
-        ops::load(&SpecOptions { file: dir.path().join("main.toml"), vars: vars.clone(), var_files: vec![] }, reg)
+        ops::load(&SpecOptions { file: dir.path().join("main.toml"), vars: vars.clone(), var_files: vec![], lenient_vars: false }, reg)
             .unwrap_or_else(|e| panic!("{e}"))
     };
 

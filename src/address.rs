@@ -14,52 +14,274 @@ pub enum Mode {
     Data,
 }
 
-/// The address of a resource or data source.
+/// The key of one instance of a repeated block: `[0]` (`count`) or
+/// `["key"]` (`for_each`). A closed type, compared and ordered as data.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum InstanceKey {
+    /// `count`: `[0]`, `[1]`...
+    Int(i64),
+    /// `for_each`: `["roles/cloudsql.client"]`.
+    Str(String),
+}
+
+impl fmt::Display for InstanceKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            InstanceKey::Int(i) => write!(f, "[{i}]"),
+            InstanceKey::Str(s) => write!(f, "[{}]", quote(s)),
+        }
+    }
+}
+
+impl InstanceKey {
+    /// The key as a value (`each.key`, `count.index`).
+    pub fn to_value(&self) -> crate::value::Value {
+        match self {
+            InstanceKey::Int(i) => crate::value::Value::Int(*i),
+            InstanceKey::Str(s) => crate::value::Value::str(s),
+        }
+    }
+}
+
+/// A double-quoted string with `"` and `\` escaped (as in references).
+fn quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// One step of a module path: `module.<name>` with its instance key, if any.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ModuleStep {
+    /// The module block's name.
+    pub name: String,
+    /// Its instance key (a module with `count` or `for_each`).
+    pub key: Option<InstanceKey>,
+}
+
+impl fmt::Display for ModuleStep {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "module.{}", self.name)?;
+        if let Some(k) = &self.key {
+            write!(f, "{k}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The address of a resource or data source, or of one instance of it:
+/// `test_object.replica[0]`, `module.team["ml"].helm_release.skypilot`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Address {
     /// Managed or data.
     pub mode: Mode,
+    /// The module instances it lives in, outermost first (empty: the root).
+    pub module: Vec<ModuleStep>,
     /// Its type, e.g. `gcp_service_account`.
     pub type_name: String,
     /// Its name, e.g. `sql_access`.
     pub name: String,
+    /// Its instance key, when its block has `count` or `for_each`.
+    pub key: Option<InstanceKey>,
 }
 
 impl Address {
     /// A managed resource address.
     pub fn managed(type_name: impl Into<String>, name: impl Into<String>) -> Self {
-        Address { mode: Mode::Managed, type_name: type_name.into(), name: name.into() }
+        Address { mode: Mode::Managed, module: Vec::new(), type_name: type_name.into(), name: name.into(), key: None }
     }
     /// A data source address.
     pub fn data(type_name: impl Into<String>, name: impl Into<String>) -> Self {
-        Address { mode: Mode::Data, type_name: type_name.into(), name: name.into() }
+        Address { mode: Mode::Data, module: Vec::new(), type_name: type_name.into(), name: name.into(), key: None }
+    }
+    /// This address with instance key `key`.
+    pub fn with_key(mut self, key: Option<InstanceKey>) -> Self {
+        self.key = key;
+        self
+    }
+    /// This address inside the module instance `path` (prepended).
+    pub fn in_module(mut self, path: &[ModuleStep]) -> Self {
+        let mut m = path.to_vec();
+        m.extend(self.module);
+        self.module = m;
+        self
+    }
+    /// The block this is an instance of: the same address without any key.
+    pub fn config(&self) -> Address {
+        Address {
+            mode: self.mode,
+            module: self.module.iter().map(|m| ModuleStep { name: m.name.clone(), key: None }).collect(),
+            type_name: self.type_name.clone(),
+            name: self.name.clone(),
+            key: None,
+        }
+    }
+    /// Whether this address lies under the module path `prefix` (a step
+    /// without a key matches every instance of that module).
+    pub fn is_under(&self, prefix: &[ModuleStep]) -> bool {
+        prefix.len() <= self.module.len()
+            && prefix.iter().zip(&self.module).all(|(p, m)| p.name == m.name && (p.key.is_none() || p.key == m.key))
     }
 }
 
 impl fmt::Display for Address {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.mode {
-            Mode::Managed => write!(f, "{}.{}", self.type_name, self.name),
-            Mode::Data => write!(f, "data.{}.{}", self.type_name, self.name),
+        for m in &self.module {
+            write!(f, "{m}.")?;
         }
+        if self.mode == Mode::Data {
+            write!(f, "data.")?;
+        }
+        write!(f, "{}.{}", self.type_name, self.name)?;
+        if let Some(k) = &self.key {
+            write!(f, "{k}")?;
+        }
+        Ok(())
     }
 }
 
 /// Why a string is not an address.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("`{0}` is not a resource address (expected `<type>.<name>` or `data.<type>.<name>`)")]
+#[error(
+    "`{0}` is not a resource address (expected `<type>.<name>`, `data.<type>.<name>`, with an optional \
+     instance key `[0]` or `[\"key\"]` and `module.<name>[<key>].` steps before it)"
+)]
 pub struct BadAddress(pub String);
+
+/// One token of an address: a name, or a bracketed key.
+#[derive(Debug, PartialEq)]
+enum Tok {
+    Name(String),
+    Key(InstanceKey),
+}
+
+fn tokens(s: &str) -> Option<Vec<Tok>> {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    let mut expect_name = true;
+    while i < b.len() {
+        match b[i] {
+            b'.' if !expect_name => {
+                i += 1;
+                expect_name = true;
+            }
+            b'[' if !expect_name => {
+                let (key, next) = bracket(s, i + 1)?;
+                out.push(Tok::Key(key));
+                i = next;
+            }
+            _ if expect_name => {
+                let start = i;
+                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b'-') {
+                    i += 1;
+                }
+                let name = &s[start..i];
+                if !is_identifier(name) {
+                    return None;
+                }
+                out.push(Tok::Name(name.to_string()));
+                expect_name = false;
+            }
+            _ => return None,
+        }
+    }
+    (!expect_name).then_some(out)
+}
+
+/// A key after `[`: digits or a quoted string, then `]`. Returns the index after `]`.
+fn bracket(s: &str, mut i: usize) -> Option<(InstanceKey, usize)> {
+    let b = s.as_bytes();
+    if b.get(i) == Some(&b'"') {
+        i += 1;
+        let mut out = String::new();
+        let mut chars = s[i..].char_indices();
+        loop {
+            let (off, c) = chars.next()?;
+            match c {
+                '"' => {
+                    let end = i + off + 1;
+                    return (b.get(end) == Some(&b']')).then_some((InstanceKey::Str(out), end + 1));
+                }
+                '\\' => {
+                    let (_, e) = chars.next()?;
+                    out.push(match e {
+                        'n' => '\n',
+                        't' => '\t',
+                        'r' => '\r',
+                        other => other,
+                    });
+                }
+                c => out.push(c),
+            }
+        }
+    }
+    let start = i;
+    while b.get(i).is_some_and(u8::is_ascii_digit) {
+        i += 1;
+    }
+    let n: i64 = s.get(start..i)?.parse().ok()?;
+    (b.get(i) == Some(&b']')).then_some((InstanceKey::Int(n), i + 1))
+}
+
+/// Parses module steps (`module.<name>[<key>]`...) from the front of `toks`.
+fn module_steps(toks: &mut std::iter::Peekable<std::vec::IntoIter<Tok>>) -> Option<Vec<ModuleStep>> {
+    let mut steps = Vec::new();
+    while toks.peek() == Some(&Tok::Name("module".into())) {
+        toks.next();
+        let Some(Tok::Name(name)) = toks.next() else { return None };
+        let key = match toks.peek() {
+            Some(Tok::Key(_)) => match toks.next() {
+                Some(Tok::Key(k)) => Some(k),
+                _ => None,
+            },
+            _ => None,
+        };
+        steps.push(ModuleStep { name, key });
+    }
+    Some(steps)
+}
+
+/// Parses a module address (`module.a`, `module.a["x"].module.b`): the steps.
+pub fn parse_module_path(s: &str) -> Option<Vec<ModuleStep>> {
+    let mut toks = tokens(s)?.into_iter().peekable();
+    let steps = module_steps(&mut toks)?;
+    (toks.next().is_none() && !steps.is_empty()).then_some(steps)
+}
 
 impl FromStr for Address {
     type Err = BadAddress;
     fn from_str(s: &str) -> Result<Self, BadAddress> {
-        let parts: Vec<&str> = s.split('.').collect();
-        let ok = |p: &str| is_identifier(p);
-        match parts.as_slice() {
-            ["data", t, n] if ok(t) && ok(n) => Ok(Address::data(*t, *n)),
-            [t, n] if ok(t) && ok(n) && *t != "data" => Ok(Address::managed(*t, *n)),
-            _ => Err(BadAddress(s.to_string())),
+        let bad = || BadAddress(s.to_string());
+        let mut toks = tokens(s).ok_or_else(bad)?.into_iter().peekable();
+        let module = module_steps(&mut toks).ok_or_else(bad)?;
+        let mode = if toks.peek() == Some(&Tok::Name("data".into())) {
+            toks.next();
+            Mode::Data
+        } else {
+            Mode::Managed
+        };
+        let (Some(Tok::Name(t)), Some(Tok::Name(n))) = (toks.next(), toks.next()) else { return Err(bad()) };
+        let key = match toks.next() {
+            None => None,
+            Some(Tok::Key(k)) => Some(k),
+            Some(Tok::Name(_)) => return Err(bad()),
+        };
+        if toks.next().is_some() || (mode == Mode::Managed && (t == "data" || t == "module")) {
+            return Err(bad());
         }
+        Ok(Address { mode, module, type_name: t, name: n, key })
     }
 }
 
@@ -92,6 +314,24 @@ mod tests {
     fn parse_and_display_round_trip() {
         for s in ["gcp_service_account.sql_access", "data.gcp_project.this"] {
             assert_eq!(s.parse::<Address>().unwrap().to_string(), s);
+        }
+        for s in [
+            "test_object.replica[0]",
+            "gcp_project_iam_member.role[\"roles/cloudsql.client\"]",
+            "module.team_ml.k8s_namespace.ns",
+            "module.team[\"ml\"].helm_release.skypilot",
+            "module.a[2].module.b.data.gcp_project.this",
+            "x.y[\"with \\\"quote\\\" and ]\"]",
+        ] {
+            let a: Address = s.parse().unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(a.to_string(), s);
+        }
+        let a: Address = "module.team[\"ml\"].helm_release.skypilot".parse().unwrap();
+        assert_eq!(a.config().to_string(), "module.team.helm_release.skypilot");
+        assert!(a.is_under(&parse_module_path("module.team").unwrap()));
+        assert!(!a.is_under(&parse_module_path("module.team[\"ops\"]").unwrap()));
+        for bad in ["x.y[", "x.y[a]", "x.y[0]z", "module.m", "x.y.z", "x..y", "data.x.y.z", "module.x.y"] {
+            assert!(bad.parse::<Address>().is_err(), "{bad}");
         }
         assert!("nodot".parse::<Address>().is_err());
         assert!("data.x".parse::<Address>().is_err());

@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use skyform::diag::Diagnostics;
 use skyform::providers::schema::ProviderSchema;
 use skyform::spec::eval::MapScope;
+use skyform::spec::expand::{Mode, expand};
 use skyform::spec::{eval, load, resolve_variables, validate_with_vars};
 use skyform::value::Value;
 
@@ -46,6 +47,16 @@ fn run(dir: &Path) -> String {
         Err(e) => {
             d.extend(e);
             None
+        }
+    };
+    // Then expansion (locals, count, for_each, modules), as `ops::load` does.
+    let mode = if vars.is_some() { Mode::Plan } else { Mode::Validate };
+    let spec = match expand(&spec, vars.as_ref().unwrap_or(&BTreeMap::new()), mode) {
+        Ok(s) => s,
+        Err(e) => {
+            d.extend(e);
+            d.sort();
+            return d.to_string();
         }
     };
     d.extend(validate_with_vars(&spec, &refs, vars.as_ref()));

@@ -191,7 +191,17 @@ pub enum StateCommand {
 
 impl SpecArgs {
     fn options(&self) -> SpecOptions {
-        SpecOptions { file: self.file.clone(), vars: self.vars.clone(), var_files: self.var_files.clone() }
+        SpecOptions {
+            file: self.file.clone(),
+            vars: self.vars.clone(),
+            var_files: self.var_files.clone(),
+            lenient_vars: false,
+        }
+    }
+
+    /// For `validate` and `graph`: no variable value is needed.
+    fn lenient(&self) -> SpecOptions {
+        SpecOptions { lenient_vars: true, ..self.options() }
     }
 }
 
@@ -226,7 +236,7 @@ pub fn main() -> i32 {
 pub async fn run(cli: Cli, p: &Printer, registry: Registry) -> Result<i32, OpError> {
     match cli.command {
         Command::Validate { spec, json } => {
-            let loaded = ops::load(&spec.options(), registry)?;
+            let loaded = ops::load(&spec.lenient(), registry)?;
             if json {
                 p.out(&serde_json::json!({"valid": true, "warnings": loaded.warnings.0.iter().map(|d| d.to_string()).collect::<Vec<_>>()}).to_string());
             } else {
@@ -283,7 +293,7 @@ pub async fn run(cli: Cli, p: &Printer, registry: Registry) -> Result<i32, OpErr
             Ok(if report.converged() { 0 } else { 2 })
         }
         Command::Graph { spec } => {
-            let loaded = ops::load(&spec.options(), registry)?;
+            let loaded = ops::load(&spec.lenient(), registry)?;
             p.out_raw(&crate::graph::dot::to_dot(&loaded.graph));
             Ok(0)
         }

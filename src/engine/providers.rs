@@ -74,7 +74,7 @@ async fn configure(ctx: &Context, values: &Values, name: &str) -> Slot {
                     let v = values.get(&address).unwrap_or(Value::Unknown);
                     v.has_unknown().then(|| address.to_string())
                 }
-                Reference::Var(_) => None,
+                _ => None,
             })
             .collect();
         waiting.sort();

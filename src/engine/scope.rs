@@ -52,6 +52,8 @@ impl Scope for EvalScope<'_> {
                     _ => Value::Null,
                 }))
             }
+            // Replaced by `spec::expand` before the engine sees the spec.
+            _ => None,
         }
     }
 

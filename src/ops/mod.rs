@@ -18,6 +18,7 @@ use crate::engine::{Cancel, Context, Hook};
 use crate::graph::{self, SpecGraph};
 use crate::providers::Registry;
 use crate::secrets::Fingerprinter;
+use crate::spec::expand::Mode as ExpandMode;
 use crate::spec::model::Spec;
 use crate::state::local::LocalBackend;
 use crate::value::Value;
@@ -55,6 +56,10 @@ pub struct SpecOptions {
     pub vars: Vec<String>,
     /// `--var-file FILE`.
     pub var_files: Vec<PathBuf>,
+    /// `validate` and `graph`: a variable without a value is an unknown of its
+    /// type (as `terraform validate`), not an error; a `count`/`for_each` that
+    /// depends on one stands for a single representative instance.
+    pub lenient_vars: bool,
 }
 
 /// A spec loaded, checked and ready to plan.
@@ -111,20 +116,41 @@ impl Loaded {
 /// Loads, resolves variables, validates and builds the graph, collecting every
 /// problem in one pass. Needs no network.
 pub fn load(opts: &SpecOptions, registry: Registry) -> Result<Loaded, OpError> {
-    let spec = crate::spec::load(&opts.file)?;
+    let template = crate::spec::load(&opts.file)?;
     // Like Terraform, environment values for variables this spec does not
     // declare are ignored (one environment often serves several specs); a
     // `--var` or var-file entry for an undeclared variable is still an error.
     let env: BTreeMap<String, String> = std::env::vars()
         .filter_map(|(k, v)| k.strip_prefix("SKYFORM_VAR_").map(|n| (n.to_string(), v)))
-        .filter(|(n, _)| spec.variables.contains_key(n))
+        .filter(|(n, _)| template.variables.contains_key(n))
         .collect();
     let mut diags = Diagnostics::default();
-    let vars = match crate::spec::vars::resolve_variables(&spec, &opts.vars, &opts.var_files, &env) {
+    let resolved = if opts.lenient_vars {
+        let mut t = template.clone();
+        for v in t.variables.values_mut() {
+            v.default.get_or_insert(Value::Unknown);
+        }
+        crate::spec::vars::resolve_variables(&t, &opts.vars, &opts.var_files, &env)
+    } else {
+        crate::spec::vars::resolve_variables(&template, &opts.vars, &opts.var_files, &env)
+    };
+    let vars = match resolved {
         Ok(v) => Some(v),
         Err(d) => {
             diags.extend(d);
             None
+        }
+    };
+    // Expansion needs the values of what `count`/`for_each` use; without
+    // variable values (an error above) it still checks everything else.
+    let mode = if opts.lenient_vars || vars.is_none() { ExpandMode::Validate } else { ExpandMode::Plan };
+    let unknown_vars: BTreeMap<String, Value> = BTreeMap::new();
+    let spec = match crate::spec::expand::expand(&template, vars.as_ref().unwrap_or(&unknown_vars), mode) {
+        Ok(s) => s,
+        Err(d) => {
+            diags.extend(d);
+            diags.sort();
+            return Err(OpError::Diagnostics(diags));
         }
     };
     let schemas: Vec<_> = registry.schemas().collect();

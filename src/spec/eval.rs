@@ -45,6 +45,8 @@ impl Scope for MapScope {
             Reference::Resource { address, path } => {
                 self.resources.get(&address.to_string())?.get_path(path)
             }
+            // Replaced by `spec::expand` before anything is evaluated.
+            _ => None,
         }
     }
     fn base_dir(&self) -> &Path {
@@ -148,6 +150,23 @@ fn eval_operand(
     match &op.node {
         Operand::Str(s) => Some(Value::String(s.clone())),
         Operand::Number(n) => Some(number(*n)),
+        Operand::Value(v) => Some(v.clone()),
+        Operand::Expr(e, path) => {
+            let v = eval_expr(e, scope, errors);
+            if path.is_empty() || v.has_unknown() && v.get_path(path).is_none() {
+                return Some(if path.is_empty() { v } else { Value::Unknown });
+            }
+            match v.get_path(path) {
+                Some(x) => Some(x),
+                None => {
+                    errors.push(Diagnostic::error(
+                        Some(op.pos.clone()),
+                        format!("the value has no `{}`", path.join(".")),
+                    ));
+                    None
+                }
+            }
+        }
         Operand::Ref(r) => match scope.lookup(r) {
             Some(v) => Some(v),
             None => {
@@ -191,15 +210,23 @@ fn number(n: f64) -> Value {
 
 /// A reference as written in the spec (`var.x`, `a.b.attr.0`).
 pub fn ref_text(r: &Reference) -> String {
+    let with_path = |mut s: String, path: &[String]| {
+        for p in path {
+            s.push('.');
+            s.push_str(p);
+        }
+        s
+    };
     match r {
         Reference::Var(n) => format!("var.{n}"),
-        Reference::Resource { address, path } => {
-            let mut s = address.to_string();
-            for p in path {
-                s.push('.');
-                s.push_str(p);
-            }
-            s
+        Reference::Resource { address, path } => with_path(address.to_string(), path),
+        Reference::Local(n, path) => with_path(format!("local.{n}"), path),
+        Reference::Each { key: true, .. } => "each.key".into(),
+        Reference::Each { key: false, path } => with_path("each.value".into(), path),
+        Reference::CountIndex => "count.index".into(),
+        Reference::Module { name, key, output, path } => {
+            let k = key.as_ref().map(|k| k.to_string()).unwrap_or_default();
+            with_path(format!("module.{name}{k}.{output}"), path)
         }
     }
 }

@@ -21,11 +21,26 @@
 //! One bad interpolation does not hide the others: the parser skips to the next
 //! `}` and goes on, so every error in a string is reported at once.
 
-use crate::address::Address;
+use crate::address::{Address, InstanceKey};
 use crate::diag::{Diagnostic, Pos};
 use crate::value::Value;
 
 use super::model::{Expr, Operand, Reference, Spanned, TemplatePart};
+
+/// One segment of a reference: `.name`, `[0]` or `["key"]`.
+enum Seg {
+    Name(String),
+    Index(String),
+    Key(String),
+}
+
+impl Seg {
+    fn text(&self) -> String {
+        match self {
+            Seg::Name(s) | Seg::Index(s) | Seg::Key(s) => s.clone(),
+        }
+    }
+}
 
 /// Maps a byte offset in the decoded string to a position in the spec file.
 pub type PosAt<'a> = &'a dyn Fn(usize) -> Pos;
@@ -274,11 +289,11 @@ impl Parser<'_, '_> {
     }
 
     /// A `[N]` or `["key"]` segment (the `[` already consumed).
-    fn bracket_segment(&mut self) -> Result<String, Diagnostic> {
+    fn bracket_segment(&mut self) -> Result<Seg, Diagnostic> {
         self.skip_ws();
         let seg = match self.peek() {
-            Some(c) if c.is_ascii_digit() => self.digits().to_string(),
-            Some('"') => self.string()?,
+            Some(c) if c.is_ascii_digit() => Seg::Index(self.digits().to_string()),
+            Some('"') => Seg::Key(self.string()?),
             _ => return Err(self.unexpected("a list index or a quoted key inside `[...]`")),
         };
         self.skip_ws();
@@ -290,13 +305,13 @@ impl Parser<'_, '_> {
     }
 
     fn reference(&mut self, first: String, start: usize) -> Result<Reference, Diagnostic> {
-        let mut segs = vec![first];
+        let mut segs = vec![Seg::Name(first)];
         loop {
             match self.peek() {
                 Some('.') => {
                     self.i += 1;
                     let prev = self.text[start..self.i - 1].to_string();
-                    segs.push(self.dot_segment(&prev)?);
+                    segs.push(Seg::Name(self.dot_segment(&prev)?));
                 }
                 Some('[') => {
                     self.i += 1;
@@ -305,12 +320,19 @@ impl Parser<'_, '_> {
                 _ => break,
             }
         }
-        let text = &self.text[start..self.i];
-        let ident_at = |k: usize| -> bool {
-            segs.get(k)
-                .is_some_and(|s| crate::address::is_identifier(s))
+        let text = self.text[start..self.i].to_string();
+        let ident_at = |k: usize| -> bool { matches!(segs.get(k), Some(Seg::Name(s)) if crate::address::is_identifier(s)) };
+        let name_at = |k: usize| -> String { segs.get(k).map(Seg::text).unwrap_or_default() };
+        let path_from = |k: usize| -> Vec<String> { segs.iter().skip(k).map(Seg::text).collect() };
+        // An instance key right after a name: `[0]` or `["key"]`.
+        let key_at = |k: usize| -> Option<InstanceKey> {
+            match segs.get(k) {
+                Some(Seg::Index(d)) => d.parse().ok().map(InstanceKey::Int),
+                Some(Seg::Key(s)) => Some(InstanceKey::Str(s.clone())),
+                _ => None,
+            }
         };
-        match segs[0].as_str() {
+        match name_at(0).as_str() {
             "var" => {
                 if segs.len() < 2 || !ident_at(1) {
                     return Err(self
@@ -322,10 +344,44 @@ impl Parser<'_, '_> {
                         .err(start, format!("`{text}`: a variable reference cannot have a path"))
                         .with_hint(format!(
                             "refer to the whole variable with `var.{}`; indexing into variables is not supported",
-                            segs[1]
+                            name_at(1)
                         )));
                 }
-                Ok(Reference::Var(segs[1].clone()))
+                Ok(Reference::Var(name_at(1)))
+            }
+            "local" => {
+                if segs.len() < 2 || !ident_at(1) {
+                    return Err(self
+                        .err(start, format!("`{text}` is not a local value reference"))
+                        .with_hint("write `local.<name>`, for a name in `[locals]`"));
+                }
+                Ok(Reference::Local(name_at(1), path_from(2)))
+            }
+            "each" => match name_at(1).as_str() {
+                "key" if segs.len() == 2 => Ok(Reference::Each { key: true, path: Vec::new() }),
+                "value" => Ok(Reference::Each { key: false, path: path_from(2) }),
+                _ => Err(self
+                    .err(start, format!("`{text}` is not `each.key` or `each.value`"))
+                    .with_hint("in a block with `for_each`, use `${each.key}` and `${each.value}`")),
+            },
+            "count" => {
+                if segs.len() == 2 && name_at(1) == "index" {
+                    Ok(Reference::CountIndex)
+                } else {
+                    Err(self
+                        .err(start, format!("`{text}` is not `count.index`"))
+                        .with_hint("in a block with `count`, use `${count.index}`"))
+                }
+            }
+            "module" => {
+                let key = key_at(2);
+                let out = if key.is_some() { 3 } else { 2 };
+                if !ident_at(1) || !ident_at(out) {
+                    return Err(self
+                        .err(start, format!("`{text}` is not a module output reference"))
+                        .with_hint("write `module.<name>.<output>` (or `module.<name>[<key>].<output>`)"));
+                }
+                Ok(Reference::Module { name: name_at(1), key, output: name_at(out), path: path_from(out + 1) })
             }
             "data" => {
                 if segs.len() < 3 || !ident_at(1) || !ident_at(2) {
@@ -333,9 +389,11 @@ impl Parser<'_, '_> {
                         .err(start, format!("`{text}` is not a data source reference"))
                         .with_hint("write `data.<type>.<name>.<attr>`"));
                 }
+                let key = key_at(3);
+                let rest = if key.is_some() { 4 } else { 3 };
                 Ok(Reference::Resource {
-                    address: Address::data(&segs[1], &segs[2]),
-                    path: segs[3..].to_vec(),
+                    address: Address::data(name_at(1), name_at(2)).with_key(key),
+                    path: path_from(rest),
                 })
             }
             _ => {
@@ -344,9 +402,11 @@ impl Parser<'_, '_> {
                         .err(start, format!("`{text}` is not a reference"))
                         .with_hint(REF_HINT));
                 }
+                let key = key_at(2);
+                let rest = if key.is_some() { 3 } else { 2 };
                 Ok(Reference::Resource {
-                    address: Address::managed(&segs[0], &segs[1]),
-                    path: segs[2..].to_vec(),
+                    address: Address::managed(name_at(0), name_at(1)).with_key(key),
+                    path: path_from(rest),
                 })
             }
         }

@@ -19,18 +19,23 @@ use crate::value::Value;
 use super::convert::{plain_value, table_exprs, to_expr};
 use super::meta;
 use super::model::{
-    Expr, Lifecycle, OutputBlock, ProviderBlock, ResourceBlock, Spanned, Spec, VarType,
-    VariableBlock,
+    Expr, ImportBlock, Lifecycle, ModuleBlock, MovedBlock, OutputBlock, ProviderBlock, RemovedBlock, Repetition,
+    ResourceBlock, Spanned, Spec, VarType, VariableBlock,
 };
 
 /// The top-level tables a spec may have.
-const BLOCK_KINDS: [&str; 5] = ["variable", "provider", "resource", "data", "output"];
+const BLOCK_KINDS: [&str; 10] =
+    ["variable", "provider", "resource", "data", "output", "locals", "module", "moved", "removed", "import"];
 
 /// Loads a spec from a file, or from every `*.toml` file of a directory.
 ///
 /// Every error of every file is reported (sorted by position); duplicate
 /// blocks across files are errors naming both positions.
 pub fn load(path: &Path) -> Result<Spec, Diagnostics> {
+    load_inner(path, &mut Vec::new())
+}
+
+fn load_inner(path: &Path, stack: &mut Vec<PathBuf>) -> Result<Spec, Diagnostics> {
     let mut errors = Vec::new();
     let (files, dir, name) = if path.is_dir() {
         let files = match toml_files(path) {
@@ -79,7 +84,69 @@ pub fn load(path: &Path) -> Result<Spec, Diagnostics> {
     for src in &sources {
         add_source(&mut spec, src, &mut errors);
     }
+    load_modules(&mut spec, &mut errors, stack);
     finish(spec, errors)
+}
+
+/// Loads the spec of every `[module.<name>]` from its `source` directory
+/// (relative to the spec's directory), recursively; a module that sources
+/// itself, directly or not, is an error naming the chain.
+fn load_modules(spec: &mut Spec, errors: &mut Vec<Diagnostic>, stack: &mut Vec<PathBuf>) {
+    if stack.is_empty() {
+        if let Ok(here) = std::fs::canonicalize(&spec.dir) {
+            stack.push(here);
+        }
+    }
+    let dir = spec.dir.clone();
+    for m in spec.modules.values_mut() {
+        let path = dir.join(&m.source.node);
+        let canon = match std::fs::canonicalize(&path) {
+            Ok(c) if c.is_dir() => c,
+            Ok(_) | Err(_) => {
+                errors.push(
+                    Diagnostic::error(
+                        Some(m.source.pos.clone()),
+                        format!("module `{}`: `{}` is not a directory", m.name, path.display()),
+                    )
+                    .with_hint("`source` is a directory of `*.toml` files, relative to this spec's directory"),
+                );
+                continue;
+            }
+        };
+        if let Some(i) = stack.iter().position(|p| *p == canon) {
+            let chain: Vec<String> =
+                stack[i..].iter().chain(std::iter::once(&canon)).map(|p| p.display().to_string()).collect();
+            errors.push(
+                Diagnostic::error(
+                    Some(m.source.pos.clone()),
+                    format!("module `{}` includes itself: {}", m.name, chain.join(" -> ")),
+                )
+                .with_hint("modules form a tree: a module cannot use itself or one of the modules that use it"),
+            );
+            continue;
+        }
+        stack.push(canon);
+        match load_inner(&path, stack) {
+            Ok(sub) => {
+                for (what, found) in [
+                    ("provider", sub.providers.values().map(|p| p.pos.clone()).next()),
+                    ("[[moved]]", sub.moved.first().map(|b| b.pos.clone())),
+                    ("[[removed]]", sub.removed.first().map(|b| b.pos.clone())),
+                    ("[[import]]", sub.imports.first().map(|b| b.pos.clone())),
+                ] {
+                    if let Some(pos) = found {
+                        errors.push(
+                            Diagnostic::error(Some(pos), format!("a module cannot have `{what}` blocks"))
+                                .with_hint("put them in the root spec, with module addresses (`module.<name>.<type>.<name>`)"),
+                        );
+                    }
+                }
+                m.spec = Box::new(sub);
+            }
+            Err(d) => errors.extend(d.0),
+        }
+        stack.pop();
+    }
 }
 
 /// Loads a spec from text, as if read from `path` (for tests and tools).
@@ -102,6 +169,7 @@ pub fn load_str(path: &Path, text: &str) -> Result<Spec, Diagnostics> {
     };
     let mut errors = Vec::new();
     add_source(&mut spec, &src, &mut errors);
+    load_modules(&mut spec, &mut errors, &mut Vec::new());
     finish(spec, errors)
 }
 
@@ -173,13 +241,19 @@ fn add_source(spec: &mut Spec, src: &SourceFile, errors: &mut Vec<Diagnostic>) {
             "output" => cx.named_blocks(k, v, "output", |cx, name, v| cx.output(spec, name, v)),
             "resource" => cx.typed_blocks(k, v, false, spec),
             "data" => cx.typed_blocks(k, v, true, spec),
+            "locals" => cx.locals(spec, v),
+            "module" => cx.named_blocks(k, v, "module", |cx, name, v| cx.module(spec, name, v)),
+            "moved" => cx.array_blocks(v, "moved", |cx, t, pos| cx.moved(spec, t, pos)),
+            "removed" => cx.array_blocks(v, "removed", |cx, t, pos| cx.removed(spec, t, pos)),
+            "import" => cx.array_blocks(v, "import", |cx, t, pos| cx.import(spec, t, pos)),
             other => {
                 let d =
                     Diagnostic::error(Some(cx.key_pos(k)), format!("unknown block kind `{other}`"));
                 let d = match crate::diag::did_you_mean(other, BLOCK_KINDS) {
                     Some(s) => d.with_hint(format!("did you mean `{s}`?")),
                     None => d.with_hint(
-                        "top-level tables are `variable`, `provider`, `resource`, `data` and `output`",
+                        "top-level tables are `variable`, `provider`, `resource`, `data`, `output`, `locals`, \
+                         `module`, and the arrays `[[moved]]`, `[[removed]]`, `[[import]]`",
                     ),
                 };
                 cx.errors.push(d);
@@ -350,8 +424,10 @@ impl Cx<'_, '_> {
         let mut lifecycle = Lifecycle::default();
         let mut timeouts = BTreeMap::new();
         let mut provider = None;
+        let mut repetition = None;
         for (k, v) in t.iter() {
             match k.get_ref().as_ref() {
+                "count" | "for_each" => self.repetition(k, v, &mut repetition),
                 "depends_on" => depends_on = meta::depends_on(self, v),
                 "lifecycle" if data => {
                     let p = self.key_pos(k);
@@ -380,7 +456,207 @@ impl Cx<'_, '_> {
             lifecycle,
             timeouts,
             provider,
+            repetition,
         })
+    }
+
+    /// `count = N` or `for_each = ...`: one of them per block.
+    fn repetition(&mut self, k: &Key<'_>, v: &Val<'_>, out: &mut Option<Repetition>) {
+        let kp = self.key_pos(k);
+        let e = to_expr(self.src, v, kp.clone(), self.errors);
+        if out.is_some() {
+            let d = self.err(kp, "`count` and `for_each` cannot both be set on one block");
+            *d = d.clone().with_hint("use `count` for N identical copies, `for_each` for one per key");
+            return;
+        }
+        *out = Some(if k.get_ref().as_ref() == "count" { Repetition::Count(e) } else { Repetition::ForEach(e) });
+    }
+
+    /// `[locals]`: `name = value` pairs.
+    fn locals(&mut self, spec: &mut Spec, v: &Val<'_>) {
+        let Some(t) = self.table(v, "`locals`") else {
+            return;
+        };
+        for (name, value) in t.iter() {
+            if !self.check_name(name, "local") {
+                continue;
+            }
+            let kp = self.key_pos(name);
+            let e = to_expr(self.src, value, kp.clone(), self.errors);
+            match spec.locals.get(name.get_ref().as_ref()) {
+                Some(first) => {
+                    let first = first.pos.clone();
+                    self.duplicate(kp, format!("duplicate local `{}`", name.get_ref()), &first);
+                }
+                None => {
+                    spec.locals.insert(name.get_ref().to_string(), e);
+                }
+            }
+        }
+    }
+
+    /// `[module.<name>]`: `source`, meta-arguments, and inputs.
+    fn module(&mut self, spec: &mut Spec, name: &Key<'_>, v: &Val<'_>) {
+        let n = name.get_ref().to_string();
+        let Some(t) = self.table(v, &format!("`module.{n}`")) else {
+            return;
+        };
+        let pos = self.val_pos(v);
+        let mut source = None;
+        let mut inputs = BTreeMap::new();
+        let mut repetition = None;
+        let mut depends_on = Vec::new();
+        for (k, v) in t.iter() {
+            let kp = self.key_pos(k);
+            match k.get_ref().as_ref() {
+                "source" => match v.get_ref().as_str() {
+                    Some(s) if !s.contains("${") => source = Some(Spanned { node: s.to_string(), pos: kp }),
+                    _ => {
+                        let d = self.err(kp, "`source` must be a plain string: the module's directory");
+                        *d = d.clone().with_hint("write `source = \"./modules/<name>\"` (relative to this spec)");
+                    }
+                },
+                "count" | "for_each" => self.repetition(k, v, &mut repetition),
+                "depends_on" => depends_on = meta::depends_on(self, v),
+                "providers" | "lifecycle" | "timeouts" | "provider" => {
+                    let d = self.err(kp, format!("`{}` is not supported on a module block", k.get_ref()));
+                    *d = d.clone().with_hint("a module's resources use the root spec's providers");
+                }
+                _ => {
+                    inputs.insert(k.get_ref().to_string(), to_expr(self.src, v, kp, self.errors));
+                }
+            }
+        }
+        let Some(source) = source else {
+            let d = self.err(pos, format!("module `{n}` has no `source`"));
+            *d = d.clone().with_hint("add `source = \"./modules/<name>\"`: a directory of `*.toml` files");
+            return;
+        };
+        let block = ModuleBlock { name: n.clone(), pos: pos.clone(), source, inputs, repetition, depends_on, spec: Box::default() };
+        match spec.modules.get(&n) {
+            Some(first) => {
+                let first = first.pos.clone();
+                self.duplicate(pos, format!("duplicate module `{n}`"), &first);
+            }
+            None => {
+                spec.modules.insert(n, block);
+            }
+        }
+    }
+
+    /// `[[moved]]`, `[[removed]]`, `[[import]]`: arrays of tables.
+    fn array_blocks(&mut self, v: &Val<'_>, kind: &str, mut each: impl FnMut(&mut Self, &DeTable<'_>, Pos)) {
+        let Some(items) = v.get_ref().as_array() else {
+            let p = self.val_pos(v);
+            let d = self.err(p, format!("`{kind}` must be an array of tables"));
+            *d = d.clone().with_hint(format!("write `[[{kind}]]` (two pairs of brackets), one per entry"));
+            return;
+        };
+        for item in items.iter() {
+            let pos = self.val_pos(item);
+            match item.get_ref().as_table() {
+                Some(t) => each(self, t, pos),
+                None => {
+                    let d = self.err(pos, format!("`{kind}` entries must be tables"));
+                    *d = d.clone().with_hint(format!("write `[[{kind}]]` followed by its keys"));
+                }
+            }
+        }
+    }
+
+    /// The plain string value of key `k` in `t`, with its position.
+    fn plain_str(&mut self, t: &DeTable<'_>, block: &str, k: &str, pos: &Pos) -> Option<Spanned<String>> {
+        let Some((key, v)) = t.get_key_value(k) else {
+            let d = self.err(pos.clone(), format!("`[[{block}]]` needs `{k}`"));
+            *d = d.clone().with_hint(format!("add `{k} = \"<address>\"`"));
+            return None;
+        };
+        let kp = self.key_pos(key);
+        match v.get_ref().as_str() {
+            Some(s) => Some(Spanned { node: s.to_string(), pos: self.val_pos(v) }),
+            None => {
+                self.err(kp, format!("`{k}` of `[[{block}]]` must be a string"));
+                None
+            }
+        }
+    }
+
+    fn unknown_keys(&mut self, t: &DeTable<'_>, block: &str, allowed: &[&str]) {
+        for (k, _) in t.iter() {
+            if !allowed.contains(&k.get_ref().as_ref()) {
+                let kp = self.key_pos(k);
+                let d = self.err(kp, format!("unknown key `{}` in `[[{block}]]`", k.get_ref()));
+                *d = d.clone().with_suggestion(k.get_ref(), allowed.iter().copied());
+                if d.hint.is_none() {
+                    *d = d.clone().with_hint(format!(
+                        "`[[{block}]]` takes {}",
+                        allowed.iter().map(|a| format!("`{a}`")).collect::<Vec<_>>().join(", ")
+                    ));
+                }
+            }
+        }
+    }
+
+    fn address_at(&mut self, s: &Spanned<String>, what: &str) -> Option<Spanned<Address>> {
+        match s.node.parse::<Address>() {
+            Ok(a) => Some(Spanned { node: a, pos: s.pos.clone() }),
+            Err(e) => {
+                let d = self.err(s.pos.clone(), format!("{what}: {e}"));
+                *d = d.clone().with_hint("write the address itself, e.g. `test_object.replica[0]`, without `${...}`");
+                None
+            }
+        }
+    }
+
+    fn moved(&mut self, spec: &mut Spec, t: &DeTable<'_>, pos: Pos) {
+        self.unknown_keys(t, "moved", &["from", "to"]);
+        let from = self.plain_str(t, "moved", "from", &pos);
+        let to = self.plain_str(t, "moved", "to", &pos);
+        if let (Some(from), Some(to)) = (from, to) {
+            let ok = |s: &str| s.parse::<Address>().is_ok() || crate::address::parse_module_path(s).is_some();
+            for x in [&from, &to] {
+                if !ok(&x.node) {
+                    let d = self.err(x.pos.clone(), format!("`{}` is not a resource, instance or module address", x.node));
+                    *d = d.clone().with_hint("e.g. `test_object.old`, `test_object.copies[0]`, `module.team`");
+                }
+            }
+            spec.moved.push(MovedBlock { pos, from, to });
+        }
+    }
+
+    fn removed(&mut self, spec: &mut Spec, t: &DeTable<'_>, pos: Pos) {
+        self.unknown_keys(t, "removed", &["from", "destroy"]);
+        let from = self.plain_str(t, "removed", "from", &pos).and_then(|f| self.address_at(&f, "`from` of `[[removed]]`"));
+        let destroy = match t.get_key_value("destroy") {
+            None => true,
+            Some((k, v)) => match v.get_ref().as_bool() {
+                Some(b) => b,
+                None => {
+                    let kp = self.key_pos(k);
+                    self.err(kp, "`destroy` must be `true` or `false`");
+                    true
+                }
+            },
+        };
+        if let Some(from) = from {
+            spec.removed.push(RemovedBlock { pos, from, destroy });
+        }
+    }
+
+    fn import(&mut self, spec: &mut Spec, t: &DeTable<'_>, pos: Pos) {
+        self.unknown_keys(t, "import", &["to", "id"]);
+        let to = self.plain_str(t, "import", "to", &pos).and_then(|f| self.address_at(&f, "`to` of `[[import]]`"));
+        let id = match t.get_key_value("id") {
+            Some((k, v)) => Some(to_expr(self.src, v, self.key_pos(k), self.errors)),
+            None => {
+                let d = self.err(pos.clone(), "`[[import]]` needs `id`");
+                *d = d.clone().with_hint("add `id = \"...\"`: the object's import id (see `skyform import`)");
+                None
+            }
+        };
+        if let (Some(to), Some(id)) = (to, id) {
+            spec.imports.push(ImportBlock { pos, to, id });
+        }
     }
 
     fn variable(&mut self, spec: &mut Spec, name: &Key<'_>, v: &Val<'_>) {

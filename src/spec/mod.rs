@@ -17,6 +17,7 @@
 #![warn(missing_docs)]
 
 pub mod eval;
+pub mod expand;
 pub mod expr;
 pub mod functions;
 pub mod load;

@@ -29,6 +29,78 @@ pub struct Spec {
     pub resources: BTreeMap<Address, ResourceBlock>,
     /// `[output.<name>]` blocks.
     pub outputs: BTreeMap<String, OutputBlock>,
+    /// `[locals]`: named values, `${local.<name>}`.
+    pub locals: BTreeMap<String, Spanned<Expr>>,
+    /// `[module.<name>]` blocks.
+    pub modules: BTreeMap<String, ModuleBlock>,
+    /// `[[moved]]` blocks.
+    pub moved: Vec<MovedBlock>,
+    /// `[[removed]]` blocks.
+    pub removed: Vec<RemovedBlock>,
+    /// `[[import]]` blocks.
+    pub imports: Vec<ImportBlock>,
+}
+
+/// `count = N` or `for_each = [...] | {...}` on a resource or module block.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Repetition {
+    /// `count`: instances `[0]`..`[N-1]`, `${count.index}`.
+    Count(Spanned<Expr>),
+    /// `for_each`: a list of strings or a table; `${each.key}`, `${each.value}`.
+    ForEach(Spanned<Expr>),
+}
+
+/// `[module.<name>]`: a directory of `*.toml` whose variables are its inputs
+/// and whose outputs are `${module.<name>.<output>}`.
+#[derive(Debug, Clone)]
+pub struct ModuleBlock {
+    /// Its name.
+    pub name: String,
+    /// Where the block starts.
+    pub pos: Pos,
+    /// `source`: a directory, relative to the spec's directory.
+    pub source: Spanned<String>,
+    /// Input values, by variable name.
+    pub inputs: BTreeMap<String, Spanned<Expr>>,
+    /// `count` / `for_each`.
+    pub repetition: Option<Repetition>,
+    /// `depends_on`: every resource of the module waits for these.
+    pub depends_on: Vec<Spanned<Address>>,
+    /// The module's own spec (loaded from `source`; its modules nested).
+    pub spec: Box<Spec>,
+}
+
+/// `[[moved]]`: the object at `from` is now at `to` (no destroy, no create).
+#[derive(Debug, Clone)]
+pub struct MovedBlock {
+    /// Where the block starts.
+    pub pos: Pos,
+    /// Old address (a resource, an instance, or a module path).
+    pub from: Spanned<String>,
+    /// New address.
+    pub to: Spanned<String>,
+}
+
+/// `[[removed]]`: stop managing `from`; `destroy = false` keeps the object.
+#[derive(Debug, Clone)]
+pub struct RemovedBlock {
+    /// Where the block starts.
+    pub pos: Pos,
+    /// The address no longer in the spec.
+    pub from: Spanned<Address>,
+    /// Destroy it (true: as if it were just removed from the spec) or forget it.
+    pub destroy: bool,
+}
+
+/// `[[import]]`: adopt the existing object `id` as `to` during plan/apply.
+#[derive(Debug, Clone)]
+pub struct ImportBlock {
+    /// Where the block starts.
+    pub pos: Pos,
+    /// The resource (instance) address.
+    pub to: Spanned<Address>,
+    /// The provider's import id.
+    pub id: Spanned<Expr>,
 }
 
 /// The declared type of a variable.
@@ -102,6 +174,9 @@ pub struct ResourceBlock {
     pub timeouts: BTreeMap<String, u64>,
     /// `provider = "<name>"`; `None` means the provider owning the type's prefix.
     pub provider: Option<String>,
+    /// `count` / `for_each` (only in a spec as written; an expanded spec has
+    /// one block per instance).
+    pub repetition: Option<Repetition>,
 }
 
 /// `[output.<name>]`.
@@ -160,6 +235,11 @@ pub enum Operand {
     Number(f64),
     /// `name(arg, ...)`, from the closed set of functions.
     Call(String, Vec<Spanned<Operand>>),
+    /// A known value put in place by expansion (`each.key`, `count.index`).
+    Value(Value),
+    /// An expression put in place by expansion (a local, a module input or
+    /// output), then the path to take into its value.
+    Expr(Box<Spanned<Expr>>, Vec<String>),
 }
 
 /// A reference to a value.
@@ -167,6 +247,28 @@ pub enum Operand {
 pub enum Reference {
     /// `var.<name>`.
     Var(String),
+    /// `local.<name>[.<path>...]`.
+    Local(String, Vec<String>),
+    /// `each.key` (`key: true`) or `each.value[.<path>...]`.
+    Each {
+        /// `each.key` rather than `each.value`.
+        key: bool,
+        /// The path into `each.value`.
+        path: Vec<String>,
+    },
+    /// `count.index`.
+    CountIndex,
+    /// `module.<name>[<key>].<output>[.<path>...]`.
+    Module {
+        /// The module block's name.
+        name: String,
+        /// Its instance key.
+        key: Option<crate::address::InstanceKey>,
+        /// The output.
+        output: String,
+        /// The path into the output's value.
+        path: Vec<String>,
+    },
     /// `<type>.<name>[.<attr>[.<path>...]]` or `data.<type>.<name>[...]`: an
     /// empty path means the whole object.
     Resource {
@@ -182,7 +284,7 @@ impl Reference {
     pub fn address(&self) -> Option<&Address> {
         match self {
             Reference::Resource { address, .. } => Some(address),
-            Reference::Var(_) => None,
+            _ => None,
         }
     }
 }
@@ -215,6 +317,7 @@ fn collect_operand_refs(op: &Spanned<Operand>, out: &mut Vec<Spanned<Reference>>
     match &op.node {
         Operand::Ref(r) => out.push(Spanned { node: r.clone(), pos: op.pos.clone() }),
         Operand::Call(_, args) => args.iter().for_each(|a| collect_operand_refs(a, out)),
-        Operand::Str(_) | Operand::Number(_) => {}
+        Operand::Expr(e, _) => e.node.collect_refs(out),
+        Operand::Str(_) | Operand::Number(_) | Operand::Value(_) => {}
     }
 }

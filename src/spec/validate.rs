@@ -152,6 +152,8 @@ impl Scope for VarsOnly<'_> {
         match r {
             Reference::Var(n) => Some(self.vars.get(n).cloned().unwrap_or(Value::Unknown)),
             Reference::Resource { .. } => Some(Value::Unknown),
+            // Replaced by `spec::expand`.
+            _ => None,
         }
     }
     fn base_dir(&self) -> &Path {
@@ -489,6 +491,8 @@ impl<'a> Validator<'a> {
                     *d = d.clone().with_suggestion(attr, schema.all_names());
                 }
             }
+            // Checked (and replaced) by `spec::expand`.
+            _ => {}
         }
     }
 

@@ -105,7 +105,7 @@ impl Env {
     pub fn load_with(&self, vars: &[String]) -> Loaded {
         let mut reg = Registry::new();
         reg.register(self.factory.clone());
-        let opts = SpecOptions { file: self.dir.path().join("main.toml"), vars: vars.to_vec(), var_files: vec![] };
+        let opts = SpecOptions { file: self.dir.path().join("main.toml"), vars: vars.to_vec(), var_files: vec![], lenient_vars: false };
         ops::load(&opts, reg).unwrap_or_else(|e| panic!("load failed: {e}"))
     }
 
