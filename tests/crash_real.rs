@@ -7,9 +7,10 @@
 //! (one instance, one cluster, one account, one key per key resource, each
 //! role binding member once); a killed destroy re-run once leaves nothing.
 //!
-//! Kill points: by default (CI) the create and the delete of every resource of
-//! both variants, the update of the resources a spec edit changes in the
-//! password variant, and two random moments per variant. More by hand:
+//! Kill points: by default (CI), for each variant and each resource type (its
+//! first address), the create (then, on the same deployment, the delete); the
+//! update of the resources a spec edit changes (password variant); one random
+//! moment per variant. The two variants run side by side. More by hand:
 //! `SKYFORM_CRASH_POINTS=all` (every address × create/update/delete, both
 //! variants) and `SKYFORM_CRASH_RANDOM=<n>` random moments per variant.
 //! `SKYFORM_CRASH_ONLY=<substring>` keeps the kill points whose label contains
@@ -41,9 +42,10 @@ fn durations() -> OpDurations {
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Phase {
-    Create,
+    /// Killed during the create; after the re-run converged, killed during
+    /// the delete of the same resource in a destroy.
+    CreateDelete,
     Update,
-    Delete,
     Random,
 }
 
@@ -89,9 +91,9 @@ const UPDATED_ADDRESSES: &[&str] = &[
     "helm_release.skypilot",
 ];
 
-fn kill_points(seed: u64) -> Vec<KillPoint> {
+fn kill_points(variant: &'static str, seed: u64) -> Vec<KillPoint> {
     let all = std::env::var("SKYFORM_CRASH_POINTS").as_deref() == Ok("all");
-    let randoms: usize = std::env::var("SKYFORM_CRASH_RANDOM").ok().and_then(|v| v.parse().ok()).unwrap_or(2);
+    let randoms: usize = std::env::var("SKYFORM_CRASH_RANDOM").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
     let only = std::env::var("SKYFORM_CRASH_ONLY").ok();
     let mut rng = seed;
     let mut next = move |n: u64| {
@@ -102,8 +104,11 @@ fn kill_points(seed: u64) -> Vec<KillPoint> {
         rng % n.max(1)
     };
     let mut points = Vec::new();
-    for variant in ["password", "iam"] {
+    let mut types_seen = std::collections::BTreeSet::new();
+    {
         for address in addresses(variant) {
+            let ty = address.split('.').next().unwrap_or_default().to_string();
+            let first_of_type = types_seen.insert(ty);
             // A sync API call is short: kill right after its step starts (the
             // request may or may not have reached the API); a long operation
             // is killed while it runs.
@@ -112,12 +117,10 @@ fn kill_points(seed: u64) -> Vec<KillPoint> {
             } else {
                 next(150)
             });
-            points.push(KillPoint { variant, address: address.clone(), phase: Phase::Create, delay });
-            points.push(KillPoint { variant, address: address.clone(), phase: Phase::Delete, delay });
+            if all || first_of_type {
+                points.push(KillPoint { variant, address: address.clone(), phase: Phase::CreateDelete, delay });
+            }
             if (all || variant == "password") && UPDATED_ADDRESSES.contains(&address.as_str()) {
-                if variant == "iam" && address == "gcp_sql_user.skypilot" {
-                    continue;
-                }
                 points.push(KillPoint { variant, address, phase: Phase::Update, delay });
             }
         }
@@ -391,10 +394,10 @@ fn run_point(w: &World, kp: &KillPoint) -> Result<&'static str, String> {
             None => Ok(()),
         }
     };
-    let mut landed = true;
+    let mut landed: bool;
     match kp.phase {
-        Phase::Create | Phase::Random => {
-            let doing = (kp.phase == Phase::Create).then_some((kp.address.as_str(), "Creating"));
+        Phase::CreateDelete | Phase::Random => {
+            let doing = (kp.phase == Phase::CreateDelete).then_some((kp.address.as_str(), "Creating"));
             let (l, seen) = d.run_killed("apply", doing, kp.delay);
             landed = l;
             check_output("killed apply", &seen)?;
@@ -419,27 +422,19 @@ fn run_point(w: &World, kp: &KillPoint) -> Result<&'static str, String> {
                 return Err(format!("the first re-run of the update failed:\n{}", text(&o)));
             }
         }
-        Phase::Delete => {
-            let o = d.run("apply", &["--auto-approve"]);
-            if !o.status.success() {
-                return Err(format!("the first apply failed:\n{}", text(&o)));
-            }
-        }
     }
-    if kp.phase != Phase::Delete {
-        let o = d.run("plan", &["--detailed-exitcode"]);
-        if o.status.code() != Some(0) {
-            return Err(format!("the re-plan after the re-run is not empty (exit {:?}):\n{}", o.status.code(), text(&o)));
-        }
-        let dups = d.duplicates();
-        if !dups.is_empty() {
-            return Err(format!("the emulator holds duplicates or strays: {}", dups.join("; ")));
-        }
+    let o = d.run("plan", &["--detailed-exitcode"]);
+    if o.status.code() != Some(0) {
+        return Err(format!("the re-plan after the re-run is not empty (exit {:?}):\n{}", o.status.code(), text(&o)));
     }
-    // Destroy: killed mid-way for the delete kill points, then once more.
-    if kp.phase == Phase::Delete {
+    let dups = d.duplicates();
+    if !dups.is_empty() {
+        return Err(format!("the emulator holds duplicates or strays: {}", dups.join("; ")));
+    }
+    // Destroy: killed while this resource is deleted, then once more.
+    if kp.phase == Phase::CreateDelete {
         let (l, seen) = d.run_killed("destroy", Some((kp.address.as_str(), "Destroying")), kp.delay);
-        landed = l;
+        landed &= l;
         check_output("killed destroy", &seen)?;
     }
     let o = d.run("destroy", &["--auto-approve"]);
@@ -453,19 +448,13 @@ fn run_point(w: &World, kp: &KillPoint) -> Result<&'static str, String> {
     Ok(if landed { "killed mid-run" } else { "run ended before the kill" })
 }
 
-#[test]
-fn killed_applies_and_destroys_converge_on_the_first_re_run() {
-    let w = World::start();
-    let seed = std::env::var("SKYFORM_CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1
-    });
-    let points = kill_points(seed);
-    eprintln!("crash test: {} kill points (SKYFORM_CRASH_SEED={seed})", points.len());
+/// Runs `points` one after another; (failures, kills that landed mid-run).
+fn run_points(w: &World, points: &[KillPoint]) -> (Vec<String>, usize) {
     let mut failures = Vec::new();
     let mut landed = 0;
-    for kp in &points {
+    for kp in points {
         let t = Instant::now();
-        match run_point(&w, kp) {
+        match run_point(w, kp) {
             Ok(how) => {
                 landed += usize::from(how == "killed mid-run");
                 eprintln!("  ok    {} ({how}, {:.1}s)", kp.label(), t.elapsed().as_secs_f64());
@@ -476,10 +465,33 @@ fn killed_applies_and_destroys_converge_on_the_first_re_run() {
             }
         }
     }
-    eprintln!("crash test: {} of {} kill points converged on the first re-run ({landed} killed mid-run)", points.len() - failures.len(), points.len());
+    (failures, landed)
+}
+
+#[test]
+fn killed_applies_and_destroys_converge_on_the_first_re_run() {
+    let w = World::start();
+    let seed = std::env::var("SKYFORM_CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1
+    });
+    let per_variant: Vec<Vec<KillPoint>> = ["password", "iam"].iter().map(|v| kill_points(v, seed)).collect();
+    let total: usize = per_variant.iter().map(Vec::len).sum();
+    eprintln!("crash test: {total} kill points (SKYFORM_CRASH_SEED={seed}), the two variants side by side");
+    // The variants run side by side: each deployment has its own project and namespace.
+    let (mut failures, mut landed) = (Vec::new(), 0);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = per_variant.iter().map(|pts| s.spawn(|| run_points(&w, pts))).collect();
+        for h in handles {
+            let (f, l) = h.join().expect("a variant's thread panicked");
+            failures.extend(f);
+            landed += l;
+        }
+    });
+    eprintln!("crash test: {} of {total} kill points converged on the first re-run ({landed} killed mid-run)", total - failures.len());
+    assert!(total > 0, "no kill point selected");
     assert!(failures.is_empty(), "{} kill points did not converge:\n{}", failures.len(), failures.join("\n\n"));
     // Most kill points must really have landed mid-run, or the test proves little.
-    assert!(landed * 10 >= points.len() * 7, "only {landed} of {} kills landed mid-run", points.len());
+    assert!(landed * 10 >= total * 7, "only {landed} of {total} kills landed mid-run");
 }
 
 /// 20% injected 429/503 and 200 ms latency on every API, plus one SIGKILL:
