@@ -46,12 +46,14 @@ pub struct SpecArgs {
 /// Options of commands that plan.
 #[derive(Debug, Args, Clone)]
 pub struct PlanArgs {
-    /// Only this resource and what it depends on (repeatable).
+    /// Only this resource, instance (`a.b[0]`) or module (`module.m`), and
+    /// what it depends on (repeatable).
     #[arg(long = "target", value_name = "ADDR")]
-    pub targets: Vec<Address>,
-    /// Replace this resource even if nothing changed (repeatable).
+    pub targets: Vec<String>,
+    /// Replace this resource, instance or every resource of a module even if
+    /// nothing changed (repeatable).
     #[arg(long = "replace", value_name = "ADDR")]
-    pub replace: Vec<Address>,
+    pub replace: Vec<String>,
     /// How many resources are read or changed at once.
     #[arg(long, default_value_t = 10)]
     pub parallelism: usize,
@@ -258,7 +260,11 @@ pub async fn run(cli: Cli, p: &Printer, registry: Registry) -> Result<i32, OpErr
             if out.is_some() {
                 session.persist_if_new(plan.lock_timeout)?;
             }
-            let opts = PlanOptions { destroy, targets: plan.targets.clone(), replace: plan.replace.clone() };
+            let opts = PlanOptions {
+                destroy,
+                targets: ops::resolve_addresses(&loaded, &session.state, &plan.targets)?,
+                replace: ops::resolve_addresses(&loaded, &session.state, &plan.replace)?,
+            };
             let planned = session.plan(&ctx, &opts).await?;
             if plan.json {
                 p.out(&json::plan(&planned.plan).to_string());
@@ -378,14 +384,18 @@ async fn apply_or_destroy(
             session.check_saved(&ctx, &saved).await?
         }
         None => {
-            let opts = PlanOptions { destroy, targets: args.targets.clone(), replace: args.replace.clone() };
+            let opts = PlanOptions {
+                destroy,
+                targets: ops::resolve_addresses(&loaded, &session.state, &args.targets)?,
+                replace: ops::resolve_addresses(&loaded, &session.state, &args.replace)?,
+            };
             session.plan(&ctx, &opts).await?
         }
     };
     if !args.json {
         p.out_raw(&render::plan(&planned.plan));
     }
-    if !planned.plan.has_changes() && planned.plan.outputs.is_empty() {
+    if !planned.plan.changes_state() && planned.plan.outputs.is_empty() {
         return Ok(0);
     }
     if planned.plan.has_changes() && plan_file.is_none() && !auto_approve {

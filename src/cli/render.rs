@@ -18,6 +18,15 @@ pub fn plan(p: &Plan) -> String {
     for w in &p.warnings {
         let _ = writeln!(out, "{w}");
     }
+    for (from, to) in &p.moved {
+        let _ = writeln!(out, "  # {from} has moved to {to}");
+    }
+    for a in &p.forget {
+        let _ = writeln!(out, "  # {a} will no longer be managed: removed from state, the object is not destroyed");
+    }
+    if !p.moved.is_empty() || !p.forget.is_empty() {
+        out.push('\n');
+    }
     let changes: Vec<&ResourceChange> = p.changes.iter().filter(|c| c.action != Action::NoOp).collect();
     if changes.is_empty() {
         out.push_str("No changes. The live objects match the spec.\n");

@@ -75,6 +75,23 @@ pub async fn apply(
     state: &State,
     writer: Arc<dyn StateWriter>,
 ) -> ApplyReport {
+    // The plan was made against the state with its moves and removals done:
+    // record them first (each move is one upsert at the new address and one
+    // removal of the old; a crash in between leaves the object recorded twice,
+    // which the next plan's moves resolve, never zero times).
+    let mut moved = super::refactor::apply_moves(state, &plan.moved);
+    for a in &plan.forget {
+        moved.resources.remove(a);
+    }
+    let mut early = Vec::new();
+    for (from, to) in &plan.moved {
+        if let Some(r) = moved.resources.get(to) {
+            early.push(StateRecord::Upsert { address: to.clone(), resource: r.clone() });
+            early.push(StateRecord::Remove { address: from.clone() });
+        }
+    }
+    early.extend(plan.forget.iter().map(|a| StateRecord::Remove { address: a.clone() }));
+    let state = &moved;
     let shared = Arc::new(Shared {
         ctx: ctx.clone(),
         plan: plan.clone(),
@@ -86,9 +103,11 @@ pub async fn apply(
         done: Mutex::new(Summary::default()),
     });
     let mut report = ApplyReport::default();
-    if let Err(e) = shared.writer.record(&StateRecord::Serial { serial: state.serial + 1 }) {
-        report.failures.push((Address::managed("state", "serial"), e.to_string()));
-        return report;
+    for rec in std::iter::once(StateRecord::Serial { serial: state.serial + 1 }).chain(early) {
+        if let Err(e) = shared.writer.record(&rec) {
+            report.failures.push((Address::managed("state", "serial"), e.to_string()));
+            return report;
+        }
     }
 
     // Resources that are only deleted have no main step: their last known

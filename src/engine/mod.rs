@@ -14,6 +14,7 @@ pub mod drift;
 pub mod events;
 pub mod planner;
 pub mod providers;
+pub mod refactor;
 pub mod scope;
 pub mod walker;
 

@@ -69,6 +69,36 @@ type NodeResult = Result<(), Diagnostics>;
 /// Secret that lost the old one): the plan is made once more with it added to
 /// the `--replace` set.
 pub async fn plan(ctx: &Context, state: &State, opts: &PlanOptions) -> Result<PlanOutput, Diagnostics> {
+    // `[[moved]]` and `[[removed]]` first: the plan is made against the state
+    // as it will be once they are recorded.
+    let moves = super::refactor::plan_moves(&ctx.spec, state)?;
+    let forget = super::refactor::forgotten(&ctx.spec, state)?;
+    check_imports(ctx)?;
+    let mut moved_state = super::refactor::apply_moves(state, &moves);
+    for a in &forget {
+        moved_state.resources.remove(a);
+    }
+    let mut out = plan_refactored(ctx, &moved_state, opts).await?;
+    out.plan.moved = moves;
+    out.plan.forget = forget;
+    Ok(out)
+}
+
+/// Every `[[import]]` must name a resource of the spec.
+fn check_imports(ctx: &Context) -> Result<(), Diagnostics> {
+    let mut d = Diagnostics::default();
+    for i in &ctx.spec.imports {
+        if !ctx.spec.resources.contains_key(&i.to.node) {
+            d.push(
+                Diagnostic::error(Some(i.to.pos.clone()), format!("`[[import]]` to `{}`, which is not in the spec", i.to.node))
+                    .with_hint("add the resource's block (with the settings the object should have), then import it"),
+            );
+        }
+    }
+    if d.has_errors() { Err(d) } else { Ok(()) }
+}
+
+async fn plan_refactored(ctx: &Context, state: &State, opts: &PlanOptions) -> Result<PlanOutput, Diagnostics> {
     let (out, fresh) = plan_once(ctx, state, opts).await?;
     let missing: Vec<Address> = fresh.into_iter().filter(|a| !opts.replace.contains(a)).collect();
     if missing.is_empty() || opts.destroy {
@@ -209,6 +239,8 @@ async fn plan_once(
         warnings,
         targets: opts.targets.clone(),
         replace: opts.replace.clone(),
+        moved: Vec::new(),
+        forget: Vec::new(),
     };
     let observations = std::mem::take(&mut *shared.observations.lock().expect("obs lock"));
     let fresh = std::mem::take(&mut *shared.needs_fresh.lock().expect("fresh lock"));
@@ -343,14 +375,40 @@ async fn plan_resource(s: &Shared, a: &Address) -> NodeResult {
         Slot::Configured(p) => p,
     };
 
+    // `[[import]]`: an object not in state yet is read by the id given.
+    let import = match s.ctx.spec.imports.iter().find(|i| i.to.node == *a).filter(|_| prior.is_none()) {
+        Some(i) => {
+            let id = eval(&i.id, &scope(s))?;
+            let Some(id) = id.as_str().map(str::to_string) else {
+                return Err(Diagnostics(vec![Diagnostic::error(
+                    Some(i.id.pos.clone()),
+                    format!("`[[import]]` to `{a}`: `id` must be a string known at plan time"),
+                )]));
+            };
+            let identity = p.import_identity(&a.type_name, &id).map_err(|e| err_at(s, a, format!("import: {e}")))?;
+            Some((i, id, identity))
+        }
+        None => None,
+    };
     let req = ReadRequest {
         address: a.clone(),
         type_name: a.type_name.clone(),
-        identity: prior.as_ref().map(|p| p.identity.clone()),
+        identity: prior.as_ref().map(|p| p.identity.clone()).or_else(|| import.as_ref().map(|(_, _, id)| id.clone())),
         config: Value::Map(desired.clone()),
         private: prior.as_ref().map(|p| p.private.clone()).unwrap_or_default(),
     };
     let mut live = p.read(&req).await.map_err(|e| err_at(s, a, format!("reading: {e}")))?;
+    if let Some((i, id, _)) = &import {
+        if live.is_none() {
+            return Err(Diagnostics(vec![
+                Diagnostic::error(
+                    Some(i.pos.clone()),
+                    format!("`[[import]]` to `{a}`: there is no {} with id {id:?}", a.type_name),
+                )
+                .with_hint("check the id (`skyform import` takes the same form), or remove the block to create it instead"),
+            ]));
+        }
+    }
     if let Some(l) = &mut live {
         mark_sensitive(schema, &mut l.attrs);
         carry_sensitivity(&desired, &mut l.attrs);
@@ -400,7 +458,10 @@ async fn plan_resource(s: &Shared, a: &Address) -> NodeResult {
                 }
                 if create_pending { Action::Create } else { Action::Update }
             } else if prior.is_none() {
-                change.reason = Some(Reason::AdoptBecauseExistsLive);
+                change.reason = Some(match &import {
+                    Some((_, id, _)) => Reason::ImportByRequest { id: id.clone() },
+                    None => Reason::AdoptBecauseExistsLive,
+                });
                 Action::Adopt
             } else if change.changed.is_empty() {
                 Action::NoOp

@@ -178,6 +178,44 @@ pub fn load(opts: &SpecOptions, registry: Registry) -> Result<Loaded, OpError> {
     })
 }
 
+/// Resolves `--target`/`--replace` arguments to the instance addresses they
+/// name: an instance (`a.b[0]`) or a resource without repetition as is; a
+/// repeated resource without a key, every instance; a module path
+/// (`module.team`, `module.team["ml"]`), every resource under it. Addresses
+/// only in state (no longer in the spec) count too.
+pub fn resolve_addresses(
+    loaded: &Loaded,
+    state: &crate::state::State,
+    args: &[String],
+) -> Result<Vec<crate::address::Address>, OpError> {
+    use crate::address::{Address, parse_module_path};
+    let known: Vec<&Address> = loaded.spec.resources.keys().chain(state.resources.keys()).collect();
+    let mut out = Vec::new();
+    for arg in args {
+        let found: Vec<Address> = match arg.parse::<Address>() {
+            Ok(a) => known
+                .iter()
+                .filter(|k| ***k == a || (a.key.is_none() && Address { key: None, ..(**k).clone() } == a))
+                .map(|k| (*k).clone())
+                .collect(),
+            Err(bad) => match parse_module_path(arg) {
+                Some(path) => known.iter().filter(|k| k.is_under(&path)).map(|k| (*k).clone()).collect(),
+                None => return Err(error(bad.to_string())),
+            },
+        };
+        if found.is_empty() {
+            return Err(OpError::Diagnostics(Diagnostics(vec![
+                Diagnostic::error(None, format!("`{arg}` names nothing in the spec or the state"))
+                    .with_hint("see `skyform state list` and `skyform graph` for the addresses"),
+            ])));
+        }
+        out.extend(found);
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
 /// Parses a duration like `30s`, `5m`, `1h` (for `--lock-timeout`).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     crate::spec::parse_duration(s)

@@ -117,6 +117,11 @@ pub enum Reason {
     CreateBecauseDeletedOutside,
     /// Exists live with this identity but is not in state.
     AdoptBecauseExistsLive,
+    /// An `[[import]]` block names it.
+    ImportByRequest {
+        /// The import id.
+        id: String,
+    },
     /// The provider's configuration depends on resources created in this run.
     ProviderConfiguredDuringApply {
         /// The provider.
@@ -146,6 +151,7 @@ impl std::fmt::Display for Reason {
             Reason::CreateBecauseDeletedOutside => {
                 write!(f, "it was deleted outside skyform")
             }
+            Reason::ImportByRequest { id } => write!(f, "an [[import]] block adopts the object with id {id:?}"),
             Reason::AdoptBecauseExistsLive => {
                 write!(f, "it already exists and will be taken under management")
             }
@@ -253,6 +259,14 @@ pub struct Plan {
     /// `--replace` addresses.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub replace: Vec<Address>,
+    /// State records that `[[moved]]` blocks move, `(from, to)`: the objects
+    /// stay; only their addresses change.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub moved: Vec<(Address, Address)>,
+    /// State records that `[[removed]]` blocks with `destroy = false` drop:
+    /// the objects stay, unmanaged.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub forget: Vec<Address>,
 }
 
 /// Counts for the summary line.
@@ -303,9 +317,16 @@ impl Plan {
         s
     }
 
-    /// Whether applying would change anything.
+    /// Whether applying would change anything in the world or in state.
     pub fn has_changes(&self) -> bool {
         self.changes.iter().any(|c| c.action.is_change())
+    }
+
+    /// Whether applying would change the state: resource changes, moves,
+    /// forgotten objects. A plan whose only effect is moves shows "no
+    /// changes" (nothing happens to any object), yet apply records them.
+    pub fn changes_state(&self) -> bool {
+        self.has_changes() || !self.moved.is_empty() || !self.forget.is_empty()
     }
 
     /// The change for `a`.
