@@ -158,6 +158,11 @@ fn err(pos: &Pos, msg: impl Into<String>) -> Diagnostic {
 
 impl<'a> Expander<'a> {
     fn expand_scope(&mut self, sc: &Rc<ModScope<'a>>, out: &mut Spec) {
+        // Every local is checked once, used or not.
+        for (name, e) in &sc.spec.locals {
+            let op = Spanned { node: Operand::Ref(Reference::Local(name.clone(), Vec::new())), pos: e.pos.clone() };
+            let _ = self.operand(&op, sc, None);
+        }
         for (addr, block) in &sc.spec.resources {
             let id = format!("r:{addr}");
             let instances = self.instances(sc, &id, block.repetition.as_ref());
@@ -371,6 +376,7 @@ impl<'a> Expander<'a> {
         let Some(m) = sc.spec.modules.get(name) else {
             let d = err(pos, format!("reference to undeclared module `module.{name}`"))
                 .with_suggestion(name, sc.spec.modules.keys().map(String::as_str));
+            let d = if d.hint.is_none() { d.with_hint(format!("declare it with `[module.{name}]`")) } else { d };
             self.errors.push(d);
             return None;
         };

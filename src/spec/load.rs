@@ -99,27 +99,32 @@ fn load_modules(spec: &mut Spec, errors: &mut Vec<Diagnostic>, stack: &mut Vec<P
     }
     let dir = spec.dir.clone();
     for m in spec.modules.values_mut() {
-        let path = dir.join(&m.source.node);
+        let path = Path::new(&m.source.node)
+            .components()
+            .filter(|c| !matches!(c, std::path::Component::CurDir))
+            .fold(dir.clone(), |p, c| p.join(c));
         let canon = match std::fs::canonicalize(&path) {
             Ok(c) if c.is_dir() => c,
             Ok(_) | Err(_) => {
                 errors.push(
                     Diagnostic::error(
                         Some(m.source.pos.clone()),
-                        format!("module `{}`: `{}` is not a directory", m.name, path.display()),
+                        format!("module `{}`: source `{}` is not a directory", m.name, m.source.node),
                     )
                     .with_hint("`source` is a directory of `*.toml` files, relative to this spec's directory"),
                 );
                 continue;
             }
         };
-        if let Some(i) = stack.iter().position(|p| *p == canon) {
-            let chain: Vec<String> =
-                stack[i..].iter().chain(std::iter::once(&canon)).map(|p| p.display().to_string()).collect();
+        if stack.contains(&canon) {
             errors.push(
                 Diagnostic::error(
                     Some(m.source.pos.clone()),
-                    format!("module `{}` includes itself: {}", m.name, chain.join(" -> ")),
+                    format!(
+                        "module `{}`: source `{}` is a spec that is already being loaded above it: modules would include \
+                         themselves",
+                        m.name, m.source.node
+                    ),
                 )
                 .with_hint("modules form a tree: a module cannot use itself or one of the modules that use it"),
             );
