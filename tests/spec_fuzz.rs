@@ -8,22 +8,38 @@ use std::path::Path;
 use proptest::prelude::*;
 use skyform::providers::schema::ProviderSchema;
 use skyform::spec::eval::MapScope;
+use skyform::spec::expand::{Mode, expand};
 use skyform::spec::{eval, load_str, resolve_variables, validate};
 use skyform::value::Value;
 
 mod spec_common;
 
 const VALID: &str = include_str!("../testdata/spec/valid/main.toml");
+const VALID_LANGUAGE: &str = include_str!("../testdata/spec/valid_language/main.toml");
 
 /// Runs every step that applies; returns nothing, must not panic.
 fn front_end(text: &str, cli: &[String]) {
-    let Ok(spec) = load_str(Path::new("testdata/spec/valid/fuzz.toml"), text) else {
+    front_end_at("testdata/spec/valid/fuzz.toml", text, cli)
+}
+
+/// [`front_end`] with the spec read as if from `path` (modules are found beside it).
+fn front_end_at(path: &str, text: &str, cli: &[String]) {
+    let Ok(spec) = load_str(Path::new(path), text) else {
         return;
     };
     let owned = spec_common::schemas();
     let refs: Vec<&ProviderSchema> = owned.iter().collect();
     let _ = validate(&spec, &refs);
     let vars = resolve_variables(&spec, cli, &[], &BTreeMap::new()).unwrap_or_default();
+    // Expansion, both ways; the expanded spec goes through validation too.
+    let _ = expand(&spec, &BTreeMap::new(), Mode::Validate);
+    let spec = match expand(&spec, &vars, Mode::Plan) {
+        Ok(s) => {
+            let _ = validate(&s, &refs);
+            s
+        }
+        Err(_) => spec,
+    };
     let mut scope = MapScope {
         vars,
         dir: spec.dir.clone(),
@@ -79,6 +95,20 @@ fn fragment() -> impl Strategy<Value = String> {
         Just("file(".to_string()),
         Just("base64decode(".to_string()),
         Just("é".to_string()),
+        Just("local.".to_string()),
+        Just("each.key".to_string()),
+        Just("each.value".to_string()),
+        Just("count.index".to_string()),
+        Just("module.".to_string()),
+        Just("[\"k\"]".to_string()),
+        Just("[0]".to_string()),
+        Just("for_each = ".to_string()),
+        Just("count = ".to_string()),
+        Just("[locals]\n".to_string()),
+        Just("[[moved]]\nfrom = ".to_string()),
+        Just("[[removed]]\nfrom = ".to_string()),
+        Just("[[import]]\nto = ".to_string()),
+        Just("[module.m]\nsource = \"./modules/team\"\n".to_string()),
         Just("\u{0}".to_string()),
         Just("-1e999".to_string()),
         Just("1979-05-27T07:32:00Z".to_string()),
@@ -166,6 +196,14 @@ proptest! {
         cli in prop::collection::vec("(project|zones|db_password|nope)=[a-z\\[\\]{}\"=,0-9]{0,10}", 0..3),
     ) {
         front_end(&apply(VALID, &muts), &cli);
+    }
+
+    #[test]
+    fn mutated_language_spec_never_panics(
+        muts in prop::collection::vec(mutation(), 1..6),
+        cli in prop::collection::vec("(env|nope)=[a-z\\[\\]{}\"=,0-9]{0,10}", 0..2),
+    ) {
+        front_end_at("testdata/spec/valid_language/fuzz.toml", &apply(VALID_LANGUAGE, &muts), &cli);
     }
 
     #[test]
