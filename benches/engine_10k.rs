@@ -1,5 +1,6 @@
 //! Plan and apply of 10,000 resources with the in-memory provider (no provider
-//! latency), in three graph shapes. Run with `cargo bench --bench engine_10k`.
+//! latency), in three graph shapes, and one `for_each` of 10,000 keys (plus a
+//! resource referring to one instance). Run with `cargo bench --bench engine_10k`.
 //!
 //! Each measurement runs in a child process of its own so that its peak
 //! resident memory (VmHWM) is its own. The figures include loading and
@@ -20,6 +21,15 @@ const N: usize = 10_000;
 
 fn spec(shape: &str) -> String {
     let mut s = String::with_capacity(N * 80);
+    if shape == "foreach" {
+        // One block, 10,000 instances from a local list; one more resource
+        // reads one instance. The expansion does the work.
+        let keys: Vec<String> = (0..N - 1).map(|i| format!("\"k{i}\"")).collect();
+        s.push_str(&format!("[locals]\nkeys = [{}]\n\n", keys.join(", ")));
+        s.push_str("[resource.test_object.r]\nfor_each = \"${local.keys}\"\nname = \"r-${each.key}\"\n\n");
+        s.push_str("[resource.test_object.last]\nname = \"last\"\nvalue = \"${test_object.r[\\\"k0\\\"].id}\"\n");
+        return s;
+    }
     // A small deterministic generator (no RNG crate needed): xorshift.
     let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
     let mut next = || {
@@ -117,7 +127,7 @@ fn main() {
     println!("skyform engine benchmark: {N} in-memory resources, parallelism 10");
     let me = std::env::current_exe().unwrap();
     for (what, shape) in
-        [("plan", "chain"), ("plan", "fanout"), ("plan", "random"), ("apply", "random"), ("apply", "fanout")]
+        [("plan", "chain"), ("plan", "fanout"), ("plan", "random"), ("plan", "foreach"), ("apply", "random"), ("apply", "fanout")]
     {
         let st = Command::new(&me).args(["--one", what, shape]).status().unwrap();
         assert!(st.success(), "{what} {shape} failed");
