@@ -64,19 +64,16 @@ impl KillPoint {
     }
 }
 
-/// The addresses of a variant's spec, in file order.
+/// The instance addresses of a variant's spec (expanded: modules, for_each).
 fn addresses(variant: &str) -> Vec<String> {
-    let text = std::fs::read_to_string(format!("{ROOT}/specs/skypilot-{variant}.toml")).unwrap();
-    let mut out = Vec::new();
-    for line in text.lines() {
-        if let Some(rest) = line.strip_prefix("[resource.")
-            && let Some(addr) = rest.strip_suffix(']')
-            && addr.matches('.').count() == 1
-        {
-            out.push(addr.to_string());
-        }
-    }
-    out
+    let opts = skyform::ops::SpecOptions {
+        file: format!("{ROOT}/specs/skypilot-{variant}.toml").into(),
+        vars: vec![],
+        var_files: vec![],
+        lenient_vars: true,
+    };
+    let loaded = skyform::ops::load(&opts, skyform::providers::Registry::builtin()).unwrap_or_else(|e| panic!("{e}"));
+    loaded.spec.resources.keys().map(|a| a.to_string()).collect()
 }
 
 /// The spec edit of the update kill points (and the secrets it changes): a
@@ -84,8 +81,8 @@ fn addresses(variant: &str) -> Vec<String> {
 const UPDATED: &[(&str, &str)] =
     &[("display_name = \"skypilot-cloud-sql-access\"", "display_name = \"skypilot (edited)\""), ("tier = \"db-custom-1-3840\"", "tier = \"db-custom-2-7680\"")];
 const UPDATED_ADDRESSES: &[&str] = &[
-    "gcp_service_account.sql_access",
-    "gcp_sql_instance.skypilot",
+    "module.skypilot.gcp_service_account.sql_access",
+    "module.skypilot.gcp_sql_instance.skypilot",
     "gcp_sql_user.skypilot",
     "k8s_secret.db_connection",
     "helm_release.skypilot",
@@ -107,12 +104,12 @@ fn kill_points(variant: &'static str, seed: u64) -> Vec<KillPoint> {
     let mut types_seen = std::collections::BTreeSet::new();
     {
         for address in addresses(variant) {
-            let ty = address.split('.').next().unwrap_or_default().to_string();
+            let ty = address.parse::<skyform::address::Address>().map(|a| a.type_name).unwrap_or_default();
             let first_of_type = types_seen.insert(ty);
             // A sync API call is short: kill right after its step starts (the
             // request may or may not have reached the API); a long operation
             // is killed while it runs.
-            let delay = Duration::from_millis(if address.starts_with("gcp_sql_instance") || address.starts_with("gcp_container") {
+            let delay = Duration::from_millis(if address.contains("gcp_sql_instance.") || address.contains("gcp_container_cluster.") {
                 700 + next(800)
             } else {
                 next(150)
@@ -194,6 +191,7 @@ impl<'w> Deployment<'w> {
         let dir = tempfile::tempdir().unwrap();
         let spec = std::fs::read_to_string(format!("{ROOT}/specs/skypilot-{variant}.toml")).unwrap();
         std::fs::write(dir.path().join("main.toml"), spec).unwrap();
+        copy_dir(&format!("{ROOT}/specs/modules"), &dir.path().join("modules"));
         let n = std::process::id();
         let secrets = vec![
             ("SKYFORM_VAR_root_password".to_string(), format!("root-{n}-pw")),
@@ -205,7 +203,7 @@ impl<'w> Deployment<'w> {
 
     /// Edits the spec and the secrets as the update kill points do.
     fn edit(&mut self) {
-        let path = self.dir.path().join("main.toml");
+        let path = self.dir.path().join("modules/skypilot-gke-cloudsql/main.toml");
         let mut spec = std::fs::read_to_string(&path).unwrap();
         for (from, to) in UPDATED {
             assert!(spec.contains(from), "the spec no longer holds {from}");
@@ -225,7 +223,8 @@ impl<'w> Deployment<'w> {
             .env("SKYFORM_GCP_ENDPOINT", self.w.emu.base_url())
             .env("SKYFORM_GCP_ACCESS_TOKEN", &self.w.tb.token)
             .env("NO_COLOR", "1")
-            .args([verb, "-f", "main.toml"])
+            .args(verb.split(' '))
+            .args(["-f", "main.toml"])
             .args(["--var", &format!("project={}", self.project)])
             .args(["--var", &format!("namespace={}", self.namespace)])
             .args(["--var", &format!("chart={ROOT}/testdata/charts/skypilot-like")])
@@ -380,6 +379,19 @@ impl<'w> Deployment<'w> {
     }
 }
 
+fn copy_dir(from: &str, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path().display().to_string(), &dest);
+        } else {
+            std::fs::copy(e.path(), dest).unwrap();
+        }
+    }
+}
+
 fn text(o: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
@@ -518,4 +530,52 @@ fn faults_and_a_kill_still_converge() {
     let o = d.run("destroy", &["--auto-approve"]);
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(d.leftovers(), Vec::<String>::new());
+}
+
+/// A deployment applied with the seed specs of before the module
+/// (`testdata/seed-v1/`) re-plans with no changes under today's specs: the
+/// `[[moved]]` blocks move every record into the module, nothing is created or
+/// destroyed, and the next plan has nothing left to move.
+#[test]
+fn a_deployment_of_the_previous_seed_specs_migrates_with_no_changes() {
+    let w = World::start();
+    std::thread::scope(|s| {
+        for variant in ["password", "iam"] {
+            let w = &w;
+            s.spawn(move || {
+                let d = Deployment::new(w, variant);
+                let path = d.dir.path().join("main.toml");
+                let today = std::fs::read_to_string(&path).unwrap();
+                let before = std::fs::read_to_string(format!("{ROOT}/testdata/seed-v1/skypilot-{variant}.toml")).unwrap();
+                std::fs::write(&path, before).unwrap();
+                let o = d.run("apply", &["--auto-approve"]);
+                assert!(o.status.success(), "[{variant}] apply with the old spec:\n{}", text(&o));
+                std::fs::write(&path, today).unwrap();
+                let o = d.run("plan", &["--detailed-exitcode"]);
+                let out = text(&o);
+                assert_eq!(o.status.code(), Some(0), "[{variant}] the migration plan is not empty:\n{out}");
+                assert!(out.contains("No changes."), "[{variant}] {out}");
+                assert!(
+                    out.contains("# gcp_sql_instance.skypilot has moved to module.skypilot.gcp_sql_instance.skypilot"),
+                    "[{variant}] {out}"
+                );
+                assert!(
+                    out.contains("# gcp_project_iam_member.sql_client has moved to module.skypilot.gcp_project_iam_member.role[\"roles/cloudsql.client\"]"),
+                    "[{variant}] {out}"
+                );
+                let o = d.run("apply", &["--auto-approve"]);
+                assert!(o.status.success(), "[{variant}] the migration apply:\n{}", text(&o));
+                let o = d.run("plan", &["--detailed-exitcode"]);
+                assert_eq!(o.status.code(), Some(0), "[{variant}] after the migration:\n{}", text(&o));
+                assert!(!text(&o).contains("has moved"), "[{variant}] moves are done: {}", text(&o));
+                let o = d.run("state list", &[]);
+                let listed = String::from_utf8_lossy(&o.stdout).to_string();
+                assert!(listed.contains("module.skypilot.gcp_project_service.api[\"iam.googleapis.com\"]"), "[{variant}] {listed}");
+                assert_eq!(d.duplicates(), Vec::<String>::new(), "[{variant}]");
+                let o = d.run("destroy", &["--auto-approve"]);
+                assert!(o.status.success(), "[{variant}] {}", text(&o));
+                assert_eq!(d.leftovers(), Vec::<String>::new(), "[{variant}]");
+            });
+        }
+    });
 }

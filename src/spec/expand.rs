@@ -76,6 +76,9 @@ pub fn expand(spec: &Spec, vars: &BTreeMap<String, Value>, mode: Mode) -> Result
             out.files.push(f.clone());
         }
     }
+    // Module instances first, so that any block may refer to (or depend on)
+    // the resources of any module, whatever the order of the blocks.
+    x.prepare_scopes(&root);
     x.expand_scope(&root, &mut out);
     if x.errors.is_empty() {
         Ok(out)
@@ -157,6 +160,20 @@ fn err(pos: &Pos, msg: impl Into<String>) -> Diagnostic {
 }
 
 impl<'a> Expander<'a> {
+    /// Makes the scope of every module instance under `sc`.
+    fn prepare_scopes(&mut self, sc: &Rc<ModScope<'a>>) {
+        for (name, m) in &sc.spec.modules {
+            let instances = self.instances(sc, &format!("m:{name}"), m.repetition.as_ref());
+            for inst in list(&instances) {
+                let mut path = sc.path.clone();
+                path.push(ModuleStep { name: name.clone(), key: inst.key.clone() });
+                if let Some(child) = self.module_scope(sc, name, &path, &inst) {
+                    self.prepare_scopes(&child);
+                }
+            }
+        }
+    }
+
     fn expand_scope(&mut self, sc: &Rc<ModScope<'a>>, out: &mut Spec) {
         // Every local is checked once, used or not.
         for (name, e) in &sc.spec.locals {
