@@ -520,7 +520,9 @@ fn faults_and_a_kill_still_converge() {
         ],
     });
     let d = Deployment::new(&w, "password");
-    let (_, _) = d.run_killed("apply", Some(("gcp_sql_database.skypilot", "Creating")), Duration::from_millis(100));
+    let (landed, _) =
+        d.run_killed("apply", Some(("module.skypilot.gcp_sql_database.skypilot", "Creating")), Duration::from_millis(100));
+    assert!(landed, "the kill did not land while the database was created");
     let o = d.run("apply", &["--auto-approve"]);
     assert!(o.status.success(), "the re-run under faults failed:\n{}", text(&o));
     w.emu.clear_faults();

@@ -165,3 +165,23 @@ async fn a_wrong_password_fails_the_plan_at_once_with_postgresql_s_message() {
     assert!(!msg.contains("transient"), "a refusal is not transient: {msg}");
     assert!(!msg.contains(wrong) && !msg.contains(PW), "{msg}");
 }
+
+/// The provider's database may not exist (yet, or any more: an apply or a
+/// destroy interrupted between the database and the grant): memberships are
+/// cluster-wide, so skyform works through the `postgres` database instead of
+/// failing the plan.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_provider_database_falls_back_to_postgres() {
+    let pg = start().await;
+    let text = spec(pg.server.port()).replace("sslmode = \"disable\"", "sslmode = \"disable\"\ndatabase = \"not-created-yet\"");
+    assert!(text.contains("not-created-yet"));
+    let mut f = Fixture::new(&text);
+    f.vars = vec![format!("pg_password={PW}")];
+    let p = f.plan().await;
+    assert_eq!(change(&p, "postgres_grant.iam").action, Action::Create);
+    f.apply().await;
+    assert_eq!(members(&pg), "sky@p.iam,we\"ird@p.iam");
+    f.assert_clean().await;
+    f.destroy().await;
+    assert_eq!(members(&pg), "");
+}

@@ -23,6 +23,8 @@ pub fn plan(p: &Plan) -> J {
             "known": !v.has_unknown(),
         }))).collect::<serde_json::Map<_, _>>(),
         "warnings": p.warnings.iter().map(|w| w.to_string()).collect::<Vec<_>>(),
+        "moved": p.moved.iter().map(|(f, t)| json!({"from": f.to_string(), "to": t.to_string()})).collect::<Vec<_>>(),
+        "forget": p.forget.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
     })
 }
 
@@ -53,6 +55,12 @@ fn change(c: &ResourceChange) -> J {
         .collect();
     json!({
         "address": c.address.to_string(),
+        "module": c.address.module.iter().map(|m| m.to_string()).collect::<Vec<_>>().join("."),
+        "index": match &c.address.key {
+            None => J::Null,
+            Some(crate::address::InstanceKey::Int(i)) => json!(i),
+            Some(crate::address::InstanceKey::Str(s)) => json!(s),
+        },
         "mode": if c.address.mode == Mode::Data { "data" } else { "managed" },
         "type": c.address.type_name,
         "name": c.address.name,

@@ -333,6 +333,13 @@ async fn plan_resource(s: &Shared, a: &Address) -> NodeResult {
     let desired = desired_attrs(schema, &body);
     let prior = s.state.resources.get(a).cloned();
     let provider = provider_of(&s.ctx.spec, &s.ctx.registry, a);
+    if s.opts.destroy && prior.is_none() {
+        // Destroy deletes what state holds; an object of the spec that state
+        // does not hold is left alone, so it is not read (its provider may not
+        // even be reachable any more: a database already destroyed).
+        s.values.set(a, Value::Map(planned_after(schema, &desired, None, None, true)));
+        return Ok(());
+    }
     let sensitive_attributes: Vec<String> =
         schema.attributes.iter().filter(|x| x.sensitive || x.sensitive_values).map(|x| x.name.to_string()).collect();
     let mut change = ResourceChange {

@@ -8,8 +8,13 @@
 //! operand   = call | reference | string | number
 //! call      = ident "(" [ operand { "," operand } [ "," ] ] ")"
 //! reference = "var" "." ident
-//!           | "data" "." ident "." ident { segment }
-//!           | ident "." ident { segment }
+//!           | "local" "." ident { segment }
+//!           | "each" "." ( "key" | "value" { segment } )
+//!           | "count" "." "index"
+//!           | "module" "." ident [ key ] "." ident { segment }
+//!           | "data" "." ident "." ident [ key ] { segment }
+//!           | ident "." ident [ key ] { segment }
+//! key       = "[" ( digits | string ) "]"          (an instance of count / for_each)
 //! segment   = "." ( ident | digits ) | "[" ( digits | string ) "]"
 //! string    = '"' { char | '\"' | '\\' | '\n' | '\t' | '\r' } '"'
 //! number    = [ "-" ] digits [ "." digits ] [ ( "e" | "E" ) [ "+" | "-" ] digits ]

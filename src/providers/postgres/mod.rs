@@ -183,6 +183,13 @@ pub struct PostgresProvider {
 }
 
 impl PostgresProvider {
+    /// A connection to `database` (default: the provider's).
+    ///
+    /// Role memberships are cluster-wide, so the database is only where the
+    /// statements run: when it does not exist (`3D000`: not created yet in
+    /// this run, or already destroyed, as after an interrupted apply or
+    /// destroy), the server's maintenance database `postgres` serves instead,
+    /// rather than failing the plan.
     async fn client(&self, database: Option<&str>) -> Result<Arc<Client>, ProviderError> {
         let db = database.unwrap_or(&self.conn.database).to_string();
         let mut pool = self.pool.lock().await;
@@ -190,7 +197,14 @@ impl PostgresProvider {
         if let Some((_, c)) = pool.iter().find(|(d, _)| *d == db) {
             return Ok(c.clone());
         }
-        let c = Arc::new(self.conn.connect(Some(&db)).await?);
+        let c = match self.conn.connect(Some(&db)).await {
+            Ok(c) => c,
+            Err(ProviderError::Permanent(m)) if m.contains("(3D000)") && db != "postgres" => {
+                self.conn.connect(Some("postgres")).await?
+            }
+            Err(e) => return Err(e),
+        };
+        let c = Arc::new(c);
         pool.push((db, c.clone()));
         Ok(c)
     }
