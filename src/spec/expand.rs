@@ -47,6 +47,7 @@ pub fn expand(spec: &Spec, vars: &BTreeMap<String, Value>, mode: Mode) -> Result
         errors: Vec::new(),
         scopes: BTreeMap::new(),
         building: Vec::new(),
+        locals_building: Vec::new(),
         reps: BTreeMap::new(),
     };
     let root = Rc::new(ModScope { spec, path: Vec::new(), inputs: None, depends: Vec::new() });
@@ -133,6 +134,8 @@ struct Expander<'a> {
     errors: Vec<Diagnostic>,
     scopes: BTreeMap<Vec<ModuleStep>, Rc<ModScope<'a>>>,
     building: Vec<Vec<ModuleStep>>,
+    /// Locals being rewritten (`<module path>/<name>`), to refuse cycles.
+    locals_building: Vec<String>,
     /// Instances per (module path, block id), evaluated once.
     reps: BTreeMap<(Vec<ModuleStep>, String), Instances>,
 }
@@ -187,15 +190,15 @@ impl<'a> Expander<'a> {
                 let address = addr.clone().in_module(&sc.path).with_key(inst.key.clone());
                 let mut b = ResourceBlock { address: address.clone(), repetition: None, ..block.clone() };
                 b.body = self.rewrite(&block.body, sc, Some(&inst));
+                // The block's own (relative to its module), then its module
+                // blocks' (already absolute and resolved).
                 b.depends_on = Vec::new();
-                for d in block.depends_on.iter().chain(&sc.depends) {
-                    let rel = if sc.depends.iter().any(|x| std::ptr::eq(x, d)) { d.node.clone() } else {
-                        d.node.clone().in_module(&sc.path)
-                    };
-                    for a in self.resolve_depends(&rel, &d.pos) {
+                for d in &block.depends_on {
+                    for a in self.resolve_depends(&d.node.clone().in_module(&sc.path)) {
                         b.depends_on.push(Spanned { node: a, pos: d.pos.clone() });
                     }
                 }
+                b.depends_on.extend(sc.depends.iter().cloned());
                 out.resources.insert(address, b);
             }
         }
@@ -378,7 +381,7 @@ impl<'a> Expander<'a> {
         }
         let mut depends = parent.depends.clone();
         for d in &m.depends_on {
-            for a in self.resolve_depends(&d.node.clone().in_module(&parent.path), &d.pos) {
+            for a in self.resolve_depends(&d.node.clone().in_module(&parent.path)) {
                 depends.push(Spanned { node: a, pos: d.pos.clone() });
             }
         }
@@ -432,8 +435,7 @@ impl<'a> Expander<'a> {
     }
 
     /// `depends_on` entry `a` (absolute): every instance of a repeated block.
-    fn resolve_depends(&mut self, a: &Address, pos: &Pos) -> Vec<Address> {
-        let _ = pos;
+    fn resolve_depends(&mut self, a: &Address) -> Vec<Address> {
         if a.key.is_some() {
             return vec![a.clone()];
         }
@@ -514,17 +516,17 @@ impl<'a> Expander<'a> {
             },
             Reference::Local(n, path) => match sc.spec.locals.get(n) {
                 Some(e) => {
-                    let key = format!("local.{n}@{}", display_path(&sc.path));
-                    if self.building.iter().any(|b| b.first().map(|s| s.name.as_str()) == Some(key.as_str())) {
+                    let key = format!("{}/{n}", display_path(&sc.path));
+                    if self.locals_building.contains(&key) {
                         self.errors.push(
                             err(pos, format!("`local.{n}` refers to itself"))
                                 .with_hint("locals may refer to other locals, but not in a cycle"),
                         );
                         return unknown;
                     }
-                    self.building.push(vec![ModuleStep { name: key, key: None }]);
+                    self.locals_building.push(key);
                     let e = self.rewrite(e, sc, None);
-                    self.building.pop();
+                    self.locals_building.pop();
                     Operand::Expr(Box::new(e), path.clone())
                 }
                 None => {
