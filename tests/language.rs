@@ -361,3 +361,66 @@ value = "${test_object.t[\"x\"].id}"
     let e = f.try_load(false).err().expect("plan needs the values");
     assert!(e.contains("teams") && e.contains("secret"), "{e}");
 }
+
+#[tokio::test]
+async fn module_details_sensitive_inputs_files_depends_on_and_import_ids() {
+    let f = Fixture::new(
+        r#"
+[locals]
+import_id = "pre-existing"
+
+# `a` waits for every instance of a repeated resource in module `b`,
+# declared after it.
+[module.a]
+source = "./modules/a"
+depends_on = ["module.b.test_object.many"]
+secret = "hunter2-secret"
+
+[module.b]
+source = "./modules/b"
+
+[resource.test_object.imported]
+name = "pre-existing"
+
+[[import]]
+to = "test_object.imported"
+id = "${local.import_id}"
+"#,
+    );
+    f.module(
+        "a",
+        r#"
+[variable.secret]
+type = "string"
+sensitive = true
+
+[resource.test_object.one]
+name = "one"
+value = "${var.secret}"
+tags = { note = '${file("note.txt")}' }
+"#,
+    );
+    std::fs::write(f.dir.path().join("modules/a/note.txt"), "from the module's directory").unwrap();
+    f.module("b", "[resource.test_object.many]\ncount = 2\nname = \"many-${count.index}\"\n");
+    // The object to import exists already (made through another state).
+    let other = Fixture { dir: tempfile::tempdir().unwrap(), fake: f.fake.clone() };
+    other.write("[resource.test_object.x]\nname = \"pre-existing\"\n");
+    other.apply().await;
+
+    let plan = f.plan().await;
+    let one = plan.get(&addr("module.a.test_object.one")).unwrap();
+    let text = render::plan(&plan);
+    assert!(!text.contains("hunter2-secret"), "a sensitive module input is masked: {text}");
+    assert!(one.after.as_ref().unwrap()["value"].has_sensitive());
+    assert_eq!(
+        one.after.as_ref().unwrap()["tags"].get("note"),
+        Some(&Value::str("from the module's directory"))
+    );
+    for i in 0..2 {
+        assert!(one.depends_on.contains(&addr(&format!("module.b.test_object.many[{i}]"))), "{:?}", one.depends_on);
+    }
+    let imported = plan.get(&addr("test_object.imported")).unwrap();
+    assert_eq!(imported.reason, Some(Reason::ImportByRequest { id: "pre-existing".into() }));
+    f.apply().await;
+    assert!(!f.plan().await.has_changes());
+}

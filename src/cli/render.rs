@@ -24,7 +24,10 @@ pub fn plan(p: &Plan) -> String {
     for a in &p.forget {
         let _ = writeln!(out, "  # {a} will no longer be managed: removed from state, the object is not destroyed");
     }
-    if !p.moved.is_empty() || !p.forget.is_empty() {
+    for a in &p.dropped {
+        let _ = writeln!(out, "  # {a}: a duplicate record left by an interrupted move is dropped");
+    }
+    if !p.moved.is_empty() || !p.forget.is_empty() || !p.dropped.is_empty() {
         out.push('\n');
     }
     let changes: Vec<&ResourceChange> = p.changes.iter().filter(|c| c.action != Action::NoOp).collect();

@@ -79,11 +79,11 @@ pub async fn apply(
     // record them first (each move is one upsert at the new address and one
     // removal of the old; a crash in between leaves the object recorded twice,
     // which the next plan's moves resolve, never zero times).
-    let mut moved = super::refactor::apply_moves(state, &plan.moved);
+    let mut moved = super::refactor::apply_moves(state, &plan.moved, &plan.dropped);
     for a in &plan.forget {
         moved.resources.remove(a);
     }
-    let mut early = Vec::new();
+    let mut early: Vec<StateRecord> = plan.dropped.iter().map(|a| StateRecord::Remove { address: a.clone() }).collect();
     for (from, to) in &plan.moved {
         if let Some(r) = moved.resources.get(to) {
             early.push(StateRecord::Upsert { address: to.clone(), resource: r.clone() });
@@ -105,7 +105,7 @@ pub async fn apply(
     let mut report = ApplyReport::default();
     for rec in std::iter::once(StateRecord::Serial { serial: state.serial + 1 }).chain(early) {
         if let Err(e) = shared.writer.record(&rec) {
-            report.failures.push((Address::managed("state", "serial"), e.to_string()));
+            report.failures.push((Address::managed("state", "journal"), e.to_string()));
             return report;
         }
     }
@@ -381,6 +381,8 @@ async fn read_data(s: &Shared, c: &ResourceChange) -> Result<(), String> {
 struct StateCheckpoint<'a> {
     s: &'a Shared,
     change: &'a ResourceChange,
+    /// Whether the call creates an object.
+    creating: bool,
     /// Whether a pending operation is durable in state (so the wait for it may
     /// be abandoned on Ctrl-C).
     recorded: AtomicBool,
@@ -389,7 +391,15 @@ struct StateCheckpoint<'a> {
 
 impl Checkpoint for StateCheckpoint<'_> {
     fn pending(&self, identity: &Value, private: &Value) {
-        let prior = self.s.prior.get(&self.change.address).map(|p| p.attrs.clone()).unwrap_or_default();
+        // A create (also the create half of a replacement) records no
+        // attributes: the next plan then resumes it as a create, whose computed
+        // values are unknown until it finishes. An update or delete keeps the
+        // last-applied ones.
+        let prior = if self.creating {
+            BTreeMap::new()
+        } else {
+            self.s.prior.get(&self.change.address).map(|p| p.attrs.clone()).unwrap_or_default()
+        };
         // Best effort by design: if this write fails the operation still runs,
         // and a later run adopts the object by its identity instead of resuming.
         if upsert(self.s, self.change, identity.clone(), &prior, private.clone(), ResourceStatus::Pending).is_ok() {
@@ -493,8 +503,13 @@ async fn create_or_update(s: &Shared, c: &ResourceChange) -> Result<Option<Strin
 /// from state). A call that has not is left to finish: it is a short request,
 /// and stopping it half-way could leave an object that state knows nothing of.
 async fn call(s: &Shared, c: &ResourceChange, p: &dyn Provider, req: &ApplyRequest) -> Result<ApplyResponse, String> {
-    let checkpoint =
-        StateCheckpoint { s, change: c, recorded: AtomicBool::new(false), notify: tokio::sync::Notify::new() };
+    let checkpoint = StateCheckpoint {
+        s,
+        change: c,
+        creating: req.action == ApplyAction::Create,
+        recorded: AtomicBool::new(false),
+        notify: tokio::sync::Notify::new(),
+    };
     let work = tokio::time::timeout(req.timeout + Duration::from_secs(30), p.apply(req, &checkpoint));
     tokio::pin!(work);
     let abandon = async {

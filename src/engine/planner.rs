@@ -72,15 +72,18 @@ pub async fn plan(ctx: &Context, state: &State, opts: &PlanOptions) -> Result<Pl
     // `[[moved]]` and `[[removed]]` first: the plan is made against the state
     // as it will be once they are recorded.
     let moves = super::refactor::plan_moves(&ctx.spec, state)?;
-    let forget = super::refactor::forgotten(&ctx.spec, state)?;
-    check_imports(ctx)?;
-    let mut moved_state = super::refactor::apply_moves(state, &moves);
+    let mut moved_state = super::refactor::apply_moves(state, &moves.moves, &moves.dropped);
+    let forget = super::refactor::forgotten(&ctx.spec, &moved_state)?;
+    if !opts.destroy {
+        check_imports(ctx)?;
+    }
     for a in &forget {
         moved_state.resources.remove(a);
     }
     let mut out = plan_refactored(ctx, &moved_state, opts).await?;
-    out.plan.moved = moves;
+    out.plan.moved = moves.moves;
     out.plan.forget = forget;
+    out.plan.dropped = moves.dropped;
     Ok(out)
 }
 
@@ -241,6 +244,7 @@ async fn plan_once(
         replace: opts.replace.clone(),
         moved: Vec::new(),
         forget: Vec::new(),
+        dropped: Vec::new(),
     };
     let observations = std::mem::take(&mut *shared.observations.lock().expect("obs lock"));
     let fresh = std::mem::take(&mut *shared.needs_fresh.lock().expect("fresh lock"));
@@ -354,7 +358,35 @@ async fn plan_resource(s: &Shared, a: &Address) -> NodeResult {
             // The provider cannot be configured before apply, so nothing can be
             // read: a resource not in state is planned as a create; one already
             // in state is assumed unchanged (and said so).
+            if let Some(i) = s.ctx.spec.imports.iter().find(|i| i.to.node == *a).filter(|_| prior.is_none()) {
+                return Err(Diagnostics(vec![
+                    Diagnostic::error(
+                        Some(i.pos.clone()),
+                        format!(
+                            "`[[import]]` to `{a}`: provider.{provider} is configured only during apply (it depends on {}), \
+                             so the object cannot be read now",
+                            waiting_for.join(", ")
+                        ),
+                    )
+                    .with_hint("apply once without the import (or with `--target` on what the provider needs), then import"),
+                ]));
+            }
             let reason = Reason::ProviderConfiguredDuringApply { provider, waiting_for };
+            if let Some(p) = prior.as_ref().filter(|p| p.status == ResourceStatus::Pending) {
+                // An operation an interrupted run left: resume it during apply.
+                let creating = p.attrs.is_empty();
+                change.action = if creating { Action::Create } else { Action::Update };
+                change.private = p.private.clone();
+                change.after = Some(planned_after(schema, &desired, None, Some(&p.attrs), creating));
+                change.reason = Some(Reason::ResumePendingOperation);
+                s.values.set(a, Value::Map(change.after.clone().unwrap_or_default()));
+                s.observations.lock().expect("obs lock").insert(
+                    a.clone(),
+                    Observation { live: None, desired: Some(desired), prior, deferred: true },
+                );
+                s.changes.lock().expect("changes lock").insert(a.clone(), change);
+                return Ok(());
+            }
             if prior.is_none() {
                 change.action = Action::Create;
                 change.after = Some(planned_after(schema, &desired, None, None, true));

@@ -32,11 +32,44 @@ fn endpoint(s: &str) -> Option<Endpoint> {
     }
 }
 
-/// The state records each `[[moved]]` block moves, in block order (a chain
-/// `a → b`, `b → c` moves `a` to `c`). Errors: a move onto an occupied
-/// address, a move between a module and a resource.
-pub fn plan_moves(spec: &Spec, state: &State) -> Result<Vec<Move>, Diagnostics> {
+/// Whether the module path `a` lies under `prefix` (a step of `prefix`
+/// without a key matches every instance of that module).
+fn under(a: &[ModuleStep], prefix: &[ModuleStep]) -> bool {
+    a.len() >= prefix.len() && prefix.iter().zip(a).all(|(p, m)| p.name == m.name && (p.key.is_none() || p.key == m.key))
+}
+
+/// `a` with its module prefix `from` replaced by `to`; the instance keys that
+/// `from` left open are carried over where `to` leaves them open too.
+fn rebase(a: &Address, from: &[ModuleStep], to: &[ModuleStep]) -> Address {
+    let mut module: Vec<ModuleStep> = to.to_vec();
+    if from.len() == to.len() {
+        for (i, step) in module.iter_mut().enumerate() {
+            if step.key.is_none() && from[i].key.is_none() {
+                step.key = a.module[i].key.clone();
+            }
+        }
+    }
+    module.extend(a.module[from.len()..].iter().cloned());
+    Address { module, ..a.clone() }
+}
+
+/// What `[[moved]]` blocks do to the state.
+#[derive(Debug, Default, PartialEq)]
+pub struct Moves {
+    /// Records moved, `(from, to)`, in block order (a chain `a → b`, `b → c`
+    /// moves `a` to `c`).
+    pub moves: Vec<Move>,
+    /// Duplicates left by a move an interrupted apply recorded half-way (the
+    /// same record at the old and the new address): dropped from state.
+    pub dropped: Vec<Address>,
+}
+
+/// The state records each `[[moved]]` block moves. Errors: a move onto an
+/// address that holds another object, a move between a module and a resource.
+pub fn plan_moves(spec: &Spec, state: &State) -> Result<Moves, Diagnostics> {
+    // original address -> current address
     let mut addrs: BTreeMap<Address, Address> = state.resources.keys().map(|a| (a.clone(), a.clone())).collect();
+    let mut dropped = Vec::new();
     let mut errors = Vec::new();
     for m in &spec.moved {
         let (Some(from), Some(to)) = (endpoint(&m.from.node), endpoint(&m.to.node)) else { continue };
@@ -57,17 +90,9 @@ pub fn plan_moves(spec: &Spec, state: &State) -> Result<Vec<Move>, Diagnostics> 
                     Vec::new()
                 }
             }
-            (Endpoint::Module(f), Endpoint::Module(t)) => current
-                .keys()
-                .filter(|a| a.module.len() >= f.len() && a.module[..f.len()] == f[..])
-                .map(|a| {
-                    let mut n = a.clone();
-                    let mut module = t.clone();
-                    module.extend(a.module[f.len()..].iter().cloned());
-                    n.module = module;
-                    (a.clone(), n)
-                })
-                .collect(),
+            (Endpoint::Module(f), Endpoint::Module(t)) => {
+                current.keys().filter(|a| under(&a.module, f)).map(|a| (a.clone(), rebase(a, f, t))).collect()
+            }
             _ => {
                 errors.push(
                     Diagnostic::error(
@@ -80,12 +105,11 @@ pub fn plan_moves(spec: &Spec, state: &State) -> Result<Vec<Move>, Diagnostics> 
             }
         };
         for (f, t) in pairs {
+            let rec = |a: &Address| current.get(a).and_then(|o| state.resources.get(o));
             // The same record at both ends is a move a killed apply recorded
             // half-way (the new address written, the old not yet removed):
-            // finishing it is what the move says.
-            let same = current.get(&f).and_then(|o| state.resources.get(o)).is_some()
-                && current.get(&f).and_then(|o| state.resources.get(o))
-                    == current.get(&t).and_then(|o| state.resources.get(o));
+            // finishing it is what the move says; the duplicate is dropped.
+            let same = rec(&f).is_some() && rec(&f) == rec(&t);
             if current.contains_key(&t) && t != f && !same {
                 errors.push(
                     Diagnostic::error(
@@ -99,9 +123,11 @@ pub fn plan_moves(spec: &Spec, state: &State) -> Result<Vec<Move>, Diagnostics> 
                 continue;
             }
             if let Some(orig) = current.remove(&f) {
-                if let Some(other) = current.insert(t.clone(), orig.clone()) {
-                    // The half-moved duplicate at `t` is replaced by `orig`.
+                if let Some(other) = current.insert(t.clone(), orig.clone())
+                    && other != orig
+                {
                     addrs.remove(&other);
+                    dropped.push(other);
                 }
                 addrs.insert(orig, t);
             }
@@ -110,12 +136,16 @@ pub fn plan_moves(spec: &Spec, state: &State) -> Result<Vec<Move>, Diagnostics> 
     if !errors.is_empty() {
         return Err(Diagnostics(errors));
     }
-    Ok(addrs.into_iter().filter(|(o, c)| o != c).collect())
+    Ok(Moves { moves: addrs.into_iter().filter(|(o, c)| o != c).collect(), dropped })
 }
 
-/// `state` with `moves` applied (records keep their data, under new addresses).
-pub fn apply_moves(state: &State, moves: &[Move]) -> State {
+/// `state` with `moves` applied (records keep their data, under new
+/// addresses) and the `dropped` duplicates removed.
+pub fn apply_moves(state: &State, moves: &[Move], dropped: &[Address]) -> State {
     let mut s = state.clone();
+    for a in dropped {
+        s.resources.remove(a);
+    }
     let taken: Vec<_> = moves.iter().filter_map(|(f, t)| s.resources.remove(f).map(|r| (t.clone(), r))).collect();
     for (t, r) in taken {
         s.resources.insert(t, r);
@@ -125,17 +155,29 @@ pub fn apply_moves(state: &State, moves: &[Move]) -> State {
 
 /// The state addresses `[[removed]]` blocks with `destroy = false` forget:
 /// not in the spec, and matched by the block (an instance, every instance of a
-/// resource, or everything under a module path). A removed address that is
-/// still in the spec is an error.
+/// resource, or everything under a module path). `state` is the state with
+/// the moves done. A removed address that is still in the spec is an error.
 pub fn forgotten(spec: &Spec, state: &State) -> Result<Vec<Address>, Diagnostics> {
     let mut out = Vec::new();
     let mut errors = Vec::new();
     for r in &spec.removed {
-        let from = &r.from.node;
-        let matches = |a: &Address| a == from || (from.key.is_none() && a.config() == from.config() && a.module == from.module);
+        let from = endpoint(&r.from.node);
+        let matches = |a: &Address| match &from {
+            Some(Endpoint::Resource(f)) => {
+                a == f
+                    || (f.key.is_none()
+                        && a.mode == f.mode
+                        && a.type_name == f.type_name
+                        && a.name == f.name
+                        && under(&a.module, &f.module)
+                        && a.module.len() == f.module.len())
+            }
+            Some(Endpoint::Module(p)) => under(&a.module, p),
+            None => false,
+        };
         if spec.resources.keys().any(matches) {
             errors.push(
-                Diagnostic::error(Some(r.from.pos.clone()), format!("`removed` names `{from}`, which is still in the spec"))
+                Diagnostic::error(Some(r.from.pos.clone()), format!("`removed` names `{}`, which is still in the spec", r.from.node))
                     .with_hint("delete its block from the spec first; `removed` says what to do with the object once it is gone"),
             );
             continue;
@@ -150,4 +192,61 @@ pub fn forgotten(spec: &Spec, state: &State) -> Result<Vec<Address>, Diagnostics
     out.sort();
     out.dedup();
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::load_str;
+    use crate::state::{ResourceState, ResourceStatus};
+    use crate::value::Value;
+
+    fn record(id: &str) -> ResourceState {
+        ResourceState {
+            provider: "test".into(),
+            identity: Value::str(id),
+            attrs: BTreeMap::new(),
+            dependencies: vec![],
+            private: Value::Null,
+            status: ResourceStatus::Ready,
+        }
+    }
+
+    fn spec(text: &str) -> Spec {
+        load_str(std::path::Path::new("m.toml"), text).unwrap()
+    }
+
+    #[test]
+    fn a_half_recorded_move_then_a_chain_drops_the_duplicate() {
+        let mut state = State::new();
+        state.resources.insert("t.a".parse().unwrap(), record("x"));
+        state.resources.insert("t.b".parse().unwrap(), record("x"));
+        let s = spec("[[moved]]\nfrom = \"t.a\"\nto = \"t.b\"\n\n[[moved]]\nfrom = \"t.b\"\nto = \"t.c\"\n");
+        let m = plan_moves(&s, &state).unwrap();
+        assert_eq!(m.moves, [("t.a".parse().unwrap(), "t.c".parse().unwrap())]);
+        assert_eq!(m.dropped, ["t.b".parse::<Address>().unwrap()]);
+        let after = apply_moves(&state, &m.moves, &m.dropped);
+        assert_eq!(after.resources.keys().map(|a| a.to_string()).collect::<Vec<_>>(), ["t.c"]);
+        // A different object at the target is refused.
+        state.resources.insert("t.b".parse().unwrap(), record("y"));
+        assert!(plan_moves(&s, &state).is_err());
+    }
+
+    #[test]
+    fn module_moves_carry_instance_keys_and_removed_takes_module_paths() {
+        let mut state = State::new();
+        for a in ["module.squad[\"a\"].t.x", "module.squad[\"b\"].t.x", "t.keep"] {
+            state.resources.insert(a.parse().unwrap(), record(a));
+        }
+        let s = spec("[[moved]]\nfrom = \"module.squad\"\nto = \"module.team\"\n");
+        let m = plan_moves(&s, &state).unwrap();
+        let to: Vec<String> = m.moves.iter().map(|(_, t)| t.to_string()).collect();
+        assert_eq!(to, ["module.team[\"a\"].t.x", "module.team[\"b\"].t.x"]);
+        let after = apply_moves(&state, &m.moves, &m.dropped);
+        let s = spec("[[removed]]\nfrom = \"module.team\"\ndestroy = false\n");
+        let f = forgotten(&s, &after).unwrap();
+        assert_eq!(f.len(), 2, "{f:?}");
+        let s = spec("[resource.t.keep]\nname = \"k\"\n\n[[removed]]\nfrom = \"t.keep\"\ndestroy = false\n");
+        assert!(forgotten(&s, &after).is_err(), "removed names a resource still in the spec");
+    }
 }

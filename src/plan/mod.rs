@@ -267,6 +267,10 @@ pub struct Plan {
     /// the objects stay, unmanaged.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub forget: Vec<Address>,
+    /// Duplicate records a move interrupted half-way left (the same record at
+    /// the old and the new address): the old ones are dropped before the moves.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dropped: Vec<Address>,
 }
 
 /// Counts for the summary line.
@@ -326,7 +330,7 @@ impl Plan {
     /// forgotten objects. A plan whose only effect is moves shows "no
     /// changes" (nothing happens to any object), yet apply records them.
     pub fn changes_state(&self) -> bool {
-        self.has_changes() || !self.moved.is_empty() || !self.forget.is_empty()
+        self.has_changes() || !self.moved.is_empty() || !self.forget.is_empty() || !self.dropped.is_empty()
     }
 
     /// The change for `a`.

@@ -151,8 +151,9 @@ fn eval_operand(
         Operand::Str(s) => Some(Value::String(s.clone())),
         Operand::Number(n) => Some(number(*n)),
         Operand::Value(v) => Some(v.clone()),
-        Operand::Expr(e, path) => {
+        Operand::Expr(e, path, sensitive) => {
             let v = eval_expr(e, scope, errors);
+            let v = if *sensitive && !v.has_sensitive() { v.sensitive() } else { v };
             if path.is_empty() || v.has_unknown() && v.get_path(path).is_none() {
                 return Some(if path.is_empty() { v } else { Value::Unknown });
             }

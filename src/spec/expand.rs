@@ -29,6 +29,9 @@ use crate::value::Value;
 use super::eval::{Scope, eval, ref_text};
 use super::model::{Expr, Operand, Reference, Repetition, ResourceBlock, Spanned, Spec, TemplatePart};
 
+/// The most instances one `count`/`for_each` may make (a bound on memory).
+pub const MAX_INSTANCES: usize = 100_000;
+
 /// What the expansion is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -48,7 +51,9 @@ pub fn expand(spec: &Spec, vars: &BTreeMap<String, Value>, mode: Mode) -> Result
         scopes: BTreeMap::new(),
         building: Vec::new(),
         locals_building: Vec::new(),
+        locals_done: BTreeMap::new(),
         reps: BTreeMap::new(),
+        evaluating: BTreeSet::new(),
     };
     let root = Rc::new(ModScope { spec, path: Vec::new(), inputs: None, depends: Vec::new() });
     x.scopes.insert(Vec::new(), root.clone());
@@ -66,6 +71,9 @@ pub fn expand(spec: &Spec, vars: &BTreeMap<String, Value>, mode: Mode) -> Result
         let mut p = p.clone();
         p.config = x.rewrite(&p.config, &root, None);
         out.providers.insert(name.clone(), p);
+    }
+    for i in &mut out.imports {
+        i.id = x.rewrite(&i.id, &root, None);
     }
     for (name, o) in &spec.outputs {
         let mut o = o.clone();
@@ -97,7 +105,7 @@ struct ModScope<'a> {
     path: Vec<ModuleStep>,
     /// The module block's inputs, rewritten in the parent's scope (`None`: root).
     inputs: Option<BTreeMap<String, Spanned<Expr>>>,
-    /// The module blocks' `depends_on`, absolute, for every resource inside.
+    /// The module blocks' `depends_on` (absolute addresses), for every resource inside.
     depends: Vec<Spanned<Address>>,
 }
 
@@ -136,6 +144,10 @@ struct Expander<'a> {
     building: Vec<Vec<ModuleStep>>,
     /// Locals being rewritten (`<module path>/<name>`), to refuse cycles.
     locals_building: Vec<String>,
+    /// Locals rewritten (by the same key): each is rewritten once.
+    locals_done: BTreeMap<String, Spanned<Expr>>,
+    /// Blocks whose repetition is being evaluated, to refuse self-reference.
+    evaluating: BTreeSet<(Vec<ModuleStep>, String)>,
     /// Instances per (module path, block id), evaluated once.
     reps: BTreeMap<(Vec<ModuleStep>, String), Instances>,
 }
@@ -191,14 +203,18 @@ impl<'a> Expander<'a> {
                 let mut b = ResourceBlock { address: address.clone(), repetition: None, ..block.clone() };
                 b.body = self.rewrite(&block.body, sc, Some(&inst));
                 // The block's own (relative to its module), then its module
-                // blocks' (already absolute and resolved).
+                // blocks' (absolute).
                 b.depends_on = Vec::new();
                 for d in &block.depends_on {
                     for a in self.resolve_depends(&d.node.clone().in_module(&sc.path)) {
                         b.depends_on.push(Spanned { node: a, pos: d.pos.clone() });
                     }
                 }
-                b.depends_on.extend(sc.depends.iter().cloned());
+                for d in &sc.depends {
+                    for a in self.resolve_depends(&d.node) {
+                        b.depends_on.push(Spanned { node: a, pos: d.pos.clone() });
+                    }
+                }
                 out.resources.insert(address, b);
             }
         }
@@ -223,7 +239,23 @@ impl<'a> Expander<'a> {
         }
         let i = match rep {
             None => Instances::Single,
-            Some(r) => self.evaluate_repetition(sc, r),
+            Some(r) if self.evaluating.contains(&key) => {
+                let (kind, e, what) = match r {
+                    Repetition::Count(e) => (RepKind::Count, e, "count"),
+                    Repetition::ForEach(e) => (RepKind::ForEach, e, "for_each"),
+                };
+                self.errors.push(
+                    err(&e.pos, format!("the `{what}` of `{}` depends on its own instances", &id[2..]))
+                        .with_hint("which instances exist cannot depend on those instances"),
+                );
+                return Instances::Known(kind, Vec::new());
+            }
+            Some(r) => {
+                self.evaluating.insert(key.clone());
+                let i = self.evaluate_repetition(sc, r);
+                self.evaluating.remove(&key);
+                i
+            }
         };
         self.reps.insert(key, i.clone());
         i
@@ -271,6 +303,9 @@ impl<'a> Expander<'a> {
             return Instances::Known(kind, Vec::new());
         }
         match (kind, v) {
+            (_, Value::Int(n)) if n > MAX_INSTANCES as i64 => self.too_many(&e.pos, what, n as usize, kind),
+            (_, Value::List(l)) if l.len() > MAX_INSTANCES => self.too_many(&e.pos, what, l.len(), kind),
+            (_, Value::Map(m)) if m.len() > MAX_INSTANCES => self.too_many(&e.pos, what, m.len(), kind),
             (RepKind::Count, Value::Int(n)) if n >= 0 => Instances::Known(
                 kind,
                 (0..n).map(|i| Inst { key: Some(InstanceKey::Int(i)), value: None, kind: Some(kind) }).collect(),
@@ -328,6 +363,14 @@ impl<'a> Expander<'a> {
         }
     }
 
+    fn too_many(&mut self, pos: &Pos, what: &str, n: usize, kind: RepKind) -> Instances {
+        self.errors.push(
+            err(pos, format!("`{what}` asks for {n} instances; at most {MAX_INSTANCES} are allowed"))
+                .with_hint("split the deployment into several specs"),
+        );
+        Instances::Known(kind, Vec::new())
+    }
+
     /// The scope of module instance `path` (block `name` in `parent`), made once.
     fn module_scope(
         &mut self,
@@ -379,11 +422,11 @@ impl<'a> Expander<'a> {
                 );
             }
         }
+        // Resolved (to instances) when the resources are expanded, once every
+        // module instance exists.
         let mut depends = parent.depends.clone();
         for d in &m.depends_on {
-            for a in self.resolve_depends(&d.node.clone().in_module(&parent.path)) {
-                depends.push(Spanned { node: a, pos: d.pos.clone() });
-            }
+            depends.push(Spanned { node: d.node.clone().in_module(&parent.path), pos: d.pos.clone() });
         }
         let sc = Rc::new(ModScope { spec: &m.spec, path: path.to_vec(), inputs: Some(inputs), depends });
         self.building.pop();
@@ -484,9 +527,18 @@ impl<'a> Expander<'a> {
         let node = match &op.node {
             Operand::Ref(r) => self.reference(r, &op.pos, sc, inst),
             Operand::Call(name, args) => {
-                Operand::Call(name.clone(), args.iter().map(|a| self.operand(a, sc, inst)).collect())
+                let mut args: Vec<Spanned<Operand>> = args.iter().map(|a| self.operand(a, sc, inst)).collect();
+                // `file("x")` in a module is relative to the module's directory.
+                if name == "file"
+                    && !sc.path.is_empty()
+                    && let Some(Spanned { node: Operand::Str(p), .. }) = args.first_mut()
+                    && std::path::Path::new(p.as_str()).is_relative()
+                {
+                    *p = sc.spec.dir.join(&*p).display().to_string();
+                }
+                Operand::Call(name.clone(), args)
             }
-            Operand::Expr(e, path) => Operand::Expr(Box::new(self.rewrite(e, sc, inst)), path.clone()),
+            Operand::Expr(e, path, sensitive) => Operand::Expr(Box::new(self.rewrite(e, sc, inst)), path.clone(), *sensitive),
             other => other.clone(),
         };
         Spanned { node, pos: op.pos.clone() }
@@ -498,7 +550,12 @@ impl<'a> Expander<'a> {
             Reference::Var(n) => match &sc.inputs {
                 None => Operand::Ref(r.clone()),
                 Some(inputs) => match inputs.get(n) {
-                    Some(e) => Operand::Expr(Box::new(e.clone()), Vec::new()),
+                    // A sensitive module variable keeps its input secret.
+                    Some(e) => Operand::Expr(
+                        Box::new(e.clone()),
+                        Vec::new(),
+                        sc.spec.variables.get(n).is_some_and(|v| v.sensitive),
+                    ),
                     None => match sc.spec.variables.get(n).and_then(|v| v.default.clone()) {
                         Some(d) => Operand::Value(d),
                         // Undeclared (or a required input not given: reported
@@ -517,6 +574,9 @@ impl<'a> Expander<'a> {
             Reference::Local(n, path) => match sc.spec.locals.get(n) {
                 Some(e) => {
                     let key = format!("{}/{n}", display_path(&sc.path));
+                    if let Some(done) = self.locals_done.get(&key) {
+                        return Operand::Expr(Box::new(done.clone()), path.clone(), false);
+                    }
                     if self.locals_building.contains(&key) {
                         self.errors.push(
                             err(pos, format!("`local.{n}` refers to itself"))
@@ -524,10 +584,11 @@ impl<'a> Expander<'a> {
                         );
                         return unknown;
                     }
-                    self.locals_building.push(key);
+                    self.locals_building.push(key.clone());
                     let e = self.rewrite(e, sc, None);
                     self.locals_building.pop();
-                    Operand::Expr(Box::new(e), path.clone())
+                    self.locals_done.insert(key, e.clone());
+                    Operand::Expr(Box::new(e), path.clone(), false)
                 }
                 None => {
                     let d = err(pos, format!("reference to undeclared local `local.{n}`"))
@@ -578,7 +639,7 @@ impl<'a> Expander<'a> {
                 match child.spec.outputs.get(output) {
                     Some(o) => {
                         let e = self.rewrite(&o.value, &child, None);
-                        Operand::Expr(Box::new(e), path.clone())
+                        Operand::Expr(Box::new(e), path.clone(), o.sensitive)
                     }
                     None => {
                         self.errors.push(
@@ -646,7 +707,7 @@ impl<'a> Expander<'a> {
                             .collect(),
                     ),
                 };
-                Operand::Expr(Box::new(Spanned { node: coll, pos: pos.clone() }), path.to_vec())
+                Operand::Expr(Box::new(Spanned { node: coll, pos: pos.clone() }), path.to_vec(), false)
             }
         }
     }

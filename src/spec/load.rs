@@ -146,7 +146,7 @@ fn load_modules(spec: &mut Spec, errors: &mut Vec<Diagnostic>, stack: &mut Vec<P
                         );
                     }
                 }
-                m.spec = Box::new(sub);
+                *m.spec = sub;
             }
             Err(d) => errors.extend(d.0),
         }
@@ -631,7 +631,14 @@ impl Cx<'_, '_> {
 
     fn removed(&mut self, spec: &mut Spec, t: &DeTable<'_>, pos: Pos) {
         self.unknown_keys(t, "removed", &["from", "destroy"]);
-        let from = self.plain_str(t, "removed", "from", &pos).and_then(|f| self.address_at(&f, "`from` of `[[removed]]`"));
+        let from = self.plain_str(t, "removed", "from", &pos).filter(|f| {
+            let ok = f.node.parse::<Address>().is_ok() || crate::address::parse_module_path(&f.node).is_some();
+            if !ok {
+                let d = self.err(f.pos.clone(), format!("`{}` is not a resource, instance or module address", f.node));
+                *d = d.clone().with_hint("e.g. `gcp_sql_instance.legacy`, `test_object.copies[0]`, `module.team`");
+            }
+            ok
+        });
         let destroy = match t.get_key_value("destroy") {
             None => true,
             Some((k, v)) => match v.get_ref().as_bool() {

@@ -86,8 +86,8 @@ pub struct MovedBlock {
 pub struct RemovedBlock {
     /// Where the block starts.
     pub pos: Pos,
-    /// The address no longer in the spec.
-    pub from: Spanned<Address>,
+    /// The address no longer in the spec: a resource, an instance or a module path.
+    pub from: Spanned<String>,
     /// Destroy it (true: as if it were just removed from the spec) or forget it.
     pub destroy: bool,
 }
@@ -238,8 +238,9 @@ pub enum Operand {
     /// A known value put in place by expansion (`each.key`, `count.index`).
     Value(Value),
     /// An expression put in place by expansion (a local, a module input or
-    /// output), then the path to take into its value.
-    Expr(Box<Spanned<Expr>>, Vec<String>),
+    /// output), then the path to take into its value; `sensitive` marks the
+    /// value secret (an input of a module variable declared sensitive).
+    Expr(Box<Spanned<Expr>>, Vec<String>, bool),
 }
 
 /// A reference to a value.
@@ -317,7 +318,7 @@ fn collect_operand_refs(op: &Spanned<Operand>, out: &mut Vec<Spanned<Reference>>
     match &op.node {
         Operand::Ref(r) => out.push(Spanned { node: r.clone(), pos: op.pos.clone() }),
         Operand::Call(_, args) => args.iter().for_each(|a| collect_operand_refs(a, out)),
-        Operand::Expr(e, _) => e.node.collect_refs(out),
+        Operand::Expr(e, _, _) => e.node.collect_refs(out),
         Operand::Str(_) | Operand::Number(_) | Operand::Value(_) => {}
     }
 }

@@ -451,20 +451,19 @@ impl<'a> Validator<'a> {
     fn reference(&mut self, r: &Spanned<Reference>) {
         let spec = self.spec;
         match &r.node {
-            Reference::Var(n) => {
-                if !self.spec.variables.contains_key(n) {
-                    let d = self.err(
-                        &r.pos,
-                        format!("reference to undeclared variable `var.{n}`"),
-                    );
-                    *d = match did_you_mean(n, spec.variables.keys().map(String::as_str)) {
-                        Some(s) => d.clone().with_hint(format!("did you mean `var.{s}`?")),
-                        None => d
-                            .clone()
-                            .with_hint(format!("declare it with `[variable.{n}]`")),
-                    };
-                }
+            Reference::Var(n) if !self.spec.variables.contains_key(n) => {
+                let d = self.err(
+                    &r.pos,
+                    format!("reference to undeclared variable `var.{n}`"),
+                );
+                *d = match did_you_mean(n, spec.variables.keys().map(String::as_str)) {
+                    Some(s) => d.clone().with_hint(format!("did you mean `var.{s}`?")),
+                    None => d
+                        .clone()
+                        .with_hint(format!("declare it with `[variable.{n}]`")),
+                };
             }
+            Reference::Var(_) => {}
             Reference::Resource { address, path } => {
                 if !self.spec.resources.contains_key(address) {
                     let msg = format!(

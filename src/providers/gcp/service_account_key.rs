@@ -117,10 +117,11 @@ pub async fn apply(g: &Gcp, req: &ApplyRequest, cp: &dyn Checkpoint) -> Result<A
             let key = loop {
                 let attempt = async {
                     remove_interrupted(g, &sa, &req.private).await?;
-                    let before = user_keys(g, &sa).await?;
+                    let before: Vec<String> = user_keys(g, &sa).await?.into_iter().map(|(n, _)| n).collect();
                     // Recorded before the request: a crash after the key exists
                     // but before its name is known still lets the next run find
-                    // it (a key not among these) and delete it.
+                    // it (a key not among these, made within minutes of now)
+                    // and delete it.
                     cp.pending(&Value::Null, &interrupted_private(&before, None));
                     g.client.post(Api::Iam, &path, &body).await
                 };
@@ -155,21 +156,36 @@ pub async fn apply(g: &Gcp, req: &ApplyRequest, cp: &dyn Checkpoint) -> Result<A
 /// The private record of a key create in flight: the account's user-managed
 /// keys before it, and the new key's name once the API returned it.
 fn interrupted_private(before: &[String], created: Option<&str>) -> Value {
-    let mut m = vec![("keys_before", Value::List(before.iter().map(Value::str).collect()))];
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+    let mut m = vec![
+        ("keys_before", Value::List(before.iter().map(Value::str).collect())),
+        ("started", Value::Int(now)),
+    ];
     if let Some(c) = created {
         m.push(("created", Value::str(c)));
     }
     Value::map([("key_create", Value::map(m))])
 }
 
-/// The names of the account's user-managed keys.
-async fn user_keys(g: &Gcp, sa: &str) -> Result<Vec<String>, ApiError> {
+/// The account's user-managed keys: (name, creation time in seconds, if given).
+async fn user_keys(g: &Gcp, sa: &str) -> Result<Vec<(String, Option<i64>)>, ApiError> {
     let list = g.client.get(Api::Iam, &format!("v1/projects/-/serviceAccounts/{sa}/keys?keyTypes=USER_MANAGED")).await?;
     Ok(list["keys"]
         .as_array()
-        .map(|ks| ks.iter().filter_map(|k| k["name"].as_str().map(str::to_string)).collect())
+        .map(|ks| {
+            ks.iter()
+                .filter_map(|k| {
+                    let name = k["name"].as_str()?.to_string();
+                    Some((name, k["validAfterTime"].as_str().and_then(rfc3339_secs)))
+                })
+                .collect()
+        })
         .unwrap_or_default())
 }
+
+/// How far from the recorded start of an interrupted create a key may have
+/// been made and still be taken for its orphan (clock skew, a slow request).
+const ORPHAN_WINDOW_SECS: i64 = 600;
 
 /// Deletes what a create interrupted by a crash made: a key whose private key
 /// was never kept is useless and must not stay valid. Idempotent: a key that is
@@ -179,9 +195,21 @@ async fn remove_interrupted(g: &Gcp, sa: &str, private: &Value) -> Result<(), Ap
     let orphans: Vec<String> = match rec.get("created").and_then(Value::as_str) {
         Some(name) => vec![name.to_string()],
         None => {
+            // Keys made since, near the recorded start: another key made on
+            // the account much later (by a person, another state) is not ours.
             let before: Vec<&str> =
                 rec.get("keys_before").and_then(Value::as_list).map(|l| l.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
-            user_keys(g, sa).await?.into_iter().filter(|k| !before.contains(&k.as_str())).collect()
+            let started = rec.get("started").and_then(Value::as_i64);
+            user_keys(g, sa)
+                .await?
+                .into_iter()
+                .filter(|(k, _)| !before.contains(&k.as_str()))
+                .filter(|(_, made)| match (started, made) {
+                    (Some(s), Some(m)) => (m - s).abs() <= ORPHAN_WINDOW_SECS,
+                    _ => true,
+                })
+                .map(|(k, _)| k)
+                .collect()
         }
     };
     for name in orphans {

@@ -76,7 +76,7 @@ pub async fn read(g: &Gcp, req: &ReadRequest) -> Result<Option<LiveObject>, Prov
 }
 
 async fn get_opt(g: &Gcp, base: &str, name: &str) -> Result<Option<Json>, ProviderError> {
-    match g.client.get(Api::Sql, &format!("{base}/{}", seg(&name))).await {
+    match g.client.get(Api::Sql, &format!("{base}/{}", seg(name))).await {
         Ok(d) => Ok(Some(d)),
         Err(e) if absent(&e) => Ok(None),
         Err(e) => Err(e.into()),

@@ -34,9 +34,30 @@ use crate::value::Value;
 /// How long read-only helm commands may take.
 const READ_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// How long a release left `pending-*` by an interrupted helm may take to
-/// settle by itself before skyform takes it back (see `settle_pending`).
-const PENDING_GRACE: Duration = Duration::from_secs(20);
+/// How long after its last update a release left `pending-*` by an
+/// interrupted helm may still be settled by that helm (beyond its `--timeout`
+/// when it waits), before skyform takes it back (see `settle_pending`).
+const PENDING_GRACE: Duration = Duration::from_secs(30);
+
+fn now_secs() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+/// Seconds since the epoch of an RFC 3339 time with any offset
+/// (`2026-12-01T21:40:00.123456789+02:00`, `…Z`), as helm prints `updated`.
+fn rfc3339_utc_secs(s: &str) -> Option<i64> {
+    let local = crate::providers::gcp::service_account_key::rfc3339_secs(s)?;
+    let time = s.split_once('T')?.1;
+    let offset = match time.rfind(['+', '-']) {
+        Some(i) if time.len() - i == 6 => {
+            let (h, m) = (time[i + 1..i + 3].parse::<i64>().ok()?, time[i + 4..].parse::<i64>().ok()?);
+            let sign = if time.as_bytes()[i] == b'-' { -1 } else { 1 };
+            sign * (h * 3600 + m * 60)
+        }
+        _ => 0,
+    };
+    Some(local - offset)
+}
 
 fn schema() -> ProviderSchema {
     let mut config = connect::config_attributes();
@@ -247,23 +268,41 @@ impl HelmProvider {
     /// operation with "another operation is in progress").
     ///
     /// The helm of a killed skyform may still be running and finish by itself:
-    /// wait while the status moves, up to [`PENDING_GRACE`]. A release still
-    /// pending after that was abandoned (skyform holds the state lock, so no
-    /// other skyform runs helm on it): roll back to the last revision that was
-    /// deployed, or uninstall a release whose first install never finished,
-    /// then the caller installs it afresh. Idempotent: a settled release is
-    /// left as it is.
-    async fn settle_pending(&self, r: &Release, first: &Meta, timeout: Duration) -> Result<Option<Meta>, ProviderError> {
-        let until = tokio::time::Instant::now() + PENDING_GRACE.min(timeout);
+    /// while the pending revision is younger than that helm's own limit (its
+    /// `--timeout` when it waits, plus [`PENDING_GRACE`]), skyform waits for
+    /// the status to move. A revision older than that was abandoned (skyform
+    /// holds the state lock, so no other skyform runs helm on the release):
+    /// roll back to the last revision that was deployed, or uninstall a
+    /// release whose first install never finished, then the caller installs it
+    /// afresh. Idempotent: a settled release is left as it is.
+    async fn settle_pending(
+        &self,
+        r: &Release,
+        first: &Meta,
+        timeout: Duration,
+        waits: bool,
+    ) -> Result<Option<Meta>, ProviderError> {
+        // A helm that still runs finishes within its own --timeout (when it
+        // waits for the objects) or within moments: the pending revision is
+        // abandoned once it is older than that.
+        let stale_after = if waits { timeout + PENDING_GRACE } else { PENDING_GRACE };
         let mut meta = Some(first.clone());
-        while meta.as_ref().is_some_and(|m| m.status.starts_with("pending-")) && tokio::time::Instant::now() < until {
-            tokio::time::sleep(Duration::from_millis(500)).await;
+        let history = loop {
+            let history = self.history(r).await?;
+            let pending_age = history
+                .iter()
+                .filter(|h| h["status"].as_str().is_some_and(|s| s.starts_with("pending-")))
+                .filter_map(|h| h["updated"].as_str().and_then(rfc3339_utc_secs))
+                .max()
+                .map(|t| now_secs().saturating_sub(t));
+            let stale = pending_age.is_none_or(|age| age >= stale_after.as_secs() as i64);
+            if stale || !meta.as_ref().is_some_and(|m| m.status.starts_with("pending-")) {
+                break history;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
             meta = self.metadata(r).await?;
-        }
+        };
         let Some(m) = meta.filter(|m| m.status.starts_with("pending-")) else { return self.metadata(r).await };
-        let args = ["history", "-n", &r.namespace, "-o", "json"].map(String::from);
-        let out = self.helm.run(&args, std::slice::from_ref(&r.name), &[], READ_TIMEOUT).await?;
-        let history: Vec<Json> = serde_json::from_str(out.trim()).unwrap_or_default();
         let last_good = history
             .iter()
             .filter(|h| h["revision"].as_i64().is_some_and(|v| v < m.revision))
@@ -286,6 +325,14 @@ impl HelmProvider {
             }
         }
         self.metadata(r).await
+    }
+
+    /// `helm history` of the release, oldest first.
+    async fn history(&self, r: &Release) -> Result<Vec<Json>, ProviderError> {
+        let args = ["history", "-n", &r.namespace, "-o", "json"].map(String::from);
+        let out = self.helm.run(&args, std::slice::from_ref(&r.name), &[], READ_TIMEOUT).await?;
+        serde_json::from_str(out.trim())
+            .map_err(|e| ProviderError::Permanent(format!("helm history: unexpected output: {e}")))
     }
 
     /// The manifest helm recorded for the release's current revision.
@@ -447,7 +494,10 @@ impl Provider for HelmProvider {
         // A release an interrupted helm left `pending-*` refuses every further
         // operation ("another operation is in progress"): settle it first.
         let meta = match self.metadata(&r).await? {
-            Some(m) if m.status.starts_with("pending-") => self.settle_pending(&r, &m, timeout).await?,
+            Some(m) if m.status.starts_with("pending-") => {
+                let waits = ["wait", "atomic"].iter().any(|k| cfg.get(k).and_then(Value::as_bool) == Some(true));
+                self.settle_pending(&r, &m, timeout, waits).await?
+            }
             m => m,
         };
         let live = match meta {
@@ -502,5 +552,16 @@ fn has_redacted(v: &Value) -> bool {
         Value::List(l) => l.iter().any(has_redacted),
         Value::Map(m) => m.values().any(has_redacted),
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod time_tests {
+    #[test]
+    fn helm_times_with_offsets() {
+        assert_eq!(super::rfc3339_utc_secs("1970-01-01T01:00:00Z"), Some(3600));
+        assert_eq!(super::rfc3339_utc_secs("1970-01-01T03:00:00.123456789+02:00"), Some(3600));
+        assert_eq!(super::rfc3339_utc_secs("1970-01-01T00:00:00-01:00"), Some(3600));
+        assert_eq!(super::rfc3339_utc_secs("garbage"), None);
     }
 }
