@@ -152,13 +152,22 @@ impl Emulator {
         self.app.settle(timeout).await
     }
 
-    /// The PostgreSQL port of Cloud SQL instance `project/instance`, once it runs.
+    /// The PostgreSQL port of Cloud SQL instance `project/instance`, once it runs (5432).
     pub fn postgres_port(&self, project: &str, instance: &str) -> Option<u16> {
         lock(&self.app.state)
             .sql
             .instances
             .get(&format!("{project}/{instance}"))
             .and_then(|i| i.pg_port)
+    }
+
+    /// The address of Cloud SQL instance `project/instance` (its `PRIMARY` IP), once it runs.
+    pub fn instance_address(&self, project: &str, instance: &str) -> Option<std::net::Ipv4Addr> {
+        lock(&self.app.state)
+            .sql
+            .instances
+            .get(&format!("{project}/{instance}"))
+            .and_then(|i| i.pg_host)
     }
 
     /// The unix socket directory of that instance's server (connect as `cloudsqladmin`, trusted).
@@ -205,15 +214,17 @@ impl Drop for Emulator {
 }
 
 async fn resume_servers(app: &Arc<App>) {
-    let todo: Vec<(String, std::path::PathBuf, u16)> = lock(&app.state)
+    let todo: Vec<(String, std::path::PathBuf, std::net::Ipv4Addr, u16)> = lock(&app.state)
         .sql
         .instances
         .iter()
         .filter(|(_, i)| i.resource["state"] == "RUNNABLE")
-        .filter_map(|(k, i)| Some((k.clone(), i.pg_dir.clone()?, i.pg_port?)))
+        .filter_map(|(k, i)| {
+            Some((k.clone(), i.pg_dir.clone()?, i.pg_host.unwrap_or(std::net::Ipv4Addr::LOCALHOST), i.pg_port?))
+        })
         .collect();
-    for (key, dir, port) in todo {
-        if let Err(e) = app.pg.resume(&key, &dir, port).await {
+    for (key, dir, host, port) in todo {
+        if let Err(e) = app.pg.resume(&key, &dir, host.into(), port).await {
             tracing_err(&format!("cannot restart PostgreSQL of instance {key}: {e}"));
             if let Some(i) = lock(&app.state).sql.instances.get_mut(&key) {
                 i.resource["state"] = "FAILED".into();

@@ -1,6 +1,7 @@
 //! Cloud SQL Admin, served under both `/v1/` and `/sql/v1beta4/` with the same semantics
 //! (contract §1). Every instance is a real PostgreSQL server ([`postgres`]).
 
+pub mod address;
 pub mod children;
 pub mod enums;
 pub mod instances;
