@@ -48,6 +48,7 @@ impl Emulator {
             None => (State::default(), None, None),
         };
         let pg = PgManager::new(pg_root)?;
+        let connectors = crate::sql::connect::Connectors::new().map_err(EmulatorError::Postgres)?;
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .map_err(|source| EmulatorError::Bind {
@@ -72,6 +73,7 @@ impl Emulator {
             state: Mutex::new(state),
             generation: Default::default(),
             pg,
+            connectors,
             stats: Mutex::new(Stats::default()),
             base_url: format!("http://{addr}/"),
             state_file,
@@ -224,6 +226,9 @@ async fn resume_servers(app: &Arc<App>) {
         })
         .collect();
     for (key, dir, host, port) in todo {
+        if let Err(e) = crate::sql::instances::start_connector(app, &key, host) {
+            tracing_err(&format!("cannot listen for connectors of instance {key}: {e}"));
+        }
         if let Err(e) = app.pg.resume(&key, &dir, host.into(), port).await {
             tracing_err(&format!("cannot restart PostgreSQL of instance {key}: {e}"));
             if let Some(i) = lock(&app.state).sql.instances.get_mut(&key) {
@@ -237,6 +242,7 @@ async fn resume_servers(app: &Arc<App>) {
 pub async fn reset(app: &Arc<App>) {
     app.generation.fetch_add(1, Ordering::SeqCst);
     *lock(&app.state) = State::default();
+    app.connectors.stop_all();
     app.pg.destroy_all().await;
     app.persist(&lock(&app.state));
 }

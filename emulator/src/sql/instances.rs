@@ -216,6 +216,10 @@ fn insert(app: &Arc<App>, r: &SqlRequest<'_>) -> Result<Value, ApiError> {
     let (app2, key2, dir2, project) = (app.clone(), key.clone(), dir.clone(), r.project.clone());
     let work = async move {
         let server = app2.pg.create(&key2, &dir2, ip.into(), port).await.map_err(op_error)?;
+        if let Err(e) = start_connector(&app2, &key2, ip) {
+            app2.pg.destroy(&key2).await;
+            return Err(op_error(e));
+        }
         let password = (!root_password.is_empty()).then_some(root_password.as_str());
         if let Err(e) = server.exec("postgres", &setup_sql(password)).await {
             app2.pg.destroy(&key2).await;
@@ -370,6 +374,7 @@ fn delete(app: &Arc<App>, r: &SqlRequest<'_>) -> Result<Value, ApiError> {
     let op = new_op(&r.project, "DELETE", r.rest[1]);
     let (app2, key2) = (app.clone(), key.clone());
     let work = async move {
+        app2.connectors.stop(&key2);
         app2.pg.destroy(&key2).await;
         Ok(())
     };
@@ -412,6 +417,27 @@ pub fn require_runnable(inst: &SqlInstance) -> Result<(), ApiError> {
             "Invalid request: Invalid request since instance is not running.",
         ))
     }
+}
+
+/// The DNS name an instance's server certificate carries (`connectSettings.dnsName`): a
+/// valid host name (the legacy SNI `project:region:instance` is not one).
+pub fn dns_name(project: &str, region: &str, instance: &str) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (project, instance).hash(&mut h);
+    format!("{:016x}.{project}.{region}.sql.goog", h.finish())
+}
+
+/// Starts the TLS listener of instance `key` (`project/instance`) on its address at 3307.
+pub fn start_connector(app: &App, key: &str, ip: std::net::Ipv4Addr) -> Result<(), String> {
+    let (project, instance) = key.split_once('/').unwrap_or((key, key));
+    let region = lock(&app.state)
+        .sql
+        .instances
+        .get(key)
+        .and_then(|i| i.resource["region"].as_str().map(str::to_string))
+        .unwrap_or_default();
+    app.connectors.listen(key, ip.into(), &format!("{project}:{instance}"), &dns_name(project, &region, instance))
 }
 
 /// `CREATE ROLE` for a new Cloud SQL user. Built-in users get CREATEDB, CREATEROLE and membership
