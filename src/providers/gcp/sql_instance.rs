@@ -66,7 +66,7 @@ pub fn schema() -> ResourceSchema {
             Attribute::computed("public_ip", AttrType::String, "The PRIMARY address, if any."),
             Attribute::computed("private_ip", AttrType::String, "The PRIVATE address, if any."),
             Attribute::computed("self_link", AttrType::String, "API URL of the instance."),
-            Attribute::computed("port", AttrType::Number, "PostgreSQL port: 5432 (the emulator reports its own)."),
+            Attribute::computed("port", AttrType::Number, "PostgreSQL port on `public_ip`: 5432, as on Cloud SQL."),
         ],
     }
 }
