@@ -49,10 +49,10 @@ fn var(pw: &str) -> Vec<String> {
     vec![format!("db_password={pw}")]
 }
 
-/// Logs in with psql; whether it worked.
-async fn psql_login(port: u16, user: &str, password: &str, db: &str) -> bool {
+/// Logs in with psql at the instance's address (port 5432, as on Cloud SQL); whether it worked.
+async fn psql_login(ip: std::net::Ipv4Addr, user: &str, password: &str, db: &str) -> bool {
     let out = tokio::process::Command::new("psql")
-        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", user, "-d", db, "-tAc", "select 1"])
+        .args(["-h", &ip.to_string(), "-U", user, "-d", db, "-tAc", "select 1"])
         .env("PGPASSWORD", password)
         .env("PGCONNECT_TIMEOUT", "10")
         .output()
@@ -68,7 +68,7 @@ async fn sql_resources_converge_detect_gcloud_drift_repair_and_destroy() {
     let pw = var("first-Secret-1");
     let (_, report) = env.apply_with(&pw, PlanOptions::default()).await;
     assert!(report.ok(), "{:?}", report.failures);
-    let port = env.emu.postgres_port(P, "sky-db").expect("instance runs PostgreSQL");
+    let port = env.emu.instance_address(P, "sky-db").expect("instance runs PostgreSQL");
     assert!(psql_login(port, "skypilot", "first-Secret-1", "skypilot-db").await, "built-in user logs in");
     assert!(psql_login(port, "postgres", "first-Secret-1", "postgres").await, "root password set");
     // No secret in state.
@@ -76,11 +76,12 @@ async fn sql_resources_converge_detect_gcloud_drift_repair_and_destroy() {
         let text = std::fs::read_to_string(e.unwrap().path()).unwrap_or_default();
         assert!(!text.contains("first-Secret-1"), "state holds a password");
     }
-    // The port is exported for a PostgreSQL provider.
+    // The address and port are exported for a PostgreSQL provider.
     let plan = env.try_plan(&pw, PlanOptions::default()).await.unwrap();
     assert_empty(&plan, "after create");
     let db = change(&plan, "gcp_sql_instance.db");
-    assert_eq!(db.after.as_ref().unwrap()["port"], skyform::value::Value::Int(port as i64));
+    assert_eq!(db.after.as_ref().unwrap()["port"], skyform::value::Value::Int(5432));
+    assert_eq!(db.after.as_ref().unwrap()["public_ip"], skyform::value::Value::str(port.to_string()));
     // The IAM user's name was trimmed as PostgreSQL needs.
     let users = env.gcloud(&["sql", "users", "list", "--instance=sky-db", "--format=value(name)"]).await;
     assert!(users.contains("skypilot-sql@skyform-test.iam\n"), "{users}");
@@ -169,7 +170,7 @@ async fn sql_resources_made_by_gcloud_first_are_adopted_and_protection_is_enforc
     assert_eq!(st.get("sql.instances.insert"), None, "{st:?}");
     assert_eq!(st.get("sql.databases.insert"), None, "{st:?}");
     assert_empty(&env.try_plan(&pw, PlanOptions::default()).await.unwrap(), "after adoption");
-    let port = env.emu.postgres_port(P, "sky-db").unwrap();
+    let port = env.emu.instance_address(P, "sky-db").unwrap();
     assert!(psql_login(port, "skypilot", "adopted-Secret-3", "skypilot-db").await, "adopted user got the spec's password");
 
     // Destroy is refused while protected, with how to lift it; gcloud cannot delete it either.

@@ -25,7 +25,7 @@ async fn start() -> Pg {
     let manager = PgManager::new(None).expect("PostgreSQL manager (is PostgreSQL installed?)");
     let dir = manager.new_dir("skyform-postgres-test");
     let server =
-        manager.create("t", &dir, free_port().unwrap()).await.unwrap_or_else(|e| panic!("starting PostgreSQL: {e}"));
+        manager.create("t", &dir, std::net::Ipv4Addr::LOCALHOST.into(), free_port().unwrap()).await.unwrap_or_else(|e| panic!("starting PostgreSQL: {e}"));
     server
         .exec(
             "postgres",

@@ -27,10 +27,11 @@ fn ok(out: &Output) -> String {
     stdout
 }
 
-fn psql(tb: &Testbed, port: &str, q: &str) -> String {
+/// psql at the instance's address (`ip`), port 5432 as on Cloud SQL.
+fn psql(tb: &Testbed, ip: &str, q: &str) -> String {
     skyform_testbed::run_ok(
         tb.command("psql")
-            .args(["-h", "127.0.0.1", "-p", port, "-U", "postgres", "-d", "postgres", "-At", "-c", q])
+            .args(["-h", ip, "-U", "postgres", "-d", "postgres", "-At", "-c", q])
             .env("PGPASSWORD", PW),
     )
 }
@@ -91,8 +92,8 @@ role = "cloudsqlsuperuser"
 member = "{member}"
 depends_on = ["gcp_sql_user.iam"]
 
-[output.port]
-value = "${{gcp_sql_instance.main.port}}"
+[output.ip]
+value = "${{gcp_sql_instance.main.public_ip}}"
 "#,
         endpoint = tb.gcp_endpoint,
     );
@@ -100,8 +101,9 @@ value = "${{gcp_sql_instance.main.port}}"
     let plan = ok(&skyform(tb, dir.path(), &["plan"]));
     assert!(plan.contains("postgres_grant.iam will be created"), "{plan}");
     ok(&skyform(tb, dir.path(), &["apply", "--auto-approve"]));
-    let out = ok(&skyform(tb, dir.path(), &["output", "port"]));
+    let out = ok(&skyform(tb, dir.path(), &["output", "ip"]));
     let port = out.rsplit('=').next().unwrap().trim().trim_matches('"').to_string();
+    assert!(port.starts_with("127.") && port != "127.0.0.1", "an address of its own: {port}");
     let is_member = |tb: &Testbed| {
         psql(tb, &port, &format!("SELECT pg_has_role('{member}', 'cloudsqlsuperuser', 'MEMBER')")).trim() == "t"
     };

@@ -49,6 +49,8 @@ pub struct App {
     pub generation: AtomicU64,
     /// PostgreSQL servers.
     pub pg: PgManager,
+    /// The Cloud SQL connector endpoint: CA and `<ip>:3307` listeners.
+    pub connectors: crate::sql::connect::Connectors,
     /// Fault injection.
     pub faults: Mutex<Faults>,
     /// Request counts.

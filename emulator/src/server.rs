@@ -48,6 +48,7 @@ impl Emulator {
             None => (State::default(), None, None),
         };
         let pg = PgManager::new(pg_root)?;
+        let connectors = crate::sql::connect::Connectors::new().map_err(EmulatorError::Postgres)?;
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .map_err(|source| EmulatorError::Bind {
@@ -72,6 +73,7 @@ impl Emulator {
             state: Mutex::new(state),
             generation: Default::default(),
             pg,
+            connectors,
             stats: Mutex::new(Stats::default()),
             base_url: format!("http://{addr}/"),
             state_file,
@@ -152,13 +154,22 @@ impl Emulator {
         self.app.settle(timeout).await
     }
 
-    /// The PostgreSQL port of Cloud SQL instance `project/instance`, once it runs.
+    /// The PostgreSQL port of Cloud SQL instance `project/instance`, once it runs (5432).
     pub fn postgres_port(&self, project: &str, instance: &str) -> Option<u16> {
         lock(&self.app.state)
             .sql
             .instances
             .get(&format!("{project}/{instance}"))
             .and_then(|i| i.pg_port)
+    }
+
+    /// The address of Cloud SQL instance `project/instance` (its `PRIMARY` IP), once it runs.
+    pub fn instance_address(&self, project: &str, instance: &str) -> Option<std::net::Ipv4Addr> {
+        lock(&self.app.state)
+            .sql
+            .instances
+            .get(&format!("{project}/{instance}"))
+            .and_then(|i| i.pg_host)
     }
 
     /// The unix socket directory of that instance's server (connect as `cloudsqladmin`, trusted).
@@ -205,15 +216,20 @@ impl Drop for Emulator {
 }
 
 async fn resume_servers(app: &Arc<App>) {
-    let todo: Vec<(String, std::path::PathBuf, u16)> = lock(&app.state)
+    let todo: Vec<(String, std::path::PathBuf, std::net::Ipv4Addr, u16)> = lock(&app.state)
         .sql
         .instances
         .iter()
         .filter(|(_, i)| i.resource["state"] == "RUNNABLE")
-        .filter_map(|(k, i)| Some((k.clone(), i.pg_dir.clone()?, i.pg_port?)))
+        .filter_map(|(k, i)| {
+            Some((k.clone(), i.pg_dir.clone()?, i.pg_host.unwrap_or(std::net::Ipv4Addr::LOCALHOST), i.pg_port?))
+        })
         .collect();
-    for (key, dir, port) in todo {
-        if let Err(e) = app.pg.resume(&key, &dir, port).await {
+    for (key, dir, host, port) in todo {
+        if let Err(e) = crate::sql::instances::start_connector(app, &key, host) {
+            tracing_err(&format!("cannot listen for connectors of instance {key}: {e}"));
+        }
+        if let Err(e) = app.pg.resume(&key, &dir, host.into(), port).await {
             tracing_err(&format!("cannot restart PostgreSQL of instance {key}: {e}"));
             if let Some(i) = lock(&app.state).sql.instances.get_mut(&key) {
                 i.resource["state"] = "FAILED".into();
@@ -226,6 +242,7 @@ async fn resume_servers(app: &Arc<App>) {
 pub async fn reset(app: &Arc<App>) {
     app.generation.fetch_add(1, Ordering::SeqCst);
     *lock(&app.state) = State::default();
+    app.connectors.stop_all();
     app.pg.destroy_all().await;
     app.persist(&lock(&app.state));
 }

@@ -53,9 +53,13 @@ pub struct SqlInstance {
     /// Directory holding this instance's PostgreSQL data, once created.
     #[serde(default)]
     pub pg_dir: Option<PathBuf>,
-    /// Loopback TCP port of its PostgreSQL server, once created.
+    /// TCP port of its PostgreSQL server, once created (5432).
     #[serde(default)]
     pub pg_port: Option<u16>,
+    /// The instance's own address (its `PRIMARY` IP), where PostgreSQL and the connector
+    /// port listen; state written before addresses existed has none (127.0.0.1 then).
+    #[serde(default)]
+    pub pg_host: Option<std::net::Ipv4Addr>,
 }
 
 /// IAM state.
@@ -318,6 +322,7 @@ mod tests {
                 databases: BTreeMap::new(),
                 pg_dir: None,
                 pg_port: None,
+                pg_host: None,
             },
         );
         s.save(&path).unwrap();

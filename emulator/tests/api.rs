@@ -200,16 +200,15 @@ async fn cloud_sql_instance_lifecycle() {
     .await;
     assert_eq!(inst["state"], "RUNNABLE");
     assert_eq!(inst["connectionName"], format!("{P}:us-central1:db1"));
-    assert_eq!(
-        inst["ipAddresses"][0],
-        json!({"type": "PRIMARY", "ipAddress": "127.0.0.1"})
-    );
+    assert_eq!(inst["ipAddresses"][0]["type"], "PRIMARY");
     assert_eq!(inst["settings"]["settingsVersion"], "1");
     assert!(inst.get("rootPassword").is_none());
-    let port = inst["emulatorPostgresPort"]
-        .as_u64()
-        .expect("emulatorPostgresPort") as u16;
-    assert_eq!(Some(port), emu.postgres_port(P, "db1"));
+    // An address of its own, PostgreSQL at Cloud SQL's port.
+    let port = instance_addr(&inst);
+    assert!(port.ip().is_loopback() && port.ip() != std::net::Ipv4Addr::LOCALHOST, "{port}");
+    assert_eq!(port.port(), 5432);
+    assert_eq!(Some(port.ip()), emu.instance_address(P, "db1").map(std::net::IpAddr::V4));
+    assert_eq!(inst["emulatorPostgresPort"], 5432, "the deprecated alias says 5432");
 
     // The root password works against the real server; postgres is not a superuser.
     let pg = connect(port, "postgres", "rootpw", "postgres").await;
@@ -375,7 +374,7 @@ async fn cloud_sql_instance_lifecycle() {
     assert_eq!(code, 404);
     assert_eq!(body["error"]["errors"][0]["reason"], "instanceDoesNotExist");
     assert!(
-        tokio::net::TcpStream::connect(("127.0.0.1", port))
+        tokio::net::TcpStream::connect(port)
             .await
             .is_err(),
         "server stopped"
@@ -415,7 +414,7 @@ async fn cloud_sql_instance_lifecycle() {
 }
 
 /// Users and databases of instance db1 change the real server.
-async fn users_and_databases(base: &str, port: u16) {
+async fn users_and_databases(base: &str, port: std::net::SocketAddr) {
     let inst = format!("/v1/projects/{P}/instances/db1");
     let run = |method: &'static str, path: String, body: Option<Value>| async move {
         let (code, op) = call(base, method, &path, body.as_ref()).await;
@@ -528,10 +527,16 @@ async fn users_and_databases(base: &str, port: u16) {
     );
 }
 
-async fn connect(port: u16, user: &str, password: &str, db: &str) -> tokio_postgres::Client {
+/// The instance's `PRIMARY` address, port 5432.
+fn instance_addr(inst: &Value) -> std::net::SocketAddr {
+    let ip: std::net::IpAddr = inst["ipAddresses"][0]["ipAddress"].as_str().expect("an ip").parse().expect("an ip");
+    std::net::SocketAddr::new(ip, 5432)
+}
+
+async fn connect(port: std::net::SocketAddr, user: &str, password: &str, db: &str) -> tokio_postgres::Client {
     let (client, conn) = tokio_postgres::Config::new()
-        .host("127.0.0.1")
-        .port(port)
+        .host(&port.ip().to_string())
+        .port(port.port())
         .user(user)
         .password(password)
         .dbname(db)
@@ -1200,8 +1205,9 @@ async fn state_persists_across_restarts() {
     )
     .await;
     assert_eq!(inst["state"], "RUNNABLE", "{inst}");
+    // Restarted at the address it had.
     let pg = connect(
-        inst["emulatorPostgresPort"].as_u64().unwrap() as u16,
+        instance_addr(&inst),
         "postgres",
         "pw",
         "appdb",

@@ -53,9 +53,10 @@ async fn binary_prints_ready_line_checks_token_and_stops_on_sigterm() {
     assert_eq!(code, 200);
     let (_, inst) = call_with(&base, "GET", "/v1/projects/p/instances/bin-db", None, &auth).await;
     assert_eq!(inst["state"], "RUNNABLE", "{inst}");
-    let port = inst["emulatorPostgresPort"].as_u64().unwrap() as u16;
+    let ip: std::net::IpAddr = inst["ipAddresses"][0]["ipAddress"].as_str().unwrap().parse().unwrap();
+    let port = std::net::SocketAddr::new(ip, 5432);
     assert!(
-        tokio::net::TcpStream::connect(("127.0.0.1", port))
+        tokio::net::TcpStream::connect(port)
             .await
             .is_ok()
     );
@@ -78,7 +79,7 @@ async fn binary_prints_ready_line_checks_token_and_stops_on_sigterm() {
     assert!(!log.contains("bin-token"), "the token must not be logged");
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(
-        tokio::net::TcpStream::connect(("127.0.0.1", port))
+        tokio::net::TcpStream::connect(port)
             .await
             .is_err(),
         "PostgreSQL stopped with the emulator"

@@ -306,7 +306,17 @@ async fn gcloud_runs_the_skypilot_seed_against_the_emulator() {
         inst["settings"]["databaseFlags"][0]["name"],
         "cloudsql.iam_authentication"
     );
-    assert_eq!(inst["ipAddresses"][0]["ipAddress"], "127.0.0.1");
+    // The address gcloud reports is where PostgreSQL listens, on 5432: the real psql
+    // reaches it knowing nothing else.
+    let ip = inst["ipAddresses"][0]["ipAddress"].as_str().expect("an ip").to_string();
+    assert_ne!(ip, "127.0.0.1", "an address of its own");
+    let out = std::process::Command::new(psql())
+        .args(["-h", &ip, "-U", "postgres", "-d", "postgres", "-Atc", "SELECT 40 + 2"])
+        .env("PGPASSWORD", "root-pw")
+        .output()
+        .expect("psql runs");
+    assert!(out.status.success(), "psql -h {ip}: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "42");
     let users = users_json;
     let mut users: Vec<(String, String)> = users
         .as_array()
@@ -369,10 +379,9 @@ async fn gcloud_runs_the_skypilot_seed_against_the_emulator() {
     assert_eq!(services.as_array().unwrap().len(), 3, "{services}");
 
     // The real PostgreSQL sees the role and the database.
-    let port = emu
-        .postgres_port(P, INSTANCE)
-        .expect("instance has a server");
-    let pg = connect(port, "postgres", "root-pw", "skypilot-db").await;
+    let ip = emu.instance_address(P, INSTANCE).expect("instance has a server");
+    assert_eq!(emu.postgres_port(P, INSTANCE), Some(5432));
+    let pg = connect(ip, "postgres", "root-pw", "skypilot-db").await;
     let iam_user = format!("{SA}@{P}.iam");
     let row = pg
         .query_one(
@@ -413,7 +422,7 @@ async fn gcloud_runs_the_skypilot_seed_against_the_emulator() {
     pg.batch_execute(&format!("GRANT \"cloudsqlsuperuser\" TO \"{iam_user}\""))
         .await
         .expect("seed GRANT runs");
-    let app = connect(port, "skypilot", "skypilot-pw", "skypilot-db").await;
+    let app = connect(ip, "skypilot", "skypilot-pw", "skypilot-db").await;
     app.batch_execute("CREATE TABLE t (x int); INSERT INTO t VALUES (1)")
         .await
         .expect("the app user can use its database");
@@ -426,10 +435,21 @@ async fn gcloud_runs_the_skypilot_seed_against_the_emulator() {
     emu.shutdown().await;
 }
 
-async fn connect(port: u16, user: &str, password: &str, db: &str) -> tokio_postgres::Client {
+/// Debian's psql (the newest installed).
+fn psql() -> std::path::PathBuf {
+    let mut found: Vec<std::path::PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .expect("PostgreSQL is installed")
+        .filter_map(|e| Some(e.ok()?.path().join("bin/psql")))
+        .filter(|p| p.exists())
+        .collect();
+    found.sort();
+    found.pop().expect("psql")
+}
+
+async fn connect(ip: std::net::Ipv4Addr, user: &str, password: &str, db: &str) -> tokio_postgres::Client {
     let (client, conn) = tokio_postgres::Config::new()
-        .host("127.0.0.1")
-        .port(port)
+        .host(&ip.to_string())
+        .port(5432)
         .user(user)
         .password(password)
         .dbname(db)

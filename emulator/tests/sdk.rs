@@ -112,7 +112,8 @@ async fn google_rust_sdk_creates_reads_and_deletes_cloud_sql_resources() {
         inst.settings.as_ref().and_then(|s| s.settings_version),
         Some(1)
     );
-    assert_eq!(inst.ip_addresses[0].ip_address, "127.0.0.1");
+    let ip = inst.ip_addresses[0].ip_address.clone();
+    assert!(ip.starts_with("127.") && ip != "127.0.0.1", "an address of its own: {ip}");
 
     // Database: insert, get, delete.
     let op = dbs
@@ -178,10 +179,10 @@ async fn google_rust_sdk_creates_reads_and_deletes_cloud_sql_resources() {
     );
 
     // The real server agrees.
-    let port = emu.postgres_port(P, "sdk-db").expect("server");
+    let ip = emu.instance_address(P, "sdk-db").expect("server");
     let (pg, conn) = tokio_postgres::Config::new()
-        .host("127.0.0.1")
-        .port(port)
+        .host(&ip.to_string())
+        .port(5432)
         .user("app")
         .password("app-pw")
         .dbname("appdb")

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use super::postgres::{free_port, ident, literal};
+use super::postgres::{ident, literal};
 use super::{SqlRequest, check_no_op, instance_not_found, new_op, render_op};
 use crate::app::{App, lock};
 use crate::error::ApiError;
@@ -196,7 +196,9 @@ fn insert(app: &Arc<App>, r: &SqlRequest<'_>) -> Result<Value, ApiError> {
         "settings": settings,
         "ipAddresses": [],
     });
-    let port = free_port().map_err(ApiError::internal)?;
+    // The instance's own address; PostgreSQL on 5432 there, as on Cloud SQL.
+    let ip = super::address::allocate().map_err(ApiError::internal)?;
+    let port = super::address::POSTGRES_PORT;
     let dir = app.pg.new_dir(&key);
     st.sql.instances.insert(
         key.clone(),
@@ -206,13 +208,18 @@ fn insert(app: &Arc<App>, r: &SqlRequest<'_>) -> Result<Value, ApiError> {
             databases: Default::default(),
             pg_dir: None,
             pg_port: None,
+            pg_host: None,
         },
     );
     let root_password = str_field(&body, "rootPassword").to_string();
     let op = new_op(&r.project, "CREATE", &name);
     let (app2, key2, dir2, project) = (app.clone(), key.clone(), dir.clone(), r.project.clone());
     let work = async move {
-        let server = app2.pg.create(&key2, &dir2, port).await.map_err(op_error)?;
+        let server = app2.pg.create(&key2, &dir2, ip.into(), port).await.map_err(op_error)?;
+        if let Err(e) = start_connector(&app2, &key2, ip) {
+            app2.pg.destroy(&key2).await;
+            return Err(op_error(e));
+        }
         let password = (!root_password.is_empty()).then_some(root_password.as_str());
         if let Err(e) = server.exec("postgres", &setup_sql(password)).await {
             app2.pg.destroy(&key2).await;
@@ -229,12 +236,13 @@ fn insert(app: &Arc<App>, r: &SqlRequest<'_>) -> Result<Value, ApiError> {
             return Ok(());
         }
         inst.resource["state"] = "RUNNABLE".into();
-        inst.resource["ipAddresses"] = json!([{"type": "PRIMARY", "ipAddress": "127.0.0.1"}]);
-        // Emulator-only field: the port of the real PostgreSQL server (clients ignore unknown
-        // fields; skyform's postgres provider reads it). Documented in docs/emulator.md.
+        inst.resource["ipAddresses"] = json!([{"type": "PRIMARY", "ipAddress": ip.to_string()}]);
+        // Deprecated emulator-only field, always 5432 now (PostgreSQL listens on the instance's
+        // own address at Cloud SQL's port); kept for old clients, read by nothing in the project.
         inst.resource["emulatorPostgresPort"] = port.into();
         inst.pg_dir = Some(dir);
         inst.pg_port = Some(port);
+        inst.pg_host = Some(ip);
         inst.users.insert(
             "postgres".into(),
             json!({"kind": "sql#user", "name": "postgres", "host": "", "instance": name, "project": project, "type": "BUILT_IN", "etag": ""}),
@@ -366,6 +374,7 @@ fn delete(app: &Arc<App>, r: &SqlRequest<'_>) -> Result<Value, ApiError> {
     let op = new_op(&r.project, "DELETE", r.rest[1]);
     let (app2, key2) = (app.clone(), key.clone());
     let work = async move {
+        app2.connectors.stop(&key2);
         app2.pg.destroy(&key2).await;
         Ok(())
     };
@@ -408,6 +417,27 @@ pub fn require_runnable(inst: &SqlInstance) -> Result<(), ApiError> {
             "Invalid request: Invalid request since instance is not running.",
         ))
     }
+}
+
+/// The DNS name an instance's server certificate carries (`connectSettings.dnsName`): a
+/// valid host name (the legacy SNI `project:region:instance` is not one).
+pub fn dns_name(project: &str, region: &str, instance: &str) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (project, instance).hash(&mut h);
+    format!("{:016x}.{project}.{region}.sql.goog", h.finish())
+}
+
+/// Starts the TLS listener of instance `key` (`project/instance`) on its address at 3307.
+pub fn start_connector(app: &App, key: &str, ip: std::net::Ipv4Addr) -> Result<(), String> {
+    let (project, instance) = key.split_once('/').unwrap_or((key, key));
+    let region = lock(&app.state)
+        .sql
+        .instances
+        .get(key)
+        .and_then(|i| i.resource["region"].as_str().map(str::to_string))
+        .unwrap_or_default();
+    app.connectors.listen(key, ip.into(), &format!("{project}:{instance}"), &dns_name(project, &region, instance))
 }
 
 /// `CREATE ROLE` for a new Cloud SQL user. Built-in users get CREATEDB, CREATEROLE and membership

@@ -1,7 +1,9 @@
 //! Cloud SQL Admin, served under both `/v1/` and `/sql/v1beta4/` with the same semantics
 //! (contract §1). Every instance is a real PostgreSQL server ([`postgres`]).
 
+pub mod address;
 pub mod children;
+pub mod connect;
 pub mod enums;
 pub mod instances;
 pub mod postgres;
@@ -59,8 +61,11 @@ impl<'a> SqlRequest<'a> {
 /// The method name of a Cloud SQL request.
 pub fn method(r: &SqlRequest<'_>) -> Option<&'static str> {
     let m = &r.req.method;
-    if r.req.verb.is_some() {
-        return None;
+    if let Some(verb) = &r.req.verb {
+        return match (r.rest.as_slice(), verb.as_str()) {
+            (["instances", _], "generateEphemeralCert") if m == Method::POST => Some("sql.connect.generateEphemeralCert"),
+            _ => None,
+        };
     }
     Some(match r.rest.as_slice() {
         ["instances"] if m == Method::POST => "sql.instances.insert",
@@ -73,6 +78,7 @@ pub fn method(r: &SqlRequest<'_>) -> Option<&'static str> {
             _ => return None,
         },
         ["instances", _, "restart"] if m == Method::POST => "sql.instances.restart",
+        ["instances", _, "connectSettings"] if m == Method::GET => "sql.connect.get",
         ["instances", _, "databases"] if m == Method::POST => "sql.databases.insert",
         ["instances", _, "databases"] if m == Method::GET => "sql.databases.list",
         ["instances", _, "databases", _] => match *m {
@@ -132,8 +138,61 @@ pub async fn handle(app: &Arc<App>, r: &SqlRequest<'_>, method: &str) -> Result<
             Ok(json!({"kind": "sql#operationsList", "items": items}))
         }
         m if m.starts_with("sql.instances.") => instances::handle(app, r, m).await,
+        "sql.connect.get" => connect_settings(app, r),
+        "sql.connect.generateEphemeralCert" => ephemeral_cert(app, r),
         m => children::handle(app, r, m).await,
     }
+}
+
+/// `connectSettings`: what the connectors need to dial an instance (see [`connect`]).
+fn connect_settings(app: &Arc<App>, r: &SqlRequest<'_>) -> Result<Value, ApiError> {
+    let st = lock(&app.state);
+    let inst = st.sql.instances.get(&format!("{}/{}", r.project, r.rest[1])).ok_or_else(instance_not_found)?;
+    instances::require_runnable(inst)?;
+    let region = inst.resource["region"].as_str().unwrap_or_default();
+    Ok(json!({
+        "kind": "sql#connectSettings",
+        "serverCaCert": {
+            "kind": "sql#sslCert",
+            "cert": app.connectors.ca_pem(),
+            "commonName": "Google Cloud SQL Server CA (gcp-emulator)",
+            "instance": r.rest[1],
+        },
+        "ipAddresses": inst.resource["ipAddresses"],
+        "region": region,
+        "databaseVersion": inst.resource["databaseVersion"],
+        "backendType": "SECOND_GEN",
+        "pscEnabled": false,
+        "dnsName": instances::dns_name(&r.project, region, r.rest[1]),
+        "serverCaMode": "GOOGLE_MANAGED_CAS_CA",
+    }))
+}
+
+/// `generateEphemeralCert`: a client certificate for the request's `public_key`.
+fn ephemeral_cert(app: &Arc<App>, r: &SqlRequest<'_>) -> Result<Value, ApiError> {
+    {
+        let st = lock(&app.state);
+        let inst = st.sql.instances.get(&format!("{}/{}", r.project, r.rest[1])).ok_or_else(instance_not_found)?;
+        instances::require_runnable(inst)?;
+    }
+    let key = r.req.body["public_key"].as_str().or_else(|| r.req.body["publicKey"].as_str()).unwrap_or_default();
+    if key.is_empty() {
+        return Err(ApiError::invalid_argument("Invalid request: public_key is required.").with_reason("invalid"));
+    }
+    let e = app
+        .connectors
+        .ephemeral_cert(key)
+        .map_err(|m| ApiError::invalid_argument(format!("Invalid request: {m}.")).with_reason("invalid"))?;
+    let expires = e.not_after.unix_timestamp().max(0) as u64 * 1000;
+    Ok(json!({
+        "ephemeralCert": {
+            "kind": "sql#sslCert",
+            "cert": e.pem,
+            "commonName": "Google Cloud SQL Client",
+            "instance": r.rest[1],
+            "expirationTime": rfc3339(expires),
+        }
+    }))
 }
 
 /// Renders an `sql#operation`. A failed operation is DONE with `error.errors[]` (contract §1.2).

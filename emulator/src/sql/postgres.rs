@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -141,10 +142,12 @@ impl PgManager {
             .join(format!("{safe}-{}", crate::util::random_hex(6)))
     }
 
-    /// Creates (initdb) and starts a server in `dir` on `port`; registers it under `key`.
-    pub async fn create(&self, key: &str, dir: &Path, port: u16) -> Result<Arc<PgServer>, String> {
+    /// Creates (initdb) and starts a server in `dir` listening on `host:port`; registers it
+    /// under `key`.
+    pub async fn create(&self, key: &str, dir: &Path, host: IpAddr, port: u16) -> Result<Arc<PgServer>, String> {
         let server = Arc::new(PgServer {
             dir: dir.to_path_buf(),
+            host,
             port,
             bin_dir: self.bin_dir()?,
             run_as: self.run_as,
@@ -160,9 +163,10 @@ impl PgManager {
     }
 
     /// Starts an existing server (after an emulator restart) and registers it under `key`.
-    pub async fn resume(&self, key: &str, dir: &Path, port: u16) -> Result<Arc<PgServer>, String> {
+    pub async fn resume(&self, key: &str, dir: &Path, host: IpAddr, port: u16) -> Result<Arc<PgServer>, String> {
         let server = Arc::new(PgServer {
             dir: dir.to_path_buf(),
+            host,
             port,
             bin_dir: self.bin_dir()?,
             run_as: self.run_as,
@@ -253,6 +257,7 @@ fn check_traversable(dir: &Path) -> Result<(), EmulatorError> {
 #[derive(Debug)]
 pub struct PgServer {
     dir: PathBuf,
+    host: IpAddr,
     port: u16,
     bin_dir: PathBuf,
     run_as: Option<(u32, u32)>,
@@ -260,16 +265,21 @@ pub struct PgServer {
 }
 
 impl PgServer {
-    /// Loopback TCP port.
+    /// TCP port.
     pub fn port(&self) -> u16 {
         self.port
     }
 
+    /// The address it listens on.
+    pub fn host(&self) -> IpAddr {
+        self.host
+    }
+
     /// Directory of the unix socket. Kept short and outside the (possibly deep)
     /// data directory: a unix socket path may not exceed 107 bytes, which long
-    /// project and instance names would otherwise break. The port makes it unique.
+    /// project and instance names would otherwise break. The address and port make it unique.
     pub fn socket_dir(&self) -> PathBuf {
-        std::env::temp_dir().join(format!("skyform-pg-{}", self.port))
+        std::env::temp_dir().join(format!("skyform-pg-{}-{}", self.host, self.port))
     }
 
     fn make_socket_dir(&self) -> Result<(), String> {
@@ -355,7 +365,8 @@ impl PgServer {
         let mut cmd = self.command("postgres");
         cmd.args(["-D", "data", "-p", &port, "-k"])
             .arg(&sock)
-            .args(["-c", "listen_addresses=127.0.0.1"])
+            .arg("-c")
+            .arg(format!("listen_addresses={}", self.host))
             .args([
                 "-c",
                 "fsync=off",

@@ -66,7 +66,7 @@ pub fn schema() -> ResourceSchema {
             Attribute::computed("public_ip", AttrType::String, "The PRIMARY address, if any."),
             Attribute::computed("private_ip", AttrType::String, "The PRIVATE address, if any."),
             Attribute::computed("self_link", AttrType::String, "API URL of the instance."),
-            Attribute::computed("port", AttrType::Number, "PostgreSQL port: 5432 (the emulator reports its own)."),
+            Attribute::computed("port", AttrType::Number, "PostgreSQL port on `public_ip`: 5432, as on Cloud SQL."),
         ],
     }
 }
@@ -160,7 +160,8 @@ pub fn attrs_of(inst: &Json, desired: Option<&Value>) -> BTreeMap<String, Value>
         .and_then(Json::as_object)
         .map(|m| m.iter().map(|(k, v)| (k.clone(), Value::from_json(v))).collect())
         .unwrap_or_default();
-    let port = inst["emulatorPostgresPort"].as_i64().unwrap_or(POSTGRES_PORT);
+    // PostgreSQL listens on the instance's address at 5432 (Cloud SQL, and the emulator).
+    let port = POSTGRES_PORT;
     BTreeMap::from([
         ("name".to_string(), jstr(inst, "/name")),
         ("region".to_string(), jstr(inst, "/region")),

@@ -1,0 +1,221 @@
+//! The endpoint the Cloud SQL Auth Proxy and the language connectors use
+//! (`docs/emulator.md`, contract in shared/reference/cloud-sql-connector.md):
+//!
+//! - `GET …/instances/{i}/connectSettings`: the instance's addresses, region, version, the CA
+//!   that signs its server certificate (`serverCaCert`), and `dnsName` with
+//!   `serverCaMode: GOOGLE_MANAGED_CAS_CA` (so that a client verifies the server by that DNS
+//!   name: rustls refuses the legacy SNI `project:region:instance`).
+//! - `POST …/instances/{i}:generateEphemeralCert`: a client certificate for the request's public
+//!   key (PKIX SubjectPublicKeyInfo, whatever its PEM label says), valid one hour, signed by the
+//!   same CA.
+//! - A TLS 1.3 listener on `<instance ip>:3307` that requires such a client certificate; after
+//!   the handshake the stream is the raw PostgreSQL protocol, bridged to the instance's server
+//!   on `<ip>:5432` (which answers `SSLRequest` with `N` and forwards `CancelRequest` itself).
+//!
+//! One CA per emulator process, made at start: certificates issued before a restart no longer
+//! verify, and the connectors fetch new ones, as after a CA rotation.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType, SubjectPublicKeyInfo,
+};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use time::{Duration as TimeDuration, OffsetDateTime};
+
+use super::address::{CONNECTOR_PORT, POSTGRES_PORT};
+
+/// How long an ephemeral client certificate is valid (Cloud SQL: one hour).
+pub const EPHEMERAL_CERT_LIFETIME: TimeDuration = TimeDuration::hours(1);
+
+/// The CA and the 3307 listeners of one emulator.
+pub struct Connectors {
+    ca: Ca,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+    listeners: Mutex<HashMap<String, tokio::task::JoinHandle<()>>>,
+}
+
+struct Ca {
+    params: CertificateParams,
+    key: KeyPair,
+    pem: String,
+    der: CertificateDer<'static>,
+}
+
+/// An issued ephemeral certificate.
+pub struct Ephemeral {
+    /// PEM.
+    pub pem: String,
+    /// Valid until.
+    pub not_after: OffsetDateTime,
+}
+
+fn err(e: impl std::fmt::Display) -> String {
+    e.to_string()
+}
+
+impl Connectors {
+    /// A new CA; no listener yet.
+    pub fn new() -> Result<Connectors, String> {
+        let key = KeyPair::generate().map_err(err)?;
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, "Google Cloud SQL Server CA (gcp-emulator)");
+        dn.push(DnType::OrganizationName, "gcp-emulator");
+        params.distinguished_name = dn;
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        let now = OffsetDateTime::now_utc();
+        params.not_before = now - TimeDuration::days(1);
+        params.not_after = now + TimeDuration::days(3650);
+        let cert = params.self_signed(&key).map_err(err)?;
+        Ok(Connectors {
+            ca: Ca { pem: cert.pem(), der: cert.der().clone(), params, key },
+            provider: Arc::new(rustls::crypto::ring::default_provider()),
+            listeners: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The CA certificate (PEM), the instances' `serverCaCert`.
+    pub fn ca_pem(&self) -> &str {
+        &self.ca.pem
+    }
+
+    /// A client certificate for `public_key_pem` (an SPKI, whatever the PEM label), valid for
+    /// [`EPHEMERAL_CERT_LIFETIME`].
+    pub fn ephemeral_cert(&self, public_key_pem: &str) -> Result<Ephemeral, String> {
+        let der = pem_body(public_key_pem).ok_or("public_key is not a PEM block")?;
+        let spki = SubjectPublicKeyInfo::from_der(&der).map_err(|e| format!("public_key is not a public key: {e}"))?;
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, "Google Cloud SQL Client");
+        params.distinguished_name = dn;
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+        let now = OffsetDateTime::now_utc();
+        params.not_before = now - TimeDuration::minutes(5);
+        params.not_after = now + EPHEMERAL_CERT_LIFETIME;
+        params.serial_number = Some(rand::random::<u64>().into());
+        let issuer = Issuer::from_params(&self.ca.params, &self.ca.key);
+        let cert = params.signed_by(&spki, &issuer).map_err(err)?;
+        Ok(Ephemeral { pem: cert.pem(), not_after: params.not_after })
+    }
+
+    /// The server TLS configuration of an instance: a certificate with CN `project:instance`
+    /// and SAN `dns_name` (both connector generations verify one of them), TLS 1.3, and a
+    /// client certificate from this CA required.
+    fn server_config(&self, common_name: &str, dns_name: &str) -> Result<Arc<rustls::ServerConfig>, String> {
+        let key = KeyPair::generate().map_err(err)?;
+        let mut params = CertificateParams::new(vec![dns_name.to_string()]).map_err(err)?;
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, common_name);
+        params.distinguished_name = dn;
+        params.subject_alt_names = vec![SanType::DnsName(dns_name.try_into().map_err(err)?)];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let now = OffsetDateTime::now_utc();
+        params.not_before = now - TimeDuration::days(1);
+        params.not_after = now + TimeDuration::days(3650);
+        let issuer = Issuer::from_params(&self.ca.params, &self.ca.key);
+        let cert = params.signed_by(&key, &issuer).map_err(err)?;
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(self.ca.der.clone()).map_err(err)?;
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), self.provider.clone())
+            .build()
+            .map_err(err)?;
+        let config = rustls::ServerConfig::builder_with_provider(self.provider.clone())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(err)?
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(
+                vec![cert.der().clone(), self.ca.der.clone()],
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+            )
+            .map_err(err)?;
+        Ok(Arc::new(config))
+    }
+
+    /// Starts (or restarts) the TLS listener of instance `key` on `ip:3307`.
+    pub fn listen(&self, key: &str, ip: IpAddr, common_name: &str, dns_name: &str) -> Result<(), String> {
+        let config = self.server_config(common_name, dns_name)?;
+        let std_listener = std::net::TcpListener::bind(SocketAddr::new(ip, CONNECTOR_PORT))
+            .map_err(|e| format!("cannot listen on {ip}:{CONNECTOR_PORT}: {e}"))?;
+        std_listener.set_nonblocking(true).map_err(err)?;
+        let listener = tokio::net::TcpListener::from_std(std_listener).map_err(err)?;
+        let acceptor = tokio_rustls::TlsAcceptor::from(config);
+        let backend = SocketAddr::new(ip, POSTGRES_PORT);
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { continue };
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    // A client without a certificate from the CA fails the handshake here.
+                    let Ok(mut tls) = acceptor.accept(stream).await else { return };
+                    let Ok(mut db) = tokio::net::TcpStream::connect(backend).await else { return };
+                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut db).await;
+                });
+            }
+        });
+        if let Some(old) = self.listeners.lock().unwrap_or_else(|e| e.into_inner()).insert(key.to_string(), task) {
+            old.abort();
+        }
+        Ok(())
+    }
+
+    /// Stops the listener of instance `key` (deleted).
+    pub fn stop(&self, key: &str) {
+        if let Some(t) = self.listeners.lock().unwrap_or_else(|e| e.into_inner()).remove(key) {
+            t.abort();
+        }
+    }
+
+    /// Stops every listener.
+    pub fn stop_all(&self) {
+        for (_, t) in self.listeners.lock().unwrap_or_else(|e| e.into_inner()).drain() {
+            t.abort();
+        }
+    }
+}
+
+impl std::fmt::Debug for Connectors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.listeners.lock().map(|l| l.len()).unwrap_or(0);
+        write!(f, "Connectors {{ listeners: {n} }}")
+    }
+}
+
+/// The DER body of the first PEM block of `text`.
+fn pem_body(text: &str) -> Option<Vec<u8>> {
+    use base64::Engine;
+    let start = text.find("-----BEGIN ")?;
+    let after = &text[start..];
+    let body_start = after.find('\n')? + 1;
+    let end = after.find("-----END ")?;
+    let b64: String = after[body_start..end].chars().filter(|c| !c.is_whitespace()).collect();
+    base64::engine::general_purpose::STANDARD.decode(b64).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ephemeral_certs_take_any_pem_label_and_chain_to_the_ca() {
+        let c = Connectors::new().unwrap();
+        // The Go connector labels a PKIX key `RSA PUBLIC KEY`.
+        let key = KeyPair::generate().unwrap();
+        let spki = rcgen::PublicKeyData::subject_public_key_info(&key);
+        use base64::Engine;
+        let pem = format!(
+            "-----BEGIN RSA PUBLIC KEY-----\n{}\n-----END RSA PUBLIC KEY-----\n",
+            base64::engine::general_purpose::STANDARD.encode(&spki)
+        );
+        let e = c.ephemeral_cert(&pem).unwrap();
+        assert!(e.pem.starts_with("-----BEGIN CERTIFICATE-----"));
+        assert!(e.not_after > OffsetDateTime::now_utc() + TimeDuration::minutes(55));
+        assert!(c.ephemeral_cert("not a pem").is_err());
+        assert!(c.ca_pem().contains("BEGIN CERTIFICATE"));
+    }
+}

@@ -1,0 +1,194 @@
+//! Cloud SQL as its clients reach it: each instance at an address of its own with PostgreSQL
+//! on 5432, and the connector endpoint (`connectSettings`, `generateEphemeralCert`, TLS 1.3
+//! on `<ip>:3307` with a client certificate required) proven with the real Cloud SQL Auth
+//! Proxy (built from Go modules by `scripts/testbed-build cloud-sql-proxy`) and a real
+//! PostgreSQL client through it.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{call, wait_sql_op};
+use gcp_emulator::{Config, Emulator};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+
+const P: &str = "connector-proj";
+
+/// The real proxy: `$SKYFORM_CLOUD_SQL_PROXY`, else the testbed cache at the pinned version.
+/// Fails (never skips) when it has not been built.
+fn proxy_binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("SKYFORM_CLOUD_SQL_PROXY").map(PathBuf::from).filter(|p| p.exists()) {
+        return p;
+    }
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let versions = std::fs::read_to_string(format!("{root}/scripts/testbed-versions.env")).expect("versions file");
+    let v = versions
+        .lines()
+        .find_map(|l| l.strip_prefix("CLOUD_SQL_PROXY_VERSION="))
+        .expect("CLOUD_SQL_PROXY_VERSION pinned")
+        .trim()
+        .to_string();
+    let cache = std::env::var_os("SKYFORM_TESTBED_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/skyform/testbed"));
+    let p = cache.join(format!("cloud-sql-proxy-{v}/bin/cloud-sql-proxy"));
+    assert!(p.exists(), "the Cloud SQL Auth Proxy is not built: run scripts/testbed-build cloud-sql-proxy ({})", p.display());
+    p
+}
+
+async fn instance(base: &str, name: &str) -> Value {
+    let (code, op) = call(
+        base,
+        "POST",
+        &format!("/v1/projects/{P}/instances"),
+        Some(&json!({"name": name, "region": "us-central1", "databaseVersion": "POSTGRES_15",
+                     "rootPassword": "root-pw", "settings": {"tier": "db-custom-1-3840"}})),
+    )
+    .await;
+    assert_eq!(code, 200, "{op}");
+    wait_sql_op(base, "v1", P, &op, 120).await;
+    let (code, op) = call(
+        base,
+        "POST",
+        &format!("/v1/projects/{P}/instances/{name}/users"),
+        Some(&json!({"name": "app", "password": "app-pw"})),
+    )
+    .await;
+    assert_eq!(code, 200, "{op}");
+    wait_sql_op(base, "v1", P, &op, 60).await;
+    call(base, "GET", &format!("/v1/projects/{P}/instances/{name}"), None).await.1
+}
+
+async fn pg(host: &str, port: u16, user: &str, password: &str) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    let (client, conn) = tokio_postgres::Config::new()
+        .host(host)
+        .port(port)
+        .user(user)
+        .password(password)
+        .dbname("postgres")
+        .connect_timeout(Duration::from_secs(10))
+        .connect(tokio_postgres::NoTls)
+        .await?;
+    tokio::spawn(conn);
+    Ok(client)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_real_auth_proxy_connects_through_the_connector_endpoint() {
+    let proxy = proxy_binary();
+    let emu = Emulator::start(Config::default()).await.expect("emulator");
+    let base = emu.base_url().to_string();
+    let inst = instance(&base, "db").await;
+    let ip = inst["ipAddresses"][0]["ipAddress"].as_str().expect("ip").to_string();
+
+    // connectSettings, under both prefixes, with what the connectors read.
+    for prefix in ["sql/v1beta4", "v1"] {
+        let (code, cs) = call(&base, "GET", &format!("/{prefix}/projects/{P}/instances/db/connectSettings"), None).await;
+        assert_eq!(code, 200, "{cs}");
+        assert_eq!(cs["backendType"], "SECOND_GEN");
+        assert_eq!(cs["region"], "us-central1");
+        assert_eq!(cs["databaseVersion"], "POSTGRES_15");
+        assert_eq!(cs["serverCaMode"], "GOOGLE_MANAGED_CAS_CA");
+        assert_eq!(cs["ipAddresses"][0], json!({"type": "PRIMARY", "ipAddress": ip}));
+        assert!(cs["dnsName"].as_str().unwrap().ends_with(".connector-proj.us-central1.sql.goog"), "{cs}");
+        assert!(cs["serverCaCert"]["cert"].as_str().unwrap().starts_with("-----BEGIN CERTIFICATE-----"));
+    }
+    let (code, e) = call(&base, "POST", &format!("/sql/v1beta4/projects/{P}/instances/db:generateEphemeralCert"), Some(&json!({"public_key": "nope"}))).await;
+    assert_eq!(code, 400, "{e}");
+    let (code, _) = call(&base, "GET", &format!("/sql/v1beta4/projects/{P}/instances/missing/connectSettings"), None).await;
+    assert_eq!(code, 404);
+
+    // Port 3307 refuses a TLS client without a certificate from the instance CA.
+    let mut roots = rustls::RootCertStore::empty();
+    let (_, cs) = call(&base, "GET", &format!("/sql/v1beta4/projects/{P}/instances/db/connectSettings"), None).await;
+    let ca = cs["serverCaCert"]["cert"].as_str().unwrap();
+    for cert in rustls_pemfile_certs(ca) {
+        roots.add(cert).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(client));
+    let tcp = tokio::net::TcpStream::connect((ip.as_str(), 3307)).await.expect("3307 listens");
+    let name = rustls::pki_types::ServerName::try_from(cs["dnsName"].as_str().unwrap().to_string()).unwrap();
+    let refused = match connector.connect(name, tcp).await {
+        Err(_) => true,
+        // TLS 1.3: the server's refusal arrives with the first read.
+        Ok(mut s) => {
+            let _ = s.write_all(b"\0\0\0\x08\x04\xd2\x16\x2f").await;
+            let mut b = [0u8; 1];
+            !matches!(s.read(&mut b).await, Ok(1))
+        }
+    };
+    assert!(refused, "a client without a certificate got through");
+
+    // The real proxy, pointed at the emulator, with a static token.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut child = tokio::process::Command::new(&proxy)
+        .args(["--sqladmin-api-endpoint", &base, "--token", "any-token", "--port", &port.to_string()])
+        .arg(format!("{P}:us-central1:db"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the proxy runs");
+    // The proxy logs to stdout (errors included).
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut log = String::new();
+    let ready = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Ok(Some(l)) = lines.next_line().await {
+            log.push_str(&l);
+            log.push('\n');
+            if l.contains("ready for new connections") {
+                return true;
+            }
+        }
+        false
+    })
+    .await
+    .unwrap_or(false);
+    assert!(ready, "the proxy did not start:\n{log}");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+
+    // Through the proxy: a built-in user logs in with its password, and lands on the instance.
+    let c = pg("127.0.0.1", port, "app", "app-pw").await.expect("login through the proxy");
+    let row = c.query_one("SELECT host(inet_server_addr()), current_user", &[]).await.unwrap();
+    assert_eq!(row.get::<_, String>(0), ip);
+    assert_eq!(row.get::<_, String>(1), "app");
+    // A wrong password is PostgreSQL's refusal, carried through the tunnel.
+    let e = pg("127.0.0.1", port, "app", "wrong").await.err().expect("refused");
+    assert_eq!(e.as_db_error().map(|d| d.code().code()), Some("28P01"), "{e}");
+    // Several connections at once.
+    let mut handles = Vec::new();
+    for _ in 0..5 {
+        handles.push(tokio::spawn(async move {
+            let c = pg("127.0.0.1", port, "postgres", "root-pw").await.expect("root through the proxy");
+            c.query_one("SELECT 1", &[]).await.unwrap().get::<_, i32>(0)
+        }));
+    }
+    for h in handles {
+        assert_eq!(h.await.unwrap(), 1);
+    }
+    child.kill().await.ok();
+}
+
+/// The certificates of a PEM bundle (DER).
+fn rustls_pemfile_certs(pem: &str) -> Vec<rustls::pki_types::CertificateDer<'static>> {
+    use base64::Engine;
+    let mut out = Vec::new();
+    for block in pem.split("-----BEGIN CERTIFICATE-----").skip(1) {
+        let body: String = block.split("-----END CERTIFICATE-----").next().unwrap_or("").chars().filter(|c| !c.is_whitespace()).collect();
+        out.push(base64::engine::general_purpose::STANDARD.decode(body).unwrap().into());
+    }
+    out
+}
