@@ -38,6 +38,7 @@ pub mod server;
 pub mod serviceusage;
 pub mod sql;
 pub mod state;
+pub mod token;
 pub mod util;
 
 pub use app::{Settings, Stats};
