@@ -11,7 +11,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{call, wait_sql_op};
+use common::{call, call_with, wait_sql_op};
 use gcp_emulator::{Config, Emulator};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -180,6 +180,112 @@ async fn the_real_auth_proxy_connects_through_the_connector_endpoint() {
         assert_eq!(h.await.unwrap(), 1);
     }
     child.kill().await.ok();
+}
+
+/// Starts the real proxy with `args`: once it is ready, the child and its log (still being
+/// collected); or the log when it exits or does not get ready.
+async fn start_proxy(args: &[&str]) -> Result<(tokio::process::Child, Arc<std::sync::Mutex<String>>), String> {
+    let mut child = tokio::process::Command::new(proxy_binary())
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the proxy runs");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let log = Arc::new(std::sync::Mutex::new(String::new()));
+    // Errors go to stderr.
+    let (mut errs, log3) = (BufReader::new(child.stderr.take().unwrap()).lines(), log.clone());
+    tokio::spawn(async move {
+        while let Ok(Some(l)) = errs.next_line().await {
+            log3.lock().unwrap().push_str(&format!("{l}\n"));
+        }
+    });
+    let ready = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Ok(Some(l)) = lines.next_line().await {
+            log.lock().unwrap().push_str(&format!("{l}\n"));
+            if l.contains("ready for new connections") {
+                return true;
+            }
+        }
+        false
+    })
+    .await
+    .unwrap_or(false);
+    if !ready {
+        return Err(log.lock().unwrap().clone());
+    }
+    let log2 = log.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(l)) = lines.next_line().await {
+            log2.lock().unwrap().push_str(&format!("{l}\n"));
+        }
+    });
+    Ok((child, log))
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// With an access token required (as on the testbed), a service-account key file is the
+/// proxy's way in: it posts a JWT to the key's `token_uri` (the emulator's token endpoint),
+/// gets a token, and connects. Once the key is deleted, the same file is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_file_logs_the_proxy_in_through_the_token_endpoint() {
+    let admin = "admin-token-for-this-test";
+    let emu = Emulator::start(Config { access_token: Some(admin.into()), ..Default::default() }).await.expect("emulator");
+    let base = emu.base_url().to_string();
+    let auth = format!("Bearer {admin}");
+    let h = [("Authorization", auth.as_str())];
+    let settle = || async { call(&base, "POST", "/_emulator/settle?timeout_ms=120000", None).await };
+    let (code, v) = call_with(&base, "POST", &format!("/v1/projects/{P}/instances"), Some(&json!({"name": "kdb", "region": "us-central1",
+        "databaseVersion": "POSTGRES_15", "rootPassword": "root-pw", "settings": {"tier": "db-custom-1-3840"}})), &h).await;
+    assert_eq!(code, 200, "{v}");
+    settle().await;
+    let (code, v) = call_with(&base, "POST", &format!("/v1/projects/{P}/instances/kdb/users"), Some(&json!({"name": "app", "password": "app-pw"})), &h).await;
+    assert_eq!(code, 200, "{v}");
+    settle().await;
+    let (code, v) = call_with(&base, "POST", &format!("/v1/projects/{P}/serviceAccounts"), Some(&json!({"accountId": "proxy-sa"})), &h).await;
+    assert_eq!(code, 200, "{v}");
+    let email = v["email"].as_str().unwrap().to_string();
+    let (code, key) = call_with(&base, "POST", &format!("/v1/projects/{P}/serviceAccounts/{email}/keys"), Some(&json!({})), &h).await;
+    assert_eq!(code, 200, "{key}");
+    use base64::Engine;
+    let file_json = base64::engine::general_purpose::STANDARD.decode(key["privateKeyData"].as_str().unwrap()).unwrap();
+    let file: Value = serde_json::from_slice(&file_json).unwrap();
+    assert_eq!(file["token_uri"], format!("{base}token"), "key files point at the emulator's token endpoint");
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("key.json");
+    std::fs::write(&key_file, &file_json).unwrap();
+
+    let port = free_port().to_string();
+    let conn = format!("{P}:us-central1:kdb");
+    let common = ["--sqladmin-api-endpoint", base.as_str(), "--port", port.as_str()];
+    let (mut proxy, _) = start_proxy(&[&common[..], &["--credentials-file", key_file.to_str().unwrap(), &conn]].concat())
+        .await
+        .unwrap_or_else(|log| panic!("the proxy did not start with the key file:\n{log}"));
+    let c = pg("127.0.0.1", port.parse().unwrap(), "app", "app-pw").await.expect("login through the proxy");
+    assert_eq!(c.query_one("SELECT current_user", &[]).await.unwrap().get::<_, String>(0), "app");
+    proxy.kill().await.ok();
+
+    // The key deleted: the token endpoint refuses its JWT, so no connection gets through.
+    let key_name = key["name"].as_str().unwrap().to_string();
+    let (code, v) = call_with(&base, "DELETE", &format!("/v1/{key_name}"), None, &h).await;
+    assert_eq!(code, 200, "{v}");
+    let port2 = free_port().to_string();
+    let log = match start_proxy(&["--sqladmin-api-endpoint", base.as_str(), "--port", port2.as_str(), "--credentials-file", key_file.to_str().unwrap(), &conn]).await {
+        Err(log) => log,
+        Ok((mut p, log)) => {
+            let e = pg("127.0.0.1", port2.parse().unwrap(), "app", "app-pw").await;
+            assert!(e.is_err(), "a deleted key still let the proxy in");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            p.kill().await.ok();
+            let text = log.lock().unwrap().clone();
+            text
+        }
+    };
+    assert!(log.contains("invalid_grant") && log.contains("Invalid JWT Signature"), "{log}");
 }
 
 /// The certificates of a PEM bundle (DER).
