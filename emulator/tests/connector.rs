@@ -298,3 +298,74 @@ fn rustls_pemfile_certs(pem: &str) -> Vec<rustls::pki_types::CertificateDer<'sta
     }
     out
 }
+
+/// Automatic IAM database authentication: the proxy (`--auto-iam-authn`) puts its login token
+/// in the ephemeral-cert request; on 3307 the principal logs in as its IAM database user with
+/// no password, when the user exists, the flag is on and it holds the instanceUser role, and is
+/// refused with Cloud SQL's message otherwise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn iam_login_through_the_proxy_and_its_refusals() {
+    let emu = Emulator::start(Config::default()).await.expect("emulator");
+    let base = emu.base_url().to_string();
+    let settle = || async { call(&base, "POST", "/_emulator/settle?timeout_ms=120000", None).await };
+    let (code, v) = call(&base, "POST", &format!("/v1/projects/{P}/instances"), Some(&json!({"name": "idb", "region": "us-central1",
+        "databaseVersion": "POSTGRES_15", "rootPassword": "root-pw",
+        "settings": {"tier": "db-custom-1-3840", "databaseFlags": [{"name": "cloudsql.iam_authentication", "value": "on"}]}}))).await;
+    assert_eq!(code, 200, "{v}");
+    settle().await;
+    let (_, sa) = call(&base, "POST", &format!("/v1/projects/{P}/serviceAccounts"), Some(&json!({"accountId": "iam-login"}))).await;
+    let email = sa["email"].as_str().unwrap().to_string();
+    let iam_user = email.trim_end_matches(".gserviceaccount.com").to_string();
+    let (code, v) = call(&base, "POST", &format!("/v1/projects/{P}/instances/idb/users"), Some(&json!({"name": iam_user, "type": "CLOUD_IAM_SERVICE_ACCOUNT"}))).await;
+    assert_eq!(code, 200, "{v}");
+    settle().await;
+    let set_roles = |roles: Vec<&'static str>| {
+        let (base, email) = (base.clone(), email.clone());
+        async move {
+            let (_, pol) = call(&base, "POST", &format!("/v1/projects/{P}:getIamPolicy"), Some(&json!({}))).await;
+            let bindings: Vec<Value> = roles.iter().map(|r| json!({"role": r, "members": [format!("serviceAccount:{email}")]})).collect();
+            let (code, v) = call(&base, "POST", &format!("/v1/projects/{P}:setIamPolicy"), Some(&json!({"policy": {"bindings": bindings, "etag": pol["etag"]}}))).await;
+            assert_eq!(code, 200, "{v}");
+        }
+    };
+    set_roles(vec!["roles/cloudsql.client", "roles/cloudsql.instanceUser"]).await;
+    let (_, key) = call(&base, "POST", &format!("/v1/projects/{P}/serviceAccounts/{email}/keys"), Some(&json!({}))).await;
+    use base64::Engine;
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("key.json");
+    std::fs::write(&key_file, base64::engine::general_purpose::STANDARD.decode(key["privateKeyData"].as_str().unwrap()).unwrap()).unwrap();
+
+    let port = free_port();
+    let (mut proxy, log) = start_proxy(&[
+        "--sqladmin-api-endpoint", base.as_str(), "--port", &port.to_string(), "--auto-iam-authn",
+        "--credentials-file", key_file.to_str().unwrap(), &format!("{P}:us-central1:idb"),
+    ])
+    .await
+    .unwrap_or_else(|log| panic!("the proxy did not start:\n{log}"));
+    // No password: the certificate is the identity.
+    let c = pg("127.0.0.1", port, &iam_user, "").await.unwrap_or_else(|e| panic!("IAM login: {e}\n{}", log.lock().unwrap()));
+    assert_eq!(c.query_one("SELECT current_user", &[]).await.unwrap().get::<_, String>(0), iam_user);
+    drop(c);
+    let refused = |user: String| async move {
+        let e = pg("127.0.0.1", port, &user, "").await.err().expect("refused");
+        let db = e.as_db_error().unwrap_or_else(|| panic!("not a server error: {e}")).clone();
+        (db.code().code().to_string(), db.message().to_string())
+    };
+    // Another user than the principal's.
+    let (code, msg) = refused("postgres".into()).await;
+    assert_eq!((code.as_str(), msg.as_str()), ("28000", "Cloud SQL IAM service account authentication failed for user \"postgres\""));
+    // The instanceUser role taken away.
+    set_roles(vec!["roles/cloudsql.client"]).await;
+    let (code, msg) = refused(iam_user.clone()).await;
+    assert_eq!(code, "28000", "{msg}");
+    assert!(msg.contains(&iam_user), "{msg}");
+    set_roles(vec!["roles/cloudsql.client", "roles/cloudsql.instanceUser"]).await;
+    assert!(pg("127.0.0.1", port, &iam_user, "").await.is_ok(), "the role given back");
+    // The flag turned off.
+    let (code, v) = call(&base, "PATCH", &format!("/v1/projects/{P}/instances/idb"), Some(&json!({"settings": {"databaseFlags": []}}))).await;
+    assert_eq!(code, 200, "{v}");
+    settle().await;
+    let (code, _) = refused(iam_user.clone()).await;
+    assert_eq!(code, "28000");
+    proxy.kill().await.ok();
+}

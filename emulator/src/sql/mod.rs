@@ -179,9 +179,18 @@ fn ephemeral_cert(app: &Arc<App>, r: &SqlRequest<'_>) -> Result<Value, ApiError>
     if key.is_empty() {
         return Err(ApiError::invalid_argument("Invalid request: public_key is required.").with_reason("invalid"));
     }
+    // Automatic IAM database authentication: the login token binds the certificate to its
+    // principal (a token minted by the emulator's token endpoint or metadata server).
+    let principal = match r.req.body["access_token"].as_str().filter(|t| !t.is_empty()) {
+        None => None,
+        Some(t) => Some(app.tokens.principal(t).map(|p| p.email).ok_or_else(|| {
+            ApiError::invalid_argument("Invalid request: the access token is not valid or has expired.")
+                .with_reason("invalid")
+        })?),
+    };
     let e = app
         .connectors
-        .ephemeral_cert(key)
+        .ephemeral_cert(key, principal.as_deref())
         .map_err(|m| ApiError::invalid_argument(format!("Invalid request: {m}.")).with_reason("invalid"))?;
     let expires = e.not_after.unix_timestamp().max(0) as u64 * 1000;
     Ok(json!({
