@@ -36,6 +36,9 @@ struct Cli {
     /// Seed of the fault-injection random generator.
     #[arg(long, default_value_t = 0)]
     fault_seed: u64,
+    /// Enforce IAM on principals' tokens (the connector endpoint needs cloudsql.instances.connect).
+    #[arg(long)]
+    enforce_iam: bool,
 }
 
 fn read(path: &PathBuf, what: &str) -> Result<String, String> {
@@ -47,6 +50,7 @@ fn config(cli: Cli) -> Result<Config, String> {
         listen: cli.listen,
         state_dir: cli.state_dir,
         fault_seed: cli.fault_seed,
+        enforce_iam: cli.enforce_iam,
         ..Config::default()
     };
     c.op_durations = OpDurations::uniform(Duration::from_millis(cli.op_duration_ms));

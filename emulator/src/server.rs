@@ -302,7 +302,7 @@ async fn api_response(
             return ("unauthenticated", e.into_response());
         }
     }
-    let req = match ApiRequest::parse(
+    let mut req = match ApiRequest::parse(
         parts.method.clone(),
         parts.uri.path(),
         parts.uri.query(),
@@ -311,6 +311,13 @@ async fn api_response(
         Ok(r) => r,
         Err(e) => return ("invalid", e.into_response()),
     };
+    req.caller = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|t| app.tokens.principal(t))
+        .map(|p| p.email);
     let Some((api, name)) = crate::router::route(&req) else {
         count(app, "unimplemented");
         return (

@@ -168,6 +168,21 @@ async fn the_real_auth_proxy_connects_through_the_connector_endpoint() {
     // A wrong password is PostgreSQL's refusal, carried through the tunnel.
     let e = pg("127.0.0.1", port, "app", "wrong").await.err().expect("refused");
     assert_eq!(e.as_db_error().map(|d| d.code().code()), Some("28P01"), "{e}");
+    // psql, a second real client, through the proxy.
+    let psql = std::fs::read_dir("/usr/lib/postgresql")
+        .expect("PostgreSQL is installed")
+        .filter_map(|e| Some(e.ok()?.path().join("bin/psql")))
+        .filter(|p| p.exists())
+        .max()
+        .expect("psql");
+    let out = tokio::process::Command::new(psql)
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "app", "-d", "postgres", "-Atc", "SELECT host(inet_server_addr())"])
+        .env("PGPASSWORD", "app-pw")
+        .output()
+        .await
+        .expect("psql runs");
+    assert!(out.status.success(), "psql through the proxy: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), ip);
     // Several connections at once.
     let mut handles = Vec::new();
     for _ in 0..5 {
@@ -305,7 +320,7 @@ fn rustls_pemfile_certs(pem: &str) -> Vec<rustls::pki_types::CertificateDer<'sta
 /// refused with Cloud SQL's message otherwise.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn iam_login_through_the_proxy_and_its_refusals() {
-    let emu = Emulator::start(Config::default()).await.expect("emulator");
+    let emu = Emulator::start(Config { enforce_iam: true, ..Default::default() }).await.expect("emulator");
     let base = emu.base_url().to_string();
     let settle = || async { call(&base, "POST", "/_emulator/settle?timeout_ms=120000", None).await };
     let (code, v) = call(&base, "POST", &format!("/v1/projects/{P}/instances"), Some(&json!({"name": "idb", "region": "us-central1",
@@ -367,5 +382,20 @@ async fn iam_login_through_the_proxy_and_its_refusals() {
     settle().await;
     let (code, _) = refused(iam_user.clone()).await;
     assert_eq!(code, "28000");
+    proxy.kill().await.ok();
+
+    // Without roles/cloudsql.client (IAM enforced), the connector endpoint refuses the principal.
+    set_roles(vec!["roles/cloudsql.instanceUser"]).await;
+    let port = free_port();
+    let (mut proxy, log) = start_proxy(&[
+        "--sqladmin-api-endpoint", base.as_str(), "--port", &port.to_string(), "--auto-iam-authn",
+        "--credentials-file", key_file.to_str().unwrap(), &format!("{P}:us-central1:idb"),
+    ])
+    .await
+    .unwrap_or_else(|log| panic!("the proxy did not start:\n{log}"));
+    assert!(pg("127.0.0.1", port, &iam_user, "").await.is_err(), "connected without cloudsql.client");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let text = log.lock().unwrap().clone();
+    assert!(text.contains("403") && text.contains("cloudsql.instances.connect"), "{text}");
     proxy.kill().await.ok();
 }
