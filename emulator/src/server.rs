@@ -265,6 +265,11 @@ async fn handle(AxumState(app): AxumState<Arc<App>>, req: Request<Body>) -> Resp
         eprintln!("{method} {path} -> {} (admin)", resp.status().as_u16());
         return resp;
     }
+    if path.starts_with("/_metadata/") {
+        let resp = crate::metadata::handle(&app, &path, &parts.headers).await;
+        eprintln!("{method} {path} -> {} metadata", resp.status().as_u16());
+        return resp;
+    }
     if path == "/token" && method == axum::http::Method::POST {
         let resp = crate::token::handle(&app, &bytes);
         eprintln!("{method} {path} -> {} oauth2.token", resp.status().as_u16());
