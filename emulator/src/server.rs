@@ -49,6 +49,7 @@ impl Emulator {
         };
         let pg = PgManager::new(pg_root)?;
         let connectors = crate::sql::connect::Connectors::new().map_err(EmulatorError::Postgres)?;
+
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .map_err(|source| EmulatorError::Bind {
@@ -61,6 +62,12 @@ impl Emulator {
                 addr: config.listen,
                 source,
             })?;
+        let tls = config.tls;
+        let tls_config = if tls {
+            Some(connectors.https_config(&addr.ip()).map_err(EmulatorError::Postgres)?)
+        } else {
+            None
+        };
         let settings = Settings {
             op_durations: config.op_durations.clone(),
             name_reuse_window_s: config.name_reuse_window.as_secs(),
@@ -76,20 +83,23 @@ impl Emulator {
             connectors,
             tokens: Default::default(),
             stats: Mutex::new(Stats::default()),
-            base_url: format!("http://{addr}/"),
+            base_url: format!("{}://{addr}/", if tls { "https" } else { "http" }),
             state_file,
         });
         resume_servers(&app).await;
         let router = Router::new().fallback(handle).with_state(app.clone());
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let serve = axum::serve(listener, router).with_graceful_shutdown(async {
-                let _ = stopped.await;
-            });
-            if let Err(e) = serve.await {
-                tracing_err(&format!("HTTP server stopped: {e}"));
-            }
-        });
+        let task = match tls_config {
+            None => tokio::spawn(async move {
+                let serve = axum::serve(listener, router).with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                });
+                if let Err(e) = serve.await {
+                    tracing_err(&format!("HTTP server stopped: {e}"));
+                }
+            }),
+            Some(cfg) => tokio::spawn(serve_https(listener, router, cfg, stopped)),
+        };
         Ok(Emulator {
             app,
             addr,
@@ -107,6 +117,12 @@ impl Emulator {
     /// The bound address.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The emulator's CA (PEM): it signs the HTTPS certificate (`Config::tls`), the Cloud SQL
+    /// instances' server certificates and the connectors' ephemeral certificates.
+    pub fn ca_pem(&self) -> &str {
+        self.app.connectors.ca_pem()
     }
 
     /// Replaces the injected faults (the admin API's `PUT /_emulator/faults`).
@@ -213,6 +229,31 @@ impl Drop for Emulator {
             task.abort();
         }
         self.app.pg.stop_all();
+    }
+}
+
+/// The APIs over HTTPS: each connection's TLS handshake, then HTTP/1 with the same router.
+async fn serve_https(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    config: Arc<rustls::ServerConfig>,
+    mut stopped: oneshot::Receiver<()>,
+) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = &mut stopped => return,
+        };
+        let Ok((tcp, _)) = accepted else { continue };
+        let (acceptor, router) = (acceptor.clone(), router.clone());
+        tokio::spawn(async move {
+            let Ok(tls) = acceptor.accept(tcp).await else { return };
+            let service = hyper_util::service::TowerToHyperService::new(router);
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                .await;
+        });
     }
 }
 

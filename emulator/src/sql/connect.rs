@@ -66,7 +66,8 @@ impl Connectors {
         let key = KeyPair::generate().map_err(err)?;
         let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, "Google Cloud SQL Server CA (gcp-emulator)");
+        // A name of its own per emulator: two emulators' CAs are never taken for one another.
+        dn.push(DnType::CommonName, format!("Google Cloud SQL Server CA (gcp-emulator {})", crate::util::random_hex(8)));
         dn.push(DnType::OrganizationName, "gcp-emulator");
         params.distinguished_name = dn;
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -153,6 +154,34 @@ impl Connectors {
     fn principal_of(&self, cert: &[u8]) -> Option<String> {
         let m = self.iam_certs.lock().unwrap_or_else(|e| e.into_inner());
         m.get(cert).filter(|(_, exp)| *exp > OffsetDateTime::now_utc()).map(|(p, _)| p.clone())
+    }
+
+    /// The HTTPS configuration of the API server itself: a certificate for `ip`, 127.0.0.1 and
+    /// localhost signed by the CA; no client certificate.
+    pub fn https_config(&self, ip: &IpAddr) -> Result<Arc<rustls::ServerConfig>, String> {
+        let key = KeyPair::generate().map_err(err)?;
+        let mut params = CertificateParams::new(vec!["localhost".to_string()]).map_err(err)?;
+        params.subject_alt_names.push(SanType::IpAddress(*ip));
+        params.subject_alt_names.push(SanType::IpAddress(IpAddr::from([127, 0, 0, 1])));
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, "gcp-emulator");
+        params.distinguished_name = dn;
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let now = OffsetDateTime::now_utc();
+        params.not_before = now - TimeDuration::days(1);
+        params.not_after = now + TimeDuration::days(3650);
+        let issuer = Issuer::from_params(&self.ca.params, &self.ca.key);
+        let cert = params.signed_by(&key, &issuer).map_err(err)?;
+        let config = rustls::ServerConfig::builder_with_provider(self.provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(err)?
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![cert.der().clone(), self.ca.der.clone()],
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+            )
+            .map_err(err)?;
+        Ok(Arc::new(config))
     }
 
     /// Starts (or restarts) the TLS listener of instance `key` on `ip:3307`. `app` gives the
