@@ -51,6 +51,8 @@ pub struct App {
     pub pg: PgManager,
     /// The Cloud SQL connector endpoint: CA and `<ip>:3307` listeners.
     pub connectors: crate::sql::connect::Connectors,
+    /// Access tokens minted by the token endpoint.
+    pub tokens: crate::token::Tokens,
     /// Fault injection.
     pub faults: Mutex<Faults>,
     /// Request counts.

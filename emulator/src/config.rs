@@ -37,8 +37,15 @@ pub struct Config {
     pub gke_endpoint: String,
     /// PEM of the CA that signs the GKE endpoint's certificate.
     pub gke_ca_pem: String,
-    /// When set, every API request must carry `Authorization: Bearer <token>`.
+    /// When set, every API request must carry `Authorization: Bearer <token>` (or a token the
+    /// emulator minted).
     pub access_token: Option<String>,
+    /// Enforce IAM on what principals (tokens the emulator minted) may do: the connector
+    /// endpoint needs `cloudsql.instances.connect`. The configured admin token stays an owner.
+    pub enforce_iam: bool,
+    /// Serve the APIs over HTTPS, with a certificate for 127.0.0.1 and localhost signed by the
+    /// emulator's own CA (`Emulator::ca_pem`), instead of plain HTTP.
+    pub tls: bool,
     /// Seed of the random generator that decides injected faults, so runs are reproducible.
     pub fault_seed: u64,
     /// Size of generated service-account keys. Debug builds default to 1024 bits because the
@@ -58,6 +65,8 @@ impl Default for Config {
             gke_endpoint: PLACEHOLDER_GKE_ENDPOINT.to_string(),
             gke_ca_pem: PLACEHOLDER_CA_PEM.to_string(),
             access_token: None,
+            enforce_iam: false,
+            tls: false,
             fault_seed: 0,
             rsa_key_bits: if cfg!(debug_assertions) { 1024 } else { 2048 },
         }

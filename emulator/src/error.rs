@@ -61,6 +61,11 @@ impl ApiError {
         Self::new(401, "UNAUTHENTICATED", "authError", message)
     }
 
+    /// 403 PERMISSION_DENIED.
+    pub fn permission_denied(message: impl Into<String>) -> Self {
+        Self::new(403, "PERMISSION_DENIED", "forbidden", message)
+    }
+
     /// 404 NOT_FOUND.
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(404, "NOT_FOUND", "notFound", message)

@@ -23,6 +23,9 @@ pub struct ApiRequest {
     pub query: Vec<(String, String)>,
     /// The JSON body; `Value::Null` when empty.
     pub body: Value,
+    /// Who calls: the principal of a token the emulator minted (`None`: the configured admin
+    /// token, or no token where none is required; both act as the project owner).
+    pub caller: Option<String>,
 }
 
 impl ApiRequest {
@@ -63,6 +66,7 @@ impl ApiRequest {
             verb,
             query,
             body,
+            caller: None,
         })
     }
 

@@ -373,7 +373,8 @@ async fn create_key(
         "client_email": email,
         "client_id": client_id,
         "auth_uri": "https://accounts.google.com/o/oauth2/auth",
-        "token_uri": "https://oauth2.googleapis.com/token",
+        // The emulator's own token endpoint (`crate::token`): real clients post the JWT there.
+        "token_uri": format!("{}token", app.base_url),
         "auth_provider_x509_cert_url": "https://www.googleapis.com/oauth2/v1/certs",
         "client_x509_cert_url": format!("https://www.googleapis.com/robot/v1/metadata/x509/{encoded_email}"),
         "universe_domain": "googleapis.com",

@@ -32,12 +32,14 @@ pub mod faults;
 pub mod gke;
 pub mod http;
 pub mod iam;
+pub mod metadata;
 pub mod policy;
 pub mod router;
 pub mod server;
 pub mod serviceusage;
 pub mod sql;
 pub mod state;
+pub mod token;
 pub mod util;
 
 pub use app::{Settings, Stats};

@@ -36,6 +36,15 @@ struct Cli {
     /// Seed of the fault-injection random generator.
     #[arg(long, default_value_t = 0)]
     fault_seed: u64,
+    /// Enforce IAM on principals' tokens (the connector endpoint needs cloudsql.instances.connect).
+    #[arg(long)]
+    enforce_iam: bool,
+    /// Serve the APIs over HTTPS with a certificate from the emulator's own CA.
+    #[arg(long)]
+    tls: bool,
+    /// Write the emulator's CA certificate (PEM) to this file, for clients to trust.
+    #[arg(long)]
+    ca_out: Option<PathBuf>,
 }
 
 fn read(path: &PathBuf, what: &str) -> Result<String, String> {
@@ -47,6 +56,8 @@ fn config(cli: Cli) -> Result<Config, String> {
         listen: cli.listen,
         state_dir: cli.state_dir,
         fault_seed: cli.fault_seed,
+        enforce_iam: cli.enforce_iam,
+        tls: cli.tls,
         ..Config::default()
     };
     c.op_durations = OpDurations::uniform(Duration::from_millis(cli.op_duration_ms));
@@ -70,6 +81,7 @@ fn config(cli: Cli) -> Result<Config, String> {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    let ca_out = cli.ca_out.clone();
     let config = match config(cli) {
         Ok(c) => c,
         Err(e) => {
@@ -90,6 +102,12 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some(p) = ca_out
+        && let Err(e) = std::fs::write(&p, emu.ca_pem())
+    {
+        eprintln!("gcp-emulator: cannot write the CA to {}: {e}", p.display());
+        return ExitCode::FAILURE;
+    }
     // The testbed waits for exactly this line on stdout.
     #[allow(clippy::print_stdout)]
     {

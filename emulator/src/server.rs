@@ -49,6 +49,7 @@ impl Emulator {
         };
         let pg = PgManager::new(pg_root)?;
         let connectors = crate::sql::connect::Connectors::new().map_err(EmulatorError::Postgres)?;
+
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .map_err(|source| EmulatorError::Bind {
@@ -61,6 +62,12 @@ impl Emulator {
                 addr: config.listen,
                 source,
             })?;
+        let tls = config.tls;
+        let tls_config = if tls {
+            Some(connectors.https_config(&addr.ip()).map_err(EmulatorError::Postgres)?)
+        } else {
+            None
+        };
         let settings = Settings {
             op_durations: config.op_durations.clone(),
             name_reuse_window_s: config.name_reuse_window.as_secs(),
@@ -74,21 +81,25 @@ impl Emulator {
             generation: Default::default(),
             pg,
             connectors,
+            tokens: Default::default(),
             stats: Mutex::new(Stats::default()),
-            base_url: format!("http://{addr}/"),
+            base_url: format!("{}://{addr}/", if tls { "https" } else { "http" }),
             state_file,
         });
         resume_servers(&app).await;
         let router = Router::new().fallback(handle).with_state(app.clone());
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let serve = axum::serve(listener, router).with_graceful_shutdown(async {
-                let _ = stopped.await;
-            });
-            if let Err(e) = serve.await {
-                tracing_err(&format!("HTTP server stopped: {e}"));
-            }
-        });
+        let task = match tls_config {
+            None => tokio::spawn(async move {
+                let serve = axum::serve(listener, router).with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                });
+                if let Err(e) = serve.await {
+                    tracing_err(&format!("HTTP server stopped: {e}"));
+                }
+            }),
+            Some(cfg) => tokio::spawn(serve_https(listener, router, cfg, stopped)),
+        };
         Ok(Emulator {
             app,
             addr,
@@ -106,6 +117,12 @@ impl Emulator {
     /// The bound address.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The emulator's CA (PEM): it signs the HTTPS certificate (`Config::tls`), the Cloud SQL
+    /// instances' server certificates and the connectors' ephemeral certificates.
+    pub fn ca_pem(&self) -> &str {
+        self.app.connectors.ca_pem()
     }
 
     /// Replaces the injected faults (the admin API's `PUT /_emulator/faults`).
@@ -215,6 +232,31 @@ impl Drop for Emulator {
     }
 }
 
+/// The APIs over HTTPS: each connection's TLS handshake, then HTTP/1 with the same router.
+async fn serve_https(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    config: Arc<rustls::ServerConfig>,
+    mut stopped: oneshot::Receiver<()>,
+) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = &mut stopped => return,
+        };
+        let Ok((tcp, _)) = accepted else { continue };
+        let (acceptor, router) = (acceptor.clone(), router.clone());
+        tokio::spawn(async move {
+            let Ok(tls) = acceptor.accept(tcp).await else { return };
+            let service = hyper_util::service::TowerToHyperService::new(router);
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                .await;
+        });
+    }
+}
+
 async fn resume_servers(app: &Arc<App>) {
     let todo: Vec<(String, std::path::PathBuf, std::net::Ipv4Addr, u16)> = lock(&app.state)
         .sql
@@ -264,6 +306,16 @@ async fn handle(AxumState(app): AxumState<Arc<App>>, req: Request<Body>) -> Resp
         eprintln!("{method} {path} -> {} (admin)", resp.status().as_u16());
         return resp;
     }
+    if path.starts_with("/_metadata/") {
+        let resp = crate::metadata::handle(&app, &path, &parts.headers).await;
+        eprintln!("{method} {path} -> {} metadata", resp.status().as_u16());
+        return resp;
+    }
+    if path == "/token" && method == axum::http::Method::POST {
+        let resp = crate::token::handle(&app, &bytes);
+        eprintln!("{method} {path} -> {} oauth2.token", resp.status().as_u16());
+        return resp;
+    }
     let (name, resp) = api_response(&app, &parts, &bytes).await;
     // One line per request; paths and method names carry no secrets (passwords travel in bodies).
     eprintln!(
@@ -285,14 +337,18 @@ async fn api_response(
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
-        if given != Some(expected.as_str()) {
+        // The configured token, or one the token endpoint minted.
+        let minted = given
+            .and_then(|g| g.strip_prefix("Bearer "))
+            .is_some_and(|t| app.tokens.principal(t).is_some());
+        if given != Some(expected.as_str()) && !minted {
             let e = ApiError::unauthenticated(
                 "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential.",
             );
             return ("unauthenticated", e.into_response());
         }
     }
-    let req = match ApiRequest::parse(
+    let mut req = match ApiRequest::parse(
         parts.method.clone(),
         parts.uri.path(),
         parts.uri.query(),
@@ -301,6 +357,13 @@ async fn api_response(
         Ok(r) => r,
         Err(e) => return ("invalid", e.into_response()),
     };
+    req.caller = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|t| app.tokens.principal(t))
+        .map(|p| p.email);
     let Some((api, name)) = crate::router::route(&req) else {
         count(app, "unimplemented");
         return (

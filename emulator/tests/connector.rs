@@ -11,7 +11,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{call, wait_sql_op};
+use common::{call, call_with, wait_sql_op};
 use gcp_emulator::{Config, Emulator};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -168,6 +168,21 @@ async fn the_real_auth_proxy_connects_through_the_connector_endpoint() {
     // A wrong password is PostgreSQL's refusal, carried through the tunnel.
     let e = pg("127.0.0.1", port, "app", "wrong").await.err().expect("refused");
     assert_eq!(e.as_db_error().map(|d| d.code().code()), Some("28P01"), "{e}");
+    // psql, a second real client, through the proxy.
+    let psql = std::fs::read_dir("/usr/lib/postgresql")
+        .expect("PostgreSQL is installed")
+        .filter_map(|e| Some(e.ok()?.path().join("bin/psql")))
+        .filter(|p| p.exists())
+        .max()
+        .expect("psql");
+    let out = tokio::process::Command::new(psql)
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "app", "-d", "postgres", "-Atc", "SELECT host(inet_server_addr())"])
+        .env("PGPASSWORD", "app-pw")
+        .output()
+        .await
+        .expect("psql runs");
+    assert!(out.status.success(), "psql through the proxy: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), ip);
     // Several connections at once.
     let mut handles = Vec::new();
     for _ in 0..5 {
@@ -182,6 +197,112 @@ async fn the_real_auth_proxy_connects_through_the_connector_endpoint() {
     child.kill().await.ok();
 }
 
+/// Starts the real proxy with `args`: once it is ready, the child and its log (still being
+/// collected); or the log when it exits or does not get ready.
+async fn start_proxy(args: &[&str]) -> Result<(tokio::process::Child, Arc<std::sync::Mutex<String>>), String> {
+    let mut child = tokio::process::Command::new(proxy_binary())
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the proxy runs");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let log = Arc::new(std::sync::Mutex::new(String::new()));
+    // Errors go to stderr.
+    let (mut errs, log3) = (BufReader::new(child.stderr.take().unwrap()).lines(), log.clone());
+    tokio::spawn(async move {
+        while let Ok(Some(l)) = errs.next_line().await {
+            log3.lock().unwrap().push_str(&format!("{l}\n"));
+        }
+    });
+    let ready = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Ok(Some(l)) = lines.next_line().await {
+            log.lock().unwrap().push_str(&format!("{l}\n"));
+            if l.contains("ready for new connections") {
+                return true;
+            }
+        }
+        false
+    })
+    .await
+    .unwrap_or(false);
+    if !ready {
+        return Err(log.lock().unwrap().clone());
+    }
+    let log2 = log.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(l)) = lines.next_line().await {
+            log2.lock().unwrap().push_str(&format!("{l}\n"));
+        }
+    });
+    Ok((child, log))
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// With an access token required (as on the testbed), a service-account key file is the
+/// proxy's way in: it posts a JWT to the key's `token_uri` (the emulator's token endpoint),
+/// gets a token, and connects. Once the key is deleted, the same file is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_file_logs_the_proxy_in_through_the_token_endpoint() {
+    let admin = "admin-token-for-this-test";
+    let emu = Emulator::start(Config { access_token: Some(admin.into()), ..Default::default() }).await.expect("emulator");
+    let base = emu.base_url().to_string();
+    let auth = format!("Bearer {admin}");
+    let h = [("Authorization", auth.as_str())];
+    let settle = || async { call(&base, "POST", "/_emulator/settle?timeout_ms=120000", None).await };
+    let (code, v) = call_with(&base, "POST", &format!("/v1/projects/{P}/instances"), Some(&json!({"name": "kdb", "region": "us-central1",
+        "databaseVersion": "POSTGRES_15", "rootPassword": "root-pw", "settings": {"tier": "db-custom-1-3840"}})), &h).await;
+    assert_eq!(code, 200, "{v}");
+    settle().await;
+    let (code, v) = call_with(&base, "POST", &format!("/v1/projects/{P}/instances/kdb/users"), Some(&json!({"name": "app", "password": "app-pw"})), &h).await;
+    assert_eq!(code, 200, "{v}");
+    settle().await;
+    let (code, v) = call_with(&base, "POST", &format!("/v1/projects/{P}/serviceAccounts"), Some(&json!({"accountId": "proxy-sa"})), &h).await;
+    assert_eq!(code, 200, "{v}");
+    let email = v["email"].as_str().unwrap().to_string();
+    let (code, key) = call_with(&base, "POST", &format!("/v1/projects/{P}/serviceAccounts/{email}/keys"), Some(&json!({})), &h).await;
+    assert_eq!(code, 200, "{key}");
+    use base64::Engine;
+    let file_json = base64::engine::general_purpose::STANDARD.decode(key["privateKeyData"].as_str().unwrap()).unwrap();
+    let file: Value = serde_json::from_slice(&file_json).unwrap();
+    assert_eq!(file["token_uri"], format!("{base}token"), "key files point at the emulator's token endpoint");
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("key.json");
+    std::fs::write(&key_file, &file_json).unwrap();
+
+    let port = free_port().to_string();
+    let conn = format!("{P}:us-central1:kdb");
+    let common = ["--sqladmin-api-endpoint", base.as_str(), "--port", port.as_str()];
+    let (mut proxy, _) = start_proxy(&[&common[..], &["--credentials-file", key_file.to_str().unwrap(), &conn]].concat())
+        .await
+        .unwrap_or_else(|log| panic!("the proxy did not start with the key file:\n{log}"));
+    let c = pg("127.0.0.1", port.parse().unwrap(), "app", "app-pw").await.expect("login through the proxy");
+    assert_eq!(c.query_one("SELECT current_user", &[]).await.unwrap().get::<_, String>(0), "app");
+    proxy.kill().await.ok();
+
+    // The key deleted: the token endpoint refuses its JWT, so no connection gets through.
+    let key_name = key["name"].as_str().unwrap().to_string();
+    let (code, v) = call_with(&base, "DELETE", &format!("/v1/{key_name}"), None, &h).await;
+    assert_eq!(code, 200, "{v}");
+    let port2 = free_port().to_string();
+    let log = match start_proxy(&["--sqladmin-api-endpoint", base.as_str(), "--port", port2.as_str(), "--credentials-file", key_file.to_str().unwrap(), &conn]).await {
+        Err(log) => log,
+        Ok((mut p, log)) => {
+            let e = pg("127.0.0.1", port2.parse().unwrap(), "app", "app-pw").await;
+            assert!(e.is_err(), "a deleted key still let the proxy in");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            p.kill().await.ok();
+            let text = log.lock().unwrap().clone();
+            text
+        }
+    };
+    assert!(log.contains("invalid_grant") && log.contains("Invalid JWT Signature"), "{log}");
+}
+
 /// The certificates of a PEM bundle (DER).
 fn rustls_pemfile_certs(pem: &str) -> Vec<rustls::pki_types::CertificateDer<'static>> {
     use base64::Engine;
@@ -191,4 +312,90 @@ fn rustls_pemfile_certs(pem: &str) -> Vec<rustls::pki_types::CertificateDer<'sta
         out.push(base64::engine::general_purpose::STANDARD.decode(body).unwrap().into());
     }
     out
+}
+
+/// Automatic IAM database authentication: the proxy (`--auto-iam-authn`) puts its login token
+/// in the ephemeral-cert request; on 3307 the principal logs in as its IAM database user with
+/// no password, when the user exists, the flag is on and it holds the instanceUser role, and is
+/// refused with Cloud SQL's message otherwise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn iam_login_through_the_proxy_and_its_refusals() {
+    let emu = Emulator::start(Config { enforce_iam: true, ..Default::default() }).await.expect("emulator");
+    let base = emu.base_url().to_string();
+    let settle = || async { call(&base, "POST", "/_emulator/settle?timeout_ms=120000", None).await };
+    let (code, v) = call(&base, "POST", &format!("/v1/projects/{P}/instances"), Some(&json!({"name": "idb", "region": "us-central1",
+        "databaseVersion": "POSTGRES_15", "rootPassword": "root-pw",
+        "settings": {"tier": "db-custom-1-3840", "databaseFlags": [{"name": "cloudsql.iam_authentication", "value": "on"}]}}))).await;
+    assert_eq!(code, 200, "{v}");
+    settle().await;
+    let (_, sa) = call(&base, "POST", &format!("/v1/projects/{P}/serviceAccounts"), Some(&json!({"accountId": "iam-login"}))).await;
+    let email = sa["email"].as_str().unwrap().to_string();
+    let iam_user = email.trim_end_matches(".gserviceaccount.com").to_string();
+    let (code, v) = call(&base, "POST", &format!("/v1/projects/{P}/instances/idb/users"), Some(&json!({"name": iam_user, "type": "CLOUD_IAM_SERVICE_ACCOUNT"}))).await;
+    assert_eq!(code, 200, "{v}");
+    settle().await;
+    let set_roles = |roles: Vec<&'static str>| {
+        let (base, email) = (base.clone(), email.clone());
+        async move {
+            let (_, pol) = call(&base, "POST", &format!("/v1/projects/{P}:getIamPolicy"), Some(&json!({}))).await;
+            let bindings: Vec<Value> = roles.iter().map(|r| json!({"role": r, "members": [format!("serviceAccount:{email}")]})).collect();
+            let (code, v) = call(&base, "POST", &format!("/v1/projects/{P}:setIamPolicy"), Some(&json!({"policy": {"bindings": bindings, "etag": pol["etag"]}}))).await;
+            assert_eq!(code, 200, "{v}");
+        }
+    };
+    set_roles(vec!["roles/cloudsql.client", "roles/cloudsql.instanceUser"]).await;
+    let (_, key) = call(&base, "POST", &format!("/v1/projects/{P}/serviceAccounts/{email}/keys"), Some(&json!({}))).await;
+    use base64::Engine;
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("key.json");
+    std::fs::write(&key_file, base64::engine::general_purpose::STANDARD.decode(key["privateKeyData"].as_str().unwrap()).unwrap()).unwrap();
+
+    let port = free_port();
+    let (mut proxy, log) = start_proxy(&[
+        "--sqladmin-api-endpoint", base.as_str(), "--port", &port.to_string(), "--auto-iam-authn",
+        "--credentials-file", key_file.to_str().unwrap(), &format!("{P}:us-central1:idb"),
+    ])
+    .await
+    .unwrap_or_else(|log| panic!("the proxy did not start:\n{log}"));
+    // No password: the certificate is the identity.
+    let c = pg("127.0.0.1", port, &iam_user, "").await.unwrap_or_else(|e| panic!("IAM login: {e}\n{}", log.lock().unwrap()));
+    assert_eq!(c.query_one("SELECT current_user", &[]).await.unwrap().get::<_, String>(0), iam_user);
+    drop(c);
+    let refused = |user: String| async move {
+        let e = pg("127.0.0.1", port, &user, "").await.err().expect("refused");
+        let db = e.as_db_error().unwrap_or_else(|| panic!("not a server error: {e}")).clone();
+        (db.code().code().to_string(), db.message().to_string())
+    };
+    // Another user than the principal's.
+    let (code, msg) = refused("postgres".into()).await;
+    assert_eq!((code.as_str(), msg.as_str()), ("28000", "Cloud SQL IAM service account authentication failed for user \"postgres\""));
+    // The instanceUser role taken away.
+    set_roles(vec!["roles/cloudsql.client"]).await;
+    let (code, msg) = refused(iam_user.clone()).await;
+    assert_eq!(code, "28000", "{msg}");
+    assert!(msg.contains(&iam_user), "{msg}");
+    set_roles(vec!["roles/cloudsql.client", "roles/cloudsql.instanceUser"]).await;
+    assert!(pg("127.0.0.1", port, &iam_user, "").await.is_ok(), "the role given back");
+    // The flag turned off.
+    let (code, v) = call(&base, "PATCH", &format!("/v1/projects/{P}/instances/idb"), Some(&json!({"settings": {"databaseFlags": []}}))).await;
+    assert_eq!(code, 200, "{v}");
+    settle().await;
+    let (code, _) = refused(iam_user.clone()).await;
+    assert_eq!(code, "28000");
+    proxy.kill().await.ok();
+
+    // Without roles/cloudsql.client (IAM enforced), the connector endpoint refuses the principal.
+    set_roles(vec!["roles/cloudsql.instanceUser"]).await;
+    let port = free_port();
+    let (mut proxy, log) = start_proxy(&[
+        "--sqladmin-api-endpoint", base.as_str(), "--port", &port.to_string(), "--auto-iam-authn",
+        "--credentials-file", key_file.to_str().unwrap(), &format!("{P}:us-central1:idb"),
+    ])
+    .await
+    .unwrap_or_else(|log| panic!("the proxy did not start:\n{log}"));
+    assert!(pg("127.0.0.1", port, &iam_user, "").await.is_err(), "connected without cloudsql.client");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let text = log.lock().unwrap().clone();
+    assert!(text.contains("403") && text.contains("cloudsql.instances.connect"), "{text}");
+    proxy.kill().await.ok();
 }

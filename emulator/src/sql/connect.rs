@@ -36,6 +36,9 @@ pub struct Connectors {
     ca: Ca,
     provider: Arc<rustls::crypto::CryptoProvider>,
     listeners: Mutex<HashMap<String, tokio::task::JoinHandle<()>>>,
+    /// Ephemeral certificates issued for automatic IAM authentication: certificate DER → the
+    /// principal (service account email) whose token was in the request, and its expiry.
+    iam_certs: Mutex<HashMap<Vec<u8>, (String, OffsetDateTime)>>,
 }
 
 struct Ca {
@@ -63,7 +66,8 @@ impl Connectors {
         let key = KeyPair::generate().map_err(err)?;
         let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, "Google Cloud SQL Server CA (gcp-emulator)");
+        // A name of its own per emulator: two emulators' CAs are never taken for one another.
+        dn.push(DnType::CommonName, format!("Google Cloud SQL Server CA (gcp-emulator {})", crate::util::random_hex(8)));
         dn.push(DnType::OrganizationName, "gcp-emulator");
         params.distinguished_name = dn;
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -76,6 +80,7 @@ impl Connectors {
             ca: Ca { pem: cert.pem(), der: cert.der().clone(), params, key },
             provider: Arc::new(rustls::crypto::ring::default_provider()),
             listeners: Mutex::new(HashMap::new()),
+            iam_certs: Mutex::new(HashMap::new()),
         })
     }
 
@@ -86,7 +91,9 @@ impl Connectors {
 
     /// A client certificate for `public_key_pem` (an SPKI, whatever the PEM label), valid for
     /// [`EPHEMERAL_CERT_LIFETIME`].
-    pub fn ephemeral_cert(&self, public_key_pem: &str) -> Result<Ephemeral, String> {
+    /// With `principal` (automatic IAM database authentication), the certificate is bound to it:
+    /// a 3307 connection presenting it may log in as that principal's IAM database user only.
+    pub fn ephemeral_cert(&self, public_key_pem: &str, principal: Option<&str>) -> Result<Ephemeral, String> {
         let der = pem_body(public_key_pem).ok_or("public_key is not a PEM block")?;
         let spki = SubjectPublicKeyInfo::from_der(&der).map_err(|e| format!("public_key is not a public key: {e}"))?;
         let mut params = CertificateParams::default();
@@ -101,6 +108,12 @@ impl Connectors {
         params.serial_number = Some(rand::random::<u64>().into());
         let issuer = Issuer::from_params(&self.ca.params, &self.ca.key);
         let cert = params.signed_by(&spki, &issuer).map_err(err)?;
+        if let Some(p) = principal {
+            let mut m = self.iam_certs.lock().unwrap_or_else(|e| e.into_inner());
+            let now = OffsetDateTime::now_utc();
+            m.retain(|_, (_, exp)| *exp > now);
+            m.insert(cert.der().to_vec(), (p.to_string(), params.not_after));
+        }
         Ok(Ephemeral { pem: cert.pem(), not_after: params.not_after })
     }
 
@@ -137,8 +150,51 @@ impl Connectors {
         Ok(Arc::new(config))
     }
 
-    /// Starts (or restarts) the TLS listener of instance `key` on `ip:3307`.
-    pub fn listen(&self, key: &str, ip: IpAddr, common_name: &str, dns_name: &str) -> Result<(), String> {
+    /// The principal an IAM-bound client certificate stands for.
+    fn principal_of(&self, cert: &[u8]) -> Option<String> {
+        let m = self.iam_certs.lock().unwrap_or_else(|e| e.into_inner());
+        m.get(cert).filter(|(_, exp)| *exp > OffsetDateTime::now_utc()).map(|(p, _)| p.clone())
+    }
+
+    /// The HTTPS configuration of the API server itself: a certificate for `ip`, 127.0.0.1 and
+    /// localhost signed by the CA; no client certificate.
+    pub fn https_config(&self, ip: &IpAddr) -> Result<Arc<rustls::ServerConfig>, String> {
+        let key = KeyPair::generate().map_err(err)?;
+        let mut params = CertificateParams::new(vec!["localhost".to_string()]).map_err(err)?;
+        params.subject_alt_names.push(SanType::IpAddress(*ip));
+        params.subject_alt_names.push(SanType::IpAddress(IpAddr::from([127, 0, 0, 1])));
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, "gcp-emulator");
+        params.distinguished_name = dn;
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let now = OffsetDateTime::now_utc();
+        params.not_before = now - TimeDuration::days(1);
+        params.not_after = now + TimeDuration::days(3650);
+        let issuer = Issuer::from_params(&self.ca.params, &self.ca.key);
+        let cert = params.signed_by(&key, &issuer).map_err(err)?;
+        let config = rustls::ServerConfig::builder_with_provider(self.provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(err)?
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![cert.der().clone(), self.ca.der.clone()],
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+            )
+            .map_err(err)?;
+        Ok(Arc::new(config))
+    }
+
+    /// Starts (or restarts) the TLS listener of instance `key` on `ip:3307`. `app` gives the
+    /// checks of automatic IAM database authentication their state (weak: the listener must
+    /// not keep the emulator alive).
+    pub fn listen(
+        &self,
+        app: std::sync::Weak<crate::app::App>,
+        key: &str,
+        ip: IpAddr,
+        common_name: &str,
+        dns_name: &str,
+    ) -> Result<(), String> {
         let config = self.server_config(common_name, dns_name)?;
         let std_listener = std::net::TcpListener::bind(SocketAddr::new(ip, CONNECTOR_PORT))
             .map_err(|e| format!("cannot listen on {ip}:{CONNECTOR_PORT}: {e}"))?;
@@ -146,15 +202,15 @@ impl Connectors {
         let listener = tokio::net::TcpListener::from_std(std_listener).map_err(err)?;
         let acceptor = tokio_rustls::TlsAcceptor::from(config);
         let backend = SocketAddr::new(ip, POSTGRES_PORT);
+        let instance_key = key.to_string();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else { continue };
-                let acceptor = acceptor.clone();
+                let (acceptor, app, key) = (acceptor.clone(), app.clone(), instance_key.clone());
                 tokio::spawn(async move {
                     // A client without a certificate from the CA fails the handshake here.
-                    let Ok(mut tls) = acceptor.accept(stream).await else { return };
-                    let Ok(mut db) = tokio::net::TcpStream::connect(backend).await else { return };
-                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut db).await;
+                    let Ok(tls) = acceptor.accept(stream).await else { return };
+                    let _ = serve(tls, app, &key, backend).await;
                 });
             }
         });
@@ -186,6 +242,104 @@ impl std::fmt::Debug for Connectors {
     }
 }
 
+const SSL_REQUEST: u32 = 80_877_103;
+const GSSENC_REQUEST: u32 = 80_877_104;
+const CANCEL_REQUEST: u32 = 80_877_102;
+
+/// Serves one connection that passed the TLS handshake: PostgreSQL's first messages are read
+/// here (an `SSLRequest`/`GSSENCRequest` is answered `N`: the tunnel is the encryption); a
+/// client certificate bound to an IAM principal logs in as that principal's IAM database user
+/// without a password (over the server's local socket), after the checks Cloud SQL makes;
+/// anything else is bridged to the server's TCP port, where PostgreSQL authenticates it.
+async fn serve(
+    mut tls: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+    app: std::sync::Weak<crate::app::App>,
+    key: &str,
+    backend: SocketAddr,
+) -> std::io::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Some(app) = app.upgrade() else { return Ok(()) };
+    let principal = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .and_then(|c| app.connectors.principal_of(c.as_ref()));
+    let startup = loop {
+        let len = tls.read_u32().await? as usize;
+        if !(8..=10_000).contains(&len) {
+            return Ok(());
+        }
+        let mut body = vec![0u8; len - 4];
+        tls.read_exact(&mut body).await?;
+        let code = u32::from_be_bytes([body[0], body[1], body[2], body[3]]);
+        match code {
+            SSL_REQUEST | GSSENC_REQUEST => tls.write_all(b"N").await?,
+            _ => {
+                let mut msg = (len as u32).to_be_bytes().to_vec();
+                msg.extend_from_slice(&body);
+                if code == CANCEL_REQUEST {
+                    let mut db = tokio::net::TcpStream::connect(backend).await?;
+                    db.write_all(&msg).await?;
+                    return Ok(());
+                }
+                break msg;
+            }
+        };
+    };
+    match principal {
+        None => {
+            let mut db = tokio::net::TcpStream::connect(backend).await?;
+            db.write_all(&startup).await?;
+            tokio::io::copy_bidirectional(&mut tls, &mut db).await?;
+        }
+        Some(p) => {
+            let user = startup_param(&startup, "user").unwrap_or_default();
+            if let Err(message) = crate::sql::instances::check_iam_login(&app, key, &p, &user) {
+                tls.write_all(&fatal("28000", &message)).await?;
+                tls.shutdown().await?;
+                return Ok(());
+            }
+            let Some(server) = app.pg.get(key) else { return Ok(()) };
+            let socket = server.socket_dir().join(format!(".s.PGSQL.{}", server.port()));
+            let mut db = tokio::net::UnixStream::connect(socket).await?;
+            db.write_all(&startup).await?;
+            tokio::io::copy_bidirectional(&mut tls, &mut db).await?;
+        }
+    }
+    Ok(())
+}
+
+/// A parameter of a PostgreSQL StartupMessage (`len, protocol, (name\0 value\0)*, \0`).
+fn startup_param(msg: &[u8], name: &str) -> Option<String> {
+    let mut parts = msg.get(8..)?.split(|b| *b == 0);
+    while let Some(k) = parts.next() {
+        if k.is_empty() {
+            return None;
+        }
+        let v = parts.next()?;
+        if k == name.as_bytes() {
+            return Some(String::from_utf8_lossy(v).into_owned());
+        }
+    }
+    None
+}
+
+/// A PostgreSQL `ErrorResponse` with severity FATAL.
+fn fatal(code: &str, message: &str) -> Vec<u8> {
+    let mut fields = Vec::new();
+    for (t, v) in [(b'S', "FATAL"), (b'V', "FATAL"), (b'C', code), (b'M', message)] {
+        fields.push(t);
+        fields.extend_from_slice(v.as_bytes());
+        fields.push(0);
+    }
+    fields.push(0);
+    let mut out = vec![b'E'];
+    out.extend_from_slice(&((fields.len() + 4) as u32).to_be_bytes());
+    out.extend_from_slice(&fields);
+    out
+}
+
 /// The DER body of the first PEM block of `text`.
 fn pem_body(text: &str) -> Option<Vec<u8>> {
     use base64::Engine;
@@ -212,10 +366,14 @@ mod tests {
             "-----BEGIN RSA PUBLIC KEY-----\n{}\n-----END RSA PUBLIC KEY-----\n",
             base64::engine::general_purpose::STANDARD.encode(&spki)
         );
-        let e = c.ephemeral_cert(&pem).unwrap();
+        let e = c.ephemeral_cert(&pem, None).unwrap();
         assert!(e.pem.starts_with("-----BEGIN CERTIFICATE-----"));
         assert!(e.not_after > OffsetDateTime::now_utc() + TimeDuration::minutes(55));
-        assert!(c.ephemeral_cert("not a pem").is_err());
+        assert!(c.ephemeral_cert("not a pem", None).is_err());
+        let msg = [&[0u8, 0, 0, 0, 0, 3, 0, 0][..], b"user\0sa@p.iam\0database\0db\0\0"].concat();
+        assert_eq!(startup_param(&msg, "user").as_deref(), Some("sa@p.iam"));
+        assert_eq!(startup_param(&msg, "database").as_deref(), Some("db"));
+        assert_eq!(startup_param(&msg, "nope"), None);
         assert!(c.ca_pem().contains("BEGIN CERTIFICATE"));
     }
 }

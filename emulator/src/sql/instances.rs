@@ -428,8 +428,40 @@ pub fn dns_name(project: &str, region: &str, instance: &str) -> String {
     format!("{:016x}.{project}.{region}.sql.goog", h.finish())
 }
 
+/// Whether principal `email` may log in to instance `key` as database user `user` by automatic
+/// IAM database authentication, as Cloud SQL checks it; `Err` is the FATAL message the client
+/// gets. The user must be the principal's IAM database user name, exist on the instance with an
+/// IAM type, the instance must have `cloudsql.iam_authentication=on`, and the principal must hold
+/// `roles/cloudsql.instanceUser` (or an equivalent role) on the project.
+pub fn check_iam_login(app: &App, key: &str, email: &str, user: &str) -> Result<(), String> {
+    let refused = || format!("Cloud SQL IAM service account authentication failed for user \"{user}\"");
+    let expected = email.strip_suffix(".gserviceaccount.com").unwrap_or(email);
+    if user != expected {
+        return Err(refused());
+    }
+    let st = lock(&app.state);
+    let inst = st.sql.instances.get(key).ok_or_else(refused)?;
+    let iam_user = inst.users.get(user).is_some_and(|u| u["type"].as_str().is_some_and(|t| t.starts_with("CLOUD_IAM")));
+    let flag_on = inst.resource.pointer("/settings/databaseFlags").and_then(Value::as_array).is_some_and(|fs| {
+        fs.iter().any(|f| f["name"] == "cloudsql.iam_authentication" && f["value"] == "on")
+    });
+    let project = key.split('/').next().unwrap_or_default();
+    let member = format!("serviceAccount:{email}");
+    let roles = ["roles/cloudsql.instanceUser", "roles/cloudsql.admin", "roles/owner", "roles/editor"];
+    let has_role = st.crm_policies.get(project).is_some_and(|p| {
+        p.bindings.iter().any(|b| {
+            roles.contains(&b["role"].as_str().unwrap_or_default())
+                && b["members"].as_array().is_some_and(|ms| ms.iter().any(|m| m == member.as_str()))
+        })
+    });
+    if !iam_user || !flag_on || !has_role {
+        return Err(refused());
+    }
+    Ok(())
+}
+
 /// Starts the TLS listener of instance `key` (`project/instance`) on its address at 3307.
-pub fn start_connector(app: &App, key: &str, ip: std::net::Ipv4Addr) -> Result<(), String> {
+pub fn start_connector(app: &std::sync::Arc<App>, key: &str, ip: std::net::Ipv4Addr) -> Result<(), String> {
     let (project, instance) = key.split_once('/').unwrap_or((key, key));
     let region = lock(&app.state)
         .sql
@@ -437,7 +469,13 @@ pub fn start_connector(app: &App, key: &str, ip: std::net::Ipv4Addr) -> Result<(
         .get(key)
         .and_then(|i| i.resource["region"].as_str().map(str::to_string))
         .unwrap_or_default();
-    app.connectors.listen(key, ip.into(), &format!("{project}:{instance}"), &dns_name(project, &region, instance))
+    app.connectors.listen(
+        std::sync::Arc::downgrade(app),
+        key,
+        ip.into(),
+        &format!("{project}:{instance}"),
+        &dns_name(project, &region, instance),
+    )
 }
 
 /// `CREATE ROLE` for a new Cloud SQL user. Built-in users get CREATEDB, CREATEROLE and membership

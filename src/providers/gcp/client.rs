@@ -176,7 +176,16 @@ impl Client {
             .timeout(Duration::from_secs(120))
             .user_agent(concat!("skyform/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| ProviderError::Config(format!("HTTP client: {e}")))?;
+            .map_err(|e| {
+                // reqwest's message is only "builder error": say what failed underneath.
+                let mut msg = e.to_string();
+                let mut src = std::error::Error::source(&e);
+                while let Some(s) = src {
+                    msg.push_str(&format!(": {s}"));
+                    src = s.source();
+                }
+                ProviderError::Config(format!("HTTP client: {msg}"))
+            })?;
         let endpoint = endpoint.map(|e| if e.ends_with('/') { e } else { format!("{e}/") });
         Ok(Client { http, endpoint, token, retry })
     }
@@ -244,10 +253,21 @@ impl Client {
         if let Some(b) = body {
             rb = rb.json(b);
         }
-        let resp = rb.send().await.map_err(|e| ApiError {
-            status: 0,
-            message: format!("connection error: {}", without_url(&e)),
-            ..Default::default()
+        let resp = rb.send().await.map_err(|e| {
+            let message = without_url(&e);
+            // An untrusted certificate does not get better by retrying: say so at once.
+            if message.contains("invalid peer certificate") {
+                return ApiError {
+                    status: 495,
+                    rpc: "TLS".into(),
+                    message: format!(
+                        "TLS: {message}; if the endpoint uses a private CA (an emulator, a corporate proxy), trust it \
+                         with SSL_CERT_FILE=<its CA bundle>"
+                    ),
+                    ..Default::default()
+                };
+            }
+            ApiError { status: 0, message: format!("connection error: {message}"), ..Default::default() }
         })?;
         let status = resp.status().as_u16();
         let text = resp.text().await.map_err(|e| ApiError {
