@@ -47,6 +47,15 @@ pub async fn handle(app: &Arc<App>, path: &str, headers: &HeaderMap) -> Response
         ["_metadata", p, l, c, n, k, "computeMetadata", "v1", rest @ ..] => (*p, *l, *c, *n, *k, rest.join("/")),
         _ => return text(StatusCode::NOT_FOUND, "Not Found\n"),
     };
+    // Kubernetes names (RFC 1123): nothing else reaches the apiserver's path or an IAM member.
+    let k8s_name = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 253
+            && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+    };
+    if !k8s_name(namespace) || !k8s_name(ksa) {
+        return text(StatusCode::NOT_FOUND, "Not Found\n");
+    }
     match rest.as_str() {
         "project/project-id" => text(StatusCode::OK, project),
         "project/numeric-project-id" => text(StatusCode::OK, &crate::util::project_number(project)),
@@ -59,10 +68,12 @@ pub async fn handle(app: &Arc<App>, path: &str, headers: &HeaderMap) -> Response
                 return text(StatusCode::OK, &email);
             }
             let token = app.tokens.mint(Principal { email });
-            json_response(
+            let mut r = json_response(
                 StatusCode::OK,
                 &json!({"access_token": token, "expires_in": TOKEN_LIFETIME.as_secs() - 1, "token_type": "Bearer"}),
-            )
+            );
+            r.headers_mut().insert("Metadata-Flavor", "Google".parse().expect("header"));
+            r
         }
         "instance/service-accounts/default/scopes" => {
             text(StatusCode::OK, "https://www.googleapis.com/auth/cloud-platform\n")
@@ -129,7 +140,11 @@ async fn workload_identity(
 /// access token as the bearer: on the testbed it is the apiserver's admin token).
 async fn read_ksa(app: &Arc<App>, namespace: &str, name: &str) -> Result<Value, String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let endpoint = app.config.gke_endpoint.trim_start_matches("https://").trim_end_matches('/').to_string();
+    let mut endpoint = app.config.gke_endpoint.trim_start_matches("https://").trim_end_matches('/').to_string();
+    if !endpoint.contains(':') {
+        // GKE reports a bare address: the apiserver is on 443.
+        endpoint.push_str(":443");
+    }
     let token = app.config.access_token.clone().unwrap_or_default();
     let mut roots = rustls::RootCertStore::empty();
     for der in pem_certs(&app.config.gke_ca_pem) {
@@ -153,12 +168,18 @@ async fn read_ksa(app: &Arc<App>, namespace: &str, name: &str) -> Result<Value, 
          Authorization: Bearer {token}\r\nAccept: application/json\r\nConnection: close\r\n\r\n"
     );
     tls.write_all(req.as_bytes()).await.map_err(|e| e.to_string())?;
+    // Bounded in size and time: a service account is a few kilobytes.
     let mut raw = Vec::new();
-    let _ = tls.read_to_end(&mut raw).await;
-    let text = String::from_utf8_lossy(&raw);
-    let (head, body) = text.split_once("\r\n\r\n").ok_or("the apiserver's answer is not HTTP")?;
-    let status = head.split_whitespace().nth(1).unwrap_or("0");
-    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(body) } else { body.to_string() };
+    let mut limited = (&mut tls).take(1 << 20);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), limited.read_to_end(&mut raw)).await;
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").ok_or("the apiserver's answer is not HTTP")?;
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    let body_bytes = &raw[split + 4..];
+    let status = head.split_whitespace().nth(1).unwrap_or("0").to_string();
+    let body_bytes =
+        if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(body_bytes) } else { body_bytes.to_vec() };
+    let body = String::from_utf8_lossy(&body_bytes).to_string();
+    let status = status.as_str();
     match status {
         "200" => serde_json::from_str(&body).map_err(|e| format!("the apiserver's service account: {e}")),
         "404" => Err(format!("The Kubernetes service account {namespace}/{name} does not exist")),
@@ -166,16 +187,19 @@ async fn read_ksa(app: &Arc<App>, namespace: &str, name: &str) -> Result<Value, 
     }
 }
 
-fn dechunk(body: &str) -> String {
-    let mut out = String::new();
+/// The body of a chunked HTTP/1.1 answer (bytes: a chunk may split a character).
+fn dechunk(body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
     let mut rest = body;
-    while let Some((size, after)) = rest.split_once("\r\n") {
-        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+    while let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") {
+        let size = String::from_utf8_lossy(&rest[..eol]);
+        let n = usize::from_str_radix(size.split(';').next().unwrap_or("").trim(), 16).unwrap_or(0);
+        let after = &rest[eol + 2..];
         if n == 0 || after.len() < n {
             break;
         }
-        out.push_str(&after[..n]);
-        rest = after[n..].trim_start_matches("\r\n");
+        out.extend_from_slice(&after[..n]);
+        rest = after[n..].strip_prefix(b"\r\n").unwrap_or(&after[n..]);
     }
     out
 }

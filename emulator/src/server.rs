@@ -268,7 +268,7 @@ async fn resume_servers(app: &Arc<App>) {
         })
         .collect();
     for (key, dir, host, port) in todo {
-        if let Err(e) = crate::sql::instances::start_connector(app, &key, host) {
+        if let Err(e) = crate::sql::instances::start_connector(app, &key, host, port) {
             tracing_err(&format!("cannot listen for connectors of instance {key}: {e}"));
         }
         if let Err(e) = app.pg.resume(&key, &dir, host.into(), port).await {

@@ -84,6 +84,7 @@ fn b64url(s: &str) -> Option<Vec<u8>> {
 
 /// Handles `POST /token`.
 pub fn handle(app: &App, body: &[u8]) -> Response {
+    let token_uri = format!("{}token", app.base_url);
     let f = form(body);
     if f.get("grant_type").map(String::as_str) != Some("urn:ietf:params:oauth:grant-type:jwt-bearer") {
         return oauth_error(
@@ -138,8 +139,13 @@ pub fn handle(app: &App, body: &[u8]) -> Response {
         return invalid_grant("Invalid JWT Signature.");
     }
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+    // The assertion is for this endpoint (a JWT made for another audience is no grant here).
+    if claims["aud"].as_str() != Some(token_uri.as_str()) {
+        return invalid_grant("Invalid JWT: the audience (aud) must be the token URI.");
+    }
     let (iat, exp) = (claims["iat"].as_i64().unwrap_or(0), claims["exp"].as_i64().unwrap_or(0));
-    if exp <= now - 30 || iat > now + 300 || exp - iat > 3600 + 60 {
+    let lifetime = exp.checked_sub(iat).unwrap_or(i64::MAX);
+    if exp <= now - 30 || iat > now + 300 || !(0..=3600 + 60).contains(&lifetime) {
         return invalid_grant(
             "Invalid JWT: Token must be a short-lived token (60 minutes) and in a reasonable timeframe. Check your iat and exp values in the JWT claim.",
         );

@@ -129,6 +129,50 @@ async fn the_real_auth_proxy_connects_through_the_connector_endpoint() {
     };
     assert!(refused, "a client without a certificate got through");
 
+    // A certificate opens only the instance it was issued for: one issued for `db` is refused
+    // on another instance's 3307 with a FATAL, and accepted on `db`'s.
+    let other = instance(&base, "db2").await;
+    let other_ip = other["ipAddresses"][0]["ipAddress"].as_str().unwrap().to_string();
+    let key = rcgen::KeyPair::generate().unwrap();
+    use base64::Engine;
+    let spki = rcgen::PublicKeyData::subject_public_key_info(&key);
+    let pem = format!("-----BEGIN RSA PUBLIC KEY-----\n{}\n-----END RSA PUBLIC KEY-----\n", base64::engine::general_purpose::STANDARD.encode(&spki));
+    let (code, e) = call(&base, "POST", &format!("/v1/projects/{P}/instances/db:generateEphemeralCert"), Some(&json!({"public_key": pem}))).await;
+    assert_eq!(code, 200, "{e}");
+    let client_cert = rustls_pemfile_certs(e["ephemeralCert"]["cert"].as_str().unwrap());
+    let tls_with_cert = |ip: String, cs_dns: String| {
+        let (roots_pem, client_cert, key_der) = (ca.to_string(), client_cert.clone(), key.serialize_der());
+        async move {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in rustls_pemfile_certs(&roots_pem) {
+                roots.add(c).unwrap();
+            }
+            let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_protocol_versions(&[&rustls::version::TLS13])
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_client_auth_cert(client_cert, rustls::pki_types::PrivateKeyDer::Pkcs8(key_der.into()))
+                .unwrap();
+            let tcp = tokio::net::TcpStream::connect((ip.as_str(), 3307)).await.unwrap();
+            let name = rustls::pki_types::ServerName::try_from(cs_dns).unwrap();
+            let mut s = tokio_rustls::TlsConnector::from(Arc::new(cfg)).connect(name, tcp).await.expect("handshake");
+            // A StartupMessage for `postgres`; read the first byte of the answer.
+            let mut msg = vec![0, 3, 0, 0];
+            msg.extend_from_slice(b"user\0postgres\0\0");
+            let mut framed = ((msg.len() + 4) as u32).to_be_bytes().to_vec();
+            framed.extend_from_slice(&msg);
+            let _ = s.write_all(&framed).await;
+            let mut answer = vec![0u8; 512];
+            let n = s.read(&mut answer).await.unwrap_or(0);
+            String::from_utf8_lossy(&answer[..n]).to_string()
+        }
+    };
+    let (_, cs2) = call(&base, "GET", &format!("/sql/v1beta4/projects/{P}/instances/db2/connectSettings"), None).await;
+    let answer = tls_with_cert(other_ip, cs2["dnsName"].as_str().unwrap().to_string()).await;
+    assert!(answer.starts_with('E') && answer.contains("not issued for this instance"), "{answer:?}");
+    let answer = tls_with_cert(ip.clone(), cs["dnsName"].as_str().unwrap().to_string()).await;
+    assert!(answer.starts_with('R'), "the right instance asks for authentication: {answer:?}");
+
     // The real proxy, pointed at the emulator, with a static token.
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -26,7 +26,7 @@ use rcgen::{
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use time::{Duration as TimeDuration, OffsetDateTime};
 
-use super::address::{CONNECTOR_PORT, POSTGRES_PORT};
+use super::address::CONNECTOR_PORT;
 
 /// How long an ephemeral client certificate is valid (Cloud SQL: one hour).
 pub const EPHEMERAL_CERT_LIFETIME: TimeDuration = TimeDuration::hours(1);
@@ -36,9 +36,10 @@ pub struct Connectors {
     ca: Ca,
     provider: Arc<rustls::crypto::CryptoProvider>,
     listeners: Mutex<HashMap<String, tokio::task::JoinHandle<()>>>,
-    /// Ephemeral certificates issued for automatic IAM authentication: certificate DER → the
-    /// principal (service account email) whose token was in the request, and its expiry.
-    iam_certs: Mutex<HashMap<Vec<u8>, (String, OffsetDateTime)>>,
+    /// Ephemeral certificates issued: certificate DER → the instance (`project/instance`) it
+    /// was issued for, the principal its login token named (automatic IAM authentication), and
+    /// its expiry. A certificate opens only its own instance's port.
+    issued: Mutex<HashMap<Vec<u8>, Issued>>,
 }
 
 struct Ca {
@@ -47,6 +48,17 @@ struct Ca {
     pem: String,
     der: CertificateDer<'static>,
 }
+
+/// What an ephemeral certificate was issued for.
+#[derive(Debug, Clone)]
+struct Issued {
+    instance: String,
+    principal: Option<String>,
+    not_after: OffsetDateTime,
+}
+
+/// Certificates remembered at most (the oldest are dropped beyond it).
+const MAX_ISSUED: usize = 10_000;
 
 /// An issued ephemeral certificate.
 pub struct Ephemeral {
@@ -80,8 +92,21 @@ impl Connectors {
             ca: Ca { pem: cert.pem(), der: cert.der().clone(), params, key },
             provider: Arc::new(rustls::crypto::ring::default_provider()),
             listeners: Mutex::new(HashMap::new()),
-            iam_certs: Mutex::new(HashMap::new()),
+            issued: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The CA's common name.
+    pub fn ca_name(&self) -> String {
+        self.ca
+            .params
+            .distinguished_name
+            .get(&DnType::CommonName)
+            .map(|v| match v {
+                rcgen::DnValue::Utf8String(s) => s.clone(),
+                other => format!("{other:?}"),
+            })
+            .unwrap_or_default()
     }
 
     /// The CA certificate (PEM), the instances' `serverCaCert`.
@@ -93,7 +118,7 @@ impl Connectors {
     /// [`EPHEMERAL_CERT_LIFETIME`].
     /// With `principal` (automatic IAM database authentication), the certificate is bound to it:
     /// a 3307 connection presenting it may log in as that principal's IAM database user only.
-    pub fn ephemeral_cert(&self, public_key_pem: &str, principal: Option<&str>) -> Result<Ephemeral, String> {
+    pub fn ephemeral_cert(&self, instance: &str, public_key_pem: &str, principal: Option<&str>) -> Result<Ephemeral, String> {
         let der = pem_body(public_key_pem).ok_or("public_key is not a PEM block")?;
         let spki = SubjectPublicKeyInfo::from_der(&der).map_err(|e| format!("public_key is not a public key: {e}"))?;
         let mut params = CertificateParams::default();
@@ -108,11 +133,17 @@ impl Connectors {
         params.serial_number = Some(rand::random::<u64>().into());
         let issuer = Issuer::from_params(&self.ca.params, &self.ca.key);
         let cert = params.signed_by(&spki, &issuer).map_err(err)?;
-        if let Some(p) = principal {
-            let mut m = self.iam_certs.lock().unwrap_or_else(|e| e.into_inner());
+        {
+            let mut m = self.issued.lock().unwrap_or_else(|e| e.into_inner());
             let now = OffsetDateTime::now_utc();
-            m.retain(|_, (_, exp)| *exp > now);
-            m.insert(cert.der().to_vec(), (p.to_string(), params.not_after));
+            m.retain(|_, i| i.not_after > now);
+            if m.len() >= MAX_ISSUED
+                && let Some(oldest) = m.iter().min_by_key(|(_, i)| i.not_after).map(|(k, _)| k.clone())
+            {
+                m.remove(&oldest);
+            }
+            let issued = Issued { instance: instance.to_string(), principal: principal.map(str::to_string), not_after: params.not_after };
+            m.insert(cert.der().to_vec(), issued);
         }
         Ok(Ephemeral { pem: cert.pem(), not_after: params.not_after })
     }
@@ -150,10 +181,10 @@ impl Connectors {
         Ok(Arc::new(config))
     }
 
-    /// The principal an IAM-bound client certificate stands for.
-    fn principal_of(&self, cert: &[u8]) -> Option<String> {
-        let m = self.iam_certs.lock().unwrap_or_else(|e| e.into_inner());
-        m.get(cert).filter(|(_, exp)| *exp > OffsetDateTime::now_utc()).map(|(p, _)| p.clone())
+    /// What a client certificate was issued for, if this emulator issued it and it is valid.
+    fn issued_for(&self, cert: &[u8]) -> Option<Issued> {
+        let m = self.issued.lock().unwrap_or_else(|e| e.into_inner());
+        m.get(cert).filter(|i| i.not_after > OffsetDateTime::now_utc()).cloned()
     }
 
     /// The HTTPS configuration of the API server itself: a certificate for `ip`, 127.0.0.1 and
@@ -192,6 +223,7 @@ impl Connectors {
         app: std::sync::Weak<crate::app::App>,
         key: &str,
         ip: IpAddr,
+        postgres_port: u16,
         common_name: &str,
         dns_name: &str,
     ) -> Result<(), String> {
@@ -201,15 +233,17 @@ impl Connectors {
         std_listener.set_nonblocking(true).map_err(err)?;
         let listener = tokio::net::TcpListener::from_std(std_listener).map_err(err)?;
         let acceptor = tokio_rustls::TlsAcceptor::from(config);
-        let backend = SocketAddr::new(ip, POSTGRES_PORT);
+        let backend = SocketAddr::new(ip, postgres_port);
         let instance_key = key.to_string();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else { continue };
                 let (acceptor, app, key) = (acceptor.clone(), app.clone(), instance_key.clone());
                 tokio::spawn(async move {
-                    // A client without a certificate from the CA fails the handshake here.
-                    let Ok(tls) = acceptor.accept(stream).await else { return };
+                    // A client without a certificate from the CA fails the handshake here; an
+                    // idle one is dropped.
+                    let limit = std::time::Duration::from_secs(30);
+                    let Ok(Ok(tls)) = tokio::time::timeout(limit, acceptor.accept(stream)).await else { return };
                     let _ = serve(tls, app, &key, backend).await;
                 });
             }
@@ -259,12 +293,13 @@ async fn serve(
 ) -> std::io::Result<()> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let Some(app) = app.upgrade() else { return Ok(()) };
-    let principal = tls
-        .get_ref()
-        .1
-        .peer_certificates()
-        .and_then(|c| c.first())
-        .and_then(|c| app.connectors.principal_of(c.as_ref()));
+    let issued = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).and_then(|c| app.connectors.issued_for(c.as_ref()));
+    // A certificate opens only the instance it was issued for.
+    let Some(issued) = issued.filter(|i| i.instance == key) else {
+        tls.write_all(&fatal("28000", "the client certificate was not issued for this instance")).await?;
+        return Ok(());
+    };
+    let principal = issued.principal;
     let startup = loop {
         let len = tls.read_u32().await? as usize;
         if !(8..=10_000).contains(&len) {
@@ -294,7 +329,17 @@ async fn serve(
             tokio::io::copy_bidirectional(&mut tls, &mut db).await?;
         }
         Some(p) => {
-            let user = startup_param(&startup, "user").unwrap_or_default();
+            // Logged in without a password: the message the server gets is rebuilt from the
+            // checked parameters (a repeated key, or a replication connection, is refused, or a
+            // second `user` could name another role).
+            let params = match startup_params(&startup) {
+                Some(ps) if !ps.iter().any(|(k, _)| k == "replication") => ps,
+                _ => {
+                    tls.write_all(&fatal("08P01", "invalid startup packet")).await?;
+                    return Ok(());
+                }
+            };
+            let user = params.iter().find(|(k, _)| k == "user").map(|(_, v)| v.clone()).unwrap_or_default();
             if let Err(message) = crate::sql::instances::check_iam_login(&app, key, &p, &user) {
                 tls.write_all(&fatal("28000", &message)).await?;
                 tls.shutdown().await?;
@@ -302,27 +347,50 @@ async fn serve(
             }
             let Some(server) = app.pg.get(key) else { return Ok(()) };
             let socket = server.socket_dir().join(format!(".s.PGSQL.{}", server.port()));
+            drop(app);
             let mut db = tokio::net::UnixStream::connect(socket).await?;
-            db.write_all(&startup).await?;
+            db.write_all(&startup_message(&params)).await?;
             tokio::io::copy_bidirectional(&mut tls, &mut db).await?;
         }
     }
     Ok(())
 }
 
-/// A parameter of a PostgreSQL StartupMessage (`len, protocol, (name\0 value\0)*, \0`).
-fn startup_param(msg: &[u8], name: &str) -> Option<String> {
+/// The parameters of a PostgreSQL StartupMessage (`len, protocol 3.0, (name\0 value\0)*, \0`);
+/// `None` when it is malformed, not protocol 3.0, or repeats a key.
+fn startup_params(msg: &[u8]) -> Option<Vec<(String, String)>> {
+    if msg.get(4..8)? != [0, 3, 0, 0] {
+        return None;
+    }
+    let mut out: Vec<(String, String)> = Vec::new();
     let mut parts = msg.get(8..)?.split(|b| *b == 0);
-    while let Some(k) = parts.next() {
+    loop {
+        let k = parts.next()?;
         if k.is_empty() {
-            return None;
+            return Some(out);
         }
         let v = parts.next()?;
-        if k == name.as_bytes() {
-            return Some(String::from_utf8_lossy(v).into_owned());
+        let k = String::from_utf8(k.to_vec()).ok()?;
+        if out.iter().any(|(x, _)| *x == k) {
+            return None;
         }
+        out.push((k, String::from_utf8(v.to_vec()).ok()?));
     }
-    None
+}
+
+/// A StartupMessage (protocol 3.0) made of `params`.
+fn startup_message(params: &[(String, String)]) -> Vec<u8> {
+    let mut body = vec![0, 3, 0, 0];
+    for (k, v) in params {
+        body.extend_from_slice(k.as_bytes());
+        body.push(0);
+        body.extend_from_slice(v.as_bytes());
+        body.push(0);
+    }
+    body.push(0);
+    let mut out = ((body.len() + 4) as u32).to_be_bytes().to_vec();
+    out.extend_from_slice(&body);
+    out
 }
 
 /// A PostgreSQL `ErrorResponse` with severity FATAL.
@@ -346,8 +414,8 @@ fn pem_body(text: &str) -> Option<Vec<u8>> {
     let start = text.find("-----BEGIN ")?;
     let after = &text[start..];
     let body_start = after.find('\n')? + 1;
-    let end = after.find("-----END ")?;
-    let b64: String = after[body_start..end].chars().filter(|c| !c.is_whitespace()).collect();
+    let end = body_start + after.get(body_start..)?.find("-----END ")?;
+    let b64: String = after.get(body_start..end)?.chars().filter(|c| !c.is_whitespace()).collect();
     base64::engine::general_purpose::STANDARD.decode(b64).ok()
 }
 
@@ -366,14 +434,21 @@ mod tests {
             "-----BEGIN RSA PUBLIC KEY-----\n{}\n-----END RSA PUBLIC KEY-----\n",
             base64::engine::general_purpose::STANDARD.encode(&spki)
         );
-        let e = c.ephemeral_cert(&pem, None).unwrap();
+        let e = c.ephemeral_cert("p/i", &pem, None).unwrap();
         assert!(e.pem.starts_with("-----BEGIN CERTIFICATE-----"));
         assert!(e.not_after > OffsetDateTime::now_utc() + TimeDuration::minutes(55));
-        assert!(c.ephemeral_cert("not a pem", None).is_err());
+        assert!(c.ephemeral_cert("p/i", "not a pem", None).is_err());
+        assert!(c.ephemeral_cert("p/i", "-----BEGIN -----END \n", None).is_err(), "no panic on a hostile PEM");
         let msg = [&[0u8, 0, 0, 0, 0, 3, 0, 0][..], b"user\0sa@p.iam\0database\0db\0\0"].concat();
-        assert_eq!(startup_param(&msg, "user").as_deref(), Some("sa@p.iam"));
-        assert_eq!(startup_param(&msg, "database").as_deref(), Some("db"));
-        assert_eq!(startup_param(&msg, "nope"), None);
+        let ps = startup_params(&msg).unwrap();
+        assert_eq!(ps, [("user".into(), "sa@p.iam".into()), ("database".into(), "db".into())]);
+        let rebuilt = startup_message(&ps);
+        assert_eq!(&rebuilt[4..], &msg[4..]);
+        assert_eq!(u32::from_be_bytes([rebuilt[0], rebuilt[1], rebuilt[2], rebuilt[3]]) as usize, rebuilt.len());
+        // A second `user` (PostgreSQL would take the last) is refused, as is a short message.
+        let twice = [&[0u8, 0, 0, 0, 0, 3, 0, 0][..], b"user\0sa@p.iam\0user\0cloudsqladmin\0\0"].concat();
+        assert_eq!(startup_params(&twice), None);
+        assert_eq!(startup_params(&[0, 0, 0, 9, 0, 3]), None);
         assert!(c.ca_pem().contains("BEGIN CERTIFICATE"));
     }
 }

@@ -216,12 +216,13 @@ fn insert(app: &Arc<App>, r: &SqlRequest<'_>) -> Result<Value, ApiError> {
     let (app2, key2, dir2, project) = (app.clone(), key.clone(), dir.clone(), r.project.clone());
     let work = async move {
         let server = app2.pg.create(&key2, &dir2, ip.into(), port).await.map_err(op_error)?;
-        if let Err(e) = start_connector(&app2, &key2, ip) {
+        if let Err(e) = start_connector(&app2, &key2, ip, port) {
             app2.pg.destroy(&key2).await;
             return Err(op_error(e));
         }
         let password = (!root_password.is_empty()).then_some(root_password.as_str());
         if let Err(e) = server.exec("postgres", &setup_sql(password)).await {
+            app2.connectors.stop(&key2);
             app2.pg.destroy(&key2).await;
             return Err(op_error(e));
         }
@@ -441,7 +442,8 @@ pub fn check_iam_login(app: &App, key: &str, email: &str, user: &str) -> Result<
     }
     let st = lock(&app.state);
     let inst = st.sql.instances.get(key).ok_or_else(refused)?;
-    let iam_user = inst.users.get(user).is_some_and(|u| u["type"].as_str().is_some_and(|t| t.starts_with("CLOUD_IAM")));
+    // A service account's database user has the service-account type.
+    let iam_user = inst.users.get(user).is_some_and(|u| u["type"] == "CLOUD_IAM_SERVICE_ACCOUNT");
     let flag_on = inst.resource.pointer("/settings/databaseFlags").and_then(Value::as_array).is_some_and(|fs| {
         fs.iter().any(|f| f["name"] == "cloudsql.iam_authentication" && f["value"] == "on")
     });
@@ -461,7 +463,7 @@ pub fn check_iam_login(app: &App, key: &str, email: &str, user: &str) -> Result<
 }
 
 /// Starts the TLS listener of instance `key` (`project/instance`) on its address at 3307.
-pub fn start_connector(app: &std::sync::Arc<App>, key: &str, ip: std::net::Ipv4Addr) -> Result<(), String> {
+pub fn start_connector(app: &std::sync::Arc<App>, key: &str, ip: std::net::Ipv4Addr, postgres_port: u16) -> Result<(), String> {
     let (project, instance) = key.split_once('/').unwrap_or((key, key));
     let region = lock(&app.state)
         .sql
@@ -473,6 +475,7 @@ pub fn start_connector(app: &std::sync::Arc<App>, key: &str, ip: std::net::Ipv4A
         std::sync::Arc::downgrade(app),
         key,
         ip.into(),
+        postgres_port,
         &format!("{project}:{instance}"),
         &dns_name(project, &region, instance),
     )

@@ -182,7 +182,7 @@ fn connect_settings(app: &Arc<App>, r: &SqlRequest<'_>) -> Result<Value, ApiErro
         "serverCaCert": {
             "kind": "sql#sslCert",
             "cert": app.connectors.ca_pem(),
-            "commonName": "Google Cloud SQL Server CA (gcp-emulator)",
+            "commonName": app.connectors.ca_name(),
             "instance": r.rest[1],
         },
         "ipAddresses": inst.resource["ipAddresses"],
@@ -218,7 +218,7 @@ fn ephemeral_cert(app: &Arc<App>, r: &SqlRequest<'_>) -> Result<Value, ApiError>
     };
     let e = app
         .connectors
-        .ephemeral_cert(key, principal.as_deref())
+        .ephemeral_cert(&format!("{}/{}", r.project, r.rest[1]), key, principal.as_deref())
         .map_err(|m| ApiError::invalid_argument(format!("Invalid request: {m}.")).with_reason("invalid"))?;
     let expires = e.not_after.unix_timestamp().max(0) as u64 * 1000;
     Ok(json!({
