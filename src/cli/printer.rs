@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use crate::diag::Diagnostics;
 use crate::engine::{Event, Hook};
 use crate::ops::OpError;
+use crate::plan::Action;
 
 /// Where output goes: standard streams, or buffers in tests.
 #[derive(Clone)]
@@ -113,10 +114,16 @@ impl Hook for EventPrinter {
             )),
             Event::Finished { address, action, elapsed_ms, id } => self.p.out(&format!(
                 "{address}: {} after {}{}",
-                match action.done_verb() {
-                    "created" => "Creation complete".to_string(),
-                    "destroyed" => "Destruction complete".to_string(),
-                    v => format!("{}{} complete", v[..1].to_uppercase(), &v[1..]),
+                match action {
+                    Action::Create => "Creation complete".to_string(),
+                    Action::Delete => "Destruction complete".to_string(),
+                    Action::Update => "Modifications complete".to_string(),
+                    Action::Adopt => "Adoption complete".to_string(),
+                    Action::DeleteThenCreate | Action::CreateThenDelete => "Replacement complete".to_string(),
+                    a => {
+                        let v = a.done_verb();
+                        format!("{}{} complete", v[..1].to_uppercase(), &v[1..])
+                    }
                 },
                 dur(*elapsed_ms),
                 id.as_ref().map(|i| format!(" [id={i}]")).unwrap_or_default()

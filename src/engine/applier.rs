@@ -25,6 +25,27 @@ use crate::spec::eval::eval;
 use crate::state::{ResourceState, ResourceStatus, State, StateRecord, StateWriter};
 use crate::value::Value;
 
+/// An identity as people write it: a name, a self link, `namespace/name` (Kubernetes objects,
+/// Helm releases), or the values of a composite identity joined with `/`; never a JSON object.
+pub fn shown_identity(id: &Value) -> String {
+    match id.unmarked() {
+        Value::Map(m) => {
+            let get = |k: &str| m.get(k).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string);
+            match (get("namespace"), get("name")) {
+                (Some(ns), Some(n)) => format!("{ns}/{n}"),
+                (None, Some(n)) => n,
+                // A PostgreSQL grant, as `skyform import` takes it.
+                _ if get("role").is_some() && get("member").is_some() => {
+                    ["role", "member", "database"].iter().filter_map(|k| get(k)).collect::<Vec<_>>().join("/")
+                }
+                _ => m.values().filter_map(|v| v.as_str().map(str::to_string)).collect::<Vec<_>>().join("/"),
+            }
+        }
+        Value::String(s) => s,
+        other => other.to_string(),
+    }
+}
+
 /// Default timeout of one provider operation when the spec sets none.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60 * 60);
 
@@ -358,7 +379,7 @@ fn adopt(s: &Shared, c: &ResourceChange) -> Result<(), String> {
         address: c.address.clone(),
         action: Action::Adopt,
         elapsed_ms: 0,
-        id: c.identity.as_ref().map(|i| i.to_string()),
+        id: c.identity.as_ref().map(shown_identity),
     });
     Ok(())
 }
@@ -492,7 +513,7 @@ async fn create_or_update(s: &Shared, c: &ResourceChange) -> Result<Option<Strin
         }
     }
     count(s, c.action);
-    Ok(Some(resp.identity.to_string()))
+    Ok(Some(shown_identity(&resp.identity)))
 }
 
 /// Calls the provider with a checkpoint into state, bounded by the operation's
@@ -569,4 +590,26 @@ async fn delete(s: &Shared, c: &ResourceChange) -> Result<Option<String>, String
         count(s, Action::Delete);
     }
     Ok(c.identity.as_ref().map(|i| i.to_string()))
+}
+
+#[cfg(test)]
+mod identity_tests {
+    use super::shown_identity;
+    use crate::value::Value;
+
+    #[test]
+    fn identities_print_as_people_write_them() {
+        assert_eq!(shown_identity(&Value::str("p/us-central1/sky")), "p/us-central1/sky");
+        let secret = Value::map([
+            ("api_version", Value::str("v1")),
+            ("kind", Value::str("Secret")),
+            ("namespace", Value::str("skypilot")),
+            ("name", Value::str("skypilot-db-connection-uri")),
+        ]);
+        assert_eq!(shown_identity(&secret), "skypilot/skypilot-db-connection-uri");
+        let ns = Value::map([("api_version", Value::str("v1")), ("kind", Value::str("Namespace")), ("name", Value::str("skypilot"))]);
+        assert_eq!(shown_identity(&ns), "skypilot");
+        let grant = Value::map([("member", Value::str("sa@p.iam")), ("role", Value::str("cloudsqlsuperuser"))]);
+        assert_eq!(shown_identity(&grant), "cloudsqlsuperuser/sa@p.iam");
+    }
 }
