@@ -271,15 +271,8 @@ async fn the_chart_refusing_its_values_fails_the_plan() {
     let ns = tb.namespace("skyform-helm-bad").await;
     let mut f = Fixture::new(&spec(tb, &ns, "x@p.iam.gserviceaccount.com").replace("config: null", "config: {a: 1}"));
     f.vars = vec![format!("web_password={PASSWORD}")];
-    let loaded = f.load();
-    let ctx = loaded.context(
-        std::sync::Arc::new(skyform::engine::events::Recorder::default()),
-        4,
-        skyform::engine::Cancel::new(),
-    );
-    let s = skyform::ops::apply::open(&loaded, None, std::time::Duration::ZERO).unwrap();
     // The chart is rendered at plan time: its refusal is a plan error.
-    let msg = s.plan(&ctx, &Default::default()).await.err().expect("the plan fails").to_string();
+    let msg = f.plan_error().await;
     assert!(msg.contains("helm_release.sky") && msg.contains("apiService.config must be null"), "{msg}");
     assert!(!msg.contains(PASSWORD));
     assert!(!tb.helm().args(["status", "skypilot", "-n", &ns]).output().unwrap().status.success());
@@ -297,14 +290,7 @@ async fn a_chart_that_looks_like_a_flag_is_never_read_as_one() {
     assert!(text.contains("--kubeconfig=/etc/passwd"), "the spec names its chart differently now");
     let mut f = Fixture::new(&text);
     f.vars = vec![format!("web_password={PASSWORD}")];
-    let loaded = f.load();
-    let ctx = loaded.context(
-        std::sync::Arc::new(skyform::engine::events::Recorder::default()),
-        4,
-        skyform::engine::Cancel::new(),
-    );
-    let s = skyform::ops::apply::open(&loaded, None, std::time::Duration::ZERO).unwrap();
-    let msg = s.plan(&ctx, &Default::default()).await.err().expect("the plan fails").to_string();
+    let msg = f.plan_error().await;
     // helm looked for a chart of that name (`repo/chart`: repository
     // `--kubeconfig=`, chart `etc/passwd`), and found none.
     assert!(msg.contains("repo --kubeconfig= not found"), "{msg}");

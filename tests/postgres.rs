@@ -152,14 +152,7 @@ async fn a_wrong_password_fails_the_plan_at_once_with_postgresql_s_message() {
     let mut f = Fixture::new(&spec(pg.server.port()));
     let wrong = "not-the-Password-42";
     f.vars = vec![format!("pg_password={wrong}")];
-    let loaded = f.load();
-    let ctx = loaded.context(
-        std::sync::Arc::new(skyform::engine::events::Recorder::default()),
-        4,
-        skyform::engine::Cancel::new(),
-    );
-    let s = skyform::ops::apply::open(&loaded, None, std::time::Duration::ZERO).unwrap();
-    let msg = s.plan(&ctx, &Default::default()).await.err().expect("the plan fails").to_string();
+    let msg = f.plan_error().await;
     assert!(msg.contains("password authentication failed for user \"postgres\""), "{msg}");
     assert!(msg.contains("28P01"), "{msg}");
     assert!(!msg.contains("transient"), "a refusal is not transient: {msg}");

@@ -372,6 +372,7 @@ async fn plan_resource(s: &Shared, a: &Address) -> NodeResult {
                 ]));
             }
             let reason = Reason::ProviderConfiguredDuringApply { provider, waiting_for };
+            change.reason = Some(reason);
             if let Some(p) = prior.as_ref().filter(|p| p.status == ResourceStatus::Pending) {
                 // An operation an interrupted run left: resume it during apply.
                 let creating = p.attrs.is_empty();
@@ -379,15 +380,7 @@ async fn plan_resource(s: &Shared, a: &Address) -> NodeResult {
                 change.private = p.private.clone();
                 change.after = Some(planned_after(schema, &desired, None, Some(&p.attrs), creating));
                 change.reason = Some(Reason::ResumePendingOperation);
-                s.values.set(a, Value::Map(change.after.clone().unwrap_or_default()));
-                s.observations.lock().expect("obs lock").insert(
-                    a.clone(),
-                    Observation { live: None, desired: Some(desired), prior, deferred: true },
-                );
-                s.changes.lock().expect("changes lock").insert(a.clone(), change);
-                return Ok(());
-            }
-            if prior.is_none() {
+            } else if prior.is_none() {
                 change.action = Action::Create;
                 change.after = Some(planned_after(schema, &desired, None, None, true));
                 // Created during apply: it needs the clear value of any secret it holds.
@@ -402,7 +395,6 @@ async fn plan_resource(s: &Shared, a: &Address) -> NodeResult {
                 ));
                 change.notes.push("not read: its provider is configured only during apply".into());
             }
-            change.reason = Some(reason);
             s.values.set(a, Value::Map(change.after.clone().unwrap_or_default()));
             s.observations.lock().expect("obs lock").insert(
                 a.clone(),

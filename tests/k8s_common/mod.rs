@@ -41,6 +41,14 @@ impl Fixture {
         self.plan_with(PlanOptions::default()).await
     }
 
+    /// Plans, expecting it to fail; the error text.
+    pub async fn plan_error(&self) -> String {
+        let loaded = self.load();
+        let ctx = loaded.context(std::sync::Arc::new(Recorder::default()), 4, Cancel::new());
+        let s = ops::apply::open(&loaded, None, Duration::ZERO).unwrap();
+        s.plan(&ctx, &PlanOptions::default()).await.err().expect("the plan fails").to_string()
+    }
+
     pub async fn plan_with(&self, opts: PlanOptions) -> Plan {
         let loaded = self.load();
         let ctx = loaded.context(std::sync::Arc::new(Recorder::default()), 4, Cancel::new());

@@ -152,18 +152,7 @@ impl Connectors {
     /// and SAN `dns_name` (both connector generations verify one of them), TLS 1.3, and a
     /// client certificate from this CA required.
     fn server_config(&self, common_name: &str, dns_name: &str) -> Result<Arc<rustls::ServerConfig>, String> {
-        let key = KeyPair::generate().map_err(err)?;
-        let mut params = CertificateParams::new(vec![dns_name.to_string()]).map_err(err)?;
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, common_name);
-        params.distinguished_name = dn;
-        params.subject_alt_names = vec![SanType::DnsName(dns_name.try_into().map_err(err)?)];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        let now = OffsetDateTime::now_utc();
-        params.not_before = now - TimeDuration::days(1);
-        params.not_after = now + TimeDuration::days(3650);
-        let issuer = Issuer::from_params(&self.ca.params, &self.ca.key);
-        let cert = params.signed_by(&key, &issuer).map_err(err)?;
+        let (cert, key) = self.server_cert(common_name, vec![SanType::DnsName(dns_name.try_into().map_err(err)?)])?;
         let mut roots = rustls::RootCertStore::empty();
         roots.add(self.ca.der.clone()).map_err(err)?;
         let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), self.provider.clone())
@@ -173,12 +162,31 @@ impl Connectors {
             .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(err)?
             .with_client_cert_verifier(verifier)
-            .with_single_cert(
-                vec![cert.der().clone(), self.ca.der.clone()],
-                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
-            )
+            .with_single_cert(vec![cert, self.ca.der.clone()], key)
             .map_err(err)?;
         Ok(Arc::new(config))
+    }
+
+    /// A server certificate (a new key, CN `common_name`, `sans`, EKU serverAuth, ten years)
+    /// signed by the CA, with its key.
+    fn server_cert(
+        &self,
+        common_name: &str,
+        sans: Vec<SanType>,
+    ) -> Result<(CertificateDer<'static>, PrivateKeyDer<'static>), String> {
+        let key = KeyPair::generate().map_err(err)?;
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, common_name);
+        params.distinguished_name = dn;
+        params.subject_alt_names = sans;
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let now = OffsetDateTime::now_utc();
+        params.not_before = now - TimeDuration::days(1);
+        params.not_after = now + TimeDuration::days(3650);
+        let issuer = Issuer::from_params(&self.ca.params, &self.ca.key);
+        let cert = params.signed_by(&key, &issuer).map_err(err)?;
+        Ok((cert.der().clone(), PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()))))
     }
 
     /// What a client certificate was issued for, if this emulator issued it and it is valid.
@@ -190,27 +198,17 @@ impl Connectors {
     /// The HTTPS configuration of the API server itself: a certificate for `ip`, 127.0.0.1 and
     /// localhost signed by the CA; no client certificate.
     pub fn https_config(&self, ip: &IpAddr) -> Result<Arc<rustls::ServerConfig>, String> {
-        let key = KeyPair::generate().map_err(err)?;
-        let mut params = CertificateParams::new(vec!["localhost".to_string()]).map_err(err)?;
-        params.subject_alt_names.push(SanType::IpAddress(*ip));
-        params.subject_alt_names.push(SanType::IpAddress(IpAddr::from([127, 0, 0, 1])));
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, "gcp-emulator");
-        params.distinguished_name = dn;
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        let now = OffsetDateTime::now_utc();
-        params.not_before = now - TimeDuration::days(1);
-        params.not_after = now + TimeDuration::days(3650);
-        let issuer = Issuer::from_params(&self.ca.params, &self.ca.key);
-        let cert = params.signed_by(&key, &issuer).map_err(err)?;
+        let sans = vec![
+            SanType::DnsName("localhost".try_into().map_err(err)?),
+            SanType::IpAddress(*ip),
+            SanType::IpAddress(IpAddr::from([127, 0, 0, 1])),
+        ];
+        let (cert, key) = self.server_cert("gcp-emulator", sans)?;
         let config = rustls::ServerConfig::builder_with_provider(self.provider.clone())
             .with_safe_default_protocol_versions()
             .map_err(err)?
             .with_no_client_auth()
-            .with_single_cert(
-                vec![cert.der().clone(), self.ca.der.clone()],
-                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
-            )
+            .with_single_cert(vec![cert, self.ca.der.clone()], key)
             .map_err(err)?;
         Ok(Arc::new(config))
     }

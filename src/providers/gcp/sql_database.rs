@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use serde_json::{Value as Json, json};
 
 use super::client::{Api, ApiError, seg};
-use super::sql_instance::{mutate, mutate_and_wait, path as instance_path};
+use super::sql_instance::{insert_child, mutate_and_wait, path as instance_path};
 use super::{Gcp, Run, deadline, jstr, live, project_attr, str_attr};
 use crate::providers::names::NameRule;
 use crate::providers::schema::{AttrType, Attribute, ResourceSchema, SchemaKind};
@@ -118,18 +118,7 @@ pub async fn apply(g: &Gcp, req: &ApplyRequest, cp: &dyn Checkpoint) -> Result<A
             let exists = if resumed && get_opt(g, &base, &name).await?.is_some() {
                 true
             } else {
-                match mutate(g, reqwest::Method::POST, &base, Some(&body), dl).await {
-                    Ok(op) => {
-                        let op_ref = super::operation::Op::sql(&project, &op);
-                        match super::operation::track(&g.client, cp, &id, &op_ref, &op, dl).await {
-                            Ok(_) => false,
-                            Err(e) if super::exists_already(&e) => true,
-                            Err(e) => return Err(e),
-                        }
-                    }
-                    Err(e) if e.status == 409 => true,
-                    Err(e) => return Err(e.into()),
-                }
+                insert_child(&run, &project, &base, &body).await?
             };
             if exists {
                 let d = g.client.get(Api::Sql, &format!("{base}/{}", seg(&name))).await?;

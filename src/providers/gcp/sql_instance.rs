@@ -275,6 +275,21 @@ pub async fn plan(g: &Gcp, req: &PlanRequest) -> Result<PlanResponse, ProviderEr
     Ok(resp)
 }
 
+/// Inserts a database or user (`POST base`) and waits for its operation. `Ok(true)` when it
+/// exists already: a 409, or an operation that failed with the server's "already exists"
+/// (Cloud SQL's `ERROR_RDBMS`); the caller adopts it.
+pub async fn insert_child(run: &Run<'_>, project: &str, base: &str, body: &Json) -> Result<bool, ProviderError> {
+    match mutate(run.g, reqwest::Method::POST, base, Some(body), run.deadline).await {
+        Ok(op) => match operation::track(&run.g.client, run.cp, run.id, &Op::sql(project, &op), &op, run.deadline).await {
+            Ok(_) => Ok(false),
+            Err(e) if super::exists_already(&e) => Ok(true),
+            Err(e) => Err(e),
+        },
+        Err(e) if e.status == 409 => Ok(true),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Sends one mutation of an instance, retrying 409 `operationInProgress` and
 /// "instance is not running" (an operation of another client) with backoff
 /// until `deadline`.

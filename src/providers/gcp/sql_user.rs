@@ -18,7 +18,7 @@ use serde_json::json;
 use super::client::{Api, seg};
 use super::policy::PolicyKey;
 use super::sql_database::absent;
-use super::sql_instance::{mutate, mutate_and_wait, path as instance_path};
+use super::sql_instance::{insert_child, mutate_and_wait, path as instance_path};
 use super::{Gcp, Run, deadline, live, project_attr, str_attr};
 use crate::providers::names::NameRule;
 use crate::providers::schema::{AttrType, Attribute, ResourceSchema, SchemaKind};
@@ -230,18 +230,7 @@ pub async fn apply(g: &Gcp, req: &ApplyRequest, cp: &dyn Checkpoint) -> Result<A
             let exists = if resumed && user_exists(g, &project, &instance, &name).await? {
                 true
             } else {
-                match mutate(g, reqwest::Method::POST, &base, Some(&body), dl).await {
-                    Ok(op) => {
-                        let op_ref = super::operation::Op::sql(&project, &op);
-                        match super::operation::track(&g.client, cp, &id, &op_ref, &op, dl).await {
-                            Ok(_) => false,
-                            Err(e) if super::exists_already(&e) => true,
-                            Err(e) => return Err(e),
-                        }
-                    }
-                    Err(e) if e.status == 409 => true,
-                    Err(e) => return Err(e.into()),
-                }
+                insert_child(&run, &project, &base, &body).await?
             };
             if exists && let Some(pw) = password {
                 set_password(pw).await?;
