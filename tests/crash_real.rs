@@ -227,7 +227,7 @@ impl<'w> Deployment<'w> {
             .args(["-f", "main.toml"])
             .args(["--var", &format!("project={}", self.project)])
             .args(["--var", &format!("namespace={}", self.namespace)])
-            .args(["--var", &format!("chart={ROOT}/testdata/charts/skypilot-like")])
+            .args(["--var", &format!("chart={ROOT}/testdata/charts/skypilot-like"), "--var", "chart_repository="])
             .args(["--var", "deletion_protection=false"])
             .args(extra)
             .stdin(Stdio::null());

@@ -56,6 +56,8 @@ pub struct Config {
     /// where a caller is known by its source address: the pod with that IP on the cluster's
     /// apiserver, as GKE's metadata server knows pods.
     pub metadata_listen: Option<SocketAddr>,
+    /// Also answer DNS (UDP) here for pods: `metadata.google.internal`, and NXDOMAIN for the rest.
+    pub dns_listen: Option<SocketAddr>,
     /// Size of generated service-account keys. Debug builds default to 1024 bits because the
     /// unoptimised `rsa` crate needs 3-10 s for a 2048-bit key on this class of machine; release
     /// builds default to 2048 (what the real API creates).
@@ -78,6 +80,7 @@ impl Default for Config {
             fault_seed: 0,
             sql_network: None,
             metadata_listen: None,
+            dns_listen: None,
             rsa_key_bits: if cfg!(debug_assertions) { 1024 } else { 2048 },
         }
     }

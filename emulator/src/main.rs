@@ -51,6 +51,9 @@ struct Cli {
     /// Also serve pods' metadata server here (e.g. 169.254.169.254:80): callers are known by source address.
     #[arg(long)]
     metadata_listen: Option<SocketAddr>,
+    /// Also answer pods' DNS here (UDP): metadata.google.internal, NXDOMAIN for every other name.
+    #[arg(long)]
+    dns_listen: Option<SocketAddr>,
 }
 
 fn parse_network(s: &str) -> Result<(std::net::Ipv4Addr, u8), String> {
@@ -73,6 +76,7 @@ fn config(cli: Cli) -> Result<Config, String> {
         tls: cli.tls,
         sql_network: cli.sql_network,
         metadata_listen: cli.metadata_listen,
+        dns_listen: cli.dns_listen,
         ..Config::default()
     };
     c.op_durations = OpDurations::uniform(Duration::from_millis(cli.op_duration_ms));

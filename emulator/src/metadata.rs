@@ -102,7 +102,11 @@ async fn answer(app: &Arc<App>, caller: Caller<'_>, rest: &str, headers: &Header
         "instance/service-accounts/default/email" | "instance/service-accounts/default/token" => {
             let email = match identity(app, &caller).await {
                 Ok((_, e)) => e,
-                Err(m) => return text(StatusCode::FORBIDDEN, &format!("{m}\n")),
+                Err(m) => {
+                    // The refusal names no secret: which pod, binding or annotation is missing.
+                    eprintln!("metadata: refused a token: {m}");
+                    return text(StatusCode::FORBIDDEN, &format!("{m}\n"));
+                }
             };
             if rest.ends_with("email") {
                 return text(StatusCode::OK, &email);
@@ -168,8 +172,21 @@ async fn identity(app: &Arc<App>, caller: &Caller<'_>) -> Result<(String, String
     }
 }
 
-/// The namespace and service account of the pod whose IP is `ip`.
+/// The namespace and service account of the pod whose IP is `ip`. A pod's first container can
+/// ask before the kubelet has reported the pod's IP: as GKE's metadata server, wait for it a while.
 async fn pod_at(app: &Arc<App>, ip: IpAddr) -> Result<(String, String), String> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match find_pod(app, ip).await {
+            Err(e) if e.starts_with("no pod") && std::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn find_pod(app: &Arc<App>, ip: IpAddr) -> Result<(String, String), String> {
     let path = format!("/api/v1/pods?fieldSelector=status.podIP%3D{ip}");
     let body = match apiserver_get(app, &path).await? {
         (200, body) => body,

@@ -30,8 +30,9 @@ pub struct Emulator {
     addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
-    /// The pods' metadata server (`Config::metadata_listen`), if any; it keeps no state.
-    metadata_task: Option<JoinHandle<()>>,
+    /// The pods' metadata server and DNS responder (`Config::metadata_listen`, `dns_listen`), if
+    /// any; they keep no state.
+    side_tasks: Vec<JoinHandle<()>>,
 }
 
 impl Emulator {
@@ -88,21 +89,22 @@ impl Emulator {
             base_url: format!("{}://{addr}/", if tls { "https" } else { "http" }),
             state_file,
         });
-        let metadata_task = match app.config.metadata_listen {
-            None => None,
-            Some(at) => {
-                let listener = tokio::net::TcpListener::bind(at)
-                    .await
-                    .map_err(|source| EmulatorError::Bind { addr: at, source })?;
-                let router = Router::new().fallback(handle_pod_metadata).with_state(app.clone());
-                Some(tokio::spawn(async move {
-                    let service = router.into_make_service_with_connect_info::<SocketAddr>();
-                    if let Err(e) = axum::serve(listener, service).await {
-                        tracing_err(&format!("metadata server stopped: {e}"));
-                    }
-                }))
-            }
-        };
+        let mut side_tasks = Vec::new();
+        if let Some(at) = app.config.metadata_listen {
+            let listener =
+                tokio::net::TcpListener::bind(at).await.map_err(|source| EmulatorError::Bind { addr: at, source })?;
+            let router = Router::new().fallback(handle_pod_metadata).with_state(app.clone());
+            side_tasks.push(tokio::spawn(async move {
+                let service = router.into_make_service_with_connect_info::<SocketAddr>();
+                if let Err(e) = axum::serve(listener, service).await {
+                    tracing_err(&format!("metadata server stopped: {e}"));
+                }
+            }));
+        }
+        if let Some(at) = app.config.dns_listen {
+            let socket = crate::dns::bind(at).await.map_err(|source| EmulatorError::Bind { addr: at, source })?;
+            side_tasks.push(tokio::spawn(crate::dns::serve(socket)));
+        }
         resume_servers(&app).await;
         let router = Router::new().fallback(handle).with_state(app.clone());
         let (stop, stopped) = oneshot::channel::<()>();
@@ -122,7 +124,7 @@ impl Emulator {
             addr,
             stop: Some(stop),
             task: Some(task),
-            metadata_task,
+            side_tasks,
         })
     }
 
@@ -221,7 +223,7 @@ impl Emulator {
     }
 
     async fn stop_now(&mut self) {
-        if let Some(task) = self.metadata_task.take() {
+        for task in self.side_tasks.drain(..) {
             task.abort();
         }
         if let Some(stop) = self.stop.take() {
@@ -243,7 +245,7 @@ impl Emulator {
 
 impl Drop for Emulator {
     fn drop(&mut self) {
-        if let Some(task) = self.metadata_task.take() {
+        for task in self.side_tasks.drain(..) {
             task.abort();
         }
         if let Some(stop) = self.stop.take() {
