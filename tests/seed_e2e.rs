@@ -1,10 +1,13 @@
 //! The main job, end to end, as a test: both variants of the seed deployment
 //! (IAM authentication with Workload Identity; password authentication with a
-//! service-account key) planned, applied, re-planned clean, changed by hand with
-//! gcloud and kubectl, reported by `drift` (exit 2), repaired, and destroyed, on
-//! the testbed's real kube-apiserver, real helm, the GCP emulator and real
-//! PostgreSQL. This is `scripts/demo both --destroy`, run against the binary
-//! cargo built for the tests.
+//! service-account key) planned, applied, the published SkyPilot chart's API
+//! server healthy in real pods (its Cloud SQL Auth Proxy sidecar connecting with
+//! the identity skyform granted), its tables in Cloud SQL owned by that identity,
+//! re-planned clean, changed by hand with gcloud and kubectl, reported by `drift`
+//! (exit 2), repaired, healthy again, and destroyed, on the testbed's real
+//! kube-apiserver and node, real helm, the GCP emulator and real PostgreSQL.
+//! This is `scripts/demo both --destroy`, run against the binary cargo built for
+//! the tests.
 
 use std::process::Command;
 
@@ -25,6 +28,15 @@ fn both_seed_variants_converge_drift_is_reported_and_repaired() {
         assert!(stdout.contains(&format!("==> [{v}] done")), "{v} did not finish:\n{stdout}");
     }
     assert_eq!(stdout.matches("No changes. The live objects match the spec.").count(), 2, "{stdout}");
+    // Healthy after the first apply and again after the repair, per variant: /api/health answered by
+    // the server through the Service, with the chart's basic-auth setting seen by the server.
+    let healthy: Vec<&str> = stdout.lines().filter(|l| l.starts_with("healthy after ")).collect();
+    assert_eq!(healthy.len(), 4, "{stdout}");
+    for line in healthy {
+        assert!(line.contains(r#""version":"1.0.0.dev20260808""#), "{line}");
+        assert!(line.contains(r#""ingress_basic_auth_enabled":true"#), "{line}");
+    }
+    assert_eq!(stdout.matches(" tables\n").count(), 2, "the tables were listed for each variant:\n{stdout}");
     assert_eq!(stdout.matches("3 findings: 3 changed_outside").count(), 2, "{stdout}");
     assert_eq!(stdout.matches("No drift: the live objects, the state and the spec agree.").count(), 2, "{stdout}");
     assert!(stdout.contains("Destroy complete! Resources: 0 added, 0 changed, 0 replaced, 15 destroyed."));

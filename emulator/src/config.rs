@@ -1,7 +1,7 @@
 //! Configuration of an emulator instance: what the library caller or the binary's flags choose.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -48,6 +48,16 @@ pub struct Config {
     pub tls: bool,
     /// Seed of the random generator that decides injected faults, so runs are reproducible.
     pub fault_seed: u64,
+    /// Where Cloud SQL instance addresses come from (network address, prefix length). `None`:
+    /// loopback addresses in `127.64.0.0/10`. The testbed gives a network routed to its network
+    /// namespace's loopback (`ip route add local`), so pods reach the instances.
+    pub sql_network: Option<(Ipv4Addr, u8)>,
+    /// Also serve the metadata server of pods on this address (the testbed: `169.254.169.254:80`),
+    /// where a caller is known by its source address: the pod with that IP on the cluster's
+    /// apiserver, as GKE's metadata server knows pods.
+    pub metadata_listen: Option<SocketAddr>,
+    /// Also answer DNS (UDP) here for pods: `metadata.google.internal`, and NXDOMAIN for the rest.
+    pub dns_listen: Option<SocketAddr>,
     /// Size of generated service-account keys. Debug builds default to 1024 bits because the
     /// unoptimised `rsa` crate needs 3-10 s for a 2048-bit key on this class of machine; release
     /// builds default to 2048 (what the real API creates).
@@ -68,6 +78,9 @@ impl Default for Config {
             enforce_iam: false,
             tls: false,
             fault_seed: 0,
+            sql_network: None,
+            metadata_listen: None,
+            dns_listen: None,
             rsa_key_bits: if cfg!(debug_assertions) { 1024 } else { 2048 },
         }
     }

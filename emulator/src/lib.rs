@@ -32,6 +32,7 @@ pub mod faults;
 pub mod gke;
 pub mod http;
 pub mod iam;
+pub mod dns;
 pub mod metadata;
 pub mod policy;
 pub mod router;

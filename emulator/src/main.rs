@@ -45,6 +45,22 @@ struct Cli {
     /// Write the emulator's CA certificate (PEM) to this file, for clients to trust.
     #[arg(long)]
     ca_out: Option<PathBuf>,
+    /// Network for Cloud SQL instance addresses, e.g. 10.64.0.0/16 (default: 127.64.0.0/10).
+    #[arg(long, value_parser = parse_network)]
+    sql_network: Option<(std::net::Ipv4Addr, u8)>,
+    /// Also serve pods' metadata server here (e.g. 169.254.169.254:80): callers are known by source address.
+    #[arg(long)]
+    metadata_listen: Option<SocketAddr>,
+    /// Also answer pods' DNS here (UDP): metadata.google.internal, NXDOMAIN for every other name.
+    #[arg(long)]
+    dns_listen: Option<SocketAddr>,
+}
+
+fn parse_network(s: &str) -> Result<(std::net::Ipv4Addr, u8), String> {
+    let (ip, prefix) = s.split_once('/').ok_or_else(|| format!("'{s}' is not ADDRESS/PREFIX, e.g. 10.64.0.0/16"))?;
+    let ip = ip.parse().map_err(|e| format!("'{ip}': {e}"))?;
+    let prefix = prefix.parse().map_err(|e| format!("'{prefix}': {e}"))?;
+    Ok((ip, prefix))
 }
 
 fn read(path: &PathBuf, what: &str) -> Result<String, String> {
@@ -58,6 +74,9 @@ fn config(cli: Cli) -> Result<Config, String> {
         fault_seed: cli.fault_seed,
         enforce_iam: cli.enforce_iam,
         tls: cli.tls,
+        sql_network: cli.sql_network,
+        metadata_listen: cli.metadata_listen,
+        dns_listen: cli.dns_listen,
         ..Config::default()
     };
     c.op_durations = OpDurations::uniform(Duration::from_millis(cli.op_duration_ms));

@@ -8,7 +8,9 @@
 //! GCE_METADATA_HOST=127.0.0.1:PORT/_metadata/<project>/<location>/<cluster>/<namespace>/<ksa>
 //! ```
 //!
-//! (Pods on the testbed's node will be known by their source address instead.) Requests must
+//! Pods on the testbed's node reach it on 169.254.169.254 (`Config::metadata_listen`), as on GKE,
+//! and are known by their source address: the pod with that IP, its namespace and service
+//! account, read from the apiserver. Requests must
 //! carry `Metadata-Flavor: Google`. The token of `instance/service-accounts/default/token` is for
 //! the Google service account named in the KSA's `iam.gke.io/gcp-service-account` annotation,
 //! and only when the cluster has Workload Identity with the project's pool, the KSA exists on the
@@ -16,6 +18,7 @@
 //! `roles/iam.workloadIdentityUser` to `serviceAccount:<pool>[<namespace>/<ksa>]`; otherwise the
 //! answer is 403 with GKE's message.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::http::{HeaderMap, StatusCode};
@@ -37,32 +40,73 @@ fn text(status: StatusCode, body: &str) -> Response {
     r
 }
 
+/// Who asks: a process outside pods that names its Kubernetes service account in the metadata
+/// host's path, or a pod known by its source address.
+enum Caller<'a> {
+    Named { project: &'a str, location: &'a str, cluster: &'a str, namespace: &'a str, ksa: &'a str },
+    Pod(IpAddr),
+}
+
 /// Handles `/_metadata/<project>/<location>/<cluster>/<namespace>/<ksa>/computeMetadata/v1/...`.
 pub async fn handle(app: &Arc<App>, path: &str, headers: &HeaderMap) -> Response {
-    if headers.get("Metadata-Flavor").and_then(|v| v.to_str().ok()) != Some("Google") {
-        return text(StatusCode::FORBIDDEN, "Missing required header \"Metadata-Flavor\": \"Google\"\n");
-    }
     let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let (project, location, cluster, namespace, ksa, rest) = match parts.as_slice() {
         ["_metadata", p, l, c, n, k, "computeMetadata", "v1", rest @ ..] => (*p, *l, *c, *n, *k, rest.join("/")),
         _ => return text(StatusCode::NOT_FOUND, "Not Found\n"),
     };
-    // Kubernetes names (RFC 1123): nothing else reaches the apiserver's path or an IAM member.
-    let k8s_name = |s: &str| {
-        !s.is_empty()
-            && s.len() <= 253
-            && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
-    };
     if !k8s_name(namespace) || !k8s_name(ksa) {
         return text(StatusCode::NOT_FOUND, "Not Found\n");
     }
-    match rest.as_str() {
-        "project/project-id" => text(StatusCode::OK, project),
-        "project/numeric-project-id" => text(StatusCode::OK, &crate::util::project_number(project)),
+    answer(app, Caller::Named { project, location, cluster, namespace, ksa }, &rest, headers).await
+}
+
+/// Handles `/computeMetadata/v1/...` from the pod whose IP is `peer` (the metadata server on
+/// 169.254.169.254, as GKE's). `/` answers without the flavor header, as clients probe it to
+/// learn that they run on Google Cloud.
+pub async fn handle_pod(app: &Arc<App>, peer: IpAddr, path: &str, headers: &HeaderMap) -> Response {
+    if path == "/" {
+        return text(StatusCode::OK, "computeMetadata/\n");
+    }
+    match path.trim_start_matches('/').strip_prefix("computeMetadata/v1/") {
+        Some(rest) => answer(app, Caller::Pod(peer), rest, headers).await,
+        None => text(StatusCode::NOT_FOUND, "Not Found\n"),
+    }
+}
+
+/// Kubernetes names (RFC 1123): nothing else reaches the apiserver's path or an IAM member.
+fn k8s_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+}
+
+async fn answer(app: &Arc<App>, caller: Caller<'_>, rest: &str, headers: &HeaderMap) -> Response {
+    if headers.get("Metadata-Flavor").and_then(|v| v.to_str().ok()) != Some("Google") {
+        return text(StatusCode::FORBIDDEN, "Missing required header \"Metadata-Flavor\": \"Google\"\n");
+    }
+    match rest {
+        "project/project-id" | "project/numeric-project-id" => {
+            let project = match &caller {
+                Caller::Named { project, .. } => (*project).to_string(),
+                Caller::Pod(_) => match identity(app, &caller).await {
+                    Ok((project, _)) => project,
+                    Err(m) => return text(StatusCode::NOT_FOUND, &format!("{m}\n")),
+                },
+            };
+            if rest.starts_with("project/numeric") {
+                text(StatusCode::OK, &crate::util::project_number(&project))
+            } else {
+                text(StatusCode::OK, &project)
+            }
+        }
         "instance/service-accounts/default/email" | "instance/service-accounts/default/token" => {
-            let email = match workload_identity(app, project, location, cluster, namespace, ksa).await {
-                Ok(e) => e,
-                Err(m) => return text(StatusCode::FORBIDDEN, &format!("{m}\n")),
+            let email = match identity(app, &caller).await {
+                Ok((_, e)) => e,
+                Err(m) => {
+                    // The refusal names no secret: which pod, binding or annotation is missing.
+                    eprintln!("metadata: refused a token: {m}");
+                    return text(StatusCode::FORBIDDEN, &format!("{m}\n"));
+                }
             };
             if rest.ends_with("email") {
                 return text(StatusCode::OK, &email);
@@ -82,44 +126,108 @@ pub async fn handle(app: &Arc<App>, path: &str, headers: &HeaderMap) -> Response
     }
 }
 
-/// The Google service account the KSA acts as, after GKE's checks; `Err` is the refusal.
-async fn workload_identity(
-    app: &Arc<App>,
-    project: &str,
-    location: &str,
-    cluster: &str,
-    namespace: &str,
-    ksa: &str,
-) -> Result<String, String> {
-    let pool = format!("{project}.svc.id.goog");
-    {
-        let st = lock(&app.state);
-        let c = st
-            .gke_clusters
-            .get(&format!("{project}/{location}/{cluster}"))
-            .ok_or_else(|| format!("cluster {project}/{location}/{cluster} does not exist"))?;
-        if c.pointer("/workloadIdentityConfig/workloadPool").and_then(Value::as_str) != Some(pool.as_str()) {
-            return Err(format!(
-                "Workload Identity is not enabled on cluster {cluster} (its workload pool is not {pool})"
-            ));
+/// The caller's project and the Google service account it acts as, after GKE's checks; `Err` is
+/// the refusal.
+async fn identity(app: &Arc<App>, caller: &Caller<'_>) -> Result<(String, String), String> {
+    match *caller {
+        Caller::Named { project, location, cluster, namespace, ksa } => {
+            let pool = format!("{project}.svc.id.goog");
+            {
+                let st = lock(&app.state);
+                let c = st
+                    .gke_clusters
+                    .get(&format!("{project}/{location}/{cluster}"))
+                    .ok_or_else(|| format!("cluster {project}/{location}/{cluster} does not exist"))?;
+                if c.pointer("/workloadIdentityConfig/workloadPool").and_then(Value::as_str) != Some(pool.as_str()) {
+                    return Err(format!(
+                        "Workload Identity is not enabled on cluster {cluster} (its workload pool is not {pool})"
+                    ));
+                }
+            }
+            let gsa = gsa_of(app, namespace, ksa).await?;
+            check_binding(app, &pool, namespace, ksa, &gsa)?;
+            Ok((project.to_string(), gsa))
+        }
+        Caller::Pod(ip) => {
+            let (namespace, ksa) = pod_at(app, ip).await?;
+            let gsa = gsa_of(app, &namespace, &ksa).await?;
+            // Every emulated cluster is served by the testbed's one node: the pool is that of the
+            // Google account's project, which must have a cluster with Workload Identity.
+            let project = gsa
+                .split_once('@')
+                .and_then(|(_, d)| d.strip_suffix(".iam.gserviceaccount.com"))
+                .ok_or_else(|| format!("{gsa} is not a service account email"))?
+                .to_string();
+            let pool = format!("{project}.svc.id.goog");
+            let enabled = lock(&app.state).gke_clusters.iter().any(|(key, c)| {
+                key.starts_with(&format!("{project}/"))
+                    && c.pointer("/workloadIdentityConfig/workloadPool").and_then(Value::as_str) == Some(pool.as_str())
+            });
+            if !enabled {
+                return Err(format!("Workload Identity is not enabled on any cluster of project {project} (pool {pool})"));
+            }
+            check_binding(app, &pool, &namespace, &ksa, &gsa)?;
+            Ok((project, gsa))
         }
     }
+}
+
+/// The namespace and service account of the pod whose IP is `ip`. A pod's first container can
+/// ask before the kubelet has reported the pod's IP: as GKE's metadata server, wait for it a while.
+async fn pod_at(app: &Arc<App>, ip: IpAddr) -> Result<(String, String), String> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match find_pod(app, ip).await {
+            Err(e) if e.starts_with("no pod") && std::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn find_pod(app: &Arc<App>, ip: IpAddr) -> Result<(String, String), String> {
+    let path = format!("/api/v1/pods?fieldSelector=status.podIP%3D{ip}");
+    let body = match apiserver_get(app, &path).await? {
+        (200, body) => body,
+        (s, _) => return Err(format!("listing pods on the cluster: HTTP {s}")),
+    };
+    let list: Value = serde_json::from_str(&body).map_err(|e| format!("the apiserver's pod list: {e}"))?;
+    let pod = list["items"]
+        .as_array()
+        .and_then(|items| {
+            items.iter().find(|p| !matches!(p.pointer("/status/phase").and_then(Value::as_str), Some("Succeeded" | "Failed")))
+        })
+        .ok_or_else(|| format!("no pod has the address {ip}"))?;
+    let namespace = pod.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default().to_string();
+    let ksa = pod.pointer("/spec/serviceAccountName").and_then(Value::as_str).unwrap_or("default").to_string();
+    if !k8s_name(&namespace) || !k8s_name(&ksa) {
+        return Err(format!("the pod at {ip} has no usable service account"));
+    }
+    Ok((namespace, ksa))
+}
+
+/// The Google service account named by the KSA's annotation.
+async fn gsa_of(app: &Arc<App>, namespace: &str, ksa: &str) -> Result<String, String> {
     let sa = read_ksa(app, namespace, ksa).await?;
-    let gsa = sa
-        .pointer("/metadata/annotations")
+    sa.pointer("/metadata/annotations")
         .and_then(|a| a.get(ANNOTATION))
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
+        .map(str::to_string)
         .ok_or_else(|| {
             format!(
                 "The Kubernetes service account {namespace}/{ksa} is not annotated with {ANNOTATION}: it has no \
                  Google service account"
             )
-        })?
-        .to_string();
+        })
+}
+
+/// GKE's check: the Google account grants `roles/iam.workloadIdentityUser` to the KSA's member.
+fn check_binding(app: &Arc<App>, pool: &str, namespace: &str, ksa: &str, gsa: &str) -> Result<(), String> {
     let member = format!("serviceAccount:{pool}[{namespace}/{ksa}]");
     let st = lock(&app.state);
-    let account = st.iam.accounts.get(&gsa).filter(|a| a.resource["disabled"] != json!(true));
+    let account = st.iam.accounts.get(gsa).filter(|a| a.resource["disabled"] != json!(true));
     let allowed = account.is_some_and(|a| {
         a.policy.bindings.iter().any(|b| {
             b["role"] == "roles/iam.workloadIdentityUser"
@@ -133,12 +241,21 @@ async fn workload_identity(
              account {namespace}/{ksa} needs roles/iam.workloadIdentityUser on {gsa} for member {member}"
         ));
     }
-    Ok(gsa)
+    Ok(())
 }
 
-/// The KSA object from the cluster's apiserver (`gke_endpoint`, `gke_ca_pem`, the emulator's
-/// access token as the bearer: on the testbed it is the apiserver's admin token).
+/// The KSA object from the cluster's apiserver.
 async fn read_ksa(app: &Arc<App>, namespace: &str, name: &str) -> Result<Value, String> {
+    match apiserver_get(app, &format!("/api/v1/namespaces/{namespace}/serviceaccounts/{name}")).await? {
+        (200, body) => serde_json::from_str(&body).map_err(|e| format!("the apiserver's service account: {e}")),
+        (404, _) => Err(format!("The Kubernetes service account {namespace}/{name} does not exist")),
+        (s, _) => Err(format!("reading {namespace}/{name} from the cluster: HTTP {s}")),
+    }
+}
+
+/// GET `path` from the cluster's apiserver (`gke_endpoint`, `gke_ca_pem`, the emulator's access
+/// token as the bearer: on the testbed it is the apiserver's admin token): status and body.
+async fn apiserver_get(app: &Arc<App>, path: &str) -> Result<(u16, String), String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut endpoint = app.config.gke_endpoint.trim_start_matches("https://").trim_end_matches('/').to_string();
     if !endpoint.contains(':') {
@@ -164,7 +281,7 @@ async fn read_ksa(app: &Arc<App>, namespace: &str, name: &str) -> Result<Value, 
         .await
         .map_err(|e| format!("cluster apiserver {endpoint}: {e}"))?;
     let req = format!(
-        "GET /api/v1/namespaces/{namespace}/serviceaccounts/{name} HTTP/1.1\r\nHost: {host}\r\n\
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\n\
          Authorization: Bearer {token}\r\nAccept: application/json\r\nConnection: close\r\n\r\n"
     );
     tls.write_all(req.as_bytes()).await.map_err(|e| e.to_string())?;
@@ -175,16 +292,10 @@ async fn read_ksa(app: &Arc<App>, namespace: &str, name: &str) -> Result<Value, 
     let split = raw.windows(4).position(|w| w == b"\r\n\r\n").ok_or("the apiserver's answer is not HTTP")?;
     let head = String::from_utf8_lossy(&raw[..split]).to_string();
     let body_bytes = &raw[split + 4..];
-    let status = head.split_whitespace().nth(1).unwrap_or("0").to_string();
+    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
     let body_bytes =
         if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(body_bytes) } else { body_bytes.to_vec() };
-    let body = String::from_utf8_lossy(&body_bytes).to_string();
-    let status = status.as_str();
-    match status {
-        "200" => serde_json::from_str(&body).map_err(|e| format!("the apiserver's service account: {e}")),
-        "404" => Err(format!("The Kubernetes service account {namespace}/{name} does not exist")),
-        s => Err(format!("reading {namespace}/{name} from the cluster: HTTP {s}")),
-    }
+    Ok((status, String::from_utf8_lossy(&body_bytes).to_string()))
 }
 
 /// The body of a chunked HTTP/1.1 answer (bytes: a chunk may split a character).

@@ -30,6 +30,9 @@ pub struct Emulator {
     addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
+    /// The pods' metadata server and DNS responder (`Config::metadata_listen`, `dns_listen`), if
+    /// any; they keep no state.
+    side_tasks: Vec<JoinHandle<()>>,
 }
 
 impl Emulator {
@@ -86,6 +89,22 @@ impl Emulator {
             base_url: format!("{}://{addr}/", if tls { "https" } else { "http" }),
             state_file,
         });
+        let mut side_tasks = Vec::new();
+        if let Some(at) = app.config.metadata_listen {
+            let listener =
+                tokio::net::TcpListener::bind(at).await.map_err(|source| EmulatorError::Bind { addr: at, source })?;
+            let router = Router::new().fallback(handle_pod_metadata).with_state(app.clone());
+            side_tasks.push(tokio::spawn(async move {
+                let service = router.into_make_service_with_connect_info::<SocketAddr>();
+                if let Err(e) = axum::serve(listener, service).await {
+                    tracing_err(&format!("metadata server stopped: {e}"));
+                }
+            }));
+        }
+        if let Some(at) = app.config.dns_listen {
+            let socket = crate::dns::bind(at).await.map_err(|source| EmulatorError::Bind { addr: at, source })?;
+            side_tasks.push(tokio::spawn(crate::dns::serve(socket)));
+        }
         resume_servers(&app).await;
         let router = Router::new().fallback(handle).with_state(app.clone());
         let (stop, stopped) = oneshot::channel::<()>();
@@ -105,6 +124,7 @@ impl Emulator {
             addr,
             stop: Some(stop),
             task: Some(task),
+            side_tasks,
         })
     }
 
@@ -203,6 +223,9 @@ impl Emulator {
     }
 
     async fn stop_now(&mut self) {
+        for task in self.side_tasks.drain(..) {
+            task.abort();
+        }
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -222,6 +245,9 @@ impl Emulator {
 
 impl Drop for Emulator {
     fn drop(&mut self) {
+        for task in self.side_tasks.drain(..) {
+            task.abort();
+        }
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -287,6 +313,18 @@ pub async fn reset(app: &Arc<App>) {
     app.connectors.stop_all();
     app.pg.destroy_all().await;
     app.persist(&lock(&app.state));
+}
+
+/// The pods' metadata server: `/computeMetadata/v1/...` for the pod at the caller's address.
+async fn handle_pod_metadata(
+    AxumState(app): AxumState<Arc<App>>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<SocketAddr>,
+    req: Request<Body>,
+) -> Response {
+    let path = req.uri().path().to_string();
+    let resp = crate::metadata::handle_pod(&app, peer.ip(), &path, req.headers()).await;
+    eprintln!("{} {path} -> {} metadata (pod {})", req.method(), resp.status().as_u16(), peer.ip());
+    resp
 }
 
 async fn handle(AxumState(app): AxumState<Arc<App>>, req: Request<Body>) -> Response {

@@ -35,6 +35,15 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// This process runs outside the testbed's network namespace, where none of its addresses exist.
+    #[error(
+        "this process is not inside the testbed's network namespace {netns}, where its servers listen: run \
+         the tests through `scripts/test-all`, or `scripts/testbed exec cargo test ...`"
+    )]
+    OutsideNamespace {
+        /// The namespace's name.
+        netns: String,
+    },
     /// The run directory's `testbed.env` lacks a variable.
     #[error("{} has no {key}", path.display())]
     Missing {
@@ -54,7 +63,7 @@ pub enum Error {
 pub struct Testbed {
     /// The run directory (pids, certificates, logs, `testbed.env`).
     pub dir: PathBuf,
-    /// The kube-apiserver's URL, `https://127.0.0.1:<port>`.
+    /// The kube-apiserver's URL, `https://<node address>:<port>` (inside the testbed's network namespace).
     pub kube_api: String,
     /// The CA that signed the kube-apiserver's serving certificate, PEM.
     pub kube_ca_pem: String,
@@ -69,7 +78,7 @@ pub struct Testbed {
     pub kubectl: PathBuf,
     /// The helm binary.
     pub helm: PathBuf,
-    /// The GCP emulator's base URL, `http://127.0.0.1:<port>/`.
+    /// The GCP emulator's base URL, `http://<node address>:<port>/`.
     pub gcp_endpoint: String,
     /// The default GCP project (`CLOUDSDK_CORE_PROJECT`).
     pub gcp_project: String,
@@ -123,7 +132,16 @@ impl Testbed {
                 });
             }
         }
-        Self::attach(&run_dir())
+        let testbed = Self::attach(&run_dir())?;
+        if let Some(netns) = testbed.env.get("SKYFORM_TESTBED_NETNS") {
+            let here = std::fs::metadata("/proc/self/ns/net").map(|m| std::os::unix::fs::MetadataExt::ino(&m));
+            let there =
+                std::fs::metadata(format!("/run/netns/{netns}")).map(|m| std::os::unix::fs::MetadataExt::ino(&m));
+            if !matches!((here, there), (Ok(a), Ok(b)) if a == b) {
+                return Err(Error::OutsideNamespace { netns: netns.clone() });
+            }
+        }
+        Ok(testbed)
     }
 
     /// Reads a run directory's `testbed.env` without checking that the testbed runs.

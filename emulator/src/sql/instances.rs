@@ -197,7 +197,7 @@ fn insert(app: &Arc<App>, r: &SqlRequest<'_>) -> Result<Value, ApiError> {
         "ipAddresses": [],
     });
     // The instance's own address; PostgreSQL on 5432 there, as on Cloud SQL.
-    let ip = super::address::allocate().map_err(ApiError::internal)?;
+    let ip = super::address::allocate(app.config.sql_network).map_err(ApiError::internal)?;
     let port = super::address::POSTGRES_PORT;
     let dir = app.pg.new_dir(&key);
     st.sql.instances.insert(

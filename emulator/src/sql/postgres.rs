@@ -342,6 +342,12 @@ impl PgServer {
                 String::from_utf8_lossy(&out.stderr).trim()
             ));
         }
+        // initdb allows only loopback clients; Cloud SQL takes password logins from any address
+        // that reaches the instance's own (its authorized networks; all, here).
+        let hba = self.dir.join("data/pg_hba.conf");
+        let mut text = std::fs::read_to_string(&hba).map_err(|e| format!("read {}: {e}", hba.display()))?;
+        text.push_str("\n# Cloud SQL: clients from any address, with a password\nhost all all 0.0.0.0/0 scram-sha-256\n");
+        std::fs::write(&hba, text).map_err(|e| format!("write {}: {e}", hba.display()))?;
         Ok(())
     }
 

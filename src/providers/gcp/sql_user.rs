@@ -190,6 +190,10 @@ async fn has_role(g: &Gcp, project: &str, member: Option<&str>) -> Result<bool, 
     Ok(seen(g))
 }
 
+/// How often, and how long, a delete refused because the user owns objects is tried again.
+const OWNED_OBJECTS_POLL: Duration = Duration::from_secs(3);
+const OWNED_OBJECTS_WAIT: Duration = Duration::from_secs(120);
+
 /// Creates, updates (password) or deletes the user.
 pub async fn apply(g: &Gcp, req: &ApplyRequest, cp: &dyn Checkpoint) -> Result<ApplyResponse, ProviderError> {
     let cfg = req.config.unmarked();
@@ -200,6 +204,35 @@ pub async fn apply(g: &Gcp, req: &ApplyRequest, cp: &dyn Checkpoint) -> Result<A
     let by_query = format!("{base}?name={}&host=", seg(&name));
     let dl = deadline(req);
     let lock = g.sql_lock(&project, &instance);
+    if req.action == ApplyAction::Delete {
+        // PostgreSQL refuses to drop a role that owns objects: the tables an application made in a
+        // database of the instance. The same destroy usually deletes that database too, at the same
+        // time; wait for it (outside the instance's lock, which that delete needs) before giving up.
+        let run = Run { g, cp, id: &id, deadline: dl };
+        let give_up = (tokio::time::Instant::now() + OWNED_OBJECTS_WAIT).min(dl);
+        loop {
+            let result = {
+                let _guard = lock.lock().await;
+                super::operation::resume(&g.client, &req.private, dl).await?;
+                mutate_and_wait(&run, &project, reqwest::Method::DELETE, &by_query, None).await
+            };
+            match result {
+                Ok(_) => return Ok(ApplyResponse::default()),
+                Err(ProviderError::Permanent(m)) if m.contains("does not exist") => return Ok(ApplyResponse::default()),
+                Err(ProviderError::Permanent(m)) if m.contains("objects depend on it") => {
+                    if tokio::time::Instant::now() + OWNED_OBJECTS_POLL >= give_up {
+                        return Err(ProviderError::Permanent(format!(
+                            "{m}: the user still owns objects in a database of the instance (the tables an \
+                             application made); delete that database first, or drop them, or give them to another \
+                             role (REASSIGN OWNED BY \"{name}\" TO ...)"
+                        )));
+                    }
+                    tokio::time::sleep(OWNED_OBJECTS_POLL).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
     let _guard = lock.lock().await;
     let run = Run { g, cp, id: &id, deadline: dl };
     let resumed = super::operation::resume(&g.client, &req.private, dl).await?;
@@ -210,14 +243,7 @@ pub async fn apply(g: &Gcp, req: &ApplyRequest, cp: &dyn Checkpoint) -> Result<A
         async move { mutate_and_wait(run, &project, reqwest::Method::PUT, &by_query, Some(&body)).await }
     };
     match req.action {
-        ApplyAction::Delete => {
-            match mutate_and_wait(&run, &project, reqwest::Method::DELETE, &by_query, None).await {
-                Ok(_) => {}
-                Err(ProviderError::Permanent(m)) if m.contains("does not exist") => {}
-                Err(e) => return Err(e),
-            }
-            return Ok(ApplyResponse::default());
-        }
+        ApplyAction::Delete => unreachable!("handled above"),
         ApplyAction::Create => {
             let ty = str_attr(&cfg, "type").unwrap_or_else(|| "BUILT_IN".into());
             let mut body = json!({"name": name, "host": "", "type": ty, "instance": instance, "project": project});

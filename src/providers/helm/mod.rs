@@ -78,8 +78,8 @@ fn schema() -> ProviderSchema {
                 Attribute::required("name", AttrType::String, "The release name; changing it replaces the release.").force_new().rule(NameRule::HelmRelease),
                 Attribute::optional("namespace", AttrType::String, "The release namespace; changing it replaces the release.").default(Value::str("default")).force_new().rule(NameRule::K8sLabel),
                 Attribute::required("chart", AttrType::String, "A local chart directory, `repo/name` of a repository added to helm, or a chart name with `repository`."),
-                Attribute::optional("repository", AttrType::String, "The chart repository URL (`--repo`)."),
-                Attribute::optional("version", AttrType::String, "The chart version (`--version`); read back from the release.").also_computed(),
+                Attribute::optional("repository", AttrType::String, "The chart repository URL (`--repo`); empty: none."),
+                Attribute::optional("version", AttrType::String, "The chart version (`--version`); read back from the release. Empty: the newest at install (with `devel`, pre-releases included), never upgraded by itself.").also_computed(),
                 Attribute::optional("devel", AttrType::Bool, "Accept pre-release chart versions (`--devel`).").default(Value::Bool(false)),
                 Attribute::optional("values", AttrType::Any, "Values, as a TOML table. Secrets in it are masked everywhere and passed to helm in a private file."),
                 Attribute::optional("values_yaml", AttrType::String, "Values as YAML text, merged after `values`, for what TOML cannot say (such as `null`)."),
@@ -232,7 +232,7 @@ impl HelmProvider {
     /// The chart's flags (repository, version, devel).
     fn chart_args(config: &Value) -> Vec<String> {
         let mut a = Vec::new();
-        if let Some(repo) = config.get("repository").and_then(Value::as_str) {
+        if let Some(repo) = config.get("repository").and_then(Value::as_str).filter(|r| !r.is_empty()) {
             a.extend(["--repo".into(), repo.into()]);
         }
         if let Some(v) = config.get("version").and_then(Value::as_str).filter(|v| !v.is_empty()) {
@@ -367,7 +367,9 @@ impl Provider for HelmProvider {
         let want_chart = cfg.get("chart").and_then(Value::as_str).unwrap_or_default();
         let chart_same = chart_name(want_chart) == meta.chart;
         attrs.insert("chart".into(), Value::str(if chart_same { want_chart } else { meta.chart.as_str() }));
-        attrs.insert("version".into(), Value::str(&meta.version));
+        // An empty `version` asks for no particular version (helm's newest at install): any matches.
+        let any_version = cfg.get("version").and_then(Value::as_str) == Some("");
+        attrs.insert("version".into(), Value::str(if any_version { "" } else { &meta.version }));
         attrs.insert("revision".into(), Value::Int(meta.revision));
         attrs.insert("status".into(), Value::str(&meta.status));
         attrs.insert("app_version".into(), Value::str(&meta.app_version));
@@ -395,7 +397,7 @@ impl Provider for HelmProvider {
                 };
                 attrs.insert("values_yaml".into(), text);
             }
-            let version_same = cfg.get("version").and_then(Value::as_str).is_none_or(|v| v == meta.version);
+            let version_same = any_version || cfg.get("version").and_then(Value::as_str).is_none_or(|v| v == meta.version);
             let manifest = if values_same && chart_same && version_same {
                 self.render(&r, cfg, &merged, &secrets).await?
             } else {
@@ -524,7 +526,9 @@ impl Provider for HelmProvider {
             .await?
             .ok_or_else(|| ProviderError::Permanent(format!("release {} vanished after install", r.name)))?;
         let mut attrs: BTreeMap<String, Value> = cfg.as_map().cloned().unwrap_or_default();
-        attrs.insert("version".into(), Value::str(&meta.version));
+        if cfg.get("version").and_then(Value::as_str) != Some("") {
+            attrs.insert("version".into(), Value::str(&meta.version));
+        }
         attrs.insert("revision".into(), Value::Int(meta.revision));
         attrs.insert("status".into(), Value::str(&meta.status));
         attrs.insert("app_version".into(), Value::str(&meta.app_version));
