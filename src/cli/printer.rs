@@ -107,9 +107,10 @@ impl Hook for EventPrinter {
         }
         match e {
             Event::Started { address, action } => self.p.out(&format!("{address}: {}...", action.doing_verb())),
-            Event::Progress { address, action, elapsed_secs } => self.p.out(&format!(
-                "{address}: Still {}... [{} elapsed]",
+            Event::Progress { address, action, elapsed_secs, detail } => self.p.out(&format!(
+                "{address}: Still {}...{} [{} elapsed]",
                 action.doing_verb().to_lowercase(),
+                detail.as_ref().map(|d| format!(" {d}")).unwrap_or_default(),
                 dur(elapsed_secs * 1000)
             )),
             Event::Finished { address, action, elapsed_ms, id } => self.p.out(&format!(

@@ -172,6 +172,10 @@ pub struct ApplyResponse {
 pub trait Checkpoint: Send + Sync {
     /// Writes `private` into the resource's state record now (durably).
     fn pending(&self, identity: &Value, private: &Value);
+
+    /// Says how a long operation is doing (`1/1 pods Running, 0/1 Ready`), for the next progress
+    /// line. Never a secret.
+    fn progress(&self, _status: &str) {}
 }
 
 /// A configured provider.

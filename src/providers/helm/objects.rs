@@ -29,6 +29,29 @@ pub fn parse_manifest(manifest: &str) -> Result<Vec<Json>, ProviderError> {
     Ok(out)
 }
 
+/// The objects of `manifest` whose readiness `wait` waits for: workloads, Jobs, claims, and Services
+/// that select pods (namespaced into `namespace` when they name none).
+pub fn awaited(manifest: &str, namespace: &str) -> Result<Vec<ObjRef>, ProviderError> {
+    let mut out = Vec::new();
+    for obj in parse_manifest(manifest)? {
+        let kind = obj.get("kind").and_then(Json::as_str).unwrap_or_default();
+        let selects = obj.pointer("/spec/selector").and_then(Json::as_object).is_some_and(|m| !m.is_empty());
+        let waits = match kind {
+            "Deployment" | "StatefulSet" | "DaemonSet" | "Job" | "PersistentVolumeClaim" => true,
+            "Service" => selects,
+            _ => false,
+        };
+        if waits {
+            let mut r = ObjRef::of(&obj)?;
+            if r.namespace.is_empty() {
+                r.namespace = namespace.to_string();
+            }
+            out.push(r);
+        }
+    }
+    Ok(out)
+}
+
 /// Puts `namespace` into a namespaced object that names none (helm does the
 /// same at install).
 async fn settle(cluster: &Cluster, obj: &mut Json, namespace: &str) -> Result<ObjRef, ProviderError> {
