@@ -145,6 +145,19 @@ pub enum Command {
         #[command(subcommand)]
         command: StateCommand,
     },
+    /// Show a plan saved with `plan --out`, touching nothing (no spec, state or cloud is read).
+    Show {
+        /// The saved plan.
+        file: PathBuf,
+        /// Machine-readable output (the `plan --json` format).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a shell completion script: `skyform completions bash > /etc/bash_completion.d/skyform`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
     /// Take an existing object under management.
     Import {
         /// The resource address in the spec.
@@ -325,6 +338,22 @@ pub async fn run(cli: Cli, p: &Printer, registry: Registry) -> Result<i32, OpErr
             Ok(0)
         }
         Command::State { command } => state(p, registry, command).await,
+        Command::Show { file, json } => {
+            let plan = crate::plan::file::load(&file)?;
+            if json {
+                p.out(&json::plan(&plan).to_string());
+            } else {
+                p.out_raw(&render::plan(&plan));
+            }
+            Ok(0)
+        }
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "skyform", &mut out);
+            p.out_raw(&String::from_utf8_lossy(&out));
+            Ok(0)
+        }
         Command::Import { address, id, spec, lock_timeout } => {
             let loaded = ops::load(&spec.options(), registry)?;
             let ctx = loaded.context(Arc::new(crate::engine::events::NoHook), 1, Cancel::new());
