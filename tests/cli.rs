@@ -427,3 +427,27 @@ fn completions_for_bash_zsh_and_fish() {
     assert_eq!(code(&o), 1, "an unknown shell is an error (as every usage error)");
     assert!(text(&o).1.contains("possible values: bash"), "{:?}", text(&o));
 }
+
+/// Colour as Terraform users expect on a terminal (forced here with CLICOLOR_FORCE, as tests have
+/// no terminal); none into a pipe, with NO_COLOR, or with --no-color.
+#[test]
+fn colour_on_a_terminal_only() {
+    let e = Env::new(SPEC);
+    let plan = |env: &[(&str, &str)], extra: &[&str]| {
+        let mut c = e.cmd(&["plan", "-f", "main.toml"]);
+        c.args(extra).env_remove("NO_COLOR").env_remove("CLICOLOR_FORCE");
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let o = c.output().unwrap();
+        assert_eq!(code(&o), 0, "{:?}", text(&o));
+        text(&o).0
+    };
+    let coloured = plan(&[("CLICOLOR_FORCE", "1")], &[]);
+    assert!(coloured.contains("\x1b[32m  # test_object.first will be created\x1b[0m"), "{coloured}");
+    assert!(coloured.contains("\x1b[32m  + resource \"test_object\" \"first\" {\x1b[0m"), "{coloured}");
+    assert_eq!(coloured.replace("\x1b[32m", "").replace("\x1b[0m", ""), plan(&[], &[]), "colour changes nothing else");
+    for (env, extra) in [(&[][..], &[][..]), (&[("NO_COLOR", "1"), ("CLICOLOR_FORCE", "1")][..], &[][..]), (&[("CLICOLOR_FORCE", "1")][..], &["--no-color"][..])] {
+        assert!(!plan(env, extra).contains('\x1b'), "colour with {env:?} {extra:?}");
+    }
+}

@@ -27,6 +27,9 @@ pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+    /// No colour, even on a terminal (also: the NO_COLOR environment variable).
+    #[arg(long = "no-color", global = true)]
+    pub no_color: bool,
 }
 
 /// Spec location and variables, common to every command.
@@ -237,7 +240,7 @@ pub fn main() -> i32 {
             return 1;
         }
     };
-    let printer = Printer::stdio();
+    let printer = Printer::stdio(cli.no_color);
     match rt.block_on(run(cli, &printer, Registry::builtin())) {
         Ok(code) => code,
         Err(e) => {
