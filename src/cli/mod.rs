@@ -407,7 +407,7 @@ async fn apply_or_destroy(
     p.diagnostics(&loaded.warnings);
     let cancel = Cancel::new();
     let hook = Arc::new(EventPrinter::new(p.clone(), args.json));
-    let ctx = loaded.context(hook, args.parallelism, cancel.clone());
+    let ctx = loaded.context(hook.clone(), args.parallelism, cancel.clone());
     let op = if destroy { "destroy" } else { "apply" };
     let mut session = ops::apply::open(&loaded, Some(op), args.lock_timeout)?;
     let planned = match &plan_file {
@@ -466,6 +466,9 @@ async fn apply_or_destroy(
                 s.replace,
                 s.destroy
             ));
+            if let Some(line) = hook.longest(3) {
+                p.out(&line);
+            }
             if !report.outputs.is_empty() {
                 p.out("\nOutputs:");
                 for (k, v) in &report.outputs {

@@ -127,12 +127,26 @@ fn paint(line: &str, color: bool) -> String {
 pub struct EventPrinter {
     p: Printer,
     json: bool,
+    /// How long each finished step took (address, milliseconds).
+    took: Mutex<Vec<(String, u64)>>,
 }
 
 impl EventPrinter {
     /// A hook printing through `p`.
     pub fn new(p: Printer, json: bool) -> Self {
-        EventPrinter { p, json }
+        EventPrinter { p, json, took: Mutex::new(Vec::new()) }
+    }
+
+    /// `Longest steps: a 41s, b 12s, c 3s`: the `n` longest finished steps that took a second or more.
+    pub fn longest(&self, n: usize) -> Option<String> {
+        let mut took = self.took.lock().expect("took lock").clone();
+        took.retain(|(_, ms)| *ms >= 1000);
+        took.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        took.truncate(n);
+        (!took.is_empty()).then(|| {
+            let parts: Vec<String> = took.iter().map(|(a, ms)| format!("{a} {}", dur(*ms))).collect();
+            format!("Longest steps: {}", parts.join(", "))
+        })
     }
 }
 
@@ -143,6 +157,9 @@ fn dur(ms: u64) -> String {
 
 impl Hook for EventPrinter {
     fn event(&self, e: &Event) {
+        if let Event::Finished { address, elapsed_ms, .. } = e {
+            self.took.lock().expect("took lock").push((address.to_string(), *elapsed_ms));
+        }
         if self.json {
             self.p.out(&super::json::event(e).to_string());
             return;
@@ -202,5 +219,22 @@ mod tests {
         assert_eq!(paint("{\"type\":\"failed\"}", true), "{\"type\":\"failed\"}", "JSON stays as is");
         assert_eq!(paint("Outputs:", true), "Outputs:");
         assert_eq!(paint("  + name", false), "  + name", "no colour when off");
+    }
+
+    #[test]
+    fn the_longest_steps_are_summed_up() {
+        use crate::engine::{Event, Hook};
+        use crate::plan::Action;
+        let hook = super::EventPrinter::new(super::Printer::new(Box::new(std::io::sink()), Box::new(std::io::sink())), false);
+        assert_eq!(hook.longest(3), None);
+        for (name, ms) in [("a", 41_000), ("b", 500), ("c", 12_000), ("d", 2_000), ("e", 3_000)] {
+            hook.event(&Event::Finished {
+                address: format!("test_object.{name}").parse().unwrap(),
+                action: Action::Create,
+                elapsed_ms: ms,
+                id: None,
+            });
+        }
+        assert_eq!(hook.longest(3).as_deref(), Some("Longest steps: test_object.a 41s, test_object.c 12s, test_object.e 3s"));
     }
 }
