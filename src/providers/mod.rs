@@ -128,6 +128,9 @@ pub struct PlanResponse {
     pub notes: Vec<String>,
     /// Opaque data carried from plan to apply (no secrets).
     pub private: Value,
+    /// Computed attributes the provider knows already (a `project` left to the provider's
+    /// configuration): shown, and given to references, as known values rather than "known after apply".
+    pub known: BTreeMap<String, Value>,
 }
 
 /// What the engine asks a provider to do.
