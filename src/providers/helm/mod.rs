@@ -499,7 +499,8 @@ impl Provider for HelmProvider {
         // operation ("another operation is in progress"): settle it first.
         let meta = match self.metadata(&r).await? {
             Some(m) if m.status.starts_with("pending-") => {
-                let waits = ["wait", "atomic"].iter().any(|k| cfg.get(k).and_then(Value::as_bool) == Some(true));
+                // Helm itself waits only with `atomic` (skyform does the `wait`).
+                let waits = cfg.get("atomic").and_then(Value::as_bool) == Some(true);
                 self.settle_pending(&r, &m, timeout, waits).await?
             }
             m => m,
