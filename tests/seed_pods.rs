@@ -337,7 +337,7 @@ fn an_api_server_that_cannot_start_fails_the_apply_saying_why() {
     let text = both(&out);
     assert_eq!(out.status.code(), Some(1), "the apply must fail:\n{text}");
     let deployment = format!("Deployment/{}/{}-api-server", d.namespace, d.release);
-    for want in ["helm_release.skypilot", "not ready after 45s", deployment.as_str(), "0/1 replicas available", "pod ", "cloud-sql-proxy: "] {
+    for want in ["helm_release.skypilot", "objects not ready after ", deployment.as_str(), "0/1 replicas available", "pod ", "cloud-sql-proxy: "] {
         assert!(text.contains(want), "the error does not say {want:?}:\n{text}");
     }
     assert!(text.contains("ImagePullBackOff") || text.contains("ErrImagePull"), "{text}");

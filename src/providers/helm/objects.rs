@@ -29,8 +29,9 @@ pub fn parse_manifest(manifest: &str) -> Result<Vec<Json>, ProviderError> {
     Ok(out)
 }
 
-/// The objects of `manifest` whose readiness `wait` waits for: workloads, Jobs, claims, and Services
-/// that select pods (namespaced into `namespace` when they name none).
+/// The objects of `manifest` whose readiness `wait` waits for: workloads and Jobs first (their pods
+/// say the most about what is wrong), then claims, and Services that select pods (namespaced into
+/// `namespace` when they name none).
 pub fn awaited(manifest: &str, namespace: &str) -> Result<Vec<ObjRef>, ProviderError> {
     let mut out = Vec::new();
     for obj in parse_manifest(manifest)? {
@@ -49,6 +50,11 @@ pub fn awaited(manifest: &str, namespace: &str) -> Result<Vec<ObjRef>, ProviderE
             out.push(r);
         }
     }
+    out.sort_by_key(|r| match r.kind.as_str() {
+        "Deployment" | "StatefulSet" | "DaemonSet" | "Job" => 0,
+        "PersistentVolumeClaim" => 1,
+        _ => 2,
+    });
     Ok(out)
 }
 

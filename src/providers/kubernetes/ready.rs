@@ -106,6 +106,7 @@ pub async fn wait_all(
         if still.is_empty() {
             return Ok(());
         }
+        // How the first object not ready is doing: its pods' counts when it has pods.
         if let Some((r, Some(obj), why)) = still.first() {
             let pods = pods_of(cluster, obj).await.unwrap_or_default();
             progress(&format!("{}: {}", short(r), if pods.is_empty() { why.clone() } else { pod_counts(&pods) }));
