@@ -523,7 +523,19 @@ impl Provider for HelmProvider {
                 args.push(flag.into());
             }
         }
-        self.helm.run(&args, &Self::positionals(&r, cfg), &secrets, timeout + READ_TIMEOUT).await?;
+        // Two installs at once can both render an object a chart creates only when a `lookup` does not
+        // find it (the SkyPilot chart's `skypilot-system` namespace): the second fails with "already
+        // exists". Once more, its lookup finds the object; `upgrade --install` is idempotent.
+        let positionals = Self::positionals(&r, cfg);
+        match self.helm.run(&args, &positionals, &secrets, timeout + READ_TIMEOUT).await {
+            Err(ProviderError::Permanent(m)) if m.contains("already exists") && !m.contains("cannot be imported") => {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                self.helm.run(&args, &positionals, &secrets, timeout + READ_TIMEOUT).await?;
+            }
+            other => {
+                other?;
+            }
+        }
         drop(file);
         let manifest = self.release_manifest(&r).await?;
         objects::repair(&self.cluster, &manifest, &r.namespace).await?;
