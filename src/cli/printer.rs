@@ -109,9 +109,8 @@ fn paint(line: &str, color: bool) -> String {
     }
     let code = if t.starts_with("error") || (t.contains(" failed: ") && !t.starts_with('#')) {
         "1;31"
-    } else if t.starts_with("warning") {
-        "33"
-    } else if t.starts_with("-/+ ") || t.starts_with("+/- ") || t.starts_with("~ ") || t.contains(" will be updated") {
+    } else if t.starts_with("warning")
+        || t.starts_with("-/+ ") || t.starts_with("+/- ") || t.starts_with("~ ") || t.contains(" will be updated") {
         "33"
     } else if t.starts_with("+ ") || t.contains(" will be created") || t.contains(" complete") {
         "32"

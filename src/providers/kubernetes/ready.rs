@@ -193,7 +193,7 @@ async fn explain(cluster: &Cluster, obj: &Json) -> String {
         out.push_str(&format!("\n    pod {name}: {}", pod_state(pod)));
         let fields = format!("involvedObject.name={name},type=Warning");
         if let Ok(mut events) = cluster.list("v1", "Event", ns, "", &fields).await {
-            events.sort_by_key(|e| event_time(e));
+            events.sort_by_key(event_time);
             for e in events.iter().rev().take(3).rev() {
                 out.push_str(&format!("\n      event {}: {}", text(e, "reason"), clip(&text(e, "message"), 300)));
             }
