@@ -378,3 +378,76 @@ fn mask_ids(s: &str) -> String {
     out.push_str(rest);
     out
 }
+
+/// The GitOps flow: a plan saved in a pull request, reviewed with `show`, applied on merge. `show`
+/// reads only the file: no spec, no state, no provider.
+#[test]
+fn show_renders_a_saved_plan_and_touches_nothing() {
+    let e = Env::new(&format!("[variable.pw]\ntype = \"string\"\nsensitive = true\n{SPEC}\n[resource.test_object.third]\nname = \"third\"\npassword = \"${{var.pw}}\"\n"));
+    let o = e.run(&["plan", "-f", "main.toml", "--out", "p.plan", "--var", "pw=TopSecret99"]);
+    let (planned, err) = text(&o);
+    assert_eq!(code(&o), 0, "{err}");
+    let plan_file = e.dir.path().join("p.plan");
+    let elsewhere = tempfile::tempdir().unwrap();
+    let cloud = std::fs::read(e.store()).ok();
+    let state: Vec<_> = std::fs::read_dir(e.dir.path()).unwrap().map(|f| f.unwrap().path()).collect();
+    let show = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_skyform")).args(args).current_dir(elsewhere.path()).stdin(Stdio::null()).output().unwrap()
+    };
+    let o = show(&["show", plan_file.to_str().unwrap()]);
+    let (shown, err) = text(&o);
+    assert_eq!(code(&o), 0, "{err}");
+    let planned = planned.split("\nSaved the plan to").next().unwrap().trim_end();
+    assert_eq!(shown.trim_end(), planned, "show renders what plan printed");
+    assert!(shown.contains("test_object.third will be created") && !shown.contains("TopSecret99"), "{shown}");
+    let o = show(&["show", "--json", plan_file.to_str().unwrap()]);
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!((j["format_version"].as_str(), j["summary"]["add"].as_u64()), (Some("1"), Some(3)));
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("TopSecret99"));
+    assert_eq!(std::fs::read(e.store()).ok(), cloud, "the cloud was not touched");
+    let after: Vec<_> = std::fs::read_dir(e.dir.path()).unwrap().map(|f| f.unwrap().path()).collect();
+    assert_eq!(after, state, "no file appeared or vanished beside the spec");
+    assert_eq!(std::fs::read_dir(elsewhere.path()).unwrap().count(), 0, "show wrote nothing");
+    let o = show(&["show", "nope.plan"]);
+    assert_eq!(code(&o), 1);
+    assert!(text(&o).1.contains("nope.plan"), "{:?}", text(&o));
+}
+
+#[test]
+fn completions_for_bash_zsh_and_fish() {
+    for shell in ["bash", "zsh", "fish"] {
+        let o = Command::new(env!("CARGO_BIN_EXE_skyform")).args(["completions", shell]).output().unwrap();
+        let (out, err) = text(&o);
+        assert_eq!(code(&o), 0, "{shell}: {err}");
+        for sub in ["plan", "apply", "drift", "show", "completions"] {
+            assert!(out.contains(sub), "{shell} completion lacks {sub}");
+        }
+    }
+    let o = Command::new(env!("CARGO_BIN_EXE_skyform")).args(["completions", "tcsh"]).output().unwrap();
+    assert_eq!(code(&o), 1, "an unknown shell is an error (as every usage error)");
+    assert!(text(&o).1.contains("possible values: bash"), "{:?}", text(&o));
+}
+
+/// Colour as Terraform users expect on a terminal (forced here with CLICOLOR_FORCE, as tests have
+/// no terminal); none into a pipe, with NO_COLOR, or with --no-color.
+#[test]
+fn colour_on_a_terminal_only() {
+    let e = Env::new(SPEC);
+    let plan = |env: &[(&str, &str)], extra: &[&str]| {
+        let mut c = e.cmd(&["plan", "-f", "main.toml"]);
+        c.args(extra).env_remove("NO_COLOR").env_remove("CLICOLOR_FORCE");
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let o = c.output().unwrap();
+        assert_eq!(code(&o), 0, "{:?}", text(&o));
+        text(&o).0
+    };
+    let coloured = plan(&[("CLICOLOR_FORCE", "1")], &[]);
+    assert!(coloured.contains("\x1b[32m  # test_object.first will be created\x1b[0m"), "{coloured}");
+    assert!(coloured.contains("\x1b[32m  + resource \"test_object\" \"first\" {\x1b[0m"), "{coloured}");
+    assert_eq!(coloured.replace("\x1b[32m", "").replace("\x1b[0m", ""), plan(&[], &[]), "colour changes nothing else");
+    for (env, extra) in [(&[][..], &[][..]), (&[("NO_COLOR", "1"), ("CLICOLOR_FORCE", "1")][..], &[][..]), (&[("CLICOLOR_FORCE", "1")][..], &["--no-color"][..])] {
+        assert!(!plan(env, extra).contains('\x1b'), "colour with {env:?} {extra:?}");
+    }
+}

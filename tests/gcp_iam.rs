@@ -190,3 +190,32 @@ async fn a_create_that_meets_an_existing_account_converges_it() {
     assert_eq!(sa.trim(), "SkyPilot SQL");
     assert_empty(&env.plan().await, "after converging");
 }
+
+/// A project (or region) left to the provider's configuration is known at plan time: the plan shows
+/// it, and what references it is known too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_providers_project_is_known_at_plan_time() {
+    let env = Env::start(0).await;
+    env.spec(
+        r#"
+[resource.gcp_service_account.a]
+account_id = "plan-time"
+
+[resource.gcp_sql_instance.db]
+name = "plan-time-db"
+database_version = "POSTGRES_15"
+tier = "db-custom-1-3840"
+
+[output.where]
+value = "${gcp_service_account.a.project}/${gcp_sql_instance.db.region}"
+"#,
+    );
+    let plan = env.plan().await;
+    let sa = change(&plan, "gcp_service_account.a").after.as_ref().unwrap();
+    assert_eq!(sa.get("project"), Some(&skyform::value::Value::str(P)), "{sa:?}");
+    let db = change(&plan, "gcp_sql_instance.db").after.as_ref().unwrap();
+    assert!(matches!(db.get("region"), Some(skyform::value::Value::String(_))), "{db:?}");
+    assert!(matches!(db.get("connection_name"), Some(skyform::value::Value::Unknown)), "what only apply knows stays unknown");
+    let text = skyform::cli::render::plan(&plan);
+    assert!(text.contains(&format!("project      = \"{P}\"")) || text.contains(&format!("project = \"{P}\"")), "{text}");
+}

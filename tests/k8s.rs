@@ -320,8 +320,8 @@ manifest = {{ apiVersion = "apps/v1", kind = "Deployment", metadata = {{ name = 
     let f = Fixture::new(&spec(0));
     f.apply().await;
     f.assert_clean().await;
-    // One replica on a cluster without nodes: never available; the wait times
-    // out and says what was missing.
+    // One replica of an image no registry has: never available; the wait
+    // times out and says what was missing, naming the object.
     f.write(&spec(1));
     let loaded = f.load();
     let ctx = loaded.context(
@@ -334,6 +334,7 @@ manifest = {{ apiVersion = "apps/v1", kind = "Deployment", metadata = {{ name = 
     let report = s.apply(&ctx, &planned.plan).await.unwrap();
     assert_eq!(report.failures.len(), 1, "{report:?}");
     assert!(report.failures[0].1.contains("0/1 replicas available"), "{}", report.failures[0].1);
+    assert!(report.failures[0].1.contains(&format!("Deployment/{ns}/app")), "{}", report.failures[0].1);
     drop(s);
     f.destroy().await;
 }

@@ -10,6 +10,8 @@
 //!   healthy again.
 //! - A chart upgrade (1.0.0-dev.20260807 → 1.0.0-dev.20260808, each with its own server image) rolls
 //!   the Deployment and ends healthy on the new server version.
+//! - A proxy image that does not exist: apply waits for the API server, then fails saying why (the
+//!   Deployment, its pod, the container's ImagePullBackOff, the events); fixing the spec converges.
 //!
 //! Each test deploys its own project, namespace and release on the shared testbed.
 
@@ -42,6 +44,8 @@ struct Deployment {
     chart_version: String,
     dir: tempfile::TempDir,
     secrets: Vec<(&'static str, String)>,
+    /// More `--var name=value` arguments.
+    vars: Vec<String>,
     destroyed: bool,
 }
 
@@ -76,6 +80,7 @@ impl Deployment {
             chart_version: chart_version.to_string(),
             dir,
             secrets,
+            vars: Vec::new(),
             destroyed: false,
         }
     }
@@ -92,6 +97,7 @@ impl Deployment {
             .args(["--var", &format!("chart_repository={}", self.tb.env["SKYFORM_TESTBED_HELM_REPO"])])
             .args(["--var", &format!("chart_version={}", self.chart_version)])
             .args(["--var", "deletion_protection=false"])
+            .args(self.vars.iter().flat_map(|v| ["--var", v.as_str()]))
             .args(extra)
             .stdin(Stdio::null());
         for (k, v) in &self.secrets {
@@ -320,5 +326,31 @@ fn chart_upgrade_rolls_the_deployment_and_ends_healthy() {
         "jsonpath={.spec.template.spec.containers[0].image}",
     ]);
     assert!(String::from_utf8_lossy(&image.stdout).ends_with(":1.0.0.dev20260808"), "{}", both(&image));
+    d.destroy();
+}
+
+#[test]
+fn an_api_server_that_cannot_start_fails_the_apply_saying_why() {
+    let mut d = Deployment::new("iam", "1.0.0-dev.20260808");
+    d.vars = vec!["proxy_image=gcr.io/cloud-sql-connectors/cloud-sql-proxy:0.0.0-not-built".into(), "ready_timeout=45".into()];
+    let out = d.skyform("apply", &["--auto-approve"]);
+    let text = both(&out);
+    assert_eq!(out.status.code(), Some(1), "the apply must fail:\n{text}");
+    let deployment = format!("Deployment/{}/{}-api-server", d.namespace, d.release);
+    for want in ["helm_release.skypilot", "objects not ready after ", deployment.as_str(), "0/1 replicas available", "pod ", "cloud-sql-proxy: "] {
+        assert!(text.contains(want), "the error does not say {want:?}:\n{text}");
+    }
+    assert!(text.contains("ImagePullBackOff") || text.contains("ErrImagePull"), "{text}");
+    assert!(text.contains("event Failed") || text.contains("event BackOff"), "the pod's Warning events:\n{text}");
+    assert!(text.contains("Still creating... Deployment/") && text.contains(" pods Running, 0/1 Ready ["), "progress lines say how the pods do:\n{text}");
+    for (_, secret) in &d.secrets {
+        assert!(!text.contains(secret.as_str()), "a secret was printed");
+    }
+    eprintln!("[iam] what a failed apply says:\n{text}");
+
+    // The right image: the next apply upgrades the release and ends when the server is ready.
+    d.vars.clear();
+    d.skyform_ok("apply", &["--auto-approve"]);
+    assert!(d.health().is_some(), "apply ended before the API server was healthy");
     d.destroy();
 }

@@ -27,6 +27,9 @@ pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+    /// No colour, even on a terminal (also: the NO_COLOR environment variable).
+    #[arg(long = "no-color", global = true)]
+    pub no_color: bool,
 }
 
 /// Spec location and variables, common to every command.
@@ -145,6 +148,19 @@ pub enum Command {
         #[command(subcommand)]
         command: StateCommand,
     },
+    /// Show a plan saved with `plan --out`, touching nothing (no spec, state or cloud is read).
+    Show {
+        /// The saved plan.
+        file: PathBuf,
+        /// Machine-readable output (the `plan --json` format).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a shell completion script: `skyform completions bash > /etc/bash_completion.d/skyform`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
     /// Take an existing object under management.
     Import {
         /// The resource address in the spec.
@@ -224,7 +240,7 @@ pub fn main() -> i32 {
             return 1;
         }
     };
-    let printer = Printer::stdio();
+    let printer = Printer::stdio(cli.no_color);
     match rt.block_on(run(cli, &printer, Registry::builtin())) {
         Ok(code) => code,
         Err(e) => {
@@ -325,6 +341,22 @@ pub async fn run(cli: Cli, p: &Printer, registry: Registry) -> Result<i32, OpErr
             Ok(0)
         }
         Command::State { command } => state(p, registry, command).await,
+        Command::Show { file, json } => {
+            let plan = crate::plan::file::load(&file)?;
+            if json {
+                p.out(&json::plan(&plan).to_string());
+            } else {
+                p.out_raw(&render::plan(&plan));
+            }
+            Ok(0)
+        }
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "skyform", &mut out);
+            p.out_raw(&String::from_utf8_lossy(&out));
+            Ok(0)
+        }
         Command::Import { address, id, spec, lock_timeout } => {
             let loaded = ops::load(&spec.options(), registry)?;
             let ctx = loaded.context(Arc::new(crate::engine::events::NoHook), 1, Cancel::new());
@@ -375,7 +407,7 @@ async fn apply_or_destroy(
     p.diagnostics(&loaded.warnings);
     let cancel = Cancel::new();
     let hook = Arc::new(EventPrinter::new(p.clone(), args.json));
-    let ctx = loaded.context(hook, args.parallelism, cancel.clone());
+    let ctx = loaded.context(hook.clone(), args.parallelism, cancel.clone());
     let op = if destroy { "destroy" } else { "apply" };
     let mut session = ops::apply::open(&loaded, Some(op), args.lock_timeout)?;
     let planned = match &plan_file {
@@ -434,6 +466,9 @@ async fn apply_or_destroy(
                 s.replace,
                 s.destroy
             ));
+            if let Some(line) = hook.longest(3) {
+                p.out(&line);
+            }
             if !report.outputs.is_empty() {
                 p.out("\nOutputs:");
                 for (k, v) in &report.outputs {

@@ -137,12 +137,25 @@ pub fn change(out: &mut String, c: &ResourceChange) {
     out.push_str("    }\n");
 }
 
-/// A value on one line (or a few, for multi-line strings).
+/// A value on one line (or a few: multi-line strings, and tables or lists too long for a line, shown
+/// as YAML with secrets masked).
 fn short(v: &Value) -> String {
     match v {
         Value::String(s) if s.contains('\n') => format!("<<EOT\n{}EOT", with_newline(s)),
-        v => v.to_string(),
+        v => match yaml(v) {
+            Some(y) => format!("(yaml)\n{}", y.trim_end()),
+            None => v.to_string(),
+        },
     }
+}
+
+/// A table or list as YAML (keys in order, secrets masked) when it does not fit on a line.
+fn yaml(v: &Value) -> Option<String> {
+    if !matches!(v, Value::List(_) | Value::Map(_)) || v.has_unknown() {
+        return None;
+    }
+    let j = v.to_json_masked();
+    (serde_json::to_string(&j).unwrap_or_default().len() > 60).then(|| serde_yaml::to_string(&j).unwrap_or_default())
 }
 
 fn with_newline(s: &str) -> String {
@@ -154,9 +167,12 @@ fn transition(b: &Value, a: &Value) -> String {
     if b.is_sensitive() || a.is_sensitive() {
         return format!("{MASK} -> {MASK}");
     }
-    // Tables: the keys that change, one per line (secret values stay masked,
-    // but which key changes is shown).
+    // Tables of plain values with secrets among them: the keys that change, one per line (secret
+    // values stay masked, but which key changes is shown).
+    let plain = |m: &BTreeMap<String, Value>| m.values().all(|v| !matches!(v, Value::Map(_) | Value::List(_)));
     if let (Value::Map(x), Value::Map(y)) = (b, a)
+        && plain(x)
+        && plain(y)
         && (x.values().chain(y.values()).any(Value::has_sensitive) || x.len() + y.len() > 4)
     {
         let mut s = String::from("{");
@@ -179,13 +195,10 @@ fn transition(b: &Value, a: &Value) -> String {
         s.push_str("\n}");
         return s;
     }
+    // Text, and tables or lists too long for a line as YAML: a line diff.
     let text = |v: &Value| match v {
         Value::String(s) => Some(s.clone()),
-        Value::List(_) | Value::Map(_) => {
-            let j = serde_json::to_string_pretty(&v.to_json_masked()).unwrap_or_default();
-            (j.len() > 60).then_some(j)
-        }
-        _ => None,
+        v => yaml(v),
     };
     match (text(b), text(a)) {
         (Some(x), Some(y)) if x.contains('\n') || y.contains('\n') => {
@@ -210,6 +223,36 @@ fn transition(b: &Value, a: &Value) -> String {
     }
 }
 
+/// One attribute of a finding: `path: last applied X, live Y`; for tables, one line per key that
+/// differs (or whose secret value cannot be compared); a Helm release's `live_drift` as the list of
+/// objects changed outside the chart, with what changed.
+fn attribute_drift(out: &mut String, path: &str, last: &serde_json::Value, other: &serde_json::Value, word: &str) {
+    use serde_json::Value as J;
+    let text = |j: Option<&J>| j.map(|j| j.to_string()).unwrap_or_else(|| "(none)".into());
+    match (last, other) {
+        (J::Object(_), J::Object(y)) if path == "live_drift" => {
+            let _ = writeln!(out, "      {path}: objects of the release changed outside it:");
+            for (k, v) in y {
+                let _ = writeln!(out, "        {k}: {}", v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()));
+            }
+        }
+        (J::Object(x), J::Object(y)) => {
+            let _ = writeln!(out, "      {path}:");
+            let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+            for k in keys {
+                let (p, q) = (x.get(k), y.get(k));
+                let masked = |j: Option<&J>| j.and_then(J::as_str) == Some(MASK);
+                if p != q || masked(p) || masked(q) {
+                    let _ = writeln!(out, "        {k}: last applied {}, {word} {}", text(p), text(q));
+                }
+            }
+        }
+        _ => {
+            let _ = writeln!(out, "      {path}: last applied {last}, {word} {other}");
+        }
+    }
+}
+
 /// Renders a drift report.
 pub fn drift(r: &DriftReport) -> String {
     let mut out = String::new();
@@ -226,15 +269,11 @@ pub fn drift(r: &DriftReport) -> String {
         };
         let _ = writeln!(out, "  {sym} {} [{}]: {what}", f.address, f.class.as_str());
         for a in &f.attributes {
-            let v = |j: &serde_json::Value| j.to_string();
-            match f.class {
-                DriftClass::ChangedOutside => {
-                    let _ = writeln!(out, "      {}: last applied {}, live {}", a.path, v(&a.last_applied), v(&a.live));
-                }
-                _ => {
-                    let _ = writeln!(out, "      {}: last applied {}, spec {}", a.path, v(&a.last_applied), v(&a.desired));
-                }
-            }
+            let (other, word) = match f.class {
+                DriftClass::ChangedOutside => (&a.live, "live"),
+                _ => (&a.desired, "spec"),
+            };
+            attribute_drift(&mut out, &a.path, &a.last_applied, other, word);
         }
     }
     let c = &r.counts;
@@ -272,5 +311,84 @@ mod tests {
         assert!(out.contains("~ a = (sensitive value) -> (sensitive value)"), "{out}");
         assert!(!out.contains("~ b"), "{out}");
         assert!(!out.contains("old-secret") && !out.contains("new-secret"), "{out}");
+    }
+
+    /// Helm values as YAML, diffed line by line, secrets masked; a release's live drift as a list.
+    #[test]
+    fn nested_values_read_as_yaml_and_live_drift_as_a_list() {
+        let secret = Value::str("skypilot:$apr1$hash").sensitive();
+        let values = |cpu: &str| {
+            Value::map([
+                (
+                    "apiService",
+                    Value::map([
+                        ("dbConnectionSecretName", Value::str("skypilot-db-connection-uri")),
+                        ("resources", Value::map([("requests", Value::map([("cpu", Value::str(cpu)), ("memory", Value::str("8Gi"))]))])),
+                    ]),
+                ),
+                ("ingress", Value::map([("authCredentials", secret.clone())])),
+            ])
+        };
+        let c = ResourceChange {
+            before: Some([("values".to_string(), values("4"))].into()),
+            after: Some([("values".to_string(), values("500m"))].into()),
+            changed: vec!["values".into()],
+            ..ResourceChange::new(Address::managed("helm_release", "skypilot"), "helm".into(), Action::Update, vec![])
+        };
+        let mut out = String::new();
+        change(&mut out, &c);
+        let want = r#"  # helm_release.skypilot will be updated in-place
+  ~ resource "helm_release" "skypilot" {
+      ~ values = (diff)
+            apiService:
+              dbConnectionSecretName: skypilot-db-connection-uri
+              resources:
+                requests:
+          -       cpu: '4'
+          +       cpu: 500m
+                  memory: 8Gi
+            ingress:
+              authCredentials: (sensitive value)
+    }
+"#;
+        assert_eq!(out, want);
+        let created = ResourceChange {
+            after: Some([("values".to_string(), values("4"))].into()),
+            ..ResourceChange::new(Address::managed("helm_release", "skypilot"), "helm".into(), Action::Create, vec![])
+        };
+        let mut out = String::new();
+        change(&mut out, &created);
+        assert!(out.contains("      + values = (yaml)\n          apiService:\n            dbConnectionSecretName: skypilot-db-connection-uri\n"), "{out}");
+        assert!(!out.contains("apr1"), "{out}");
+
+        let report = DriftReport {
+            format_version: "1",
+            findings: vec![crate::engine::drift::Finding {
+                address: Address::managed("helm_release", "skypilot"),
+                class: DriftClass::ChangedOutside,
+                attributes: vec![
+                    crate::engine::drift::AttrFinding {
+                        path: "live_drift".into(),
+                        last_applied: serde_json::json!({}),
+                        live: serde_json::json!({"Deployment/sky/sky-api-server": "spec.replicas: 0 (chart: 1)"}),
+                        desired: serde_json::json!({}),
+                    },
+                    crate::engine::drift::AttrFinding {
+                        path: "data".into(),
+                        last_applied: serde_json::json!({"a": MASK, "b": "x"}),
+                        live: serde_json::json!({"a": MASK, "b": "x"}),
+                        desired: serde_json::json!({}),
+                    },
+                ],
+            }],
+            counts: crate::ops::drift::Counts { changed_outside: 1, ..Default::default() },
+        };
+        let text = drift(&report);
+        assert!(
+            text.contains("      live_drift: objects of the release changed outside it:\n        Deployment/sky/sky-api-server: spec.replicas: 0 (chart: 1)\n"),
+            "{text}"
+        );
+        assert!(text.contains("      data:\n        a: last applied \"(sensitive value)\", live \"(sensitive value)\"\n"), "{text}");
+        assert!(!text.contains("        b:"), "an equal plain value is not news: {text}");
     }
 }

@@ -86,6 +86,8 @@ struct Shared {
     values: Values,
     providers: ProviderSet,
     done: Mutex<Summary>,
+    /// What providers last said about operations still running (`Checkpoint::progress`).
+    status: Mutex<BTreeMap<Address, String>>,
 }
 
 /// Applies `plan` (made against `state`), writing each finished step through
@@ -122,6 +124,7 @@ pub async fn apply(
         values: Values::default(),
         providers: ProviderSet::default(),
         done: Mutex::new(Summary::default()),
+        status: Mutex::new(BTreeMap::new()),
     });
     let mut report = ApplyReport::default();
     for rec in std::iter::once(StateRecord::Serial { serial: state.serial + 1 }).chain(early) {
@@ -300,6 +303,7 @@ where
                 address: a.clone(),
                 action,
                 elapsed_secs: start.elapsed().as_secs(),
+                detail: s.status.lock().expect("status lock").get(a).cloned(),
             }),
         }
     };
@@ -427,6 +431,10 @@ impl Checkpoint for StateCheckpoint<'_> {
             self.recorded.store(true, Ordering::SeqCst);
             self.notify.notify_waiters();
         }
+    }
+
+    fn progress(&self, status: &str) {
+        self.s.status.lock().expect("status lock").insert(self.change.address.clone(), status.to_string());
     }
 }
 

@@ -29,6 +29,9 @@ pub enum Event {
         action: Action,
         /// How long so far.
         elapsed_secs: u64,
+        /// What the provider last said about it (`1/1 pods Running, 0/1 Ready`), if anything.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        detail: Option<String>,
     },
     /// A resource's operation finished.
     Finished {

@@ -507,6 +507,7 @@ async fn plan_resource(s: &Shared, a: &Address) -> NodeResult {
     }
 
     // The provider's refinements (cross-resource checks, restart notes...).
+    let mut known = BTreeMap::new();
     if change.action.is_change() {
         let resp = p
             .plan(&PlanRequest {
@@ -540,6 +541,7 @@ async fn plan_resource(s: &Shared, a: &Address) -> NodeResult {
             });
         }
         change.notes.extend(resp.notes);
+        known = resp.known;
         change.private = match resp.private {
             Value::Null => change.private,
             v => v,
@@ -566,13 +568,18 @@ async fn plan_resource(s: &Shared, a: &Address) -> NodeResult {
     }
 
     let creating = matches!(change.action, Action::Create) || change.action.is_replace();
-    let after = planned_after(
+    let mut after = planned_after(
         schema,
         &desired,
         live.as_ref().map(|l| &l.attrs),
         prior.as_ref().map(|p| &p.attrs),
         creating,
     );
+    for (k, v) in known {
+        if matches!(after.get(&k), Some(Value::Unknown)) {
+            after.insert(k, v);
+        }
+    }
     if change.action.is_change() {
         note_needs_fresh(s, block);
     }

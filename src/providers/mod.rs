@@ -128,6 +128,9 @@ pub struct PlanResponse {
     pub notes: Vec<String>,
     /// Opaque data carried from plan to apply (no secrets).
     pub private: Value,
+    /// Computed attributes the provider knows already (a `project` left to the provider's
+    /// configuration): shown, and given to references, as known values rather than "known after apply".
+    pub known: BTreeMap<String, Value>,
 }
 
 /// What the engine asks a provider to do.
@@ -172,6 +175,10 @@ pub struct ApplyResponse {
 pub trait Checkpoint: Send + Sync {
     /// Writes `private` into the resource's state record now (durably).
     fn pending(&self, identity: &Value, private: &Value);
+
+    /// Says how a long operation is doing (`1/1 pods Running, 0/1 Ready`), for the next progress
+    /// line. Never a secret.
+    fn progress(&self, _status: &str) {}
 }
 
 /// A configured provider.

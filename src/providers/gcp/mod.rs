@@ -283,13 +283,21 @@ impl Provider for GcpProvider {
 
     async fn plan(&self, req: &PlanRequest) -> Result<PlanResponse, ProviderError> {
         let g = &self.0;
-        match req.type_name.as_str() {
-            "gcp_sql_instance" => sql_instance::plan(g, req).await,
-            "gcp_sql_user" => sql_user::plan(g, req).await,
-            "gcp_service_account_iam_member" => iam_member::plan(g, req).await,
-            "gcp_container_cluster" => container_cluster::plan(g, req).await,
-            _ => Ok(PlanResponse::default()),
+        let mut resp = match req.type_name.as_str() {
+            "gcp_sql_instance" => sql_instance::plan(g, req).await?,
+            "gcp_sql_user" => sql_user::plan(g, req).await?,
+            "gcp_service_account_iam_member" => iam_member::plan(g, req).await?,
+            "gcp_container_cluster" => container_cluster::plan(g, req).await?,
+            _ => PlanResponse::default(),
+        };
+        // A project or region left to the provider's configuration is known now.
+        let schema = g.schemas.get(req.type_name.as_str());
+        for (attr, default) in [("project", &g.project), ("region", &g.region)] {
+            if req.config.get(attr).is_none() && schema.is_some_and(|s| s.attr(attr).is_some_and(|a| a.computed)) {
+                resp.known.insert(attr.to_string(), Value::str(default));
+            }
         }
+        Ok(resp)
     }
 
     async fn apply(&self, req: &ApplyRequest, cp: &dyn Checkpoint) -> Result<ApplyResponse, ProviderError> {

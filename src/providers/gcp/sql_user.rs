@@ -194,6 +194,42 @@ async fn has_role(g: &Gcp, project: &str, member: Option<&str>) -> Result<bool, 
 const OWNED_OBJECTS_POLL: Duration = Duration::from_secs(3);
 const OWNED_OBJECTS_WAIT: Duration = Duration::from_secs(120);
 
+/// Deletes the user. PostgreSQL refuses to drop a role that owns objects: the tables an application
+/// made in a database of the instance. The same destroy usually deletes that database too, at the
+/// same time; wait for it (outside the instance's lock, which that delete needs) before giving up.
+async fn delete(
+    run: &Run<'_>,
+    req: &ApplyRequest,
+    lock: &tokio::sync::Mutex<()>,
+    project: &str,
+    name: &str,
+    by_query: &str,
+) -> Result<ApplyResponse, ProviderError> {
+    let give_up = (tokio::time::Instant::now() + OWNED_OBJECTS_WAIT).min(run.deadline);
+    loop {
+        let result = {
+            let _guard = lock.lock().await;
+            super::operation::resume(&run.g.client, &req.private, run.deadline).await?;
+            mutate_and_wait(run, project, reqwest::Method::DELETE, by_query, None).await
+        };
+        match result {
+            Ok(_) => return Ok(ApplyResponse::default()),
+            Err(ProviderError::Permanent(m)) if m.contains("does not exist") => return Ok(ApplyResponse::default()),
+            Err(ProviderError::Permanent(m)) if m.contains("objects depend on it") => {
+                if tokio::time::Instant::now() + OWNED_OBJECTS_POLL >= give_up {
+                    return Err(ProviderError::Permanent(format!(
+                        "{m}: the user still owns objects in a database of the instance (the tables an application \
+                         made); delete that database first, or drop them, or give them to another role (REASSIGN \
+                         OWNED BY \"{name}\" TO ...)"
+                    )));
+                }
+                tokio::time::sleep(OWNED_OBJECTS_POLL).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Creates, updates (password) or deletes the user.
 pub async fn apply(g: &Gcp, req: &ApplyRequest, cp: &dyn Checkpoint) -> Result<ApplyResponse, ProviderError> {
     let cfg = req.config.unmarked();
@@ -205,33 +241,8 @@ pub async fn apply(g: &Gcp, req: &ApplyRequest, cp: &dyn Checkpoint) -> Result<A
     let dl = deadline(req);
     let lock = g.sql_lock(&project, &instance);
     if req.action == ApplyAction::Delete {
-        // PostgreSQL refuses to drop a role that owns objects: the tables an application made in a
-        // database of the instance. The same destroy usually deletes that database too, at the same
-        // time; wait for it (outside the instance's lock, which that delete needs) before giving up.
         let run = Run { g, cp, id: &id, deadline: dl };
-        let give_up = (tokio::time::Instant::now() + OWNED_OBJECTS_WAIT).min(dl);
-        loop {
-            let result = {
-                let _guard = lock.lock().await;
-                super::operation::resume(&g.client, &req.private, dl).await?;
-                mutate_and_wait(&run, &project, reqwest::Method::DELETE, &by_query, None).await
-            };
-            match result {
-                Ok(_) => return Ok(ApplyResponse::default()),
-                Err(ProviderError::Permanent(m)) if m.contains("does not exist") => return Ok(ApplyResponse::default()),
-                Err(ProviderError::Permanent(m)) if m.contains("objects depend on it") => {
-                    if tokio::time::Instant::now() + OWNED_OBJECTS_POLL >= give_up {
-                        return Err(ProviderError::Permanent(format!(
-                            "{m}: the user still owns objects in a database of the instance (the tables an \
-                             application made); delete that database first, or drop them, or give them to another \
-                             role (REASSIGN OWNED BY \"{name}\" TO ...)"
-                        )));
-                    }
-                    tokio::time::sleep(OWNED_OBJECTS_POLL).await;
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        return delete(&run, req, &lock, &project, &name, &by_query).await;
     }
     let _guard = lock.lock().await;
     let run = Run { g, cp, id: &id, deadline: dl };
@@ -242,33 +253,27 @@ pub async fn apply(g: &Gcp, req: &ApplyRequest, cp: &dyn Checkpoint) -> Result<A
         let (run, project, by_query) = (&run, project.clone(), by_query.clone());
         async move { mutate_and_wait(run, &project, reqwest::Method::PUT, &by_query, Some(&body)).await }
     };
-    match req.action {
-        ApplyAction::Delete => unreachable!("handled above"),
-        ApplyAction::Create => {
-            let ty = str_attr(&cfg, "type").unwrap_or_else(|| "BUILT_IN".into());
-            let mut body = json!({"name": name, "host": "", "type": ty, "instance": instance, "project": project});
-            if let Some(pw) = &password {
-                body["password"] = json!(pw);
-            }
-            // An interrupted run's create that finished, a 409, or an operation
-            // that failed because the role exists (ERROR_RDBMS `role "x" already
-            // exists`): adopt it, and make its password the one in the spec.
-            let exists = if resumed && user_exists(g, &project, &instance, &name).await? {
-                true
-            } else {
-                insert_child(&run, &project, &base, &body).await?
-            };
-            if exists && let Some(pw) = password {
-                set_password(pw).await?;
-            }
+    if req.action == ApplyAction::Create {
+        let ty = str_attr(&cfg, "type").unwrap_or_else(|| "BUILT_IN".into());
+        let mut body = json!({"name": name, "host": "", "type": ty, "instance": instance, "project": project});
+        if let Some(pw) = &password {
+            body["password"] = json!(pw);
         }
-        ApplyAction::Update => {
-            if req.changed.iter().any(|c| c == "password")
-                && let Some(pw) = password
-            {
-                set_password(pw).await?;
-            }
+        // An interrupted run's create that finished, a 409, or an operation
+        // that failed because the role exists (ERROR_RDBMS `role "x" already
+        // exists`): adopt it, and make its password the one in the spec.
+        let exists = if resumed && user_exists(g, &project, &instance, &name).await? {
+            true
+        } else {
+            insert_child(&run, &project, &base, &body).await?
+        };
+        if exists && let Some(pw) = password {
+            set_password(pw).await?;
         }
+    } else if req.changed.iter().any(|c| c == "password")
+        && let Some(pw) = password
+    {
+        set_password(pw).await?;
     }
     let attrs = BTreeMap::from([
         ("instance".to_string(), Value::str(&instance)),

@@ -23,6 +23,7 @@ use serde_json::Value as Json;
 use self::cli::{Helm, PrivateFile};
 use super::kubernetes::connect::{self, Target};
 use super::kubernetes::objects::Cluster;
+use super::kubernetes::ready;
 use super::schema::{AttrType, Attribute, ProviderSchema, ResourceSchema, SchemaKind};
 use super::{
     ApplyAction, ApplyRequest, ApplyResponse, Checkpoint, LiveObject, PlanRequest, PlanResponse, Provider,
@@ -84,7 +85,7 @@ fn schema() -> ProviderSchema {
                 Attribute::optional("values", AttrType::Any, "Values, as a TOML table. Secrets in it are masked everywhere and passed to helm in a private file."),
                 Attribute::optional("values_yaml", AttrType::String, "Values as YAML text, merged after `values`, for what TOML cannot say (such as `null`)."),
                 Attribute::optional("create_namespace", AttrType::Bool, "Create the namespace if missing (`--create-namespace`).").default(Value::Bool(false)),
-                Attribute::optional("wait", AttrType::Bool, "Wait until the release's objects are ready (`--wait`); only where the cluster can make them ready.").default(Value::Bool(false)),
+                Attribute::optional("wait", AttrType::Bool, "After install or upgrade, wait (within `timeout`) until the release's Deployments, StatefulSets and DaemonSets are rolled out and available, Jobs complete, claims bound and Services have a ready endpoint; when they are not, the error says why (conditions, pods' waiting and terminated reasons, restarts, Warning events). Only where the cluster can make them ready.").default(Value::Bool(false)),
                 Attribute::optional("timeout", AttrType::Number, "Seconds helm may take (`--timeout`).").default(Value::Int(300)),
                 Attribute::optional("atomic", AttrType::Bool, "Roll back a failed upgrade (`--atomic`).").default(Value::Bool(false)),
                 Attribute::optional("live_drift", AttrType::Map(Box::new(AttrType::String)), "Not to be set: the chart's objects whose live content differs from the chart (object → paths); always planned empty, which the next apply makes true.").default(Value::Map(BTreeMap::new())),
@@ -479,8 +480,9 @@ impl Provider for HelmProvider {
     /// upgrade, objects helm left different from the chart (helm's three-way
     /// merge keeps some changes made outside) are re-applied with server-side
     /// apply.
-    async fn apply(&self, req: &ApplyRequest, _cp: &dyn Checkpoint) -> Result<ApplyResponse, ProviderError> {
+    async fn apply(&self, req: &ApplyRequest, cp: &dyn Checkpoint) -> Result<ApplyResponse, ProviderError> {
         let cfg = &req.config;
+        let started = std::time::Instant::now();
         let r = Release::of(req.identity.as_ref(), cfg)
             .ok_or_else(|| ProviderError::Permanent("`name` is required".into()))?;
         let timeout = Duration::from_secs(cfg.get("timeout").and_then(Value::as_i64).unwrap_or(300).max(1) as u64);
@@ -497,7 +499,8 @@ impl Provider for HelmProvider {
         // operation ("another operation is in progress"): settle it first.
         let meta = match self.metadata(&r).await? {
             Some(m) if m.status.starts_with("pending-") => {
-                let waits = ["wait", "atomic"].iter().any(|k| cfg.get(k).and_then(Value::as_bool) == Some(true));
+                // Helm itself waits only with `atomic` (skyform does the `wait`).
+                let waits = cfg.get("atomic").and_then(Value::as_bool) == Some(true);
                 self.settle_pending(&r, &m, timeout, waits).await?
             }
             m => m,
@@ -512,15 +515,38 @@ impl Provider for HelmProvider {
         args.extend(Self::chart_args(cfg));
         args.extend(["-n".into(), r.namespace.clone(), "-f".into(), file.path().display().to_string()]);
         args.extend(["--timeout".into(), format!("{}s", timeout.as_secs()), "-o".into(), "json".into()]);
-        for (flag, attr) in [("--create-namespace", "create_namespace"), ("--wait", "wait"), ("--atomic", "atomic")] {
-            if cfg.get(attr).and_then(Value::as_bool) == Some(true) {
+        // `wait` is skyform's own (below: it says why an object is not ready); `atomic` needs helm's.
+        let flag_set = |attr: &str| cfg.get(attr).and_then(Value::as_bool) == Some(true);
+        let atomic = flag_set("atomic");
+        for (flag, on) in [("--create-namespace", flag_set("create_namespace")), ("--atomic", atomic), ("--wait", atomic)] {
+            if on {
                 args.push(flag.into());
             }
         }
-        self.helm.run(&args, &Self::positionals(&r, cfg), &secrets, timeout + READ_TIMEOUT).await?;
+        // Two installs at once can both render an object a chart creates only when a `lookup` does not
+        // find it (the SkyPilot chart's `skypilot-system` namespace): the second fails with "already
+        // exists". Once more, its lookup finds the object; `upgrade --install` is idempotent.
+        let positionals = Self::positionals(&r, cfg);
+        match self.helm.run(&args, &positionals, &secrets, timeout + READ_TIMEOUT).await {
+            Err(ProviderError::Permanent(m)) if m.contains("already exists") && !m.contains("cannot be imported") => {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                self.helm.run(&args, &positionals, &secrets, timeout + READ_TIMEOUT).await?;
+            }
+            other => {
+                other?;
+            }
+        }
         drop(file);
         let manifest = self.release_manifest(&r).await?;
         objects::repair(&self.cluster, &manifest, &r.namespace).await?;
+        if flag_set("wait") && !atomic {
+            let refs = objects::awaited(&manifest, &r.namespace)?;
+            let left = timeout.saturating_sub(started.elapsed()).max(Duration::from_secs(1));
+            ready::wait_all(&self.cluster, &refs, left, &|status| cp.progress(status)).await.map_err(|e| match e {
+                ProviderError::Permanent(m) => ProviderError::Permanent(format!("release {}: objects {m}", r.name)),
+                e => e,
+            })?;
+        }
         let meta = self
             .metadata(&r)
             .await?

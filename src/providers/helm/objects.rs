@@ -29,6 +29,35 @@ pub fn parse_manifest(manifest: &str) -> Result<Vec<Json>, ProviderError> {
     Ok(out)
 }
 
+/// The objects of `manifest` whose readiness `wait` waits for: workloads and Jobs first (their pods
+/// say the most about what is wrong), then claims, and Services that select pods (namespaced into
+/// `namespace` when they name none).
+pub fn awaited(manifest: &str, namespace: &str) -> Result<Vec<ObjRef>, ProviderError> {
+    let mut out = Vec::new();
+    for obj in parse_manifest(manifest)? {
+        let kind = obj.get("kind").and_then(Json::as_str).unwrap_or_default();
+        let selects = obj.pointer("/spec/selector").and_then(Json::as_object).is_some_and(|m| !m.is_empty());
+        let waits = match kind {
+            "Deployment" | "StatefulSet" | "DaemonSet" | "Job" | "PersistentVolumeClaim" => true,
+            "Service" => selects,
+            _ => false,
+        };
+        if waits {
+            let mut r = ObjRef::of(&obj)?;
+            if r.namespace.is_empty() {
+                r.namespace = namespace.to_string();
+            }
+            out.push(r);
+        }
+    }
+    out.sort_by_key(|r| match r.kind.as_str() {
+        "Deployment" | "StatefulSet" | "DaemonSet" | "Job" => 0,
+        "PersistentVolumeClaim" => 1,
+        _ => 2,
+    });
+    Ok(out)
+}
+
 /// Puts `namespace` into a namespaced object that names none (helm does the
 /// same at install).
 async fn settle(cluster: &Cluster, obj: &mut Json, namespace: &str) -> Result<ObjRef, ProviderError> {

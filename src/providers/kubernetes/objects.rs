@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams};
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams};
 use kube::discovery::Scope;
 use serde_json::Value as Json;
 
@@ -121,6 +121,28 @@ impl Cluster {
         let (api, r) = self.api(r).await?;
         let got = retry(|| api.get_opt(&r.name)).await.map_err(|e| api_error(&r, "reading", e))?;
         Ok(got.map(|o| serde_json::to_value(o).unwrap_or_default()))
+    }
+
+    /// The objects of a kind in `namespace` matching the label and field selectors (empty: any).
+    pub async fn list(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: &str,
+        labels: &str,
+        fields: &str,
+    ) -> Result<Vec<Json>, ProviderError> {
+        let r = ObjRef { api_version: api_version.into(), kind: kind.into(), namespace: namespace.into(), name: String::new() };
+        let (api, r) = self.api(&r).await?;
+        let mut lp = ListParams::default();
+        if !labels.is_empty() {
+            lp = lp.labels(labels);
+        }
+        if !fields.is_empty() {
+            lp = lp.fields(fields);
+        }
+        let list = retry(|| api.list(&lp)).await.map_err(|e| api_error(&r, "listing", e))?;
+        Ok(list.items.into_iter().map(|o| serde_json::to_value(o).unwrap_or_default()).collect())
     }
 
     /// Server-side apply of `obj` as `skyform`, forcing conflicts (skyform's
