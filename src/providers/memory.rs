@@ -203,6 +203,7 @@ fn schema() -> ProviderSchema {
             Attribute::optional("store", AttrType::String, "Path of a JSON file holding the fake objects."),
             Attribute::optional("region", AttrType::String, "Free-form; lets tests make the configuration depend on a resource."),
         ],
+        reaches_services: true,
         types: vec![
             ResourceSchema {
                 type_name: "test_object",

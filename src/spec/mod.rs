@@ -25,6 +25,7 @@ pub mod model;
 pub mod validate;
 pub mod vars;
 
+mod checks;
 mod convert;
 mod meta;
 

@@ -621,6 +621,7 @@ mod tests {
                 Attribute::required("project", AttrType::String, "project"),
                 Attribute::optional("region", AttrType::String, "region"),
             ],
+            reaches_services: false,
             types: vec![
                 ResourceSchema {
                     type_name: "gcp_service_account",

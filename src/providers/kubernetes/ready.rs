@@ -92,17 +92,7 @@ pub async fn wait_all(
     let mut delay = Duration::from_millis(200);
     let mut pending: Vec<ObjRef> = refs.to_vec();
     loop {
-        let mut still = Vec::new();
-        for r in pending {
-            match cluster.get(&r).await? {
-                Some(obj) => {
-                    if let Err(why) = live_ready(cluster, &obj).await? {
-                        still.push((r, Some(obj), why));
-                    }
-                }
-                None => still.push((r, None, "it does not exist".into())),
-            }
-        }
+        let still = unready(cluster, &pending).await?;
         if still.is_empty() {
             return Ok(());
         }
@@ -112,19 +102,48 @@ pub async fn wait_all(
             progress(&format!("{}: {}", short(r), if pods.is_empty() { why.clone() } else { pod_counts(&pods) }));
         }
         if start.elapsed() >= limit {
-            let mut msg = format!("not ready after {}:", human(limit));
-            for (r, obj, why) in &still {
-                msg.push_str(&format!("\n  {}: {why}", r.display()));
-                if let Some(obj) = obj {
-                    msg.push_str(&explain(cluster, obj).await);
-                }
-            }
+            let msg = format!("not ready after {}:{}", human(limit), describe(cluster, &still).await);
             return Err(ProviderError::Permanent(msg));
         }
         pending = still.into_iter().map(|(r, _, _)| r).collect();
         tokio::time::sleep(delay.min(limit.saturating_sub(start.elapsed()))).await;
         delay = (delay * 2).min(Duration::from_secs(5));
     }
+}
+
+/// One look at `refs`: `None` when every object is ready; otherwise each one that is not, why, and
+/// what its pods and their events say (the text of a readiness timeout, without the timeout).
+pub async fn not_ready(cluster: &Cluster, refs: &[ObjRef]) -> Result<Option<String>, ProviderError> {
+    let still = unready(cluster, refs).await?;
+    Ok(if still.is_empty() { None } else { Some(describe(cluster, &still).await) })
+}
+
+/// The objects of `refs` not ready now: each with its live object (if any) and why.
+async fn unready(cluster: &Cluster, refs: &[ObjRef]) -> Result<Vec<(ObjRef, Option<Json>, String)>, ProviderError> {
+    let mut still = Vec::new();
+    for r in refs {
+        match cluster.get(r).await? {
+            Some(obj) => {
+                if let Err(why) = live_ready(cluster, &obj).await? {
+                    still.push((r.clone(), Some(obj), why));
+                }
+            }
+            None => still.push((r.clone(), None, "it does not exist".into())),
+        }
+    }
+    Ok(still)
+}
+
+/// A line per object not ready (`\n  Kind/ns/name: why`), each followed by what [`explain`] says.
+async fn describe(cluster: &Cluster, still: &[(ObjRef, Option<Json>, String)]) -> String {
+    let mut msg = String::new();
+    for (r, obj, why) in still {
+        msg.push_str(&format!("\n  {}: {why}", r.display()));
+        if let Some(obj) = obj {
+            msg.push_str(&explain(cluster, obj).await);
+        }
+    }
+    msg
 }
 
 /// [`ready`], and for a Service with a selector, at least one ready endpoint.
