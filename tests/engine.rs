@@ -277,7 +277,7 @@ async fn drift_is_classified() {
     let loaded = f.load(&[]);
     let (ctx, _) = f.ctx(&loaded, 10);
     let s = ops::apply::open(&loaded, None, Duration::ZERO).unwrap();
-    let report = ops::drift::drift(&s, &ctx).await.unwrap();
+    let report = ops::drift::drift(&s, &ctx, false).await.unwrap();
     let classes: Vec<(String, DriftClass)> =
         report.findings.iter().map(|f| (f.address.to_string(), f.class)).collect();
     assert_eq!(

@@ -106,6 +106,9 @@ pub enum Command {
         /// Do not ask for confirmation.
         #[arg(long = "auto-approve")]
         auto_approve: bool,
+        /// Do not run the spec's checks after applying.
+        #[arg(long = "skip-checks")]
+        skip_checks: bool,
     },
     /// Destroy everything managed (respects prevent_destroy).
     Destroy {
@@ -125,6 +128,20 @@ pub enum Command {
         #[arg(long, default_value_t = 10)]
         parallelism: usize,
         /// Machine-readable output (for cron).
+        #[arg(long)]
+        json: bool,
+        /// Do not run the spec's checks.
+        #[arg(long = "skip-checks")]
+        skip_checks: bool,
+    },
+    /// Run only the spec's checks: exit 0 all pass, 2 one fails, 1 error (a cheap health cron).
+    Check {
+        #[command(flatten)]
+        spec: SpecArgs,
+        /// How many resources are read at once.
+        #[arg(long, default_value_t = 10)]
+        parallelism: usize,
+        /// Machine-readable output.
         #[arg(long)]
         json: bool,
     },
@@ -296,17 +313,34 @@ pub async fn run(cli: Cli, p: &Printer, registry: Registry) -> Result<i32, OpErr
             }
             Ok(if detailed_exitcode && planned.plan.has_changes() { 2 } else { 0 })
         }
-        Command::Apply { plan_file, spec, plan, auto_approve } => {
-            apply_or_destroy(p, registry, spec, plan, plan_file, auto_approve, false).await
+        Command::Apply { plan_file, spec, plan, auto_approve, skip_checks } => {
+            let how = ApplyHow { plan_file, auto_approve, skip_checks, destroy: false };
+            apply_or_destroy(p, registry, spec, plan, how).await
         }
         Command::Destroy { spec, plan, auto_approve } => {
-            apply_or_destroy(p, registry, spec, plan, None, auto_approve, true).await
+            let how = ApplyHow { plan_file: None, auto_approve, skip_checks: true, destroy: true };
+            apply_or_destroy(p, registry, spec, plan, how).await
         }
-        Command::Drift { spec, parallelism, json } => {
+        Command::Check { spec, parallelism, json } => {
+            let loaded = ops::load(&spec.options(), registry)?;
+            let hook: Arc<dyn crate::engine::Hook> =
+                if json { Arc::new(crate::engine::events::NoHook) } else { Arc::new(EventPrinter::new(p.clone(), false)) };
+            let ctx = loaded.context(hook, parallelism, Cancel::new());
+            let session = ops::apply::open(&loaded, None, std::time::Duration::ZERO)?;
+            let results = ops::check::check(&session, &ctx).await?;
+            let failed = results.iter().filter(|c| !c.passed).count();
+            if json {
+                p.out(&serde_json::json!({"format_version": "1", "checks": results, "failed": failed}).to_string());
+            } else {
+                p.out(&format!("\n{} checks: {} passed, {failed} failed.", results.len(), results.len() - failed));
+            }
+            Ok(if failed == 0 { 0 } else { 2 })
+        }
+        Command::Drift { spec, parallelism, json, skip_checks } => {
             let loaded = ops::load(&spec.options(), registry)?;
             let ctx = loaded.context(Arc::new(crate::engine::events::NoHook), parallelism, Cancel::new());
             let session = ops::apply::open(&loaded, None, std::time::Duration::ZERO)?;
-            let report = ops::drift::drift(&session, &ctx).await?;
+            let report = ops::drift::drift(&session, &ctx, skip_checks).await?;
             if json {
                 p.out(&serde_json::to_string(&report).unwrap_or_default());
             } else {
@@ -394,15 +428,24 @@ async fn state(p: &Printer, registry: Registry, command: StateCommand) -> Result
     Ok(0)
 }
 
+/// How `apply` / `destroy` go.
+struct ApplyHow {
+    /// A saved plan.
+    plan_file: Option<PathBuf>,
+    auto_approve: bool,
+    /// `--skip-checks` (always for destroy).
+    skip_checks: bool,
+    destroy: bool,
+}
+
 async fn apply_or_destroy(
     p: &Printer,
     registry: Registry,
     spec: SpecArgs,
     args: PlanArgs,
-    plan_file: Option<PathBuf>,
-    auto_approve: bool,
-    destroy: bool,
+    how: ApplyHow,
 ) -> Result<i32, OpError> {
+    let ApplyHow { plan_file, auto_approve, skip_checks, destroy } = how;
     let loaded: Loaded = ops::load(&spec.options(), registry)?;
     p.diagnostics(&loaded.warnings);
     let cancel = Cancel::new();
@@ -424,10 +467,14 @@ async fn apply_or_destroy(
             session.plan(&ctx, &opts).await?
         }
     };
+    let mut planned = planned;
+    if skip_checks {
+        planned.plan.checks.clear();
+    }
     if !args.json {
         p.out_raw(&render::plan(&planned.plan));
     }
-    if !planned.plan.changes_state() && planned.plan.outputs.is_empty() {
+    if !planned.plan.changes_state() && planned.plan.outputs.is_empty() && planned.plan.checks.is_empty() {
         return Ok(0);
     }
     if planned.plan.has_changes() && plan_file.is_none() && !auto_approve {
@@ -457,7 +504,7 @@ async fn apply_or_destroy(
     signal.abort();
     if !args.json {
         let s = report.summary;
-        if report.ok() {
+        if report.changes_ok() {
             p.out(&format!(
                 "\n{} complete! Resources: {} added, {} changed, {} replaced, {} destroyed.",
                 if destroy { "Destroy" } else { "Apply" },
@@ -473,6 +520,20 @@ async fn apply_or_destroy(
                 p.out("\nOutputs:");
                 for (k, v) in &report.outputs {
                     p.out(&format!("  {k} = {v}"));
+                }
+            }
+            let failed: Vec<_> = report.checks.iter().filter(|c| !c.passed).collect();
+            if !report.checks.is_empty() && failed.is_empty() {
+                p.out(&format!("\nChecks: {} passed.", report.checks.len()));
+            }
+            if !failed.is_empty() {
+                p.err(&format!(
+                    "\n{} of {} checks failed: the changes are applied and saved, but the deployment does not work yet.",
+                    failed.len(),
+                    report.checks.len()
+                ));
+                for c in failed {
+                    p.err(&format!("error: check.{}: {}", c.name, c.message));
                 }
             }
         } else {

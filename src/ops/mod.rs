@@ -3,6 +3,7 @@
 //! prints.
 
 pub mod apply;
+pub mod check;
 pub mod drift;
 pub mod state;
 

@@ -35,6 +35,17 @@ pub const DEFAULT_TIMEOUT: u64 = 300;
 /// Default `interval`, in seconds.
 pub const DEFAULT_INTERVAL: u64 = 5;
 
+/// Splits `service = "<namespace>/<name>:<port>"`; the error says what is wrong.
+pub fn parse_service(s: &str) -> Result<(String, String, String), String> {
+    let (ns, rest) = s.split_once('/').ok_or("has no `/` between the namespace and the Service's name")?;
+    let (name, port) = rest.rsplit_once(':').ok_or("has no `:<port>` after the Service's name")?;
+    let ok = |x: &str| !x.is_empty() && x.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.');
+    if !ok(ns) || !ok(name) || !ok(port) {
+        return Err("is not `<namespace>/<name>:<port>` with Kubernetes names (lowercase letters, digits, `-`)".into());
+    }
+    Ok((ns.to_string(), name.to_string(), port.to_string()))
+}
+
 impl Cx<'_, '_> {
     /// `[check.<name>]`.
     pub(crate) fn check(&mut self, spec: &mut Spec, name: &Key<'_>, v: &Val<'_>) {

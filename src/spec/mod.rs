@@ -25,7 +25,7 @@ pub mod model;
 pub mod validate;
 pub mod vars;
 
-mod checks;
+pub mod checks;
 mod convert;
 mod meta;
 
