@@ -186,14 +186,21 @@ fn secrets(ctx: &Context, values: &Values, c: &CheckBlock) -> Vec<String> {
     out
 }
 
-/// One line of at most [`EXCERPT`] characters of `body`, with every secret masked.
-pub fn excerpt(body: &[u8], secrets: &[String]) -> String {
-    let mut text: String = String::from_utf8_lossy(body).split_whitespace().collect::<Vec<_>>().join(" ");
+/// `text` with every secret masked.
+fn scrub(text: &str, secrets: &[String]) -> String {
+    let mut text = text.to_string();
     for s in secrets {
         if !s.is_empty() {
             text = text.replace(s.as_str(), MASK);
         }
     }
+    text
+}
+
+/// One line of at most [`EXCERPT`] characters of `body`, with every secret masked.
+pub fn excerpt(body: &[u8], secrets: &[String]) -> String {
+    let one: String = String::from_utf8_lossy(body).split_whitespace().collect::<Vec<_>>().join(" ");
+    let text = scrub(&one, secrets);
     let cut: String = text.chars().take(EXCERPT).collect();
     if cut.len() < text.len() { format!("{cut}…") } else { cut }
 }
@@ -311,15 +318,15 @@ pub async fn run(
         target: String::new(),
         message: String::new(),
     };
+    let secrets = secrets(ctx, values, c);
     let r = match request(ctx, values, c) {
         Ok(r) => r,
         Err(why) => {
             result.message = why;
-            return finish(ctx, providers, values, deps, result, start).await;
+            return finish(ctx, providers, values, deps, &secrets, result, start).await;
         }
     };
     result.target = r.target.clone();
-    let secrets = secrets(ctx, values, c);
     let timeout = Duration::from_secs(c.timeout);
     let interval = Duration::from_secs(c.interval);
     let mut last_progress = Instant::now();
@@ -362,7 +369,7 @@ pub async fn run(
         let tries = if result.attempts == 1 { "1 attempt".to_string() } else { format!("{} attempts", result.attempts) };
         result.message = format!("{}: failing after {tries} ({}s): {}", r.target, start.elapsed().as_secs(), result.message);
     }
-    finish(ctx, providers, values, deps, result, start).await
+    finish(ctx, providers, values, deps, &secrets, result, start).await
 }
 
 /// Adds what the dependencies' providers say to a failure, and reports the end.
@@ -371,6 +378,7 @@ async fn finish(
     providers: &ProviderSet,
     values: &Values,
     deps: &[Address],
+    secrets: &[String],
     mut result: CheckResult,
     start: Instant,
 ) -> CheckResult {
@@ -394,7 +402,8 @@ async fn finish(
         }
     }
     for (a, note) in notes {
-        result.message.push_str(&format!("\n  {a}: {}", note.replace('\n', "\n  ")));
+        // What a provider says quotes logs and events: mask what the spec knows to be secret.
+        result.message.push_str(&format!("\n  {a}: {}", scrub(&note, secrets).replace('\n', "\n  ")));
     }
     ctx.hook.event(&Event::CheckFailed { name: result.name.clone(), message: result.message.clone() });
     result

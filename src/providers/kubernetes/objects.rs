@@ -109,6 +109,32 @@ impl Cluster {
             .unwrap_or_else(|_| Err(ProviderError::Transient(format!("no answer within {:?}", req.timeout))))
     }
 
+    /// The last `lines` lines a pod's container wrote (`previous`: its instance before the last
+    /// restart), as the kubelet keeps them.
+    pub async fn log_tail(
+        &self,
+        namespace: &str,
+        pod: &str,
+        container: &str,
+        previous: bool,
+        lines: u32,
+    ) -> Result<String, ProviderError> {
+        let enc = |s: &str| percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string();
+        let url = format!(
+            "/api/v1/namespaces/{}/pods/{}/log?container={}&previous={previous}&tailLines={lines}",
+            enc(namespace),
+            enc(pod),
+            enc(container)
+        );
+        let request = http::Request::get(url)
+            .body(Vec::new())
+            .map_err(|e| ProviderError::Permanent(format!("log request: {e}")))?;
+        tokio::time::timeout(std::time::Duration::from_secs(10), self.client.request_text(request))
+            .await
+            .map_err(|_| ProviderError::Transient("the log did not come within 10s".into()))?
+            .map_err(|e| ProviderError::Transient(e.to_string()))
+    }
+
     /// The API resource of a kind and whether it is namespaced (discovery,
     /// cached).
     async fn resolve(&self, r: &ObjRef) -> Result<(ApiResource, bool), ProviderError> {

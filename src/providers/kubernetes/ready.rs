@@ -210,6 +210,13 @@ async fn explain(cluster: &Cluster, obj: &Json) -> String {
         let name = pod.pointer("/metadata/name").and_then(Json::as_str).unwrap_or_default();
         let ns = pod.pointer("/metadata/namespace").and_then(Json::as_str).unwrap_or("default");
         out.push_str(&format!("\n    pod {name}: {}", pod_state(pod)));
+        for (container, previous) in failed_containers(pod) {
+            if let Ok(log) = cluster.log_tail(ns, name, &container, previous, 40).await {
+                for line in telling_lines(&log, 3) {
+                    out.push_str(&format!("\n      log {container}: {}", clip(&line, 300)));
+                }
+            }
+        }
         let fields = format!("involvedObject.name={name},type=Warning");
         if let Ok(mut events) = cluster.list("v1", "Event", ns, "", &fields).await {
             events.sort_by_key(event_time);
@@ -219,6 +226,43 @@ async fn explain(cluster: &Cluster, obj: &Json) -> String {
         }
     }
     out
+}
+
+/// The containers of a pod that exited with an error: now (`false`) or before their last restart
+/// (`true`: their previous instance's log says why).
+fn failed_containers(pod: &Json) -> Vec<(String, bool)> {
+    let status = pod.get("status").cloned().unwrap_or(Json::Null);
+    let failed = |t: Option<&Json>| t.and_then(|t| t.get("exitCode")).and_then(Json::as_i64).is_some_and(|c| c != 0);
+    ["initContainerStatuses", "containerStatuses"]
+        .iter()
+        .flat_map(|k| status.get(*k).and_then(Json::as_array).cloned().unwrap_or_default())
+        .filter_map(|cs| {
+            let name = text(&cs, "name");
+            if failed(cs.pointer("/state/terminated")) {
+                Some((name, false))
+            } else if failed(cs.pointer("/lastState/terminated")) {
+                Some((name, true))
+            } else {
+                None
+            }
+        })
+        .collect()
+}
+
+/// The last `n` lines of a log that say what went wrong (errors, exceptions, refusals), else its
+/// last `n` lines.
+fn telling_lines(log: &str, n: usize) -> Vec<String> {
+    let lines: Vec<&str> = log.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let telling: Vec<&str> = lines
+        .iter()
+        .copied()
+        .filter(|l| {
+            let l = l.to_lowercase();
+            ["error", "exception", "denied", "fatal", "failed", "refused", "invalid"].iter().any(|w| l.contains(w))
+        })
+        .collect();
+    let pick = if telling.is_empty() { &lines } else { &telling };
+    pick[pick.len().saturating_sub(n)..].iter().map(|l| l.to_string()).collect()
 }
 
 /// A pod's phase, scheduling and containers, in one line.
@@ -289,6 +333,24 @@ fn human(d: Duration) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn the_telling_lines_of_a_crash_log() {
+        let log = "starting\nmigrating\nTraceback (most recent call last):\n  File x\npsycopg2.errors.InsufficientPrivilege: permission denied for schema public\n(Background on this error at: https://sqlalche.me/e/20/f405)\n";
+        assert_eq!(
+            telling_lines(log, 3),
+            vec![
+                "psycopg2.errors.InsufficientPrivilege: permission denied for schema public".to_string(),
+                "(Background on this error at: https://sqlalche.me/e/20/f405)".to_string()
+            ]
+        );
+        assert_eq!(telling_lines("a\nb\nc\n", 2), vec!["b".to_string(), "c".to_string()]);
+        let pod = json!({"status": {"containerStatuses": [
+            {"name": "api", "state": {"waiting": {"reason": "CrashLoopBackOff"}}, "lastState": {"terminated": {"exitCode": 1}}},
+            {"name": "ok", "state": {"running": {}}},
+        ], "initContainerStatuses": [{"name": "init", "state": {"terminated": {"exitCode": 2}}}]}});
+        assert_eq!(failed_containers(&pod), vec![("init".to_string(), false), ("api".to_string(), true)]);
+    }
 
     #[test]
     fn readiness_by_kind() {
