@@ -210,9 +210,13 @@ async fn explain(cluster: &Cluster, obj: &Json) -> String {
         let name = pod.pointer("/metadata/name").and_then(Json::as_str).unwrap_or_default();
         let ns = pod.pointer("/metadata/namespace").and_then(Json::as_str).unwrap_or("default");
         out.push_str(&format!("\n    pod {name}: {}", pod_state(pod)));
-        for (container, previous) in failed_containers(pod) {
+        for (container, previous, only_errors) in log_sources(pod) {
             if let Ok(log) = cluster.log_tail(ns, name, &container, previous, 40).await {
-                for line in telling_lines(&log, 3) {
+                let lines = telling_lines(&log, if only_errors { 2 } else { 3 });
+                if only_errors && !lines.iter().any(|l| telling(l)) {
+                    continue;
+                }
+                for line in lines {
                     out.push_str(&format!("\n      log {container}: {}", clip(&line, 300)));
                 }
             }
@@ -228,10 +232,13 @@ async fn explain(cluster: &Cluster, obj: &Json) -> String {
     out
 }
 
-/// The containers of a pod that exited with an error: now (`false`) or before their last restart
-/// (`true`: their previous instance's log says why).
-fn failed_containers(pod: &Json) -> Vec<(String, bool)> {
+/// Whose logs say why a pod is not ready: `(container, previous, only_errors)`. A container that
+/// exited with an error now (`previous` false) or before its last restart (`previous` true: its
+/// previous instance's log); and, from a pod that is not ready, every running container's errors
+/// only (a sidecar that cannot get a token keeps running while the server behind it fails).
+fn log_sources(pod: &Json) -> Vec<(String, bool, bool)> {
     let status = pod.get("status").cloned().unwrap_or(Json::Null);
+    let pod_ready = condition(&status, "Ready") == Some(true);
     let failed = |t: Option<&Json>| t.and_then(|t| t.get("exitCode")).and_then(Json::as_i64).is_some_and(|c| c != 0);
     ["initContainerStatuses", "containerStatuses"]
         .iter()
@@ -239,9 +246,11 @@ fn failed_containers(pod: &Json) -> Vec<(String, bool)> {
         .filter_map(|cs| {
             let name = text(&cs, "name");
             if failed(cs.pointer("/state/terminated")) {
-                Some((name, false))
+                Some((name, false, false))
             } else if failed(cs.pointer("/lastState/terminated")) {
-                Some((name, true))
+                Some((name, true, false))
+            } else if !pod_ready && cs.pointer("/state/running").is_some() {
+                Some((name, false, true))
             } else {
                 None
             }
@@ -249,18 +258,17 @@ fn failed_containers(pod: &Json) -> Vec<(String, bool)> {
         .collect()
 }
 
+/// Whether a log line says something went wrong.
+fn telling(line: &str) -> bool {
+    let l = line.to_lowercase();
+    ["error", "exception", "denied", "fatal", "failed", "refused", "invalid", "forbidden"].iter().any(|w| l.contains(w))
+}
+
 /// The last `n` lines of a log that say what went wrong (errors, exceptions, refusals), else its
 /// last `n` lines.
 fn telling_lines(log: &str, n: usize) -> Vec<String> {
     let lines: Vec<&str> = log.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
-    let telling: Vec<&str> = lines
-        .iter()
-        .copied()
-        .filter(|l| {
-            let l = l.to_lowercase();
-            ["error", "exception", "denied", "fatal", "failed", "refused", "invalid"].iter().any(|w| l.contains(w))
-        })
-        .collect();
+    let telling: Vec<&str> = lines.iter().copied().filter(|l| telling(l)).collect();
     let pick = if telling.is_empty() { &lines } else { &telling };
     pick[pick.len().saturating_sub(n)..].iter().map(|l| l.to_string()).collect()
 }
@@ -349,7 +357,13 @@ mod tests {
             {"name": "api", "state": {"waiting": {"reason": "CrashLoopBackOff"}}, "lastState": {"terminated": {"exitCode": 1}}},
             {"name": "ok", "state": {"running": {}}},
         ], "initContainerStatuses": [{"name": "init", "state": {"terminated": {"exitCode": 2}}}]}});
-        assert_eq!(failed_containers(&pod), vec![("init".to_string(), false), ("api".to_string(), true)]);
+        assert_eq!(
+            log_sources(&pod),
+            vec![("init".to_string(), false, false), ("api".to_string(), true, false), ("ok".to_string(), false, true)]
+        );
+        let mut ready = pod.clone();
+        ready["status"]["conditions"] = json!([{"type": "Ready", "status": "True"}]);
+        assert_eq!(log_sources(&ready).len(), 2, "a ready pod's running containers are not asked");
     }
 
     #[test]
