@@ -40,6 +40,7 @@ pub mod server;
 pub mod serviceusage;
 pub mod sql;
 pub mod state;
+pub mod storage;
 pub mod token;
 pub mod util;
 
