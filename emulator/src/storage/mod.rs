@@ -204,7 +204,7 @@ impl Route {
 
 /// First path segments that belong to the other APIs (never an XML bucket path).
 const OTHER_PREFIXES: &[&str] =
-    &["v1", "v1beta1", "v1beta4", "v3", "sql", "_emulator", "_metadata", "token", "computeMetadata", "storage", "upload", "download"];
+    &["v1", "v1beta1", "v1beta4", "v3", "sql", "_emulator", "_metadata", "token", "computeMetadata", "storage", "upload", "download", "resumable"];
 
 fn segments(path: &str) -> Vec<String> {
     path.split('/').filter(|s| !s.is_empty()).map(|s| percent_decode_str(s).decode_utf8_lossy().into_owned()).collect()
@@ -231,13 +231,23 @@ fn route(method: &Method, path: &str, query: &[(String, String)]) -> Option<Rout
         }
         ("PATCH", ["storage", "v1", "b", b, "o", o]) => Route::ObjectsPatch(b.to_string(), o.to_string()),
         ("DELETE", ["storage", "v1", "b", b, "o", o]) => Route::ObjectsDelete(b.to_string(), o.to_string()),
-        ("POST", ["upload", "storage", "v1", "b", b, "o"]) if !has("upload_id") => Route::Upload(b.to_string()),
-        ("PUT" | "POST", ["upload", "storage", "v1", "b", b, "o"]) if has("upload_id") => Route::UploadChunk(b.to_string()),
+        // gcloud (apitools) starts resumable uploads under `/resumable/upload/...`.
+        ("POST", ["upload" | "resumable", .., "b", b, "o"]) if !has("upload_id") && upload_path(&s) => {
+            Route::Upload(b.to_string())
+        }
+        ("PUT" | "POST", ["upload" | "resumable", .., "b", b, "o"]) if has("upload_id") && upload_path(&s) => {
+            Route::UploadChunk(b.to_string())
+        }
         ("GET" | "HEAD", [b, rest @ ..]) if !rest.is_empty() && !OTHER_PREFIXES.contains(b) => {
             Route::XmlGet(b.to_string(), rest.join("/"))
         }
         _ => return None,
     })
+}
+
+/// `upload/storage/v1/b/{b}/o` or `resumable/upload/storage/v1/b/{b}/o`.
+fn upload_path(s: &[&str]) -> bool {
+    matches!(s, ["upload", "storage", "v1", "b", _, "o"] | ["resumable", "upload", "storage", "v1", "b", _, "o"])
 }
 
 /// Whether a request is for the Storage API (so the server hands it to [`handle`]).
@@ -827,7 +837,7 @@ fn multipart(content_type: &str, body: &[u8]) -> Result<(Value, Vec<u8>, String)
     let boundary = content_type
         .split(';')
         .find_map(|p| p.trim().strip_prefix("boundary="))
-        .map(|b| b.trim_matches('"').to_string())
+        .map(|b| b.trim().trim_matches(|c| c == '"' || c == '\'').to_string())
         .ok_or_else(|| bad("no boundary in Content-Type"))?;
     let delim = format!("--{boundary}");
     let mut parts = Vec::new();
@@ -892,6 +902,8 @@ mod tests {
             Some(Route::ObjectsGet { bucket: "bk".into(), object: "a/b.json".into(), media: true })
         );
         assert_eq!(r(Method::PUT, "/upload/storage/v1/b/bk/o?uploadType=resumable&upload_id=x"), Some(Route::UploadChunk("bk".into())));
+        assert_eq!(r(Method::POST, "/resumable/upload/storage/v1/b/bk/o?uploadType=resumable"), Some(Route::Upload("bk".into())));
+        assert_eq!(r(Method::POST, "/upload/x/v1/b/bk/o"), None);
         assert_eq!(r(Method::GET, "/bk/a/b.json"), Some(Route::XmlGet("bk".into(), "a/b.json".into())));
         assert_eq!(r(Method::GET, "/v1/projects/p"), None, "other APIs keep their paths");
         assert_eq!(r(Method::GET, "/sql/v1beta4/projects/p/instances"), None);
@@ -905,6 +917,9 @@ mod tests {
         assert_eq!(parse_range("bytes=12-", 10), None);
         let body = b"--XX\r\nContent-Type: application/json\r\n\r\n{\"name\":\"o\",\"metadata\":{\"k\":\"v\"}}\r\n--XX\r\nContent-Type: text/plain\r\n\r\nhello\r\n--XX--\r\n";
         let (meta, data, ct) = multipart("multipart/related; boundary=XX", body).unwrap();
+        // gcloud (Python's email package) quotes the boundary with single quotes.
+        let quoted = String::from_utf8_lossy(body).replace("XX", "===1==");
+        assert_eq!(multipart("multipart/related; boundary='===1=='", quoted.as_bytes()).unwrap().1, b"hello");
         assert_eq!(meta["name"], "o");
         assert_eq!(data, b"hello");
         assert_eq!(ct, "text/plain");
