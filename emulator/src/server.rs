@@ -357,7 +357,7 @@ async fn handle(AxumState(app): AxumState<Arc<App>>, req: Request<Body>) -> Resp
         eprintln!("{method} {path} -> {} oauth2.token", resp.status().as_u16());
         return resp;
     }
-    let (name, resp) = if crate::storage::is_storage(&method, &path, parts.uri.query()) {
+    let (name, resp) = if crate::storage::is_storage(&app, &method, &path, parts.uri.query()) {
         storage_response(&app, &parts, &bytes).await
     } else {
         api_response(&app, &parts, &bytes).await

@@ -393,7 +393,9 @@ async fn finish(
     }
     let mut notes: BTreeMap<&Address, String> = BTreeMap::new();
     for a in deps {
-        let Some(v) = values.get(a).filter(|v| !v.has_unknown()) else { continue };
+        // A value partly unknown (a release whose values wait on a new key) still names its
+        // object: the provider takes what it needs.
+        let Some(v) = values.get(a).filter(|v| !matches!(v, Value::Unknown)) else { continue };
         let provider = provider_of(&ctx.spec, &ctx.registry, a);
         if let Slot::Configured(p) = providers.get(ctx, values, &provider).await
             && let Some(note) = p.diagnose(&a.type_name, &v).await

@@ -250,9 +250,15 @@ fn upload_path(s: &[&str]) -> bool {
     matches!(s, ["upload", "storage", "v1", "b", _, "o"] | ["resumable", "upload", "storage", "v1", "b", _, "o"])
 }
 
-/// Whether a request is for the Storage API (so the server hands it to [`handle`]).
-pub fn is_storage(method: &Method, path: &str, query: Option<&str>) -> bool {
-    route(method, path, &query_pairs(query)).is_some()
+/// Whether a request is for the Storage API (so the server hands it to [`handle`]). A path that
+/// could be the XML API's `/{bucket}/{object}` is one only when that bucket exists: any other
+/// unknown path stays a 501 of the emulator, not a 404 of a bucket.
+pub fn is_storage(app: &App, method: &Method, path: &str, query: Option<&str>) -> bool {
+    match route(method, path, &query_pairs(query)) {
+        Some(Route::XmlGet(bucket, _)) => lock(&app.state).storage.buckets.contains_key(&bucket),
+        Some(_) => true,
+        None => false,
+    }
 }
 
 /// The API method name of a Storage request (`storage.objects.get`), for stats and faults.
