@@ -217,10 +217,24 @@ pub enum StateCommand {
         #[arg(long = "lock-timeout", default_value = "0s", value_parser = ops::parse_duration)]
         lock_timeout: std::time::Duration,
     },
-    /// Remove a lock left behind by a crashed run.
+    /// Remove a lock left behind by a crashed run (a bucket's lock needs its ID, as printed).
     Unlock {
+        /// The lock's ID, from the "locked by" message (required for `[backend.gcs]`).
+        lock_id: Option<String>,
         #[command(flatten)]
         spec: SpecArgs,
+    },
+    /// Copy the state from the local files into the spec's `[backend.gcs]` (or back with
+    /// `--to-local`); refuses to replace another lineage or a newer serial.
+    Migrate {
+        #[command(flatten)]
+        spec: SpecArgs,
+        /// From the bucket back into `.skyform/` beside the spec.
+        #[arg(long = "to-local")]
+        to_local: bool,
+        /// How long to wait for each lock.
+        #[arg(long = "lock-timeout", default_value = "0s", value_parser = ops::parse_duration)]
+        lock_timeout: std::time::Duration,
     },
 }
 
@@ -298,6 +312,9 @@ pub async fn run(cli: Cli, p: &Printer, registry: Registry) -> Result<i32, OpErr
                 targets: ops::resolve_addresses(&loaded, &session.state, &plan.targets)?,
                 replace: ops::resolve_addresses(&loaded, &session.state, &plan.replace)?,
             };
+            if let Some(note) = ops::lock_note(&loaded) {
+                p.err(&format!("note: {note}"));
+            }
             let planned = session.plan(&ctx, &opts).await?;
             if plan.json {
                 p.out(&json::plan(&planned.plan).to_string());
@@ -327,6 +344,9 @@ pub async fn run(cli: Cli, p: &Printer, registry: Registry) -> Result<i32, OpErr
                 if json { Arc::new(crate::engine::events::NoHook) } else { Arc::new(EventPrinter::new(p.clone(), false)) };
             let ctx = loaded.context(hook, parallelism, Cancel::new());
             let session = ops::apply::open(&loaded, None, std::time::Duration::ZERO)?;
+            if let Some(note) = ops::lock_note(&loaded) {
+                p.err(&format!("note: {note}"));
+            }
             let results = ops::check::check(&session, &ctx).await?;
             let failed = results.iter().filter(|c| !c.passed).count();
             if json {
@@ -340,6 +360,9 @@ pub async fn run(cli: Cli, p: &Printer, registry: Registry) -> Result<i32, OpErr
             let loaded = ops::load(&spec.options(), registry)?;
             let ctx = loaded.context(Arc::new(crate::engine::events::NoHook), parallelism, Cancel::new());
             let session = ops::apply::open(&loaded, None, std::time::Duration::ZERO)?;
+            if let Some(note) = ops::lock_note(&loaded) {
+                p.err(&format!("note: {note}"));
+            }
             let report = ops::drift::drift(&session, &ctx, skip_checks).await?;
             if json {
                 p.out(&serde_json::to_string(&report).unwrap_or_default());
@@ -355,7 +378,10 @@ pub async fn run(cli: Cli, p: &Printer, registry: Registry) -> Result<i32, OpErr
         }
         Command::Output { spec, name, json } => {
             let loaded = ops::load(&spec.options(), registry)?;
-            let state = crate::state::Backend::load(&loaded.backend)?;
+            if let Some(note) = ops::lock_note(&loaded) {
+                p.err(&format!("note: {note}"));
+            }
+            let state = loaded.backend.load()?;
             let outputs: Vec<(&String, &crate::value::Value)> =
                 state.outputs.iter().filter(|(k, _)| name.as_ref().is_none_or(|n| n == *k)).collect();
             if let Some(n) = &name
@@ -405,12 +431,18 @@ async fn state(p: &Printer, registry: Registry, command: StateCommand) -> Result
     match command {
         StateCommand::List { spec } => {
             let loaded = ops::load(&spec.options(), registry)?;
+            if let Some(note) = ops::lock_note(&loaded) {
+                p.err(&format!("note: {note}"));
+            }
             for a in ops::state::list(&loaded)? {
                 p.out(&a.to_string());
             }
         }
         StateCommand::Show { address, spec } => {
             let loaded = ops::load(&spec.options(), registry)?;
+            if let Some(note) = ops::lock_note(&loaded) {
+                p.err(&format!("note: {note}"));
+            }
             let rs = ops::state::show(&loaded, &address)?;
             p.out(&serde_json::to_string_pretty(&rs).unwrap_or_default());
         }
@@ -419,10 +451,22 @@ async fn state(p: &Printer, registry: Registry, command: StateCommand) -> Result
             ops::state::rm(&loaded, &address, lock_timeout)?;
             p.out(&format!("Removed {address} from the state (the live object was not touched)."));
         }
-        StateCommand::Unlock { spec } => {
+        StateCommand::Unlock { lock_id, spec } => {
             let loaded = ops::load(&spec.options(), registry)?;
-            let who = ops::state::unlock(&loaded)?;
+            let who = ops::state::unlock(&loaded, lock_id.as_deref())?;
             p.out(&format!("Removed the lock held by {who}."));
+        }
+        StateCommand::Migrate { spec, to_local, lock_timeout } => {
+            let loaded = ops::load(&spec.options(), registry)?;
+            let direction = if to_local { ops::state::Direction::ToLocal } else { ops::state::Direction::ToBackend };
+            let (serial, to) = ops::state::migrate(&loaded, direction, lock_timeout)?;
+            p.out(&format!("Copied the state (serial {serial}) to {to}."));
+            if !to_local {
+                p.out(&format!(
+                    "The local files in {} are kept; remove them once you have checked `skyform state list`.",
+                    loaded.local.state_path().parent().map(|d| d.display().to_string()).unwrap_or_default()
+                ));
+            }
         }
     }
     Ok(0)

@@ -65,6 +65,7 @@ pub fn expand(spec: &Spec, vars: &BTreeMap<String, Value>, mode: Mode) -> Result
         moved: spec.moved.clone(),
         removed: spec.removed.clone(),
         imports: spec.imports.clone(),
+        backend: spec.backend.clone(),
         ..Spec::default()
     };
     for (name, p) in &spec.providers {

@@ -41,6 +41,21 @@ pub struct Spec {
     pub imports: Vec<ImportBlock>,
     /// `[check.<name>]` blocks (root spec only).
     pub checks: BTreeMap<String, CheckBlock>,
+    /// `[backend.<type>]` (root spec only): where state is kept; none: beside the spec.
+    pub backend: Option<BackendBlock>,
+}
+
+/// `[backend.gcs]`: state in a Cloud Storage bucket.
+#[derive(Debug, Clone)]
+pub struct BackendBlock {
+    /// The backend type (`gcs`).
+    pub kind: String,
+    /// Where the block starts.
+    pub pos: Pos,
+    /// `bucket` (may use `${var.*}`, nothing else).
+    pub bucket: Spanned<Expr>,
+    /// `prefix`: objects go under `<prefix>/` (may use `${var.*}`).
+    pub prefix: Option<Spanned<Expr>>,
 }
 
 /// `[check.<name>]`: an HTTP probe that apply waits for after its dependencies,
