@@ -3,6 +3,8 @@
 //! (loopback, in-process), each in a child process of its own. Run with
 //! `cargo bench --bench state_gcs`. The target: the bucket within 2x the local files.
 
+#![allow(clippy::print_stdout)] // a benchmark prints its figures
+
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

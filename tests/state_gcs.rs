@@ -373,3 +373,4 @@ fn a_bad_backend_block_is_refused_with_positions() {
         assert!(t.contains(want), "{body}\nwant {want:?} in:\n{t}");
     }
 }
+

@@ -112,6 +112,12 @@ impl Emulator {
         let (stop, stopped) = oneshot::channel::<()>();
         let task = match tls_config {
             None => tokio::spawn(async move {
+                // No Nagle: a response written in two segments would wait for the client's
+                // delayed ACK (tens of milliseconds per request on loopback).
+                use axum::serve::ListenerExt;
+                let listener = listener.tap_io(|tcp| {
+                    let _ = tcp.set_nodelay(true);
+                });
                 let serve = axum::serve(listener, router).with_graceful_shutdown(async {
                     let _ = stopped.await;
                 });
@@ -274,6 +280,7 @@ async fn serve_https(
             _ = &mut stopped => return,
         };
         let Ok((tcp, _)) = accepted else { continue };
+        let _ = tcp.set_nodelay(true);
         let (acceptor, router) = (acceptor.clone(), router.clone());
         tokio::spawn(async move {
             let Ok(tls) = acceptor.accept(tcp).await else { return };
@@ -372,7 +379,7 @@ async fn handle(AxumState(app): AxumState<Arc<App>>, req: Request<Body>) -> Resp
 }
 
 /// The configured token or one the token endpoint minted, when the emulator requires one.
-fn authenticated(app: &App, parts: &axum::http::request::Parts) -> Result<(), Response> {
+fn authenticated(app: &App, parts: &axum::http::request::Parts) -> Result<(), Box<Response>> {
     if let Some(token) = &app.config.access_token {
         let expected = format!("Bearer {token}");
         let given = parts
@@ -387,7 +394,7 @@ fn authenticated(app: &App, parts: &axum::http::request::Parts) -> Result<(), Re
             let e = ApiError::unauthenticated(
                 "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential.",
             );
-            return Err(e.into_response());
+            return Err(Box::new(e.into_response()));
         }
     }
     Ok(())
@@ -397,7 +404,7 @@ fn authenticated(app: &App, parts: &axum::http::request::Parts) -> Result<(), Re
 /// same authentication, counting and faults.
 async fn storage_response(app: &Arc<App>, parts: &axum::http::request::Parts, bytes: &[u8]) -> (&'static str, Response) {
     if let Err(resp) = authenticated(app, parts) {
-        return ("unauthenticated", resp);
+        return ("unauthenticated", *resp);
     }
     let req = crate::storage::StorageRequest {
         method: &parts.method,
@@ -428,7 +435,7 @@ async fn api_response(
     bytes: &[u8],
 ) -> (&'static str, Response) {
     if let Err(resp) = authenticated(app, parts) {
-        return ("unauthenticated", resp);
+        return ("unauthenticated", *resp);
     }
     let mut req = match ApiRequest::parse(
         parts.method.clone(),

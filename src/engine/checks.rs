@@ -420,27 +420,7 @@ pub async fn survey(ctx: &Context, values: &Values) -> Vec<CheckResult> {
         let providers = &providers;
         async move { run(ctx, providers, values, c, &deps, Attempts::AtMost(SURVEY_ATTEMPTS)).await }
     });
-    futures_join_all(runs).await
-}
-
-/// Awaits every future, keeping their order (a tiny `join_all`).
-async fn futures_join_all<F: std::future::Future>(fs: impl Iterator<Item = F>) -> Vec<F::Output> {
-    let mut pinned: Vec<std::pin::Pin<Box<F>>> = fs.map(Box::pin).collect();
-    let mut out: Vec<Option<F::Output>> = pinned.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (i, f) in pinned.iter_mut().enumerate() {
-            if out[i].is_none() {
-                match f.as_mut().poll(cx) {
-                    std::task::Poll::Ready(v) => out[i] = Some(v),
-                    std::task::Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending { std::task::Poll::Pending } else { std::task::Poll::Ready(()) }
-    })
-    .await;
-    out.into_iter().map(|o| o.expect("every future finished")).collect()
+    crate::join::join_all(runs).await
 }
 
 #[cfg(test)]

@@ -105,7 +105,12 @@ fn block<T: Send + 'static>(f: impl Future<Output = T> + Send + 'static) -> T {
     runtime().spawn(async move {
         let _ = tx.send(f.await);
     });
-    let wait = move || rx.recv().expect("the state backend's runtime answers");
+    blocking(move || rx.recv().expect("the state backend's runtime answers"))
+}
+
+/// Runs `wait` (which blocks) so that a multi-threaded caller runtime moves its other tasks to
+/// another thread meanwhile: the engine's other steps go on while one waits for the bucket.
+fn blocking<T>(wait: impl FnOnce() -> T) -> T {
     match tokio::runtime::Handle::try_current() {
         Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(wait),
         _ => wait(),
@@ -497,7 +502,7 @@ impl Backend for GcsBackend {
             ));
         };
         let Ok(g) = id.parse::<i64>() else {
-            return Err(StateError::WrongLock { given: id.to_string(), holder });
+            return Err(StateError::WrongLock { given: id.to_string(), holder: Box::new(holder) });
         };
         let (c, loc) = (self.client.clone(), self.loc.clone());
         let deleted = block(async move { c.delete(&loc.bucket, &loc.object(LOCK), Some(g)).await }).map_err(|m| self.err(LOCK, m))?;
@@ -505,7 +510,7 @@ impl Backend for GcsBackend {
             Ok(holder)
         } else {
             match self.read_lock()? {
-                Some(now) => Err(StateError::WrongLock { given: id.to_string(), holder: now }),
+                Some(now) => Err(StateError::WrongLock { given: id.to_string(), holder: Box::new(now) }),
                 None => Err(StateError::NotLocked),
             }
         }
@@ -624,8 +629,14 @@ impl GcsWriter {
                             to overwrite the newer state; run again"
                     .to_string());
             };
-            for (name, og) in old {
-                c.delete(&loc.bucket, &name, Some(og)).await?;
+            // The folded journal objects go, 16 at a time (leftovers would only be skipped).
+            let c = &c;
+            let loc = &loc;
+            for chunk in old.chunks(16) {
+                let deletes = chunk.iter().map(|(name, og)| c.delete(&loc.bucket, name, Some(*og)));
+                for r in crate::join::join_all(deletes).await {
+                    r?;
+                }
             }
             Ok(g)
         })
@@ -633,14 +644,17 @@ impl GcsWriter {
 
     /// Writes one batch (after the opening snapshot, the first time).
     fn flush(&self, batch: Vec<StateRecord>) -> Result<(), String> {
-        let (opened, state, generation, epoch, journal, seq) = {
+        let (opened, mut epoch, mut seq) = {
             let q = self.lock();
-            (q.opened, q.state.clone(), q.generation, q.epoch, q.journal.clone(), q.seq)
+            (q.opened, q.epoch, q.seq)
         };
-        let (mut epoch, mut seq) = (epoch, seq);
         if !opened {
             // The state as read (records join `state` once durable), at a new epoch: the journal
-            // restarts from it.
+            // restarts from it. (Only here is the whole state copied: once per writer.)
+            let (state, generation, journal) = {
+                let q = self.lock();
+                (q.state.clone(), q.generation, q.journal.clone())
+            };
             let g = self.snapshot(&state, generation, epoch + 1, journal)?;
             let mut q = self.lock();
             q.generation = g;
@@ -694,7 +708,7 @@ impl StateWriter for GcsWriter {
                 self.done.notify_all();
                 continue;
             }
-            q = self.done.wait(q).unwrap_or_else(|e| e.into_inner());
+            q = blocking(|| self.done.wait(q).unwrap_or_else(|e| e.into_inner()));
         }
     }
 

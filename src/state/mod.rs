@@ -53,7 +53,7 @@ pub enum StateError {
         /// The ID given.
         given: String,
         /// Who holds the lock now.
-        holder: LockInfo,
+        holder: Box<LockInfo>,
     },
     /// A remote backend refused or failed a request (after its retries).
     #[error("state at {location}: {message}")]

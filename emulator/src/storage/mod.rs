@@ -85,11 +85,14 @@ pub struct Object {
     pub metadata: BTreeMap<String, String>,
 }
 
+/// Object data by `(bucket, generation)`.
+type BlobMap = HashMap<(String, i64), Arc<Vec<u8>>>;
+
 /// Object data by `(bucket, generation)`: in memory, written through to files when persisting.
 #[derive(Debug, Default)]
 pub struct Blobs {
     dir: Option<PathBuf>,
-    mem: Mutex<HashMap<(String, i64), Arc<Vec<u8>>>>,
+    mem: Mutex<BlobMap>,
 }
 
 impl Blobs {

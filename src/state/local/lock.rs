@@ -95,7 +95,7 @@ pub(super) fn force_unlock(path: &Path, id: Option<&str>) -> Result<LockInfo, St
     if let Some(id) = id
         && id != holder.id
     {
-        return Err(StateError::WrongLock { given: id.to_string(), holder });
+        return Err(StateError::WrongLock { given: id.to_string(), holder: Box::new(holder) });
     }
     match fs::remove_file(path) {
         Ok(()) => {}
