@@ -217,7 +217,7 @@ async fn explain(cluster: &Cluster, obj: &Json) -> String {
                     continue;
                 }
                 for line in lines {
-                    out.push_str(&format!("\n      log {container}: {}", clip(&line, 300)));
+                    out.push_str(&format!("\n      log {container}: {}", log_line(&line)));
                 }
             }
         }
@@ -256,6 +256,26 @@ fn log_sources(pod: &Json) -> Vec<(String, bool, bool)> {
             }
         })
         .collect()
+}
+
+/// A log line for a message: a structured (JSON) line as its severity and message, and a long one
+/// cut in the middle, since its end usually holds the cause (`…: 403 Forbidden`).
+fn log_line(line: &str) -> String {
+    let text = match serde_json::from_str::<Json>(line) {
+        Ok(j) if j.get("message").and_then(Json::as_str).is_some() => {
+            let sev = ["severity", "level"].iter().find_map(|k| j.get(*k).and_then(Json::as_str)).unwrap_or("");
+            format!("{sev} {}", text(&j, "message")).trim().to_string()
+        }
+        _ => line.to_string(),
+    };
+    let one: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let n = one.chars().count();
+    if n <= 420 {
+        return one;
+    }
+    let head: String = one.chars().take(160).collect();
+    let tail: String = one.chars().skip(n - 240).collect();
+    format!("{head} … {tail}")
 }
 
 /// Whether a log line says something went wrong.
@@ -353,6 +373,13 @@ mod tests {
             ]
         );
         assert_eq!(telling_lines("a\nb\nc\n", 2), vec!["b".to_string(), "c".to_string()]);
+        let structured = format!(
+            "{{\"severity\":\"ERROR\",\"message\":\"failed to connect: {}: 403 Forbidden: missing roles/iam.workloadIdentityUser\"}}",
+            "x".repeat(600)
+        );
+        let shown = log_line(&structured);
+        assert!(shown.starts_with("ERROR failed to connect: xxx") && shown.ends_with("403 Forbidden: missing roles/iam.workloadIdentityUser"), "{shown}");
+        assert!(shown.chars().count() < 420, "{shown}");
         let pod = json!({"status": {"containerStatuses": [
             {"name": "api", "state": {"waiting": {"reason": "CrashLoopBackOff"}}, "lastState": {"terminated": {"exitCode": 1}}},
             {"name": "ok", "state": {"running": {}}},
