@@ -7,6 +7,8 @@
 //! validating the spec, building the graph, reading every resource, diffing and
 //! (for apply) persisting every step to the state journal with fsync.
 
+#![allow(clippy::print_stdout)] // a benchmark prints its figures
+
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

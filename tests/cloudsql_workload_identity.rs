@@ -54,15 +54,13 @@ async fn proxy(bin: &str, metadata_host: &str, base: &str, port: u16, conn: &str
         .spawn()
         .expect("the proxy runs");
     let log = Arc::new(Mutex::new(String::new()));
-    for stream in [BufReader::new(child.stdout.take().unwrap()).lines(), ] {
-        let log = log.clone();
-        let mut lines = stream;
-        tokio::spawn(async move {
-            while let Ok(Some(l)) = lines.next_line().await {
-                log.lock().unwrap().push_str(&format!("{l}\n"));
-            }
-        });
-    }
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let log1 = log.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(l)) = lines.next_line().await {
+            log1.lock().unwrap().push_str(&format!("{l}\n"));
+        }
+    });
     let mut errs = BufReader::new(child.stderr.take().unwrap()).lines();
     let log2 = log.clone();
     tokio::spawn(async move {

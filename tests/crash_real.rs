@@ -238,6 +238,10 @@ impl<'w> Deployment<'w> {
             // The local chart's pods never become ready (its image is not built): do not wait for them.
             c.args(["--var", "chart_repository=", "--var", "wait_until_ready=false"]);
         }
+        // Nor check that the server answers (it never runs here).
+        if verb == "apply" || verb == "drift" {
+            c.arg("--skip-checks");
+        }
         if self.variant == "iam" {
             c.env_remove("SKYFORM_VAR_db_password");
         }

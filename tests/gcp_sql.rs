@@ -117,7 +117,7 @@ async fn sql_resources_converge_detect_gcloud_drift_repair_and_destroy() {
     let loaded = env.load_with(&pw2);
     let ctx = env.ctx(&loaded);
     let s = skyform::ops::apply::open(&loaded, None, std::time::Duration::ZERO).unwrap();
-    let drift = skyform::ops::drift::drift(&s, &ctx).await.unwrap();
+    let drift = skyform::ops::drift::drift(&s, &ctx, false).await.unwrap();
     drop(s);
     let mut classes: Vec<(String, DriftClass)> = drift.findings.iter().map(|f| (f.address.to_string(), f.class)).collect();
     classes.sort();

@@ -37,7 +37,18 @@ fn both_seed_variants_converge_drift_is_reported_and_repaired() {
         assert!(line.contains(r#""ingress_basic_auth_enabled":true"#), "{line}");
     }
     assert_eq!(stdout.matches(" tables\n").count(), 2, "the tables were listed for each variant:\n{stdout}");
-    assert_eq!(stdout.matches("3 findings: 3 changed_outside").count(), 2, "{stdout}");
+    // apply ends with the spec's check on /api/health passing (the first apply and the repair), and
+    // `skyform check` alone passes; the server scaled to 0 by hand is a failing check in drift.
+    assert_eq!(stdout.matches("Checks apply will run:\n  check.api_health: GET service ").count(), 8, "{stdout}");
+    assert_eq!(stdout.matches("check.api_health: Check passed after").count(), 6, "{stdout}");
+    assert_eq!(stdout.matches("\nChecks: 1 passed.").count(), 6, "{stdout}");
+    assert_eq!(stdout.matches("1 checks: 1 passed, 0 failed.").count(), 2, "{stdout}");
+    assert_eq!(
+        stdout.matches("4 findings: 3 changed_outside, 0 deleted_outside, 0 pending_spec_change, 1 check_failed.").count(),
+        2,
+        "{stdout}"
+    );
+    assert_eq!(stdout.matches("! check.api_health [check_failed]: the check fails").count(), 2, "{stdout}");
     assert_eq!(stdout.matches("No drift: the live objects, the state and the spec agree.").count(), 2, "{stdout}");
     assert!(stdout.contains("Destroy complete! Resources: 0 added, 0 changed, 0 replaced, 15 destroyed."));
     assert!(stdout.contains("Destroy complete! Resources: 0 added, 0 changed, 0 replaced, 14 destroyed."));

@@ -12,6 +12,11 @@
 //!   the Deployment and ends healthy on the new server version.
 //! - A proxy image that does not exist: apply waits for the API server, then fails saying why (the
 //!   Deployment, its pod, the container's ImagePullBackOff, the events); fixing the spec converges.
+//! - The spec's check on `/api/health` (with skyform's readiness wait off, so that the check is what
+//!   waits) fails the apply and says why for two real mistakes: the database grant left out (the
+//!   server cannot create its tables) and the proxy's `--auto-iam-authn` left out (the database
+//!   refuses the login); drift names the failing check when the Workload Identity binding or the
+//!   proxy's key is deleted by hand. The spec as published then converges in one apply.
 //!
 //! Each test deploys its own project, namespace and release on the shared testbed.
 
@@ -200,7 +205,8 @@ fn copy_dir(from: &str, to: &std::path::Path) {
     assert!(out.status.success(), "{}", both(&out));
 }
 
-/// `skyform drift`: exit 2, and the findings name `address` as deleted outside.
+/// `skyform drift`: exit 2, the findings name `address` as deleted outside, and the spec's check on
+/// `/api/health` fails, saying that the API server's pod is not ready and why.
 fn assert_drift_names(d: &Deployment, address: &str) {
     let out = d.skyform("drift", &[]);
     let text = both(&out);
@@ -210,6 +216,82 @@ fn assert_drift_names(d: &Deployment, address: &str) {
         .find(|l| l.contains(address))
         .unwrap_or_else(|| panic!("drift does not name {address}:\n{text}"));
     assert!(text.contains("deleted_outside"), "{line}\n{text}");
+    assert!(text.contains("! check.api_health [check_failed]: the check fails"), "{text}");
+    let deployment = format!("Deployment/{}/{}-api-server", d.namespace, d.release);
+    assert!(text.contains(&deployment) && text.contains("pod "), "the check says what the release's pods do:\n{text}");
+    for (_, secret) in &d.secrets {
+        assert!(!text.contains(secret.as_str()), "a secret was printed");
+    }
+    eprintln!("[{}] what drift says with {address} gone:\n{text}", d.variant);
+}
+
+/// Applies a spec that breaks the API server without breaking any resource (`edit` changes the spec),
+/// with skyform's readiness wait off so that the spec's check is what waits: apply applies everything,
+/// then fails on the check, whose message says what the API server's pod does and its log. Then the
+/// spec as published converges in one apply, ending healthy.
+fn a_failing_check_says_why(d: &mut Deployment, what: &str, edit: &[(&str, &str)], wants: &[&str]) {
+    let path = d.dir.path().join("main.toml");
+    let published = std::fs::read_to_string(&path).unwrap();
+    let mut broken = published.replace("timeout = \"5m\"\n", "timeout = \"100s\"\n");
+    for (from, to) in edit {
+        assert!(broken.contains(from), "the spec no longer holds {from:?}");
+        broken = broken.replace(from, to);
+    }
+    std::fs::write(&path, broken).unwrap();
+    d.vars = vec!["wait_until_ready=false".into()];
+    let out = d.skyform("apply", &["--auto-approve"]);
+    let text = both(&out);
+    assert_eq!(out.status.code(), Some(1), "[{what}] the apply must fail on its check:\n{text}");
+    assert!(text.contains("Apply complete! Resources: "), "[{what}] every change is applied first:\n{text}");
+    let error = text.lines().position(|l| l.starts_with("error: check.api_health: GET service ")).unwrap_or_else(|| {
+        panic!("[{what}] no check error:\n{text}")
+    });
+    let message: Vec<&str> = text.lines().skip(error).take_while(|l| l.starts_with("error: ") || l.starts_with("  ")).collect();
+    let message = message.join("\n");
+    let deployment = format!("Deployment/{}/{}-api-server", d.namespace, d.release);
+    for want in ["failing after ", "helm_release.skypilot: release ", "objects not ready:", deployment.as_str(), "pod "] {
+        assert!(message.contains(want), "[{what}] the check's message does not say {want:?}:\n{message}");
+    }
+    assert!(wants.iter().any(|w| message.contains(w)), "[{what}] the message says none of {wants:?}:\n{message}");
+    for (_, secret) in &d.secrets {
+        assert!(!text.contains(secret.as_str()), "a secret was printed");
+    }
+    eprintln!("[{what}] what the failing check says:\n{message}");
+
+    std::fs::write(&path, published).unwrap();
+    d.vars.clear();
+    let fixed = d.skyform_ok("apply", &["--auto-approve"]);
+    assert!(fixed.contains("check.api_health: Check passed"), "[{what}] {fixed}");
+    assert!(d.health().is_some(), "[{what}] apply ended before the API server was healthy");
+}
+
+#[test]
+fn no_database_grant_is_a_failing_check_that_says_why() {
+    let mut d = Deployment::new("iam", "1.0.0-dev.20260808");
+    // The IAM user without `cloudsqlsuperuser` cannot create the server's tables.
+    a_failing_check_says_why(
+        &mut d,
+        "no grant",
+        &[
+            ("[resource.postgres_grant.iam_superuser]\nrole", "[resource.postgres_grant.iam_superuser]\ncount = 0\nrole"),
+            ("  \"postgres_grant.iam_superuser\",\n", ""),
+        ],
+        &["permission denied", "InsufficientPrivilege"],
+    );
+    d.destroy();
+}
+
+#[test]
+fn a_wrong_proxy_flag_is_a_failing_check_that_says_why() {
+    let mut d = Deployment::new("iam", "1.0.0-dev.20260808");
+    // Without --auto-iam-authn the proxy passes no token: the database refuses the IAM user's login.
+    a_failing_check_says_why(
+        &mut d,
+        "proxy flag",
+        &[("  \"--auto-iam-authn\",\n", "")],
+        &["password authentication failed", "authentication", "no password"],
+    );
+    d.destroy();
 }
 
 #[test]

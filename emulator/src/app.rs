@@ -61,6 +61,10 @@ pub struct App {
     pub base_url: String,
     /// Path of the state file when persisting.
     pub state_file: Option<PathBuf>,
+    /// Cloud Storage object data.
+    pub storage_blobs: crate::storage::Blobs,
+    /// Cloud Storage resumable upload sessions.
+    pub storage_sessions: crate::storage::Sessions,
 }
 
 /// Locks a mutex, ignoring poisoning (a panicked handler must not wedge the emulator).

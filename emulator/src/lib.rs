@@ -1,13 +1,15 @@
 //! A local emulator of the GCP APIs skyform uses, wire-compatible with the real ones (see the
 //! contract in `shared/reference/gcp-rest-contract.md` and `docs/emulator.md`).
 //!
-//! One HTTP port serves five APIs, routed by path ([`router`]):
+//! One HTTP port serves six APIs, routed by path ([`router`], and [`storage`] for Cloud Storage,
+//! whose bodies are binary):
 //! - Cloud SQL Admin under `/v1/` and `/sql/v1beta4/` ([`sql`]); every instance is a real
 //!   PostgreSQL server ([`sql::postgres`]);
 //! - IAM service accounts and keys ([`iam`]), with IAM policies ([`policy`]);
 //! - Resource Manager v1 and v3 projects and their policies ([`crm`]);
 //! - GKE clusters, node pools and operations ([`gke`]);
-//! - Service Usage ([`serviceusage`]).
+//! - Service Usage ([`serviceusage`]);
+//! - Cloud Storage buckets and objects ([`storage`]).
 //!
 //! Long-running operations progress PENDING → RUNNING → DONE over configurable durations
 //! ([`app::App::run_op`]); faults are injected per method from a seeded generator ([`faults`]);
@@ -40,6 +42,7 @@ pub mod server;
 pub mod serviceusage;
 pub mod sql;
 pub mod state;
+pub mod storage;
 pub mod token;
 pub mod util;
 

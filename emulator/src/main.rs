@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::Parser;
 use gcp_emulator::{Config, Emulator, OpDurations};
 
-/// Local emulator of Cloud SQL Admin, IAM, Resource Manager, GKE and Service Usage.
+/// Local emulator of Cloud SQL Admin, IAM, Resource Manager, GKE, Service Usage and Cloud Storage.
 #[derive(Debug, Parser)]
 #[command(name = "gcp-emulator", version)]
 struct Cli {

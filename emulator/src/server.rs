@@ -87,6 +87,8 @@ impl Emulator {
             tokens: Default::default(),
             stats: Mutex::new(Stats::default()),
             base_url: format!("{}://{addr}/", if tls { "https" } else { "http" }),
+            storage_blobs: crate::storage::Blobs::new(state_file.as_ref().map(|f| f.with_file_name("storage"))),
+            storage_sessions: Default::default(),
             state_file,
         });
         let mut side_tasks = Vec::new();
@@ -110,6 +112,12 @@ impl Emulator {
         let (stop, stopped) = oneshot::channel::<()>();
         let task = match tls_config {
             None => tokio::spawn(async move {
+                // No Nagle: a response written in two segments would wait for the client's
+                // delayed ACK (tens of milliseconds per request on loopback).
+                use axum::serve::ListenerExt;
+                let listener = listener.tap_io(|tcp| {
+                    let _ = tcp.set_nodelay(true);
+                });
                 let serve = axum::serve(listener, router).with_graceful_shutdown(async {
                     let _ = stopped.await;
                 });
@@ -272,6 +280,7 @@ async fn serve_https(
             _ = &mut stopped => return,
         };
         let Ok((tcp, _)) = accepted else { continue };
+        let _ = tcp.set_nodelay(true);
         let (acceptor, router) = (acceptor.clone(), router.clone());
         tokio::spawn(async move {
             let Ok(tls) = acceptor.accept(tcp).await else { return };
@@ -310,6 +319,7 @@ async fn resume_servers(app: &Arc<App>) {
 pub async fn reset(app: &Arc<App>) {
     app.generation.fetch_add(1, Ordering::SeqCst);
     *lock(&app.state) = State::default();
+    app.storage_blobs.clear();
     app.connectors.stop_all();
     app.pg.destroy_all().await;
     app.persist(&lock(&app.state));
@@ -354,7 +364,11 @@ async fn handle(AxumState(app): AxumState<Arc<App>>, req: Request<Body>) -> Resp
         eprintln!("{method} {path} -> {} oauth2.token", resp.status().as_u16());
         return resp;
     }
-    let (name, resp) = api_response(&app, &parts, &bytes).await;
+    let (name, resp) = if crate::storage::is_storage(&app, &method, &path, parts.uri.query()) {
+        storage_response(&app, &parts, &bytes).await
+    } else {
+        api_response(&app, &parts, &bytes).await
+    };
     // One line per request; paths and method names carry no secrets (passwords travel in bodies).
     eprintln!(
         "{method} {path} -> {} {name} {}ms",
@@ -364,11 +378,8 @@ async fn handle(AxumState(app): AxumState<Arc<App>>, req: Request<Body>) -> Resp
     resp
 }
 
-async fn api_response(
-    app: &Arc<App>,
-    parts: &axum::http::request::Parts,
-    bytes: &[u8],
-) -> (&'static str, Response) {
+/// The configured token or one the token endpoint minted, when the emulator requires one.
+fn authenticated(app: &App, parts: &axum::http::request::Parts) -> Result<(), Box<Response>> {
     if let Some(token) = &app.config.access_token {
         let expected = format!("Bearer {token}");
         let given = parts
@@ -383,8 +394,48 @@ async fn api_response(
             let e = ApiError::unauthenticated(
                 "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential.",
             );
-            return ("unauthenticated", e.into_response());
+            return Err(Box::new(e.into_response()));
         }
+    }
+    Ok(())
+}
+
+/// Cloud Storage: binary bodies and raw downloads, so outside the JSON pipeline, but with the
+/// same authentication, counting and faults.
+async fn storage_response(app: &Arc<App>, parts: &axum::http::request::Parts, bytes: &[u8]) -> (&'static str, Response) {
+    if let Err(resp) = authenticated(app, parts) {
+        return ("unauthenticated", *resp);
+    }
+    let req = crate::storage::StorageRequest {
+        method: &parts.method,
+        path: parts.uri.path(),
+        query: parts.uri.query(),
+        headers: &parts.headers,
+        body: bytes,
+    };
+    let name = crate::storage::method_name(&req).unwrap_or("unimplemented");
+    count(app, name);
+    let (latency, fault) = lock(&app.faults).decide(name);
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    if let Some(e) = fault {
+        *lock(&app.stats).faults_injected.entry(name.to_string()).or_default() += 1;
+        return (name, e.into_response());
+    }
+    match crate::storage::handle(app, &req).await {
+        Some(r) => r,
+        None => (name, ApiError::unimplemented(parts.method.as_str(), parts.uri.path()).into_response()),
+    }
+}
+
+async fn api_response(
+    app: &Arc<App>,
+    parts: &axum::http::request::Parts,
+    bytes: &[u8],
+) -> (&'static str, Response) {
+    if let Err(resp) = authenticated(app, parts) {
+        return ("unauthenticated", *resp);
     }
     let mut req = match ApiRequest::parse(
         parts.method.clone(),

@@ -27,6 +27,8 @@ pub struct State {
     pub ops: BTreeMap<String, Operation>,
     /// Project ids seen, by project number (so that APIs addressed by number find the id).
     pub project_ids: BTreeMap<String, String>,
+    /// Cloud Storage buckets and object metadata (object data is in `App::storage_blobs`).
+    pub storage: crate::storage::StorageState,
 }
 
 /// Cloud SQL state.

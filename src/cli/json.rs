@@ -25,6 +25,11 @@ pub fn plan(p: &Plan) -> J {
         "warnings": p.warnings.iter().map(|w| w.to_string()).collect::<Vec<_>>(),
         "moved": p.moved.iter().map(|(f, t)| json!({"from": f.to_string(), "to": t.to_string()})).collect::<Vec<_>>(),
         "forget": p.forget.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+        "checks": p.checks.iter().map(|c| json!({
+            "name": c.name,
+            "target": c.target,
+            "after": c.after.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
     })
 }
 

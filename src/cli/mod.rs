@@ -106,6 +106,9 @@ pub enum Command {
         /// Do not ask for confirmation.
         #[arg(long = "auto-approve")]
         auto_approve: bool,
+        /// Do not run the spec's checks after applying.
+        #[arg(long = "skip-checks")]
+        skip_checks: bool,
     },
     /// Destroy everything managed (respects prevent_destroy).
     Destroy {
@@ -125,6 +128,20 @@ pub enum Command {
         #[arg(long, default_value_t = 10)]
         parallelism: usize,
         /// Machine-readable output (for cron).
+        #[arg(long)]
+        json: bool,
+        /// Do not run the spec's checks.
+        #[arg(long = "skip-checks")]
+        skip_checks: bool,
+    },
+    /// Run only the spec's checks: exit 0 all pass, 2 one fails, 1 error (a cheap health cron).
+    Check {
+        #[command(flatten)]
+        spec: SpecArgs,
+        /// How many resources are read at once.
+        #[arg(long, default_value_t = 10)]
+        parallelism: usize,
+        /// Machine-readable output.
         #[arg(long)]
         json: bool,
     },
@@ -200,10 +217,24 @@ pub enum StateCommand {
         #[arg(long = "lock-timeout", default_value = "0s", value_parser = ops::parse_duration)]
         lock_timeout: std::time::Duration,
     },
-    /// Remove a lock left behind by a crashed run.
+    /// Remove a lock left behind by a crashed run (a bucket's lock needs its ID, as printed).
     Unlock {
+        /// The lock's ID, from the "locked by" message (required for `[backend.gcs]`).
+        lock_id: Option<String>,
         #[command(flatten)]
         spec: SpecArgs,
+    },
+    /// Copy the state from the local files into the spec's `[backend.gcs]` (or back with
+    /// `--to-local`); refuses to replace another lineage or a newer serial.
+    Migrate {
+        #[command(flatten)]
+        spec: SpecArgs,
+        /// From the bucket back into `.skyform/` beside the spec.
+        #[arg(long = "to-local")]
+        to_local: bool,
+        /// How long to wait for each lock.
+        #[arg(long = "lock-timeout", default_value = "0s", value_parser = ops::parse_duration)]
+        lock_timeout: std::time::Duration,
     },
 }
 
@@ -281,6 +312,9 @@ pub async fn run(cli: Cli, p: &Printer, registry: Registry) -> Result<i32, OpErr
                 targets: ops::resolve_addresses(&loaded, &session.state, &plan.targets)?,
                 replace: ops::resolve_addresses(&loaded, &session.state, &plan.replace)?,
             };
+            if let Some(note) = ops::lock_note(&loaded) {
+                p.err(&format!("note: {note}"));
+            }
             let planned = session.plan(&ctx, &opts).await?;
             if plan.json {
                 p.out(&json::plan(&planned.plan).to_string());
@@ -296,17 +330,40 @@ pub async fn run(cli: Cli, p: &Printer, registry: Registry) -> Result<i32, OpErr
             }
             Ok(if detailed_exitcode && planned.plan.has_changes() { 2 } else { 0 })
         }
-        Command::Apply { plan_file, spec, plan, auto_approve } => {
-            apply_or_destroy(p, registry, spec, plan, plan_file, auto_approve, false).await
+        Command::Apply { plan_file, spec, plan, auto_approve, skip_checks } => {
+            let how = ApplyHow { plan_file, auto_approve, skip_checks, destroy: false };
+            apply_or_destroy(p, registry, spec, plan, how).await
         }
         Command::Destroy { spec, plan, auto_approve } => {
-            apply_or_destroy(p, registry, spec, plan, None, auto_approve, true).await
+            let how = ApplyHow { plan_file: None, auto_approve, skip_checks: true, destroy: true };
+            apply_or_destroy(p, registry, spec, plan, how).await
         }
-        Command::Drift { spec, parallelism, json } => {
+        Command::Check { spec, parallelism, json } => {
+            let loaded = ops::load(&spec.options(), registry)?;
+            let hook: Arc<dyn crate::engine::Hook> =
+                if json { Arc::new(crate::engine::events::NoHook) } else { Arc::new(EventPrinter::new(p.clone(), false)) };
+            let ctx = loaded.context(hook, parallelism, Cancel::new());
+            let session = ops::apply::open(&loaded, None, std::time::Duration::ZERO)?;
+            if let Some(note) = ops::lock_note(&loaded) {
+                p.err(&format!("note: {note}"));
+            }
+            let results = ops::check::check(&session, &ctx).await?;
+            let failed = results.iter().filter(|c| !c.passed).count();
+            if json {
+                p.out(&serde_json::json!({"format_version": "1", "checks": results, "failed": failed}).to_string());
+            } else {
+                p.out(&format!("\n{} checks: {} passed, {failed} failed.", results.len(), results.len() - failed));
+            }
+            Ok(if failed == 0 { 0 } else { 2 })
+        }
+        Command::Drift { spec, parallelism, json, skip_checks } => {
             let loaded = ops::load(&spec.options(), registry)?;
             let ctx = loaded.context(Arc::new(crate::engine::events::NoHook), parallelism, Cancel::new());
             let session = ops::apply::open(&loaded, None, std::time::Duration::ZERO)?;
-            let report = ops::drift::drift(&session, &ctx).await?;
+            if let Some(note) = ops::lock_note(&loaded) {
+                p.err(&format!("note: {note}"));
+            }
+            let report = ops::drift::drift(&session, &ctx, skip_checks).await?;
             if json {
                 p.out(&serde_json::to_string(&report).unwrap_or_default());
             } else {
@@ -321,7 +378,10 @@ pub async fn run(cli: Cli, p: &Printer, registry: Registry) -> Result<i32, OpErr
         }
         Command::Output { spec, name, json } => {
             let loaded = ops::load(&spec.options(), registry)?;
-            let state = crate::state::Backend::load(&loaded.backend)?;
+            if let Some(note) = ops::lock_note(&loaded) {
+                p.err(&format!("note: {note}"));
+            }
+            let state = loaded.backend.load()?;
             let outputs: Vec<(&String, &crate::value::Value)> =
                 state.outputs.iter().filter(|(k, _)| name.as_ref().is_none_or(|n| n == *k)).collect();
             if let Some(n) = &name
@@ -371,12 +431,18 @@ async fn state(p: &Printer, registry: Registry, command: StateCommand) -> Result
     match command {
         StateCommand::List { spec } => {
             let loaded = ops::load(&spec.options(), registry)?;
+            if let Some(note) = ops::lock_note(&loaded) {
+                p.err(&format!("note: {note}"));
+            }
             for a in ops::state::list(&loaded)? {
                 p.out(&a.to_string());
             }
         }
         StateCommand::Show { address, spec } => {
             let loaded = ops::load(&spec.options(), registry)?;
+            if let Some(note) = ops::lock_note(&loaded) {
+                p.err(&format!("note: {note}"));
+            }
             let rs = ops::state::show(&loaded, &address)?;
             p.out(&serde_json::to_string_pretty(&rs).unwrap_or_default());
         }
@@ -385,13 +451,35 @@ async fn state(p: &Printer, registry: Registry, command: StateCommand) -> Result
             ops::state::rm(&loaded, &address, lock_timeout)?;
             p.out(&format!("Removed {address} from the state (the live object was not touched)."));
         }
-        StateCommand::Unlock { spec } => {
+        StateCommand::Unlock { lock_id, spec } => {
             let loaded = ops::load(&spec.options(), registry)?;
-            let who = ops::state::unlock(&loaded)?;
+            let who = ops::state::unlock(&loaded, lock_id.as_deref())?;
             p.out(&format!("Removed the lock held by {who}."));
+        }
+        StateCommand::Migrate { spec, to_local, lock_timeout } => {
+            let loaded = ops::load(&spec.options(), registry)?;
+            let direction = if to_local { ops::state::Direction::ToLocal } else { ops::state::Direction::ToBackend };
+            let (serial, to) = ops::state::migrate(&loaded, direction, lock_timeout)?;
+            p.out(&format!("Copied the state (serial {serial}) to {to}."));
+            if !to_local {
+                p.out(&format!(
+                    "The local files in {} are kept; remove them once you have checked `skyform state list`.",
+                    loaded.local.state_path().parent().map(|d| d.display().to_string()).unwrap_or_default()
+                ));
+            }
         }
     }
     Ok(0)
+}
+
+/// How `apply` / `destroy` go.
+struct ApplyHow {
+    /// A saved plan.
+    plan_file: Option<PathBuf>,
+    auto_approve: bool,
+    /// `--skip-checks` (always for destroy).
+    skip_checks: bool,
+    destroy: bool,
 }
 
 async fn apply_or_destroy(
@@ -399,10 +487,9 @@ async fn apply_or_destroy(
     registry: Registry,
     spec: SpecArgs,
     args: PlanArgs,
-    plan_file: Option<PathBuf>,
-    auto_approve: bool,
-    destroy: bool,
+    how: ApplyHow,
 ) -> Result<i32, OpError> {
+    let ApplyHow { plan_file, auto_approve, skip_checks, destroy } = how;
     let loaded: Loaded = ops::load(&spec.options(), registry)?;
     p.diagnostics(&loaded.warnings);
     let cancel = Cancel::new();
@@ -424,10 +511,14 @@ async fn apply_or_destroy(
             session.plan(&ctx, &opts).await?
         }
     };
+    let mut planned = planned;
+    if skip_checks {
+        planned.plan.checks.clear();
+    }
     if !args.json {
         p.out_raw(&render::plan(&planned.plan));
     }
-    if !planned.plan.changes_state() && planned.plan.outputs.is_empty() {
+    if !planned.plan.changes_state() && planned.plan.outputs.is_empty() && planned.plan.checks.is_empty() {
         return Ok(0);
     }
     if planned.plan.has_changes() && plan_file.is_none() && !auto_approve {
@@ -457,7 +548,7 @@ async fn apply_or_destroy(
     signal.abort();
     if !args.json {
         let s = report.summary;
-        if report.ok() {
+        if report.changes_ok() {
             p.out(&format!(
                 "\n{} complete! Resources: {} added, {} changed, {} replaced, {} destroyed.",
                 if destroy { "Destroy" } else { "Apply" },
@@ -473,6 +564,20 @@ async fn apply_or_destroy(
                 p.out("\nOutputs:");
                 for (k, v) in &report.outputs {
                     p.out(&format!("  {k} = {v}"));
+                }
+            }
+            let failed: Vec<_> = report.checks.iter().filter(|c| !c.passed).collect();
+            if !report.checks.is_empty() && failed.is_empty() {
+                p.out(&format!("\nChecks: {} passed.", report.checks.len()));
+            }
+            if !failed.is_empty() {
+                p.err(&format!(
+                    "\n{} of {} checks failed: the changes are applied and saved, but the deployment does not work yet.",
+                    failed.len(),
+                    report.checks.len()
+                ));
+                for c in failed {
+                    p.err(&format!("error: check.{}: {}", c.name, c.message));
                 }
             }
         } else {

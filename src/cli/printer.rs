@@ -198,6 +198,18 @@ impl Hook for EventPrinter {
                 action.doing_verb()
             )),
             Event::Cancelled { address } => self.p.err(&format!("{address}: not started (interrupted)")),
+            Event::CheckStarted { name } => self.p.out(&format!("check.{name}: Checking...")),
+            Event::CheckProgress { name, elapsed_secs, detail } => self.p.out(&format!(
+                "check.{name}: Still checking... last: {detail} [{} elapsed]",
+                dur(elapsed_secs * 1000)
+            )),
+            Event::CheckPassed { name, elapsed_ms, status } => {
+                self.p.out(&format!("check.{name}: Check passed after {} (status {status})", dur(*elapsed_ms)))
+            }
+            Event::CheckFailed { name, message } => self.p.err(&format!("check.{name}: Check failed: {message}")),
+            Event::CheckSkipped { name, because_of } => {
+                self.p.err(&format!("check.{name}: skipped because {because_of} failed"))
+            }
             Event::Warning { message } => self.p.err(&format!("warning: {message}")),
             Event::Complete { .. } => {}
         }

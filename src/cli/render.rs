@@ -33,17 +33,34 @@ pub fn plan(p: &Plan) -> String {
     let changes: Vec<&ResourceChange> = p.changes.iter().filter(|c| c.action != Action::NoOp).collect();
     if changes.is_empty() {
         out.push_str("No changes. The live objects match the spec.\n");
-        outputs(&mut out, &p.outputs);
-        return out;
+    } else {
+        out.push_str("skyform will perform the following actions:\n\n");
+        for c in changes {
+            change(&mut out, c);
+            out.push('\n');
+        }
+        let _ = writeln!(out, "{}", p.summary());
     }
-    out.push_str("skyform will perform the following actions:\n\n");
-    for c in changes {
-        change(&mut out, c);
-        out.push('\n');
-    }
-    let _ = writeln!(out, "{}", p.summary());
     outputs(&mut out, &p.outputs);
+    checks(&mut out, &p.checks);
     out
+}
+
+/// `Checks apply will run:` with what each one requests and what it waits for.
+fn checks(out: &mut String, checks: &[crate::plan::PlannedCheck]) {
+    if checks.is_empty() {
+        return;
+    }
+    out.push_str("\nChecks apply will run:\n");
+    for c in checks {
+        let names: Vec<String> = c.after.iter().take(4).map(|a| a.to_string()).collect();
+        let after = match c.after.len() {
+            0 => String::new(),
+            1..=4 => format!(", after {}", names.join(", ")),
+            n => format!(", after {} and {} more", names[..3].join(", "), n - 3),
+        };
+        let _ = writeln!(out, "  check.{}: {}{after}", c.name, c.target);
+    }
 }
 
 fn outputs(out: &mut String, outputs: &BTreeMap<String, Value>) {
@@ -258,6 +275,9 @@ pub fn drift(r: &DriftReport) -> String {
     let mut out = String::new();
     if r.converged() {
         out.push_str("No drift: the live objects, the state and the spec agree.\n");
+        if !r.checks.is_empty() {
+            let _ = writeln!(out, "Checks: {} passed.", r.checks.len());
+        }
         return out;
     }
     out.push_str("Drift detected:\n\n");
@@ -266,8 +286,12 @@ pub fn drift(r: &DriftReport) -> String {
             DriftClass::ChangedOutside => ("~", "changed outside skyform"),
             DriftClass::DeletedOutside => ("-", "deleted outside skyform"),
             DriftClass::PendingSpecChange => (">", "the spec changed since the last apply"),
+            DriftClass::CheckFailed => ("!", "the check fails"),
         };
         let _ = writeln!(out, "  {sym} {} [{}]: {what}", f.address, f.class.as_str());
+        if let Some(m) = &f.message {
+            let _ = writeln!(out, "      {}", m.replace('\n', "\n      "));
+        }
         for a in &f.attributes {
             let (other, word) = match f.class {
                 DriftClass::ChangedOutside => (&a.live, "live"),
@@ -279,11 +303,12 @@ pub fn drift(r: &DriftReport) -> String {
     let c = &r.counts;
     let _ = writeln!(
         out,
-        "\n{} findings: {} changed_outside, {} deleted_outside, {} pending_spec_change.",
+        "\n{} findings: {} changed_outside, {} deleted_outside, {} pending_spec_change, {} check_failed.",
         r.findings.len(),
         c.changed_outside,
         c.deleted_outside,
-        c.pending_spec_change
+        c.pending_spec_change,
+        c.check_failed
     );
     out
 }
@@ -380,8 +405,10 @@ mod tests {
                         desired: serde_json::json!({}),
                     },
                 ],
+                message: None,
             }],
             counts: crate::ops::drift::Counts { changed_outside: 1, ..Default::default() },
+            checks: Vec::new(),
         };
         let text = drift(&report);
         assert!(

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::checks::{self, Attempts, CheckResult};
 use super::diff::{carry_sensitivity, desired_attrs, is_empty, mark_sensitive};
 use super::events::{Event, PROGRESS_INTERVAL};
 use super::providers::{ProviderSet, Slot};
@@ -62,11 +63,18 @@ pub struct ApplyReport {
     pub cancelled: Vec<Address>,
     /// Outputs (secrets wrapped; redact before printing or storing).
     pub outputs: BTreeMap<String, Value>,
+    /// The checks run, in the plan's order.
+    pub checks: Vec<CheckResult>,
 }
 
 impl ApplyReport {
-    /// Whether everything planned was done.
+    /// Whether everything planned was done (and every check passed).
     pub fn ok(&self) -> bool {
+        self.changes_ok() && self.checks.iter().all(|c| c.passed)
+    }
+
+    /// Whether every change planned was done (whatever the checks said).
+    pub fn changes_ok(&self) -> bool {
         self.failures.is_empty() && self.skipped.is_empty() && self.cancelled.is_empty()
     }
 }
@@ -75,6 +83,15 @@ impl ApplyReport {
 enum Phase {
     Main,
     Delete,
+}
+
+/// One vertex of the apply walk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// A phase of the change at this index of the plan.
+    Change(usize, Phase),
+    /// The check at this index of the plan's checks.
+    Check(usize),
 }
 
 struct Shared {
@@ -88,6 +105,8 @@ struct Shared {
     done: Mutex<Summary>,
     /// What providers last said about operations still running (`Checkpoint::progress`).
     status: Mutex<BTreeMap<Address, String>>,
+    /// The results of the checks run, by index in the plan's checks.
+    checks: Mutex<BTreeMap<usize, CheckResult>>,
 }
 
 /// Applies `plan` (made against `state`), writing each finished step through
@@ -125,6 +144,7 @@ pub async fn apply(
         providers: ProviderSet::default(),
         done: Mutex::new(Summary::default()),
         status: Mutex::new(BTreeMap::new()),
+        checks: Mutex::new(BTreeMap::new()),
     });
     let mut report = ApplyReport::default();
     for rec in std::iter::once(StateRecord::Serial { serial: state.serial + 1 }).chain(early) {
@@ -150,8 +170,13 @@ pub async fn apply(
         let shared = shared.clone();
         let steps = steps.clone();
         async move {
-            let (ci, phase) = steps[i];
-            run_step(&shared, ci, phase).await
+            match steps[i] {
+                Step::Change(ci, phase) => run_step(&shared, ci, phase).await,
+                Step::Check(k) => {
+                    run_check(&shared, k).await;
+                    Ok(())
+                }
+            }
         }
     })
     .await;
@@ -160,13 +185,44 @@ pub async fn apply(
     // after any interruption (not "skipped because it failed").
     let interrupted: Vec<bool> =
         outcomes.iter().map(|o| matches!(o, Outcome::Failed(m) if m == INTERRUPTED)).collect();
+    let change_at = |i: usize| match steps[i] {
+        Step::Change(ci, _) => &plan.changes[ci],
+        Step::Check(_) => unreachable!("checks have no dependents"),
+    };
     for (i, o) in outcomes.into_iter().enumerate() {
-        let (ci, _) = steps[i];
-        let c = &plan.changes[ci];
         let o = match o {
             Outcome::Skipped(root) if interrupted[root] => Outcome::Cancelled,
             o => o,
         };
+        let ci = match steps[i] {
+            Step::Change(ci, _) => ci,
+            Step::Check(k) => {
+                let pc = &plan.checks[k];
+                let ran = shared.checks.lock().expect("checks lock").remove(&k);
+                let result = ran.unwrap_or_else(|| {
+                    let message = match &o {
+                        Outcome::Skipped(root) => {
+                            let because = change_at(*root).address.clone();
+                            ctx.hook.event(&Event::CheckSkipped { name: pc.name.clone(), because_of: because.clone() });
+                            format!("not run: {because} failed")
+                        }
+                        _ => "not run: the apply was interrupted".to_string(),
+                    };
+                    CheckResult {
+                        name: pc.name.clone(),
+                        passed: false,
+                        attempts: 0,
+                        elapsed_ms: 0,
+                        status: None,
+                        target: pc.target.clone(),
+                        message,
+                    }
+                });
+                report.checks.push(result);
+                continue;
+            }
+        };
+        let c = &plan.changes[ci];
         match o {
             Outcome::Done => {}
             Outcome::Failed(msg) if msg == INTERRUPTED => {
@@ -176,7 +232,7 @@ pub async fn apply(
             }
             Outcome::Failed(msg) => report.failures.push((c.address.clone(), msg)),
             Outcome::Skipped(root) => {
-                let because = plan.changes[steps[root].0].address.clone();
+                let because = change_at(root).address.clone();
                 ctx.hook.event(&Event::Skipped { address: c.address.clone(), because_of: because.clone() });
                 if !report.skipped.iter().any(|(a, _)| a == &c.address) {
                     report.skipped.push((c.address.clone(), because));
@@ -194,7 +250,7 @@ pub async fn apply(
     }
     report.summary = *shared.done.lock().expect("summary lock");
 
-    if report.ok() && !plan.destroy {
+    if report.changes_ok() && !plan.destroy {
         let scope = EvalScope { vars: &ctx.vars, values: &shared.values, dir: ctx.spec.dir.clone() };
         for (name, o) in &ctx.spec.outputs {
             if let Ok(v) = eval(&o.value, &scope) {
@@ -205,12 +261,12 @@ pub async fn apply(
         if let Err(e) = shared.writer.record(&StateRecord::Outputs { outputs: redacted }) {
             report.failures.push((Address::managed("state", "outputs"), e.to_string()));
         }
-    } else if plan.destroy && report.ok() {
+    } else if plan.destroy && report.changes_ok() {
         let _ = shared.writer.record(&StateRecord::Outputs { outputs: BTreeMap::new() });
     }
     ctx.hook.event(&Event::Complete {
         summary: report.summary,
-        failed: report.failures.len(),
+        failed: report.failures.len() + report.checks.iter().filter(|c| !c.passed).count(),
     });
     report
 }
@@ -224,21 +280,27 @@ pub async fn apply(
 /// - delete-then-create: delete(A) before main(A);
 /// - create-then-delete: main(A) before delete(A), and delete(A) after the main
 ///   step of everything that depends on A (they move to the new object first).
-fn build_steps(plan: &Plan) -> (Vec<(usize, Phase)>, Vec<Vec<usize>>) {
+/// - check(K) after the main step of every resource K waits for.
+fn build_steps(plan: &Plan) -> (Vec<Step>, Vec<Vec<usize>>) {
     let mut steps = Vec::new();
     let mut main_of: BTreeMap<&Address, usize> = BTreeMap::new();
     let mut del_of: BTreeMap<&Address, usize> = BTreeMap::new();
     for (ci, c) in plan.changes.iter().enumerate() {
         if c.action != Action::Delete {
             main_of.insert(&c.address, steps.len());
-            steps.push((ci, Phase::Main));
+            steps.push(Step::Change(ci, Phase::Main));
         }
         if matches!(c.action, Action::Delete | Action::DeleteThenCreate | Action::CreateThenDelete) {
             del_of.insert(&c.address, steps.len());
-            steps.push((ci, Phase::Delete));
+            steps.push(Step::Change(ci, Phase::Delete));
         }
     }
+    let first_check = steps.len();
+    steps.extend((0..plan.checks.len()).map(Step::Check));
     let mut deps: Vec<Vec<usize>> = vec![Vec::new(); steps.len()];
+    for (k, pc) in plan.checks.iter().enumerate() {
+        deps[first_check + k] = pc.after.iter().filter_map(|a| main_of.get(a).copied()).collect();
+    }
     for c in &plan.changes {
         let a = &c.address;
         for b in &c.depends_on {
@@ -266,6 +328,24 @@ fn build_steps(plan: &Plan) -> (Vec<(usize, Phase)>, Vec<Vec<usize>>) {
         d.dedup();
     }
     (steps, deps)
+}
+
+/// Runs the plan's check `k` (the spec's block of that name) and keeps its result.
+async fn run_check(s: &Shared, k: usize) {
+    let pc = &s.plan.checks[k];
+    let result = match s.ctx.spec.checks.get(&pc.name) {
+        Some(block) => checks::run(&s.ctx, &s.providers, &s.values, block, &pc.after, Attempts::UntilTimeout).await,
+        None => CheckResult {
+            name: pc.name.clone(),
+            passed: false,
+            attempts: 0,
+            elapsed_ms: 0,
+            status: None,
+            target: pc.target.clone(),
+            message: "the plan lists it, but the spec has no such check; run plan again".into(),
+        },
+    };
+    s.checks.lock().expect("checks lock").insert(k, result);
 }
 
 async fn run_step(s: &Shared, ci: usize, phase: Phase) -> Result<(), String> {

@@ -30,6 +30,8 @@ pub enum DriftClass {
     DeletedOutside,
     /// The spec moved since the last apply (not drift, but not converged).
     PendingSpecChange,
+    /// A `[check.<name>]` does not pass: what was applied does not work.
+    CheckFailed,
 }
 
 impl DriftClass {
@@ -39,6 +41,7 @@ impl DriftClass {
             DriftClass::ChangedOutside => "changed_outside",
             DriftClass::DeletedOutside => "deleted_outside",
             DriftClass::PendingSpecChange => "pending_spec_change",
+            DriftClass::CheckFailed => "check_failed",
         }
     }
 }
@@ -65,6 +68,9 @@ pub struct Finding {
     pub class: DriftClass,
     /// Which attributes (empty for whole-object findings).
     pub attributes: Vec<AttrFinding>,
+    /// What a failing check saw (`check_failed` only; no secrets).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// Classifies every observation.
@@ -81,17 +87,20 @@ pub fn classify(
                 address: a.clone(),
                 class: DriftClass::PendingSpecChange,
                 attributes: vec![],
+                message: None,
             }),
             (Some(_), _, None) => out.push(Finding {
                 address: a.clone(),
                 class: DriftClass::PendingSpecChange,
                 attributes: vec![],
+                message: None,
             }),
             (Some(_), None, Some(_)) if o.deferred => {}
             (Some(_), None, Some(_)) => out.push(Finding {
                 address: a.clone(),
                 class: DriftClass::DeletedOutside,
                 attributes: vec![],
+                message: None,
             }),
             (Some(prior), Some(live), Some(desired)) => {
                 let show = |m: &BTreeMap<String, Value>, k: &str| {
@@ -125,10 +134,10 @@ pub fn classify(
                     }
                 }
                 if !outside.is_empty() {
-                    out.push(Finding { address: a.clone(), class: DriftClass::ChangedOutside, attributes: outside });
+                    out.push(Finding { address: a.clone(), class: DriftClass::ChangedOutside, attributes: outside, message: None });
                 }
                 if !spec.is_empty() {
-                    out.push(Finding { address: a.clone(), class: DriftClass::PendingSpecChange, attributes: spec });
+                    out.push(Finding { address: a.clone(), class: DriftClass::PendingSpecChange, attributes: spec, message: None });
                 }
             }
             (None, _, None) => {}

@@ -73,6 +73,43 @@ pub enum Event {
         /// Which.
         address: Address,
     },
+    /// A check started.
+    CheckStarted {
+        /// The check's name.
+        name: String,
+    },
+    /// A check has not passed yet and is retried.
+    CheckProgress {
+        /// The check's name.
+        name: String,
+        /// How long so far.
+        elapsed_secs: u64,
+        /// What the last attempt saw (no secrets).
+        detail: String,
+    },
+    /// A check passed.
+    CheckPassed {
+        /// The check's name.
+        name: String,
+        /// How long it took.
+        elapsed_ms: u64,
+        /// The status received.
+        status: u16,
+    },
+    /// A check failed for good.
+    CheckFailed {
+        /// The check's name.
+        name: String,
+        /// Why (no secrets).
+        message: String,
+    },
+    /// A check was not run because a dependency failed.
+    CheckSkipped {
+        /// The check's name.
+        name: String,
+        /// The failed dependency.
+        because_of: Address,
+    },
     /// A warning.
     Warning {
         /// The text.

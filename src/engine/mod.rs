@@ -5,10 +5,12 @@
 //! - [`applier`]: executes a plan in dependency order with bounded parallelism,
 //!   persisting every finished step at once.
 //! - [`drift`]: classifies differences between spec, state and live.
+//! - [`checks`]: runs the HTTP probes of `[check.<name>]` blocks.
 //! - [`walker`]: the bounded, skip-on-failure DAG walk both use.
 //! - [`events`]: what the engine reports; it never prints.
 
 pub mod applier;
+pub mod checks;
 pub mod diff;
 pub mod drift;
 pub mod events;

@@ -231,6 +231,11 @@ async fn plan_once(
 
     let outputs = if opts.destroy { BTreeMap::new() } else { eval_outputs(&shared, &mut diags) };
     let warnings: Vec<Diagnostic> = diags.warnings().cloned().collect();
+    let checks = if opts.destroy {
+        Vec::new()
+    } else {
+        super::checks::planned(ctx, &shared.values, &|a| included.contains(&Node::Resource(a.clone())))
+    };
     let plan = Plan {
         format_version: PLAN_FORMAT.to_string(),
         lineage: state.lineage.clone(),
@@ -245,6 +250,7 @@ async fn plan_once(
         moved: Vec::new(),
         forget: Vec::new(),
         dropped: Vec::new(),
+        checks,
     };
     let observations = std::mem::take(&mut *shared.observations.lock().expect("obs lock"));
     let fresh = std::mem::take(&mut *shared.needs_fresh.lock().expect("fresh lock"));

@@ -8,7 +8,7 @@ use crate::engine::applier::{self, ApplyReport};
 use crate::engine::planner::{self, PlanOutput};
 use crate::engine::{Context, PlanOptions};
 use crate::plan::Plan;
-use crate::state::{Backend, LockGuard, State};
+use crate::state::{LockGuard, State};
 
 /// A run against one state: the lock (for commands that change state) and the
 /// state as read under it.
@@ -38,13 +38,13 @@ impl Session<'_> {
     /// fingerprint key are stable (a saved plan made against a new state must
     /// still match it when applied).
     pub fn persist_if_new(&mut self, lock_timeout: Duration) -> Result<(), OpError> {
-        if self.loaded.backend.state_path().exists() {
+        if self.loaded.backend.exists()? {
             return Ok(());
         }
         let _guard = if self._guard.is_none() { Some(self.loaded.backend.lock("plan", lock_timeout)?) } else { None };
         // Re-read under the lock: another process may have just created it.
         let current = self.loaded.backend.load()?;
-        if self.loaded.backend.state_path().exists() {
+        if self.loaded.backend.exists()? {
             self.state = current;
             return Ok(());
         }

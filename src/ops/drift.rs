@@ -4,6 +4,8 @@ use serde::Serialize;
 
 use super::apply::Session;
 use super::OpError;
+use crate::address::Address;
+use crate::engine::checks::{self, CheckResult};
 use crate::engine::drift::{DriftClass, Finding, classify};
 use crate::engine::{Context, PlanOptions};
 
@@ -16,6 +18,8 @@ pub struct DriftReport {
     pub findings: Vec<Finding>,
     /// Counts by class.
     pub counts: Counts,
+    /// Every check run, passed or not.
+    pub checks: Vec<CheckResult>,
 }
 
 /// Counts by class.
@@ -27,6 +31,8 @@ pub struct Counts {
     pub deleted_outside: usize,
     /// `pending_spec_change`.
     pub pending_spec_change: usize,
+    /// `check_failed`.
+    pub check_failed: usize,
 }
 
 impl DriftReport {
@@ -36,10 +42,18 @@ impl DriftReport {
     }
 }
 
-/// Reads everything and classifies the differences. Changes nothing.
-pub async fn drift(session: &Session<'_>, ctx: &Context) -> Result<DriftReport, OpError> {
+/// Reads everything, classifies the differences and runs every check (unless `skip_checks`).
+/// Changes nothing.
+pub async fn drift(session: &Session<'_>, ctx: &Context, skip_checks: bool) -> Result<DriftReport, OpError> {
     let out = session.plan(ctx, &PlanOptions::default()).await?;
     let mut findings = classify(&ctx.registry, &out.observations, &session.state.fingerprinter());
+    let checks = if skip_checks { Vec::new() } else { checks::survey(ctx, &out.values).await };
+    findings.extend(checks.iter().filter(|c| !c.passed).map(|c| Finding {
+        address: Address::managed("check", &c.name),
+        class: DriftClass::CheckFailed,
+        attributes: Vec::new(),
+        message: Some(c.message.clone()),
+    }));
     findings.sort_by(|a, b| (&a.address, a.class).cmp(&(&b.address, b.class)));
     let mut counts = Counts::default();
     for f in &findings {
@@ -47,7 +61,8 @@ pub async fn drift(session: &Session<'_>, ctx: &Context) -> Result<DriftReport, 
             DriftClass::ChangedOutside => counts.changed_outside += 1,
             DriftClass::DeletedOutside => counts.deleted_outside += 1,
             DriftClass::PendingSpecChange => counts.pending_spec_change += 1,
+            DriftClass::CheckFailed => counts.check_failed += 1,
         }
     }
-    Ok(DriftReport { format_version: "1", findings, counts })
+    Ok(DriftReport { format_version: "1", findings, counts, checks })
 }

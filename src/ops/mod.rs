@@ -3,6 +3,7 @@
 //! prints.
 
 pub mod apply;
+pub mod check;
 pub mod drift;
 pub mod state;
 
@@ -20,6 +21,7 @@ use crate::providers::Registry;
 use crate::secrets::Fingerprinter;
 use crate::spec::expand::Mode as ExpandMode;
 use crate::spec::model::Spec;
+use crate::state::Backend;
 use crate::state::local::LocalBackend;
 use crate::value::Value;
 
@@ -74,8 +76,10 @@ pub struct Loaded {
     pub registry: Registry,
     /// Warnings found while loading (errors abort loading).
     pub warnings: Diagnostics,
-    /// The state backend.
-    pub backend: LocalBackend,
+    /// The state backend: `[backend.gcs]`, else the local files.
+    pub backend: Arc<dyn Backend>,
+    /// The local files beside the spec (`state migrate` moves state between them and `backend`).
+    pub local: LocalBackend,
 }
 
 impl Loaded {
@@ -167,7 +171,11 @@ pub fn load(opts: &SpecOptions, registry: Registry) -> Result<Loaded, OpError> {
     if diags.has_errors() {
         return Err(OpError::Diagnostics(diags));
     }
-    let backend = LocalBackend::new(&spec.dir, &spec.name);
+    let local = LocalBackend::new(&spec.dir, &spec.name);
+    let backend: Arc<dyn Backend> = match backend_of(&spec, &vars, opts.lenient_vars)? {
+        Some(gcs) => Arc::new(gcs),
+        None => Arc::new(local.clone()),
+    };
     Ok(Loaded {
         spec: Arc::new(spec),
         graph: Arc::new(graph.expect("no errors means a graph")),
@@ -175,7 +183,62 @@ pub fn load(opts: &SpecOptions, registry: Registry) -> Result<Loaded, OpError> {
         registry,
         warnings: diags,
         backend,
+        local,
     })
+}
+
+/// The `[backend.gcs]` of the spec, its values evaluated with the variables; `None` without a
+/// block (or, for `validate` and `graph`, when a variable it uses has no value: they never touch
+/// state).
+fn backend_of(
+    spec: &Spec,
+    vars: &BTreeMap<String, Value>,
+    lenient: bool,
+) -> Result<Option<crate::state::gcs::GcsBackend>, OpError> {
+    let Some(b) = &spec.backend else { return Ok(None) };
+    let scope = crate::engine::scope::EvalScope { vars, values: &Default::default(), dir: spec.dir.clone() };
+    let text = |e: &crate::spec::model::Spanned<crate::spec::model::Expr>| -> Result<Option<String>, OpError> {
+        let v = crate::spec::eval(e, &scope)?;
+        if v.has_unknown() {
+            return Ok(None);
+        }
+        match v.as_str() {
+            Some(s) if !v.has_sensitive() => Ok(Some(s.to_string())),
+            _ => Err(OpError::Diagnostics(Diagnostics(vec![Diagnostic::error(
+                Some(e.pos.clone()),
+                "the backend's values must be plain strings (not sensitive)",
+            )]))),
+        }
+    };
+    let bucket = text(&b.bucket)?;
+    let prefix = match &b.prefix {
+        Some(p) => text(p)?,
+        None => Some(String::new()),
+    };
+    let (Some(bucket), Some(prefix)) = (bucket, prefix) else {
+        if lenient {
+            return Ok(None);
+        }
+        return Err(error("the backend's bucket or prefix is not known"));
+    };
+    let valid = (3..=63).contains(&bucket.len())
+        && bucket.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.".contains(c))
+        && bucket.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && bucket.ends_with(|c: char| c.is_ascii_alphanumeric());
+    if !valid {
+        return Err(OpError::Diagnostics(Diagnostics(vec![
+            Diagnostic::error(Some(b.bucket.pos.clone()), format!("{bucket:?} is not a valid bucket name"))
+                .with_hint("3 to 63 lowercase letters, digits, `-`, `_` and `.`, starting and ending with a letter or digit"),
+        ])));
+    }
+    let loc = crate::state::gcs::GcsLocation { bucket, prefix: prefix.trim_matches('/').to_string() };
+    Ok(Some(crate::state::gcs::GcsBackend::new(loc, None, None)?))
+}
+
+/// For commands that read state without the lock: what to say when an apply holds it now.
+pub fn lock_note(loaded: &Loaded) -> Option<String> {
+    let holder = loaded.backend.lock_holder().ok().flatten()?;
+    Some(format!("applied state may be changing: locked by {holder}"))
 }
 
 /// Resolves `--target`/`--replace` arguments to the instance addresses they

@@ -41,9 +41,61 @@ pub fn rm(loaded: &Loaded, addr: &Address, lock_timeout: Duration) -> Result<(),
     Ok(())
 }
 
-/// Removes a lock left behind by a crashed run.
-pub fn unlock(loaded: &Loaded) -> Result<LockInfo, OpError> {
-    Ok(loaded.backend.force_unlock()?)
+/// Removes a lock left behind by a crashed run (only the lock `id`, when given).
+pub fn unlock(loaded: &Loaded, id: Option<&str>) -> Result<LockInfo, OpError> {
+    Ok(loaded.backend.force_unlock(id)?)
+}
+
+/// Which way `state migrate` moves state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// From the local files into `[backend.gcs]`.
+    ToBackend,
+    /// From `[backend.gcs]` back into the local files.
+    ToLocal,
+}
+
+/// Copies the state between the local files and the configured backend, both locked. Refuses when
+/// the destination holds another lineage, or a newer serial of the same one. Returns the serial
+/// copied and where to.
+pub fn migrate(loaded: &Loaded, direction: Direction, lock_timeout: Duration) -> Result<(u64, String), OpError> {
+    if loaded.spec.backend.is_none() {
+        return Err(error("the spec has no `[backend.gcs]` block: there is nowhere to migrate to"));
+    }
+    let local: &dyn Backend = &loaded.local;
+    let remote: &dyn Backend = loaded.backend.as_ref();
+    let (from, to) = match direction {
+        Direction::ToBackend => (local, remote),
+        Direction::ToLocal => (remote, local),
+    };
+    let _from_lock = from.lock("state migrate", lock_timeout)?;
+    let _to_lock = to.lock("state migrate", lock_timeout)?;
+    if !from.exists()? {
+        return Err(error(format!("there is no state at {} to migrate", from.describe())));
+    }
+    let state = from.load()?;
+    if to.exists()? {
+        let there = to.load()?;
+        if there.lineage != state.lineage {
+            return Err(error(format!(
+                "{} already holds another state (lineage {}, this one is {}): refusing to replace it",
+                to.describe(),
+                there.lineage,
+                state.lineage
+            )));
+        }
+        if there.serial > state.serial {
+            return Err(error(format!(
+                "{} holds a newer serial of this state ({} there, {} here): refusing to go back",
+                to.describe(),
+                there.serial,
+                state.serial
+            )));
+        }
+    }
+    // Nothing there, or an older serial of the same lineage: the copy replaces it.
+    to.replace(&state)?;
+    Ok((state.serial, to.describe()))
 }
 
 /// Takes an existing object under management: `import ADDR ID`.

@@ -271,6 +271,20 @@ pub struct Plan {
     /// the old and the new address): the old ones are dropped before the moves.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dropped: Vec<Address>,
+    /// The checks apply runs once their dependencies are applied (none in a destroy plan).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<PlannedCheck>,
+}
+
+/// A check apply will run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlannedCheck {
+    /// The check's name (`check.<name>`).
+    pub name: String,
+    /// What it requests, as far as known at plan time (`GET service skypilot/skypilot-api-service:80/api/health via kubernetes`).
+    pub target: String,
+    /// The resources it waits for.
+    pub after: Vec<Address>,
 }
 
 /// Counts for the summary line.

@@ -202,7 +202,13 @@ fn schema() -> ProviderSchema {
         config: vec![
             Attribute::optional("store", AttrType::String, "Path of a JSON file holding the fake objects."),
             Attribute::optional("region", AttrType::String, "Free-form; lets tests make the configuration depend on a resource."),
+            Attribute::optional(
+                "services_url",
+                AttrType::String,
+                "Where checks with `via = \"test\"` go: `<services_url>/<namespace>/<name>/<port><path>` (tests).",
+            ),
         ],
+        reaches_services: true,
         types: vec![
             ResourceSchema {
                 type_name: "test_object",
@@ -246,7 +252,8 @@ impl ProviderFactory for MemoryFactory {
             Some(p) => Arc::new(Store::file(PathBuf::from(p))),
             None => self.store.clone(),
         };
-        Ok(Arc::new(MemoryProvider { store, recorder: self.recorder.clone(), latency: self.latency }))
+        let services_url = config.get("services_url").and_then(Value::as_str).map(str::to_string);
+        Ok(Arc::new(MemoryProvider { store, recorder: self.recorder.clone(), latency: self.latency, services_url }))
     }
 }
 
@@ -255,6 +262,8 @@ pub struct MemoryProvider {
     store: Arc<Store>,
     recorder: Arc<Recorder>,
     latency: Duration,
+    /// Where `service_get` forwards (`services_url`).
+    services_url: Option<String>,
 }
 
 impl MemoryProvider {
@@ -318,6 +327,28 @@ impl Provider for MemoryProvider {
         let name = name_of(req.identity.as_ref(), &cfg).unwrap_or_default();
         self.record(op, &name, start);
         result
+    }
+
+    /// A plain GET to `<services_url>/<namespace>/<name>/<port><path>`, like a service proxy.
+    async fn service_get(&self, req: &super::ServiceRequest) -> Result<super::HttpReply, ProviderError> {
+        let base = self.services_url.as_deref().ok_or_else(|| ProviderError::Config("no `services_url`".into()))?;
+        let url = format!("{base}/{}/{}/{}{}", req.namespace, req.name, req.port, req.path);
+        super::gcp::auth::install_crypto();
+        let mut r = reqwest::Client::new().get(url).timeout(req.timeout);
+        for (k, v) in &req.headers {
+            r = r.header(k.as_str(), v.as_str());
+        }
+        let resp = r.send().await.map_err(|e| ProviderError::Transient(e.without_url().to_string()))?;
+        let status = resp.status().as_u16();
+        let body = resp.bytes().await.map_err(|e| ProviderError::Transient(e.without_url().to_string()))?;
+        Ok(super::HttpReply { status, body: body.to_vec() })
+    }
+
+    /// Whether the object is there (what a failing check's message adds).
+    async fn diagnose(&self, _type_name: &str, attrs: &Value) -> Option<String> {
+        let name = attrs.get("name").and_then(Value::as_str)?.to_string();
+        let exists = self.store.with(|objs| objs.contains_key(&name));
+        Some(if exists { format!("object {name} exists") } else { format!("object {name} does not exist") })
     }
 
     async fn read_data(&self, type_name: &str, args: &Value) -> Result<Value, ProviderError> {

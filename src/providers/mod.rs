@@ -208,6 +208,48 @@ pub trait Provider: Send + Sync {
         let _ = type_name;
         Ok(Value::str(id))
     }
+
+    /// Sends a GET to a Service through this provider's API server (a check's `via`). Only
+    /// providers whose schema says [`ProviderSchema::reaches_services`] implement it.
+    async fn service_get(&self, req: &ServiceRequest) -> Result<HttpReply, ProviderError> {
+        let _ = req;
+        Err(ProviderError::Permanent("this provider cannot reach Services".into()))
+    }
+
+    /// Why the object with these attributes may not be working, for the message of a failing
+    /// check that depends on it (a release's objects not ready, with their pods' reasons).
+    /// `None` when the provider has nothing to say about this type. Never a secret.
+    async fn diagnose(&self, type_name: &str, attrs: &Value) -> Option<String> {
+        let _ = (type_name, attrs);
+        None
+    }
+}
+
+/// A GET to a Kubernetes Service through the API server's service proxy
+/// (`/api/v1/namespaces/{namespace}/services/{name}:{port}/proxy{path}`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceRequest {
+    /// The Service's namespace.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+    /// The port: a number or a port name.
+    pub port: String,
+    /// The path (and query) on the Service, starting with `/`.
+    pub path: String,
+    /// Extra request headers (values may be secrets: never log them).
+    pub headers: Vec<(String, String)>,
+    /// How long one request may take.
+    pub timeout: Duration,
+}
+
+/// An HTTP response, as a check judges it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpReply {
+    /// The status code.
+    pub status: u16,
+    /// The body (the first megabyte at most).
+    pub body: Vec<u8>,
 }
 
 /// Builds configured providers.

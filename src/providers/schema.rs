@@ -230,6 +230,9 @@ pub struct ProviderSchema {
     pub config: Vec<Attribute>,
     /// Its resource types and data sources.
     pub types: Vec<ResourceSchema>,
+    /// Whether a check may reach Services through it (`via`): it implements
+    /// [`super::Provider::service_get`].
+    pub reaches_services: bool,
 }
 
 impl ProviderSchema {

@@ -65,6 +65,7 @@ pub fn expand(spec: &Spec, vars: &BTreeMap<String, Value>, mode: Mode) -> Result
         moved: spec.moved.clone(),
         removed: spec.removed.clone(),
         imports: spec.imports.clone(),
+        backend: spec.backend.clone(),
         ..Spec::default()
     };
     for (name, p) in &spec.providers {
@@ -89,6 +90,17 @@ pub fn expand(spec: &Spec, vars: &BTreeMap<String, Value>, mode: Mode) -> Result
     // the resources of any module, whatever the order of the blocks.
     x.prepare_scopes(&root);
     x.expand_scope(&root, &mut out);
+    for (name, c) in &spec.checks {
+        let mut c = c.clone();
+        c.body = x.rewrite(&c.body, &root, None);
+        c.depends_on = Vec::new();
+        for d in &spec.checks[name].depends_on {
+            for a in x.resolve_depends(&d.node) {
+                c.depends_on.push(Spanned { node: a, pos: d.pos.clone() });
+            }
+        }
+        out.checks.insert(name.clone(), c);
+    }
     if x.errors.is_empty() {
         Ok(out)
     } else {

@@ -24,8 +24,9 @@ use super::model::{
 };
 
 /// The top-level tables a spec may have.
-const BLOCK_KINDS: [&str; 10] =
-    ["variable", "provider", "resource", "data", "output", "locals", "module", "moved", "removed", "import"];
+const BLOCK_KINDS: [&str; 12] = [
+    "variable", "provider", "resource", "data", "output", "locals", "module", "moved", "removed", "import", "check", "backend",
+];
 
 /// Loads a spec from a file, or from every `*.toml` file of a directory.
 ///
@@ -138,6 +139,8 @@ fn load_modules(spec: &mut Spec, errors: &mut Vec<Diagnostic>, stack: &mut Vec<P
                     ("[[moved]]", sub.moved.first().map(|b| b.pos.clone())),
                     ("[[removed]]", sub.removed.first().map(|b| b.pos.clone())),
                     ("[[import]]", sub.imports.first().map(|b| b.pos.clone())),
+                    ("check", sub.checks.values().map(|b| b.pos.clone()).next()),
+                    ("backend", sub.backend.as_ref().map(|b| b.pos.clone())),
                 ] {
                     if let Some(pos) = found {
                         errors.push(
@@ -244,6 +247,8 @@ fn add_source(spec: &mut Spec, src: &SourceFile, errors: &mut Vec<Diagnostic>) {
                 cx.named_blocks(k, v, "provider", |cx, name, v| cx.provider(spec, name, v))
             }
             "output" => cx.named_blocks(k, v, "output", |cx, name, v| cx.output(spec, name, v)),
+            "check" => cx.named_blocks(k, v, "check", |cx, name, v| cx.check(spec, name, v)),
+            "backend" => cx.named_blocks(k, v, "backend", |cx, name, v| cx.backend(spec, name, v)),
             "resource" => cx.typed_blocks(k, v, false, spec),
             "data" => cx.typed_blocks(k, v, true, spec),
             "locals" => cx.locals(spec, v),
@@ -258,7 +263,7 @@ fn add_source(spec: &mut Spec, src: &SourceFile, errors: &mut Vec<Diagnostic>) {
                     Some(s) => d.with_hint(format!("did you mean `{s}`?")),
                     None => d.with_hint(
                         "top-level tables are `variable`, `provider`, `resource`, `data`, `output`, `locals`, \
-                         `module`, and the arrays `[[moved]]`, `[[removed]]`, `[[import]]`",
+                         `module`, `check`, `backend`, and the arrays `[[moved]]`, `[[removed]]`, `[[import]]`",
                     ),
                 };
                 cx.errors.push(d);
@@ -415,7 +420,7 @@ impl Cx<'_, '_> {
         }
     }
 
-    fn duplicate(&mut self, pos: Pos, msg: String, first: &Pos) {
+    pub(crate) fn duplicate(&mut self, pos: Pos, msg: String, first: &Pos) {
         let d = self.err(pos, msg);
         *d = d.clone().with_hint(format!(
             "first declared at {first}; names must be unique across all files"

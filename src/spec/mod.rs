@@ -25,6 +25,8 @@ pub mod model;
 pub mod validate;
 pub mod vars;
 
+mod backend;
+pub mod checks;
 mod convert;
 mod meta;
 

@@ -39,6 +39,46 @@ pub struct Spec {
     pub removed: Vec<RemovedBlock>,
     /// `[[import]]` blocks.
     pub imports: Vec<ImportBlock>,
+    /// `[check.<name>]` blocks (root spec only).
+    pub checks: BTreeMap<String, CheckBlock>,
+    /// `[backend.<type>]` (root spec only): where state is kept; none: beside the spec.
+    pub backend: Option<BackendBlock>,
+}
+
+/// `[backend.gcs]`: state in a Cloud Storage bucket.
+#[derive(Debug, Clone)]
+pub struct BackendBlock {
+    /// The backend type (`gcs`).
+    pub kind: String,
+    /// Where the block starts.
+    pub pos: Pos,
+    /// `bucket` (may use `${var.*}`, nothing else).
+    pub bucket: Spanned<Expr>,
+    /// `prefix`: objects go under `<prefix>/` (may use `${var.*}`).
+    pub prefix: Option<Spanned<Expr>>,
+}
+
+/// `[check.<name>]`: an HTTP probe that apply waits for after its dependencies,
+/// and that `drift` and `skyform check` run.
+#[derive(Debug, Clone)]
+pub struct CheckBlock {
+    /// Its name.
+    pub name: String,
+    /// Where the block starts.
+    pub pos: Pos,
+    /// What is evaluated when the check runs, as an [`Expr::Map`]: `url`, or
+    /// `service` and `path`; `headers`; `expect_json`.
+    pub body: Spanned<Expr>,
+    /// `via`: the provider whose API server proxies the request to `service`.
+    pub via: Option<Spanned<String>>,
+    /// `expect_status` (default 200).
+    pub expect_status: u16,
+    /// `timeout`: how long apply retries before the check fails, in seconds (default 5m).
+    pub timeout: u64,
+    /// `interval`: seconds between attempts (default 5s).
+    pub interval: u64,
+    /// `depends_on`, with the position of each entry.
+    pub depends_on: Vec<Spanned<Address>>,
 }
 
 /// `count = N` or `for_each = [...] | {...}` on a resource or module block.

@@ -20,7 +20,7 @@ use crate::value::Value;
 
 use super::eval::{Scope, eval, ref_text};
 use super::functions;
-use super::model::{Expr, Operand, Reference, ResourceBlock, Spanned, Spec, TemplatePart};
+use super::model::{CheckBlock, Expr, Operand, Reference, ResourceBlock, Spanned, Spec, TemplatePart};
 
 /// Checks every block of `spec` against `schemas`. Returns all errors (and
 /// warnings) sorted by position; an empty result means the spec is valid.
@@ -54,6 +54,9 @@ pub fn validate_with_vars(
     }
     for o in spec.outputs.values() {
         v.expr_refs(&o.value);
+    }
+    for c in spec.checks.values() {
+        v.check(c);
     }
     let mut d = Diagnostics(v.out);
     d.sort();
@@ -434,6 +437,51 @@ impl<'a> Validator<'a> {
         }
     }
 
+    /// A check: its references, `depends_on`, `via`, and its `url`/`service` once known.
+    fn check(&mut self, c: &CheckBlock) {
+        self.expr_refs(&c.body);
+        for dep in &c.depends_on {
+            if !self.spec.resources.contains_key(&dep.node) {
+                let msg = format!("`depends_on` of check `{}` names undeclared {} `{}`", c.name, mode_noun(dep.node.mode), dep.node);
+                self.unknown_address(&dep.pos, msg, &dep.node);
+            }
+        }
+        if let Some(via) = &c.via {
+            match self.schemas.iter().find(|s| s.name == via.node) {
+                Some(s) if s.reaches_services => {}
+                found => {
+                    let reaching: Vec<&str> = self.schemas.iter().filter(|s| s.reaches_services).map(|s| s.name).collect();
+                    let msg = match found {
+                        Some(_) => format!("check `{}`: provider `{}` cannot reach Services", c.name, via.node),
+                        None => format!("check `{}`: `via` names unknown provider `{}`", c.name, via.node),
+                    };
+                    let d = self.err(&via.pos, msg);
+                    *d = d.clone().with_hint(format!("`via` names a provider with a Kubernetes API server: {}", quoted(&reaching)));
+                }
+            }
+        }
+        let Expr::Map(body) = &c.body.node else { return };
+        let no_vars = BTreeMap::new();
+        let scope = VarsOnly { vars: self.vars.unwrap_or(&no_vars), dir: &self.spec.dir };
+        for key in ["url", "service"] {
+            let Some(e) = body.get(key) else { continue };
+            let Ok(v) = eval(e, &scope) else { continue };
+            let Some(text) = v.as_str().filter(|_| !v.has_unknown()) else { continue };
+            let problem = match key {
+                "url" => (!(text.starts_with("http://") || text.starts_with("https://")))
+                    .then(|| ("is not an http:// or https:// URL".to_string(), "write `url = \"https://host/path\"`")),
+                _ => super::checks::parse_service(text)
+                    .err()
+                    .map(|why| (why, "write `service = \"<namespace>/<name>:<port>\"`, e.g. \"skypilot/skypilot-api-service:80\"")),
+            };
+            if let Some((why, hint)) = problem {
+                let shown = if v.has_sensitive() { "(sensitive value)".to_string() } else { format!("{text:?}") };
+                let d = self.err(&e.pos, format!("`{key}` of check `{}`: {shown} {why}", c.name));
+                *d = d.clone().with_hint(hint);
+            }
+        }
+    }
+
     /// Checks every reference and function call in `e`.
     fn expr_refs(&mut self, e: &Spanned<Expr>) {
         for r in e.node.references() {
@@ -621,6 +669,7 @@ mod tests {
                 Attribute::required("project", AttrType::String, "project"),
                 Attribute::optional("region", AttrType::String, "region"),
             ],
+            reaches_services: false,
             types: vec![
                 ResourceSchema {
                     type_name: "gcp_service_account",

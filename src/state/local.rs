@@ -43,6 +43,8 @@ use self::fsio::{ensure_private_dir, io_err};
 use self::journal::{check_line, Entry};
 pub use self::journal::LocalWriter;
 pub use self::lock::LocalLock;
+pub(crate) use self::lock::{hostname, is_stale};
+pub(crate) use self::fsio::rfc3339_utc;
 use super::model::STATE_FORMAT;
 use super::{Backend, LockGuard, LockInfo, State, StateError, StateRecord, StateWriter};
 
@@ -152,12 +154,20 @@ impl Backend for LocalBackend {
         self.load_with_report().map(|(s, _)| s)
     }
 
+    fn exists(&self) -> Result<bool, StateError> {
+        Ok(self.paths.snapshot.exists())
+    }
+
     fn lock(&self, operation: &str, timeout: Duration) -> Result<Box<dyn LockGuard>, StateError> {
         Ok(Box::new(self.acquire(operation, timeout)?))
     }
 
-    fn force_unlock(&self) -> Result<LockInfo, StateError> {
-        lock::force_unlock(&self.paths.lock)
+    fn lock_holder(&self) -> Result<Option<LockInfo>, StateError> {
+        lock::read_info(&self.paths.lock)
+    }
+
+    fn force_unlock(&self, id: Option<&str>) -> Result<LockInfo, StateError> {
+        lock::force_unlock(&self.paths.lock, id)
     }
 
     fn writer(&self, state: &State) -> Result<Box<dyn StateWriter>, StateError> {

@@ -2,12 +2,14 @@
 //!
 //! - [`model`]: the records (no secrets, ever).
 //! - [`Backend`]: where state lives; [`local::LocalBackend`] is the default
-//!   (`.skyform/<spec>.state.json` beside the spec).
+//!   (`.skyform/<spec>.state.json` beside the spec), [`gcs::GcsBackend`] keeps it in
+//!   a Cloud Storage bucket (`[backend.gcs]`).
 //!
 //! Every finished step of an apply is persisted at once through a
 //! [`StateWriter`] (an append-only journal beside a snapshot), so a crash loses
 //! nothing, and writing stays linear in the number of steps.
 
+pub mod gcs;
 pub mod local;
 pub mod model;
 
@@ -45,11 +47,30 @@ pub enum StateError {
     /// `state unlock` with nothing locked.
     #[error("state is not locked")]
     NotLocked,
+    /// `state unlock LOCK_ID` with an ID that is not the current lock's.
+    #[error("lock ID {given} is not the current lock: the state is locked by {holder}")]
+    WrongLock {
+        /// The ID given.
+        given: String,
+        /// Who holds the lock now.
+        holder: Box<LockInfo>,
+    },
+    /// A remote backend refused or failed a request (after its retries).
+    #[error("state at {location}: {message}")]
+    Remote {
+        /// Where (`gs://bucket/prefix/default.state.json`).
+        location: String,
+        /// What happened (no secrets).
+        message: String,
+    },
 }
 
 /// Who holds a lock.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LockInfo {
+    /// The lock's ID, for `skyform state unlock LOCK_ID` (a Cloud Storage lock: its generation).
+    #[serde(default)]
+    pub id: String,
     /// Process id.
     pub pid: u32,
     /// Host name.
@@ -62,7 +83,11 @@ pub struct LockInfo {
 
 impl std::fmt::Display for LockInfo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "pid {} on {} since {} ({})", self.pid, self.host, self.since, self.operation)
+        write!(f, "pid {} on {} since {} ({})", self.pid, self.host, self.since, self.operation)?;
+        if !self.id.is_empty() {
+            write!(f, ", lock ID {}", self.id)?;
+        }
+        Ok(())
     }
 }
 
@@ -81,15 +106,25 @@ pub trait LockGuard: Send + Sync {}
 
 /// Where state is kept.
 pub trait Backend: Send + Sync {
-    /// Reads the state (snapshot plus journal replay). A missing state is a new,
-    /// empty one (not yet written).
+    /// Reads the state (snapshot plus journal replay): one consistent version, without the lock.
+    /// A missing state is a new, empty one (not yet written).
     fn load(&self) -> Result<State, StateError>;
-    /// Takes the lock, waiting up to `timeout`.
+    /// Whether a state has ever been written.
+    fn exists(&self) -> Result<bool, StateError>;
+    /// Takes the lock, waiting up to `timeout`. A lock whose holder ran on this host and is
+    /// dead is broken and taken over.
     fn lock(&self, operation: &str, timeout: Duration) -> Result<Box<dyn LockGuard>, StateError>;
-    /// Removes a lock left behind (`skyform state unlock`); returns who held it.
-    fn force_unlock(&self) -> Result<LockInfo, StateError>;
+    /// Who holds the lock now, if anyone (for commands that read without it).
+    fn lock_holder(&self) -> Result<Option<LockInfo>, StateError>;
+    /// Removes a lock left behind (`skyform state unlock [LOCK_ID]`); returns who held it. With
+    /// an ID, only that lock is removed.
+    fn force_unlock(&self, id: Option<&str>) -> Result<LockInfo, StateError>;
     /// Starts writing changes on top of `state` (call with the lock held).
     fn writer(&self, state: &State) -> Result<Box<dyn StateWriter>, StateError>;
+    /// Replaces the whole state with `state` (`state migrate`; call with the lock held).
+    fn replace(&self, state: &State) -> Result<(), StateError> {
+        self.writer(state)?.compact()
+    }
     /// A description for messages (the file path).
     fn describe(&self) -> String;
 }

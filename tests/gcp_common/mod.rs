@@ -157,7 +157,7 @@ impl Env {
         let loaded = self.load();
         let ctx = self.ctx(&loaded);
         let s = ops::apply::open(&loaded, None, Duration::ZERO).unwrap();
-        ops::drift::drift(&s, &ctx).await.unwrap()
+        ops::drift::drift(&s, &ctx, false).await.unwrap()
     }
 
     /// Runs the real gcloud against the emulator; panics unless it succeeds.

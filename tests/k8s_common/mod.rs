@@ -78,7 +78,7 @@ impl Fixture {
         let loaded = self.load();
         let ctx = loaded.context(std::sync::Arc::new(Recorder::default()), 4, Cancel::new());
         let s = ops::apply::open(&loaded, None, Duration::ZERO).unwrap();
-        ops::drift::drift(&s, &ctx).await.unwrap_or_else(|e| panic!("drift failed: {e}"))
+        ops::drift::drift(&s, &ctx, false).await.unwrap_or_else(|e| panic!("drift failed: {e}"))
     }
 
     /// Asserts that a fresh plan has no changes, showing it otherwise.

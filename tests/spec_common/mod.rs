@@ -20,6 +20,7 @@ pub fn schemas() -> Vec<ProviderSchema> {
                 Attribute::required("project", AttrType::String, "GCP project"),
                 Attribute::optional("region", AttrType::String, "default region"),
             ],
+            reaches_services: false,
             types: vec![
                 ResourceSchema {
                     type_name: "gcp_service_account",
@@ -75,6 +76,7 @@ pub fn schemas() -> Vec<ProviderSchema> {
                 Attribute::optional("host", AttrType::String, ""),
                 Attribute::optional("token", AttrType::String, "").sensitive(),
             ],
+            reaches_services: false,
             types: vec![ResourceSchema {
                 type_name: "kubernetes_secret",
                 kind: SchemaKind::Resource,

@@ -82,6 +82,7 @@ fn schema() -> ProviderSchema {
                 "Send no credentials at all (an emulator that checks none). Default false.",
             ),
         ],
+        reaches_services: false,
         types: vec![
             project_service::schema(),
             service_account::schema(),

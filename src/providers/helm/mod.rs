@@ -26,8 +26,8 @@ use super::kubernetes::objects::Cluster;
 use super::kubernetes::ready;
 use super::schema::{AttrType, Attribute, ProviderSchema, ResourceSchema, SchemaKind};
 use super::{
-    ApplyAction, ApplyRequest, ApplyResponse, Checkpoint, LiveObject, PlanRequest, PlanResponse, Provider,
-    ProviderError, ProviderFactory, ReadRequest,
+    ApplyAction, ApplyRequest, ApplyResponse, Checkpoint, HttpReply, LiveObject, PlanRequest, PlanResponse,
+    Provider, ProviderError, ProviderFactory, ReadRequest, ServiceRequest,
 };
 use crate::providers::names::NameRule;
 use crate::value::Value;
@@ -71,6 +71,7 @@ fn schema() -> ProviderSchema {
         name: "helm",
         type_prefix: "helm_",
         config,
+        reaches_services: true,
         types: vec![ResourceSchema {
             type_name: "helm_release",
             kind: SchemaKind::Resource,
@@ -564,6 +565,25 @@ impl Provider for HelmProvider {
 
     async fn read_data(&self, type_name: &str, _args: &Value) -> Result<Value, ProviderError> {
         Err(ProviderError::Permanent(format!("unknown data source {type_name}")))
+    }
+
+    async fn service_get(&self, req: &ServiceRequest) -> Result<HttpReply, ProviderError> {
+        self.cluster.service_get(req).await
+    }
+
+    /// The release's objects that `wait` waits for and are not ready now, with their pods' reasons.
+    async fn diagnose(&self, _type_name: &str, attrs: &Value) -> Option<String> {
+        let r = Release::of(None, attrs)?;
+        let manifest = match self.release_manifest(&r).await {
+            Ok(m) => m,
+            Err(e) => return Some(format!("release {}/{}: {e}", r.namespace, r.name)),
+        };
+        let refs = objects::awaited(&manifest, &r.namespace).ok()?;
+        Some(match ready::not_ready(&self.cluster, &refs).await {
+            Ok(None) => format!("release {}/{}: its {} objects are ready", r.namespace, r.name, refs.len()),
+            Ok(Some(why)) => format!("release {}/{}: objects not ready:{why}", r.namespace, r.name),
+            Err(e) => format!("release {}/{}: readiness unknown: {e}", r.namespace, r.name),
+        })
     }
 
     /// `namespace/name`.

@@ -32,8 +32,8 @@ use self::objects::{Cluster, ObjRef};
 use self::resources::Kind;
 use super::schema::ProviderSchema;
 use super::{
-    ApplyAction, ApplyRequest, ApplyResponse, Checkpoint, LiveObject, PlanRequest, PlanResponse, Provider,
-    ProviderError, ProviderFactory, ReadRequest,
+    ApplyAction, ApplyRequest, ApplyResponse, Checkpoint, HttpReply, LiveObject, PlanRequest, PlanResponse,
+    Provider, ProviderError, ProviderFactory, ReadRequest, ServiceRequest,
 };
 use crate::value::Value;
 
@@ -50,6 +50,7 @@ impl Default for KubernetesFactory {
                 type_prefix: "k8s_",
                 config: connect::config_attributes(),
                 types: resources::schemas(),
+                reaches_services: true,
             },
         }
     }
@@ -242,6 +243,21 @@ impl Provider for KubernetesProvider {
 
     async fn read_data(&self, type_name: &str, _args: &Value) -> Result<Value, ProviderError> {
         Err(ProviderError::Permanent(format!("unknown data source {type_name}")))
+    }
+
+    async fn service_get(&self, req: &ServiceRequest) -> Result<HttpReply, ProviderError> {
+        self.cluster.service_get(req).await
+    }
+
+    /// Whether the object is ready now, and why not (its pods' reasons, for a workload).
+    async fn diagnose(&self, type_name: &str, attrs: &Value) -> Option<String> {
+        let obj = kind_of(type_name).ok()?.desired_object(attrs).ok()?;
+        let r = ObjRef::of(&obj.to_json_clear()).ok()?;
+        match ready::not_ready(&self.cluster, std::slice::from_ref(&r)).await {
+            Ok(None) => None,
+            Ok(Some(why)) => Some(format!("not ready:{why}")),
+            Err(e) => Some(format!("{}: readiness unknown: {e}", r.display())),
+        }
     }
 
     /// `namespace/name` (or `name` for a namespace); for `k8s_manifest`,

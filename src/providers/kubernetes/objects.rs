@@ -10,7 +10,7 @@ use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind,
 use kube::discovery::Scope;
 use serde_json::Value as Json;
 
-use crate::providers::ProviderError;
+use crate::providers::{HttpReply, ProviderError, ServiceRequest};
 
 /// The field manager of every write skyform makes.
 pub const FIELD_MANAGER: &str = "skyform";
@@ -74,6 +74,65 @@ impl Cluster {
     /// Wraps a client.
     pub fn new(client: kube::Client) -> Self {
         Cluster { client, kinds: Mutex::new(BTreeMap::new()) }
+    }
+
+    /// A GET to a Service through the API server's service proxy. A status the Service (or the
+    /// proxy: 503 without endpoints) answers is a reply, not an error; errors are for requests
+    /// that got no answer.
+    pub async fn service_get(&self, req: &ServiceRequest) -> Result<HttpReply, ProviderError> {
+        use http_body_util::BodyExt;
+        let enc = |s: &str| percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string();
+        let path = if req.path.starts_with('/') { req.path.clone() } else { format!("/{}", req.path) };
+        let url = format!(
+            "/api/v1/namespaces/{}/services/{}:{}/proxy{path}",
+            enc(&req.namespace),
+            enc(&req.name),
+            enc(&req.port)
+        );
+        let mut b = http::Request::get(url);
+        for (k, v) in &req.headers {
+            b = b.header(k.as_str(), v.as_str());
+        }
+        // The header values may be secrets: the builder's error would not show them, but say
+        // only which header it was.
+        let request = b.body(kube::client::Body::empty()).map_err(|_| {
+            ProviderError::Permanent("the request could not be built (a header name or value is not valid HTTP)".into())
+        })?;
+        let call = async {
+            let resp = self.client.send(request).await.map_err(|e| ProviderError::Transient(e.to_string()))?;
+            let status = resp.status().as_u16();
+            let body = resp.into_body().collect().await.map_err(|e| ProviderError::Transient(e.to_string()))?.to_bytes();
+            Ok(HttpReply { status, body: body.iter().take(1 << 20).copied().collect() })
+        };
+        tokio::time::timeout(req.timeout, call)
+            .await
+            .unwrap_or_else(|_| Err(ProviderError::Transient(format!("no answer within {:?}", req.timeout))))
+    }
+
+    /// The last `lines` lines a pod's container wrote (`previous`: its instance before the last
+    /// restart), as the kubelet keeps them.
+    pub async fn log_tail(
+        &self,
+        namespace: &str,
+        pod: &str,
+        container: &str,
+        previous: bool,
+        lines: u32,
+    ) -> Result<String, ProviderError> {
+        let enc = |s: &str| percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string();
+        let url = format!(
+            "/api/v1/namespaces/{}/pods/{}/log?container={}&previous={previous}&tailLines={lines}",
+            enc(namespace),
+            enc(pod),
+            enc(container)
+        );
+        let request = http::Request::get(url)
+            .body(Vec::new())
+            .map_err(|e| ProviderError::Permanent(format!("log request: {e}")))?;
+        tokio::time::timeout(std::time::Duration::from_secs(10), self.client.request_text(request))
+            .await
+            .map_err(|_| ProviderError::Transient("the log did not come within 10s".into()))?
+            .map_err(|e| ProviderError::Transient(e.to_string()))
     }
 
     /// The API resource of a kind and whether it is namespaced (discovery,

@@ -92,17 +92,7 @@ pub async fn wait_all(
     let mut delay = Duration::from_millis(200);
     let mut pending: Vec<ObjRef> = refs.to_vec();
     loop {
-        let mut still = Vec::new();
-        for r in pending {
-            match cluster.get(&r).await? {
-                Some(obj) => {
-                    if let Err(why) = live_ready(cluster, &obj).await? {
-                        still.push((r, Some(obj), why));
-                    }
-                }
-                None => still.push((r, None, "it does not exist".into())),
-            }
-        }
+        let still = unready(cluster, &pending).await?;
         if still.is_empty() {
             return Ok(());
         }
@@ -112,19 +102,48 @@ pub async fn wait_all(
             progress(&format!("{}: {}", short(r), if pods.is_empty() { why.clone() } else { pod_counts(&pods) }));
         }
         if start.elapsed() >= limit {
-            let mut msg = format!("not ready after {}:", human(limit));
-            for (r, obj, why) in &still {
-                msg.push_str(&format!("\n  {}: {why}", r.display()));
-                if let Some(obj) = obj {
-                    msg.push_str(&explain(cluster, obj).await);
-                }
-            }
+            let msg = format!("not ready after {}:{}", human(limit), describe(cluster, &still).await);
             return Err(ProviderError::Permanent(msg));
         }
         pending = still.into_iter().map(|(r, _, _)| r).collect();
         tokio::time::sleep(delay.min(limit.saturating_sub(start.elapsed()))).await;
         delay = (delay * 2).min(Duration::from_secs(5));
     }
+}
+
+/// One look at `refs`: `None` when every object is ready; otherwise each one that is not, why, and
+/// what its pods and their events say (the text of a readiness timeout, without the timeout).
+pub async fn not_ready(cluster: &Cluster, refs: &[ObjRef]) -> Result<Option<String>, ProviderError> {
+    let still = unready(cluster, refs).await?;
+    Ok(if still.is_empty() { None } else { Some(describe(cluster, &still).await) })
+}
+
+/// The objects of `refs` not ready now: each with its live object (if any) and why.
+async fn unready(cluster: &Cluster, refs: &[ObjRef]) -> Result<Vec<(ObjRef, Option<Json>, String)>, ProviderError> {
+    let mut still = Vec::new();
+    for r in refs {
+        match cluster.get(r).await? {
+            Some(obj) => {
+                if let Err(why) = live_ready(cluster, &obj).await? {
+                    still.push((r.clone(), Some(obj), why));
+                }
+            }
+            None => still.push((r.clone(), None, "it does not exist".into())),
+        }
+    }
+    Ok(still)
+}
+
+/// A line per object not ready (`\n  Kind/ns/name: why`), each followed by what [`explain`] says.
+async fn describe(cluster: &Cluster, still: &[(ObjRef, Option<Json>, String)]) -> String {
+    let mut msg = String::new();
+    for (r, obj, why) in still {
+        msg.push_str(&format!("\n  {}: {why}", r.display()));
+        if let Some(obj) = obj {
+            msg.push_str(&explain(cluster, obj).await);
+        }
+    }
+    msg
 }
 
 /// [`ready`], and for a Service with a selector, at least one ready endpoint.
@@ -191,6 +210,17 @@ async fn explain(cluster: &Cluster, obj: &Json) -> String {
         let name = pod.pointer("/metadata/name").and_then(Json::as_str).unwrap_or_default();
         let ns = pod.pointer("/metadata/namespace").and_then(Json::as_str).unwrap_or("default");
         out.push_str(&format!("\n    pod {name}: {}", pod_state(pod)));
+        for (container, previous, only_errors) in log_sources(pod) {
+            if let Ok(log) = cluster.log_tail(ns, name, &container, previous, 40).await {
+                let lines = telling_lines(&log, if only_errors { 2 } else { 3 });
+                if only_errors && !lines.iter().any(|l| telling(l)) {
+                    continue;
+                }
+                for line in lines {
+                    out.push_str(&format!("\n      log {container}: {}", log_line(&line)));
+                }
+            }
+        }
         let fields = format!("involvedObject.name={name},type=Warning");
         if let Ok(mut events) = cluster.list("v1", "Event", ns, "", &fields).await {
             events.sort_by_key(event_time);
@@ -200,6 +230,67 @@ async fn explain(cluster: &Cluster, obj: &Json) -> String {
         }
     }
     out
+}
+
+/// Whose logs say why a pod is not ready: `(container, previous, only_errors)`. A container that
+/// exited with an error now (`previous` false) or before its last restart (`previous` true: its
+/// previous instance's log); and, from a pod that is not ready, every running container's errors
+/// only (a sidecar that cannot get a token keeps running while the server behind it fails).
+fn log_sources(pod: &Json) -> Vec<(String, bool, bool)> {
+    let status = pod.get("status").cloned().unwrap_or(Json::Null);
+    let pod_ready = condition(&status, "Ready") == Some(true);
+    let failed = |t: Option<&Json>| t.and_then(|t| t.get("exitCode")).and_then(Json::as_i64).is_some_and(|c| c != 0);
+    ["initContainerStatuses", "containerStatuses"]
+        .iter()
+        .flat_map(|k| status.get(*k).and_then(Json::as_array).cloned().unwrap_or_default())
+        .filter_map(|cs| {
+            let name = text(&cs, "name");
+            if failed(cs.pointer("/state/terminated")) {
+                Some((name, false, false))
+            } else if failed(cs.pointer("/lastState/terminated")) {
+                Some((name, true, false))
+            } else if !pod_ready && cs.pointer("/state/running").is_some() {
+                Some((name, false, true))
+            } else {
+                None
+            }
+        })
+        .collect()
+}
+
+/// A log line for a message: a structured (JSON) line as its severity and message, and a long one
+/// cut in the middle, since its end usually holds the cause (`…: 403 Forbidden`).
+fn log_line(line: &str) -> String {
+    let text = match serde_json::from_str::<Json>(line) {
+        Ok(j) if j.get("message").and_then(Json::as_str).is_some() => {
+            let sev = ["severity", "level"].iter().find_map(|k| j.get(*k).and_then(Json::as_str)).unwrap_or("");
+            format!("{sev} {}", text(&j, "message")).trim().to_string()
+        }
+        _ => line.to_string(),
+    };
+    let one: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let n = one.chars().count();
+    if n <= 420 {
+        return one;
+    }
+    let head: String = one.chars().take(160).collect();
+    let tail: String = one.chars().skip(n - 240).collect();
+    format!("{head} … {tail}")
+}
+
+/// Whether a log line says something went wrong.
+fn telling(line: &str) -> bool {
+    let l = line.to_lowercase();
+    ["error", "exception", "denied", "fatal", "failed", "refused", "invalid", "forbidden"].iter().any(|w| l.contains(w))
+}
+
+/// The last `n` lines of a log that say what went wrong (errors, exceptions, refusals), else its
+/// last `n` lines.
+fn telling_lines(log: &str, n: usize) -> Vec<String> {
+    let lines: Vec<&str> = log.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let telling: Vec<&str> = lines.iter().copied().filter(|l| telling(l)).collect();
+    let pick = if telling.is_empty() { &lines } else { &telling };
+    pick[pick.len().saturating_sub(n)..].iter().map(|l| l.to_string()).collect()
 }
 
 /// A pod's phase, scheduling and containers, in one line.
@@ -270,6 +361,37 @@ fn human(d: Duration) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn the_telling_lines_of_a_crash_log() {
+        let log = "starting\nmigrating\nTraceback (most recent call last):\n  File x\npsycopg2.errors.InsufficientPrivilege: permission denied for schema public\n(Background on this error at: https://sqlalche.me/e/20/f405)\n";
+        assert_eq!(
+            telling_lines(log, 3),
+            vec![
+                "psycopg2.errors.InsufficientPrivilege: permission denied for schema public".to_string(),
+                "(Background on this error at: https://sqlalche.me/e/20/f405)".to_string()
+            ]
+        );
+        assert_eq!(telling_lines("a\nb\nc\n", 2), vec!["b".to_string(), "c".to_string()]);
+        let structured = format!(
+            "{{\"severity\":\"ERROR\",\"message\":\"failed to connect: {}: 403 Forbidden: missing roles/iam.workloadIdentityUser\"}}",
+            "x".repeat(600)
+        );
+        let shown = log_line(&structured);
+        assert!(shown.starts_with("ERROR failed to connect: xxx") && shown.ends_with("403 Forbidden: missing roles/iam.workloadIdentityUser"), "{shown}");
+        assert!(shown.chars().count() < 420, "{shown}");
+        let pod = json!({"status": {"containerStatuses": [
+            {"name": "api", "state": {"waiting": {"reason": "CrashLoopBackOff"}}, "lastState": {"terminated": {"exitCode": 1}}},
+            {"name": "ok", "state": {"running": {}}},
+        ], "initContainerStatuses": [{"name": "init", "state": {"terminated": {"exitCode": 2}}}]}});
+        assert_eq!(
+            log_sources(&pod),
+            vec![("init".to_string(), false, false), ("api".to_string(), true, false), ("ok".to_string(), false, true)]
+        );
+        let mut ready = pod.clone();
+        ready["status"]["conditions"] = json!([{"type": "Ready", "status": "True"}]);
+        assert_eq!(log_sources(&ready).len(), 2, "a ready pod's running containers are not asked");
+    }
 
     #[test]
     fn readiness_by_kind() {

@@ -60,6 +60,7 @@ fn schema() -> ProviderSchema {
             Attribute::optional("connect_timeout", AttrType::Number, "Seconds to wait for a connection.")
                 .default(Value::Int(10)),
         ],
+        reaches_services: false,
         types: vec![ResourceSchema {
             type_name: "postgres_grant",
             kind: SchemaKind::Resource,

@@ -74,7 +74,7 @@ pub(super) fn write_atomic(path: &Path, write: impl FnOnce(&mut dyn Write) -> io
 }
 
 /// `t` as RFC 3339 in UTC with second precision, e.g. `2026-11-25T01:24:21Z`.
-pub(super) fn rfc3339_utc(t: SystemTime) -> String {
+pub(crate) fn rfc3339_utc(t: SystemTime) -> String {
     let secs = t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let (days, rem) = (secs / 86_400, secs % 86_400);
     let (y, m, d) = civil_from_days(days as i64);

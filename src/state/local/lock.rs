@@ -57,6 +57,7 @@ pub(super) fn acquire(path: &Path, operation: &str, timeout: Duration) -> Result
     let dir = path.parent().expect("lock lives in .skyform/");
     ensure_private_dir(dir)?;
     let info = LockInfo {
+        id: format!("{:016x}", rand::random::<u64>()),
         pid: std::process::id(),
         host: hostname(),
         since: rfc3339_utc(SystemTime::now()),
@@ -88,9 +89,14 @@ pub(super) fn acquire(path: &Path, operation: &str, timeout: Duration) -> Result
     }
 }
 
-/// Removes the lock at `path` whoever holds it; returns the holder.
-pub(super) fn force_unlock(path: &Path) -> Result<LockInfo, StateError> {
+/// Removes the lock at `path` (only the one with ID `id`, when given); returns the holder.
+pub(super) fn force_unlock(path: &Path, id: Option<&str>) -> Result<LockInfo, StateError> {
     let holder = read_info(path)?.ok_or(StateError::NotLocked)?;
+    if let Some(id) = id
+        && id != holder.id
+    {
+        return Err(StateError::WrongLock { given: id.to_string(), holder: Box::new(holder) });
+    }
     match fs::remove_file(path) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(StateError::NotLocked),
@@ -136,9 +142,10 @@ fn try_create(path: &Path, info: &LockInfo) -> Result<bool, StateError> {
 /// Reads the lock file: `None` if there is none. A lock file that cannot be
 /// parsed (written by hand, or by an O_EXCL fallback that crashed mid-write)
 /// still counts as held, by an unknown owner, until `state unlock`.
-fn read_info(path: &Path) -> Result<Option<LockInfo>, StateError> {
+pub(super) fn read_info(path: &Path) -> Result<Option<LockInfo>, StateError> {
     match fs::read(path) {
         Ok(bytes) => Ok(Some(serde_json::from_slice(&bytes).unwrap_or_else(|_| LockInfo {
+            id: String::new(),
             pid: 0,
             host: "unknown".into(),
             since: "unknown".into(),
@@ -151,7 +158,7 @@ fn read_info(path: &Path) -> Result<Option<LockInfo>, StateError> {
 
 /// A lock is stale when its owner ran on this host and is no longer alive.
 /// Locks from other hosts are never judged: we cannot see their processes.
-fn is_stale(holder: &LockInfo) -> bool {
+pub(crate) fn is_stale(holder: &LockInfo) -> bool {
     holder.pid != 0 && holder.host == hostname() && !pid_alive(holder.pid)
 }
 
@@ -192,7 +199,7 @@ fn pid_alive(pid: u32) -> bool {
 }
 
 /// This host's name, without libc: the kernel's, `/etc/hostname`, `$HOSTNAME`.
-pub(super) fn hostname() -> String {
+pub(crate) fn hostname() -> String {
     ["/proc/sys/kernel/hostname", "/etc/hostname"]
         .iter()
         .filter_map(|p| fs::read_to_string(p).ok())

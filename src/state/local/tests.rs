@@ -310,7 +310,7 @@ fn dead_pid() -> u32 {
 }
 
 fn plant_lock(b: &LocalBackend, pid: u32, host: &str) -> LockInfo {
-    let info = LockInfo { pid, host: host.into(), since: "2026-01-01T00:00:00Z".into(), operation: "apply".into() };
+    let info = LockInfo { id: "planted".into(), pid, host: host.into(), since: "2026-01-01T00:00:00Z".into(), operation: "apply".into() };
     fs::create_dir_all(b.lock_path().parent().unwrap()).unwrap();
     fs::write(b.lock_path(), serde_json::to_vec(&info).unwrap()).unwrap();
     info
@@ -338,9 +338,9 @@ fn lock_of_another_host_is_never_broken() {
 #[test]
 fn force_unlock_removes_and_reports() {
     let (_dir, b) = backend();
-    assert!(matches!(b.force_unlock(), Err(StateError::NotLocked)));
+    assert!(matches!(b.force_unlock(None), Err(StateError::NotLocked)));
     let guard = b.lock("apply", Duration::ZERO).unwrap();
-    let holder = b.force_unlock().unwrap();
+    let holder = b.force_unlock(None).unwrap();
     assert_eq!(holder.pid, std::process::id());
     assert!(!b.lock_path().exists());
     // Someone else takes it; our old guard must not remove theirs.

@@ -1,0 +1,741 @@
+//! The Cloud Storage backend (`[backend.gcs] bucket, prefix`): state a team shares, safe against
+//! two runs at once, a crash, and a lost lock.
+//!
+//! Objects under `gs://<bucket>/<prefix>/`:
+//! - `default.state.json` — the snapshot (the [`State`] plus its `journal_epoch`). It is only ever
+//!   replaced with `ifGenerationMatch=<the generation read>` (or `0` when there is none): a run
+//!   whose lock was broken can never overwrite a newer state, it fails instead.
+//! - `default.journal/<epoch>/<seq>` — the records since that snapshot, one object per batch,
+//!   each created with `ifGenerationMatch=0`. A step is durable once its batch is written. Batches
+//!   are group commits: records that arrive while a batch is being written go out together in the
+//!   next one, so an apply costs about one request per step at worst and far fewer when steps finish
+//!   together, never a rewrite of the whole state per step. [`StateWriter::compact`] folds the
+//!   journal into a new snapshot at the end.
+//! - `default.lock` — the lock, created with `ifGenerationMatch=0`, holding who/where/what/when.
+//!   Its ID is its generation (`skyform state unlock LOCK_ID` deletes it with
+//!   `ifGenerationMatch=LOCK_ID`). A lock whose holder ran on this host and is dead is broken
+//!   automatically; a 412 then 404 while taking it (the holder just released it) is retried.
+//!
+//! Epochs work as in the local backend: a writer's first batch is preceded by a snapshot at a
+//! new epoch (then the old epoch's journal objects are deleted), so loading reads the snapshot and
+//! replays only its epoch's journal; objects of older epochs are leftovers of a crash and are
+//! skipped, objects of a newer epoch mean the snapshot was replaced behind the journal's back
+//! ([`StateError::Corrupt`]).
+//!
+//! Reads take no lock: a load is the snapshot at one generation plus its journal, retried if a
+//! writer folded the journal in between. Secrets never reach the bucket: state holds fingerprints.
+//!
+//! The HTTP calls run on a small runtime of their own, so the synchronous [`Backend`] and
+//! [`StateWriter`] interfaces can be used from inside the engine's tasks.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+use serde::{Deserialize, Serialize};
+
+use super::model::STATE_FORMAT;
+use super::{Backend, LockGuard, LockInfo, State, StateError, StateRecord, StateWriter};
+use crate::providers::gcp::auth::TokenSource;
+
+/// Requests a failing call is tried (transient errors only: 429, 5xx, no answer).
+const ATTEMPTS: u32 = 5;
+
+/// Where a GCS state lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GcsLocation {
+    /// The bucket.
+    pub bucket: String,
+    /// The prefix, without leading or trailing `/` (may be empty).
+    pub prefix: String,
+}
+
+impl GcsLocation {
+    fn object(&self, name: &str) -> String {
+        if self.prefix.is_empty() { name.to_string() } else { format!("{}/{name}", self.prefix) }
+    }
+    fn url(&self, name: &str) -> String {
+        format!("gs://{}/{}", self.bucket, self.object(name))
+    }
+}
+
+/// State in a Cloud Storage bucket.
+#[derive(Clone)]
+pub struct GcsBackend {
+    loc: GcsLocation,
+    client: Arc<Client>,
+}
+
+/// A minimal JSON-API client (the calls state needs), with retries.
+struct Client {
+    http: reqwest::Client,
+    /// `https://storage.googleapis.com/` or an emulator's base URL (with a trailing `/`).
+    base: String,
+    token: TokenSource,
+    /// Requests made, for the benchmark and tests.
+    requests: std::sync::atomic::AtomicU64,
+}
+
+/// What one request got back.
+#[derive(Debug)]
+enum Reply {
+    Ok(Vec<u8>),
+    NotFound,
+    PreconditionFailed,
+}
+
+/// The runtime the HTTP calls run on (the engine's own may be single-threaded, or busy).
+fn runtime() -> &'static tokio::runtime::Runtime {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("skyform-gcs")
+            .enable_all()
+            .build()
+            .expect("the state backend's runtime starts")
+    })
+}
+
+/// Runs `f` on the backend's runtime and waits for it, without stalling the caller's runtime.
+fn block<T: Send + 'static>(f: impl Future<Output = T> + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    runtime().spawn(async move {
+        let _ = tx.send(f.await);
+    });
+    blocking(move || rx.recv().expect("the state backend's runtime answers"))
+}
+
+/// Runs `wait` (which blocks) so that a multi-threaded caller runtime moves its other tasks to
+/// another thread meanwhile: the engine's other steps go on while one waits for the bucket.
+fn blocking<T>(wait: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(wait),
+        _ => wait(),
+    }
+}
+
+fn enc(s: &str) -> String {
+    utf8_percent_encode(s, NON_ALPHANUMERIC).to_string()
+}
+
+impl Client {
+    fn new(endpoint: Option<String>, token: Option<String>) -> Result<Client, String> {
+        crate::providers::gcp::auth::install_crypto();
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(20))
+            .timeout(Duration::from_secs(120))
+            .user_agent(concat!("skyform/", env!("CARGO_PKG_VERSION"), " state"))
+            .build()
+            .map_err(|e| format!("HTTP client: {e}"))?;
+        let base = endpoint.unwrap_or_else(|| "https://storage.googleapis.com/".into());
+        let base = if base.ends_with('/') { base } else { format!("{base}/") };
+        Ok(Client {
+            http,
+            base,
+            token: match token {
+                Some(t) => TokenSource::Static(t),
+                None => TokenSource::from_config(&crate::value::Value::Null),
+            },
+            requests: Default::default(),
+        })
+    }
+
+    /// One call with retries. `what` names it in errors.
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        body: Option<(Vec<u8>, &'static str)>,
+    ) -> Result<Reply, String> {
+        let mut delay = Duration::from_millis(100);
+        let mut last = String::new();
+        for attempt in 1..=ATTEMPTS {
+            self.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let mut req = self.http.request(method.clone(), url);
+            if let Some(t) = self.token.token().await.map_err(|e| e.to_string())? {
+                req = req.bearer_auth(t);
+            }
+            if let Some((data, ctype)) = &body {
+                req = req.header(reqwest::header::CONTENT_TYPE, *ctype).body(data.clone());
+            }
+            match req.send().await {
+                Ok(resp) => {
+                    let status = resp.status().as_u16();
+                    let bytes = resp.bytes().await.map(|b| b.to_vec()).unwrap_or_default();
+                    match status {
+                        200..=299 => return Ok(Reply::Ok(bytes)),
+                        404 => return Ok(Reply::NotFound),
+                        412 => return Ok(Reply::PreconditionFailed),
+                        408 | 429 | 500..=599 => last = format!("HTTP {status}: {}", api_message(&bytes)),
+                        _ => return Err(format!("HTTP {status}: {}", api_message(&bytes))),
+                    }
+                }
+                Err(e) => last = e.without_url().to_string(),
+            }
+            if attempt < ATTEMPTS {
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(4));
+            }
+        }
+        Err(format!("{last} (after {ATTEMPTS} attempts)"))
+    }
+
+    fn object_url(&self, bucket: &str, object: &str) -> String {
+        format!("{}storage/v1/b/{}/o/{}", self.base, enc(bucket), enc(object))
+    }
+
+    /// The live generation of an object, if it exists.
+    async fn generation(&self, bucket: &str, object: &str) -> Result<Option<i64>, String> {
+        match self.call(reqwest::Method::GET, &self.object_url(bucket, object), None).await? {
+            Reply::Ok(b) => Ok(Some(generation_of(&b)?)),
+            Reply::NotFound => Ok(None),
+            Reply::PreconditionFailed => Err("unexpected 412 on a read".into()),
+        }
+    }
+
+    /// The data of one generation of an object; `None` if that generation is gone.
+    async fn download(&self, bucket: &str, object: &str, generation: i64) -> Result<Option<Vec<u8>>, String> {
+        let url = format!("{}?alt=media&generation={generation}", self.object_url(bucket, object));
+        match self.call(reqwest::Method::GET, &url, None).await? {
+            Reply::Ok(b) => Ok(Some(b)),
+            Reply::NotFound => Ok(None),
+            Reply::PreconditionFailed => Err("unexpected 412 on a read".into()),
+        }
+    }
+
+    /// Writes an object if its live generation is `if_generation` (0: if there is none);
+    /// `Ok(None)` when it is not, else the new generation.
+    async fn upload(&self, bucket: &str, object: &str, data: Vec<u8>, if_generation: i64) -> Result<Option<i64>, String> {
+        let url = format!(
+            "{}upload/storage/v1/b/{}/o?uploadType=media&name={}&ifGenerationMatch={if_generation}",
+            self.base,
+            enc(bucket),
+            enc(object)
+        );
+        match self.call(reqwest::Method::POST, &url, Some((data, "application/json"))).await? {
+            Reply::Ok(b) => Ok(Some(generation_of(&b)?)),
+            Reply::PreconditionFailed => Ok(None),
+            Reply::NotFound => Err(format!("bucket {bucket} does not exist")),
+        }
+    }
+
+    /// Deletes an object (only generation `if_generation`, when given); false if it was not there
+    /// (or not at that generation).
+    async fn delete(&self, bucket: &str, object: &str, if_generation: Option<i64>) -> Result<bool, String> {
+        let mut url = self.object_url(bucket, object);
+        if let Some(g) = if_generation {
+            url.push_str(&format!("?ifGenerationMatch={g}"));
+        }
+        match self.call(reqwest::Method::DELETE, &url, None).await? {
+            Reply::Ok(_) => Ok(true),
+            Reply::NotFound | Reply::PreconditionFailed => Ok(false),
+        }
+    }
+
+    /// Every object under `prefix`, with its generation, in name order.
+    async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<(String, i64)>, String> {
+        #[derive(Deserialize)]
+        struct Page {
+            #[serde(default)]
+            items: Vec<Item>,
+            #[serde(rename = "nextPageToken")]
+            next: Option<String>,
+        }
+        #[derive(Deserialize)]
+        struct Item {
+            name: String,
+            generation: String,
+        }
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut url = format!("{}storage/v1/b/{}/o?prefix={}", self.base, enc(bucket), enc(prefix));
+            if let Some(t) = &token {
+                url.push_str(&format!("&pageToken={}", enc(t)));
+            }
+            let bytes = match self.call(reqwest::Method::GET, &url, None).await? {
+                Reply::Ok(b) => b,
+                Reply::NotFound => return Err(format!("bucket {bucket} does not exist")),
+                Reply::PreconditionFailed => return Err("unexpected 412 on a list".into()),
+            };
+            let page: Page = serde_json::from_slice(&bytes).map_err(|e| format!("unexpected list answer: {e}"))?;
+            for i in page.items {
+                out.push((i.name, i.generation.parse().map_err(|_| "a generation is not a number".to_string())?));
+            }
+            match page.next {
+                Some(t) if !t.is_empty() => token = Some(t),
+                _ => break,
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+}
+
+fn generation_of(object_json: &[u8]) -> Result<i64, String> {
+    let v: serde_json::Value = serde_json::from_slice(object_json).map_err(|e| format!("unexpected answer: {e}"))?;
+    v.get("generation")
+        .and_then(|g| g.as_str().and_then(|s| s.parse().ok()).or_else(|| g.as_i64()))
+        .ok_or_else(|| "the answer has no generation".to_string())
+}
+
+fn api_message(body: &[u8]) -> String {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.pointer("/error/message").and_then(|m| m.as_str()).map(str::to_string))
+        .unwrap_or_else(|| String::from_utf8_lossy(body).chars().take(200).collect())
+}
+
+/// The snapshot as stored.
+#[derive(Serialize)]
+struct SnapshotOut<'a> {
+    #[serde(flatten)]
+    state: &'a State,
+    journal_epoch: u64,
+}
+
+/// What a load saw: the state, and what a writer needs to go on from it.
+struct Loaded {
+    state: State,
+    /// The snapshot's generation (0: none).
+    generation: i64,
+    epoch: u64,
+    /// Journal objects of that epoch, and of older epochs (leftovers to delete).
+    journal: Vec<(String, i64)>,
+}
+
+const SNAPSHOT: &str = "default.state.json";
+const JOURNAL: &str = "default.journal/";
+const LOCK: &str = "default.lock";
+
+impl GcsBackend {
+    /// The state at `gs://bucket/prefix/`. `endpoint` is the Storage base URL (an emulator's);
+    /// `None`: `SKYFORM_GCP_ENDPOINT`, else Google's. `token`: an access token; `None`: as for the
+    /// GCP provider (`SKYFORM_GCP_ACCESS_TOKEN`, else Application Default Credentials).
+    pub fn new(loc: GcsLocation, endpoint: Option<String>, token: Option<String>) -> Result<Self, StateError> {
+        let endpoint = endpoint.or_else(|| std::env::var("SKYFORM_GCP_ENDPOINT").ok().filter(|e| !e.is_empty()));
+        let client =
+            Client::new(endpoint, token).map_err(|message| StateError::Remote { location: loc.url(""), message })?;
+        Ok(GcsBackend { loc, client: Arc::new(client) })
+    }
+
+    /// Requests made so far (each retry counts).
+    pub fn requests(&self) -> u64 {
+        self.client.requests.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn err(&self, name: &str, message: impl Into<String>) -> StateError {
+        StateError::Remote { location: self.loc.url(name), message: message.into() }
+    }
+
+    fn corrupt(&self, name: &str, message: impl Into<String>) -> StateError {
+        StateError::Corrupt { path: self.loc.url(name), message: message.into() }
+    }
+
+    /// One consistent load; retried when a writer folded the journal while it read.
+    fn load_full(&self) -> Result<Loaded, StateError> {
+        for _ in 0..10 {
+            if let Some(l) = self.try_load()? {
+                return Ok(l);
+            }
+        }
+        Err(self.err(SNAPSHOT, "the state kept changing while it was read (10 attempts); try again"))
+    }
+
+    fn try_load(&self) -> Result<Option<Loaded>, StateError> {
+        let (c, loc) = (self.client.clone(), self.loc.clone());
+        let snapshot = block(async move {
+            let Some(generation) = c.generation(&loc.bucket, &loc.object(SNAPSHOT)).await? else {
+                return Ok::<_, String>(Some((0, None)));
+            };
+            Ok(c.download(&loc.bucket, &loc.object(SNAPSHOT), generation).await?.map(|b| (generation, Some(b))))
+        })
+        .map_err(|m| self.err(SNAPSHOT, m))?;
+        let Some((generation, bytes)) = snapshot else { return Ok(None) };
+        let (state, epoch) = match bytes {
+            None => (State::default(), 0),
+            Some(b) => self.parse_snapshot(&b)?,
+        };
+        let (c, loc) = (self.client.clone(), self.loc.clone());
+        let listed = block(async move { c.list(&loc.bucket, &loc.object(JOURNAL)).await }).map_err(|m| self.err(JOURNAL, m))?;
+        let mut journal = Vec::new();
+        let mut replay = Vec::new();
+        for (name, g) in listed {
+            let e = journal_epoch(&name).ok_or_else(|| self.corrupt(JOURNAL, format!("unexpected object {name}")))?;
+            if e > epoch {
+                return Err(self.corrupt(
+                    JOURNAL,
+                    format!("{name} belongs to snapshot epoch {e}, but the snapshot is at epoch {epoch}: it was lost or replaced"),
+                ));
+            }
+            if e == epoch && epoch > 0 {
+                replay.push((name.clone(), g));
+            }
+            journal.push((name, g));
+        }
+        let mut state = state;
+        for (name, g) in &replay {
+            let (c, loc, n, g) = (self.client.clone(), self.loc.clone(), name.clone(), *g);
+            let Some(bytes) = block(async move { c.download(&loc.bucket, &n, g).await }).map_err(|m| self.err(name, m))?
+            else {
+                // Folded into a new snapshot while we read: start again.
+                return Ok(None);
+            };
+            let records: Vec<StateRecord> =
+                serde_json::from_slice(&bytes).map_err(|e| self.corrupt(name, format!("not a journal batch: {e}")))?;
+            for r in &records {
+                state.apply_record(r);
+            }
+        }
+        Ok(Some(Loaded { state, generation, epoch, journal }))
+    }
+
+    fn parse_snapshot(&self, bytes: &[u8]) -> Result<(State, u64), StateError> {
+        let mut json: serde_json::Value =
+            serde_json::from_slice(bytes).map_err(|e| self.corrupt(SNAPSHOT, format!("not valid JSON: {e}")))?;
+        let obj = json.as_object_mut().ok_or_else(|| self.corrupt(SNAPSHOT, "not a JSON object"))?;
+        match obj.get("format").and_then(serde_json::Value::as_u64) {
+            Some(f) if f == u64::from(STATE_FORMAT) => {}
+            Some(f) => {
+                return Err(self.corrupt(SNAPSHOT, format!("unsupported state format {f}: this skyform reads format {STATE_FORMAT}")));
+            }
+            None => return Err(self.corrupt(SNAPSHOT, "missing or non-numeric `format` field")),
+        }
+        let epoch = obj.remove("journal_epoch").and_then(|v| v.as_u64()).unwrap_or(0);
+        let state = serde_json::from_value(json).map_err(|e| self.corrupt(SNAPSHOT, e.to_string()))?;
+        Ok((state, epoch))
+    }
+
+    fn read_lock(&self) -> Result<Option<LockInfo>, StateError> {
+        let (c, loc) = (self.client.clone(), self.loc.clone());
+        let got = block(async move {
+            let Some(g) = c.generation(&loc.bucket, &loc.object(LOCK)).await? else { return Ok::<_, String>(None) };
+            Ok(c.download(&loc.bucket, &loc.object(LOCK), g).await?.map(|b| (g, b)))
+        })
+        .map_err(|m| self.err(LOCK, m))?;
+        Ok(got.map(|(g, bytes)| {
+            let mut info: LockInfo = serde_json::from_slice(&bytes).unwrap_or_else(|_| LockInfo {
+                id: String::new(),
+                pid: 0,
+                host: "unknown".into(),
+                since: "unknown".into(),
+                operation: "unreadable lock object".into(),
+            });
+            info.id = g.to_string();
+            info
+        }))
+    }
+}
+
+/// `…default.journal/<epoch>/<seq>` → epoch.
+fn journal_epoch(name: &str) -> Option<u64> {
+    let rest = &name[name.find(JOURNAL)? + JOURNAL.len()..];
+    rest.split('/').next()?.parse().ok()
+}
+
+impl Backend for GcsBackend {
+    fn load(&self) -> Result<State, StateError> {
+        self.load_full().map(|l| l.state)
+    }
+
+    fn exists(&self) -> Result<bool, StateError> {
+        let (c, loc) = (self.client.clone(), self.loc.clone());
+        block(async move { c.generation(&loc.bucket, &loc.object(SNAPSHOT)).await })
+            .map(|g| g.is_some())
+            .map_err(|m| self.err(SNAPSHOT, m))
+    }
+
+    fn lock(&self, operation: &str, timeout: Duration) -> Result<Box<dyn LockGuard>, StateError> {
+        let mut info = LockInfo {
+            id: String::new(),
+            pid: std::process::id(),
+            host: super::local::hostname(),
+            since: super::local::rfc3339_utc(SystemTime::now()),
+            operation: operation.to_string(),
+        };
+        let body = serde_json::to_vec_pretty(&info).expect("LockInfo serializes");
+        let deadline = Instant::now() + timeout;
+        let mut delay = Duration::from_millis(200);
+        loop {
+            let (c, loc, b) = (self.client.clone(), self.loc.clone(), body.clone());
+            let created = block(async move { c.upload(&loc.bucket, &loc.object(LOCK), b, 0).await }).map_err(|m| self.err(LOCK, m))?;
+            if let Some(g) = created {
+                info.id = g.to_string();
+                return Ok(Box::new(GcsLock { backend: self.clone(), generation: g }));
+            }
+            match self.read_lock()? {
+                // 412, then 404: the holder released it in between. Try again at once.
+                None => continue,
+                Some(holder) if super::local::is_stale(&holder) => {
+                    let (c, loc, g) = (self.client.clone(), self.loc.clone(), holder.id.parse::<i64>().unwrap_or(-1));
+                    block(async move { c.delete(&loc.bucket, &loc.object(LOCK), Some(g)).await }).map_err(|m| self.err(LOCK, m))?;
+                    continue;
+                }
+                Some(holder) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        return Err(StateError::Locked { holder });
+                    }
+                    std::thread::sleep(delay.min(deadline - now));
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    fn lock_holder(&self) -> Result<Option<LockInfo>, StateError> {
+        self.read_lock()
+    }
+
+    fn force_unlock(&self, id: Option<&str>) -> Result<LockInfo, StateError> {
+        let holder = self.read_lock()?.ok_or(StateError::NotLocked)?;
+        let Some(id) = id else {
+            return Err(self.err(
+                LOCK,
+                format!(
+                    "give the lock's ID to remove it: `skyform state unlock {}` (it is held by {holder})",
+                    holder.id
+                ),
+            ));
+        };
+        let Ok(g) = id.parse::<i64>() else {
+            return Err(StateError::WrongLock { given: id.to_string(), holder: Box::new(holder) });
+        };
+        let (c, loc) = (self.client.clone(), self.loc.clone());
+        let deleted = block(async move { c.delete(&loc.bucket, &loc.object(LOCK), Some(g)).await }).map_err(|m| self.err(LOCK, m))?;
+        if deleted {
+            Ok(holder)
+        } else {
+            match self.read_lock()? {
+                Some(now) => Err(StateError::WrongLock { given: id.to_string(), holder: Box::new(now) }),
+                None => Err(StateError::NotLocked),
+            }
+        }
+    }
+
+    fn writer(&self, state: &State) -> Result<Box<dyn StateWriter>, StateError> {
+        Ok(Box::new(self.open_writer(state)?))
+    }
+
+    fn replace(&self, state: &State) -> Result<(), StateError> {
+        let l = self.load_full()?;
+        self.writer_over(state, l).compact()
+    }
+
+    fn describe(&self) -> String {
+        self.loc.url(SNAPSHOT)
+    }
+}
+
+/// A held lock; deleted (at its generation only) when dropped.
+struct GcsLock {
+    backend: GcsBackend,
+    generation: i64,
+}
+
+impl LockGuard for GcsLock {}
+
+impl Drop for GcsLock {
+    fn drop(&mut self) {
+        let (c, loc, g) = (self.backend.client.clone(), self.backend.loc.clone(), self.generation);
+        // Only our generation: after a `state unlock` the lock may be someone else's now.
+        let _ = block(async move { c.delete(&loc.bucket, &loc.object(LOCK), Some(g)).await });
+    }
+}
+
+impl GcsBackend {
+    /// A writer on top of `state` (as loaded now).
+    pub fn open_writer(&self, state: &State) -> Result<GcsWriter, StateError> {
+        let l = self.load_full()?;
+        if l.generation != 0 && (l.state.lineage != state.lineage || l.state.serial != state.serial) {
+            return Err(self.err(
+                SNAPSHOT,
+                format!(
+                    "the state in the bucket changed since this run read it (serial {} then, {} now); run again",
+                    state.serial, l.state.serial
+                ),
+            ));
+        }
+        Ok(self.writer_over(state, l))
+    }
+
+    /// A writer whose state is `state`, replacing the version `l` that is in the bucket.
+    fn writer_over(&self, state: &State, l: Loaded) -> GcsWriter {
+        GcsWriter {
+            backend: self.clone(),
+            queue: Mutex::new(Queue {
+                state: state.clone(),
+                generation: l.generation,
+                epoch: l.epoch,
+                journal: l.journal,
+                opened: false,
+                seq: 0,
+                pending: Vec::new(),
+                next_ticket: 0,
+                durable: 0,
+                flushing: false,
+                failed: None,
+            }),
+            done: Condvar::new(),
+        }
+    }
+}
+
+/// Writes records to the bucket in group commits (see the module docs).
+pub struct GcsWriter {
+    backend: GcsBackend,
+    queue: Mutex<Queue>,
+    done: Condvar,
+}
+
+struct Queue {
+    /// The state with every record so far applied.
+    state: State,
+    /// The snapshot's generation (0: none).
+    generation: i64,
+    epoch: u64,
+    /// Journal objects to delete at the next snapshot.
+    journal: Vec<(String, i64)>,
+    /// Whether this writer has written its opening snapshot.
+    opened: bool,
+    /// The next journal object's number.
+    seq: u64,
+    /// Records waiting for the next batch.
+    pending: Vec<StateRecord>,
+    next_ticket: u64,
+    /// Records `0..durable` are in the bucket.
+    durable: u64,
+    flushing: bool,
+    /// A batch failed: this writer refuses everything after.
+    failed: Option<String>,
+}
+
+impl GcsWriter {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Replaces the snapshot with `state` at a new epoch (CAS on the generation read), then
+    /// deletes the journal objects it folds in.
+    fn snapshot(&self, state: &State, generation: i64, epoch: u64, old: Vec<(String, i64)>) -> Result<i64, String> {
+        let body = serde_json::to_vec_pretty(&SnapshotOut { state, journal_epoch: epoch }).map_err(|e| e.to_string())?;
+        let (c, loc) = (self.backend.client.clone(), self.backend.loc.clone());
+        block(async move {
+            let Some(g) = c.upload(&loc.bucket, &loc.object(SNAPSHOT), body, generation).await? else {
+                return Err("the state in the bucket changed since this run read it (was its lock broken?): refusing \
+                            to overwrite the newer state; run again"
+                    .to_string());
+            };
+            // The folded journal objects go, 16 at a time (leftovers would only be skipped).
+            let c = &c;
+            let loc = &loc;
+            for chunk in old.chunks(16) {
+                let deletes = chunk.iter().map(|(name, og)| c.delete(&loc.bucket, name, Some(*og)));
+                for r in crate::join::join_all(deletes).await {
+                    r?;
+                }
+            }
+            Ok(g)
+        })
+    }
+
+    /// Writes one batch (after the opening snapshot, the first time).
+    fn flush(&self, batch: Vec<StateRecord>) -> Result<(), String> {
+        let (opened, mut epoch, mut seq) = {
+            let q = self.lock();
+            (q.opened, q.epoch, q.seq)
+        };
+        if !opened {
+            // The state as read (records join `state` once durable), at a new epoch: the journal
+            // restarts from it. (Only here is the whole state copied: once per writer.)
+            let (state, generation, journal) = {
+                let q = self.lock();
+                (q.state.clone(), q.generation, q.journal.clone())
+            };
+            let g = self.snapshot(&state, generation, epoch + 1, journal)?;
+            let mut q = self.lock();
+            q.generation = g;
+            q.epoch += 1;
+            q.journal.clear();
+            q.opened = true;
+            epoch = q.epoch;
+            seq = 0;
+        }
+        let name = self.backend.loc.object(&format!("{JOURNAL}{epoch:08}/{seq:010}"));
+        let body = serde_json::to_vec(&batch).map_err(|e| e.to_string())?;
+        let (c, loc, n) = (self.backend.client.clone(), self.backend.loc.clone(), name.clone());
+        let g = block(async move { c.upload(&loc.bucket, &n, body, 0).await })?
+            .ok_or_else(|| format!("journal object {name} exists already: another run is writing this state"))?;
+        let mut q = self.lock();
+        q.seq = seq + 1;
+        q.journal.push((name, g));
+        for r in &batch {
+            q.state.apply_record(r);
+        }
+        Ok(())
+    }
+}
+
+impl StateWriter for GcsWriter {
+    fn record(&self, rec: &StateRecord) -> Result<(), StateError> {
+        let mut q = self.lock();
+        let mine = q.next_ticket;
+        q.next_ticket += 1;
+        q.pending.push(rec.clone());
+        loop {
+            if q.durable > mine {
+                return Ok(());
+            }
+            if let Some(m) = &q.failed {
+                return Err(self.backend.err(JOURNAL, m.clone()));
+            }
+            if !q.flushing {
+                // Lead: write everything queued so far as one batch.
+                q.flushing = true;
+                let batch = std::mem::take(&mut q.pending);
+                let upto = q.next_ticket;
+                drop(q);
+                let r = self.flush(batch);
+                q = self.lock();
+                q.flushing = false;
+                match r {
+                    Ok(()) => q.durable = upto,
+                    Err(m) => q.failed = Some(m),
+                }
+                self.done.notify_all();
+                continue;
+            }
+            q = blocking(|| self.done.wait(q).unwrap_or_else(|e| e.into_inner()));
+        }
+    }
+
+    fn compact(&self) -> Result<(), StateError> {
+        let (state, generation, epoch, journal) = {
+            let q = self.lock();
+            if let Some(m) = &q.failed {
+                return Err(self.backend.err(JOURNAL, m.clone()));
+            }
+            (q.state.clone(), q.generation, q.epoch, q.journal.clone())
+        };
+        let g = self.snapshot(&state, generation, epoch + 1, journal).map_err(|m| self.backend.err(SNAPSHOT, m))?;
+        let mut q = self.lock();
+        q.generation = g;
+        q.epoch += 1;
+        q.journal.clear();
+        q.opened = true;
+        q.seq = 0;
+        Ok(())
+    }
+}
+
+/// The objects of a state, for tests and `state migrate`: name → generation.
+pub fn objects(backend: &GcsBackend) -> Result<BTreeMap<String, i64>, StateError> {
+    let (c, loc) = (backend.client.clone(), backend.loc.clone());
+    let prefix = loc.object("");
+    block(async move { c.list(&loc.bucket, &prefix).await })
+        .map(|v| v.into_iter().collect())
+        .map_err(|m| backend.err("", m))
+}
