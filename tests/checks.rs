@@ -332,3 +332,33 @@ fn a_check_that_cannot_connect_says_so() {
     assert!(err.contains(&format!("check.down: Check failed: GET http://127.0.0.1:{port}/: failing after 3 attempts")), "{err}");
     assert!(err.to_lowercase().contains("connect"), "the connection error: {err}");
 }
+
+#[test]
+fn a_secret_in_a_path_is_requested_but_never_shown() {
+    let server = Server::start(&[(200, "{\"status\":\"healthy\"}")]);
+    let e = Env::new(&format!(
+        r#"
+[variable.token]
+type = "string"
+sensitive = true
+default = "{SECRET}"
+
+[provider.test]
+services_url = "{base}"
+
+[check.svc]
+via = "test"
+service = "ns/api:80"
+path = "/health?token=${{var.token}}"
+timeout = "3s"
+interval = "1s"
+"#,
+        base = server.url("")
+    ));
+    let (stdout, _, _) = out(&e.run(&["plan"]));
+    assert!(stdout.contains("check.svc: GET service ns/api:80/(sensitive value) via test"), "{stdout}");
+    let (stdout, err, code) = out(&e.run(&["check"]));
+    assert_eq!(code, 0, "{stdout}\n{err}");
+    assert!(!stdout.contains(SECRET) && !err.contains(SECRET), "{stdout}\n{err}");
+    assert!(server.requests().iter().any(|r| r.starts_with(&format!("GET /ns/api/80/health?token={SECRET} "))), "the token is sent");
+}

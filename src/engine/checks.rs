@@ -152,7 +152,9 @@ fn request(ctx: &Context, values: &Values, c: &CheckBlock) -> Result<Request, St
             if !path.starts_with('/') {
                 path.insert(0, '/');
             }
-            let target = format!("GET service {namespace}/{name}:{port}{path} via {}", via.node);
+            // A path built from a secret (a token in the query) is requested but never shown.
+            let shown = if body.get("path").is_some_and(Value::has_sensitive) { format!("/{MASK}") } else { path.clone() };
+            let target = format!("GET service {namespace}/{name}:{port}{shown} via {}", via.node);
             let req = ServiceRequest { namespace, name, port, path, headers: headers.clone(), timeout: REQUEST_TIMEOUT };
             (target, Target::Service { via: via.node.clone(), req })
         }
