@@ -1,6 +1,7 @@
 //! `[check.<name>]` end to end through the `skyform` binary: validation, plan listing, apply
 //! gating (after dependencies, retries, failure messages without secrets, `--skip-checks`, a
-//! failed dependency), `drift` (`check_failed`) and `skyform check` exit codes. The file-backed
+//! failed dependency), `drift` (`check_failed`) and `skyform check` exit codes, and the drift
+//! report from cron: `--json-out` and `--notify` to a local receiver. The file-backed
 //! `test` provider is the cloud; a local HTTP server (on loopback) is what the checks request, and
 //! `via = "test"` stands for a Kubernetes API server's service proxy.
 
@@ -37,6 +38,15 @@ impl Server {
                     }
                     head.push_str(&line);
                 }
+                // The body too (drift --notify posts JSON).
+                let len = head
+                    .lines()
+                    .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap_or(0)))
+                    .unwrap_or(0);
+                let mut body = vec![0u8; len];
+                let _ = reader.read_exact(&mut body);
+                head.push_str("\r\n");
+                head.push_str(&String::from_utf8_lossy(&body));
                 q2.lock().unwrap().push(head);
                 let (status, body) = {
                     let mut r = r2.lock().unwrap();
@@ -331,4 +341,90 @@ fn a_check_that_cannot_connect_says_so() {
     assert_eq!(code, 2, "{stdout}\n{err}");
     assert!(err.contains(&format!("check.down: Check failed: GET http://127.0.0.1:{port}/: failing after 3 attempts")), "{err}");
     assert!(err.to_lowercase().contains("connect"), "the connection error: {err}");
+}
+
+#[test]
+fn a_secret_in_a_path_is_requested_but_never_shown() {
+    let server = Server::start(&[(200, "{\"status\":\"healthy\"}")]);
+    let e = Env::new(&format!(
+        r#"
+[variable.token]
+type = "string"
+sensitive = true
+default = "{SECRET}"
+
+[provider.test]
+services_url = "{base}"
+
+[check.svc]
+via = "test"
+service = "ns/api:80"
+path = "/health?token=${{var.token}}"
+timeout = "3s"
+interval = "1s"
+"#,
+        base = server.url("")
+    ));
+    let (stdout, _, _) = out(&e.run(&["plan"]));
+    assert!(stdout.contains("check.svc: GET service ns/api:80/(sensitive value) via test"), "{stdout}");
+    let (stdout, err, code) = out(&e.run(&["check"]));
+    assert_eq!(code, 0, "{stdout}\n{err}");
+    assert!(!stdout.contains(SECRET) && !err.contains(SECRET), "{stdout}\n{err}");
+    assert!(server.requests().iter().any(|r| r.starts_with(&format!("GET /ns/api/80/health?token={SECRET} "))), "the token is sent");
+}
+
+#[test]
+fn drift_from_cron_writes_its_report_and_notifies_only_when_asked() {
+    let server = Server::start(&[(200, "{\"status\":\"healthy\"}")]);
+    let receiver = Server::start(&[(200, "ok")]);
+    let hook = receiver.url("/hooks/T0/B1/tok-hook-4242");
+    let e = Env::new(&spec(&server, ""));
+    assert_eq!(out(&e.run(&["apply", "--auto-approve"])).2, 0);
+    let report = e.dir.path().join("drift.json");
+    let report_arg = report.to_str().unwrap().to_string();
+
+    // Converged: the report is written; `findings` (the default) sends nothing; `always` does.
+    let (stdout, err, code) = out(&e.run(&["drift", "--json-out", &report_arg, "--notify", &hook]));
+    assert_eq!(code, 0, "{stdout}\n{err}");
+    let written: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(written["findings"], serde_json::json!([]));
+    assert!(receiver.requests().is_empty(), "nothing to report");
+    assert_eq!(out(&e.run(&["drift", "--notify", &hook, "--notify-on", "always"])).2, 0);
+    let sent = receiver.requests();
+    assert_eq!(sent.len(), 1);
+    assert!(sent[0].starts_with("POST /hooks/T0/B1/tok-hook-4242 "), "{}", sent[0]);
+    assert!(sent[0].contains("\"text\":\"skyform drift: ") && sent[0].contains("no drift; 1 checks passed"), "{}", sent[0]);
+
+    // A failing check: exit 2, one message with the summary and the whole report, no secret.
+    server.reply(503, &format!("{{\"error\":\"down\",\"echo\":\"{SECRET}\"}}"));
+    let (stdout, err, code) = out(&e.run(&["drift", "--json-out", &report_arg, "--notify", &hook]));
+    assert_eq!(code, 2, "{stdout}\n{err}");
+    let sent = receiver.requests();
+    assert_eq!(sent.len(), 2);
+    let body: serde_json::Value = serde_json::from_str(sent[1].split_once("\r\n\r\n").unwrap().1).unwrap();
+    let text = body["text"].as_str().unwrap();
+    assert!(text.contains("1 findings (0 changed_outside, 0 deleted_outside, 0 pending_spec_change, 1 check_failed): check.health (check_failed)"), "{text}");
+    assert_eq!(body["skyform_report"]["counts"]["check_failed"], 1);
+    assert!(!sent[1].contains(SECRET), "a secret was sent: {}", sent[1]);
+    let written = std::fs::read_to_string(&report).unwrap();
+    assert!(written.contains("check_failed") && !written.contains(SECRET));
+
+    // `errors` only: a drift with findings sends nothing, a drift that fails sends the error.
+    assert_eq!(out(&e.run(&["drift", "--notify", &hook, "--notify-on", "errors"])).2, 2);
+    assert_eq!(receiver.requests().len(), 2);
+    std::fs::write(e.spec(), "[resource.test_object.a]\nname = \"a\"\nvalue = \"${var.missing}\"\n").unwrap();
+    let (_, err, code) = out(&e.run(&["drift", "--notify", &hook, "--notify-on", "errors"]));
+    assert_eq!(code, 1, "{err}");
+    let sent = receiver.requests();
+    assert_eq!(sent.len(), 3);
+    assert!(sent[2].contains("the drift run failed") && sent[2].contains("var.missing"), "{}", sent[2]);
+
+    // A receiver that cannot be reached: exit 1, naming its host but never the URL's token.
+    std::fs::write(e.spec(), spec(&server, "")).unwrap();
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let dead = format!("http://127.0.0.1:{port}/hooks/T0/B1/tok-hook-4242");
+    let (stdout, err, code) = out(&e.run(&["drift", "--notify", &dead]));
+    assert_eq!(code, 1, "{stdout}\n{err}");
+    assert!(err.contains("the message did not reach 127.0.0.1 after 3 attempts"), "{err}");
+    assert!(!err.contains("tok-hook-4242") && !stdout.contains("tok-hook-4242"), "{err}");
 }

@@ -133,6 +133,15 @@ pub enum Command {
         /// Do not run the spec's checks.
         #[arg(long = "skip-checks")]
         skip_checks: bool,
+        /// Also write the JSON report to this file (for CI artifacts).
+        #[arg(long = "json-out", value_name = "FILE")]
+        json_out: Option<PathBuf>,
+        /// Post the report to this URL (a Slack-compatible webhook; its text is the summary).
+        #[arg(long, value_name = "URL")]
+        notify: Option<String>,
+        /// When to post: always, on findings (or an error), or only on errors.
+        #[arg(long = "notify-on", value_enum, default_value = "findings")]
+        notify_on: ops::notify::NotifyOn,
     },
     /// Run only the spec's checks: exit 0 all pass, 2 one fails, 1 error (a cheap health cron).
     Check {
@@ -356,18 +365,33 @@ pub async fn run(cli: Cli, p: &Printer, registry: Registry) -> Result<i32, OpErr
             }
             Ok(if failed == 0 { 0 } else { 2 })
         }
-        Command::Drift { spec, parallelism, json, skip_checks } => {
-            let loaded = ops::load(&spec.options(), registry)?;
-            let ctx = loaded.context(Arc::new(crate::engine::events::NoHook), parallelism, Cancel::new());
-            let session = ops::apply::open(&loaded, None, std::time::Duration::ZERO)?;
-            if let Some(note) = ops::lock_note(&loaded) {
-                p.err(&format!("note: {note}"));
+        Command::Drift { spec, parallelism, json, skip_checks, json_out, notify, notify_on } => {
+            let name = spec.file.display().to_string();
+            let outcome = drift_report(p, registry, &spec, parallelism, skip_checks).await;
+            if let (Some(path), Ok(report)) = (&json_out, &outcome) {
+                let text = serde_json::to_string_pretty(report).unwrap_or_default();
+                std::fs::write(path, format!("{text}\n"))
+                    .map_err(|e| ops::error(format!("writing {}: {e}", path.display())))?;
             }
-            let report = ops::drift::drift(&session, &ctx, skip_checks).await?;
+            let sent = match &notify {
+                Some(url) => {
+                    let phrased = outcome.as_ref().map(Clone::clone).map_err(|e| e.to_string().trim().to_string());
+                    if ops::notify::wanted(notify_on, &phrased) {
+                        Some(ops::notify::post(url, &ops::notify::message(&name, &phrased)).await)
+                    } else {
+                        None
+                    }
+                }
+                None => None,
+            };
+            let report = outcome?;
             if json {
                 p.out(&serde_json::to_string(&report).unwrap_or_default());
             } else {
                 p.out_raw(&render::drift(&report));
+            }
+            if let Some(Err(e)) = sent {
+                return Err(ops::error(format!("drift --notify: {e}")));
             }
             Ok(if report.converged() { 0 } else { 2 })
         }
@@ -425,6 +449,23 @@ pub async fn run(cli: Cli, p: &Printer, registry: Registry) -> Result<i32, OpErr
             Ok(0)
         }
     }
+}
+
+/// `drift`'s report (an error stays an error, for `--notify-on errors`).
+async fn drift_report(
+    p: &Printer,
+    registry: Registry,
+    spec: &SpecArgs,
+    parallelism: usize,
+    skip_checks: bool,
+) -> Result<ops::drift::DriftReport, OpError> {
+    let loaded = ops::load(&spec.options(), registry)?;
+    let ctx = loaded.context(Arc::new(crate::engine::events::NoHook), parallelism, Cancel::new());
+    let session = ops::apply::open(&loaded, None, std::time::Duration::ZERO)?;
+    if let Some(note) = ops::lock_note(&loaded) {
+        p.err(&format!("note: {note}"));
+    }
+    ops::drift::drift(&session, &ctx, skip_checks).await
 }
 
 async fn state(p: &Printer, registry: Registry, command: StateCommand) -> Result<i32, OpError> {

@@ -208,15 +208,7 @@ pub async fn apply(
                         }
                         _ => "not run: the apply was interrupted".to_string(),
                     };
-                    CheckResult {
-                        name: pc.name.clone(),
-                        passed: false,
-                        attempts: 0,
-                        elapsed_ms: 0,
-                        status: None,
-                        target: pc.target.clone(),
-                        message,
-                    }
+                    CheckResult::not_run(&pc.name, &pc.target, message)
                 });
                 report.checks.push(result);
                 continue;
@@ -335,15 +327,7 @@ async fn run_check(s: &Shared, k: usize) {
     let pc = &s.plan.checks[k];
     let result = match s.ctx.spec.checks.get(&pc.name) {
         Some(block) => checks::run(&s.ctx, &s.providers, &s.values, block, &pc.after, Attempts::UntilTimeout).await,
-        None => CheckResult {
-            name: pc.name.clone(),
-            passed: false,
-            attempts: 0,
-            elapsed_ms: 0,
-            status: None,
-            target: pc.target.clone(),
-            message: "the plan lists it, but the spec has no such check; run plan again".into(),
-        },
+        None => CheckResult::not_run(&pc.name, &pc.target, "the plan lists it, but the spec has no such check; run plan again"),
     };
     s.checks.lock().expect("checks lock").insert(k, result);
 }

@@ -55,6 +55,21 @@ pub struct CheckResult {
     pub message: String,
 }
 
+impl CheckResult {
+    /// A check that was not run (or could not be), and why.
+    pub fn not_run(name: &str, target: &str, message: impl Into<String>) -> CheckResult {
+        CheckResult {
+            name: name.to_string(),
+            passed: false,
+            attempts: 0,
+            elapsed_ms: 0,
+            status: None,
+            target: target.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
 /// How many times to try.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Attempts {
@@ -152,7 +167,9 @@ fn request(ctx: &Context, values: &Values, c: &CheckBlock) -> Result<Request, St
             if !path.starts_with('/') {
                 path.insert(0, '/');
             }
-            let target = format!("GET service {namespace}/{name}:{port}{path} via {}", via.node);
+            // A path built from a secret (a token in the query) is requested but never shown.
+            let shown = if body.get("path").is_some_and(Value::has_sensitive) { format!("/{MASK}") } else { path.clone() };
+            let target = format!("GET service {namespace}/{name}:{port}{shown} via {}", via.node);
             let req = ServiceRequest { namespace, name, port, path, headers: headers.clone(), timeout: REQUEST_TIMEOUT };
             (target, Target::Service { via: via.node.clone(), req })
         }
@@ -309,15 +326,7 @@ pub async fn run(
 ) -> CheckResult {
     let start = Instant::now();
     ctx.hook.event(&Event::CheckStarted { name: c.name.clone() });
-    let mut result = CheckResult {
-        name: c.name.clone(),
-        passed: false,
-        attempts: 0,
-        elapsed_ms: 0,
-        status: None,
-        target: String::new(),
-        message: String::new(),
-    };
+    let mut result = CheckResult::not_run(&c.name, "", "");
     let secrets = secrets(ctx, values, c);
     let r = match request(ctx, values, c) {
         Ok(r) => r,

@@ -5,6 +5,7 @@
 pub mod apply;
 pub mod check;
 pub mod drift;
+pub mod notify;
 pub mod state;
 
 use std::collections::BTreeMap;

@@ -36,7 +36,6 @@ use std::time::{Duration, Instant, SystemTime};
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::{Deserialize, Serialize};
 
-use super::model::STATE_FORMAT;
 use super::{Backend, LockGuard, LockInfo, State, StateError, StateRecord, StateWriter};
 use crate::providers::gcp::auth::TokenSource;
 
@@ -366,6 +365,13 @@ impl GcsBackend {
         for (name, g) in listed {
             let e = journal_epoch(&name).ok_or_else(|| self.corrupt(JOURNAL, format!("unexpected object {name}")))?;
             if e > epoch {
+                // A writer may have replaced the snapshot since we read it: then read again.
+                let (c, loc) = (self.client.clone(), self.loc.clone());
+                let now = block(async move { c.generation(&loc.bucket, &loc.object(SNAPSHOT)).await })
+                    .map_err(|m| self.err(SNAPSHOT, m))?;
+                if now != Some(generation) {
+                    return Ok(None);
+                }
                 return Err(self.corrupt(
                     JOURNAL,
                     format!("{name} belongs to snapshot epoch {e}, but the snapshot is at epoch {epoch}: it was lost or replaced"),
@@ -394,19 +400,7 @@ impl GcsBackend {
     }
 
     fn parse_snapshot(&self, bytes: &[u8]) -> Result<(State, u64), StateError> {
-        let mut json: serde_json::Value =
-            serde_json::from_slice(bytes).map_err(|e| self.corrupt(SNAPSHOT, format!("not valid JSON: {e}")))?;
-        let obj = json.as_object_mut().ok_or_else(|| self.corrupt(SNAPSHOT, "not a JSON object"))?;
-        match obj.get("format").and_then(serde_json::Value::as_u64) {
-            Some(f) if f == u64::from(STATE_FORMAT) => {}
-            Some(f) => {
-                return Err(self.corrupt(SNAPSHOT, format!("unsupported state format {f}: this skyform reads format {STATE_FORMAT}")));
-            }
-            None => return Err(self.corrupt(SNAPSHOT, "missing or non-numeric `format` field")),
-        }
-        let epoch = obj.remove("journal_epoch").and_then(|v| v.as_u64()).unwrap_or(0);
-        let state = serde_json::from_value(json).map_err(|e| self.corrupt(SNAPSHOT, e.to_string()))?;
-        Ok((state, epoch))
+        super::local::parse_snapshot(bytes).map_err(|m| self.corrupt(SNAPSHOT, m))
     }
 
     fn read_lock(&self) -> Result<Option<LockInfo>, StateError> {
