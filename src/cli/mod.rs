@@ -321,9 +321,7 @@ pub async fn run(cli: Cli, p: &Printer, registry: Registry) -> Result<i32, OpErr
                 targets: ops::resolve_addresses(&loaded, &session.state, &plan.targets)?,
                 replace: ops::resolve_addresses(&loaded, &session.state, &plan.replace)?,
             };
-            if let Some(note) = ops::lock_note(&loaded) {
-                p.err(&format!("note: {note}"));
-            }
+            note_lock(p, &loaded);
             let planned = session.plan(&ctx, &opts).await?;
             if plan.json {
                 p.out(&json::plan(&planned.plan).to_string());
@@ -353,9 +351,7 @@ pub async fn run(cli: Cli, p: &Printer, registry: Registry) -> Result<i32, OpErr
                 if json { Arc::new(crate::engine::events::NoHook) } else { Arc::new(EventPrinter::new(p.clone(), false)) };
             let ctx = loaded.context(hook, parallelism, Cancel::new());
             let session = ops::apply::open(&loaded, None, std::time::Duration::ZERO)?;
-            if let Some(note) = ops::lock_note(&loaded) {
-                p.err(&format!("note: {note}"));
-            }
+            note_lock(p, &loaded);
             let results = ops::check::check(&session, &ctx).await?;
             let failed = results.iter().filter(|c| !c.passed).count();
             if json {
@@ -402,9 +398,7 @@ pub async fn run(cli: Cli, p: &Printer, registry: Registry) -> Result<i32, OpErr
         }
         Command::Output { spec, name, json } => {
             let loaded = ops::load(&spec.options(), registry)?;
-            if let Some(note) = ops::lock_note(&loaded) {
-                p.err(&format!("note: {note}"));
-            }
+            note_lock(p, &loaded);
             let state = loaded.backend.load()?;
             let outputs: Vec<(&String, &crate::value::Value)> =
                 state.outputs.iter().filter(|(k, _)| name.as_ref().is_none_or(|n| n == *k)).collect();
@@ -451,6 +445,13 @@ pub async fn run(cli: Cli, p: &Printer, registry: Registry) -> Result<i32, OpErr
     }
 }
 
+/// For commands that read state without the lock: says so when an apply holds it now.
+fn note_lock(p: &Printer, loaded: &Loaded) {
+    if let Some(note) = ops::lock_note(loaded) {
+        p.err(&format!("note: {note}"));
+    }
+}
+
 /// `drift`'s report (an error stays an error, for `--notify-on errors`).
 async fn drift_report(
     p: &Printer,
@@ -462,9 +463,7 @@ async fn drift_report(
     let loaded = ops::load(&spec.options(), registry)?;
     let ctx = loaded.context(Arc::new(crate::engine::events::NoHook), parallelism, Cancel::new());
     let session = ops::apply::open(&loaded, None, std::time::Duration::ZERO)?;
-    if let Some(note) = ops::lock_note(&loaded) {
-        p.err(&format!("note: {note}"));
-    }
+    note_lock(p, &loaded);
     ops::drift::drift(&session, &ctx, skip_checks).await
 }
 
@@ -472,18 +471,14 @@ async fn state(p: &Printer, registry: Registry, command: StateCommand) -> Result
     match command {
         StateCommand::List { spec } => {
             let loaded = ops::load(&spec.options(), registry)?;
-            if let Some(note) = ops::lock_note(&loaded) {
-                p.err(&format!("note: {note}"));
-            }
+            note_lock(p, &loaded);
             for a in ops::state::list(&loaded)? {
                 p.out(&a.to_string());
             }
         }
         StateCommand::Show { address, spec } => {
             let loaded = ops::load(&spec.options(), registry)?;
-            if let Some(note) = ops::lock_note(&loaded) {
-                p.err(&format!("note: {note}"));
-            }
+            note_lock(p, &loaded);
             let rs = ops::state::show(&loaded, &address)?;
             p.out(&serde_json::to_string_pretty(&rs).unwrap_or_default());
         }
