@@ -5,75 +5,12 @@
 //! `test` provider is the cloud; a local HTTP server (on loopback) is what the checks request, and
 //! `via = "test"` stands for a Kubernetes API server's service proxy.
 
-use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
-use std::sync::{Arc, Mutex};
 
-/// A tiny HTTP server: answers with the queued responses in order (the last one repeats) and
-/// records every request's line and headers.
-struct Server {
-    port: u16,
-    replies: Arc<Mutex<Vec<(u16, String)>>>,
-    requests: Arc<Mutex<Vec<String>>>,
-}
-
-impl Server {
-    fn start(replies: &[(u16, &str)]) -> Server {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let replies = Arc::new(Mutex::new(replies.iter().map(|(s, b)| (*s, b.to_string())).collect::<Vec<_>>()));
-        let requests = Arc::new(Mutex::new(Vec::new()));
-        let (r2, q2) = (replies.clone(), requests.clone());
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { continue };
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut head = String::new();
-                loop {
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                        break;
-                    }
-                    head.push_str(&line);
-                }
-                // The body too (drift --notify posts JSON).
-                let len = head
-                    .lines()
-                    .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap_or(0)))
-                    .unwrap_or(0);
-                let mut body = vec![0u8; len];
-                let _ = reader.read_exact(&mut body);
-                head.push_str("\r\n");
-                head.push_str(&String::from_utf8_lossy(&body));
-                q2.lock().unwrap().push(head);
-                let (status, body) = {
-                    let mut r = r2.lock().unwrap();
-                    if r.len() > 1 { r.remove(0) } else { r[0].clone() }
-                };
-                let _ = write!(
-                    stream,
-                    "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = stream.flush();
-                let mut rest = [0u8; 0];
-                let _ = reader.read(&mut rest);
-            }
-        });
-        Server { port, replies, requests }
-    }
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-    fn requests(&self) -> Vec<String> {
-        self.requests.lock().unwrap().clone()
-    }
-    fn reply(&self, status: u16, body: &str) {
-        *self.replies.lock().unwrap() = vec![(status, body.to_string())];
-    }
-}
+mod http_common;
+use http_common::Server;
 
 struct Env {
     dir: tempfile::TempDir,

@@ -136,7 +136,8 @@ pub enum Command {
         /// Also write the JSON report to this file (for CI artifacts).
         #[arg(long = "json-out", value_name = "FILE")]
         json_out: Option<PathBuf>,
-        /// Post the report to this URL (a Slack-compatible webhook; its text is the summary).
+        /// Post the report to this URL (a Slack-compatible webhook; its text is the summary). An
+        /// empty URL posts nothing (a CronJob whose Secret leaves it unset).
         #[arg(long, value_name = "URL")]
         notify: Option<String>,
         /// When to post: always, on findings (or an error), or only on errors.
@@ -369,7 +370,7 @@ pub async fn run(cli: Cli, p: &Printer, registry: Registry) -> Result<i32, OpErr
                 std::fs::write(path, format!("{text}\n"))
                     .map_err(|e| ops::error(format!("writing {}: {e}", path.display())))?;
             }
-            let sent = match &notify {
+            let sent = match notify.as_deref().filter(|u| !u.trim().is_empty()) {
                 Some(url) => {
                     let phrased = outcome.as_ref().map(Clone::clone).map_err(|e| e.to_string().trim().to_string());
                     if ops::notify::wanted(notify_on, &phrased) {

@@ -90,8 +90,8 @@ pub async fn drift(
             out.insert(r.display(), "deleted outside".to_string());
             continue;
         };
-        let dry = strip_volatile(&cluster.apply(&obj, true).await?);
         let live = strip_volatile(&live);
+        let dry = strip_volatile(&cluster.would_apply(&obj, &live).await?);
         let mut paths = Vec::new();
         differing_paths(Some(&live), Some(&dry), "", &mut paths);
         if paths.is_empty() {

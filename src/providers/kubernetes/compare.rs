@@ -41,6 +41,36 @@ pub fn strip_volatile(obj: &Json) -> Json {
     o
 }
 
+/// What applying `desired` would make of `live`, computed here rather than by the
+/// server, for an identity that may read but not write (a server-side dry-run is
+/// authorized as the write it rehearses, so a read-only drift job cannot ask for
+/// one): `live` with every field `desired` sets replaced by its value. Tables
+/// merge key by key; a list takes `desired`'s length, each item merged into the
+/// live item at the same place (so the defaults the server filled into a
+/// container or a port stay). It cannot know defaults the server would give a
+/// field `desired` adds, nor fields an earlier apply owned that `desired` no
+/// longer sets: a value written in another form than the server keeps (`0.5`
+/// for `500m`) shows as a difference.
+pub fn client_side_apply(desired: &Json, live: &Json) -> Json {
+    match (desired, live) {
+        (Json::Object(d), Json::Object(l)) => {
+            let mut out = l.clone();
+            for (k, dv) in d {
+                let merged = match l.get(k) {
+                    Some(lv) => client_side_apply(dv, lv),
+                    None => dv.clone(),
+                };
+                out.insert(k.clone(), merged);
+            }
+            Json::Object(out)
+        }
+        (Json::Array(d), Json::Array(l)) => Json::Array(
+            d.iter().enumerate().map(|(i, dv)| l.get(i).map_or_else(|| dv.clone(), |lv| client_side_apply(dv, lv))).collect(),
+        ),
+        (d, _) => d.clone(),
+    }
+}
+
 /// The desired value, with the live value wherever the dry-run result (what an
 /// apply would make) and the live object differ. Equal to `desired` exactly
 /// when applying would change nothing that `desired` or skyform's earlier
@@ -234,5 +264,31 @@ mod tests {
         assert_eq!(got.unmarked().to_json_clear(), live);
         assert!(got.get("data").unwrap().is_sensitive());
         assert_eq!(fill_from_live(&Value::Unknown, None), Value::Unknown);
+    }
+
+    #[test]
+    fn client_side_apply_keeps_server_defaults_and_shows_changed_fields() {
+        let live = json!({"spec": {"replicas": 1, "template": {"spec": {"containers": [
+            {"name": "api", "image": "x:1", "imagePullPolicy": "IfNotPresent", "ports": [{"containerPort": 80, "protocol": "TCP"}]},
+            {"name": "proxy", "image": "p:1"}]}}}, "metadata": {"name": "d", "labels": {"other": "1"}}});
+        let same = json!({"spec": {"template": {"spec": {"containers": [
+            {"name": "api", "image": "x:1", "ports": [{"containerPort": 80}]}, {"name": "proxy", "image": "p:1"}]}}},
+            "metadata": {"name": "d"}});
+        assert_eq!(client_side_apply(&same, &live), live);
+        let scaled = json!({"spec": {"replicas": 0}});
+        let live_scaled = {
+            let mut l = live.clone();
+            l["spec"]["replicas"] = json!(0);
+            l
+        };
+        assert_ne!(client_side_apply(&json!({"spec": {"replicas": 1}}), &live_scaled), live_scaled);
+        assert_eq!(client_side_apply(&scaled, &live)["spec"]["replicas"], json!(0));
+        // A container the spec no longer has is gone; one it adds appears as given.
+        let one = json!({"spec": {"template": {"spec": {"containers": [{"name": "api", "image": "x:2"}]}}}});
+        let got = client_side_apply(&one, &live);
+        let cs = got.pointer("/spec/template/spec/containers").and_then(Json::as_array).unwrap();
+        assert_eq!(cs.len(), 1);
+        assert_eq!(cs[0]["image"], "x:2");
+        assert_eq!(cs[0]["imagePullPolicy"], "IfNotPresent");
     }
 }

@@ -127,7 +127,7 @@ impl KubernetesProvider {
         let dry = if desired.has_unknown() || has_redacted(desired) {
             live_s.clone()
         } else {
-            compare::strip_volatile(&self.cluster.apply(&desired.to_json_clear(), true).await?)
+            compare::strip_volatile(&self.cluster.would_apply(&desired.to_json_clear(), &live_s).await?)
         };
         Ok(compare::overlay(desired, Some(&dry), Some(&live_s)))
     }

@@ -227,6 +227,21 @@ impl Cluster {
         Ok(serde_json::to_value(out).unwrap_or_default())
     }
 
+    /// What applying `obj` would make of the live object, from the server (a
+    /// dry-run apply) or, when this identity may not write it (403: a dry-run
+    /// is authorized as the write it rehearses, so a read-only drift job may
+    /// not ask for one), computed here from `live`
+    /// ([`client_side_apply`](crate::providers::kubernetes::compare::client_side_apply)).
+    pub async fn would_apply(&self, obj: &Json, live: &Json) -> Result<Json, ProviderError> {
+        match self.apply(obj, true).await {
+            Ok(dry) => Ok(dry),
+            Err(ProviderError::Permanent(m)) if m.ends_with("(403 Forbidden)") => {
+                Ok(crate::providers::kubernetes::compare::client_side_apply(obj, live))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// Deletes the object (absent is fine) and, with `wait`, waits until it is
     /// gone (a namespace takes a while: its content is deleted first).
     pub async fn delete(&self, r: &ObjRef, wait: Option<Duration>) -> Result<(), ProviderError> {
