@@ -40,8 +40,9 @@ pub struct Config {
     /// When set, every API request must carry `Authorization: Bearer <token>` (or a token the
     /// emulator minted).
     pub access_token: Option<String>,
-    /// Enforce IAM on what principals (tokens the emulator minted) may do: the connector
-    /// endpoint needs `cloudsql.instances.connect`. The configured admin token stays an owner.
+    /// Enforce IAM on what principals (tokens the emulator minted) may do: every API method needs
+    /// its IAM permission, granted by a role in the project's policy ([`crate::access`]). The
+    /// configured admin token stays an owner.
     pub enforce_iam: bool,
     /// Serve the APIs over HTTPS, with a certificate for 127.0.0.1 and localhost signed by the
     /// emulator's own CA (`Emulator::ca_pem`), instead of plain HTTP.

@@ -78,7 +78,9 @@ pub fn handle(app: &Arc<App>, req: &ApiRequest, method: &str) -> Result<Value, A
             app.persist(&st);
             Ok(out)
         }
-        "testIamPermissions" => Ok(crate::policy::test_permissions(&req.body)),
+        "testIamPermissions" => Ok(crate::policy::test_permissions(&req.body, |p| {
+            crate::access::caller_holds(app, &st, req.caller.as_deref(), &project, None, p)
+        })),
         _ => Err(ApiError::unimplemented(req.method.as_str(), &req.path)),
     }
 }

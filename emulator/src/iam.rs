@@ -197,7 +197,10 @@ pub async fn handle(app: &Arc<App>, req: &ApiRequest, method: &str) -> Result<Va
                 }
                 "iam.serviceAccounts.getIamPolicy" => crate::policy::render(&sa.policy),
                 "iam.serviceAccounts.testIamPermissions" => {
-                    crate::policy::test_permissions(&req.body)
+                    let (policy, project) = (sa.policy.clone(), str_field(&sa.resource, "projectId").to_string());
+                    crate::policy::test_permissions(&req.body, |p| {
+                        crate::access::caller_holds(app, st, req.caller.as_deref(), &project, Some(&policy), p)
+                    })
                 }
                 "iam.serviceAccounts.setIamPolicy" => {
                     let email = sa.resource["email"].as_str().unwrap_or("").to_string();

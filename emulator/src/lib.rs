@@ -15,6 +15,10 @@
 //! ([`app::App::run_op`]); faults are injected per method from a seeded generator ([`faults`]);
 //! `/_emulator/` is the admin API ([`admin`]).
 //!
+//! With `Config::enforce_iam`, a principal's token needs each method's real IAM permission
+//! ([`access`]); GKE's authentication and authorization of Google identities are served as
+//! Kubernetes webhooks for a real kube-apiserver ([`gke_identity`]).
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), gcp_emulator::EmulatorError> {
 //! let emu = gcp_emulator::Emulator::start(gcp_emulator::Config::default()).await?;
@@ -25,6 +29,7 @@
 
 #![warn(missing_docs)]
 
+pub mod access;
 pub mod admin;
 pub mod app;
 pub mod config;
@@ -32,6 +37,7 @@ pub mod crm;
 pub mod error;
 pub mod faults;
 pub mod gke;
+pub mod gke_identity;
 pub mod http;
 pub mod iam;
 pub mod dns;

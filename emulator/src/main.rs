@@ -36,7 +36,7 @@ struct Cli {
     /// Seed of the fault-injection random generator.
     #[arg(long, default_value_t = 0)]
     fault_seed: u64,
-    /// Enforce IAM on principals' tokens (the connector endpoint needs cloudsql.instances.connect).
+    /// Enforce IAM on principals' tokens: every API method needs its IAM permission from the project's policy.
     #[arg(long)]
     enforce_iam: bool,
     /// Serve the APIs over HTTPS with a certificate from the emulator's own CA.

@@ -152,13 +152,18 @@ pub fn set(
     Ok(())
 }
 
-/// `testIamPermissions`: the caller of an emulator holds every permission it asks about.
-pub fn test_permissions(body: &Value) -> Value {
-    let perms = body
+/// `testIamPermissions`: the permissions asked about that the caller holds (`held`: with IAM
+/// enforced, what its roles grant; otherwise every one).
+pub fn test_permissions(body: &Value, held: impl Fn(&str) -> bool) -> Value {
+    let perms: Vec<Value> = body
         .get("permissions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|p| p.as_str().is_some_and(&held))
         .cloned()
-        .unwrap_or_else(|| json!([]));
-    if perms.as_array().is_some_and(Vec::is_empty) {
+        .collect();
+    if perms.is_empty() {
         json!({})
     } else {
         json!({"permissions": perms})

@@ -359,6 +359,13 @@ async fn handle(AxumState(app): AxumState<Arc<App>>, req: Request<Body>) -> Resp
         eprintln!("{method} {path} -> {} metadata", resp.status().as_u16());
         return resp;
     }
+    // GKE's Kubernetes webhooks: the kube-apiserver calls them without an Authorization header.
+    if method == axum::http::Method::POST {
+        if let Some(resp) = crate::gke_identity::handle(&app, &path, parts.uri.query(), &bytes) {
+            eprintln!("{method} {path} -> {} gke.webhook", resp.status().as_u16());
+            return resp;
+        }
+    }
     if path == "/token" && method == axum::http::Method::POST {
         let resp = crate::token::handle(&app, &bytes);
         eprintln!("{method} {path} -> {} oauth2.token", resp.status().as_u16());
@@ -400,8 +407,20 @@ fn authenticated(app: &App, parts: &axum::http::request::Parts) -> Result<(), Bo
     Ok(())
 }
 
+/// The principal of the request's bearer token, when the emulator minted it (`None`: the
+/// configured admin token, or no token where none is required).
+fn caller(app: &App, parts: &axum::http::request::Parts) -> Option<String> {
+    parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|t| app.tokens.principal(t))
+        .map(|p| p.email)
+}
+
 /// Cloud Storage: binary bodies and raw downloads, so outside the JSON pipeline, but with the
-/// same authentication, counting and faults.
+/// same authentication, IAM enforcement, counting and faults.
 async fn storage_response(app: &Arc<App>, parts: &axum::http::request::Parts, bytes: &[u8]) -> (&'static str, Response) {
     if let Err(resp) = authenticated(app, parts) {
         return ("unauthenticated", *resp);
@@ -415,6 +434,11 @@ async fn storage_response(app: &Arc<App>, parts: &axum::http::request::Parts, by
     };
     let name = crate::storage::method_name(&req).unwrap_or("unimplemented");
     count(app, name);
+    if let Some(scope) = crate::storage::scope(&req) {
+        if let Err(resp) = crate::access::check_storage(app, caller(app, parts).as_deref(), name, scope) {
+            return (name, *resp);
+        }
+    }
     let (latency, fault) = lock(&app.faults).decide(name);
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
@@ -446,13 +470,7 @@ async fn api_response(
         Ok(r) => r,
         Err(e) => return ("invalid", e.into_response()),
     };
-    req.caller = parts
-        .headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .and_then(|t| app.tokens.principal(t))
-        .map(|p| p.email);
+    req.caller = caller(app, parts);
     let Some((api, name)) = crate::router::route(&req) else {
         count(app, "unimplemented");
         return (
@@ -461,6 +479,10 @@ async fn api_response(
         );
     };
     count(app, name);
+    // Permission before anything else, as Google checks it.
+    if let Err(e) = crate::access::check_api(app, &req, api, name) {
+        return (name, e.into_response());
+    }
     let (latency, fault) = lock(&app.faults).decide(name);
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;

@@ -535,7 +535,7 @@ fn instance_addr(inst: &Value) -> std::net::SocketAddr {
 
 async fn connect(port: std::net::SocketAddr, user: &str, password: &str, db: &str) -> tokio_postgres::Client {
     let (client, conn) = tokio_postgres::Config::new()
-        .host(&port.ip().to_string())
+        .host(port.ip().to_string())
         .port(port.port())
         .user(user)
         .password(password)

@@ -210,7 +210,7 @@ async fn the_real_auth_proxy_connects_through_the_connector_endpoint() {
     assert_eq!(row.get::<_, String>(0), ip);
     assert_eq!(row.get::<_, String>(1), "app");
     // A wrong password is PostgreSQL's refusal, carried through the tunnel.
-    let e = pg("127.0.0.1", port, "app", "wrong").await.err().expect("refused");
+    let e = pg("127.0.0.1", port, "app", "wrong").await.expect_err("refused");
     assert_eq!(e.as_db_error().map(|d| d.code().code()), Some("28P01"), "{e}");
     // psql, a second real client, through the proxy.
     let psql = std::fs::read_dir("/usr/lib/postgresql")
@@ -340,8 +340,7 @@ async fn a_key_file_logs_the_proxy_in_through_the_token_endpoint() {
             assert!(e.is_err(), "a deleted key still let the proxy in");
             tokio::time::sleep(Duration::from_millis(500)).await;
             p.kill().await.ok();
-            let text = log.lock().unwrap().clone();
-            text
+            log.lock().unwrap().clone()
         }
     };
     assert!(log.contains("invalid_grant") && log.contains("Invalid JWT Signature"), "{log}");
@@ -406,7 +405,7 @@ async fn iam_login_through_the_proxy_and_its_refusals() {
     assert_eq!(c.query_one("SELECT current_user", &[]).await.unwrap().get::<_, String>(0), iam_user);
     drop(c);
     let refused = |user: String| async move {
-        let e = pg("127.0.0.1", port, &user, "").await.err().expect("refused");
+        let e = pg("127.0.0.1", port, &user, "").await.expect_err("refused");
         let db = e.as_db_error().unwrap_or_else(|| panic!("not a server error: {e}")).clone();
         (db.code().code().to_string(), db.message().to_string())
     };

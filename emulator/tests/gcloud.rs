@@ -448,7 +448,7 @@ fn psql() -> std::path::PathBuf {
 
 async fn connect(ip: std::net::Ipv4Addr, user: &str, password: &str, db: &str) -> tokio_postgres::Client {
     let (client, conn) = tokio_postgres::Config::new()
-        .host(&ip.to_string())
+        .host(ip.to_string())
         .port(5432)
         .user(user)
         .password(password)

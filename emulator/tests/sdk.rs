@@ -181,7 +181,7 @@ async fn google_rust_sdk_creates_reads_and_deletes_cloud_sql_resources() {
     // The real server agrees.
     let ip = emu.instance_address(P, "sdk-db").expect("server");
     let (pg, conn) = tokio_postgres::Config::new()
-        .host(&ip.to_string())
+        .host(ip.to_string())
         .port(5432)
         .user("app")
         .password("app-pw")

@@ -433,7 +433,8 @@ pub fn dns_name(project: &str, region: &str, instance: &str) -> String {
 /// IAM database authentication, as Cloud SQL checks it; `Err` is the FATAL message the client
 /// gets. The user must be the principal's IAM database user name, exist on the instance with an
 /// IAM type, the instance must have `cloudsql.iam_authentication=on`, and the principal must hold
-/// `roles/cloudsql.instanceUser` (or an equivalent role) on the project.
+/// `cloudsql.instances.login` on the project (`roles/cloudsql.instanceUser`, or a role with it:
+/// [`crate::access::ROLES`]).
 pub fn check_iam_login(app: &App, key: &str, email: &str, user: &str) -> Result<(), String> {
     let refused = || format!("Cloud SQL IAM service account authentication failed for user \"{user}\"");
     let expected = email.strip_suffix(".gserviceaccount.com").unwrap_or(email);
@@ -448,14 +449,7 @@ pub fn check_iam_login(app: &App, key: &str, email: &str, user: &str) -> Result<
         fs.iter().any(|f| f["name"] == "cloudsql.iam_authentication" && f["value"] == "on")
     });
     let project = key.split('/').next().unwrap_or_default();
-    let member = format!("serviceAccount:{email}");
-    let roles = ["roles/cloudsql.instanceUser", "roles/cloudsql.admin", "roles/owner", "roles/editor"];
-    let has_role = st.crm_policies.get(project).is_some_and(|p| {
-        p.bindings.iter().any(|b| {
-            roles.contains(&b["role"].as_str().unwrap_or_default())
-                && b["members"].as_array().is_some_and(|ms| ms.iter().any(|m| m == member.as_str()))
-        })
-    });
+    let has_role = crate::access::project_grants(&st, project, email, "cloudsql.instances.login");
     if !iam_user || !flag_on || !has_role {
         return Err(refused());
     }

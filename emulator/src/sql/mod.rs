@@ -144,36 +144,11 @@ pub async fn handle(app: &Arc<App>, r: &SqlRequest<'_>, method: &str) -> Result<
     }
 }
 
-/// The roles that grant `cloudsql.instances.connect`.
-const CONNECT_ROLES: &[&str] =
-    &["roles/cloudsql.client", "roles/cloudsql.admin", "roles/cloudsql.editor", "roles/editor", "roles/owner"];
-
-/// With IAM enforced, a principal calling the connector endpoint needs
-/// `cloudsql.instances.connect` on the project (403 `notAuthorized` otherwise, naming it).
-fn require_connect(app: &App, st: &State, r: &SqlRequest<'_>) -> Result<(), ApiError> {
-    let Some(email) = r.req.caller.as_deref().filter(|_| app.config.enforce_iam) else { return Ok(()) };
-    let member = format!("serviceAccount:{email}");
-    let allowed = st.crm_policies.get(&r.project).is_some_and(|p| {
-        p.bindings.iter().any(|b| {
-            CONNECT_ROLES.contains(&b["role"].as_str().unwrap_or_default())
-                && b["members"].as_array().is_some_and(|ms| ms.iter().any(|m| m == member.as_str()))
-        })
-    });
-    if allowed {
-        return Ok(());
-    }
-    Err(ApiError::permission_denied(format!(
-        "The client is not authorized to make this request: {email} lacks permission cloudsql.instances.connect \
-         on instance {}:{} (grant roles/cloudsql.client).",
-        r.project, r.rest[1]
-    ))
-    .with_reason("notAuthorized"))
-}
-
-/// `connectSettings`: what the connectors need to dial an instance (see [`connect`]).
+/// `connectSettings`: what the connectors need to dial an instance (see [`connect`]). With IAM
+/// enforced, the server has checked `cloudsql.instances.connect` before ([`crate::access`]), as for
+/// `generateEphemeralCert`.
 fn connect_settings(app: &Arc<App>, r: &SqlRequest<'_>) -> Result<Value, ApiError> {
     let st = lock(&app.state);
-    require_connect(app, &st, r)?;
     let inst = st.sql.instances.get(&format!("{}/{}", r.project, r.rest[1])).ok_or_else(instance_not_found)?;
     instances::require_runnable(inst)?;
     let region = inst.resource["region"].as_str().unwrap_or_default();
@@ -199,7 +174,6 @@ fn connect_settings(app: &Arc<App>, r: &SqlRequest<'_>) -> Result<Value, ApiErro
 fn ephemeral_cert(app: &Arc<App>, r: &SqlRequest<'_>) -> Result<Value, ApiError> {
     {
         let st = lock(&app.state);
-        require_connect(app, &st, r)?;
         let inst = st.sql.instances.get(&format!("{}/{}", r.project, r.rest[1])).ok_or_else(instance_not_found)?;
         instances::require_runnable(inst)?;
     }

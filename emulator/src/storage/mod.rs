@@ -269,6 +269,34 @@ pub fn method_name(req: &StorageRequest<'_>) -> Option<&'static str> {
     route(req.method, req.path, &query_pairs(req.query)).map(|r| r.method_name())
 }
 
+/// What a Storage request acts on, for IAM enforcement ([`crate::access::check_storage`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Scope {
+    /// A project: `buckets.insert` and `buckets.list` name it in `project` (`None`: missing).
+    Project(Option<String>),
+    /// A bucket (or an object in it).
+    Bucket(String),
+}
+
+/// The scope of a Storage request, or `None` when it is not one.
+pub fn scope(req: &StorageRequest<'_>) -> Option<Scope> {
+    let query = query_pairs(req.query);
+    let project = || query.iter().find(|(k, _)| k == "project").map(|(_, v)| v.clone());
+    Some(match route(req.method, req.path, &query)? {
+        Route::BucketsList | Route::BucketsInsert => Scope::Project(project()),
+        Route::BucketsGet(b)
+        | Route::BucketsDelete(b)
+        | Route::ObjectsList(b)
+        | Route::ObjectsGet { bucket: b, .. }
+        | Route::ObjectsPatch(b, _)
+        | Route::ObjectsDelete(b, _)
+        | Route::Upload(b)
+        | Route::UploadChunk(b)
+        | Route::XmlGet(b, _) => Scope::Bucket(b),
+    })
+}
+
 /// The request's preconditions.
 #[derive(Debug, Clone, Default, PartialEq)]
 struct Conditions {
@@ -955,6 +983,6 @@ mod tests {
         assert_eq!(c(Some(4), None).check_write(Some(&o)).unwrap_err().http, 412);
         assert_eq!(c(Some(5), None).check_write(None).unwrap_err().http, 412, "a match on a missing object fails");
         let not = Conditions { generation_not_match: Some(5), ..Default::default() };
-        assert_eq!(not.check_read(&o).unwrap(), false, "304");
+        assert!(!not.check_read(&o).unwrap(), "304");
     }
 }
