@@ -138,8 +138,11 @@ impl Setup {
     /// `kubectl auth can-i VERB RESOURCE -n NS --as EMAIL`: what the cluster lets the account do.
     fn can_i(&self, email: &str, verb: &str, resource: &str, namespace: &str) -> bool {
         let out = self.kubectl(&["auth", "can-i", verb, resource, "-n", namespace, "--as", email]);
-        let answer = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        // "yes", or "no" and the authorizers' reasons.
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let answer = text.split_whitespace().next().unwrap_or_default();
         assert!(answer == "yes" || answer == "no", "kubectl auth can-i {verb} {resource}: {}", both(&out));
+        eprintln!("can {email} {verb} {resource} in {namespace}? {}", text.trim());
         answer == "yes"
     }
 }
@@ -241,6 +244,7 @@ schedule = "0 3 * * *"
     let posts = s.receiver.requests();
     assert_eq!(posts.len(), 1, "one report is posted: {posts:?}");
     let post = &posts[0];
+    eprintln!("what the receiver got:\n{post}");
     assert!(post.starts_with("POST /hooks/skyform "), "{post}");
     let body: serde_json::Value = serde_json::from_str(post.split("\r\n\r\n").nth(1).unwrap_or_default()).unwrap_or_else(|e| panic!("{e}: {post}"));
     let text = body["text"].as_str().unwrap_or_default();

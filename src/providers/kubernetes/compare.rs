@@ -51,24 +51,64 @@ pub fn strip_volatile(obj: &Json) -> Json {
 /// field `desired` adds, nor fields an earlier apply owned that `desired` no
 /// longer sets: a value written in another form than the server keeps (`0.5`
 /// for `500m`) shows as a difference.
+///
+/// As the server does: a `null` field is absent (an apply removes it), and a
+/// Secret's `stringData` is stored base64-encoded in `data`.
 pub fn client_side_apply(desired: &Json, live: &Json) -> Json {
+    merge_applied(&secret_string_data(desired), live)
+}
+
+fn merge_applied(desired: &Json, live: &Json) -> Json {
     match (desired, live) {
         (Json::Object(d), Json::Object(l)) => {
             let mut out = l.clone();
             for (k, dv) in d {
+                if dv.is_null() {
+                    out.remove(k);
+                    continue;
+                }
                 let merged = match l.get(k) {
-                    Some(lv) => client_side_apply(dv, lv),
-                    None => dv.clone(),
+                    Some(lv) => merge_applied(dv, lv),
+                    // A table of nulls only adds nothing.
+                    None if dv.as_object().is_some_and(|m| !m.is_empty() && m.values().all(Json::is_null)) => continue,
+                    None => without_nulls(dv),
                 };
                 out.insert(k.clone(), merged);
             }
             Json::Object(out)
         }
         (Json::Array(d), Json::Array(l)) => Json::Array(
-            d.iter().enumerate().map(|(i, dv)| l.get(i).map_or_else(|| dv.clone(), |lv| client_side_apply(dv, lv))).collect(),
+            d.iter().enumerate().map(|(i, dv)| l.get(i).map_or_else(|| without_nulls(dv), |lv| merge_applied(dv, lv))).collect(),
         ),
-        (d, _) => d.clone(),
+        (d, _) => without_nulls(d),
     }
+}
+
+fn without_nulls(v: &Json) -> Json {
+    match v {
+        Json::Object(m) => Json::Object(m.iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k.clone(), without_nulls(v))).collect()),
+        Json::Array(a) => Json::Array(a.iter().map(without_nulls).collect()),
+        v => v.clone(),
+    }
+}
+
+/// A Secret's `stringData` moved into `data`, base64-encoded (the server keeps no `stringData`).
+fn secret_string_data(obj: &Json) -> Json {
+    use base64::Engine as _;
+    let mut obj = obj.clone();
+    if obj.get("kind").and_then(Json::as_str) != Some("Secret") {
+        return obj;
+    }
+    let Some(m) = obj.as_object_mut() else { return obj };
+    let Some(Json::Object(strings)) = m.remove("stringData") else { return obj };
+    let data = m.entry("data").or_insert_with(|| Json::Object(Default::default()));
+    if let Some(data) = data.as_object_mut() {
+        for (k, v) in strings {
+            let text = v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string());
+            data.insert(k, Json::String(base64::engine::general_purpose::STANDARD.encode(text)));
+        }
+    }
+    obj
 }
 
 /// The desired value, with the live value wherever the dry-run result (what an
@@ -290,5 +330,12 @@ mod tests {
         assert_eq!(cs.len(), 1);
         assert_eq!(cs[0]["image"], "x:2");
         assert_eq!(cs[0]["imagePullPolicy"], "IfNotPresent");
+        // A null is absent; a Secret's stringData is its data.
+        let with_nulls = json!({"spec": {"template": {"metadata": {"annotations": null}, "spec": {"runtimeClassName": null}}}});
+        assert_eq!(client_side_apply(&with_nulls, &live), live);
+        let secret = json!({"kind": "Secret", "data": {"a": "eA=="}, "type": "Opaque"});
+        let desired = json!({"kind": "Secret", "stringData": {"a": "x"}});
+        assert_eq!(client_side_apply(&desired, &secret), secret);
+        assert_ne!(client_side_apply(&json!({"kind": "Secret", "stringData": {"a": "y"}}), &secret), secret);
     }
 }
