@@ -135,6 +135,13 @@ impl Setup {
         (succeeded, logs)
     }
 
+    /// The emulator's API call counts by method name.
+    fn gcp_calls(&self) -> std::collections::BTreeMap<String, i64> {
+        let out = self.tb.command("curl").args(["-fsS", &format!("{}/_emulator/stats", self.tb.gcp_endpoint.trim_end_matches('/'))]).output().unwrap();
+        let stats: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        stats["requests"].as_object().map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_i64().unwrap_or(0))).collect()).unwrap_or_default()
+    }
+
     /// `kubectl auth can-i VERB RESOURCE -n NS --as EMAIL`: what the cluster lets the account do.
     fn can_i(&self, email: &str, verb: &str, resource: &str, namespace: &str) -> bool {
         let out = self.kubectl(&["auth", "can-i", verb, resource, "-n", namespace, "--as", email]);
@@ -229,7 +236,16 @@ schedule = "0 3 * * *"
     let email = format!("skyform-drift@{}.iam.gserviceaccount.com", s.project);
 
     // 4. No drift: the Job succeeds, nothing is posted.
+    let before = s.gcp_calls();
     let (ok, log) = s.run_job("drift-1", |_| {});
+    // What one run costs in GCP calls (other tests may share the emulator: a figure, not an assertion).
+    let after = s.gcp_calls();
+    let calls: Vec<String> = after
+        .iter()
+        .filter_map(|(k, v)| Some((k, v - before.get(k).copied().unwrap_or(0))).filter(|(_, d)| *d > 0))
+        .map(|(k, d)| format!("{k} {d}"))
+        .collect();
+    eprintln!("GCP calls during a drift run without findings: {}", calls.join(", "));
     assert!(ok, "the first run must find no drift:\n{log}");
     assert!(log.contains("No drift"), "{log}");
     assert!(s.receiver.requests().is_empty(), "nothing is posted without findings: {:?}", s.receiver.requests());
