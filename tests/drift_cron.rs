@@ -99,18 +99,23 @@ impl Setup {
         self.tb.kubectl().args(args).output().unwrap()
     }
 
-    /// Runs a Job made from the CronJob (`edit` may change it first) and waits for its end: whether
-    /// it succeeded, and its pod's log.
-    fn run_job(&self, name: &str, edit: impl FnOnce(&mut serde_json::Value)) -> (bool, String) {
-        let out = self.kubectl(&[
-            "create", "job", "--from=cronjob/skyform-drift", "-n", &self.drift_ns, name, "--dry-run=client", "-o", "json",
-        ]);
-        assert!(out.status.success(), "kubectl create job --dry-run:\n{}", both(&out));
-        let mut job: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        edit(&mut job);
-        let mut child = self.tb.kubectl().args(["create", "-f", "-"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-        std::io::Write::write_all(child.stdin.as_mut().unwrap(), job.to_string().as_bytes()).unwrap();
-        let created = child.wait_with_output().unwrap();
+    /// Runs a Job made from the CronJob, as an operator does (`kubectl create job --from=cronjob/…`),
+    /// or with other container arguments (`args`), and waits for its end: whether it succeeded, and
+    /// its pod's log.
+    fn run_job(&self, name: &str, args: Option<&[&str]>) -> (bool, String) {
+        let from = ["create", "job", "--from=cronjob/skyform-drift", "-n", &self.drift_ns, name];
+        let created = match args {
+            None => self.kubectl(&from),
+            Some(args) => {
+                let out = self.kubectl(&[&from[..], &["--dry-run=client", "-o", "json"]].concat());
+                assert!(out.status.success(), "kubectl create job --dry-run:\n{}", both(&out));
+                let mut job: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+                job["spec"]["template"]["spec"]["containers"][0]["args"] = serde_json::json!(args);
+                let mut child = self.tb.kubectl().args(["create", "-f", "-"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+                std::io::Write::write_all(child.stdin.as_mut().unwrap(), job.to_string().as_bytes()).unwrap();
+                child.wait_with_output().unwrap()
+            }
+        };
         assert!(created.status.success(), "kubectl create job {name}:\n{}", both(&created));
         let start = Instant::now();
         let succeeded = loop {
@@ -237,7 +242,7 @@ schedule = "0 3 * * *"
 
     // 4. No drift: the Job succeeds, nothing is posted.
     let before = s.gcp_calls();
-    let (ok, log) = s.run_job("drift-1", |_| {});
+    let (ok, log) = s.run_job("drift-1", None);
     // What one run costs in GCP calls (other tests may share the emulator: a figure, not an assertion).
     let after = s.gcp_calls();
     let calls: Vec<String> = after
@@ -246,6 +251,13 @@ schedule = "0 3 * * *"
         .map(|(k, d)| format!("{k} {d}"))
         .collect();
     eprintln!("GCP calls during a drift run without findings: {}", calls.join(", "));
+    // Test binaries run one at a time and this file has one test: every call is the job's. A drift
+    // reads; it writes nothing, not even a lock.
+    let writes: Vec<&String> = calls
+        .iter()
+        .filter(|c| ["insert ", "patch ", "update ", "delete ", "create ", "setIamPolicy ", "enable ", "disable "].iter().any(|w| c.contains(w)))
+        .collect();
+    assert!(writes.is_empty(), "a drift run wrote: {writes:?}");
     assert!(ok, "the first run must find no drift:\n{log}");
     assert!(log.contains("No drift"), "{log}");
     assert!(s.receiver.requests().is_empty(), "nothing is posted without findings: {:?}", s.receiver.requests());
@@ -254,7 +266,7 @@ schedule = "0 3 * * *"
     let deployment = format!("deployment/{}-api-server", s.release);
     let scaled = s.kubectl(&["scale", &deployment, "-n", &s.namespace, "--replicas=0"]);
     assert!(scaled.status.success(), "{}", both(&scaled));
-    let (ok, log) = s.run_job("drift-2", |_| {});
+    let (ok, log) = s.run_job("drift-2", None);
     assert!(!ok, "the run after a change by hand must fail the Job:\n{log}");
     assert!(log.contains("helm_release.skypilot") && log.contains("check.api_health"), "{log}");
     let posts = s.receiver.requests();
@@ -278,10 +290,7 @@ schedule = "0 3 * * *"
         assert!(!s.can_i(&email, verb, resource, &s.namespace), "{email} may {verb} {resource}");
     }
     // Google: the identity's apply is refused at the lock, before any change.
-    let (ok, log) = s.run_job("apply-refused", |job| {
-        job["spec"]["template"]["spec"]["containers"][0]["args"] =
-            serde_json::json!(["apply", "-f", "/spec", "--var-file", "/values/vars.toml", "--auto-approve"]);
-    });
+    let (ok, log) = s.run_job("apply-refused", Some(&["apply", "-f", "/spec", "--var-file", "/values/vars.toml", "--auto-approve"]));
     assert!(!ok, "an apply with the read-only identity must fail:\n{log}");
     assert!(log.contains("storage.objects.create"), "refused at the lock, naming the permission:\n{log}");
     let replicas = s.kubectl(&["get", &deployment, "-n", &s.namespace, "-o", "jsonpath={.spec.replicas}"]);
@@ -290,7 +299,7 @@ schedule = "0 3 * * *"
     // The engineer's apply repairs it; the cron is green again.
     let repaired = s.skyform_ok(&["apply", "-f", "skypilot", "--var-file", "skypilot.vars.toml", "--auto-approve"]);
     assert!(repaired.contains("check.api_health: Check passed"), "{repaired}");
-    let (ok, log) = s.run_job("drift-3", |_| {});
+    let (ok, log) = s.run_job("drift-3", None);
     assert!(ok, "after the repair the run finds no drift:\n{log}");
     assert_eq!(s.receiver.requests().len(), 1, "no new post without findings");
 }

@@ -464,6 +464,36 @@ async fn data_sources_read_at_plan_time_feed_resources_at_apply() {
     assert!(!f.plan(&[], PlanOptions::default()).await.has_changes());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_configured_from_a_data_source_waits_for_it_at_apply() {
+    // The drift CronJob's spec: the Kubernetes provider built from a cluster data source. State keeps
+    // no data source among a resource's dependencies, yet apply must set the data source's values
+    // before it configures the provider for a resource (or delete) that needs it, though the walk
+    // starts first the steps with the longest chains after them (`inside` here).
+    let f = Fixture::new("[resource.test_object.cluster]\nname = \"cluster\"\nvalue = \"eu\"\n");
+    assert!(f.apply(&[], 10).await.ok());
+    let spec = "[resource.test_object.cluster]\nname = \"cluster\"\nvalue = \"eu\"\n\
+         [data.test_lookup.c]\nname = \"cluster\"\n\
+         [provider.lazy]\nregion = \"${data.test_lookup.c.value}\"\n\
+         [resource.lazy_object.inside]\nname = \"inside\"\n\
+         [resource.lazy_object.next]\nname = \"next\"\nvalue = \"${lazy_object.inside.id}\"\n";
+    f.write(spec);
+    // Steps run on two threads, in whatever order: many rounds give the race its chances.
+    for parallelism in [1, 10].repeat(15) {
+        let report = f.apply(&[], parallelism).await;
+        assert!(report.ok(), "parallelism {parallelism}: {report:?}");
+        assert!(f.lazy.store.snapshot().contains_key("inside"));
+        // Deleting needs the provider too.
+        f.write("[resource.test_object.cluster]\nname = \"cluster\"\nvalue = \"eu\"\n\
+             [data.test_lookup.c]\nname = \"cluster\"\n\
+             [provider.lazy]\nregion = \"${data.test_lookup.c.value}\"\n");
+        let report = f.apply(&[], parallelism).await;
+        assert!(report.ok(), "parallelism {parallelism}, delete: {report:?}");
+        assert!(!f.lazy.store.snapshot().contains_key("inside"));
+        f.write(spec);
+    }
+}
+
 #[test]
 fn a_resource_referring_to_itself_is_a_cycle() {
     let f = Fixture::new("[resource.test_object.a]\nname = \"a\"\nvalue = \"${test_object.a.id}\"\n");

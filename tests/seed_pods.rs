@@ -219,6 +219,9 @@ fn assert_drift_names(d: &Deployment, address: &str) {
     assert!(text.contains("! check.api_health [check_failed]: the check fails"), "{text}");
     let deployment = format!("Deployment/{}/{}-api-server", d.namespace, d.release);
     assert!(text.contains(&deployment) && text.contains("pod "), "the check says what the release's pods do:\n{text}");
+    // Nothing else: the release's values were not touched (a key known only as a fingerprint once
+    // made its `values_yaml` read as absent).
+    assert!(!text.contains("values_yaml"), "drift reports values nobody changed:\n{text}");
     for (_, secret) in &d.secrets {
         assert!(!text.contains(secret.as_str()), "a secret was printed");
     }

@@ -164,7 +164,7 @@ pub async fn apply(
             shared.values.set(&c.address, Value::Map(before.clone()));
         }
     }
-    let (steps, deps) = build_steps(plan);
+    let (steps, deps) = build_steps(plan, |c| ctx.graph.data_dependencies(&c.address, &c.provider));
     let steps = Arc::new(steps);
     let outcomes = walk(&deps, ctx.parallelism, &ctx.cancel, |i| {
         let shared = shared.clone();
@@ -272,8 +272,11 @@ pub async fn apply(
 /// - delete-then-create: delete(A) before main(A);
 /// - create-then-delete: main(A) before delete(A), and delete(A) after the main
 ///   step of everything that depends on A (they move to the new object first).
-/// - check(K) after the main step of every resource K waits for.
-fn build_steps(plan: &Plan) -> (Vec<Step>, Vec<Vec<usize>>) {
+/// - check(K) after the main step of every resource K waits for;
+/// - every step of A after the main step (the read) of each data source A reads,
+///   directly or through its provider's configuration (`reads`): state keeps no
+///   data source among a resource's dependencies, so the plan's do not say it.
+fn build_steps(plan: &Plan, reads: impl Fn(&ResourceChange) -> Vec<Address>) -> (Vec<Step>, Vec<Vec<usize>>) {
     let mut steps = Vec::new();
     let mut main_of: BTreeMap<&Address, usize> = BTreeMap::new();
     let mut del_of: BTreeMap<&Address, usize> = BTreeMap::new();
@@ -307,6 +310,12 @@ fn build_steps(plan: &Plan) -> (Vec<Step>, Vec<Vec<usize>>) {
                 && plan.get(b).is_some_and(|x| x.action == Action::CreateThenDelete)
             {
                 deps[db].push(ma);
+            }
+        }
+        for d in reads(c) {
+            let Some(&md) = main_of.get(&d) else { continue };
+            for step in [main_of.get(a), del_of.get(a)].into_iter().flatten() {
+                deps[*step].push(md);
             }
         }
         match c.action {

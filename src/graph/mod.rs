@@ -91,8 +91,24 @@ impl SpecGraph {
     /// The resources a resource depends on, directly or through provider nodes
     /// (what state records, for delete ordering).
     pub fn resource_dependencies(&self, a: &Address) -> Vec<Address> {
+        self.reached(&Node::Resource(a.clone())).into_iter().filter(|d| d.mode == Mode::Managed).collect()
+    }
+
+    /// The data sources a resource (or data source) of provider `provider` reads,
+    /// directly or through the provider's configuration (a Kubernetes provider
+    /// configured from a cluster data source): apply must have their values
+    /// before its steps. A resource no longer in the spec (being deleted) has
+    /// only its provider's.
+    pub fn data_dependencies(&self, a: &Address, provider: &str) -> Vec<Address> {
+        let mut out = self.reached(&Node::Resource(a.clone()));
+        out.extend(self.reached(&Node::Provider(provider.to_string())));
+        out.into_iter().filter(|d| d.mode == Mode::Data).collect()
+    }
+
+    /// The resources and data sources `n` depends on, directly or through provider nodes.
+    fn reached(&self, n: &Node) -> BTreeSet<Address> {
         let mut out = BTreeSet::new();
-        let mut stack = self.dependencies(&Node::Resource(a.clone()));
+        let mut stack = self.dependencies(n);
         while let Some(n) = stack.pop() {
             match n {
                 Node::Resource(d) => {
@@ -101,7 +117,7 @@ impl SpecGraph {
                 Node::Provider(_) => stack.extend(self.dependencies(&n)),
             }
         }
-        out.into_iter().filter(|d| d.mode == Mode::Managed).collect()
+        out
     }
 
     /// All nodes in a deterministic topological order (ties by node order).

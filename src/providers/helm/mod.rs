@@ -344,6 +344,17 @@ impl HelmProvider {
     }
 }
 
+/// The release's values at the keys the spec's `values_yaml` sets: the spec's own text when they
+/// agree, else the live values there as YAML.
+fn live_values_yaml(cfg: &Value, live: &Json, yaml: &Json) -> Value {
+    let live_yaml = values::project(live, yaml);
+    if &live_yaml == yaml {
+        cfg.get("values_yaml").cloned().unwrap_or(Value::str(""))
+    } else {
+        Value::str(serde_yaml::to_string(&live_yaml).unwrap_or_default())
+    }
+}
+
 #[async_trait]
 impl Provider for HelmProvider {
     /// Reads the release (metadata and user values) and compares the chart's
@@ -391,13 +402,7 @@ impl Provider for HelmProvider {
             } else {
                 let desired_json = desired.to_json_clear();
                 attrs.insert("values".into(), Value::from_json(&values::without_yaml(&live, &desired_json, &yaml)));
-                let live_yaml = values::project(&live, &yaml);
-                let text = if live_yaml == yaml {
-                    cfg.get("values_yaml").cloned().unwrap_or(Value::str(""))
-                } else {
-                    Value::str(serde_yaml::to_string(&live_yaml).unwrap_or_default())
-                };
-                attrs.insert("values_yaml".into(), text);
+                attrs.insert("values_yaml".into(), live_values_yaml(cfg, &live, &yaml));
             }
             let version_same = any_version || cfg.get("version").and_then(Value::as_str).is_none_or(|v| v == meta.version);
             let manifest = if values_same && chart_same && version_same {
@@ -412,6 +417,11 @@ impl Provider for HelmProvider {
             let drift = objects::drift(&self.cluster, &manifest, &r.namespace, &[]).await?;
             attrs.insert("live_drift".into(), Value::Map(drift.into_iter().map(|(k, v)| (k, Value::str(v))).collect()));
             attrs.insert("values".into(), Value::from_json(&live));
+            // `values_yaml` is literal text in a spec: known even when a value is not.
+            if let Some(text) = cfg.get("values_yaml").and_then(Value::as_str) {
+                let yaml = values::parse_yaml(text)?;
+                attrs.insert("values_yaml".into(), live_values_yaml(cfg, &live, &yaml));
+            }
         }
         Ok(Some(LiveObject { identity: r.identity(), attrs, version: meta.revision.to_string(), in_progress: false }))
     }
