@@ -26,11 +26,16 @@ impl Env {
         self.dir.path().join("main.toml")
     }
     fn run(&self, args: &[&str]) -> Output {
+        self.run_env(args, &[])
+    }
+
+    fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         let mut all: Vec<&str> = args.to_vec();
         let spec = self.spec();
         all.extend(["-f", spec.to_str().unwrap()]);
         Command::new(env!("CARGO_BIN_EXE_skyform"))
             .args(&all)
+            .envs(env.iter().copied())
             .current_dir(self.dir.path())
             .env("SKYFORM_ENABLE_TEST_PROVIDER", "1")
             .env("SKYFORM_TEST_STORE", self.dir.path().join("cloud.json"))
@@ -364,4 +369,14 @@ fn drift_from_cron_writes_its_report_and_notifies_only_when_asked() {
     assert_eq!(code, 1, "{stdout}\n{err}");
     assert!(err.contains("the message did not reach 127.0.0.1 after 3 attempts"), "{err}");
     assert!(!err.contains("tok-hook-4242") && !stdout.contains("tok-hook-4242"), "{err}");
+
+    // The URL from the environment (a CronJob's Secret: never on a command line); empty, none.
+    let (stdout, err, code) = out(&e.run_env(&["drift"], &[("SKYFORM_NOTIFY_URL", &hook)]));
+    assert_eq!(code, 2, "{stdout}\n{err}");
+    assert_eq!(receiver.requests().len(), 4, "SKYFORM_NOTIFY_URL posts");
+    let (stdout, err, code) = out(&e.run_env(&["drift"], &[("SKYFORM_NOTIFY_URL", "")]));
+    assert_eq!(code, 2, "{stdout}\n{err}");
+    assert_eq!(receiver.requests().len(), 4, "an empty URL posts nothing");
+    let (help, _, _) = out(&e.run_env(&["drift", "--help"], &[("SKYFORM_NOTIFY_URL", &hook)]));
+    assert!(help.contains("SKYFORM_NOTIFY_URL") && !help.contains("tok-hook-4242"), "{help}");
 }

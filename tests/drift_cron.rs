@@ -26,10 +26,6 @@ use http_common::Server;
 const SKYFORM: &str = env!("CARGO_BIN_EXE_skyform");
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
-/// The testbed's registry by its own name (a private registry), and the node's address.
-const REGISTRY: &str = "10.77.0.2:28500";
-const NODE_IP: &str = "10.77.0.2";
-
 /// A Job runs skyform in a fresh pod: image pull, every read, the spec's check (three attempts when it
 /// fails).
 const JOB_WITHIN: Duration = Duration::from_secs(480);
@@ -174,7 +170,7 @@ fn the_drift_cronjob_runs_read_only_on_the_node_and_fails_on_drift() {
         ("SKYFORM_VAR_web_password", format!("web-{n}-pw")),
     ];
     // Pods reach the node's address; the receiver stands for a Slack webhook.
-    let receiver = Server::start_on(NODE_IP, &[(200, "ok")]);
+    let receiver = Server::start_on(&tb.env["SKYFORM_TESTBED_NODE_IP"], &[(200, "ok")]);
     let s = Setup { tb, dir, project, namespace, release, drift_ns, secrets, receiver };
     let d = s.dir.path();
 
@@ -192,7 +188,8 @@ fn the_drift_cronjob_runs_read_only_on_the_node_and_fails_on_drift() {
     assert!(!sky.join(".skyform").exists(), "the state went to the bucket, not beside the spec");
 
     // 2. The image, from the binary under test, pushed as a user pushes it.
-    let image = format!("{REGISTRY}/skyform/skyform:{}", unique_name("t"));
+    // The testbed's registry by its own name, as a private registry.
+    let image = format!("{}/skyform/skyform:{}", tb.env["SKYFORM_TESTBED_REGISTRY"], unique_name("t"));
     let built = tb
         .command(format!("{ROOT}/scripts/skyform-image"))
         .args(["--binary", SKYFORM, "--out"])
@@ -221,7 +218,7 @@ schedule = "0 3 * * *"
         drift_ns = s.drift_ns,
     );
     std::fs::write(d.join("drift.vars.toml"), drift_vars).unwrap();
-    let url = s.receiver.url("/hooks/skyform");
+    let url = s.receiver.url("/hooks/T0/B1/tok-cron-4242");
     let drift_apply = {
         let mut c = tb.command(SKYFORM);
         c.current_dir(d)
@@ -238,6 +235,8 @@ schedule = "0 3 * * *"
     assert!(drift_apply.status.success(), "apply of drift-cronjob.toml:\n{text}");
     s.assert_no_secret(&text, "the CronJob's apply");
     assert!(!text.contains(&url), "the webhook URL is a credential: never printed\n{text}");
+    let cronjob = both(&s.kubectl(&["get", "cronjob", "skyform-drift", "-n", &s.drift_ns, "-o", "json"]));
+    assert!(cronjob.contains("\"schedule\": \"0 3 * * *\"") && !cronjob.contains(&url), "the URL stays in the Secret:\n{cronjob}");
     let email = format!("skyform-drift@{}.iam.gserviceaccount.com", s.project);
 
     // 4. No drift: the Job succeeds, nothing is posted.
@@ -267,13 +266,14 @@ schedule = "0 3 * * *"
     let scaled = s.kubectl(&["scale", &deployment, "-n", &s.namespace, "--replicas=0"]);
     assert!(scaled.status.success(), "{}", both(&scaled));
     let (ok, log) = s.run_job("drift-2", None);
+    assert!(!log.contains(&url), "{log}");
     assert!(!ok, "the run after a change by hand must fail the Job:\n{log}");
     assert!(log.contains("helm_release.skypilot") && log.contains("check.api_health"), "{log}");
     let posts = s.receiver.requests();
     assert_eq!(posts.len(), 1, "one report is posted: {posts:?}");
     let post = &posts[0];
     eprintln!("what the receiver got:\n{post}");
-    assert!(post.starts_with("POST /hooks/skyform "), "{post}");
+    assert!(post.starts_with("POST /hooks/T0/B1/tok-cron-4242 "), "{post}");
     let body: serde_json::Value = serde_json::from_str(post.split("\r\n\r\n").nth(1).unwrap_or_default()).unwrap_or_else(|e| panic!("{e}: {post}"));
     let text = body["text"].as_str().unwrap_or_default();
     assert!(text.contains("drift"), "{body}");

@@ -136,9 +136,10 @@ pub enum Command {
         /// Also write the JSON report to this file (for CI artifacts).
         #[arg(long = "json-out", value_name = "FILE")]
         json_out: Option<PathBuf>,
-        /// Post the report to this URL (a Slack-compatible webhook; its text is the summary). An
-        /// empty URL posts nothing (a CronJob whose Secret leaves it unset).
-        #[arg(long, value_name = "URL")]
+        /// Post the report to this URL (a Slack-compatible webhook; its text is the summary). Also
+        /// SKYFORM_NOTIFY_URL, which keeps the URL (a credential) off the command line; an empty
+        /// URL posts nothing.
+        #[arg(long, value_name = "URL", env = "SKYFORM_NOTIFY_URL", hide_env_values = true)]
         notify: Option<String>,
         /// When to post: always, on findings (or an error), or only on errors.
         #[arg(long = "notify-on", value_enum, default_value = "findings")]

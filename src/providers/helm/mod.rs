@@ -345,14 +345,14 @@ impl HelmProvider {
 }
 
 /// The release's values at the keys the spec's `values_yaml` sets: the spec's own text when they
-/// agree, else the live values there as YAML.
+/// agree, else the live values there as YAML (sensitive when the spec's text is).
 fn live_values_yaml(cfg: &Value, live: &Json, yaml: &Json) -> Value {
     let live_yaml = values::project(live, yaml);
     if &live_yaml == yaml {
-        cfg.get("values_yaml").cloned().unwrap_or(Value::str(""))
-    } else {
-        Value::str(serde_yaml::to_string(&live_yaml).unwrap_or_default())
+        return cfg.get("values_yaml").cloned().unwrap_or(Value::str(""));
     }
+    let text = Value::str(serde_yaml::to_string(&live_yaml).unwrap_or_default());
+    if matches!(cfg.get("values_yaml"), Some(Value::Sensitive(_))) { text.sensitive() } else { text }
 }
 
 #[async_trait]
@@ -418,8 +418,8 @@ impl Provider for HelmProvider {
             attrs.insert("live_drift".into(), Value::Map(drift.into_iter().map(|(k, v)| (k, Value::str(v))).collect()));
             attrs.insert("values".into(), Value::from_json(&live));
             // `values_yaml` is literal text in a spec: known even when a value is not.
-            if let Some(text) = cfg.get("values_yaml").and_then(Value::as_str) {
-                let yaml = values::parse_yaml(text)?;
+            if let Some(text) = cfg.get("values_yaml").map(Value::to_json_clear).and_then(|j| j.as_str().map(str::to_string)) {
+                let yaml = values::parse_yaml(&text)?;
                 attrs.insert("values_yaml".into(), live_values_yaml(cfg, &live, &yaml));
             }
         }

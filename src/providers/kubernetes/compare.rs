@@ -52,8 +52,11 @@ pub fn strip_volatile(obj: &Json) -> Json {
 /// longer sets: a value written in another form than the server keeps (`0.5`
 /// for `500m`) shows as a difference.
 ///
-/// As the server does: a `null` field is absent (an apply removes it), and a
-/// Secret's `stringData` is stored base64-encoded in `data`.
+/// As the server does: a `null` field is absent (an apply removes it), an
+/// empty table or list the live object lacks stays absent, and a Secret's
+/// `stringData` is stored base64-encoded in `data`. Lists merge by position,
+/// not by their merge keys: an item another manager added in the middle of a
+/// list shows as a difference here where the server would keep it.
 pub fn client_side_apply(desired: &Json, live: &Json) -> Json {
     merge_applied(&secret_string_data(desired), live)
 }
@@ -69,8 +72,9 @@ fn merge_applied(desired: &Json, live: &Json) -> Json {
                 }
                 let merged = match l.get(k) {
                     Some(lv) => merge_applied(dv, lv),
-                    // A table of nulls only adds nothing.
-                    None if dv.as_object().is_some_and(|m| !m.is_empty() && m.values().all(Json::is_null)) => continue,
+                    // The server keeps no empty table or list (nor one of nulls only) that the live
+                    // object lacks: `nodeSelector: {}`, `tolerations: []`.
+                    None if is_empty(&without_nulls(dv)) => continue,
                     None => without_nulls(dv),
                 };
                 out.insert(k.clone(), merged);
@@ -81,6 +85,14 @@ fn merge_applied(desired: &Json, live: &Json) -> Json {
             d.iter().enumerate().map(|(i, dv)| l.get(i).map_or_else(|| without_nulls(dv), |lv| merge_applied(dv, lv))).collect(),
         ),
         (d, _) => without_nulls(d),
+    }
+}
+
+fn is_empty(v: &Json) -> bool {
+    match v {
+        Json::Object(m) => m.values().all(is_empty),
+        Json::Array(a) => a.is_empty(),
+        _ => false,
     }
 }
 
@@ -333,6 +345,10 @@ mod tests {
         // A null is absent; a Secret's stringData is its data.
         let with_nulls = json!({"spec": {"template": {"metadata": {"annotations": null}, "spec": {"runtimeClassName": null}}}});
         assert_eq!(client_side_apply(&with_nulls, &live), live);
+        let empties = json!({"spec": {"template": {"spec": {"nodeSelector": {}, "tolerations": [], "affinity": {"x": {}}}}}});
+        assert_eq!(client_side_apply(&empties, &live), live);
+        let not_empty = json!({"spec": {"template": {"spec": {"nodeSelector": {"pool": "gpu"}}}}});
+        assert_ne!(client_side_apply(&not_empty, &live), live);
         let secret = json!({"kind": "Secret", "data": {"a": "eA=="}, "type": "Opaque"});
         let desired = json!({"kind": "Secret", "stringData": {"a": "x"}});
         assert_eq!(client_side_apply(&desired, &secret), secret);

@@ -68,12 +68,14 @@ impl ObjRef {
 pub struct Cluster {
     client: kube::Client,
     kinds: Mutex<BTreeMap<(String, String), (ApiResource, bool)>>,
+    /// The (apiVersion, kind, namespace) this identity may not dry-run apply: asked once a run.
+    no_dry_run: Mutex<std::collections::BTreeSet<(String, String, String)>>,
 }
 
 impl Cluster {
     /// Wraps a client.
     pub fn new(client: kube::Client) -> Self {
-        Cluster { client, kinds: Mutex::new(BTreeMap::new()) }
+        Cluster { client, kinds: Mutex::new(BTreeMap::new()), no_dry_run: Mutex::new(Default::default()) }
     }
 
     /// A GET to a Service through the API server's service proxy. A status the Service (or the
@@ -210,6 +212,12 @@ impl Cluster {
     /// Idempotent: applying the same manifest twice changes nothing.
     /// `dry_run`: nothing is persisted; the answer is what the object would be.
     pub async fn apply(&self, obj: &Json, dry_run: bool) -> Result<Json, ProviderError> {
+        let verb = if dry_run { "dry-run applying" } else { "applying" };
+        let (r, result) = self.server_side_apply(obj, dry_run).await?;
+        result.map_err(|e| api_error(&r, verb, e))
+    }
+
+    async fn server_side_apply(&self, obj: &Json, dry_run: bool) -> Result<(ObjRef, Result<Json, kube::Error>), ProviderError> {
         let (api, r) = self.api(&ObjRef::of(obj)?).await?;
         let mut obj = obj.clone();
         if !r.namespace.is_empty()
@@ -221,24 +229,33 @@ impl Cluster {
         if dry_run {
             pp = pp.dry_run();
         }
-        let verb = if dry_run { "dry-run applying" } else { "applying" };
         let patch = Patch::Apply(&obj);
-        let out = retry(|| api.patch(&r.name, &pp, &patch)).await.map_err(|e| api_error(&r, verb, e))?;
-        Ok(serde_json::to_value(out).unwrap_or_default())
+        let out = retry(|| api.patch(&r.name, &pp, &patch)).await;
+        Ok((r, out.map(|o| serde_json::to_value(o).unwrap_or_default())))
     }
 
-    /// What applying `obj` would make of the live object, from the server (a
-    /// dry-run apply) or, when this identity may not write it (403: a dry-run
-    /// is authorized as the write it rehearses, so a read-only drift job may
-    /// not ask for one), computed here from `live`
-    /// ([`client_side_apply`](crate::providers::kubernetes::compare::client_side_apply)).
+    /// What applying `obj` would make of the live object: the server's answer
+    /// to a dry-run apply or, when RBAC refuses this identity the write a
+    /// dry-run rehearses (a read-only drift job: "... cannot patch resource
+    /// ..."; not a quota's or an admission webhook's 403), computed here from
+    /// `live` ([`client_side_apply`](crate::providers::kubernetes::compare::client_side_apply)).
+    /// A refusal is remembered for the kind and namespace, so a read-only run
+    /// asks once.
     pub async fn would_apply(&self, obj: &Json, live: &Json) -> Result<Json, ProviderError> {
-        match self.apply(obj, true).await {
-            Ok(dry) => Ok(dry),
-            Err(ProviderError::Permanent(m)) if m.ends_with("(403 Forbidden)") => {
-                Ok(crate::providers::kubernetes::compare::client_side_apply(obj, live))
+        let r = ObjRef::of(obj)?;
+        let namespace = live.pointer("/metadata/namespace").and_then(Json::as_str).unwrap_or(&r.namespace).to_string();
+        let key = (r.api_version.clone(), r.kind.clone(), namespace);
+        let client_side = || Ok(crate::providers::kubernetes::compare::client_side_apply(obj, live));
+        if self.no_dry_run.lock().expect("dry-run lock").contains(&key) {
+            return client_side();
+        }
+        match self.server_side_apply(obj, true).await? {
+            (_, Ok(dry)) => Ok(dry),
+            (_, Err(kube::Error::Api(e))) if e.code == 403 && e.message.contains(" cannot patch resource ") => {
+                self.no_dry_run.lock().expect("dry-run lock").insert(key);
+                client_side()
             }
-            Err(e) => Err(e),
+            (r, Err(e)) => Err(api_error(&r, "dry-run applying", e)),
         }
     }
 
