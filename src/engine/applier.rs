@@ -312,23 +312,55 @@ fn build_steps(plan: &Plan, reads: impl Fn(&ResourceChange) -> Vec<Address>) -> 
                 deps[db].push(ma);
             }
         }
-        for d in reads(c) {
-            let Some(&md) = main_of.get(&d) else { continue };
-            for step in [main_of.get(a), del_of.get(a)].into_iter().flatten() {
-                deps[*step].push(md);
-            }
-        }
         match c.action {
             Action::DeleteThenCreate => deps[main_of[a]].push(del_of[a]),
             Action::CreateThenDelete => deps[del_of[a]].push(main_of[a]),
             _ => {}
         }
     }
+    // The reads come last, and only if they leave the walk acyclic (a data source read from a
+    // resource that is replaced while another resource it configures is deleted could close a
+    // loop): without them a step may configure its provider before the read, and says so.
+    let mut with_reads = deps.clone();
+    for c in &plan.changes {
+        for d in reads(c) {
+            let Some(&md) = main_of.get(&d) else { continue };
+            for step in [main_of.get(&c.address), del_of.get(&c.address)].into_iter().flatten() {
+                with_reads[*step].push(md);
+            }
+        }
+    }
+    if acyclic(&with_reads) {
+        deps = with_reads;
+    }
     for d in &mut deps {
         d.sort_unstable();
         d.dedup();
     }
     (steps, deps)
+}
+
+/// Whether the steps' dependencies have no cycle (Kahn's algorithm).
+fn acyclic(deps: &[Vec<usize>]) -> bool {
+    let mut waiting: Vec<usize> = deps.iter().map(Vec::len).collect();
+    let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); deps.len()];
+    for (i, ds) in deps.iter().enumerate() {
+        for &d in ds {
+            dependents[d].push(i);
+        }
+    }
+    let mut ready: Vec<usize> = (0..deps.len()).filter(|&i| waiting[i] == 0).collect();
+    let mut done = 0;
+    while let Some(i) = ready.pop() {
+        done += 1;
+        for &j in &dependents[i] {
+            waiting[j] -= 1;
+            if waiting[j] == 0 {
+                ready.push(j);
+            }
+        }
+    }
+    done == deps.len()
 }
 
 /// Runs the plan's check `k` (the spec's block of that name) and keeps its result.
@@ -675,7 +707,7 @@ async fn delete(s: &Shared, c: &ResourceChange) -> Result<Option<String>, String
 
 #[cfg(test)]
 mod identity_tests {
-    use super::shown_identity;
+    use super::{acyclic, shown_identity};
     use crate::value::Value;
 
     #[test]
@@ -692,5 +724,12 @@ mod identity_tests {
         assert_eq!(shown_identity(&ns), "skypilot");
         let grant = Value::map([("member", Value::str("sa@p.iam")), ("role", Value::str("cloudsqlsuperuser"))]);
         assert_eq!(shown_identity(&grant), "cloudsqlsuperuser/sa@p.iam");
+    }
+
+    #[test]
+    fn cycles_in_step_dependencies_are_found() {
+        assert!(acyclic(&[vec![], vec![0], vec![0, 1, 1]]));
+        assert!(!acyclic(&[vec![2], vec![0], vec![1]]));
+        assert!(!acyclic(&[vec![], vec![1]]));
     }
 }
