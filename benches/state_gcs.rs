@@ -70,7 +70,7 @@ fn main() {
     let st = Command::new(&me).args(["--one", "local"]).status().unwrap();
     assert!(st.success(), "local failed");
     // The emulator runs here; the apply in a child process of its own.
-    skyform::providers::gcp::auth::install_crypto();
+    skyform::foundation::net::install_crypto();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let emu = rt.block_on(gcp_emulator::Emulator::start(gcp_emulator::Config::default())).unwrap();
     let url = format!("{}storage/v1/b?project=bench", emu.base_url());

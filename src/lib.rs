@@ -15,6 +15,7 @@ pub mod address;
 pub mod cli;
 pub mod diag;
 pub mod engine;
+pub mod foundation;
 pub mod graph;
 pub mod join;
 pub mod ops;

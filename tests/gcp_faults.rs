@@ -156,7 +156,7 @@ async fn an_interrupted_operation_is_resumed_not_repeated() {
         ("endpoint", Value::str(env.emu.base_url())),
         ("anonymous", Value::Bool(true)),
     ]);
-    let provider = env.factory.configure(&config).await.unwrap();
+    let provider = env.factory.configure(&config, &skyform::foundation::net::Net::new()).await.unwrap();
     let desired = Value::map([
         ("name", Value::str("resumed")),
         ("database_version", Value::str("POSTGRES_15")),

@@ -11,7 +11,7 @@ use std::path::Path;
 
 use proptest::prelude::*;
 use skyform::providers::Registry;
-use skyform::providers::schema::{AttrType, Attribute, ProviderSchema, SchemaKind};
+use skyform::foundation::schema::{AttrType, Attribute, ProviderSchema, SchemaKind};
 use skyform::spec::{load_str, validate_with_vars};
 use skyform::value::Value;
 
@@ -61,7 +61,7 @@ fn toml_string(s: &str) -> String {
 struct Case {
     type_name: &'static str,
     attr: &'static str,
-    rule: Option<skyform::providers::names::NameRule>,
+    rule: Option<skyform::foundation::names::NameRule>,
     normalize: Option<fn(&Value) -> Value>,
 }
 

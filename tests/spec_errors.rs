@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use skyform::diag::Diagnostics;
-use skyform::providers::schema::ProviderSchema;
+use skyform::foundation::schema::ProviderSchema;
 use skyform::spec::eval::MapScope;
 use skyform::spec::expand::{Mode, expand};
 use skyform::spec::{eval, load, resolve_variables, validate_with_vars};

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use proptest::prelude::*;
-use skyform::providers::schema::ProviderSchema;
+use skyform::foundation::schema::ProviderSchema;
 use skyform::spec::eval::MapScope;
 use skyform::spec::expand::{Mode, expand};
 use skyform::spec::{eval, load_str, resolve_variables, validate};

@@ -26,7 +26,7 @@ struct World {
 
 impl World {
     fn new() -> World {
-        skyform::providers::gcp::auth::install_crypto();
+        skyform::foundation::net::install_crypto();
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         let emu = rt.block_on(Emulator::start(Config { access_token: Some(TOKEN.into()), ..Config::default() })).unwrap();
         let w = World { rt, emu: Some(emu) };
@@ -48,7 +48,7 @@ impl World {
     }
     fn backend(&self, prefix: &str) -> GcsBackend {
         let loc = GcsLocation { bucket: BUCKET.into(), prefix: prefix.into() };
-        GcsBackend::new(loc, Some(self.base()), Some(TOKEN.into())).unwrap()
+        GcsBackend::new(&skyform::foundation::net::Net::new(), loc, Some(self.base()), Some(TOKEN.into()))
     }
     fn stats(&self, method: &str) -> u64 {
         self.emu.as_ref().unwrap().stats().requests.get(method).copied().unwrap_or(0)

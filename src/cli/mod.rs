@@ -365,6 +365,7 @@ pub async fn run(cli: Cli, p: &Printer, registry: Registry) -> Result<i32, OpErr
         }
         Command::Drift { spec, parallelism, json, skip_checks, json_out, notify, notify_on } => {
             let name = spec.file.display().to_string();
+            let net = registry.net().clone();
             let outcome = drift_report(p, registry, &spec, parallelism, skip_checks).await;
             if let (Some(path), Ok(report)) = (&json_out, &outcome) {
                 let text = serde_json::to_string_pretty(report).unwrap_or_default();
@@ -373,9 +374,12 @@ pub async fn run(cli: Cli, p: &Printer, registry: Registry) -> Result<i32, OpErr
             }
             let sent = match notify.as_deref().filter(|u| !u.trim().is_empty()) {
                 Some(url) => {
-                    let phrased = outcome.as_ref().map(Clone::clone).map_err(|e| e.to_string().trim().to_string());
+                    let phrased = match &outcome {
+                        Ok(r) => ops::notify::Outcome::Report(r.clone()),
+                        Err(e) => ops::notify::Outcome::Failed(e.to_string().trim().to_string()),
+                    };
                     if ops::notify::wanted(notify_on, &phrased) {
-                        Some(ops::notify::post(url, &ops::notify::message(&name, &phrased)).await)
+                        Some(ops::notify::post(&net, url, &ops::notify::message(&name, &phrased)).await)
                     } else {
                         None
                     }

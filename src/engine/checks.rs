@@ -18,6 +18,7 @@ use super::Context;
 use super::events::{Event, PROGRESS_INTERVAL};
 use super::providers::{ProviderSet, Slot};
 use super::scope::{EvalScope, Values};
+use crate::foundation::net::{Net, NetError, error_chain};
 use crate::address::Address;
 use crate::graph::{SpecGraph, provider_of};
 use crate::providers::{HttpReply, ServiceRequest};
@@ -244,7 +245,9 @@ async fn attempt(
     secrets: &[String],
 ) -> Result<u16, (String, Option<u16>)> {
     let reply: HttpReply = match &r.kind {
-        Target::Url(url) => http_get(url, &r.headers).await.map_err(|e| (mask(&e, secrets), None))?,
+        Target::Url(url) => {
+            http_get(ctx.registry.net(), url, &r.headers).await.map_err(|e| (mask(&e.to_string(), secrets), None))?
+        }
         Target::Service { via, req } => {
             let p = match providers.get(ctx, values, via).await {
                 Slot::Configured(p) => p,
@@ -280,36 +283,16 @@ fn mask(text: &str, secrets: &[String]) -> String {
     excerpt(text.as_bytes(), secrets)
 }
 
-async fn http_get(url: &str, headers: &[(String, String)]) -> Result<HttpReply, String> {
-    crate::providers::gcp::auth::install_crypto();
-    static CLIENT: std::sync::OnceLock<Result<reqwest::Client, String>> = std::sync::OnceLock::new();
-    let client = CLIENT
-        .get_or_init(|| {
-            reqwest::Client::builder()
-                .timeout(REQUEST_TIMEOUT)
-                .user_agent(concat!("skyform/", env!("CARGO_PKG_VERSION"), " check"))
-                .build()
-                .map_err(|e| format!("HTTP client: {e}"))
-        })
-        .as_ref()
-        .map_err(Clone::clone)?;
-    let mut req = client.get(url);
+/// A GET through the run's shared client. The error is the transport's, without the URL (a check's
+/// URL may hold a credential); the caller masks secrets in it.
+async fn http_get(net: &Net, url: &str, headers: &[(String, String)]) -> Result<HttpReply, NetError> {
+    let mut req = net.request(reqwest::Method::GET, url, REQUEST_TIMEOUT, "check")?;
     for (k, v) in headers {
         req = req.header(k.as_str(), v.as_str());
     }
-    let resp = req.send().await.map_err(|e| {
-        // reqwest's own message is terse ("error sending request"): add the causes.
-        let e = e.without_url();
-        let mut msg = e.to_string();
-        let mut src = std::error::Error::source(&e);
-        while let Some(s) = src {
-            msg.push_str(&format!(": {s}"));
-            src = s.source();
-        }
-        msg
-    })?;
+    let resp = req.send().await.map_err(|e| NetError::Transport(error_chain(&e)))?;
     let status = resp.status().as_u16();
-    let body = resp.bytes().await.map_err(|e| e.without_url().to_string())?;
+    let body = resp.bytes().await.map_err(|e| NetError::Transport(error_chain(&e)))?;
     Ok(HttpReply { status, body: body.iter().take(1 << 20).copied().collect() })
 }
 

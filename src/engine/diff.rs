@@ -123,7 +123,7 @@ pub fn compare(
     d
 }
 
-fn normalize_keep_marks(n: crate::providers::schema::Normalizer, v: &Value) -> Value {
+fn normalize_keep_marks(n: crate::foundation::schema::Normalizer, v: &Value) -> Value {
     match v {
         Value::Unknown | Value::Redacted(_) => v.clone(),
         Value::Sensitive(inner) => n(inner).sensitive(),

@@ -81,7 +81,7 @@ async fn configure(ctx: &Context, values: &Values, name: &str) -> Slot {
         waiting.dedup();
         return Slot::Deferred(waiting);
     }
-    match factory.configure(&config).await {
+    match factory.configure(&config, ctx.registry.net()).await {
         Ok(p) => Slot::Configured(p),
         Err(e) => Slot::Failed(format!("provider.{name}: {e}")),
     }

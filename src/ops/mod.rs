@@ -173,7 +173,7 @@ pub fn load(opts: &SpecOptions, registry: Registry) -> Result<Loaded, OpError> {
         return Err(OpError::Diagnostics(diags));
     }
     let local = LocalBackend::new(&spec.dir, &spec.name);
-    let backend: Arc<dyn Backend> = match backend_of(&spec, &vars, opts.lenient_vars)? {
+    let backend: Arc<dyn Backend> = match backend_of(&spec, &vars, opts.lenient_vars, registry.net())? {
         Some(gcs) => Arc::new(gcs),
         None => Arc::new(local.clone()),
     };
@@ -195,6 +195,7 @@ fn backend_of(
     spec: &Spec,
     vars: &BTreeMap<String, Value>,
     lenient: bool,
+    net: &crate::foundation::net::Net,
 ) -> Result<Option<crate::state::gcs::GcsBackend>, OpError> {
     let Some(b) = &spec.backend else { return Ok(None) };
     let scope = crate::engine::scope::EvalScope { vars, values: &Default::default(), dir: spec.dir.clone() };
@@ -233,7 +234,7 @@ fn backend_of(
         ])));
     }
     let loc = crate::state::gcs::GcsLocation { bucket, prefix: prefix.trim_matches('/').to_string() };
-    Ok(Some(crate::state::gcs::GcsBackend::new(loc, None, None)?))
+    Ok(Some(crate::state::gcs::GcsBackend::new(net, loc, None, None)))
 }
 
 /// For commands that read state without the lock: what to say when an apply holds it now.

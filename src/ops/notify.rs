@@ -11,6 +11,43 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::drift::DriftReport;
+use crate::foundation::net::{Net, NetError, error_chain};
+
+/// What a drift run came to, as the message reports it.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// The run finished: a report (converged or not).
+    Report(DriftReport),
+    /// The run failed; the text is already phrased for the user and free of secrets.
+    Failed(String),
+}
+
+/// Why a message was not delivered. The receiver's URL may hold a token: errors name its host only.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NotifyError {
+    /// The receiver answered with a status that retrying cannot change.
+    #[error("the receiver at {host} refused the message: HTTP {status}")]
+    Refused {
+        /// The URL's host.
+        host: String,
+        /// Its answer.
+        status: u16,
+    },
+    /// Every attempt failed for a transient reason.
+    #[error("the message did not reach {host} after {attempts} attempts: {last}")]
+    Unreachable {
+        /// The URL's host.
+        host: String,
+        /// How many attempts were made.
+        attempts: u32,
+        /// The last attempt's failure.
+        last: String,
+    },
+    /// Nothing could be sent.
+    #[error(transparent)]
+    Net(#[from] NetError),
+}
 
 /// When to send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -26,14 +63,14 @@ pub enum NotifyOn {
 /// Attempts per message (transient failures: no answer, 429, 5xx).
 const ATTEMPTS: u32 = 3;
 
-/// The message for a report (`Ok`) or a failed run (`Err`, already phrased, secret-free).
-pub fn message(spec: &str, outcome: &Result<DriftReport, String>) -> Value {
+/// The message for a report or a failed run.
+pub fn message(spec: &str, outcome: &Outcome) -> Value {
     match outcome {
-        Ok(r) if r.converged() => json!({
+        Outcome::Report(r) if r.converged() => json!({
             "text": format!("skyform drift: {spec}: no drift{}", checks_passed(r)),
             "skyform_report": r,
         }),
-        Ok(r) => {
+        Outcome::Report(r) => {
             let c = &r.counts;
             let mut items: Vec<String> =
                 r.findings.iter().take(10).map(|f| format!("{} ({})", f.address, f.class.as_str())).collect();
@@ -48,7 +85,7 @@ pub fn message(spec: &str, outcome: &Result<DriftReport, String>) -> Value {
                 "skyform_report": r,
             })
         }
-        Err(e) => json!({
+        Outcome::Failed(e) => json!({
             "text": format!("skyform drift: {spec}: the drift run failed: {e}"),
             "skyform_error": e,
         }),
@@ -60,37 +97,32 @@ fn checks_passed(r: &DriftReport) -> String {
 }
 
 /// Whether `on` asks for a message about this outcome.
-pub fn wanted(on: NotifyOn, outcome: &Result<DriftReport, String>) -> bool {
+pub fn wanted(on: NotifyOn, outcome: &Outcome) -> bool {
     match (on, outcome) {
         (NotifyOn::Always, _) => true,
-        (_, Err(_)) => true,
-        (NotifyOn::Findings, Ok(r)) => !r.converged(),
-        (NotifyOn::Errors, Ok(_)) => false,
+        (_, Outcome::Failed(_)) => true,
+        (NotifyOn::Findings, Outcome::Report(r)) => !r.converged(),
+        (NotifyOn::Errors, Outcome::Report(_)) => false,
     }
 }
 
-/// Posts `body` to `url`, retrying transient failures. The error names only the URL's host.
-pub async fn post(url: &str, body: &Value) -> Result<(), String> {
-    crate::providers::gcp::auth::install_crypto();
+/// Posts `body` to `url` through `net`, retrying transient failures.
+pub async fn post(net: &Net, url: &str, body: &Value) -> Result<(), NotifyError> {
     let host = reqwest::Url::parse(url).ok().and_then(|u| u.host_str().map(str::to_string)).unwrap_or_else(|| "?".into());
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(20))
-        .user_agent(concat!("skyform/", env!("CARGO_PKG_VERSION"), " drift"))
-        .build()
-        .map_err(|e| format!("HTTP client: {e}"))?;
     let mut last = String::new();
     let mut delay = Duration::from_millis(500);
     for attempt in 1..=ATTEMPTS {
-        match client.post(url).json(body).send().await {
+        let req = net.request(reqwest::Method::POST, url, Duration::from_secs(20), "drift")?;
+        match req.json(body).send().await {
             Ok(r) if r.status().is_success() => return Ok(()),
             Ok(r) if r.status().as_u16() == 429 || r.status().is_server_error() => last = format!("HTTP {}", r.status().as_u16()),
-            Ok(r) => return Err(format!("the receiver at {host} refused the message: HTTP {}", r.status().as_u16())),
-            Err(e) => last = e.without_url().to_string(),
+            Ok(r) => return Err(NotifyError::Refused { host, status: r.status().as_u16() }),
+            Err(e) => last = error_chain(&e),
         }
         if attempt < ATTEMPTS {
             tokio::time::sleep(delay).await;
             delay *= 2;
         }
     }
-    Err(format!("the message did not reach {host} after {ATTEMPTS} attempts: {last}"))
+    Err(NotifyError::Unreachable { host, attempts: ATTEMPTS, last })
 }

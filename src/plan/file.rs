@@ -10,13 +10,12 @@ use super::{PLAN_FORMAT, Plan};
 #[non_exhaustive]
 pub enum PlanFileError {
     /// Reading or writing failed.
-    #[error("plan file {path}: {source}")]
+    #[error("plan file {path}: {error}")]
     Io {
         /// The file.
         path: String,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
+        /// The cause (in the message, so not also a `source`: printed once).
+        error: std::io::Error,
     },
     /// Not a skyform plan, or another format version.
     #[error("plan file {path} is not a skyform plan of format {PLAN_FORMAT}: {message}")]
@@ -30,7 +29,7 @@ pub enum PlanFileError {
 
 /// Writes a (redacted) plan.
 pub fn save(path: &Path, plan: &Plan) -> Result<(), PlanFileError> {
-    let io = |source| PlanFileError::Io { path: path.display().to_string(), source };
+    let io = |source| PlanFileError::Io { path: path.display().to_string(), error: source };
     let text = serde_json::to_vec_pretty(plan).expect("plans serialize");
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create(true).truncate(true);
@@ -48,7 +47,7 @@ pub fn save(path: &Path, plan: &Plan) -> Result<(), PlanFileError> {
 /// Reads a plan.
 pub fn load(path: &Path) -> Result<Plan, PlanFileError> {
     let text = std::fs::read(path)
-        .map_err(|source| PlanFileError::Io { path: path.display().to_string(), source })?;
+        .map_err(|source| PlanFileError::Io { path: path.display().to_string(), error: source })?;
     let plan: Plan = serde_json::from_slice(&text).map_err(|e| PlanFileError::Invalid {
         path: path.display().to_string(),
         message: e.to_string(),

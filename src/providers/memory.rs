@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
-use super::schema::{AttrType, Attribute, ProviderSchema, ResourceSchema, SchemaKind};
+use crate::foundation::schema::{AttrType, Attribute, ProviderSchema, ResourceSchema, SchemaKind};
 use super::{
     ApplyAction, ApplyRequest, ApplyResponse, Checkpoint, LiveObject, Provider, ProviderError,
     ProviderFactory, ReadRequest,
@@ -247,13 +247,13 @@ impl ProviderFactory for MemoryFactory {
     fn schema(&self) -> &ProviderSchema {
         &self.schema
     }
-    async fn configure(&self, config: &Value) -> Result<Arc<dyn Provider>, ProviderError> {
+    async fn configure(&self, config: &Value, net: &crate::foundation::net::Net) -> Result<Arc<dyn Provider>, ProviderError> {
         let store = match config.get("store").and_then(Value::as_str) {
             Some(p) => Arc::new(Store::file(PathBuf::from(p))),
             None => self.store.clone(),
         };
         let services_url = config.get("services_url").and_then(Value::as_str).map(str::to_string);
-        Ok(Arc::new(MemoryProvider { store, recorder: self.recorder.clone(), latency: self.latency, services_url }))
+        Ok(Arc::new(MemoryProvider { store, recorder: self.recorder.clone(), latency: self.latency, services_url, net: net.clone() }))
     }
 }
 
@@ -264,6 +264,8 @@ pub struct MemoryProvider {
     latency: Duration,
     /// Where `service_get` forwards (`services_url`).
     services_url: Option<String>,
+    /// The shared client `service_get` sends through.
+    net: crate::foundation::net::Net,
 }
 
 impl MemoryProvider {
@@ -333,8 +335,7 @@ impl Provider for MemoryProvider {
     async fn service_get(&self, req: &super::ServiceRequest) -> Result<super::HttpReply, ProviderError> {
         let base = self.services_url.as_deref().ok_or_else(|| ProviderError::Config("no `services_url`".into()))?;
         let url = format!("{base}/{}/{}/{}{}", req.namespace, req.name, req.port, req.path);
-        super::gcp::auth::install_crypto();
-        let mut r = reqwest::Client::new().get(url).timeout(req.timeout);
+        let mut r = self.net.request(reqwest::Method::GET, &url, req.timeout, "check")?;
         for (k, v) in &req.headers {
             r = r.header(k.as_str(), v.as_str());
         }

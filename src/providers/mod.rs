@@ -12,9 +12,7 @@ pub mod gcp;
 pub mod helm;
 pub mod kubernetes;
 pub mod memory;
-pub mod names;
 pub mod postgres;
-pub mod schema;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -23,8 +21,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::address::Address;
+use crate::foundation::net::Net;
 use crate::value::Value;
-pub use schema::{AttrType, Attribute, ProviderSchema, ResourceSchema, SchemaKind};
+pub use crate::foundation::schema::{AttrType, Attribute, ProviderSchema, ResourceSchema, SchemaKind};
 
 /// Why a provider call failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -46,6 +45,12 @@ pub enum ProviderError {
     /// The operation was cancelled (Ctrl-C).
     #[error("cancelled")]
     Cancelled,
+}
+
+impl From<crate::foundation::net::NetError> for ProviderError {
+    fn from(e: crate::foundation::net::NetError) -> Self {
+        ProviderError::Config(e.to_string())
+    }
 }
 
 /// What the engine asks a provider to read.
@@ -257,27 +262,39 @@ pub struct HttpReply {
 pub trait ProviderFactory: Send + Sync {
     /// What the provider declares.
     fn schema(&self) -> &ProviderSchema;
-    /// Configures an instance from its evaluated configuration (fully known).
-    async fn configure(&self, config: &Value) -> Result<Arc<dyn Provider>, ProviderError>;
+    /// Configures an instance from its evaluated configuration (fully known); its network calls
+    /// go through `net`, the process's shared client.
+    async fn configure(&self, config: &Value, net: &Net) -> Result<Arc<dyn Provider>, ProviderError>;
 }
 
-/// All provider factories known to this build.
+/// All provider factories known to this build, and the network client they configure providers
+/// with (the one the rest of the run uses too: see [`Registry::net`]).
 #[derive(Clone, Default)]
 pub struct Registry {
     factories: BTreeMap<String, Arc<dyn ProviderFactory>>,
+    net: Net,
 }
 
 impl Registry {
-    /// An empty registry.
+    /// An empty registry with a network client of its own.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty registry whose providers send through `net`.
+    pub fn with_net(net: Net) -> Self {
+        Registry { factories: BTreeMap::new(), net }
     }
 
     /// The registry of the `skyform` binary. The in-memory `test` provider is
     /// included only when `SKYFORM_ENABLE_TEST_PROVIDER=1`.
     pub fn builtin() -> Self {
-        #[allow(unused_mut)]
-        let mut r = Registry::new();
+        Self::builtin_with(Net::new())
+    }
+
+    /// [`Registry::builtin`] over a given network client.
+    pub fn builtin_with(net: Net) -> Self {
+        let mut r = Registry::with_net(net);
         r.register(Arc::new(gcp::GcpFactory::new()));
         r.register(Arc::new(kubernetes::KubernetesFactory::default()));
         r.register(Arc::new(postgres::PostgresFactory::default()));
@@ -286,6 +303,12 @@ impl Registry {
             r.register(Arc::new(memory::MemoryFactory::from_env()));
         }
         r
+    }
+
+    /// The network client: providers configured from this registry, the state backend, checks
+    /// and notifications all send through it.
+    pub fn net(&self) -> &Net {
+        &self.net
     }
 
     /// Adds a factory (replacing one with the same name).

@@ -9,7 +9,7 @@
 //! | `lower(s)` | `s` in lower case |
 //! | `join(sep, list)` | the items of `list` joined with `sep` |
 //! | `file(path)` | the text of a file, `path` relative to the spec's directory |
-//! | `htpasswd(user, password)` | `user:<bcrypt hash of password>` (see [`htpasswd_verifies`]) |
+//! | `htpasswd(user, password)` | `user:<bcrypt hash of password>` (see [`htpasswd::verifies`]) |
 //!
 //! Every function propagates *unknown* (an unknown or redacted argument gives an
 //! unknown result: the function cannot run before the value exists) and
@@ -22,6 +22,7 @@ use base64::Engine as _;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 use crate::diag::{Diagnostic, Pos, did_you_mean};
+use crate::foundation::htpasswd;
 use crate::value::Value;
 
 /// The names and arities of the functions.
@@ -175,7 +176,7 @@ pub fn call(name: &str, args: Vec<Value>, base_dir: &Path, pos: &Pos) -> Result<
             // One line per user and password in a process: the plan and the
             // apply of one run see the same value (the apply checks that the
             // plan's known values did not change).
-            if let Some(line) = htpasswd_made_for(&user, &password) {
+            if let Some(line) = htpasswd::made_for(&user, &password) {
                 return Ok(Value::String(line).sensitive());
             }
             // The salt is derived from the user and password, so the same inputs
@@ -184,12 +185,12 @@ pub fn call(name: &str, args: Vec<Value>, base_dir: &Path, pos: &Pos) -> Result<
             // bcrypt's cost still protects the password; only the per-hash
             // randomness is traded for reproducibility (a line made elsewhere
             // that verifies is kept by the Helm provider all the same).
-            let salt = htpasswd_salt(&user, &password);
+            let salt = htpasswd::salt(&user, &password);
             let hash = bcrypt::non_truncating_hash_with_salt(password.as_bytes(), HTPASSWD_COST, salt)
                 .map(|h| h.format_for_version(bcrypt::Version::TwoB))
                 .map_err(|e| err(format!("`htpasswd`: cannot hash the password: {e}")))?;
             // Another evaluation may have made one meanwhile: the first one wins.
-            let line = remember_htpasswd(&format!("{user}:{hash}"), &user, &password);
+            let line = htpasswd::remember(&format!("{user}:{hash}"), &user, &password);
             // A password hash is always treated as a secret.
             return Ok(Value::String(line).sensitive());
         }
@@ -227,70 +228,6 @@ const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
 /// ```
 pub fn urlencode(s: &str) -> String {
     utf8_percent_encode(s, COMPONENT).to_string()
-}
-
-/// The lines `htpasswd()` made in this process, with what they hash. Held in
-/// memory only (never written), so that a provider can tell whether a live
-/// line hashes the same user and password as a freshly made one.
-static HTPASSWD_MADE: std::sync::Mutex<Vec<(String, String, String)>> =
-    std::sync::Mutex::new(Vec::new());
-
-/// Records `line` for `user` and `password`, or returns the line already
-/// recorded for them.
-fn remember_htpasswd(line: &str, user: &str, password: &str) -> String {
-    let mut made = HTPASSWD_MADE.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some((l, _, _)) = made.iter().find(|(_, u, p)| u == user && p == password) {
-        return l.clone();
-    }
-    if made.len() >= 1024 {
-        made.remove(0);
-    }
-    made.push((line.to_string(), user.to_string(), password.to_string()));
-    line.to_string()
-}
-
-fn htpasswd_made_for(user: &str, password: &str) -> Option<String> {
-    let made = HTPASSWD_MADE.lock().unwrap_or_else(|e| e.into_inner());
-    made.iter()
-        .find(|(_, u, p)| u == user && p == password)
-        .map(|(line, _, _)| line.clone())
-}
-
-/// Whether `live` (an htpasswd line read back from an API) hashes the same user
-/// and password as `desired`, a line `htpasswd()` made in this process. Each
-/// call salts afresh, so the two texts differ; providers use this to treat a
-/// live hash that verifies against the desired password as unchanged.
-pub fn htpasswd_equivalent(desired: &str, live: &str) -> bool {
-    if desired == live {
-        return true;
-    }
-    let made = HTPASSWD_MADE.lock().unwrap_or_else(|e| e.into_inner());
-    made.iter()
-        .any(|(line, user, password)| line == desired && htpasswd_verifies(live, user, password))
-}
-
-fn htpasswd_salt(user: &str, password: &str) -> [u8; 16] {
-    use sha2::{Digest, Sha256};
-    let mut h = Sha256::new();
-    h.update(b"skyform htpasswd salt v1\0");
-    h.update(user.as_bytes());
-    h.update([0]);
-    h.update(password.as_bytes());
-    let d = h.finalize();
-    let mut salt = [0u8; 16];
-    salt.copy_from_slice(&d[..16]);
-    salt
-}
-
-/// Whether an htpasswd `line` (`user:<bcrypt hash>`) is for `user` and
-/// `password`. Each `htpasswd()` call salts afresh, so two hashes of the same
-/// password differ; providers compare a live line with the desired password
-/// through this function rather than by text.
-pub fn htpasswd_verifies(line: &str, user: &str, password: &str) -> bool {
-    let Some((u, hash)) = line.trim_end().split_once(':') else {
-        return false;
-    };
-    u == user && bcrypt::verify(password.as_bytes(), hash).unwrap_or(false)
 }
 
 #[cfg(test)]
@@ -410,20 +347,20 @@ mod tests {
         assert!(v.is_sensitive());
         let line = v.as_str().unwrap().to_string();
         assert!(line.starts_with("admin:$2"), "{line}");
-        assert!(htpasswd_verifies(&line, "admin", "s3cret"));
-        assert!(!htpasswd_verifies(&line, "admin", "other"));
-        assert!(!htpasswd_verifies(&line, "root", "s3cret"));
-        assert!(!htpasswd_verifies("garbage", "admin", "s3cret"));
+        assert!(htpasswd::verifies(&line, "admin", "s3cret"));
+        assert!(!htpasswd::verifies(&line, "admin", "other"));
+        assert!(!htpasswd::verifies(&line, "root", "s3cret"));
+        assert!(!htpasswd::verifies("garbage", "admin", "s3cret"));
         let again = f("htpasswd", vec!["admin".into(), "s3cret".into()])
             .unwrap()
             .unmarked();
         let other = f("htpasswd", vec!["admin".into(), "changed".into()])
             .unwrap()
             .unmarked();
-        assert!(htpasswd_equivalent(again.as_str().unwrap(), &line));
-        assert!(!htpasswd_equivalent(other.as_str().unwrap(), &line));
+        assert!(htpasswd::equivalent(again.as_str().unwrap(), &line));
+        assert!(!htpasswd::equivalent(other.as_str().unwrap(), &line));
         // Not only within this process: any process makes the same line.
-        let salt = htpasswd_salt("admin", "s3cret");
+        let salt = htpasswd::salt("admin", "s3cret");
         let direct = bcrypt::non_truncating_hash_with_salt("s3cret", HTPASSWD_COST, salt)
             .unwrap()
             .format_for_version(bcrypt::Version::TwoB);

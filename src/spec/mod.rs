@@ -33,7 +33,6 @@ mod meta;
 
 
 pub use eval::{Scope, eval};
-pub use functions::htpasswd_verifies;
 pub use load::{load, load_str};
 pub use meta::parse_duration;
 pub use validate::{validate, validate_with_vars};

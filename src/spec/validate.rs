@@ -15,7 +15,7 @@ use std::path::Path;
 
 use crate::address::{Address, Mode};
 use crate::diag::{Diagnostic, Diagnostics, Pos, did_you_mean};
-use crate::providers::schema::{AttrType, Attribute, ProviderSchema, ResourceSchema, SchemaKind};
+use crate::foundation::schema::{AttrType, Attribute, ProviderSchema, ResourceSchema, SchemaKind};
 use crate::value::Value;
 
 use super::eval::{Scope, eval, ref_text};

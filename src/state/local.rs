@@ -43,9 +43,6 @@ use self::fsio::{ensure_private_dir, io_err};
 use self::journal::{check_line, Entry};
 pub use self::journal::LocalWriter;
 pub use self::lock::LocalLock;
-pub(crate) use self::lock::{hostname, is_stale};
-pub(crate) use self::fsio::rfc3339_utc;
-use super::model::STATE_FORMAT;
 use super::{Backend, LockGuard, LockInfo, State, StateError, StateRecord, StateWriter};
 
 /// State kept in files beside the spec (the default backend).
@@ -208,33 +205,7 @@ fn read_snapshot(path: &Path) -> Result<Option<(State, u64)>, StateError> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io_err(path, e)),
     };
-    parse_snapshot(&bytes).map(Some).map_err(|m| corrupt(path, m))
-}
-
-/// The state and journal epoch of a snapshot's bytes (any backend's); the error says what is
-/// wrong with them.
-pub(crate) fn parse_snapshot(bytes: &[u8]) -> Result<(State, u64), String> {
-    let mut json: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| format!("not valid JSON: {e}"))?;
-    let obj = json.as_object_mut().ok_or("not a JSON object")?;
-    check_format(obj.get("format"))?;
-    let epoch = match obj.remove("journal_epoch") {
-        None => 0,
-        Some(v) => v.as_u64().ok_or("`journal_epoch` is not a number")?,
-    };
-    let state = serde_json::from_value(json).map_err(|e| e.to_string())?;
-    Ok((state, epoch))
-}
-
-/// Refuses a format this build does not know, before reading anything else.
-fn check_format(format: Option<&serde_json::Value>) -> Result<(), String> {
-    match format.and_then(serde_json::Value::as_u64) {
-        Some(f) if f == u64::from(STATE_FORMAT) => Ok(()),
-        Some(f) => Err(format!(
-            "unsupported state format {f}: this skyform reads format {STATE_FORMAT}{}",
-            if f > u64::from(STATE_FORMAT) { " (written by a newer skyform; upgrade)" } else { "" }
-        )),
-        None => Err("missing or non-numeric `format` field".into()),
-    }
+    super::snapshot::parse(&bytes).map(Some).map_err(|m| corrupt(path, m.to_string()))
 }
 
 /// The snapshot's epoch only (0 if there is no snapshot), for opening a writer.

@@ -10,8 +10,10 @@
 //! nothing, and writing stays linear in the number of steps.
 
 pub mod gcs;
+pub mod holder;
 pub mod local;
 pub mod model;
+pub mod snapshot;
 
 use std::time::Duration;
 
@@ -22,13 +24,12 @@ pub use model::{ResourceState, ResourceStatus, State, StateRecord};
 #[non_exhaustive]
 pub enum StateError {
     /// Reading or writing the files failed.
-    #[error("state I/O on {path}: {source}")]
+    #[error("state I/O on {path}: {error}")]
     Io {
         /// The file.
         path: String,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
+        /// The cause (in the message, so not also a `source`: printed once).
+        error: std::io::Error,
     },
     /// The state file is not valid.
     #[error("state file {path} is corrupt: {message}")]
@@ -55,13 +56,20 @@ pub enum StateError {
         /// Who holds the lock now.
         holder: Box<LockInfo>,
     },
-    /// A remote backend refused or failed a request (after its retries).
-    #[error("state at {location}: {message}")]
+    /// `state unlock` of a bucket's lock without its ID.
+    #[error("give the lock's ID to remove it: `skyform state unlock {}` (it is held by {holder})", holder.id)]
+    LockIdRequired {
+        /// Who holds the lock.
+        holder: Box<LockInfo>,
+    },
+    /// A remote backend refused or failed a request (after its retries), or found the state
+    /// moved under it.
+    #[error("state at {location}: {error}")]
     Remote {
         /// Where (`gs://bucket/prefix/default.state.json`).
         location: String,
         /// What happened (no secrets).
-        message: String,
+        error: gcs::RemoteError,
     },
 }
 

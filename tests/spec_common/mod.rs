@@ -1,7 +1,7 @@
 //! Shared by the spec tests: provider schemas to validate against.
 #![allow(dead_code)]
 
-use skyform::providers::schema::{AttrType, Attribute, ProviderSchema, ResourceSchema, SchemaKind};
+use skyform::foundation::schema::{AttrType, Attribute, ProviderSchema, ResourceSchema, SchemaKind};
 
 fn list(t: AttrType) -> AttrType {
     AttrType::List(Box::new(t))

@@ -1,6 +1,6 @@
 //! The HTTP layer shared by every GCP resource: one `reqwest` client, one base URL
 //! per API (or one override for all, the emulator), bearer tokens from
-//! [`super::auth`], the google.rpc error envelope, and retries.
+//! [`crate::foundation::net`], the google.rpc error envelope, and retries.
 //!
 //! Retries: 429, 500, 502, 503, 504 and connection errors are retried with full
 //! jitter, exponential backoff capped at [`RetryPolicy::cap`], honouring a
@@ -14,7 +14,7 @@ use std::time::Duration;
 use rand::Rng;
 use serde_json::{Value as Json, json};
 
-use super::auth::TokenSource;
+use crate::foundation::net::{Net, NetError, TokenSource, error_chain};
 use crate::providers::ProviderError;
 
 /// The Google APIs this provider talks to.
@@ -57,6 +57,9 @@ pub struct ApiError {
     pub message: String,
     /// `RetryInfo.retryDelay`, if given.
     pub retry_delay: Option<Duration>,
+    /// Nothing was sent (no credentials, no HTTP client): the message says what to do, and
+    /// retrying cannot help.
+    pub no_request: bool,
 }
 
 impl ApiError {
@@ -80,6 +83,7 @@ impl ApiError {
             reason: e["errors"][0]["reason"].as_str().unwrap_or_default().to_string(),
             message,
             retry_delay,
+            no_request: false,
         }
     }
 
@@ -94,11 +98,14 @@ impl ApiError {
     }
     /// Transient by HTTP status or transport failure.
     pub fn is_transient(&self) -> bool {
-        matches!(self.status, 0 | 429 | 500 | 502 | 503 | 504)
+        !self.no_request && matches!(self.status, 0 | 429 | 500 | 502 | 503 | 504)
     }
     /// The message for the user (the API's own words, plus its reason).
     pub fn describe(&self) -> String {
         let mut s = self.message.clone();
+        if self.no_request {
+            return s;
+        }
         if !self.reason.is_empty() && !s.contains(&self.reason) {
             s.push_str(&format!(" ({})", self.reason));
         } else if self.status != 0 && self.rpc.is_empty() && self.reason.is_empty() {
@@ -158,9 +165,13 @@ impl RetryPolicy {
     }
 }
 
-/// The HTTP client of one configured provider.
+/// How long one request may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The HTTP client of one configured provider: the process's shared [`Net`], this provider's
+/// endpoint and token source.
 pub struct Client {
-    http: reqwest::Client,
+    net: Net,
     endpoint: Option<String>,
     token: TokenSource,
     /// Backoff and polling.
@@ -169,25 +180,9 @@ pub struct Client {
 
 impl Client {
     /// A client for `endpoint` (one base URL for all APIs) or the real hosts.
-    pub fn new(endpoint: Option<String>, token: TokenSource, retry: RetryPolicy) -> Result<Client, ProviderError> {
-        super::auth::install_crypto();
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(20))
-            .timeout(Duration::from_secs(120))
-            .user_agent(concat!("skyform/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| {
-                // reqwest's message is only "builder error": say what failed underneath.
-                let mut msg = e.to_string();
-                let mut src = std::error::Error::source(&e);
-                while let Some(s) = src {
-                    msg.push_str(&format!(": {s}"));
-                    src = s.source();
-                }
-                ProviderError::Config(format!("HTTP client: {msg}"))
-            })?;
+    pub fn new(net: Net, endpoint: Option<String>, token: TokenSource, retry: RetryPolicy) -> Client {
         let endpoint = endpoint.map(|e| if e.ends_with('/') { e } else { format!("{e}/") });
-        Ok(Client { http, endpoint, token, retry })
+        Client { net, endpoint, token, retry }
     }
 
     /// The URL of `path` (which starts with `v1/…`) on `api`.
@@ -245,8 +240,10 @@ impl Client {
     }
 
     async fn once(&self, method: reqwest::Method, url: &str, body: Option<&Json>) -> Result<Json, ApiError> {
-        let mut rb = self.http.request(method, url);
-        let token = self.token.token().await.map_err(|e| ApiError { message: e.to_string(), status: 401, ..Default::default() })?;
+        // Neither failure below sent anything: they are final, and claim no HTTP status.
+        let local = |e: NetError| ApiError { message: e.to_string(), no_request: true, ..Default::default() };
+        let mut rb = self.net.request(method, url, REQUEST_TIMEOUT, "").map_err(local)?;
+        let token = self.token.token().await.map_err(local)?;
         if let Some(t) = token {
             rb = rb.bearer_auth(t);
         }
@@ -254,7 +251,7 @@ impl Client {
             rb = rb.json(b);
         }
         let resp = rb.send().await.map_err(|e| {
-            let message = without_url(&e);
+            let message = error_chain(&e);
             // An untrusted certificate does not get better by retrying: say so at once.
             if message.contains("invalid peer certificate") {
                 return ApiError {
@@ -272,7 +269,7 @@ impl Client {
         let status = resp.status().as_u16();
         let text = resp.text().await.map_err(|e| ApiError {
             status: 0,
-            message: format!("reading response: {}", without_url(&e)),
+            message: format!("reading response: {}", error_chain(&e)),
             ..Default::default()
         })?;
         if (200..300).contains(&status) {
@@ -287,16 +284,6 @@ impl Client {
         }
         Err(ApiError::from_body(status, &text))
     }
-}
-
-fn without_url(e: &reqwest::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = std::error::Error::source(e);
-    while let Some(c) = src {
-        s.push_str(&format!(": {c}"));
-        src = c.source();
-    }
-    s
 }
 
 /// Percent-encodes one path segment (emails, role names).

@@ -4,7 +4,7 @@ use super::client::Api;
 use super::policy::PolicyKey;
 use super::{Gcp, container_cluster, jstr, sql_instance, str_attr};
 use crate::providers::ProviderError;
-use crate::providers::schema::{AttrType, Attribute, ResourceSchema, SchemaKind};
+use crate::foundation::schema::{AttrType, Attribute, ResourceSchema, SchemaKind};
 use crate::value::Value;
 
 fn project_arg() -> Attribute {

@@ -11,7 +11,7 @@ use std::time::Duration;
 use super::client::Api;
 use super::policy::{Delta, PolicyKey};
 use super::{Gcp, live, project_attr, str_attr};
-use crate::providers::schema::{AttrType, Attribute, ResourceSchema, SchemaKind};
+use crate::foundation::schema::{AttrType, Attribute, ResourceSchema, SchemaKind};
 use crate::providers::{ApplyAction, ApplyRequest, ApplyResponse, LiveObject, PlanRequest, PlanResponse, ProviderError, ReadRequest};
 use crate::value::Value;
 

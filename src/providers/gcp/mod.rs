@@ -9,7 +9,6 @@
 //! SQL locks, the policy cache and what the plan has seen of related resources
 //! (for the cross-resource checks).
 
-pub mod auth;
 pub mod client;
 pub mod container_cluster;
 pub mod data;
@@ -30,7 +29,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use self::client::{Client, RetryPolicy};
-use super::schema::{AttrType, Attribute, ProviderSchema, ResourceSchema};
+use crate::foundation::net::TokenSource;
+use crate::foundation::schema::{AttrType, Attribute, ProviderSchema, ResourceSchema};
 use super::{
     ApplyRequest, ApplyResponse, Checkpoint, LiveObject, PlanRequest, PlanResponse, Provider, ProviderError,
     ProviderFactory, ReadRequest,
@@ -107,7 +107,7 @@ impl ProviderFactory for GcpFactory {
         &self.schema
     }
 
-    async fn configure(&self, config: &Value) -> Result<Arc<dyn Provider>, ProviderError> {
+    async fn configure(&self, config: &Value, net: &crate::foundation::net::Net) -> Result<Arc<dyn Provider>, ProviderError> {
         let config = config.unmarked();
         let project = config
             .get("project")
@@ -127,7 +127,7 @@ impl ProviderFactory for GcpFactory {
         {
             return Err(ProviderError::Config(format!("endpoint {e:?} must start with http:// or https://")));
         }
-        let client = Client::new(endpoint, auth::TokenSource::from_config(&config), self.retry)?;
+        let client = Client::new(net.clone(), endpoint, TokenSource::from_config(&config), self.retry);
         let schemas = self.schema.types.iter().map(|t| (t.type_name, t.clone())).collect();
         Ok(Arc::new(GcpProvider(Arc::new(Gcp {
             client,

@@ -10,7 +10,7 @@ use serde_json::json;
 use super::client::Api;
 use super::operation::{self, Op};
 use super::{Gcp, deadline, live, project_attr, str_attr};
-use crate::providers::schema::{AttrType, Attribute, ResourceSchema, SchemaKind};
+use crate::foundation::schema::{AttrType, Attribute, ResourceSchema, SchemaKind};
 use crate::providers::{ApplyAction, ApplyRequest, ApplyResponse, Checkpoint, LiveObject, ProviderError, ReadRequest};
 use crate::value::Value;
 

@@ -12,8 +12,8 @@ use tokio::time::Instant;
 
 use super::client::{Api, ApiError};
 use super::{Gcp, jstr, live, project_attr, str_attr};
-use crate::providers::names::NameRule;
-use crate::providers::schema::{AttrType, Attribute, ResourceSchema, SchemaKind};
+use crate::foundation::names::NameRule;
+use crate::foundation::schema::{AttrType, Attribute, ResourceSchema, SchemaKind};
 use crate::providers::{ApplyAction, ApplyRequest, ApplyResponse, LiveObject, ProviderError, ReadRequest};
 use crate::value::Value;
 

@@ -20,7 +20,8 @@ use tokio::time::Instant;
 use super::client::{Api, ApiError};
 use super::iam_member::{normalize_sa, sa_email};
 use super::{Gcp, jstr, live, project_attr, str_attr};
-use crate::providers::schema::{AttrType, Attribute, ResourceSchema, SchemaKind};
+use crate::foundation::time::rfc3339_secs;
+use crate::foundation::schema::{AttrType, Attribute, ResourceSchema, SchemaKind};
 use crate::providers::{ApplyAction, ApplyRequest, ApplyResponse, Checkpoint, LiveObject, ProviderError, ReadRequest};
 use crate::value::Value;
 
@@ -220,32 +221,4 @@ async fn remove_interrupted(g: &Gcp, sa: &str, private: &Value) -> Result<(), Ap
         }
     }
     Ok(())
-}
-
-/// Seconds since the epoch of an RFC 3339 UTC time (`2026-01-02T03:04:05Z`,
-/// fractional seconds and offsets ignored).
-pub fn rfc3339_secs(s: &str) -> Option<i64> {
-    let (date, time) = s.split_once('T')?;
-    let mut d = date.split('-').map(|x| x.parse::<i64>());
-    let (y, m, day) = (d.next()?.ok()?, d.next()?.ok()?, d.next()?.ok()?);
-    let mut t = time.get(..8)?.split(':').map(|x| x.parse::<i64>());
-    let (hh, mm, ss) = (t.next()?.ok()?, t.next()?.ok()?, t.next()?.ok()?);
-    // Days from civil (Howard Hinnant's algorithm).
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = if y >= 0 { y } else { y - 399 } / 400;
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some(days * 86_400 + hh * 3600 + mm * 60 + ss)
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn rfc3339() {
-        assert_eq!(super::rfc3339_secs("1970-01-02T00:00:01Z"), Some(86_401));
-        assert_eq!(super::rfc3339_secs("2024-03-01T00:00:00.123Z"), Some(1_709_251_200));
-    }
 }

@@ -11,8 +11,8 @@ use serde_json::{Value as Json, json};
 use super::client::{Api, ApiError, seg};
 use super::sql_instance::{insert_child, mutate_and_wait, path as instance_path};
 use super::{Gcp, Run, deadline, jstr, live, project_attr, str_attr};
-use crate::providers::names::NameRule;
-use crate::providers::schema::{AttrType, Attribute, ResourceSchema, SchemaKind};
+use crate::foundation::names::NameRule;
+use crate::foundation::schema::{AttrType, Attribute, ResourceSchema, SchemaKind};
 use crate::providers::{ApplyAction, ApplyRequest, ApplyResponse, Checkpoint, LiveObject, ProviderError, ReadRequest};
 use crate::value::Value;
 

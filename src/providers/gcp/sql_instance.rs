@@ -16,8 +16,8 @@ use tokio::time::Instant;
 use super::client::{Api, ApiError};
 use super::operation::{self, Op};
 use super::{DEFAULT_REGION, Gcp, Run, deadline, jstr, live, project_attr, str_attr};
-use crate::providers::names::NameRule;
-use crate::providers::schema::{AttrType, Attribute, ResourceSchema, SchemaKind};
+use crate::foundation::names::NameRule;
+use crate::foundation::schema::{AttrType, Attribute, ResourceSchema, SchemaKind};
 use crate::providers::{
     ApplyAction, ApplyRequest, ApplyResponse, Checkpoint, LiveObject, PlanRequest, PlanResponse, ProviderError,
     ReadRequest,

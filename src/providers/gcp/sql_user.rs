@@ -20,8 +20,8 @@ use super::policy::PolicyKey;
 use super::sql_database::absent;
 use super::sql_instance::{insert_child, mutate_and_wait, path as instance_path};
 use super::{Gcp, Run, deadline, live, project_attr, str_attr};
-use crate::providers::names::NameRule;
-use crate::providers::schema::{AttrType, Attribute, ResourceSchema, SchemaKind};
+use crate::foundation::names::NameRule;
+use crate::foundation::schema::{AttrType, Attribute, ResourceSchema, SchemaKind};
 use crate::providers::{
     ApplyAction, ApplyRequest, ApplyResponse, Checkpoint, LiveObject, PlanRequest, PlanResponse, ProviderError,
     ReadRequest,

@@ -24,12 +24,12 @@ use self::cli::{Helm, PrivateFile};
 use super::kubernetes::connect::{self, Target};
 use super::kubernetes::objects::Cluster;
 use super::kubernetes::ready;
-use super::schema::{AttrType, Attribute, ProviderSchema, ResourceSchema, SchemaKind};
+use crate::foundation::schema::{AttrType, Attribute, ProviderSchema, ResourceSchema, SchemaKind};
 use super::{
     ApplyAction, ApplyRequest, ApplyResponse, Checkpoint, HttpReply, LiveObject, PlanRequest, PlanResponse,
     Provider, ProviderError, ProviderFactory, ReadRequest, ServiceRequest,
 };
-use crate::providers::names::NameRule;
+use crate::foundation::names::NameRule;
 use crate::value::Value;
 
 /// How long read-only helm commands may take.
@@ -40,25 +40,7 @@ const READ_TIMEOUT: Duration = Duration::from_secs(120);
 /// when it waits), before skyform takes it back (see `settle_pending`).
 const PENDING_GRACE: Duration = Duration::from_secs(30);
 
-fn now_secs() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
-}
-
-/// Seconds since the epoch of an RFC 3339 time with any offset
-/// (`2026-12-01T21:40:00.123456789+02:00`, `…Z`), as helm prints `updated`.
-fn rfc3339_utc_secs(s: &str) -> Option<i64> {
-    let local = crate::providers::gcp::service_account_key::rfc3339_secs(s)?;
-    let time = s.split_once('T')?.1;
-    let offset = match time.rfind(['+', '-']) {
-        Some(i) if time.len() - i == 6 => {
-            let (h, m) = (time[i + 1..i + 3].parse::<i64>().ok()?, time[i + 4..].parse::<i64>().ok()?);
-            let sign = if time.as_bytes()[i] == b'-' { -1 } else { 1 };
-            sign * (h * 3600 + m * 60)
-        }
-        _ => 0,
-    };
-    Some(local - offset)
-}
+use crate::foundation::time::{now_secs, rfc3339_secs as rfc3339_utc_secs};
 
 fn schema() -> ProviderSchema {
     let mut config = connect::config_attributes();
@@ -114,8 +96,8 @@ impl ProviderFactory for HelmFactory {
     fn schema(&self) -> &ProviderSchema {
         &self.schema
     }
-    async fn configure(&self, config: &Value) -> Result<Arc<dyn Provider>, ProviderError> {
-        let target = Target::from_config(config).await?;
+    async fn configure(&self, config: &Value, net: &crate::foundation::net::Net) -> Result<Arc<dyn Provider>, ProviderError> {
+        let target = Target::from_config(config, net).await?;
         let program = match config.get("helm_path").and_then(Value::as_str) {
             Some(p) => PathBuf::from(p),
             None => std::env::var_os("SKYFORM_HELM").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("helm")),
@@ -612,16 +594,5 @@ fn has_redacted(v: &Value) -> bool {
         Value::List(l) => l.iter().any(has_redacted),
         Value::Map(m) => m.values().any(has_redacted),
         _ => false,
-    }
-}
-
-#[cfg(test)]
-mod time_tests {
-    #[test]
-    fn helm_times_with_offsets() {
-        assert_eq!(super::rfc3339_utc_secs("1970-01-01T01:00:00Z"), Some(3600));
-        assert_eq!(super::rfc3339_utc_secs("1970-01-01T03:00:00.123456789+02:00"), Some(3600));
-        assert_eq!(super::rfc3339_utc_secs("1970-01-01T00:00:00-01:00"), Some(3600));
-        assert_eq!(super::rfc3339_utc_secs("garbage"), None);
     }
 }

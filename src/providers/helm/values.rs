@@ -5,7 +5,7 @@
 use serde_json::Value as Json;
 
 use crate::providers::ProviderError;
-use crate::spec::functions::htpasswd_equivalent;
+use crate::foundation::htpasswd;
 use crate::value::Value;
 
 /// `values_yaml` parsed (empty text: an empty table).
@@ -93,14 +93,14 @@ fn is_htpasswd(s: &str) -> bool {
 
 /// `desired` with every htpasswd line replaced by the live line at the same
 /// place when that live line hashes the same user and password (see
-/// [`htpasswd_equivalent`]): an unchanged password keeps its live hash, so plans
+/// [`htpasswd::equivalent`]): an unchanged password keeps its live hash, so plans
 /// stay clean and applies do not rotate it. Sensitivity is kept.
 pub fn reuse_htpasswd(desired: &Value, live: Option<&Json>) -> Value {
     let Some(live) = live else { return desired.clone() };
     match desired {
         Value::Sensitive(inner) => reuse_htpasswd(inner, Some(live)).sensitive(),
         Value::String(s) if is_htpasswd(s) => match live.as_str() {
-            Some(l) if l != s && htpasswd_equivalent(s, l) => Value::str(l),
+            Some(l) if l != s && htpasswd::equivalent(s, l) => Value::str(l),
             _ => desired.clone(),
         },
         Value::Map(m) => Value::Map(m.iter().map(|(k, v)| (k.clone(), reuse_htpasswd(v, live.get(k)))).collect()),

@@ -10,8 +10,9 @@ use kube::config::{
     AuthInfo, Cluster, Context, KubeConfigOptions, Kubeconfig, NamedAuthInfo, NamedCluster, NamedContext,
 };
 
+use crate::foundation::net::Net;
 use crate::providers::ProviderError;
-use crate::providers::schema::{AttrType, Attribute};
+use crate::foundation::schema::{AttrType, Attribute};
 use crate::value::Value;
 
 /// The configuration attributes shared by `[provider.kubernetes]` and `[provider.helm]`.
@@ -75,7 +76,7 @@ impl std::fmt::Debug for Target {
 
 impl Target {
     /// From a provider configuration.
-    pub async fn from_config(config: &Value) -> Result<Target, ProviderError> {
+    pub async fn from_config(config: &Value, net: &Net) -> Result<Target, ProviderError> {
         let config = config.unmarked();
         if let Some(cluster) = config.get("cluster").filter(|c| !matches!(c, Value::Null)) {
             let endpoint = cluster
@@ -100,7 +101,7 @@ impl Target {
             };
             let token = match config.get("token").and_then(Value::as_str) {
                 Some(t) if !t.is_empty() => t.to_string(),
-                _ => gcp_access_token(&config).await?,
+                _ => gcp_access_token(net).await?,
             };
             return Ok(Target::Direct { server, ca_pem, token });
         }
@@ -170,8 +171,8 @@ impl Target {
 /// The GCP access token used as the cluster's bearer token: the one the GCP
 /// provider uses (`SKYFORM_GCP_ACCESS_TOKEN`, else Application Default
 /// Credentials), as on GKE where the Google token authenticates to the cluster.
-async fn gcp_access_token(_config: &Value) -> Result<String, ProviderError> {
-    let t = crate::providers::gcp::auth::access_token(&Value::Null).await?;
+async fn gcp_access_token(net: &Net) -> Result<String, ProviderError> {
+    let t = net.default_tokens().token().await?.unwrap_or_default();
     if t.is_empty() {
         return Err(ProviderError::Config("no GCP access token for the cluster: set the provider's `token`".into()));
     }

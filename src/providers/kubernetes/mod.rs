@@ -30,7 +30,7 @@ use serde_json::Value as Json;
 
 use self::objects::{Cluster, ObjRef};
 use self::resources::Kind;
-use super::schema::ProviderSchema;
+use crate::foundation::schema::ProviderSchema;
 use super::{
     ApplyAction, ApplyRequest, ApplyResponse, Checkpoint, HttpReply, LiveObject, PlanRequest, PlanResponse,
     Provider, ProviderError, ProviderFactory, ReadRequest, ServiceRequest,
@@ -61,8 +61,8 @@ impl ProviderFactory for KubernetesFactory {
     fn schema(&self) -> &ProviderSchema {
         &self.schema
     }
-    async fn configure(&self, config: &Value) -> Result<Arc<dyn Provider>, ProviderError> {
-        let target = connect::Target::from_config(config).await?;
+    async fn configure(&self, config: &Value, net: &crate::foundation::net::Net) -> Result<Arc<dyn Provider>, ProviderError> {
+        let target = connect::Target::from_config(config, net).await?;
         let client = target.client().await?;
         Ok(Arc::new(KubernetesProvider { cluster: Arc::new(Cluster::new(client)) }))
     }

@@ -7,9 +7,9 @@ use std::collections::BTreeMap;
 
 use base64::Engine as _;
 
-use crate::providers::names::NameRule;
+use crate::foundation::names::NameRule;
 use crate::providers::ProviderError;
-use crate::providers::schema::{AttrType, Attribute, ResourceSchema, SchemaKind};
+use crate::foundation::schema::{AttrType, Attribute, ResourceSchema, SchemaKind};
 use crate::value::Value;
 
 /// The resource types of the Kubernetes provider.

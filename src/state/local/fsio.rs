@@ -5,7 +5,6 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::state::StateError;
 
@@ -16,7 +15,7 @@ pub(super) const FILE_MODE: u32 = 0o600;
 
 /// Wraps an I/O error with the path it concerns.
 pub(super) fn io_err(path: &Path, source: io::Error) -> StateError {
-    StateError::Io { path: path.display().to_string(), source }
+    StateError::Io { path: path.display().to_string(), error: source }
 }
 
 /// Creates `dir` (and its parents) with mode 0700 if missing. When this call
@@ -71,41 +70,4 @@ pub(super) fn write_atomic(path: &Path, write: impl FnOnce(&mut dyn Write) -> io
         return Err(io_err(path, e));
     }
     sync_dir(dir)
-}
-
-/// `t` as RFC 3339 in UTC with second precision, e.g. `2026-11-25T01:24:21Z`.
-pub(crate) fn rfc3339_utc(t: SystemTime) -> String {
-    let secs = t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (y, m, d) = civil_from_days(days as i64);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
-}
-
-/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's
-/// `civil_from_days`).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::time::Duration;
-
-    #[test]
-    fn rfc3339_known_instants() {
-        assert_eq!(rfc3339_utc(UNIX_EPOCH), "1970-01-01T00:00:00Z");
-        // 2000-02-29 (leap day in a century leap year) 12:34:56.
-        assert_eq!(rfc3339_utc(UNIX_EPOCH + Duration::from_secs(951_827_696)), "2000-02-29T12:34:56Z");
-        assert_eq!(rfc3339_utc(UNIX_EPOCH + Duration::from_secs(1_795_566_261)), "2026-11-25T00:24:21Z");
-    }
 }

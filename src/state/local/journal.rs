@@ -131,7 +131,7 @@ impl LocalWriter {
     }
 
     fn failure(&self, f: &(String, io::ErrorKind, String)) -> StateError {
-        StateError::Io { path: f.0.clone(), source: io::Error::new(f.1, f.2.clone()) }
+        StateError::Io { path: f.0.clone(), error: io::Error::new(f.1, f.2.clone()) }
     }
 
     /// Leader work, without the mutex: writes the snapshot first if this is the
@@ -211,7 +211,7 @@ impl StateWriter for LocalWriter {
                 }
                 Err(e) => {
                     g.failed = Some(match &e {
-                        StateError::Io { path, source } => (path.clone(), source.kind(), source.to_string()),
+                        StateError::Io { path, error } => (path.clone(), error.kind(), error.to_string()),
                         other => (self.paths.journal.display().to_string(), io::ErrorKind::Other, other.to_string()),
                     });
                     self.done.notify_all();

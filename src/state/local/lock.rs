@@ -11,7 +11,9 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
-use super::fsio::{ensure_private_dir, io_err, private_options, rfc3339_utc, sync_dir};
+use super::fsio::{ensure_private_dir, io_err, private_options, sync_dir};
+use crate::foundation::time::rfc3339_utc;
+use crate::state::holder::{hostname, is_stale};
 use crate::state::{LockGuard, LockInfo, StateError};
 
 /// How often a waiting `lock` looks again.
@@ -156,12 +158,6 @@ pub(super) fn read_info(path: &Path) -> Result<Option<LockInfo>, StateError> {
     }
 }
 
-/// A lock is stale when its owner ran on this host and is no longer alive.
-/// Locks from other hosts are never judged: we cannot see their processes.
-pub(crate) fn is_stale(holder: &LockInfo) -> bool {
-    holder.pid != 0 && holder.host == hostname() && !pid_alive(holder.pid)
-}
-
 /// Removes a stale lock without ever removing a live one: the file is first
 /// renamed away (atomic), then checked to be the stale one we saw. If another
 /// process replaced it meanwhile, it is put back. Returns whether we removed it.
@@ -186,25 +182,4 @@ fn break_stale(path: &Path, seen: &LockInfo) -> Result<bool, StateError> {
     let _ = fs::hard_link(&aside, path);
     let _ = fs::remove_file(&aside);
     Ok(false)
-}
-
-/// Whether a process with this pid exists on this host (Linux `/proc`).
-fn pid_alive(pid: u32) -> bool {
-    let proc = Path::new("/proc");
-    if !proc.join("self").exists() {
-        // No procfs: we cannot tell, so never call a lock stale.
-        return true;
-    }
-    proc.join(pid.to_string()).exists()
-}
-
-/// This host's name, without libc: the kernel's, `/etc/hostname`, `$HOSTNAME`.
-pub(crate) fn hostname() -> String {
-    ["/proc/sys/kernel/hostname", "/etc/hostname"]
-        .iter()
-        .filter_map(|p| fs::read_to_string(p).ok())
-        .chain(std::env::var("HOSTNAME").ok())
-        .map(|s| s.trim().to_string())
-        .find(|s| !s.is_empty())
-        .unwrap_or_else(|| "unknown".into())
 }

@@ -7,7 +7,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::lock::hostname;
+use crate::state::holder::hostname;
 use super::*;
 use crate::address::Address;
 use crate::state::{ResourceState, ResourceStatus};

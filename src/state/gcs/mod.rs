@@ -28,19 +28,48 @@
 //! The HTTP calls run on a small runtime of their own, so the synchronous [`Backend`] and
 //! [`StateWriter`] interfaces can be used from inside the engine's tasks.
 
+mod store;
+
 use std::collections::BTreeMap;
-use std::future::Future;
-use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
+use self::store::{Client, block, blocking};
+pub use self::store::StoreError;
 use super::{Backend, LockGuard, LockInfo, State, StateError, StateRecord, StateWriter};
-use crate::providers::gcp::auth::TokenSource;
+use crate::foundation::net::Net;
 
-/// Requests a failing call is tried (transient errors only: 429, 5xx, no answer).
-const ATTEMPTS: u32 = 5;
+/// What went wrong with a state in a bucket.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum RemoteError {
+    /// A Storage call failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The snapshot was replaced since this run read it: its lock was broken, or another run
+    /// wrote without one.
+    #[error(
+        "the state in the bucket changed since this run read it (was its lock broken?): refusing to overwrite \
+         the newer state; run again"
+    )]
+    Overtaken,
+    /// The state moved between this run's read and its first write.
+    #[error("the state in the bucket changed since this run read it (serial {then} then, {now} now); run again")]
+    Moved {
+        /// The serial this run read.
+        then: u64,
+        /// The serial in the bucket now.
+        now: u64,
+    },
+    /// A journal object this run was to create exists: another run writes this state.
+    #[error("journal object {0} exists already: another run is writing this state")]
+    JournalTaken(String),
+    /// Writers kept folding the journal while this run read it.
+    #[error("the state kept changing while it was read (10 attempts); try again")]
+    Unsettled,
+}
 
 /// Where a GCS state lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,227 +94,6 @@ impl GcsLocation {
 pub struct GcsBackend {
     loc: GcsLocation,
     client: Arc<Client>,
-}
-
-/// A minimal JSON-API client (the calls state needs), with retries.
-struct Client {
-    http: reqwest::Client,
-    /// `https://storage.googleapis.com/` or an emulator's base URL (with a trailing `/`).
-    base: String,
-    token: TokenSource,
-    /// Requests made, for the benchmark and tests.
-    requests: std::sync::atomic::AtomicU64,
-}
-
-/// What one request got back.
-#[derive(Debug)]
-enum Reply {
-    Ok(Vec<u8>),
-    NotFound,
-    PreconditionFailed,
-}
-
-/// The runtime the HTTP calls run on (the engine's own may be single-threaded, or busy).
-fn runtime() -> &'static tokio::runtime::Runtime {
-    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RT.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("skyform-gcs")
-            .enable_all()
-            .build()
-            .expect("the state backend's runtime starts")
-    })
-}
-
-/// Runs `f` on the backend's runtime and waits for it, without stalling the caller's runtime.
-fn block<T: Send + 'static>(f: impl Future<Output = T> + Send + 'static) -> T {
-    let (tx, rx) = std::sync::mpsc::channel();
-    runtime().spawn(async move {
-        let _ = tx.send(f.await);
-    });
-    blocking(move || rx.recv().expect("the state backend's runtime answers"))
-}
-
-/// Runs `wait` (which blocks) so that a multi-threaded caller runtime moves its other tasks to
-/// another thread meanwhile: the engine's other steps go on while one waits for the bucket.
-fn blocking<T>(wait: impl FnOnce() -> T) -> T {
-    match tokio::runtime::Handle::try_current() {
-        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(wait),
-        _ => wait(),
-    }
-}
-
-fn enc(s: &str) -> String {
-    utf8_percent_encode(s, NON_ALPHANUMERIC).to_string()
-}
-
-impl Client {
-    fn new(endpoint: Option<String>, token: Option<String>) -> Result<Client, String> {
-        crate::providers::gcp::auth::install_crypto();
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(20))
-            .timeout(Duration::from_secs(120))
-            .user_agent(concat!("skyform/", env!("CARGO_PKG_VERSION"), " state"))
-            .build()
-            .map_err(|e| format!("HTTP client: {e}"))?;
-        let base = endpoint.unwrap_or_else(|| "https://storage.googleapis.com/".into());
-        let base = if base.ends_with('/') { base } else { format!("{base}/") };
-        Ok(Client {
-            http,
-            base,
-            token: match token {
-                Some(t) => TokenSource::Static(t),
-                None => TokenSource::from_config(&crate::value::Value::Null),
-            },
-            requests: Default::default(),
-        })
-    }
-
-    /// One call with retries. `what` names it in errors.
-    async fn call(
-        &self,
-        method: reqwest::Method,
-        url: &str,
-        body: Option<(Vec<u8>, &'static str)>,
-    ) -> Result<Reply, String> {
-        let mut delay = Duration::from_millis(100);
-        let mut last = String::new();
-        for attempt in 1..=ATTEMPTS {
-            self.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let mut req = self.http.request(method.clone(), url);
-            if let Some(t) = self.token.token().await.map_err(|e| e.to_string())? {
-                req = req.bearer_auth(t);
-            }
-            if let Some((data, ctype)) = &body {
-                req = req.header(reqwest::header::CONTENT_TYPE, *ctype).body(data.clone());
-            }
-            match req.send().await {
-                Ok(resp) => {
-                    let status = resp.status().as_u16();
-                    let bytes = resp.bytes().await.map(|b| b.to_vec()).unwrap_or_default();
-                    match status {
-                        200..=299 => return Ok(Reply::Ok(bytes)),
-                        404 => return Ok(Reply::NotFound),
-                        412 => return Ok(Reply::PreconditionFailed),
-                        408 | 429 | 500..=599 => last = format!("HTTP {status}: {}", api_message(&bytes)),
-                        _ => return Err(format!("HTTP {status}: {}", api_message(&bytes))),
-                    }
-                }
-                Err(e) => last = e.without_url().to_string(),
-            }
-            if attempt < ATTEMPTS {
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(4));
-            }
-        }
-        Err(format!("{last} (after {ATTEMPTS} attempts)"))
-    }
-
-    fn object_url(&self, bucket: &str, object: &str) -> String {
-        format!("{}storage/v1/b/{}/o/{}", self.base, enc(bucket), enc(object))
-    }
-
-    /// The live generation of an object, if it exists.
-    async fn generation(&self, bucket: &str, object: &str) -> Result<Option<i64>, String> {
-        match self.call(reqwest::Method::GET, &self.object_url(bucket, object), None).await? {
-            Reply::Ok(b) => Ok(Some(generation_of(&b)?)),
-            Reply::NotFound => Ok(None),
-            Reply::PreconditionFailed => Err("unexpected 412 on a read".into()),
-        }
-    }
-
-    /// The data of one generation of an object; `None` if that generation is gone.
-    async fn download(&self, bucket: &str, object: &str, generation: i64) -> Result<Option<Vec<u8>>, String> {
-        let url = format!("{}?alt=media&generation={generation}", self.object_url(bucket, object));
-        match self.call(reqwest::Method::GET, &url, None).await? {
-            Reply::Ok(b) => Ok(Some(b)),
-            Reply::NotFound => Ok(None),
-            Reply::PreconditionFailed => Err("unexpected 412 on a read".into()),
-        }
-    }
-
-    /// Writes an object if its live generation is `if_generation` (0: if there is none);
-    /// `Ok(None)` when it is not, else the new generation.
-    async fn upload(&self, bucket: &str, object: &str, data: Vec<u8>, if_generation: i64) -> Result<Option<i64>, String> {
-        let url = format!(
-            "{}upload/storage/v1/b/{}/o?uploadType=media&name={}&ifGenerationMatch={if_generation}",
-            self.base,
-            enc(bucket),
-            enc(object)
-        );
-        match self.call(reqwest::Method::POST, &url, Some((data, "application/json"))).await? {
-            Reply::Ok(b) => Ok(Some(generation_of(&b)?)),
-            Reply::PreconditionFailed => Ok(None),
-            Reply::NotFound => Err(format!("bucket {bucket} does not exist")),
-        }
-    }
-
-    /// Deletes an object (only generation `if_generation`, when given); false if it was not there
-    /// (or not at that generation).
-    async fn delete(&self, bucket: &str, object: &str, if_generation: Option<i64>) -> Result<bool, String> {
-        let mut url = self.object_url(bucket, object);
-        if let Some(g) = if_generation {
-            url.push_str(&format!("?ifGenerationMatch={g}"));
-        }
-        match self.call(reqwest::Method::DELETE, &url, None).await? {
-            Reply::Ok(_) => Ok(true),
-            Reply::NotFound | Reply::PreconditionFailed => Ok(false),
-        }
-    }
-
-    /// Every object under `prefix`, with its generation, in name order.
-    async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<(String, i64)>, String> {
-        #[derive(Deserialize)]
-        struct Page {
-            #[serde(default)]
-            items: Vec<Item>,
-            #[serde(rename = "nextPageToken")]
-            next: Option<String>,
-        }
-        #[derive(Deserialize)]
-        struct Item {
-            name: String,
-            generation: String,
-        }
-        let mut out = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let mut url = format!("{}storage/v1/b/{}/o?prefix={}", self.base, enc(bucket), enc(prefix));
-            if let Some(t) = &token {
-                url.push_str(&format!("&pageToken={}", enc(t)));
-            }
-            let bytes = match self.call(reqwest::Method::GET, &url, None).await? {
-                Reply::Ok(b) => b,
-                Reply::NotFound => return Err(format!("bucket {bucket} does not exist")),
-                Reply::PreconditionFailed => return Err("unexpected 412 on a list".into()),
-            };
-            let page: Page = serde_json::from_slice(&bytes).map_err(|e| format!("unexpected list answer: {e}"))?;
-            for i in page.items {
-                out.push((i.name, i.generation.parse().map_err(|_| "a generation is not a number".to_string())?));
-            }
-            match page.next {
-                Some(t) if !t.is_empty() => token = Some(t),
-                _ => break,
-            }
-        }
-        out.sort();
-        Ok(out)
-    }
-}
-
-fn generation_of(object_json: &[u8]) -> Result<i64, String> {
-    let v: serde_json::Value = serde_json::from_slice(object_json).map_err(|e| format!("unexpected answer: {e}"))?;
-    v.get("generation")
-        .and_then(|g| g.as_str().and_then(|s| s.parse().ok()).or_else(|| g.as_i64()))
-        .ok_or_else(|| "the answer has no generation".to_string())
-}
-
-fn api_message(body: &[u8]) -> String {
-    serde_json::from_slice::<serde_json::Value>(body)
-        .ok()
-        .and_then(|v| v.pointer("/error/message").and_then(|m| m.as_str()).map(str::to_string))
-        .unwrap_or_else(|| String::from_utf8_lossy(body).chars().take(200).collect())
 }
 
 /// The snapshot as stored.
@@ -314,11 +122,9 @@ impl GcsBackend {
     /// The state at `gs://bucket/prefix/`. `endpoint` is the Storage base URL (an emulator's);
     /// `None`: `SKYFORM_GCP_ENDPOINT`, else Google's. `token`: an access token; `None`: as for the
     /// GCP provider (`SKYFORM_GCP_ACCESS_TOKEN`, else Application Default Credentials).
-    pub fn new(loc: GcsLocation, endpoint: Option<String>, token: Option<String>) -> Result<Self, StateError> {
+    pub fn new(net: &Net, loc: GcsLocation, endpoint: Option<String>, token: Option<String>) -> Self {
         let endpoint = endpoint.or_else(|| std::env::var("SKYFORM_GCP_ENDPOINT").ok().filter(|e| !e.is_empty()));
-        let client =
-            Client::new(endpoint, token).map_err(|message| StateError::Remote { location: loc.url(""), message })?;
-        Ok(GcsBackend { loc, client: Arc::new(client) })
+        GcsBackend { loc, client: Arc::new(Client::new(net, endpoint, token)) }
     }
 
     /// Requests made so far (each retry counts).
@@ -326,8 +132,8 @@ impl GcsBackend {
         self.client.requests.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    fn err(&self, name: &str, message: impl Into<String>) -> StateError {
-        StateError::Remote { location: self.loc.url(name), message: message.into() }
+    fn err(&self, name: &str, error: impl Into<RemoteError>) -> StateError {
+        StateError::Remote { location: self.loc.url(name), error: error.into() }
     }
 
     fn corrupt(&self, name: &str, message: impl Into<String>) -> StateError {
@@ -341,14 +147,14 @@ impl GcsBackend {
                 return Ok(l);
             }
         }
-        Err(self.err(SNAPSHOT, "the state kept changing while it was read (10 attempts); try again"))
+        Err(self.err(SNAPSHOT, RemoteError::Unsettled))
     }
 
     fn try_load(&self) -> Result<Option<Loaded>, StateError> {
         let (c, loc) = (self.client.clone(), self.loc.clone());
         let snapshot = block(async move {
             let Some(generation) = c.generation(&loc.bucket, &loc.object(SNAPSHOT)).await? else {
-                return Ok::<_, String>(Some((0, None)));
+                return Ok::<_, StoreError>(Some((0, None)));
             };
             Ok(c.download(&loc.bucket, &loc.object(SNAPSHOT), generation).await?.map(|b| (generation, Some(b))))
         })
@@ -400,13 +206,13 @@ impl GcsBackend {
     }
 
     fn parse_snapshot(&self, bytes: &[u8]) -> Result<(State, u64), StateError> {
-        super::local::parse_snapshot(bytes).map_err(|m| self.corrupt(SNAPSHOT, m))
+        super::snapshot::parse(bytes).map_err(|m| self.corrupt(SNAPSHOT, m.to_string()))
     }
 
     fn read_lock(&self) -> Result<Option<LockInfo>, StateError> {
         let (c, loc) = (self.client.clone(), self.loc.clone());
         let got = block(async move {
-            let Some(g) = c.generation(&loc.bucket, &loc.object(LOCK)).await? else { return Ok::<_, String>(None) };
+            let Some(g) = c.generation(&loc.bucket, &loc.object(LOCK)).await? else { return Ok::<_, StoreError>(None) };
             Ok(c.download(&loc.bucket, &loc.object(LOCK), g).await?.map(|b| (g, b)))
         })
         .map_err(|m| self.err(LOCK, m))?;
@@ -446,8 +252,8 @@ impl Backend for GcsBackend {
         let mut info = LockInfo {
             id: String::new(),
             pid: std::process::id(),
-            host: super::local::hostname(),
-            since: super::local::rfc3339_utc(SystemTime::now()),
+            host: super::holder::hostname(),
+            since: crate::foundation::time::rfc3339_utc(SystemTime::now()),
             operation: operation.to_string(),
         };
         let body = serde_json::to_vec_pretty(&info).expect("LockInfo serializes");
@@ -463,7 +269,7 @@ impl Backend for GcsBackend {
             match self.read_lock()? {
                 // 412, then 404: the holder released it in between. Try again at once.
                 None => continue,
-                Some(holder) if super::local::is_stale(&holder) => {
+                Some(holder) if super::holder::is_stale(&holder) => {
                     let (c, loc, g) = (self.client.clone(), self.loc.clone(), holder.id.parse::<i64>().unwrap_or(-1));
                     block(async move { c.delete(&loc.bucket, &loc.object(LOCK), Some(g)).await }).map_err(|m| self.err(LOCK, m))?;
                     continue;
@@ -487,13 +293,7 @@ impl Backend for GcsBackend {
     fn force_unlock(&self, id: Option<&str>) -> Result<LockInfo, StateError> {
         let holder = self.read_lock()?.ok_or(StateError::NotLocked)?;
         let Some(id) = id else {
-            return Err(self.err(
-                LOCK,
-                format!(
-                    "give the lock's ID to remove it: `skyform state unlock {}` (it is held by {holder})",
-                    holder.id
-                ),
-            ));
+            return Err(StateError::LockIdRequired { holder: Box::new(holder) });
         };
         let Ok(g) = id.parse::<i64>() else {
             return Err(StateError::WrongLock { given: id.to_string(), holder: Box::new(holder) });
@@ -545,13 +345,7 @@ impl GcsBackend {
     pub fn open_writer(&self, state: &State) -> Result<GcsWriter, StateError> {
         let l = self.load_full()?;
         if l.generation != 0 && (l.state.lineage != state.lineage || l.state.serial != state.serial) {
-            return Err(self.err(
-                SNAPSHOT,
-                format!(
-                    "the state in the bucket changed since this run read it (serial {} then, {} now); run again",
-                    state.serial, l.state.serial
-                ),
-            ));
+            return Err(self.err(SNAPSHOT, RemoteError::Moved { then: state.serial, now: l.state.serial }));
         }
         Ok(self.writer_over(state, l))
     }
@@ -604,7 +398,7 @@ struct Queue {
     durable: u64,
     flushing: bool,
     /// A batch failed: this writer refuses everything after.
-    failed: Option<String>,
+    failed: Option<RemoteError>,
 }
 
 impl GcsWriter {
@@ -614,14 +408,12 @@ impl GcsWriter {
 
     /// Replaces the snapshot with `state` at a new epoch (CAS on the generation read), then
     /// deletes the journal objects it folds in.
-    fn snapshot(&self, state: &State, generation: i64, epoch: u64, old: Vec<(String, i64)>) -> Result<i64, String> {
-        let body = serde_json::to_vec_pretty(&SnapshotOut { state, journal_epoch: epoch }).map_err(|e| e.to_string())?;
+    fn snapshot(&self, state: &State, generation: i64, epoch: u64, old: Vec<(String, i64)>) -> Result<i64, RemoteError> {
+        let body = serde_json::to_vec_pretty(&SnapshotOut { state, journal_epoch: epoch }).expect("state serializes");
         let (c, loc) = (self.backend.client.clone(), self.backend.loc.clone());
         block(async move {
             let Some(g) = c.upload(&loc.bucket, &loc.object(SNAPSHOT), body, generation).await? else {
-                return Err("the state in the bucket changed since this run read it (was its lock broken?): refusing \
-                            to overwrite the newer state; run again"
-                    .to_string());
+                return Err(RemoteError::Overtaken);
             };
             // The folded journal objects go, 16 at a time (leftovers would only be skipped).
             let c = &c;
@@ -637,7 +429,7 @@ impl GcsWriter {
     }
 
     /// Writes one batch (after the opening snapshot, the first time).
-    fn flush(&self, batch: Vec<StateRecord>) -> Result<(), String> {
+    fn flush(&self, batch: Vec<StateRecord>) -> Result<(), RemoteError> {
         let (opened, mut epoch, mut seq) = {
             let q = self.lock();
             (q.opened, q.epoch, q.seq)
@@ -659,10 +451,10 @@ impl GcsWriter {
             seq = 0;
         }
         let name = self.backend.loc.object(&format!("{JOURNAL}{epoch:08}/{seq:010}"));
-        let body = serde_json::to_vec(&batch).map_err(|e| e.to_string())?;
+        let body = serde_json::to_vec(&batch).expect("records serialize");
         let (c, loc, n) = (self.backend.client.clone(), self.backend.loc.clone(), name.clone());
         let g = block(async move { c.upload(&loc.bucket, &n, body, 0).await })?
-            .ok_or_else(|| format!("journal object {name} exists already: another run is writing this state"))?;
+            .ok_or(RemoteError::JournalTaken(name.clone()))?;
         let mut q = self.lock();
         q.seq = seq + 1;
         q.journal.push((name, g));

@@ -1,0 +1,257 @@
+//! The Cloud Storage JSON API calls the state needs (get, download, conditional upload,
+//! conditional delete, list), with retries, on the backend's own runtime.
+
+use std::future::Future;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+use serde::Deserialize;
+
+use crate::foundation::net::{Net, NetError, TokenSource, error_chain};
+
+/// Requests a failing call is tried (transient errors only: 429, 5xx, no answer).
+const ATTEMPTS: u32 = 5;
+
+/// How long one request may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Why a Storage call failed (after its retries). No secret is ever in it.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The API refused the request.
+    #[error("HTTP {status}: {message}")]
+    Refused {
+        /// Its status.
+        status: u16,
+        /// Its message.
+        message: String,
+    },
+    /// Every attempt failed for a transient reason.
+    #[error("{last} (after {ATTEMPTS} attempts)")]
+    Unreachable {
+        /// The last attempt's failure.
+        last: String,
+    },
+    /// The bucket is not there.
+    #[error("bucket {0} does not exist")]
+    NoBucket(String),
+    /// An answer that is not what the API documents.
+    #[error("unexpected answer: {0}")]
+    Unexpected(String),
+    /// Nothing could be sent (no credentials, no client).
+    #[error(transparent)]
+    Net(#[from] NetError),
+}
+
+/// What one request got back.
+#[derive(Debug)]
+enum Reply {
+    Ok(Vec<u8>),
+    NotFound,
+    PreconditionFailed,
+}
+
+/// The runtime the HTTP calls run on (the engine's own may be single-threaded, or busy).
+fn runtime() -> &'static tokio::runtime::Runtime {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("skyform-gcs")
+            .enable_all()
+            .build()
+            .expect("the state backend's runtime starts")
+    })
+}
+
+/// Runs `f` on the backend's runtime and waits for it, without stalling the caller's runtime.
+pub(super) fn block<T: Send + 'static>(f: impl Future<Output = T> + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    runtime().spawn(async move {
+        let _ = tx.send(f.await);
+    });
+    blocking(move || rx.recv().expect("the state backend's runtime answers"))
+}
+
+/// Runs `wait` (which blocks) so that a multi-threaded caller runtime moves its other tasks to
+/// another thread meanwhile: the engine's other steps go on while one waits for the bucket.
+pub(super) fn blocking<T>(wait: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(wait),
+        _ => wait(),
+    }
+}
+
+fn enc(s: &str) -> String {
+    utf8_percent_encode(s, NON_ALPHANUMERIC).to_string()
+}
+
+/// A minimal JSON-API client (the calls state needs), with retries.
+pub(super) struct Client {
+    /// The network floor's client, with a pool of its own (see [`Net::detached`]).
+    net: Net,
+    /// `https://storage.googleapis.com/` or an emulator's base URL (with a trailing `/`).
+    base: String,
+    /// A fixed token, or `None` for the network floor's default source.
+    token: Option<TokenSource>,
+    /// Requests made, for the benchmark and tests.
+    pub(super) requests: std::sync::atomic::AtomicU64,
+}
+
+impl Client {
+    pub(super) fn new(net: &Net, endpoint: Option<String>, token: Option<String>) -> Client {
+        let base = endpoint.unwrap_or_else(|| "https://storage.googleapis.com/".into());
+        let base = if base.ends_with('/') { base } else { format!("{base}/") };
+        Client { net: net.detached(), base, token: token.map(TokenSource::Static), requests: Default::default() }
+    }
+
+    /// One call with retries.
+    async fn call(&self, method: reqwest::Method, url: &str, body: Option<(Vec<u8>, &'static str)>) -> Result<Reply, StoreError> {
+        let mut delay = Duration::from_millis(100);
+        let mut last = String::new();
+        let tokens = self.token.as_ref().unwrap_or_else(|| self.net.default_tokens());
+        for attempt in 1..=ATTEMPTS {
+            self.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let mut req = self.net.request(method.clone(), url, REQUEST_TIMEOUT, "state")?;
+            if let Some(t) = tokens.token().await? {
+                req = req.bearer_auth(t);
+            }
+            if let Some((data, ctype)) = &body {
+                req = req.header(reqwest::header::CONTENT_TYPE, *ctype).body(data.clone());
+            }
+            match req.send().await {
+                Ok(resp) => {
+                    let status = resp.status().as_u16();
+                    let bytes = resp.bytes().await.map(|b| b.to_vec()).unwrap_or_default();
+                    match status {
+                        200..=299 => return Ok(Reply::Ok(bytes)),
+                        404 => return Ok(Reply::NotFound),
+                        412 => return Ok(Reply::PreconditionFailed),
+                        408 | 429 | 500..=599 => last = format!("HTTP {status}: {}", api_message(&bytes)),
+                        _ => return Err(StoreError::Refused { status, message: api_message(&bytes) }),
+                    }
+                }
+                Err(e) => last = error_chain(&e),
+            }
+            if attempt < ATTEMPTS {
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(4));
+            }
+        }
+        Err(StoreError::Unreachable { last })
+    }
+
+    fn object_url(&self, bucket: &str, object: &str) -> String {
+        format!("{}storage/v1/b/{}/o/{}", self.base, enc(bucket), enc(object))
+    }
+
+    /// The live generation of an object, if it exists.
+    pub(super) async fn generation(&self, bucket: &str, object: &str) -> Result<Option<i64>, StoreError> {
+        match self.call(reqwest::Method::GET, &self.object_url(bucket, object), None).await? {
+            Reply::Ok(b) => Ok(Some(generation_of(&b)?)),
+            Reply::NotFound => Ok(None),
+            Reply::PreconditionFailed => Err(StoreError::Unexpected("412 on a read".into())),
+        }
+    }
+
+    /// The data of one generation of an object; `None` if that generation is gone.
+    pub(super) async fn download(&self, bucket: &str, object: &str, generation: i64) -> Result<Option<Vec<u8>>, StoreError> {
+        let url = format!("{}?alt=media&generation={generation}", self.object_url(bucket, object));
+        match self.call(reqwest::Method::GET, &url, None).await? {
+            Reply::Ok(b) => Ok(Some(b)),
+            Reply::NotFound => Ok(None),
+            Reply::PreconditionFailed => Err(StoreError::Unexpected("412 on a read".into())),
+        }
+    }
+
+    /// Writes an object if its live generation is `if_generation` (0: if there is none);
+    /// `Ok(None)` when it is not, else the new generation.
+    pub(super) async fn upload(
+        &self,
+        bucket: &str,
+        object: &str,
+        data: Vec<u8>,
+        if_generation: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        let url = format!(
+            "{}upload/storage/v1/b/{}/o?uploadType=media&name={}&ifGenerationMatch={if_generation}",
+            self.base,
+            enc(bucket),
+            enc(object)
+        );
+        match self.call(reqwest::Method::POST, &url, Some((data, "application/json"))).await? {
+            Reply::Ok(b) => Ok(Some(generation_of(&b)?)),
+            Reply::PreconditionFailed => Ok(None),
+            Reply::NotFound => Err(StoreError::NoBucket(bucket.to_string())),
+        }
+    }
+
+    /// Deletes an object (only generation `if_generation`, when given); false if it was not there
+    /// (or not at that generation).
+    pub(super) async fn delete(&self, bucket: &str, object: &str, if_generation: Option<i64>) -> Result<bool, StoreError> {
+        let mut url = self.object_url(bucket, object);
+        if let Some(g) = if_generation {
+            url.push_str(&format!("?ifGenerationMatch={g}"));
+        }
+        match self.call(reqwest::Method::DELETE, &url, None).await? {
+            Reply::Ok(_) => Ok(true),
+            Reply::NotFound | Reply::PreconditionFailed => Ok(false),
+        }
+    }
+
+    /// Every object under `prefix`, with its generation, in name order.
+    pub(super) async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<(String, i64)>, StoreError> {
+        #[derive(Deserialize)]
+        struct Page {
+            #[serde(default)]
+            items: Vec<Item>,
+            #[serde(rename = "nextPageToken")]
+            next: Option<String>,
+        }
+        #[derive(Deserialize)]
+        struct Item {
+            name: String,
+            generation: String,
+        }
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut url = format!("{}storage/v1/b/{}/o?prefix={}", self.base, enc(bucket), enc(prefix));
+            if let Some(t) = &token {
+                url.push_str(&format!("&pageToken={}", enc(t)));
+            }
+            let bytes = match self.call(reqwest::Method::GET, &url, None).await? {
+                Reply::Ok(b) => b,
+                Reply::NotFound => return Err(StoreError::NoBucket(bucket.to_string())),
+                Reply::PreconditionFailed => return Err(StoreError::Unexpected("412 on a list".into())),
+            };
+            let page: Page = serde_json::from_slice(&bytes).map_err(|e| StoreError::Unexpected(format!("a list page: {e}")))?;
+            for i in page.items {
+                let g = i.generation.parse().map_err(|_| StoreError::Unexpected("a generation is not a number".into()))?;
+                out.push((i.name, g));
+            }
+            match page.next {
+                Some(t) if !t.is_empty() => token = Some(t),
+                _ => break,
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+}
+
+fn generation_of(object_json: &[u8]) -> Result<i64, StoreError> {
+    let v: serde_json::Value = serde_json::from_slice(object_json).map_err(|e| StoreError::Unexpected(e.to_string()))?;
+    v.get("generation")
+        .and_then(|g| g.as_str().and_then(|s| s.parse().ok()).or_else(|| g.as_i64()))
+        .ok_or_else(|| StoreError::Unexpected("an object without a generation".into()))
+}
+
+fn api_message(body: &[u8]) -> String {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.pointer("/error/message").and_then(|m| m.as_str()).map(str::to_string))
+        .unwrap_or_else(|| String::from_utf8_lossy(body).chars().take(200).collect())
+}
