@@ -143,6 +143,7 @@ async fn sql_resources_converge_detect_gcloud_drift_repair_and_destroy() {
     env.emu.reset_stats();
     let (_, report) = env.apply_with(&pw2, PlanOptions::default()).await;
     let (addr, msg) = report.failures.iter().find(|(a, _)| a.to_string() == "gcp_sql_instance.db").expect("create fails");
+    let msg = msg.to_string();
     assert!(msg.contains("week") && msg.contains("sky-db"), "{addr}: {msg}");
     assert_eq!(env.emu.stats().requests.get("sql.instances.insert"), Some(&1));
 }

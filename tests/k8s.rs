@@ -333,8 +333,8 @@ manifest = {{ apiVersion = "apps/v1", kind = "Deployment", metadata = {{ name = 
     let planned = s.plan(&ctx, &Default::default()).await.unwrap();
     let report = s.apply(&ctx, &planned.plan).await.unwrap();
     assert_eq!(report.failures.len(), 1, "{report:?}");
-    assert!(report.failures[0].1.contains("0/1 replicas available"), "{}", report.failures[0].1);
-    assert!(report.failures[0].1.contains(&format!("Deployment/{ns}/app")), "{}", report.failures[0].1);
+    assert!(report.failures[0].1.to_string().contains("0/1 replicas available"), "{}", report.failures[0].1);
+    assert!(report.failures[0].1.to_string().contains(&format!("Deployment/{ns}/app")), "{}", report.failures[0].1);
     drop(s);
     f.destroy().await;
 }

@@ -210,6 +210,7 @@ impl Hook for EventPrinter {
             Event::CheckSkipped { name, because_of } => {
                 self.p.err(&format!("check.{name}: skipped because {because_of} failed"))
             }
+            Event::StateFailed { message } => self.p.err(&format!("error: {message}")),
             Event::Warning { message } => self.p.err(&format!("warning: {message}")),
             Event::Complete { .. } => {}
         }

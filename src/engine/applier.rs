@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::checks::{self, Attempts, CheckResult};
+use super::error::StepError;
 use super::diff::{carry_sensitivity, desired_attrs, is_empty, mark_sensitive};
 use super::events::{Event, PROGRESS_INTERVAL};
 use super::providers::{ProviderSet, Slot};
@@ -23,7 +24,7 @@ use crate::plan::{Action, Plan, ResourceChange, Summary};
 use crate::providers::{ApplyAction, ApplyRequest, ApplyResponse, Checkpoint, Provider, SchemaKind};
 use crate::secrets::Fingerprinter;
 use crate::spec::eval::eval;
-use crate::state::{ResourceState, ResourceStatus, State, StateRecord, StateWriter};
+use crate::state::{ResourceState, ResourceStatus, State, StateError, StateRecord, StateWriter};
 use crate::value::Value;
 
 /// An identity as people write it: a name, a self link, `namespace/name` (Kubernetes objects,
@@ -51,12 +52,15 @@ pub fn shown_identity(id: &Value) -> String {
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60 * 60);
 
 /// How an apply went.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct ApplyReport {
     /// What was done.
     pub summary: Summary,
-    /// Failures, by address, with their messages (no secrets).
-    pub failures: Vec<(Address, String)>,
+    /// Failures, by address (no secrets in them).
+    pub failures: Vec<(Address, StepError)>,
+    /// Writing state failed outside any resource's step (the run's opening records, the
+    /// outputs): the apply stopped there, or its outputs are not recorded.
+    pub state_failure: Option<StateError>,
     /// Skipped because a dependency failed: (skipped, failed dependency).
     pub skipped: Vec<(Address, Address)>,
     /// Not started because of Ctrl-C.
@@ -75,7 +79,7 @@ impl ApplyReport {
 
     /// Whether every change planned was done (whatever the checks said).
     pub fn changes_ok(&self) -> bool {
-        self.failures.is_empty() && self.skipped.is_empty() && self.cancelled.is_empty()
+        self.failures.is_empty() && self.skipped.is_empty() && self.cancelled.is_empty() && self.state_failure.is_none()
     }
 }
 
@@ -149,7 +153,8 @@ pub async fn apply(
     let mut report = ApplyReport::default();
     for rec in std::iter::once(StateRecord::Serial { serial: state.serial + 1 }).chain(early) {
         if let Err(e) = shared.writer.record(&rec) {
-            report.failures.push((Address::managed("state", "journal"), e.to_string()));
+            ctx.hook.event(&Event::StateFailed { message: e.to_string() });
+            report.state_failure = Some(e);
             return report;
         }
     }
@@ -184,7 +189,7 @@ pub async fn apply(
     // Steps left running on Ctrl-C: what depends on them is not started, as
     // after any interruption (not "skipped because it failed").
     let interrupted: Vec<bool> =
-        outcomes.iter().map(|o| matches!(o, Outcome::Failed(m) if m == INTERRUPTED)).collect();
+        outcomes.iter().map(|o| matches!(o, Outcome::Failed(StepError::Interrupted))).collect();
     let change_at = |i: usize| match steps[i] {
         Step::Change(ci, _) => &plan.changes[ci],
         Step::Check(_) => unreachable!("checks have no dependents"),
@@ -217,12 +222,12 @@ pub async fn apply(
         let c = &plan.changes[ci];
         match o {
             Outcome::Done => {}
-            Outcome::Failed(msg) if msg == INTERRUPTED => {
+            Outcome::Failed(StepError::Interrupted) => {
                 if !report.cancelled.contains(&c.address) {
                     report.cancelled.push(c.address.clone());
                 }
             }
-            Outcome::Failed(msg) => report.failures.push((c.address.clone(), msg)),
+            Outcome::Failed(e) => report.failures.push((c.address.clone(), e)),
             Outcome::Skipped(root) => {
                 let because = change_at(root).address.clone();
                 ctx.hook.event(&Event::Skipped { address: c.address.clone(), because_of: because.clone() });
@@ -251,7 +256,8 @@ pub async fn apply(
         }
         let redacted = report.outputs.iter().map(|(k, v)| (k.clone(), shared.fp.redact(v))).collect();
         if let Err(e) = shared.writer.record(&StateRecord::Outputs { outputs: redacted }) {
-            report.failures.push((Address::managed("state", "outputs"), e.to_string()));
+            ctx.hook.event(&Event::StateFailed { message: e.to_string() });
+            report.state_failure = Some(e);
         }
     } else if plan.destroy && report.changes_ok() {
         let _ = shared.writer.record(&StateRecord::Outputs { outputs: BTreeMap::new() });
@@ -373,7 +379,7 @@ async fn run_check(s: &Shared, k: usize) {
     s.checks.lock().expect("checks lock").insert(k, result);
 }
 
-async fn run_step(s: &Shared, ci: usize, phase: Phase) -> Result<(), String> {
+async fn run_step(s: &Shared, ci: usize, phase: Phase) -> Result<(), StepError> {
     let c = &s.plan.changes[ci];
     match (phase, c.action) {
         (Phase::Main, Action::NoOp) => {
@@ -391,9 +397,9 @@ async fn run_step(s: &Shared, ci: usize, phase: Phase) -> Result<(), String> {
 }
 
 /// Runs one provider operation with start/progress/finish events.
-async fn timed<F>(s: &Shared, c: &ResourceChange, action: Action, op: F) -> Result<(), String>
+async fn timed<F>(s: &Shared, c: &ResourceChange, action: Action, op: F) -> Result<(), StepError>
 where
-    F: std::future::Future<Output = Result<Option<String>, String>>,
+    F: std::future::Future<Output = Result<Option<String>, StepError>>,
 {
     let hook = &s.ctx.hook;
     let a = &c.address;
@@ -422,26 +428,22 @@ where
             });
             Ok(())
         }
-        Err(message) if message == INTERRUPTED => {
+        Err(StepError::Interrupted) => {
             hook.event(&Event::Interrupted { address: a.clone(), action });
-            Err(message)
+            Err(StepError::Interrupted)
         }
-        Err(message) => {
-            hook.event(&Event::Failed { address: a.clone(), action, message: message.clone() });
-            Err(message)
+        Err(e) => {
+            hook.event(&Event::Failed { address: a.clone(), action, message: e.to_string() });
+            Err(e)
         }
     }
 }
 
-async fn provider(s: &Shared, c: &ResourceChange) -> Result<Arc<dyn Provider>, String> {
+async fn provider(s: &Shared, c: &ResourceChange) -> Result<Arc<dyn Provider>, StepError> {
     match s.providers.get(&s.ctx, &s.values, &c.provider).await {
         Slot::Configured(p) => Ok(p),
-        Slot::Failed(m) => Err(m),
-        Slot::Deferred(w) => Err(format!(
-            "provider.{} still depends on unknown values of {} at apply time",
-            c.provider,
-            w.join(", ")
-        )),
+        Slot::Failed(e) => Err(e.into()),
+        Slot::Deferred(waiting) => Err(StepError::ProviderDeferred { provider: c.provider.clone(), waiting }),
     }
 }
 
@@ -456,8 +458,8 @@ fn count(s: &Shared, action: Action) {
     }
 }
 
-fn record(s: &Shared, rec: StateRecord) -> Result<(), String> {
-    s.writer.record(&rec).map_err(|e| format!("writing state: {e}"))
+fn record(s: &Shared, rec: StateRecord) -> Result<(), StepError> {
+    Ok(s.writer.record(&rec)?)
 }
 
 fn upsert(
@@ -467,7 +469,7 @@ fn upsert(
     attrs: &BTreeMap<String, Value>,
     private: Value,
     status: ResourceStatus,
-) -> Result<(), String> {
+) -> Result<(), StepError> {
     let resource = ResourceState {
         provider: c.provider.clone(),
         identity: s.fp.redact(&identity),
@@ -479,7 +481,7 @@ fn upsert(
     record(s, StateRecord::Upsert { address: c.address.clone(), resource })
 }
 
-fn adopt(s: &Shared, c: &ResourceChange) -> Result<(), String> {
+fn adopt(s: &Shared, c: &ResourceChange) -> Result<(), StepError> {
     let attrs = c.before.clone().unwrap_or_default();
     upsert(s, c, c.identity.clone().unwrap_or_default(), &attrs, c.private.clone(), ResourceStatus::Ready)?;
     s.values.set(&c.address, Value::Map(c.after.clone().unwrap_or_default()));
@@ -493,12 +495,12 @@ fn adopt(s: &Shared, c: &ResourceChange) -> Result<(), String> {
     Ok(())
 }
 
-async fn read_data(s: &Shared, c: &ResourceChange) -> Result<(), String> {
+async fn read_data(s: &Shared, c: &ResourceChange) -> Result<(), StepError> {
     let block = &s.ctx.spec.resources[&c.address];
     let scope = EvalScope { vars: &s.ctx.vars, values: &s.values, dir: s.ctx.spec.dir.clone() };
-    let args = eval(&block.body, &scope).map_err(|d| d.to_string().trim().to_string())?;
+    let args = eval(&block.body, &scope).map_err(evaluation)?;
     let p = provider(s, c).await?;
-    let v = p.read_data(&c.address.type_name, &args).await.map_err(|e| e.to_string())?;
+    let v = p.read_data(&c.address.type_name, &args).await?;
     let mut attrs = v.as_map().cloned().unwrap_or_default();
     if let Some(schema) = s.ctx.registry.type_schema(SchemaKind::Data, &c.address.type_name) {
         mark_sensitive(schema, &mut attrs);
@@ -543,19 +545,19 @@ impl Checkpoint for StateCheckpoint<'_> {
     }
 }
 
-async fn create_or_update(s: &Shared, c: &ResourceChange) -> Result<Option<String>, String> {
+async fn create_or_update(s: &Shared, c: &ResourceChange) -> Result<Option<String>, StepError> {
     let a = &c.address;
     let block = &s.ctx.spec.resources[a];
     let schema = s
         .ctx
         .registry
         .type_schema(SchemaKind::Resource, &a.type_name)
-        .ok_or_else(|| "unknown resource type".to_string())?;
+        .ok_or_else(|| StepError::UnknownType(a.type_name.clone()))?;
     let scope = EvalScope { vars: &s.ctx.vars, values: &s.values, dir: s.ctx.spec.dir.clone() };
-    let body = eval(&block.body, &scope).map_err(|d| d.to_string().trim().to_string())?;
+    let body = eval(&block.body, &scope).map_err(evaluation)?;
     let desired = desired_attrs(schema, &body);
     if let Some((k, _)) = desired.iter().find(|(_, v)| v.has_unknown()) {
-        return Err(format!("attribute `{k}` is still unknown at apply time"));
+        return Err(StepError::StillUnknown(k.clone()));
     }
     // The plan is a promise: every value it showed as known must be what we
     // are about to apply.
@@ -569,9 +571,11 @@ async fn create_or_update(s: &Shared, c: &ResourceChange) -> Result<Option<Strin
             }
             let now = desired.get(k).cloned().unwrap_or(Value::Null);
             if !s.fp.same(planned, &now) {
-                return Err(format!(
-                    "the value of `{k}` changed since the plan was made (planned {planned}, now {now}); run plan again"
-                ));
+                return Err(StepError::ChangedSincePlan {
+                    attribute: k.clone(),
+                    planned: planned.to_string(),
+                    now: now.to_string(),
+                });
             }
         }
     }
@@ -619,9 +623,11 @@ async fn create_or_update(s: &Shared, c: &ResourceChange) -> Result<Option<Strin
                 && !s.fp.same(planned, got)
                 && !(is_empty(planned) && is_empty(got))
             {
-                return Err(format!(
-                    "provider produced an inconsistent result: `{k}` was planned as {planned} but is {got}"
-                ));
+                return Err(StepError::Inconsistent {
+                    attribute: k.clone(),
+                    planned: planned.to_string(),
+                    got: got.to_string(),
+                });
             }
         }
     }
@@ -636,7 +642,7 @@ async fn create_or_update(s: &Shared, c: &ResourceChange) -> Result<Option<Strin
 /// waiting for it (the operation goes on at the API; the next run resumes it
 /// from state). A call that has not is left to finish: it is a short request,
 /// and stopping it half-way could leave an object that state knows nothing of.
-async fn call(s: &Shared, c: &ResourceChange, p: &dyn Provider, req: &ApplyRequest) -> Result<ApplyResponse, String> {
+async fn call(s: &Shared, c: &ResourceChange, p: &dyn Provider, req: &ApplyRequest) -> Result<ApplyResponse, StepError> {
     let checkpoint = StateCheckpoint {
         s,
         change: c,
@@ -658,18 +664,19 @@ async fn call(s: &Shared, c: &ResourceChange, p: &dyn Provider, req: &ApplyReque
     };
     tokio::select! {
         r = &mut work => match r {
-            Ok(r) => r.map_err(|e| e.to_string()),
-            Err(_) => Err(format!("timed out after {:?}", req.timeout)),
+            Ok(r) => Ok(r?),
+            Err(_) => Err(StepError::Timeout(req.timeout)),
         },
-        () = abandon => Err(INTERRUPTED.to_string()),
+        () = abandon => Err(StepError::Interrupted),
     }
 }
 
-/// The outcome of a step whose pending operation was left running on Ctrl-C.
-const INTERRUPTED: &str = "interrupted while its operation runs; the operation is recorded as pending in state \
-                           and the next apply resumes it";
+/// The diagnostics of an evaluation, as a step's error.
+fn evaluation(d: crate::diag::Diagnostics) -> StepError {
+    StepError::Evaluation(d.to_string().trim().to_string())
+}
 
-async fn delete(s: &Shared, c: &ResourceChange) -> Result<Option<String>, String> {
+async fn delete(s: &Shared, c: &ResourceChange) -> Result<Option<String>, StepError> {
     let a = &c.address;
     let already_gone = c.live_version.is_none() && c.notes.iter().any(|n| n.starts_with("already gone"));
     if !already_gone {
@@ -702,7 +709,7 @@ async fn delete(s: &Shared, c: &ResourceChange) -> Result<Option<String>, String
     if c.action == Action::Delete {
         count(s, Action::Delete);
     }
-    Ok(c.identity.as_ref().map(|i| i.to_string()))
+    Ok(c.identity.as_ref().map(shown_identity))
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ use serde::Serialize;
 use serde_json::Value as Json;
 
 use super::Context;
+use super::error::CheckRequestError;
 use super::events::{Event, PROGRESS_INTERVAL};
 use super::providers::{ProviderSet, Slot};
 use super::scope::{EvalScope, Values};
@@ -138,11 +139,11 @@ enum Target {
 }
 
 /// Evaluates what `c` requests; an error says why it cannot be requested (a value not known).
-fn request(ctx: &Context, values: &Values, c: &CheckBlock) -> Result<Request, String> {
+fn request(ctx: &Context, values: &Values, c: &CheckBlock) -> Result<Request, CheckRequestError> {
     let scope = EvalScope { vars: &ctx.vars, values, dir: ctx.spec.dir.clone() };
-    let body = eval(&c.body, &scope).map_err(|d| d.to_string().trim().to_string())?;
+    let body = eval(&c.body, &scope).map_err(|d| CheckRequestError::Evaluation(d.to_string().trim().to_string()))?;
     if body.has_unknown() {
-        return Err("what it requests is not known: a resource it needs has not been applied".into());
+        return Err(CheckRequestError::Unknown);
     }
     let text = |k: &str| body.get(k).and_then(Value::as_str).map(str::to_string);
     let headers: Vec<(String, String)> = body
@@ -162,8 +163,9 @@ fn request(ctx: &Context, values: &Values, c: &CheckBlock) -> Result<Request, St
             (format!("GET {shown}"), Target::Url(url))
         }
         (Some(via), _) => {
-            let service = text("service").ok_or("`service` is not a string")?;
-            let (namespace, name, port) = parse_service(&service).map_err(|why| format!("`service` {service:?} {why}"))?;
+            let service = text("service").ok_or(CheckRequestError::NotString("service"))?;
+            let (namespace, name, port) =
+                parse_service(&service).map_err(|why| CheckRequestError::Service { service: service.clone(), why: why.to_string() })?;
             let mut path = text("path").unwrap_or_else(|| "/".into());
             if !path.starts_with('/') {
                 path.insert(0, '/');
@@ -174,7 +176,7 @@ fn request(ctx: &Context, values: &Values, c: &CheckBlock) -> Result<Request, St
             let req = ServiceRequest { namespace, name, port, path, headers: headers.clone(), timeout: REQUEST_TIMEOUT };
             (target, Target::Service { via: via.node.clone(), req })
         }
-        (None, None) => return Err("`url` is not a string".into()),
+        (None, None) => return Err(CheckRequestError::NotString("url")),
     };
     Ok(Request { target, kind, headers, expect_json })
 }
@@ -251,7 +253,7 @@ async fn attempt(
         Target::Service { via, req } => {
             let p = match providers.get(ctx, values, via).await {
                 Slot::Configured(p) => p,
-                Slot::Failed(m) => return Err((m, None)),
+                Slot::Failed(e) => return Err((e.to_string(), None)),
                 Slot::Deferred(w) => {
                     return Err((format!("provider.{via} is not configured: it needs {}", w.join(", ")), None));
                 }
@@ -314,7 +316,7 @@ pub async fn run(
     let r = match request(ctx, values, c) {
         Ok(r) => r,
         Err(why) => {
-            result.message = why;
+            result.message = why.to_string();
             return finish(ctx, providers, values, deps, &secrets, result, start).await;
         }
     };

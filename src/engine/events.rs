@@ -110,6 +110,12 @@ pub enum Event {
         /// The failed dependency.
         because_of: Address,
     },
+    /// Writing state failed outside any resource's step (the run's opening records, the
+    /// outputs). What was applied before is recorded; a re-run converges.
+    StateFailed {
+        /// Why (no secrets).
+        message: String,
+    },
     /// A warning.
     Warning {
         /// The text.

@@ -7,12 +7,14 @@
 //! - [`drift`]: classifies differences between spec, state and live.
 //! - [`checks`]: runs the HTTP probes of `[check.<name>]` blocks.
 //! - [`walker`]: the bounded, skip-on-failure DAG walk both use.
+//! - [`error`]: why a provider, a step or a check failed.
 //! - [`events`]: what the engine reports; it never prints.
 
 pub mod applier;
 pub mod checks;
 pub mod diff;
 pub mod drift;
+pub mod error;
 pub mod events;
 pub mod planner;
 pub mod providers;

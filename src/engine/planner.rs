@@ -263,9 +263,9 @@ fn scope<'a>(s: &'a Shared) -> EvalScope<'a> {
 
 async fn plan_provider(s: &Shared, name: &str) -> NodeResult {
     match s.providers.get(&s.ctx, &s.values, name).await {
-        Slot::Failed(msg) => {
+        Slot::Failed(e) => {
             let pos = s.ctx.spec.providers.get(name).map(|b| b.pos.clone());
-            Err(Diagnostics(vec![Diagnostic::error(pos, msg)]))
+            Err(Diagnostics(vec![Diagnostic::error(pos, e.to_string())]))
         }
         Slot::Configured(_) | Slot::Deferred(_) => Ok(()),
     }
@@ -297,7 +297,7 @@ async fn plan_data(s: &Shared, a: &Address) -> NodeResult {
         );
     };
     match slot {
-        Slot::Failed(m) => Err(err_at(s, a, m)),
+        Slot::Failed(e) => Err(err_at(s, a, e.to_string())),
         Slot::Deferred(waiting_for) => {
             deferred(Reason::ProviderConfiguredDuringApply { provider: provider.clone(), waiting_for });
             Ok(())
@@ -359,7 +359,7 @@ async fn plan_resource(s: &Shared, a: &Address) -> NodeResult {
     };
 
     let p = match s.providers.get(&s.ctx, &s.values, &provider).await {
-        Slot::Failed(m) => return Err(err_at(s, a, m)),
+        Slot::Failed(e) => return Err(err_at(s, a, e.to_string())),
         Slot::Deferred(waiting_for) => {
             // The provider cannot be configured before apply, so nothing can be
             // read: a resource not in state is planned as a create; one already
@@ -648,7 +648,7 @@ async fn plan_orphan(s: &Shared, a: &Address) -> NodeResult {
             change.notes.push("not read: its provider is configured only during apply".into());
             None
         }
-        Slot::Failed(m) => return Err(err_at(s, a, m)),
+        Slot::Failed(e) => return Err(err_at(s, a, e.to_string())),
     };
     let mut live = live;
     if let (Some(l), Some(schema)) = (&mut live, s.ctx.registry.type_schema(SchemaKind::Resource, &a.type_name)) {

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::OnceCell;
 
 use super::Context;
+use super::error::ConfigureError;
 use super::scope::{EvalScope, Values};
 use crate::providers::Provider;
 use crate::spec::eval::eval;
@@ -26,8 +27,8 @@ pub enum Slot {
     Configured(Arc<dyn Provider>),
     /// Its configuration depends on these resources, not created yet.
     Deferred(Vec<String>),
-    /// Configuration failed; the message says why (no secrets).
-    Failed(String),
+    /// Configuration failed (no secrets in it).
+    Failed(ConfigureError),
 }
 
 /// The providers of one run.
@@ -46,17 +47,22 @@ impl ProviderSet {
 
 async fn configure(ctx: &Context, values: &Values, name: &str) -> Slot {
     let Some(factory) = ctx.registry.get(name) else {
-        return Slot::Failed(format!(
-            "no provider named `{name}` in this build (known: {})",
-            ctx.registry.names().collect::<Vec<_>>().join(", ")
-        ));
+        return Slot::Failed(ConfigureError::Unknown {
+            name: name.to_string(),
+            known: ctx.registry.names().collect::<Vec<_>>().join(", "),
+        });
     };
     let config = match ctx.spec.providers.get(name) {
         Some(block) => {
             let scope = EvalScope { vars: &ctx.vars, values, dir: ctx.spec.dir.clone() };
             match eval(&block.config, &scope) {
                 Ok(v) => v,
-                Err(d) => return Slot::Failed(format!("provider.{name}: {}", d.to_string().trim())),
+                Err(d) => {
+                    return Slot::Failed(ConfigureError::Evaluation {
+                        name: name.to_string(),
+                        reason: d.to_string().trim().to_string(),
+                    });
+                }
             }
         }
         None => Value::Map(BTreeMap::new()),
@@ -83,6 +89,6 @@ async fn configure(ctx: &Context, values: &Values, name: &str) -> Slot {
     }
     match factory.configure(&config, ctx.registry.net()).await {
         Ok(p) => Slot::Configured(p),
-        Err(e) => Slot::Failed(format!("provider.{name}: {e}")),
+        Err(error) => Slot::Failed(ConfigureError::Refused { name: name.to_string(), error }),
     }
 }

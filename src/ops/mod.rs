@@ -281,11 +281,14 @@ pub fn resolve_addresses(
     Ok(out)
 }
 
+/// A command-line duration that is not one.
+#[derive(Debug, thiserror::Error)]
+#[error("`{0}` is not a duration (examples: 0s, 30s, 5m, 1h)")]
+pub struct DurationError(String);
+
 /// Parses a duration like `30s`, `5m`, `1h` (for `--lock-timeout`).
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    crate::spec::parse_duration(s)
-        .map(Duration::from_secs)
-        .ok_or_else(|| format!("`{s}` is not a duration (examples: 0s, 30s, 5m, 1h)"))
+pub fn parse_duration(s: &str) -> Result<Duration, DurationError> {
+    crate::spec::parse_duration(s).map(Duration::from_secs).ok_or_else(|| DurationError(s.to_string()))
 }
 
 /// A diagnostics error with one message.

@@ -128,7 +128,7 @@ pub async fn import(
                 w.join(", ")
             )));
         }
-        crate::engine::providers::Slot::Failed(m) => return Err(error(m)),
+        crate::engine::providers::Slot::Failed(m) => return Err(error(m.to_string())),
     };
     let identity = p.import_identity(&addr.type_name, id).map_err(|e| error(e.to_string()))?;
     let live = p
