@@ -1,7 +1,7 @@
 //! IAM enforcement (`Config::enforce_iam`, `--enforce-iam`): the permission each API method needs,
 //! the permissions the predefined roles grant, and the check of a principal against a project's
 //! IAM policy. One table for every API, the Cloud SQL connector endpoint and the GKE webhooks
-//! ([`crate::gke_identity`]) included.
+//! ([`crate::gke::identity`]) included.
 //!
 //! - [`need`]: every method name the routers return (`sql.instances.get`, `storage.objects.insert`)
 //!   → the real IAM permission (`cloudsql.instances.get`, `storage.objects.create`).
@@ -599,10 +599,10 @@ mod tests {
     fn router_method_names() -> Vec<String> {
         let sources = [
             include_str!("sql/mod.rs"),
-            include_str!("iam.rs"),
-            include_str!("crm.rs"),
-            include_str!("gke.rs"),
-            include_str!("serviceusage.rs"),
+            include_str!("iam/mod.rs"),
+            include_str!("crm/mod.rs"),
+            include_str!("gke/mod.rs"),
+            include_str!("serviceusage/mod.rs"),
             include_str!("storage/mod.rs"),
         ];
         let prefixes = ["sql.", "iam.", "cloudresourcemanager.", "container.", "serviceusage.", "storage."];

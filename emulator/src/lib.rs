@@ -17,7 +17,7 @@
 //!
 //! With `Config::enforce_iam`, a principal's token needs each method's real IAM permission
 //! ([`access`]); GKE's authentication and authorization of Google identities are served as
-//! Kubernetes webhooks for a real kube-apiserver ([`gke_identity`]).
+//! Kubernetes webhooks for a real kube-apiserver ([`gke::identity`]).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), gcp_emulator::EmulatorError> {
@@ -37,10 +37,8 @@ pub mod crm;
 pub mod error;
 pub mod faults;
 pub mod gke;
-pub mod gke_identity;
 pub mod http;
 pub mod iam;
-pub mod dns;
 pub mod metadata;
 pub mod policy;
 pub mod router;

@@ -104,8 +104,8 @@ impl Emulator {
             }));
         }
         if let Some(at) = app.config.dns_listen {
-            let socket = crate::dns::bind(at).await.map_err(|source| EmulatorError::Bind { addr: at, source })?;
-            side_tasks.push(tokio::spawn(crate::dns::serve(socket)));
+            let socket = crate::metadata::dns::bind(at).await.map_err(|source| EmulatorError::Bind { addr: at, source })?;
+            side_tasks.push(tokio::spawn(crate::metadata::dns::serve(socket)));
         }
         resume_servers(&app).await;
         let router = Router::new().fallback(handle).with_state(app.clone());
@@ -361,7 +361,7 @@ async fn handle(AxumState(app): AxumState<Arc<App>>, req: Request<Body>) -> Resp
     }
     // GKE's Kubernetes webhooks: the kube-apiserver calls them without an Authorization header.
     if method == axum::http::Method::POST {
-        if let Some(resp) = crate::gke_identity::handle(&app, &path, parts.uri.query(), &bytes) {
+        if let Some(resp) = crate::gke::identity::handle(&app, &path, parts.uri.query(), &bytes) {
             eprintln!("{method} {path} -> {} gke.webhook", resp.status().as_u16());
             return resp;
         }

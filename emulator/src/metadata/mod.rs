@@ -18,6 +18,8 @@
 //! `roles/iam.workloadIdentityUser` to `serviceAccount:<pool>[<namespace>/<ksa>]`; otherwise the
 //! answer is 403 with GKE's message.
 
+pub mod dns;
+
 use std::net::IpAddr;
 use std::sync::Arc;
 

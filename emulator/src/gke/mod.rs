@@ -4,6 +4,8 @@
 //! Clusters report the configured endpoint and CA (the testbed points them at its real
 //! kube-apiserver) once they are RUNNING.
 
+pub mod identity;
+
 use std::sync::Arc;
 
 use axum::http::Method;
