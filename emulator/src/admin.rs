@@ -94,7 +94,7 @@ pub async fn handle(
             Err(e) => bad(e),
         },
         (&Method::POST, "reset") => {
-            crate::server::reset(app).await;
+            crate::router::reset(app).await;
             ok(json!({}))
         }
         (&Method::POST, "settle") => {

@@ -72,6 +72,16 @@ pub async fn dispatch(
     }
 }
 
+/// Forgets everything (admin reset).
+pub async fn reset(app: &Arc<App>) {
+    app.generation.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    *crate::app::lock(&app.state) = crate::state::State::default();
+    app.storage_blobs.clear();
+    app.connectors.stop_all();
+    app.pg.destroy_all().await;
+    app.persist(&crate::app::lock(&app.state));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

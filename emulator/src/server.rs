@@ -2,7 +2,6 @@
 //! line), and the [`Emulator`] handle.
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -191,7 +190,7 @@ impl Emulator {
 
     /// Forgets every resource and operation and deletes every PostgreSQL server.
     pub async fn reset(&self) {
-        reset(&self.app).await;
+        crate::router::reset(&self.app).await;
     }
 
     /// Waits until every long-running operation is done; false on timeout.
@@ -313,16 +312,6 @@ async fn resume_servers(app: &Arc<App>) {
             }
         }
     }
-}
-
-/// Forgets everything (admin reset).
-pub async fn reset(app: &Arc<App>) {
-    app.generation.fetch_add(1, Ordering::SeqCst);
-    *lock(&app.state) = State::default();
-    app.storage_blobs.clear();
-    app.connectors.stop_all();
-    app.pg.destroy_all().await;
-    app.persist(&lock(&app.state));
 }
 
 /// The pods' metadata server: `/computeMetadata/v1/...` for the pod at the caller's address.
