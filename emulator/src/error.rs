@@ -1,4 +1,5 @@
-//! Errors: [`ApiError`] is what a request answers with (the google.rpc envelope, contract §6);
+//! Errors (bottom floor, imports nothing of the crate): [`ApiError`] is what a request answers
+//! with (the google.rpc envelope, contract §6; `http` turns it into a response);
 //! [`EmulatorError`] is what starting or running the emulator itself can fail with.
 
 use serde_json::{Value, json};
