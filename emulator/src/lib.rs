@@ -84,3 +84,76 @@ pub use config::{Config, OpDurations};
 pub use error::{ApiError, EmulatorError};
 pub use faults::{FaultRule, FaultSpec};
 pub use server::Emulator;
+
+/// The floors of the crate docs, checked: the crate modules a module names (`crate::` paths in its
+/// code and docs, tests excluded) are below it.
+#[cfg(test)]
+mod floors {
+    use std::path::Path;
+
+    /// Each floor's modules, bottom first, in the order they may import one another (a module
+    /// imports only modules before it; on the API floor, none of its own floor).
+    const FLOORS: &[&[&str]] = &[
+        &["error", "util", "http"],
+        &["config", "faults", "state", "token", "app", "policy", "access", "api"],
+        &["crm", "gke", "iam", "metadata", "serviceusage", "sql", "storage"],
+        &["router"],
+        &["admin", "server"],
+    ];
+    const API_FLOOR: usize = 2;
+
+    fn place(module: &str) -> Option<(usize, usize)> {
+        FLOORS.iter().enumerate().find_map(|(f, ms)| ms.iter().position(|m| *m == module).map(|i| (f, i)))
+    }
+
+    /// The `.rs` files under `dir`.
+    fn sources(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+        for e in std::fs::read_dir(dir).expect("src") {
+            let p = e.expect("entry").path();
+            if p.is_dir() {
+                sources(&p, out);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                out.push(p);
+            }
+        }
+    }
+
+    #[test]
+    fn every_module_imports_only_from_below() {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut files = Vec::new();
+        sources(&src, &mut files);
+        let mut wrong = Vec::new();
+        for file in files {
+            let rel = file.strip_prefix(&src).expect("under src");
+            let first = rel.components().next().expect("a component").as_os_str().to_string_lossy().to_string();
+            let module = first.trim_end_matches(".rs").to_string();
+            if module == "lib" || module == "main" {
+                continue;
+            }
+            let Some((floor, pos)) = place(&module) else {
+                wrong.push(format!("{module}: on no floor (add it to FLOORS and the crate docs)"));
+                continue;
+            };
+            let text = std::fs::read_to_string(&file).expect("readable");
+            let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+            for (at, _) in code.match_indices("crate::") {
+                let name: String =
+                    code[at + 7..].chars().take_while(|c| c.is_ascii_lowercase() || *c == '_').collect();
+                if name.is_empty() || name == module {
+                    continue;
+                }
+                let ok = match place(&name) {
+                    Some((f, i)) => f < floor || (f == floor && floor != API_FLOOR && i < pos),
+                    None => false,
+                };
+                if !ok {
+                    wrong.push(format!("{}: names crate::{name}", rel.display()));
+                }
+            }
+        }
+        wrong.sort();
+        wrong.dedup();
+        assert!(wrong.is_empty(), "imports against the floors:\n{}", wrong.join("\n"));
+    }
+}
