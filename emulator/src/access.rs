@@ -1,13 +1,15 @@
-//! IAM enforcement (`Config::enforce_iam`, `--enforce-iam`): the permission each API method needs,
-//! the permissions the predefined roles grant, and the check of a principal against a project's
-//! IAM policy. One table for every API, the Cloud SQL connector endpoint and the GKE webhooks
-//! ([`crate::gke_identity`]) included.
+//! IAM enforcement (`Config::enforce_iam`, `--enforce-iam`), shared floor: the permission each API
+//! method needs, the permissions the predefined roles grant, and the check of a principal against
+//! a project's IAM policy. One table for every API, the Cloud SQL connector endpoint and the GKE
+//! webhooks included; it knows the method names, not the API modules.
 //!
-//! - [`need`]: every method name the routers return (`sql.instances.get`, `storage.objects.insert`)
+//! - [`need`]: every method name the APIs return (`sql.instances.get`, `storage.objects.insert`)
 //!   → the real IAM permission (`cloudsql.instances.get`, `storage.objects.create`).
 //! - [`ROLES`]: predefined roles as permission patterns (`storage.objects.*`, `*.get`), modelled on
 //!   Google's published role definitions, cut down to the permissions of the emulated APIs.
-//! - [`check_api`], [`check_storage`]: the server calls them after routing, before faults and the
+//! - [`check_api`]: each JSON API's `authorize` (the router's interface) calls it with what the
+//!   request acts on ([`Target`]) and its refusal's shape; Cloud Storage checks
+//!   [`project_grants`] itself. The router calls them after routing, before faults and the
 //!   handler. Only a principal's token (minted by the token endpoint or the metadata server) is
 //!   checked; the configured admin token, no token, and enforcement off act as the project owner.
 //!
@@ -15,16 +17,12 @@
 //! and only the project's policy counts (plus, for a service account, the account's own policy):
 //! no folders, organisations or bucket policies.
 
-use axum::http::StatusCode;
-use axum::response::Response;
 use serde_json::json;
 
 use crate::app::{App, lock};
 use crate::error::ApiError;
-use crate::http::{ApiRequest, json_response};
-use crate::router::Api;
+use crate::http::ApiRequest;
 use crate::state::{Policy, State};
-use crate::storage::Scope;
 
 /// What a method needs of the principal calling it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,8 +34,8 @@ pub enum Need {
     Permission(&'static str),
 }
 
-/// The IAM permission method `method` (a router's method name) needs; `None` for a name no
-/// router returns (the check then refuses: enforcement fails closed).
+/// The IAM permission method `method` (an API's method name) needs; `None` for a name no API
+/// returns (the check then refuses: enforcement fails closed).
 pub fn need(method: &str) -> Option<Need> {
     use Need::{Nothing, Permission as P};
     Some(match method {
@@ -342,7 +340,7 @@ pub fn caller_holds(
 }
 
 /// A project id for `p`, which may be a project number the emulator has seen.
-fn project_id(st: &State, p: &str) -> String {
+pub fn project_id(st: &State, p: &str) -> String {
     if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) {
         if let Some(id) = st.project_ids.get(p) {
             return id.clone();
@@ -358,75 +356,15 @@ pub fn account_project(email: &str) -> Option<&str> {
     (!name.is_empty() && !project.is_empty()).then_some(project)
 }
 
-/// What a request acts on, for the check and the refusal.
-struct Target {
+/// What a request acts on, for the check and the refusal: each API says it of its requests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
     /// Whose policy counts; `None`: none can grant (an unknown operation).
-    project: Option<String>,
+    pub project: Option<String>,
     /// The resource, as the refusal names it.
-    resource: String,
+    pub resource: String,
     /// A service account the request acts on (its own policy counts too).
-    account: Option<String>,
-}
-
-fn target(st: &State, req: &ApiRequest, api: Api) -> Target {
-    let s = req.segs();
-    let project = |i: usize| s.get(i).map(|p| project_id(st, p));
-    match api {
-        Api::Sql => {
-            let p = project(if s.first() == Some(&"sql") { 3 } else { 2 }).unwrap_or_default();
-            let rest_at = if s.first() == Some(&"sql") { 4 } else { 3 };
-            let resource = match (s.get(rest_at), s.get(rest_at + 1)) {
-                (Some(&"instances"), Some(i)) => format!("instance {p}:{i}"),
-                _ => format!("project {p}"),
-            };
-            Target { project: Some(p), resource, account: None }
-        }
-        Api::Iam => match s.get(4) {
-            Some(id) => {
-                let found = st.iam.accounts.get(*id).or_else(|| st.iam.accounts.values().find(|a| a.resource["uniqueId"] == *id));
-                let email = found.and_then(|a| a.resource["email"].as_str()).unwrap_or(id).to_string();
-                let p = found
-                    .and_then(|a| a.resource["projectId"].as_str())
-                    .map(str::to_string)
-                    .or_else(|| account_project(&email).map(str::to_string))
-                    .or_else(|| project(2).filter(|p| p != "-"));
-                Target { project: p, resource: format!("projects/-/serviceAccounts/{id}"), account: Some(email) }
-            }
-            None => {
-                let p = project(2).unwrap_or_default();
-                Target { resource: format!("projects/{p}"), project: Some(p), account: None }
-            }
-        },
-        Api::Crm => {
-            let p = project(2).unwrap_or_default();
-            Target { resource: format!("//cloudresourcemanager.googleapis.com/projects/{p}"), project: Some(p), account: None }
-        }
-        Api::Gke => {
-            let p = project(2).unwrap_or_default();
-            let location = s.get(4).copied().unwrap_or_default();
-            let resource = match (s.get(5), s.get(6)) {
-                (Some(&"clusters"), Some(c)) => format!("projects/{p}/locations/{location}/clusters/{c}"),
-                (Some(&"operations"), Some(o)) => format!("projects/{p}/locations/{location}/operations/{o}"),
-                _ => format!("projects/{p}/locations/{location}"),
-            };
-            Target { project: Some(p), resource, account: None }
-        }
-        Api::ServiceUsage => match s.as_slice() {
-            ["v1", "operations", id, ..] => Target {
-                project: st.ops.get(*id).map(|o| o.project.clone()),
-                resource: format!("operations/{id}"),
-                account: None,
-            },
-            _ => {
-                let p = project(2).unwrap_or_default();
-                let resource = match s.get(4) {
-                    Some(svc) => format!("projects/{p}/services/{svc}"),
-                    None => format!("projects/{p}"),
-                };
-                Target { project: Some(p), resource, account: None }
-            }
-        },
-    }
+    pub account: Option<String>,
 }
 
 /// Whether the target's policies grant `permission` to `email`.
@@ -440,8 +378,15 @@ fn target_grants(st: &State, t: &Target, email: &str, permission: &str) -> bool 
 }
 
 /// With IAM enforced, a principal's request to a JSON API needs the method's permission on the
-/// resource's project: `403 PERMISSION_DENIED` otherwise, in the API's shape.
-pub fn check_api(app: &App, req: &ApiRequest, api: Api, method: &str) -> Result<(), ApiError> {
+/// resource's project: `403 PERMISSION_DENIED` otherwise, made by `refusal` (the API's shape, e.g.
+/// [`denied`]) from the caller's email, the permission and the target.
+pub fn check_api(
+    app: &App,
+    req: &ApiRequest,
+    method: &str,
+    target: impl FnOnce(&State, &ApiRequest) -> Target,
+    refusal: impl FnOnce(&str, &str, &Target) -> ApiError,
+) -> Result<(), ApiError> {
     let Some(email) = req.caller.as_deref().filter(|_| app.config.enforce_iam) else { return Ok(()) };
     let permission = match need(method) {
         Some(Need::Nothing) => return Ok(()),
@@ -449,62 +394,26 @@ pub fn check_api(app: &App, req: &ApiRequest, api: Api, method: &str) -> Result<
         None => method,
     };
     let st = lock(&app.state);
-    let t = target(&st, req, api);
+    let t = target(&st, req);
     if target_grants(&st, &t, email, permission) {
         return Ok(());
     }
     eprintln!("iam: refused {email} {permission} on {}", t.resource);
-    Err(match api {
-        Api::Sql => {
-            let hint = narrowest_role(permission).map(|r| format!(" (grant {r})")).unwrap_or_default();
-            ApiError::permission_denied(format!(
-                "The client is not authorized to make this request: {email} lacks permission {permission} on {}{hint}.",
-                t.resource
-            ))
-            .with_reason("notAuthorized")
-        }
-        _ => ApiError::permission_denied(format!(
-            "Permission '{permission}' denied on resource '{}' (or it may not exist).",
-            t.resource
-        ))
-        .with_detail(json!({
-            "@type": "type.googleapis.com/google.rpc.ErrorInfo",
-            "reason": "IAM_PERMISSION_DENIED",
-            "domain": "iam.googleapis.com",
-            "metadata": {"permission": permission, "resource": t.resource},
-        })),
-    })
+    Err(refusal(email, permission, &t))
 }
 
-/// With IAM enforced, a principal's Cloud Storage request needs the method's permission on the
-/// bucket's project (for `buckets.insert` and `buckets.list`, the `project` parameter's): 403 in
-/// the JSON API's shape otherwise. A bucket that does not exist, or a missing `project`, is left to
-/// the handler (404, 400).
-pub fn check_storage(app: &App, caller: Option<&str>, method: &str, scope: Scope) -> Result<(), Box<Response>> {
-    let Some(email) = caller.filter(|_| app.config.enforce_iam) else { return Ok(()) };
-    let permission = permission(method).unwrap_or(method);
-    let st = lock(&app.state);
-    let project = match &scope {
-        Scope::Project(p) => p.clone(),
-        Scope::Bucket(b) => st.storage.buckets.get(b).map(|b| b.project.clone()),
-    };
-    let Some(project) = project else { return Ok(()) };
-    if project_grants(&st, &project, email, permission) {
-        return Ok(());
-    }
-    eprintln!("iam: refused {email} {permission} on storage project {project}");
-    let what = match permission {
-        "storage.buckets.create" | "storage.buckets.list" => "the Google Cloud project",
-        p if p.starts_with("storage.buckets.") || p == "storage.objects.list" => "the Google Cloud Storage bucket",
-        _ => "the Google Cloud Storage object",
-    };
-    let message = format!(
-        "{email} does not have {permission} access to {what}. Permission '{permission}' denied on resource (or it may not exist)."
-    );
-    Err(Box::new(json_response(
-        StatusCode::FORBIDDEN,
-        &json!({"error": {"code": 403, "message": message, "errors": [{"message": message, "domain": "global", "reason": "forbidden"}]}}),
-    )))
+/// The refusal most Google APIs answer: `403 PERMISSION_DENIED` with an `ErrorInfo` detail.
+pub fn denied(_email: &str, permission: &str, t: &Target) -> ApiError {
+    ApiError::permission_denied(format!(
+        "Permission '{permission}' denied on resource '{}' (or it may not exist).",
+        t.resource
+    ))
+    .with_detail(json!({
+        "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+        "reason": "IAM_PERMISSION_DENIED",
+        "domain": "iam.googleapis.com",
+        "metadata": {"permission": permission, "resource": t.resource},
+    }))
 }
 
 #[cfg(test)]
@@ -593,69 +502,6 @@ mod tests {
         assert_eq!(narrowest_role("cloudsql.instances.connect"), Some("roles/cloudsql.client"));
         assert_eq!(narrowest_role("storage.objects.create"), Some("roles/storage.objectAdmin"));
         assert_eq!(narrowest_role("container.pods.get"), Some("roles/container.viewer"));
-    }
-
-    /// Every string literal in the routers that looks like a method name (`"sql.instances.get"`).
-    fn router_method_names() -> Vec<String> {
-        let sources = [
-            include_str!("sql/mod.rs"),
-            include_str!("iam.rs"),
-            include_str!("crm.rs"),
-            include_str!("gke.rs"),
-            include_str!("serviceusage.rs"),
-            include_str!("storage/mod.rs"),
-        ];
-        let prefixes = ["sql.", "iam.", "cloudresourcemanager.", "container.", "serviceusage.", "storage."];
-        let mut names = Vec::new();
-        for src in sources {
-            for prefix in prefixes {
-                for (at, _) in src.match_indices(&format!("\"{prefix}")) {
-                    let rest = &src[at + 1..];
-                    let len = rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '.')).unwrap_or(rest.len());
-                    let name = &rest[..len];
-                    let literal = rest[len..].starts_with('"');
-                    if literal && !name.ends_with('.') && !name.ends_with(".com") && name.split('.').count() >= 3 {
-                        names.push(name.to_string());
-                    }
-                }
-            }
-        }
-        names.sort();
-        names.dedup();
-        names
-    }
-
-    #[test]
-    fn every_router_method_has_a_permission() {
-        let names = router_method_names();
-        assert!(names.len() > 60, "{names:?}");
-        for n in &names {
-            assert!(need(n).is_some(), "no permission for method {n}");
-        }
-        assert_eq!(permission("sql.instances.get"), Some("cloudsql.instances.get"));
-        assert_eq!(permission("sql.instances.insert"), Some("cloudsql.instances.create"));
-        assert_eq!(permission("sql.instances.patch"), Some("cloudsql.instances.update"));
-        assert_eq!(permission("sql.operations.get"), Some("cloudsql.instances.get"));
-        assert_eq!(permission("sql.connect.generateEphemeralCert"), Some("cloudsql.instances.connect"));
-        assert_eq!(permission("iam.serviceAccounts.keys.create"), Some("iam.serviceAccountKeys.create"));
-        assert_eq!(permission("cloudresourcemanager.v3.projects.setIamPolicy"), Some("resourcemanager.projects.setIamPolicy"));
-        assert_eq!(permission("container.operations.get"), Some("container.operations.get"));
-        assert_eq!(permission("serviceusage.services.batchEnable"), Some("serviceusage.services.enable"));
-        assert_eq!(permission("storage.objects.patch"), Some("storage.objects.update"));
-        assert_eq!(permission("storage.buckets.insert"), Some("storage.buckets.create"));
-        assert_eq!(need("cloudresourcemanager.v1.projects.testIamPermissions"), Some(Need::Nothing));
-        assert_eq!(need("sql.instances.clone"), None);
-    }
-
-    #[test]
-    fn every_needed_permission_is_granted_by_owner_and_some_narrower_role() {
-        for n in router_method_names() {
-            if let Some(p) = permission(&n) {
-                assert!(grants("roles/owner", p), "{p}");
-                let narrowest = narrowest_role(p).unwrap_or_default();
-                assert!(narrowest != "roles/owner" && narrowest != "roles/editor", "{n}: {p} only by {narrowest}");
-            }
-        }
     }
 
     #[test]

@@ -1,4 +1,6 @@
-//! The admin API under `/_emulator/` (documented in docs/emulator.md). It needs no access token.
+//! The admin API under `/_emulator/` (documented in docs/emulator.md), on the top floor beside the
+//! server (which hands it the requests), above the router (whose reset it calls). It needs no
+//! access token.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -94,7 +96,7 @@ pub async fn handle(
             Err(e) => bad(e),
         },
         (&Method::POST, "reset") => {
-            crate::server::reset(app).await;
+            crate::router::reset(app).await;
             ok(json!({}))
         }
         (&Method::POST, "settle") => {

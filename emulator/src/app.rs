@@ -1,6 +1,10 @@
-//! The shared state of a running emulator ([`App`]) and the long-running-operation runner.
+//! The shared state of a running emulator ([`App`]) and the long-running-operation runner (shared
+//! floor: above HTTP and errors, below the APIs). What only one API keeps at runtime (Cloud SQL's
+//! PostgreSQL servers, Cloud Storage's object data) is an [`Extensions`] entry of that API's own
+//! type, registered by the router at start, so this floor knows no API.
 
-use std::collections::BTreeMap;
+use std::any::{Any, TypeId};
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,7 +15,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, OpDurations};
 use crate::faults::Faults;
-use crate::sql::postgres::PgManager;
 use crate::state::{OpError, OpStatus, Operation, State};
 
 /// Settings that can change at runtime through the admin API.
@@ -47,10 +50,6 @@ pub struct App {
     pub state: Mutex<State>,
     /// Bumped by a reset, so that operations started before it do not write into the new state.
     pub generation: AtomicU64,
-    /// PostgreSQL servers.
-    pub pg: PgManager,
-    /// The Cloud SQL connector endpoint: CA and `<ip>:3307` listeners.
-    pub connectors: crate::sql::connect::Connectors,
     /// Access tokens minted by the token endpoint.
     pub tokens: crate::token::Tokens,
     /// Fault injection.
@@ -61,10 +60,31 @@ pub struct App {
     pub base_url: String,
     /// Path of the state file when persisting.
     pub state_file: Option<PathBuf>,
-    /// Cloud Storage object data.
-    pub storage_blobs: crate::storage::Blobs,
-    /// Cloud Storage resumable upload sessions.
-    pub storage_sessions: crate::storage::Sessions,
+    /// The APIs' own runtime parts.
+    pub extensions: Extensions,
+}
+
+/// Runtime parts of the APIs, one value per type (the API's own type: `sql::postgres::PgManager`,
+/// `storage::Blobs`, ...). Filled once at start, read-only afterwards.
+#[derive(Default)]
+pub struct Extensions(HashMap<TypeId, Box<dyn Any + Send + Sync>>);
+
+impl Extensions {
+    /// Adds (or replaces) the value of type `T`.
+    pub fn insert<T: Any + Send + Sync>(&mut self, value: T) {
+        self.0.insert(TypeId::of::<T>(), Box::new(value));
+    }
+
+    /// The value of type `T`, if registered.
+    pub fn get<T: Any + Send + Sync>(&self) -> Option<&T> {
+        self.0.get(&TypeId::of::<T>()).and_then(|v| v.downcast_ref())
+    }
+}
+
+impl std::fmt::Debug for Extensions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Extensions({} entries)", self.0.len())
+    }
 }
 
 /// Locks a mutex, ignoring poisoning (a panicked handler must not wedge the emulator).
@@ -73,6 +93,14 @@ pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl App {
+    /// The runtime part of type `T` an API registered at start. Panics when it was not: the
+    /// router registers every API's parts before serving (a programming error otherwise).
+    pub fn ext<T: Any + Send + Sync>(&self) -> &T {
+        self.extensions
+            .get()
+            .unwrap_or_else(|| panic!("no {} registered with the App", std::any::type_name::<T>()))
+    }
+
     /// The current settings.
     pub fn settings(&self) -> Settings {
         lock(&self.settings).clone()

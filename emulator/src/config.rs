@@ -1,4 +1,5 @@
-//! Configuration of an emulator instance: what the library caller or the binary's flags choose.
+//! Configuration of an emulator instance (shared floor): what the library caller or the binary's
+//! flags choose.
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -41,7 +42,7 @@ pub struct Config {
     /// emulator minted).
     pub access_token: Option<String>,
     /// Enforce IAM on what principals (tokens the emulator minted) may do: every API method needs
-    /// its IAM permission, granted by a role in the project's policy ([`crate::access`]). The
+    /// its IAM permission, granted by a role in the project's policy (module `access`). The
     /// configured admin token stays an owner.
     pub enforce_iam: bool,
     /// Serve the APIs over HTTPS, with a certificate for 127.0.0.1 and localhost signed by the

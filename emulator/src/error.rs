@@ -1,8 +1,7 @@
-//! Errors: [`ApiError`] is what a request answers with (the google.rpc envelope, contract §6);
+//! Errors (bottom floor, imports nothing of the crate): [`ApiError`] is what a request answers
+//! with (the google.rpc envelope, contract §6; `http` turns it into a response);
 //! [`EmulatorError`] is what starting or running the emulator itself can fail with.
 
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 /// An error answered to an API client, rendered as the google.rpc error envelope with both the
@@ -157,13 +156,6 @@ impl ApiError {
             error["details"] = Value::Array(self.details.clone());
         }
         json!({ "error": error })
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.http).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        crate::http::json_response(status, &self.body())
     }
 }
 

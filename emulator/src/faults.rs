@@ -1,4 +1,4 @@
-//! Fault injection: added latency and errors (429 with RetryInfo, 503, 500) by API method and rate,
+//! Fault injection (shared floor): added latency and errors (429 with RetryInfo, 503, 500) by API method and rate,
 //! decided by a seeded random generator so that a run is reproducible.
 
 use std::time::Duration;

@@ -1,8 +1,10 @@
-//! The parsed form of an API request (percent-decoded path segments, `:verb` suffix, query, JSON
-//! body) and small response helpers.
+//! HTTP (bottom floor, above [`crate::error`] only): the parsed form of a JSON API request
+//! (percent-decoded path segments, `:verb` suffix, query, JSON body), the raw form of a request
+//! with a binary body ([`RawRequest`]), and small response helpers (an [`ApiError`] as a
+//! response).
 
-use axum::http::{HeaderValue, Method, StatusCode, header};
-use axum::response::Response;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use percent_encoding::percent_decode_str;
 use serde_json::Value;
 
@@ -119,6 +121,31 @@ fn decode_component(s: &str) -> String {
     percent_decode_str(&s.replace('+', " "))
         .decode_utf8_lossy()
         .into_owned()
+}
+
+/// A request whose body is not JSON (Cloud Storage's uploads and downloads), as the router hands
+/// it over before parsing anything.
+#[derive(Debug)]
+pub struct RawRequest<'a> {
+    /// HTTP method.
+    pub method: &'a Method,
+    /// The raw (percent-encoded) path.
+    pub path: &'a str,
+    /// The raw query.
+    pub query: Option<&'a str>,
+    /// Headers.
+    pub headers: &'a HeaderMap,
+    /// The body.
+    pub body: &'a [u8],
+    /// Who calls, as in [`ApiRequest::caller`].
+    pub caller: Option<String>,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.http).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        json_response(status, &self.body())
+    }
 }
 
 /// A JSON response with Google's content type.

@@ -1,4 +1,5 @@
-//! `gcp-emulator`: serves the emulator on a loopback port for the testbed, demos and gcloud.
+//! `gcp-emulator`: serves the emulator on a loopback port for the testbed, demos and gcloud (the
+//! binary, above every floor: it uses the library's public API only).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -1,10 +1,11 @@
-//! IAM policy semantics shared by projects (Resource Manager) and service accounts (IAM):
-//! etag concurrency, validation, dropping empty bindings (contract §3).
+//! IAM policy semantics shared by projects (Resource Manager) and service accounts (IAM), on the
+//! shared floor so that neither API imports the other: etag concurrency, validation (members
+//! included: [`check_member`]), dropping empty bindings (contract §3).
 
 use serde_json::{Value, json};
 
 use crate::error::ApiError;
-use crate::state::Policy;
+use crate::state::{Policy, State};
 use crate::util::{etag_bytes, new_etag};
 
 /// The `Policy` JSON. `version` is 3 when a binding has a condition, else 1 even when 3 was
@@ -36,6 +37,24 @@ const MEMBER_PREFIXES: &[&str] = &[
     "projectEditor:",
     "projectViewer:",
 ];
+
+/// Policy member validation: a `serviceAccount:` member of the user-managed form must name an
+/// existing, already visible account. Other member kinds (and Google-managed accounts, and
+/// Workload Identity members `p.svc.id.goog[ns/ksa]`) are not checked.
+pub fn check_member(st: &State, member: &str, delay_ms: u64) -> Result<(), ApiError> {
+    let Some(email) = member.strip_prefix("serviceAccount:") else {
+        return Ok(());
+    };
+    if !email.ends_with(".iam.gserviceaccount.com") {
+        return Ok(());
+    }
+    match st.iam.accounts.get(email) {
+        Some(sa) if sa.visible(delay_ms) => Ok(()),
+        _ => Err(ApiError::invalid_argument(format!(
+            "Service account {email} does not exist."
+        ))),
+    }
+}
 
 /// Applies a `setIamPolicy` request body (`{policy, updateMask?}`) to `current`.
 ///

@@ -1,80 +1,220 @@
-//! Routing by path across the five APIs on one port.
+//! The router (its own floor, above the APIs, under the admin API and the server): every API
+//! registers here, and every request outside the admin API goes through [`serve`].
 //!
-//! The one clash (contract §7): IAM and Resource Manager v1 both live under `/v1/projects/{p}`.
-//! Resource Manager owns the project itself (`/v1/projects/{p}` and `/v1/projects/{p}:verb`); IAM
-//! owns everything under `/v1/projects/{p}/serviceAccounts`. Cloud SQL v1 owns `instances` and
-//! `operations` under a project, GKE owns `locations` and `zones`, Service Usage owns `services` and
-//! the top-level `/v1/operations`.
+//! - Endpoints outside the API pipeline (no access token, not counted, no faults): the metadata
+//!   server under `/_metadata/`, GKE's Kubernetes webhooks, the OAuth 2.0 token endpoint.
+//! - The APIs' pipeline: authentication, routing to a method name, counting, the IAM check,
+//!   injected faults, the handler, one log line. [`RAW_APIS`] (Cloud Storage, binary bodies) are
+//!   asked first, before any body is parsed; then the body is parsed as JSON and the first of
+//!   [`JSON_APIS`] that owns the path routes it.
+//! - Each API's runtime parts ([`extensions`]), and what start, reset and stop do to them.
+//!
+//! The one clash between JSON APIs (contract §7): IAM and Resource Manager v1 both live under
+//! `/v1/projects/{p}`. Resource Manager owns the project itself (`/v1/projects/{p}` and
+//! `/v1/projects/{p}:verb`); IAM owns everything under `/v1/projects/{p}/serviceAccounts`. Cloud
+//! SQL v1 owns `instances` and `operations` under a project, GKE owns `locations` and `zones`,
+//! Service Usage owns `services` and the top-level `/v1/operations`.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
 
-use serde_json::Value;
+use axum::http::request::Parts;
+use axum::http::{Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 
-use crate::app::App;
-use crate::error::ApiError;
-use crate::http::ApiRequest;
-use crate::sql::SqlRequest;
+use crate::api::{JsonApi, RawApi};
+use crate::app::{App, Extensions, lock};
+use crate::error::{ApiError, EmulatorError};
+use crate::http::{ApiRequest, RawRequest, json_response};
+use crate::state::State;
 
-/// The API a request belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Api {
-    /// Cloud SQL Admin.
-    Sql,
-    /// IAM.
-    Iam,
-    /// Cloud Resource Manager.
-    Crm,
-    /// Kubernetes Engine.
-    Gke,
-    /// Service Usage.
-    ServiceUsage,
+/// The APIs with binary bodies, asked first: they route the raw request.
+pub const RAW_APIS: &[&dyn RawApi] = &[&crate::storage::Storage];
+
+/// The JSON APIs, in the order they are asked whether they own a path (their paths do not
+/// overlap).
+pub const JSON_APIS: &[&dyn JsonApi] = &[
+    &crate::sql::Sql,
+    &crate::iam::Iam,
+    &crate::crm::Crm,
+    &crate::gke::Gke,
+    &crate::serviceusage::ServiceUsage,
+];
+
+/// The APIs' runtime parts, made at start: Cloud SQL's PostgreSQL servers (under `pg_root`, or a
+/// temporary directory) and connector CA, Cloud Storage's object data (beside `state_file`, or in
+/// memory) and upload sessions.
+pub fn extensions(state_file: Option<&Path>, pg_root: Option<PathBuf>) -> Result<Extensions, EmulatorError> {
+    let mut ext = Extensions::default();
+    ext.insert(crate::sql::postgres::PgManager::new(pg_root)?);
+    ext.insert(crate::sql::connect::Connectors::new().map_err(EmulatorError::Postgres)?);
+    ext.insert(crate::storage::Blobs::new(state_file.map(|f| f.with_file_name("storage"))));
+    ext.insert(crate::storage::Sessions::default());
+    Ok(ext)
 }
 
-/// The API and method name (`sql.instances.get`) of a request, or `None` for a route the
+/// At start: restarts what the saved state says was running (Cloud SQL's servers).
+pub async fn resume(app: &Arc<App>) {
+    crate::sql::resume(app).await;
+}
+
+/// Forgets everything (admin reset): every resource and operation, and the APIs' runtime parts.
+pub async fn reset(app: &Arc<App>) {
+    app.generation.fetch_add(1, Ordering::SeqCst);
+    *lock(&app.state) = State::default();
+    crate::storage::reset(app);
+    crate::sql::reset(app).await;
+    app.persist(&lock(&app.state));
+}
+
+/// At stop: stops the APIs' servers (Cloud SQL's PostgreSQL; their data is kept when persisting).
+pub fn stop(app: &App) {
+    crate::sql::pg(app).stop_all();
+}
+
+/// The JSON API and method name (`sql.instances.get`) of a request, or `None` for a route the
 /// emulator does not serve.
-pub fn route(req: &ApiRequest) -> Option<(Api, &'static str)> {
-    if let Some(r) = SqlRequest::parse(req) {
-        return crate::sql::method(&r).map(|m| (Api::Sql, m));
+pub fn route(req: &ApiRequest) -> Option<(&'static dyn JsonApi, &'static str)> {
+    let api = JSON_APIS.iter().find(|a| a.owns(req))?;
+    Some((*api, api.method(req)?))
+}
+
+/// Serves a request that is not the admin API's (`started`: when it came in, for the log line).
+pub async fn serve(app: &Arc<App>, parts: &Parts, bytes: &[u8], started: Instant) -> Response {
+    let (method, path) = (&parts.method, parts.uri.path());
+    if let Some((resp, label)) = endpoint(app, parts, bytes).await {
+        eprintln!("{method} {path} -> {} {label}", resp.status().as_u16());
+        return resp;
     }
-    let s = req.segs();
-    match s.as_slice() {
-        ["v1", "projects", _, "serviceAccounts", ..] => {
-            crate::iam::method(req).map(|m| (Api::Iam, m))
+    let (name, resp) = api_response(app, parts, bytes).await;
+    // One line per request; paths and method names carry no secrets (passwords travel in bodies).
+    eprintln!("{method} {path} -> {} {name} {}ms", resp.status().as_u16(), started.elapsed().as_millis());
+    resp
+}
+
+/// The endpoints outside the API pipeline, and the label of their log line.
+async fn endpoint(app: &Arc<App>, parts: &Parts, bytes: &[u8]) -> Option<(Response, &'static str)> {
+    let path = parts.uri.path();
+    if path.starts_with("/_metadata/") {
+        return Some((crate::metadata::handle(app, path, &parts.headers).await, "metadata"));
+    }
+    // GKE's Kubernetes webhooks: the kube-apiserver calls them without an Authorization header.
+    if parts.method == Method::POST {
+        if let Some(resp) = crate::gke::identity::handle(app, path, parts.uri.query(), bytes) {
+            return Some((resp, "gke.webhook"));
         }
-        ["v1" | "v3", "projects", _] => crate::crm::method(req).map(|m| (Api::Crm, m)),
-        ["v1", "projects", _, "locations" | "zones", ..] => {
-            crate::gke::method(req).map(|m| (Api::Gke, m))
+    }
+    if path == "/token" && parts.method == Method::POST {
+        return Some((crate::metadata::oauth::handle(app, bytes), "oauth2.token"));
+    }
+    None
+}
+
+/// The APIs' pipeline: the method name (for the log line) and the response.
+async fn api_response(app: &Arc<App>, parts: &Parts, bytes: &[u8]) -> (&'static str, Response) {
+    if let Err(resp) = authenticated(app, parts) {
+        return ("unauthenticated", *resp);
+    }
+    let raw = RawRequest {
+        method: &parts.method,
+        path: parts.uri.path(),
+        query: parts.uri.query(),
+        headers: &parts.headers,
+        body: bytes,
+        caller: caller(app, parts),
+    };
+    for api in RAW_APIS {
+        if let Some(name) = api.method(app, &raw) {
+            count(app, name);
+            if let Err(resp) = api.authorize(app, &raw, name) {
+                return (name, *resp);
+            }
+            if let Some(resp) = injected_fault(app, name).await {
+                return (name, resp);
+            }
+            return (name, api.handle(app, &raw, name).await);
         }
-        ["v1", "projects", _, "services", ..] | ["v1", "operations", ..] => {
-            crate::serviceusage::method(req).map(|m| (Api::ServiceUsage, m))
-        }
-        _ => None,
+    }
+    let mut req = match ApiRequest::parse(parts.method.clone(), parts.uri.path(), parts.uri.query(), bytes) {
+        Ok(r) => r,
+        Err(e) => return ("invalid", e.into_response()),
+    };
+    req.caller = raw.caller;
+    let Some((api, name)) = route(&req) else {
+        count(app, "unimplemented");
+        return ("unimplemented", ApiError::unimplemented(req.method.as_str(), &req.path).into_response());
+    };
+    count(app, name);
+    // Permission before anything else, as Google checks it.
+    if let Err(e) = api.authorize(app, &req, name) {
+        return (name, e.into_response());
+    }
+    if let Some(resp) = injected_fault(app, name).await {
+        return (name, resp);
+    }
+    match api.handle(app, &req, name).await {
+        Ok(v) => (name, json_response(StatusCode::OK, &v)),
+        Err(e) => (name, e.into_response()),
     }
 }
 
-/// Runs a routed request.
-pub async fn dispatch(
-    app: &Arc<App>,
-    req: &ApiRequest,
-    api: Api,
-    method: &str,
-) -> Result<Value, ApiError> {
-    match api {
-        Api::Sql => match SqlRequest::parse(req) {
-            Some(r) => crate::sql::handle(app, &r, method).await,
-            None => Err(ApiError::unimplemented(req.method.as_str(), &req.path)),
-        },
-        Api::Iam => crate::iam::handle(app, req, method).await,
-        Api::Crm => crate::crm::handle(app, req, method),
-        Api::Gke => crate::gke::handle(app, req, method),
-        Api::ServiceUsage => crate::serviceusage::handle(app, req, method),
+/// The configured token or one the token endpoint minted, when the emulator requires one.
+fn authenticated(app: &App, parts: &Parts) -> Result<(), Box<Response>> {
+    if let Some(token) = &app.config.access_token {
+        let expected = format!("Bearer {token}");
+        let given = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        // The configured token, or one the token endpoint minted.
+        let minted = given
+            .and_then(|g| g.strip_prefix("Bearer "))
+            .is_some_and(|t| app.tokens.principal(t).is_some());
+        if given != Some(expected.as_str()) && !minted {
+            let e = ApiError::unauthenticated(
+                "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential.",
+            );
+            return Err(Box::new(e.into_response()));
+        }
     }
+    Ok(())
+}
+
+/// The principal of the request's bearer token, when the emulator minted it (`None`: the
+/// configured admin token, or no token where none is required).
+fn caller(app: &App, parts: &Parts) -> Option<String> {
+    parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|t| app.tokens.principal(t))
+        .map(|p| p.email)
+}
+
+/// The injected latency (slept here) and fault of method `name`, if any: the fault's response.
+async fn injected_fault(app: &App, name: &str) -> Option<Response> {
+    let (latency, fault) = lock(&app.faults).decide(name);
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    let e = fault?;
+    *lock(&app.stats).faults_injected.entry(name.to_string()).or_default() += 1;
+    Some(e.into_response())
+}
+
+fn count(app: &App, name: &str) {
+    let mut s = lock(&app.stats);
+    s.total += 1;
+    *s.requests.entry(name.to_string()).or_default() += 1;
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::access::{Need, narrowest_role, need, permission, role};
     use axum::http::Method;
 
     fn name(method: Method, path: &str) -> Option<&'static str> {
@@ -164,5 +304,68 @@ mod tests {
             None
         );
         assert_eq!(name(Method::GET, "/compute/v1/projects/p/zones"), None);
+    }
+
+    /// Every string literal in the APIs that looks like a method name (`"sql.instances.get"`).
+    fn router_method_names() -> Vec<String> {
+        let sources = [
+            include_str!("sql/mod.rs"),
+            include_str!("iam/mod.rs"),
+            include_str!("crm/mod.rs"),
+            include_str!("gke/mod.rs"),
+            include_str!("serviceusage/mod.rs"),
+            include_str!("storage/mod.rs"),
+        ];
+        let prefixes = ["sql.", "iam.", "cloudresourcemanager.", "container.", "serviceusage.", "storage."];
+        let mut names = Vec::new();
+        for src in sources {
+            for prefix in prefixes {
+                for (at, _) in src.match_indices(&format!("\"{prefix}")) {
+                    let rest = &src[at + 1..];
+                    let len = rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '.')).unwrap_or(rest.len());
+                    let name = &rest[..len];
+                    let literal = rest[len..].starts_with('"');
+                    if literal && !name.ends_with('.') && !name.ends_with(".com") && name.split('.').count() >= 3 {
+                        names.push(name.to_string());
+                    }
+                }
+            }
+        }
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    #[test]
+    fn every_router_method_has_a_permission() {
+        let names = router_method_names();
+        assert!(names.len() > 60, "{names:?}");
+        for n in &names {
+            assert!(need(n).is_some(), "no permission for method {n}");
+        }
+        assert_eq!(permission("sql.instances.get"), Some("cloudsql.instances.get"));
+        assert_eq!(permission("sql.instances.insert"), Some("cloudsql.instances.create"));
+        assert_eq!(permission("sql.instances.patch"), Some("cloudsql.instances.update"));
+        assert_eq!(permission("sql.operations.get"), Some("cloudsql.instances.get"));
+        assert_eq!(permission("sql.connect.generateEphemeralCert"), Some("cloudsql.instances.connect"));
+        assert_eq!(permission("iam.serviceAccounts.keys.create"), Some("iam.serviceAccountKeys.create"));
+        assert_eq!(permission("cloudresourcemanager.v3.projects.setIamPolicy"), Some("resourcemanager.projects.setIamPolicy"));
+        assert_eq!(permission("container.operations.get"), Some("container.operations.get"));
+        assert_eq!(permission("serviceusage.services.batchEnable"), Some("serviceusage.services.enable"));
+        assert_eq!(permission("storage.objects.patch"), Some("storage.objects.update"));
+        assert_eq!(permission("storage.buckets.insert"), Some("storage.buckets.create"));
+        assert_eq!(need("cloudresourcemanager.v1.projects.testIamPermissions"), Some(Need::Nothing));
+        assert_eq!(need("sql.instances.clone"), None);
+    }
+
+    #[test]
+    fn every_needed_permission_is_granted_by_owner_and_some_narrower_role() {
+        for n in router_method_names() {
+            if let Some(p) = permission(&n) {
+                assert!(role("roles/owner").is_some_and(|r| r.grants(p)), "{p}");
+                let narrowest = narrowest_role(p).unwrap_or_default();
+                assert!(narrowest != "roles/owner" && narrowest != "roles/editor", "{n}: {p} only by {narrowest}");
+            }
+        }
     }
 }

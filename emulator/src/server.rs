@@ -1,15 +1,15 @@
-//! The running emulator: HTTP server, request pipeline (auth, counting, faults, routing, log
-//! line), and the [`Emulator`] handle.
+//! The running emulator (top floor): the HTTP(S) servers and the [`Emulator`] handle. A request
+//! to `/_emulator/` goes to the admin API ([`crate::admin`]), any other to the router
+//! ([`crate::router::serve`]), which runs the APIs' pipeline.
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::{Body, to_bytes};
 use axum::extract::State as AxumState;
-use axum::http::{Request, StatusCode, header};
+use axum::http::Request;
 use axum::response::{IntoResponse, Response};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -18,8 +18,7 @@ use crate::app::{App, Settings, Stats, lock, tracing_err};
 use crate::config::{Config, OpDurations};
 use crate::error::{ApiError, EmulatorError};
 use crate::faults::{FaultSpec, Faults};
-use crate::http::{ApiRequest, json_response};
-use crate::sql::postgres::PgManager;
+use crate::sql::connect::Connectors;
 use crate::state::State;
 
 /// A running emulator. Dropping it (or [`Emulator::shutdown`]) stops the HTTP server and every
@@ -50,8 +49,7 @@ impl Emulator {
             }
             None => (State::default(), None, None),
         };
-        let pg = PgManager::new(pg_root)?;
-        let connectors = crate::sql::connect::Connectors::new().map_err(EmulatorError::Postgres)?;
+        let extensions = crate::router::extensions(state_file.as_deref(), pg_root)?;
 
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
@@ -67,6 +65,7 @@ impl Emulator {
             })?;
         let tls = config.tls;
         let tls_config = if tls {
+            let connectors = extensions.get::<Connectors>().expect("the router registers the connector CA");
             Some(connectors.https_config(&addr.ip()).map_err(EmulatorError::Postgres)?)
         } else {
             None
@@ -82,14 +81,11 @@ impl Emulator {
             settings: Mutex::new(settings),
             state: Mutex::new(state),
             generation: Default::default(),
-            pg,
-            connectors,
             tokens: Default::default(),
             stats: Mutex::new(Stats::default()),
             base_url: format!("{}://{addr}/", if tls { "https" } else { "http" }),
-            storage_blobs: crate::storage::Blobs::new(state_file.as_ref().map(|f| f.with_file_name("storage"))),
-            storage_sessions: Default::default(),
             state_file,
+            extensions,
         });
         let mut side_tasks = Vec::new();
         if let Some(at) = app.config.metadata_listen {
@@ -104,10 +100,10 @@ impl Emulator {
             }));
         }
         if let Some(at) = app.config.dns_listen {
-            let socket = crate::dns::bind(at).await.map_err(|source| EmulatorError::Bind { addr: at, source })?;
-            side_tasks.push(tokio::spawn(crate::dns::serve(socket)));
+            let socket = crate::metadata::dns::bind(at).await.map_err(|source| EmulatorError::Bind { addr: at, source })?;
+            side_tasks.push(tokio::spawn(crate::metadata::dns::serve(socket)));
         }
-        resume_servers(&app).await;
+        crate::router::resume(&app).await;
         let router = Router::new().fallback(handle).with_state(app.clone());
         let (stop, stopped) = oneshot::channel::<()>();
         let task = match tls_config {
@@ -150,7 +146,7 @@ impl Emulator {
     /// The emulator's CA (PEM): it signs the HTTPS certificate (`Config::tls`), the Cloud SQL
     /// instances' server certificates and the connectors' ephemeral certificates.
     pub fn ca_pem(&self) -> &str {
-        self.app.connectors.ca_pem()
+        crate::sql::connectors(&self.app).ca_pem()
     }
 
     /// Replaces the injected faults (the admin API's `PUT /_emulator/faults`).
@@ -191,7 +187,7 @@ impl Emulator {
 
     /// Forgets every resource and operation and deletes every PostgreSQL server.
     pub async fn reset(&self) {
-        reset(&self.app).await;
+        crate::router::reset(&self.app).await;
     }
 
     /// Waits until every long-running operation is done; false on timeout.
@@ -219,8 +215,7 @@ impl Emulator {
 
     /// The unix socket directory of that instance's server (connect as `cloudsqladmin`, trusted).
     pub fn postgres_socket_dir(&self, project: &str, instance: &str) -> Option<std::path::PathBuf> {
-        self.app
-            .pg
+        crate::sql::pg(&self.app)
             .get(&format!("{project}/{instance}"))
             .map(|s| s.socket_dir())
     }
@@ -246,7 +241,7 @@ impl Emulator {
                 tracing_err("HTTP server did not stop within 2 s; abandoning open connections");
             }
         }
-        self.app.pg.stop_all();
+        crate::router::stop(&self.app);
         self.app.persist(&lock(&self.app.state));
     }
 }
@@ -262,7 +257,7 @@ impl Drop for Emulator {
         if let Some(task) = self.task.take() {
             task.abort();
         }
-        self.app.pg.stop_all();
+        crate::router::stop(&self.app);
     }
 }
 
@@ -290,39 +285,6 @@ async fn serve_https(
                 .await;
         });
     }
-}
-
-async fn resume_servers(app: &Arc<App>) {
-    let todo: Vec<(String, std::path::PathBuf, std::net::Ipv4Addr, u16)> = lock(&app.state)
-        .sql
-        .instances
-        .iter()
-        .filter(|(_, i)| i.resource["state"] == "RUNNABLE")
-        .filter_map(|(k, i)| {
-            Some((k.clone(), i.pg_dir.clone()?, i.pg_host.unwrap_or(std::net::Ipv4Addr::LOCALHOST), i.pg_port?))
-        })
-        .collect();
-    for (key, dir, host, port) in todo {
-        if let Err(e) = crate::sql::instances::start_connector(app, &key, host, port) {
-            tracing_err(&format!("cannot listen for connectors of instance {key}: {e}"));
-        }
-        if let Err(e) = app.pg.resume(&key, &dir, host.into(), port).await {
-            tracing_err(&format!("cannot restart PostgreSQL of instance {key}: {e}"));
-            if let Some(i) = lock(&app.state).sql.instances.get_mut(&key) {
-                i.resource["state"] = "FAILED".into();
-            }
-        }
-    }
-}
-
-/// Forgets everything (admin reset).
-pub async fn reset(app: &Arc<App>) {
-    app.generation.fetch_add(1, Ordering::SeqCst);
-    *lock(&app.state) = State::default();
-    app.storage_blobs.clear();
-    app.connectors.stop_all();
-    app.pg.destroy_all().await;
-    app.persist(&lock(&app.state));
 }
 
 /// The pods' metadata server: `/computeMetadata/v1/...` for the pod at the caller's address.
@@ -354,154 +316,5 @@ async fn handle(AxumState(app): AxumState<Arc<App>>, req: Request<Body>) -> Resp
         eprintln!("{method} {path} -> {} (admin)", resp.status().as_u16());
         return resp;
     }
-    if path.starts_with("/_metadata/") {
-        let resp = crate::metadata::handle(&app, &path, &parts.headers).await;
-        eprintln!("{method} {path} -> {} metadata", resp.status().as_u16());
-        return resp;
-    }
-    // GKE's Kubernetes webhooks: the kube-apiserver calls them without an Authorization header.
-    if method == axum::http::Method::POST {
-        if let Some(resp) = crate::gke_identity::handle(&app, &path, parts.uri.query(), &bytes) {
-            eprintln!("{method} {path} -> {} gke.webhook", resp.status().as_u16());
-            return resp;
-        }
-    }
-    if path == "/token" && method == axum::http::Method::POST {
-        let resp = crate::token::handle(&app, &bytes);
-        eprintln!("{method} {path} -> {} oauth2.token", resp.status().as_u16());
-        return resp;
-    }
-    let (name, resp) = if crate::storage::is_storage(&app, &method, &path, parts.uri.query()) {
-        storage_response(&app, &parts, &bytes).await
-    } else {
-        api_response(&app, &parts, &bytes).await
-    };
-    // One line per request; paths and method names carry no secrets (passwords travel in bodies).
-    eprintln!(
-        "{method} {path} -> {} {name} {}ms",
-        resp.status().as_u16(),
-        started.elapsed().as_millis()
-    );
-    resp
-}
-
-/// The configured token or one the token endpoint minted, when the emulator requires one.
-fn authenticated(app: &App, parts: &axum::http::request::Parts) -> Result<(), Box<Response>> {
-    if let Some(token) = &app.config.access_token {
-        let expected = format!("Bearer {token}");
-        let given = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok());
-        // The configured token, or one the token endpoint minted.
-        let minted = given
-            .and_then(|g| g.strip_prefix("Bearer "))
-            .is_some_and(|t| app.tokens.principal(t).is_some());
-        if given != Some(expected.as_str()) && !minted {
-            let e = ApiError::unauthenticated(
-                "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential.",
-            );
-            return Err(Box::new(e.into_response()));
-        }
-    }
-    Ok(())
-}
-
-/// The principal of the request's bearer token, when the emulator minted it (`None`: the
-/// configured admin token, or no token where none is required).
-fn caller(app: &App, parts: &axum::http::request::Parts) -> Option<String> {
-    parts
-        .headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .and_then(|t| app.tokens.principal(t))
-        .map(|p| p.email)
-}
-
-/// Cloud Storage: binary bodies and raw downloads, so outside the JSON pipeline, but with the
-/// same authentication, IAM enforcement, counting and faults.
-async fn storage_response(app: &Arc<App>, parts: &axum::http::request::Parts, bytes: &[u8]) -> (&'static str, Response) {
-    if let Err(resp) = authenticated(app, parts) {
-        return ("unauthenticated", *resp);
-    }
-    let req = crate::storage::StorageRequest {
-        method: &parts.method,
-        path: parts.uri.path(),
-        query: parts.uri.query(),
-        headers: &parts.headers,
-        body: bytes,
-    };
-    let name = crate::storage::method_name(&req).unwrap_or("unimplemented");
-    count(app, name);
-    if let Some(scope) = crate::storage::scope(&req) {
-        if let Err(resp) = crate::access::check_storage(app, caller(app, parts).as_deref(), name, scope) {
-            return (name, *resp);
-        }
-    }
-    let (latency, fault) = lock(&app.faults).decide(name);
-    if !latency.is_zero() {
-        tokio::time::sleep(latency).await;
-    }
-    if let Some(e) = fault {
-        *lock(&app.stats).faults_injected.entry(name.to_string()).or_default() += 1;
-        return (name, e.into_response());
-    }
-    match crate::storage::handle(app, &req).await {
-        Some(r) => r,
-        None => (name, ApiError::unimplemented(parts.method.as_str(), parts.uri.path()).into_response()),
-    }
-}
-
-async fn api_response(
-    app: &Arc<App>,
-    parts: &axum::http::request::Parts,
-    bytes: &[u8],
-) -> (&'static str, Response) {
-    if let Err(resp) = authenticated(app, parts) {
-        return ("unauthenticated", *resp);
-    }
-    let mut req = match ApiRequest::parse(
-        parts.method.clone(),
-        parts.uri.path(),
-        parts.uri.query(),
-        bytes,
-    ) {
-        Ok(r) => r,
-        Err(e) => return ("invalid", e.into_response()),
-    };
-    req.caller = caller(app, parts);
-    let Some((api, name)) = crate::router::route(&req) else {
-        count(app, "unimplemented");
-        return (
-            "unimplemented",
-            ApiError::unimplemented(req.method.as_str(), &req.path).into_response(),
-        );
-    };
-    count(app, name);
-    // Permission before anything else, as Google checks it.
-    if let Err(e) = crate::access::check_api(app, &req, api, name) {
-        return (name, e.into_response());
-    }
-    let (latency, fault) = lock(&app.faults).decide(name);
-    if !latency.is_zero() {
-        tokio::time::sleep(latency).await;
-    }
-    if let Some(e) = fault {
-        *lock(&app.stats)
-            .faults_injected
-            .entry(name.to_string())
-            .or_default() += 1;
-        return (name, e.into_response());
-    }
-    match crate::router::dispatch(app, &req, api, name).await {
-        Ok(v) => (name, json_response(StatusCode::OK, &v)),
-        Err(e) => (name, e.into_response()),
-    }
-}
-
-fn count(app: &App, name: &str) {
-    let mut s = lock(&app.stats);
-    s.total += 1;
-    *s.requests.entry(name.to_string()).or_default() += 1;
+    crate::router::serve(&app, &parts, &bytes, started).await
 }

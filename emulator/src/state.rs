@@ -1,5 +1,7 @@
-//! Everything the emulator remembers, as serde data: resources as the JSON the APIs return (links
-//! are added when rendering), operations, policies. Saved as one JSON file with `--state-dir`.
+//! Everything the emulator remembers, as serde data (shared floor): resources as the JSON the APIs
+//! return (links are added when rendering), operations, policies, Cloud Storage's bucket and
+//! object metadata. Saved as one JSON file with `--state-dir`. The APIs' runtime parts that are
+//! not saved (PostgreSQL servers, object data, upload sessions) are the `App`'s extensions.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -27,8 +29,9 @@ pub struct State {
     pub ops: BTreeMap<String, Operation>,
     /// Project ids seen, by project number (so that APIs addressed by number find the id).
     pub project_ids: BTreeMap<String, String>,
-    /// Cloud Storage buckets and object metadata (object data is in `App::storage_blobs`).
-    pub storage: crate::storage::StorageState,
+    /// Cloud Storage buckets and object metadata (object data is in `storage::Blobs`, an extension
+    /// of the `App`).
+    pub storage: StorageState,
 }
 
 /// Cloud SQL state.
@@ -87,6 +90,13 @@ pub struct ServiceAccount {
     pub keys: BTreeMap<String, Value>,
 }
 
+impl ServiceAccount {
+    /// Whether the account is visible yet, `delay_ms` after its creation (eventual consistency).
+    pub fn visible(&self, delay_ms: u64) -> bool {
+        crate::util::now_ms() >= self.created_ms + delay_ms
+    }
+}
+
 /// An IAM policy.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Policy {
@@ -108,6 +118,57 @@ impl Default for Policy {
             etag: "ACAB".to_string(),
         }
     }
+}
+
+/// Cloud Storage: buckets by name (one global namespace, as in Cloud Storage).
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StorageState {
+    /// The buckets.
+    pub buckets: BTreeMap<String, Bucket>,
+    /// The last generation handed out (generations are unique across the emulator).
+    pub last_generation: i64,
+}
+
+/// One bucket and the live version of each of its objects.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Bucket {
+    /// Its name.
+    pub name: String,
+    /// The project id that owns it.
+    pub project: String,
+    /// `location` (upper case).
+    pub location: String,
+    /// `storageClass`.
+    pub storage_class: String,
+    /// Creation time, ms.
+    pub created_ms: u64,
+    /// Objects by name.
+    pub objects: BTreeMap<String, Object>,
+}
+
+/// One object's metadata (its data is in the blob store).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Object {
+    /// Changes with every new content.
+    pub generation: i64,
+    /// Changes with every metadata update of this generation.
+    pub metageneration: i64,
+    /// Bytes.
+    pub size: u64,
+    /// `contentType`.
+    pub content_type: String,
+    /// `md5Hash` (base64).
+    pub md5: String,
+    /// `crc32c` (base64).
+    pub crc32c: String,
+    /// Creation time of this generation, ms.
+    pub created_ms: u64,
+    /// Last metadata update, ms.
+    pub updated_ms: u64,
+    /// Custom metadata.
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
 }
 
 /// Which API an operation belongs to (they render differently).

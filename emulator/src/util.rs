@@ -1,4 +1,5 @@
-//! Small helpers shared by the API modules: time, ids, etags, JSON merging.
+//! Small helpers shared by the API modules (bottom floor, imports nothing of the crate): time,
+//! ids, etags, JSON merging.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

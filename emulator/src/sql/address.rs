@@ -1,4 +1,4 @@
-//! Where a Cloud SQL instance listens: an address of its own, allocated once
+//! Where a Cloud SQL instance listens (Cloud SQL, API floor): an address of its own, allocated once
 //! and kept with the instance, with PostgreSQL on 5432 (as on Cloud SQL) and
 //! the connectors' TLS port 3307 beside it.
 //!

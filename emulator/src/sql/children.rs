@@ -1,4 +1,4 @@
-//! Cloud SQL databases and users: each change is an operation that runs real SQL on the
+//! Cloud SQL databases and users (API floor): each change is an operation that runs real SQL on the
 //! instance's PostgreSQL server. A statement the server refuses fails the operation with
 //! `ERROR_RDBMS` and the server's message (e.g. `role "x" already exists`).
 
@@ -285,8 +285,7 @@ pub async fn handle(app: &Arc<App>, r: &SqlRequest<'_>, method: &str) -> Result<
     let (app2, db) = (app.clone(), db.to_string());
     let work = async move {
         let Some(sql) = sql else { return Ok(()) };
-        let server = app2
-            .pg
+        let server = super::pg(&app2)
             .get(&key)
             .ok_or_else(|| rdbms("the instance's PostgreSQL server is not running".into()))?;
         server.exec(&db, &sql).await.map_err(rdbms)

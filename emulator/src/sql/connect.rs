@@ -1,4 +1,4 @@
-//! The endpoint the Cloud SQL Auth Proxy and the language connectors use
+//! The endpoint the Cloud SQL Auth Proxy and the language connectors use (Cloud SQL, API floor)
 //! (`docs/emulator.md`, contract in shared/reference/cloud-sql-connector.md):
 //!
 //! - `GET …/instances/{i}/connectSettings`: the instance's addresses, region, version, the CA
@@ -291,7 +291,7 @@ async fn serve(
 ) -> std::io::Result<()> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let Some(app) = app.upgrade() else { return Ok(()) };
-    let issued = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).and_then(|c| app.connectors.issued_for(c.as_ref()));
+    let issued = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).and_then(|c| super::connectors(&app).issued_for(c.as_ref()));
     // A certificate opens only the instance it was issued for.
     let Some(issued) = issued.filter(|i| i.instance == key) else {
         tls.write_all(&fatal("28000", "the client certificate was not issued for this instance")).await?;
@@ -338,12 +338,12 @@ async fn serve(
                 }
             };
             let user = params.iter().find(|(k, _)| k == "user").map(|(_, v)| v.clone()).unwrap_or_default();
-            if let Err(message) = crate::sql::instances::check_iam_login(&app, key, &p, &user) {
+            if let Err(message) = super::instances::check_iam_login(&app, key, &p, &user) {
                 tls.write_all(&fatal("28000", &message)).await?;
                 tls.shutdown().await?;
                 return Ok(());
             }
-            let Some(server) = app.pg.get(key) else { return Ok(()) };
+            let Some(server) = super::pg(&app).get(key) else { return Ok(()) };
             let socket = server.socket_dir().join(format!(".s.PGSQL.{}", server.port()));
             drop(app);
             let mut db = tokio::net::UnixStream::connect(socket).await?;

@@ -1,4 +1,4 @@
-//! Enum values as numbers. Google's Rust SDK sends enums as their proto numbers
+//! Cloud SQL enum values as numbers (API floor). Google's Rust SDK sends enums as their proto numbers
 //! (`$alt=json;enum-encoding=int`), gcloud as names; the emulator stores names. Tables generated
 //! from google-cloud-sql-v1's model (`From<i32>` and `From<&str>` impls).
 

@@ -1,4 +1,4 @@
-//! Cloud SQL instances: insert/get/list/patch/update/delete/restart.
+//! Cloud SQL instances (API floor): insert/get/list/patch/update/delete/restart.
 
 use std::sync::Arc;
 
@@ -199,7 +199,7 @@ fn insert(app: &Arc<App>, r: &SqlRequest<'_>) -> Result<Value, ApiError> {
     // The instance's own address; PostgreSQL on 5432 there, as on Cloud SQL.
     let ip = super::address::allocate(app.config.sql_network).map_err(ApiError::internal)?;
     let port = super::address::POSTGRES_PORT;
-    let dir = app.pg.new_dir(&key);
+    let dir = super::pg(app).new_dir(&key);
     st.sql.instances.insert(
         key.clone(),
         SqlInstance {
@@ -215,15 +215,15 @@ fn insert(app: &Arc<App>, r: &SqlRequest<'_>) -> Result<Value, ApiError> {
     let op = new_op(&r.project, "CREATE", &name);
     let (app2, key2, dir2, project) = (app.clone(), key.clone(), dir.clone(), r.project.clone());
     let work = async move {
-        let server = app2.pg.create(&key2, &dir2, ip.into(), port).await.map_err(op_error)?;
+        let server = super::pg(&app2).create(&key2, &dir2, ip.into(), port).await.map_err(op_error)?;
         if let Err(e) = start_connector(&app2, &key2, ip, port) {
-            app2.pg.destroy(&key2).await;
+            super::pg(&app2).destroy(&key2).await;
             return Err(op_error(e));
         }
         let password = (!root_password.is_empty()).then_some(root_password.as_str());
         if let Err(e) = server.exec("postgres", &setup_sql(password)).await {
-            app2.connectors.stop(&key2);
-            app2.pg.destroy(&key2).await;
+            super::connectors(&app2).stop(&key2);
+            super::pg(&app2).destroy(&key2).await;
             return Err(op_error(e));
         }
         Ok(())
@@ -375,8 +375,8 @@ fn delete(app: &Arc<App>, r: &SqlRequest<'_>) -> Result<Value, ApiError> {
     let op = new_op(&r.project, "DELETE", r.rest[1]);
     let (app2, key2) = (app.clone(), key.clone());
     let work = async move {
-        app2.connectors.stop(&key2);
-        app2.pg.destroy(&key2).await;
+        super::connectors(&app2).stop(&key2);
+        super::pg(&app2).destroy(&key2).await;
         Ok(())
     };
     let finish = move |st: &mut crate::state::State, _: &Result<(), OpError>| {
@@ -399,8 +399,7 @@ fn restart(app: &Arc<App>, r: &SqlRequest<'_>) -> Result<Value, ApiError> {
     let op = new_op(&r.project, "RESTART", r.rest[1]);
     let (app2, key2) = (app.clone(), key.clone());
     let work = async move {
-        let server = app2
-            .pg
+        let server = super::pg(&app2)
             .get(&key2)
             .ok_or_else(|| op_error("the instance's PostgreSQL server is not running".into()))?;
         server.restart().await.map_err(op_error)
@@ -465,7 +464,7 @@ pub fn start_connector(app: &std::sync::Arc<App>, key: &str, ip: std::net::Ipv4A
         .get(key)
         .and_then(|i| i.resource["region"].as_str().map(str::to_string))
         .unwrap_or_default();
-    app.connectors.listen(
+    super::connectors(app).listen(
         std::sync::Arc::downgrade(app),
         key,
         ip.into(),

@@ -1,5 +1,7 @@
 //! Cloud SQL Admin, served under both `/v1/` and `/sql/v1beta4/` with the same semantics
-//! (contract §1). Every instance is a real PostgreSQL server ([`postgres`]).
+//! (contract §1), on the API floor. Every instance is a real PostgreSQL server ([`postgres`]);
+//! the servers and the connector endpoint's CA and listeners ([`connect`]) are this API's
+//! extensions of the `App` ([`pg`], [`connectors`]).
 
 pub mod address;
 pub mod children;
@@ -13,11 +15,75 @@ use std::sync::Arc;
 use axum::http::Method;
 use serde_json::{Value, json};
 
+use crate::access::{Target, narrowest_role, project_id};
+use crate::api::{JsonApi, Reply};
 use crate::app::{App, lock};
 use crate::error::ApiError;
 use crate::http::ApiRequest;
 use crate::state::{OpApi, Operation, State};
 use crate::util::rfc3339;
+use connect::Connectors;
+use postgres::PgManager;
+
+/// Cloud SQL Admin, as the router registers it.
+#[derive(Debug)]
+pub struct Sql;
+
+impl JsonApi for Sql {
+    fn owns(&self, req: &ApiRequest) -> bool {
+        SqlRequest::parse(req).is_some()
+    }
+
+    fn method(&self, req: &ApiRequest) -> Option<&'static str> {
+        method(&SqlRequest::parse(req)?)
+    }
+
+    fn authorize(&self, app: &App, req: &ApiRequest, method: &str) -> Result<(), ApiError> {
+        crate::access::check_api(app, req, method, target, refusal)
+    }
+
+    fn handle<'a>(&'a self, app: &'a Arc<App>, req: &'a ApiRequest, method: &'a str) -> Reply<'a, Result<Value, ApiError>> {
+        Box::pin(async move {
+            match SqlRequest::parse(req) {
+                Some(r) => handle(app, &r, method).await,
+                None => Err(ApiError::unimplemented(req.method.as_str(), &req.path)),
+            }
+        })
+    }
+}
+
+/// The PostgreSQL servers (an extension of the `App`).
+pub fn pg(app: &App) -> &PgManager {
+    app.ext()
+}
+
+/// The connector endpoint's CA and listeners (an extension of the `App`).
+pub fn connectors(app: &App) -> &Connectors {
+    app.ext()
+}
+
+/// What a Cloud SQL request acts on, for IAM enforcement: the instance, or the project.
+fn target(st: &State, req: &ApiRequest) -> Target {
+    let s = req.segs();
+    let project = |i: usize| s.get(i).map(|p| project_id(st, p));
+    let p = project(if s.first() == Some(&"sql") { 3 } else { 2 }).unwrap_or_default();
+    let rest_at = if s.first() == Some(&"sql") { 4 } else { 3 };
+    let resource = match (s.get(rest_at), s.get(rest_at + 1)) {
+        (Some(&"instances"), Some(i)) => format!("instance {p}:{i}"),
+        _ => format!("project {p}"),
+    };
+    Target { project: Some(p), resource, account: None }
+}
+
+/// Cloud SQL's own refusal: `notAuthorized`, naming the role that would do.
+fn refusal(email: &str, permission: &str, t: &Target) -> ApiError {
+    let hint = narrowest_role(permission).map(|r| format!(" (grant {r})")).unwrap_or_default();
+    ApiError::permission_denied(format!(
+        "The client is not authorized to make this request: {email} lacks permission {permission} on {}{hint}.",
+        t.resource
+    ))
+    .with_reason("notAuthorized")
+}
 
 /// A Cloud SQL request, with the version prefix and project taken apart.
 pub struct SqlRequest<'a> {
@@ -145,8 +211,8 @@ pub async fn handle(app: &Arc<App>, r: &SqlRequest<'_>, method: &str) -> Result<
 }
 
 /// `connectSettings`: what the connectors need to dial an instance (see [`connect`]). With IAM
-/// enforced, the server has checked `cloudsql.instances.connect` before ([`crate::access`]), as for
-/// `generateEphemeralCert`.
+/// enforced, the router has checked `cloudsql.instances.connect` before ([`crate::access`]), as
+/// for `generateEphemeralCert`.
 fn connect_settings(app: &Arc<App>, r: &SqlRequest<'_>) -> Result<Value, ApiError> {
     let st = lock(&app.state);
     let inst = st.sql.instances.get(&format!("{}/{}", r.project, r.rest[1])).ok_or_else(instance_not_found)?;
@@ -156,8 +222,8 @@ fn connect_settings(app: &Arc<App>, r: &SqlRequest<'_>) -> Result<Value, ApiErro
         "kind": "sql#connectSettings",
         "serverCaCert": {
             "kind": "sql#sslCert",
-            "cert": app.connectors.ca_pem(),
-            "commonName": app.connectors.ca_name(),
+            "cert": connectors(app).ca_pem(),
+            "commonName": connectors(app).ca_name(),
             "instance": r.rest[1],
         },
         "ipAddresses": inst.resource["ipAddresses"],
@@ -190,8 +256,7 @@ fn ephemeral_cert(app: &Arc<App>, r: &SqlRequest<'_>) -> Result<Value, ApiError>
                 .with_reason("invalid")
         })?),
     };
-    let e = app
-        .connectors
+    let e = connectors(app)
         .ephemeral_cert(&format!("{}/{}", r.project, r.rest[1]), key, principal.as_deref())
         .map_err(|m| ApiError::invalid_argument(format!("Invalid request: {m}.")).with_reason("invalid"))?;
     let expires = e.not_after.unix_timestamp().max(0) as u64 * 1000;
@@ -204,6 +269,37 @@ fn ephemeral_cert(app: &Arc<App>, r: &SqlRequest<'_>) -> Result<Value, ApiError>
             "expirationTime": rfc3339(expires),
         }
     }))
+}
+
+/// Restarts the PostgreSQL server and the connector listener of every instance that was running
+/// when the state was saved (at start).
+pub async fn resume(app: &Arc<App>) {
+    let todo: Vec<(String, std::path::PathBuf, std::net::Ipv4Addr, u16)> = lock(&app.state)
+        .sql
+        .instances
+        .iter()
+        .filter(|(_, i)| i.resource["state"] == "RUNNABLE")
+        .filter_map(|(k, i)| {
+            Some((k.clone(), i.pg_dir.clone()?, i.pg_host.unwrap_or(std::net::Ipv4Addr::LOCALHOST), i.pg_port?))
+        })
+        .collect();
+    for (key, dir, host, port) in todo {
+        if let Err(e) = instances::start_connector(app, &key, host, port) {
+            crate::app::tracing_err(&format!("cannot listen for connectors of instance {key}: {e}"));
+        }
+        if let Err(e) = pg(app).resume(&key, &dir, host.into(), port).await {
+            crate::app::tracing_err(&format!("cannot restart PostgreSQL of instance {key}: {e}"));
+            if let Some(i) = lock(&app.state).sql.instances.get_mut(&key) {
+                i.resource["state"] = "FAILED".into();
+            }
+        }
+    }
+}
+
+/// Stops every connector listener and deletes every PostgreSQL server (admin reset).
+pub async fn reset(app: &App) {
+    connectors(app).stop_all();
+    pg(app).destroy_all().await;
 }
 
 /// Renders an `sql#operation`. A failed operation is DONE with `error.errors[]` (contract §1.2).

@@ -1,5 +1,6 @@
-//! Real PostgreSQL servers behind Cloud SQL instances: `initdb`, `pg_ctl start/stop/restart`, and
-//! administrative SQL over the server's unix socket.
+//! Real PostgreSQL servers behind Cloud SQL instances (Cloud SQL, API floor; an extension of the
+//! `App`): `initdb`, `pg_ctl start/stop/restart`, and administrative SQL over the server's unix
+//! socket.
 //!
 //! PostgreSQL refuses to run as root, so when the emulator runs as root the servers run as
 //! `nobody` (through the safe `CommandExt::uid/gid`), in directories chowned to it. The internal

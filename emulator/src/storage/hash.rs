@@ -1,4 +1,4 @@
-//! The two hashes Cloud Storage reports for an object's data: `md5Hash` and `crc32c` (Castagnoli,
+//! The two hashes Cloud Storage reports for an object's data (API floor): `md5Hash` and `crc32c` (Castagnoli,
 //! big-endian), each base64-encoded. Clients check them after a download (`gcloud storage cat`)
 //! and after an upload, so they must be exact.
 

@@ -1,5 +1,7 @@
 //! The GKE metadata server, with Workload Identity, as `GCE_METADATA_HOST` clients (Google's
-//! auth libraries, the Cloud SQL Auth Proxy's default credentials) reach it.
+//! auth libraries, the Cloud SQL Auth Proxy's default credentials) reach it (API floor). Beside it,
+//! the other ways workloads get credentials: the OAuth 2.0 token endpoint ([`oauth`]) and the
+//! pods' DNS answer for `metadata.google.internal` ([`dns`]).
 //!
 //! A workload's identity is a Kubernetes service account. Processes outside pods name it in the
 //! metadata host they are given (a path prefix the Go, Python and Java clients keep):
@@ -17,6 +19,9 @@
 //! cluster's apiserver and carries the annotation, and the Google account's policy grants
 //! `roles/iam.workloadIdentityUser` to `serviceAccount:<pool>[<namespace>/<ksa>]`; otherwise the
 //! answer is 403 with GKE's message.
+
+pub mod dns;
+pub mod oauth;
 
 use std::net::IpAddr;
 use std::sync::Arc;

@@ -1,14 +1,19 @@
-//! GKE v1: clusters create/get/list/update/delete, node pools, operations (contract §4).
-//! Both `projects/{p}/locations/{l}` and the legacy `projects/{p}/zones/{z}` forms are served.
+//! GKE v1: clusters create/get/list/update/delete, node pools, operations (contract §4), on the
+//! API floor. Both `projects/{p}/locations/{l}` and the legacy `projects/{p}/zones/{z}` forms are
+//! served. GKE's Kubernetes webhooks for Google identities are [`identity`].
 //!
 //! Clusters report the configured endpoint and CA (the testbed points them at its real
 //! kube-apiserver) once they are RUNNING.
+
+pub mod identity;
 
 use std::sync::Arc;
 
 use axum::http::Method;
 use serde_json::{Map, Value, json};
 
+use crate::access::{Target, project_id};
+use crate::api::{JsonApi, Reply};
 use crate::app::{App, lock};
 use crate::error::ApiError;
 use crate::http::ApiRequest;
@@ -16,6 +21,41 @@ use crate::state::{OpApi, OpError, OpStatus, Operation, State};
 use crate::util::{b64, merge, now_ms, project_number, random_hex, rfc3339, str_field};
 
 const VERSION: &str = "1.31.6-gke.1020000";
+
+/// Kubernetes Engine, as the router registers it.
+#[derive(Debug)]
+pub struct Gke;
+
+impl JsonApi for Gke {
+    fn owns(&self, req: &ApiRequest) -> bool {
+        matches!(req.segs().as_slice(), ["v1", "projects", _, "locations" | "zones", ..])
+    }
+
+    fn method(&self, req: &ApiRequest) -> Option<&'static str> {
+        method(req)
+    }
+
+    fn authorize(&self, app: &App, req: &ApiRequest, method: &str) -> Result<(), ApiError> {
+        crate::access::check_api(app, req, method, target, crate::access::denied)
+    }
+
+    fn handle<'a>(&'a self, app: &'a Arc<App>, req: &'a ApiRequest, method: &'a str) -> Reply<'a, Result<Value, ApiError>> {
+        Box::pin(std::future::ready(handle(app, req, method)))
+    }
+}
+
+/// What a GKE request acts on, for IAM enforcement: the cluster, the operation, or the location.
+fn target(st: &State, req: &ApiRequest) -> Target {
+    let s = req.segs();
+    let p = s.get(2).map(|p| project_id(st, p)).unwrap_or_default();
+    let location = s.get(4).copied().unwrap_or_default();
+    let resource = match (s.get(5), s.get(6)) {
+        (Some(&"clusters"), Some(c)) => format!("projects/{p}/locations/{location}/clusters/{c}"),
+        (Some(&"operations"), Some(o)) => format!("projects/{p}/locations/{location}/operations/{o}"),
+        _ => format!("projects/{p}/locations/{location}"),
+    };
+    Target { project: Some(p), resource, account: None }
+}
 
 /// The method name of a GKE request.
 pub fn method(req: &ApiRequest) -> Option<&'static str> {

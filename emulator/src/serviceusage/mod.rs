@@ -1,5 +1,5 @@
 //! Service Usage v1: services get/list/enable/disable/batchEnable/batchGet, operations get
-//! (contract §5). Names use the project number, as the real API answers.
+//! (contract §5), on the API floor. Names use the project number, as the real API answers.
 //!
 //! Enabling is recorded only; the emulator does not refuse calls to disabled APIs.
 
@@ -9,6 +9,8 @@ use std::sync::Arc;
 use axum::http::Method;
 use serde_json::{Value, json};
 
+use crate::access::{Target, project_id};
+use crate::api::{JsonApi, Reply};
 use crate::app::{App, lock};
 use crate::error::ApiError;
 use crate::http::ApiRequest;
@@ -36,6 +38,49 @@ const CATALOG: &[(&str, &str)] = &[
     ("sqladmin.googleapis.com", "Cloud SQL Admin API"),
     ("storage.googleapis.com", "Cloud Storage API"),
 ];
+
+/// Service Usage, as the router registers it.
+#[derive(Debug)]
+pub struct ServiceUsage;
+
+impl JsonApi for ServiceUsage {
+    fn owns(&self, req: &ApiRequest) -> bool {
+        matches!(req.segs().as_slice(), ["v1", "projects", _, "services", ..] | ["v1", "operations", ..])
+    }
+
+    fn method(&self, req: &ApiRequest) -> Option<&'static str> {
+        method(req)
+    }
+
+    fn authorize(&self, app: &App, req: &ApiRequest, method: &str) -> Result<(), ApiError> {
+        crate::access::check_api(app, req, method, target, crate::access::denied)
+    }
+
+    fn handle<'a>(&'a self, app: &'a Arc<App>, req: &'a ApiRequest, method: &'a str) -> Reply<'a, Result<Value, ApiError>> {
+        Box::pin(std::future::ready(handle(app, req, method)))
+    }
+}
+
+/// What a Service Usage request acts on, for IAM enforcement: the operation (in its project), the
+/// service, or the project.
+fn target(st: &State, req: &ApiRequest) -> Target {
+    let s = req.segs();
+    match s.as_slice() {
+        ["v1", "operations", id, ..] => Target {
+            project: st.ops.get(*id).map(|o| o.project.clone()),
+            resource: format!("operations/{id}"),
+            account: None,
+        },
+        _ => {
+            let p = s.get(2).map(|p| project_id(st, p)).unwrap_or_default();
+            let resource = match s.get(4) {
+                Some(svc) => format!("projects/{p}/services/{svc}"),
+                None => format!("projects/{p}"),
+            };
+            Target { project: Some(p), resource, account: None }
+        }
+    }
+}
 
 /// The method name of a Service Usage request.
 pub fn method(req: &ApiRequest) -> Option<&'static str> {

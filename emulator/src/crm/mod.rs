@@ -1,4 +1,5 @@
-//! Cloud Resource Manager v1 and v3: projects get and project IAM policies (contract §3).
+//! Cloud Resource Manager v1 and v3: projects get and project IAM policies (contract §3), on the
+//! API floor. Policy semantics are shared with IAM ([`crate::policy`]).
 //!
 //! Every project id exists: the emulator has no project lifecycle, and a project's number is
 //! derived from its id ([`crate::util::project_number`]).
@@ -8,10 +9,41 @@ use std::sync::Arc;
 use axum::http::Method;
 use serde_json::{Value, json};
 
+use crate::access::{Target, project_id};
+use crate::api::{JsonApi, Reply};
 use crate::app::{App, lock};
+use crate::state::State;
 use crate::error::ApiError;
 use crate::http::ApiRequest;
 use crate::util::project_number;
+
+/// Cloud Resource Manager, as the router registers it.
+#[derive(Debug)]
+pub struct Crm;
+
+impl JsonApi for Crm {
+    fn owns(&self, req: &ApiRequest) -> bool {
+        matches!(req.segs().as_slice(), ["v1" | "v3", "projects", _])
+    }
+
+    fn method(&self, req: &ApiRequest) -> Option<&'static str> {
+        method(req)
+    }
+
+    fn authorize(&self, app: &App, req: &ApiRequest, method: &str) -> Result<(), ApiError> {
+        crate::access::check_api(app, req, method, target, crate::access::denied)
+    }
+
+    fn handle<'a>(&'a self, app: &'a Arc<App>, req: &'a ApiRequest, method: &'a str) -> Reply<'a, Result<Value, ApiError>> {
+        Box::pin(std::future::ready(handle(app, req, method)))
+    }
+}
+
+/// What a Resource Manager request acts on, for IAM enforcement: the project.
+fn target(st: &State, req: &ApiRequest) -> Target {
+    let p = req.segs().get(2).map(|p| project_id(st, p)).unwrap_or_default();
+    Target { resource: format!("//cloudresourcemanager.googleapis.com/projects/{p}"), project: Some(p), account: None }
+}
 
 /// The method name of a Resource Manager request: `/v1/projects/{p}` or `/v3/projects/{p}`, with
 /// an optional `:verb`.
@@ -71,7 +103,7 @@ pub fn handle(app: &Arc<App>, req: &ApiRequest, method: &str) -> Result<Value, A
             let mut policy = st.crm_policies.get(&project).cloned().unwrap_or_default();
             let delay = app.settings().sa_visibility_delay_ms;
             crate::policy::set(&mut policy, &req.body, |m| {
-                crate::iam::check_member(&st, m, delay)
+                crate::policy::check_member(&st, m, delay)
             })?;
             let out = crate::policy::render(&policy);
             st.crm_policies.insert(project, policy);

@@ -1,7 +1,7 @@
-//! GKE's authentication and authorization of Google identities, as Kubernetes webhooks for a real
-//! kube-apiserver (the testbed's): a GKE cluster accepts Google OAuth access tokens, names the user
-//! by the account's email (so RBAC can bind it), and authorizes it by IAM (`container.*`
-//! permissions) as well as RBAC.
+//! GKE's authentication and authorization of Google identities (API floor, GKE's folder), as
+//! Kubernetes webhooks for a real kube-apiserver (the testbed's): a GKE cluster accepts Google
+//! OAuth access tokens, names the user by the account's email (so RBAC can bind it), and
+//! authorizes it by IAM (`container.*` permissions) as well as RBAC.
 //!
 //! - `POST /gke/v1/tokenreview` (`--authentication-token-webhook-config-file`): an
 //!   `authentication.k8s.io/v1` TokenReview. A token the emulator minted (token endpoint, metadata

@@ -1,4 +1,5 @@
-//! The one name Google's network resolves that clients rely on to find the metadata server:
+//! The one name Google's network resolves that clients rely on to find the metadata server (API
+//! floor, beside the metadata server):
 //! `metadata.google.internal` → `169.254.169.254`, as GKE's cluster DNS answers it (it forwards
 //! that zone to the node's metadata server). Google's auth libraries probe this name and the
 //! address at once to learn whether they run on Google Cloud; a DNS failure that answers first

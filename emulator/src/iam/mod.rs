@@ -1,4 +1,5 @@
-//! IAM v1: service accounts, their IAM policies and their keys (contract §2).
+//! IAM v1: service accounts, their IAM policies and their keys (contract §2), on the API floor.
+//! Policy semantics are shared with Resource Manager ([`crate::policy`]).
 //!
 //! A new account can be made invisible for a while (eventual consistency): reads answer 404 and
 //! policy member validation answers 400 "does not exist", as the real API does shortly after a
@@ -10,11 +11,58 @@ use axum::http::Method;
 use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
 use serde_json::{Value, json};
 
+use crate::access::{Target, account_project, project_id};
+use crate::api::{JsonApi, Reply};
 use crate::app::{App, lock};
 use crate::error::ApiError;
 use crate::http::ApiRequest;
 use crate::state::{ServiceAccount, State};
 use crate::util::{b64, now_ms, random_digits, random_hex, rfc3339, str_field};
+
+/// IAM, as the router registers it.
+#[derive(Debug)]
+pub struct Iam;
+
+impl JsonApi for Iam {
+    fn owns(&self, req: &ApiRequest) -> bool {
+        matches!(req.segs().as_slice(), ["v1", "projects", _, "serviceAccounts", ..])
+    }
+
+    fn method(&self, req: &ApiRequest) -> Option<&'static str> {
+        method(req)
+    }
+
+    fn authorize(&self, app: &App, req: &ApiRequest, method: &str) -> Result<(), ApiError> {
+        crate::access::check_api(app, req, method, target, crate::access::denied)
+    }
+
+    fn handle<'a>(&'a self, app: &'a Arc<App>, req: &'a ApiRequest, method: &'a str) -> Reply<'a, Result<Value, ApiError>> {
+        Box::pin(handle(app, req, method))
+    }
+}
+
+/// What an IAM request acts on, for IAM enforcement: the service account (whose own policy counts
+/// too), or the project.
+fn target(st: &State, req: &ApiRequest) -> Target {
+    let s = req.segs();
+    let project = |i: usize| s.get(i).map(|p| project_id(st, p));
+    match s.get(4) {
+        Some(id) => {
+            let found = st.iam.accounts.get(*id).or_else(|| st.iam.accounts.values().find(|a| a.resource["uniqueId"] == *id));
+            let email = found.and_then(|a| a.resource["email"].as_str()).unwrap_or(id).to_string();
+            let p = found
+                .and_then(|a| a.resource["projectId"].as_str())
+                .map(str::to_string)
+                .or_else(|| account_project(&email).map(str::to_string))
+                .or_else(|| project(2).filter(|p| p != "-"));
+            Target { project: p, resource: format!("projects/-/serviceAccounts/{id}"), account: Some(email) }
+        }
+        None => {
+            let p = project(2).unwrap_or_default();
+            Target { resource: format!("projects/{p}"), project: Some(p), account: None }
+        }
+    }
+}
 
 /// The method name of an IAM request under `/v1/projects/{p}/serviceAccounts`.
 pub fn method(req: &ApiRequest) -> Option<&'static str> {
@@ -59,28 +107,6 @@ pub fn method(req: &ApiRequest) -> Option<&'static str> {
     })
 }
 
-fn visible(sa: &ServiceAccount, delay_ms: u64) -> bool {
-    now_ms() >= sa.created_ms + delay_ms
-}
-
-/// Policy member validation: a `serviceAccount:` member of the user-managed form must name an
-/// existing, already visible account. Other member kinds (and Google-managed accounts, and
-/// Workload Identity members `p.svc.id.goog[ns/ksa]`) are not checked.
-pub fn check_member(st: &State, member: &str, delay_ms: u64) -> Result<(), ApiError> {
-    let Some(email) = member.strip_prefix("serviceAccount:") else {
-        return Ok(());
-    };
-    if !email.ends_with(".iam.gserviceaccount.com") {
-        return Ok(());
-    }
-    match st.iam.accounts.get(email) {
-        Some(sa) if visible(sa, delay_ms) => Ok(()),
-        _ => Err(ApiError::invalid_argument(format!(
-            "Service account {email} does not exist."
-        ))),
-    }
-}
-
 fn not_found(id: &str) -> ApiError {
     ApiError::not_found(format!("Unknown service account {id}"))
 }
@@ -107,7 +133,7 @@ fn find<'a>(
         .accounts
         .get_mut(&email)
         .ok_or_else(|| not_found(id))?;
-    if (project != "-" && sa.resource["projectId"] != project) || !visible(sa, delay_ms) {
+    if (project != "-" && sa.resource["projectId"] != project) || !sa.visible(delay_ms) {
         return Err(not_found(id));
     }
     Ok(sa)
@@ -138,7 +164,7 @@ pub async fn handle(app: &Arc<App>, req: &ApiRequest, method: &str) -> Result<Va
                 .iam
                 .accounts
                 .values()
-                .filter(|sa| sa.resource["projectId"] == project.as_str() && visible(sa, delay))
+                .filter(|sa| sa.resource["projectId"] == project.as_str() && sa.visible(delay))
                 .map(|sa| sa.resource.clone())
                 .collect();
             // The `accounts` key is omitted when empty (contract §2).
@@ -205,7 +231,7 @@ pub async fn handle(app: &Arc<App>, req: &ApiRequest, method: &str) -> Result<Va
                 "iam.serviceAccounts.setIamPolicy" => {
                     let email = sa.resource["email"].as_str().unwrap_or("").to_string();
                     let mut policy = sa.policy.clone();
-                    crate::policy::set(&mut policy, &req.body, |m| check_member(st, m, delay))?;
+                    crate::policy::set(&mut policy, &req.body, |m| crate::policy::check_member(st, m, delay))?;
                     let out = crate::policy::render(&policy);
                     if let Some(sa) = st.iam.accounts.get_mut(&email) {
                         sa.policy = policy;
@@ -376,7 +402,7 @@ async fn create_key(
         "client_email": email,
         "client_id": client_id,
         "auth_uri": "https://accounts.google.com/o/oauth2/auth",
-        // The emulator's own token endpoint (`crate::token`): real clients post the JWT there.
+        // The emulator's own token endpoint (`metadata::oauth`): real clients post the JWT there.
         "token_uri": format!("{}token", app.base_url),
         "auth_provider_x509_cert_url": "https://www.googleapis.com/oauth2/v1/certs",
         "client_x509_cert_url": format!("https://www.googleapis.com/robot/v1/metadata/x509/{encoded_email}"),
