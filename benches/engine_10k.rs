@@ -122,15 +122,23 @@ fn run_one(what: &str, shape: &str) {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    if let (Some(what), Some(shape)) = (args.iter().position(|a| a == "--one").map(|i| &args[i + 1]), args.iter().position(|a| a == "--one").map(|i| &args[i + 2])) {
+    if let (Some(what), Some(shape)) = (
+        args.iter().position(|a| a == "--one").map(|i| &args[i + 1]),
+        args.iter().position(|a| a == "--one").map(|i| &args[i + 2]),
+    ) {
         run_one(what, shape);
         return;
     }
     println!("skyform engine benchmark: {N} in-memory resources, parallelism 10");
     let me = std::env::current_exe().unwrap();
-    for (what, shape) in
-        [("plan", "chain"), ("plan", "fanout"), ("plan", "random"), ("plan", "foreach"), ("apply", "random"), ("apply", "fanout")]
-    {
+    for (what, shape) in [
+        ("plan", "chain"),
+        ("plan", "fanout"),
+        ("plan", "random"),
+        ("plan", "foreach"),
+        ("apply", "random"),
+        ("apply", "fanout"),
+    ] {
         let st = Command::new(&me).args(["--one", what, shape]).status().unwrap();
         assert!(st.success(), "{what} {shape} failed");
     }

@@ -27,7 +27,9 @@ fn durations() -> OpDurations {
     // Scaled-down but proportionate: a Cloud SQL create dominates, then its
     // users and databases, then API enablement.
     let mut d = OpDurations::uniform(Duration::from_millis(300));
-    for (k, ms) in [("sql.CREATE", 8000), ("sql.CREATE_DATABASE", 1000), ("sql.CREATE_USER", 800), ("serviceusage", 1000)] {
+    for (k, ms) in
+        [("sql.CREATE", 8000), ("sql.CREATE_DATABASE", 1000), ("sql.CREATE_USER", 800), ("serviceusage", 1000)]
+    {
         d.per_type.insert(k.into(), Duration::from_millis(ms));
     }
     d
@@ -80,8 +82,17 @@ async fn emulator_ops(base: &str) -> Vec<(String, String, String, Duration)> {
             serde_json::Value::Object(m) if m.contains_key("op_type") && m.contains_key("insert_ms") => {
                 let ms = |k: &str| m.get(k).and_then(|x| x.as_u64());
                 if let (Some(a), Some(b)) = (ms("insert_ms"), ms("end_ms")) {
-                    let s = |k: &str| m.get(k).map(|x| x.as_str().map(str::to_string).unwrap_or_else(|| x.to_string())).unwrap_or_default();
-                    out.push((s("api").to_lowercase(), s("op_type"), s("target"), Duration::from_millis(b.saturating_sub(a))));
+                    let s = |k: &str| {
+                        m.get(k)
+                            .map(|x| x.as_str().map(str::to_string).unwrap_or_else(|| x.to_string()))
+                            .unwrap_or_default()
+                    };
+                    out.push((
+                        s("api").to_lowercase(),
+                        s("op_type"),
+                        s("target"),
+                        Duration::from_millis(b.saturating_sub(a)),
+                    ));
                 }
             }
             serde_json::Value::Object(m) => m.values().for_each(|x| walk(x, out)),
@@ -155,13 +166,25 @@ async fn run() {
         .collect();
     // Production polling defaults, except a finer first poll interval cap
     // relative to the scaled-down durations.
-    let retry = RetryPolicy { poll_initial: Duration::from_millis(100), poll_cap: Duration::from_secs(1), ..RetryPolicy::default() };
+    let retry = RetryPolicy {
+        poll_initial: Duration::from_millis(100),
+        poll_cap: Duration::from_secs(1),
+        ..RetryPolicy::default()
+    };
     let factory = Arc::new(GcpFactory::new().with_retry(retry));
     let load = || {
         let mut reg = Registry::new();
         reg.register(factory.clone());
-        ops::load(&SpecOptions { file: dir.path().join("main.toml"), vars: vars.clone(), var_files: vec![], lenient_vars: false }, reg)
-            .unwrap_or_else(|e| panic!("{e}"))
+        ops::load(
+            &SpecOptions {
+                file: dir.path().join("main.toml"),
+                vars: vars.clone(),
+                var_files: vec![],
+                lenient_vars: false,
+            },
+            reg,
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
     };
 
     // Apply from scratch.
@@ -192,8 +215,12 @@ async fn run() {
     let stats = emu.stats();
     let policies = 1; // the project policy; no service-account policy in this spec
     println!("gcp_plan_apply on specs/gcp-cloudsql.toml ({resources} resources)");
-    println!("  plan: {} API calls ({:.0} ms); goal <= {} (one read per resource + one per policy)",
-        stats.total, plan_wall.as_secs_f64() * 1e3, resources - 2 + policies);
+    println!(
+        "  plan: {} API calls ({:.0} ms); goal <= {} (one read per resource + one per policy)",
+        stats.total,
+        plan_wall.as_secs_f64() * 1e3,
+        resources - 2 + policies
+    );
     for (m, n) in &stats.requests {
         println!("    {m:<48} {n}");
     }

@@ -68,11 +68,7 @@ impl Diagnostic {
     }
 
     /// Adds a did-you-mean hint when one of `candidates` is close to `got`.
-    pub fn with_suggestion<'a>(
-        self,
-        got: &str,
-        candidates: impl IntoIterator<Item = &'a str>,
-    ) -> Self {
+    pub fn with_suggestion<'a>(self, got: &str, candidates: impl IntoIterator<Item = &'a str>) -> Self {
         match did_you_mean(got, candidates) {
             Some(s) => self.with_hint(format!("did you mean `{s}`?")),
             None => self,
@@ -121,9 +117,7 @@ impl Diagnostics {
     }
     /// Sorts by position and removes exact duplicates.
     pub fn sort(&mut self) {
-        self.0.sort_by(|a, b| {
-            (a.pos.as_ref(), a.severity, &a.message).cmp(&(b.pos.as_ref(), b.severity, &b.message))
-        });
+        self.0.sort_by(|a, b| (a.pos.as_ref(), a.severity, &a.message).cmp(&(b.pos.as_ref(), b.severity, &b.message)));
         self.0.dedup();
     }
     /// The errors only.

@@ -75,12 +75,9 @@ impl Fingerprinter {
                 *x == self.fingerprint(other)
             }
             (Value::Sensitive(x), y) | (y, Value::Sensitive(x)) => self.same(x, y),
-            (Value::List(x), Value::List(y)) => {
-                x.len() == y.len() && x.iter().zip(y).all(|(a, b)| self.same(a, b))
-            }
+            (Value::List(x), Value::List(y)) => x.len() == y.len() && x.iter().zip(y).all(|(a, b)| self.same(a, b)),
             (Value::Map(x), Value::Map(y)) => {
-                x.len() == y.len()
-                    && x.iter().zip(y).all(|((ka, a), (kb, b))| ka == kb && self.same(a, b))
+                x.len() == y.len() && x.iter().zip(y).all(|((ka, a), (kb, b))| ka == kb && self.same(a, b))
             }
             (Value::Int(i), Value::Float(f)) | (Value::Float(f), Value::Int(i)) => *i as f64 == *f,
             (Value::Unknown, _) | (_, Value::Unknown) => false,

@@ -233,9 +233,7 @@ impl Value {
             Value::Float(f) => serde_json::Value::from(*f),
             Value::String(s) => serde_json::Value::String(s.clone()),
             Value::List(l) => serde_json::Value::Array(l.iter().map(Value::to_json_clear).collect()),
-            Value::Map(m) => serde_json::Value::Object(
-                m.iter().map(|(k, v)| (k.clone(), v.to_json_clear())).collect(),
-            ),
+            Value::Map(m) => serde_json::Value::Object(m.iter().map(|(k, v)| (k.clone(), v.to_json_clear())).collect()),
             Value::Sensitive(v) => v.to_json_clear(),
             Value::Redacted(h) => serde_json::Value::String(h.clone()),
         }
@@ -247,9 +245,9 @@ impl Value {
             Value::Unknown => serde_json::Value::String(UNKNOWN_TEXT.into()),
             Value::Sensitive(_) | Value::Redacted(_) => serde_json::Value::String(MASK.into()),
             Value::List(l) => serde_json::Value::Array(l.iter().map(Value::to_json_masked).collect()),
-            Value::Map(m) => serde_json::Value::Object(
-                m.iter().map(|(k, v)| (k.clone(), v.to_json_masked())).collect(),
-            ),
+            Value::Map(m) => {
+                serde_json::Value::Object(m.iter().map(|(k, v)| (k.clone(), v.to_json_masked())).collect())
+            }
             v => v.to_json_clear(),
         }
     }
@@ -357,9 +355,7 @@ fn from_wire(j: &serde_json::Value) -> Value {
                     ("$unknown", _) => return Value::Unknown,
                     ("$redacted", serde_json::Value::String(h)) => return Value::Redacted(h.clone()),
                     ("$map", serde_json::Value::Object(inner)) => {
-                        return Value::Map(
-                            inner.iter().map(|(k, v)| (k.clone(), from_wire(v))).collect(),
-                        );
+                        return Value::Map(inner.iter().map(|(k, v)| (k.clone(), from_wire(v))).collect());
                     }
                     _ => {}
                 }

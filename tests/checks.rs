@@ -90,18 +90,58 @@ depends_on = ["test_object.app"]
 #[test]
 fn validate_reports_bad_checks_with_positions_and_hints() {
     let cases: &[(&str, &str, &str)] = &[
-        ("[check.c]\nurl = \"http://x/\"\nexpect_stauts = 200\n", "main.toml:3:1: error: unknown key `expect_stauts` in check `c`", "did you mean `expect_status`?"),
-        ("[check.c]\nurl = \"http://x/\"\nvia = \"test\"\nservice = \"a/b:80\"\n", "has both `url` and `via`/`service`/`path`", "not both"),
+        (
+            "[check.c]\nurl = \"http://x/\"\nexpect_stauts = 200\n",
+            "main.toml:3:1: error: unknown key `expect_stauts` in check `c`",
+            "did you mean `expect_status`?",
+        ),
+        (
+            "[check.c]\nurl = \"http://x/\"\nvia = \"test\"\nservice = \"a/b:80\"\n",
+            "has both `url` and `via`/`service`/`path`",
+            "not both",
+        ),
         ("[check.c]\nexpect_status = 200\n", "check `c` says nothing to request", "add `url"),
-        ("[check.c]\nurl = \"http://x/\"\ntimeout = \"5 minutes\"\n", "main.toml:3:11: error: invalid duration for `timeout` of check `c`", "\"5m\""),
-        ("[check.c]\nurl = \"http://x/\"\nexpect_status = 1000\n", "`expect_status` of check `c` must be an HTTP status code", "100 to 599"),
-        ("[check.c]\nvia = \"kubernetez\"\nservice = \"a/b:80\"\n", "main.toml:2:7: error: check `c`: `via` names unknown provider `kubernetez`", "kubernetes"),
-        ("[check.c]\nvia = \"gcp\"\nservice = \"a/b:80\"\n", "check `c`: provider `gcp` cannot reach Services", "`helm`, `kubernetes`"),
-        ("[check.c]\nvia = \"test\"\npath = \"/x\"\n", "check `c` needs `service` to reach a Service", "<namespace>/<name>:<port>"),
-        ("[check.c]\nvia = \"test\"\nservice = \"a/b:80\"\nheaders = { Authorization = \"Basic x\" }\n", "an `Authorization` header cannot go through `via`", "removes it before proxying"),
-        ("[check.c]\nvia = \"test\"\nservice = \"skypilot-api-service:80\"\n", "main.toml:3:11: error: `service` of check `c`: \"skypilot-api-service:80\" has no `/`", "<namespace>/<name>:<port>"),
+        (
+            "[check.c]\nurl = \"http://x/\"\ntimeout = \"5 minutes\"\n",
+            "main.toml:3:11: error: invalid duration for `timeout` of check `c`",
+            "\"5m\"",
+        ),
+        (
+            "[check.c]\nurl = \"http://x/\"\nexpect_status = 1000\n",
+            "`expect_status` of check `c` must be an HTTP status code",
+            "100 to 599",
+        ),
+        (
+            "[check.c]\nvia = \"kubernetez\"\nservice = \"a/b:80\"\n",
+            "main.toml:2:7: error: check `c`: `via` names unknown provider `kubernetez`",
+            "kubernetes",
+        ),
+        (
+            "[check.c]\nvia = \"gcp\"\nservice = \"a/b:80\"\n",
+            "check `c`: provider `gcp` cannot reach Services",
+            "`helm`, `kubernetes`",
+        ),
+        (
+            "[check.c]\nvia = \"test\"\npath = \"/x\"\n",
+            "check `c` needs `service` to reach a Service",
+            "<namespace>/<name>:<port>",
+        ),
+        (
+            "[check.c]\nvia = \"test\"\nservice = \"a/b:80\"\nheaders = { Authorization = \"Basic x\" }\n",
+            "an `Authorization` header cannot go through `via`",
+            "removes it before proxying",
+        ),
+        (
+            "[check.c]\nvia = \"test\"\nservice = \"skypilot-api-service:80\"\n",
+            "main.toml:3:11: error: `service` of check `c`: \"skypilot-api-service:80\" has no `/`",
+            "<namespace>/<name>:<port>",
+        ),
         ("[check.c]\nurl = \"ftp://x/\"\n", "is not an http:// or https:// URL", "https://host/path"),
-        ("[check.c]\nurl = \"http://x/\"\ndepends_on = [\"test_object.nope\"]\n", "`depends_on` of check `c` names undeclared resource `test_object.nope`", ""),
+        (
+            "[check.c]\nurl = \"http://x/\"\ndepends_on = [\"test_object.nope\"]\n",
+            "`depends_on` of check `c` names undeclared resource `test_object.nope`",
+            "",
+        ),
         ("[check.c]\nurl = \"${test_object.nope.id}\"\n", "test_object.nope", ""),
         ("[check.c]\nurl = \"http://x/\"\n[check.c.headers]\nX = 1\n[check]\nd = 5\n", "`check.d` must be a table", ""),
     ];
@@ -129,7 +169,10 @@ fn plan_lists_checks_with_what_they_wait_for_and_never_fails_on_one() {
     let (stdout, err, code) = out(&e.run(&["plan"]));
     assert_eq!(code, 0, "{err}");
     assert!(
-        stdout.contains(&format!("Checks apply will run:\n  check.health: GET {}, after test_object.app\n", server.url("/api/health"))),
+        stdout.contains(&format!(
+            "Checks apply will run:\n  check.health: GET {}, after test_object.app\n",
+            server.url("/api/health")
+        )),
         "{stdout}"
     );
     assert!(server.requests().is_empty(), "plan requests nothing");
@@ -142,7 +185,11 @@ fn plan_lists_checks_with_what_they_wait_for_and_never_fails_on_one() {
 
 #[test]
 fn apply_waits_for_the_check_after_its_dependencies_and_retries_until_it_passes() {
-    let server = Server::start(&[(503, "{\"status\":\"starting\"}"), (200, "{\"status\":\"starting\"}"), (200, "{\"status\":\"healthy\",\"v\":1}")]);
+    let server = Server::start(&[
+        (503, "{\"status\":\"starting\"}"),
+        (200, "{\"status\":\"starting\"}"),
+        (200, "{\"status\":\"healthy\",\"v\":1}"),
+    ]);
     let e = Env::new(&spec(&server, ""));
     let (stdout, err, code) = out(&e.run(&["apply", "--auto-approve"]));
     assert_eq!(code, 0, "{stdout}\n{err}");
@@ -226,7 +273,13 @@ fn drift_reports_a_failing_check_and_check_exits_0_2_1() {
     let f = &j["findings"][0];
     assert_eq!(f["address"], "check.health");
     assert_eq!(f["class"], "check_failed");
-    assert!(f["message"].as_str().unwrap().contains("status 500 (expected 200): {\"status\":\"unhealthy\",\"db\":\"permission denied"), "{f}");
+    assert!(
+        f["message"]
+            .as_str()
+            .unwrap()
+            .contains("status 500 (expected 200): {\"status\":\"unhealthy\",\"db\":\"permission denied"),
+        "{f}"
+    );
     assert_eq!(j["checks"][0]["attempts"], 3, "drift tries a check 3 times before it counts: {j}");
     assert_eq!(server.requests().len() - before, 3);
     let (human, _, code) = out(&e.run(&["drift"]));
@@ -267,21 +320,30 @@ interval = "1s"
     assert_eq!(code, 0, "{stdout}\n{err}");
     assert!(stdout.contains("check.svc: Check passed"), "{stdout}");
     let reqs = server.requests();
-    assert!(reqs.iter().any(|r| r.starts_with("GET /obj-") && r.contains("/api-service/80/api/health?verbose=1 ")), "{reqs:?}");
+    assert!(
+        reqs.iter().any(|r| r.starts_with("GET /obj-") && r.contains("/api-service/80/api/health?verbose=1 ")),
+        "{reqs:?}"
+    );
     let (stdout, _, _) = out(&e.run(&["plan"]));
-    assert!(stdout.contains("check.svc: GET service obj-") && stdout.contains("/api-service:80/api/health?verbose=1 via test"), "{stdout}");
+    assert!(
+        stdout.contains("check.svc: GET service obj-")
+            && stdout.contains("/api-service:80/api/health?verbose=1 via test"),
+        "{stdout}"
+    );
 }
 
 #[test]
 fn a_check_that_cannot_connect_says_so() {
     // A port nothing listens on.
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let e = Env::new(&format!(
-        "[check.down]\nurl = \"http://127.0.0.1:{port}/\"\ntimeout = \"10s\"\ninterval = \"1s\"\n"
-    ));
+    let e =
+        Env::new(&format!("[check.down]\nurl = \"http://127.0.0.1:{port}/\"\ntimeout = \"10s\"\ninterval = \"1s\"\n"));
     let (stdout, err, code) = out(&e.run(&["check"]));
     assert_eq!(code, 2, "{stdout}\n{err}");
-    assert!(err.contains(&format!("check.down: Check failed: GET http://127.0.0.1:{port}/: failing after 3 attempts")), "{err}");
+    assert!(
+        err.contains(&format!("check.down: Check failed: GET http://127.0.0.1:{port}/: failing after 3 attempts")),
+        "{err}"
+    );
     assert!(err.to_lowercase().contains("connect"), "the connection error: {err}");
 }
 
@@ -312,7 +374,10 @@ interval = "1s"
     let (stdout, err, code) = out(&e.run(&["check"]));
     assert_eq!(code, 0, "{stdout}\n{err}");
     assert!(!stdout.contains(SECRET) && !err.contains(SECRET), "{stdout}\n{err}");
-    assert!(server.requests().iter().any(|r| r.starts_with(&format!("GET /ns/api/80/health?token={SECRET} "))), "the token is sent");
+    assert!(
+        server.requests().iter().any(|r| r.starts_with(&format!("GET /ns/api/80/health?token={SECRET} "))),
+        "the token is sent"
+    );
 }
 
 #[test]
@@ -335,7 +400,11 @@ fn drift_from_cron_writes_its_report_and_notifies_only_when_asked() {
     let sent = receiver.requests();
     assert_eq!(sent.len(), 1);
     assert!(sent[0].starts_with("POST /hooks/T0/B1/tok-hook-4242 "), "{}", sent[0]);
-    assert!(sent[0].contains("\"text\":\"skyform drift: ") && sent[0].contains("no drift; 1 checks passed"), "{}", sent[0]);
+    assert!(
+        sent[0].contains("\"text\":\"skyform drift: ") && sent[0].contains("no drift; 1 checks passed"),
+        "{}",
+        sent[0]
+    );
 
     // A failing check: exit 2, one message with the summary and the whole report, no secret.
     server.reply(503, &format!("{{\"error\":\"down\",\"echo\":\"{SECRET}\"}}"));

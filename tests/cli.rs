@@ -35,10 +35,7 @@ impl Env {
         self.cmd(args).output().unwrap()
     }
     fn objects(&self) -> serde_json::Value {
-        std::fs::read(self.store())
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or(serde_json::json!({}))
+        std::fs::read(self.store()).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or(serde_json::json!({}))
     }
     fn edit_object(&self, name: &str, key: &str, value: serde_json::Value) {
         let mut objs = self.objects();
@@ -180,13 +177,22 @@ name = "${test_object.c.id}"
 "#,
     );
     for cmd in ["validate", "plan", "apply"] {
-        let o = e.run(&[cmd, "-f", "main.toml", "--auto-approve"].iter().copied().filter(|a| cmd == "apply" || *a != "--auto-approve").collect::<Vec<_>>());
+        let o = e.run(
+            &[cmd, "-f", "main.toml", "--auto-approve"]
+                .iter()
+                .copied()
+                .filter(|a| cmd == "apply" || *a != "--auto-approve")
+                .collect::<Vec<_>>(),
+        );
         let (_, err) = text(&o);
         assert_eq!(code(&o), 1, "{cmd}: {err}");
         assert!(err.contains("main.toml:4:1"), "{cmd}: {err}");
         assert!(err.contains("did you mean `value`?"), "{cmd}: {err}");
         assert!(err.contains("did you mean `test_object`?"), "{cmd}: {err}");
-        assert!(err.contains("dependency cycle") && err.contains("test_object.c") && err.contains("test_object.d"), "{cmd}: {err}");
+        assert!(
+            err.contains("dependency cycle") && err.contains("test_object.c") && err.contains("test_object.d"),
+            "{cmd}: {err}"
+        );
     }
     assert!(!e.store().exists() || e.objects().as_object().unwrap().is_empty());
     assert!(!e.dir.path().join(".skyform").join("main.state.json").exists());
@@ -309,7 +315,6 @@ fn json_plan_is_machine_readable_and_masks_secrets() {
     assert!(c["after_unknown"].as_array().unwrap().contains(&serde_json::json!("id")));
 }
 
-
 /// Golden rendering of a plan with every kind of change; regenerate with
 /// `UPDATE_GOLDEN=1 cargo test --test cli`.
 #[test]
@@ -383,7 +388,9 @@ fn mask_ids(s: &str) -> String {
 /// reads only the file: no spec, no state, no provider.
 #[test]
 fn show_renders_a_saved_plan_and_touches_nothing() {
-    let e = Env::new(&format!("[variable.pw]\ntype = \"string\"\nsensitive = true\n{SPEC}\n[resource.test_object.third]\nname = \"third\"\npassword = \"${{var.pw}}\"\n"));
+    let e = Env::new(&format!(
+        "[variable.pw]\ntype = \"string\"\nsensitive = true\n{SPEC}\n[resource.test_object.third]\nname = \"third\"\npassword = \"${{var.pw}}\"\n"
+    ));
     let o = e.run(&["plan", "-f", "main.toml", "--out", "p.plan", "--var", "pw=TopSecret99"]);
     let (planned, err) = text(&o);
     assert_eq!(code(&o), 0, "{err}");
@@ -392,7 +399,12 @@ fn show_renders_a_saved_plan_and_touches_nothing() {
     let cloud = std::fs::read(e.store()).ok();
     let state: Vec<_> = std::fs::read_dir(e.dir.path()).unwrap().map(|f| f.unwrap().path()).collect();
     let show = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_skyform")).args(args).current_dir(elsewhere.path()).stdin(Stdio::null()).output().unwrap()
+        Command::new(env!("CARGO_BIN_EXE_skyform"))
+            .args(args)
+            .current_dir(elsewhere.path())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
     };
     let o = show(&["show", plan_file.to_str().unwrap()]);
     let (shown, err) = text(&o);
@@ -447,7 +459,11 @@ fn colour_on_a_terminal_only() {
     assert!(coloured.contains("\x1b[32m  # test_object.first will be created\x1b[0m"), "{coloured}");
     assert!(coloured.contains("\x1b[32m  + resource \"test_object\" \"first\" {\x1b[0m"), "{coloured}");
     assert_eq!(coloured.replace("\x1b[32m", "").replace("\x1b[0m", ""), plan(&[], &[]), "colour changes nothing else");
-    for (env, extra) in [(&[][..], &[][..]), (&[("NO_COLOR", "1"), ("CLICOLOR_FORCE", "1")][..], &[][..]), (&[("CLICOLOR_FORCE", "1")][..], &["--no-color"][..])] {
+    for (env, extra) in [
+        (&[][..], &[][..]),
+        (&[("NO_COLOR", "1"), ("CLICOLOR_FORCE", "1")][..], &[][..]),
+        (&[("CLICOLOR_FORCE", "1")][..], &["--no-color"][..]),
+    ] {
         assert!(!plan(env, extra).contains('\x1b'), "colour with {env:?} {extra:?}");
     }
 }

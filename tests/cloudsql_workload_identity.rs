@@ -15,7 +15,10 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 
 fn proxy_binary(tb: &Testbed) -> String {
     let p = tb.env.get("SKYFORM_CLOUD_SQL_PROXY").cloned().unwrap_or_default();
-    assert!(std::path::Path::new(&p).exists(), "the Cloud SQL Auth Proxy is not built ({p}): scripts/testbed-build cloud-sql-proxy");
+    assert!(
+        std::path::Path::new(&p).exists(),
+        "the Cloud SQL Auth Proxy is not built ({p}): scripts/testbed-build cloud-sql-proxy"
+    );
     p
 }
 
@@ -42,7 +45,13 @@ impl Api {
     }
 }
 
-async fn proxy(bin: &str, metadata_host: &str, base: &str, port: u16, conn: &str) -> (tokio::process::Child, Arc<Mutex<String>>) {
+async fn proxy(
+    bin: &str,
+    metadata_host: &str,
+    base: &str,
+    port: u16,
+    conn: &str,
+) -> (tokio::process::Child, Arc<Mutex<String>>) {
     let mut child = tokio::process::Command::new(bin)
         .args(["--sqladmin-api-endpoint", base, "--auto-iam-authn", "--port", &port.to_string(), conn])
         .env("GCE_METADATA_HOST", metadata_host)
@@ -119,28 +128,57 @@ async fn the_proxy_logs_in_through_workload_identity_and_is_refused_without_the_
         "databaseVersion": "POSTGRES_15", "rootPassword": "root-pw",
         "settings": {"tier": "db-custom-1-3840", "databaseFlags": [{"name": "cloudsql.iam_authentication", "value": "on"}]}}))).await;
     api.settle().await;
-    let sa = api.call(post.clone(), &format!("v1/projects/{p}/serviceAccounts"), Some(json!({"accountId": "wi-proxy"}))).await;
+    let sa = api
+        .call(post.clone(), &format!("v1/projects/{p}/serviceAccounts"), Some(json!({"accountId": "wi-proxy"})))
+        .await;
     let email = sa["email"].as_str().unwrap().to_string();
     let iam_user = email.trim_end_matches(".gserviceaccount.com").to_string();
-    api.call(post.clone(), &format!("v1/projects/{p}/instances/db/users"), Some(json!({"name": iam_user, "type": "CLOUD_IAM_SERVICE_ACCOUNT"}))).await;
+    api.call(
+        post.clone(),
+        &format!("v1/projects/{p}/instances/db/users"),
+        Some(json!({"name": iam_user, "type": "CLOUD_IAM_SERVICE_ACCOUNT"})),
+    )
+    .await;
     api.settle().await;
     let pol = api.call(post.clone(), &format!("v1/projects/{p}:getIamPolicy"), Some(json!({}))).await;
-    api.call(post.clone(), &format!("v1/projects/{p}:setIamPolicy"), Some(json!({"policy": {"etag": pol["etag"], "bindings": [
+    api.call(
+        post.clone(),
+        &format!("v1/projects/{p}:setIamPolicy"),
+        Some(json!({"policy": {"etag": pol["etag"], "bindings": [
         {"role": "roles/cloudsql.client", "members": [format!("serviceAccount:{email}")]},
-        {"role": "roles/cloudsql.instanceUser", "members": [format!("serviceAccount:{email}")]}]}}))).await;
+        {"role": "roles/cloudsql.instanceUser", "members": [format!("serviceAccount:{email}")]}]}})),
+    )
+    .await;
     let bind = |members: Vec<String>| {
         let (api, email) = (&api, email.clone());
         async move {
-            let pol = api.call(reqwest::Method::POST, &format!("v1/projects/-/serviceAccounts/{email}:getIamPolicy"), None).await;
-            let bindings = if members.is_empty() { json!([]) } else { json!([{"role": "roles/iam.workloadIdentityUser", "members": members}]) };
-            api.call(reqwest::Method::POST, &format!("v1/projects/-/serviceAccounts/{email}:setIamPolicy"),
-                Some(json!({"policy": {"etag": pol["etag"], "bindings": bindings}}))).await;
+            let pol = api
+                .call(reqwest::Method::POST, &format!("v1/projects/-/serviceAccounts/{email}:getIamPolicy"), None)
+                .await;
+            let bindings = if members.is_empty() {
+                json!([])
+            } else {
+                json!([{"role": "roles/iam.workloadIdentityUser", "members": members}])
+            };
+            api.call(
+                reqwest::Method::POST,
+                &format!("v1/projects/-/serviceAccounts/{email}:setIamPolicy"),
+                Some(json!({"policy": {"etag": pol["etag"], "bindings": bindings}})),
+            )
+            .await;
         }
     };
     // The KSA on the real kube-apiserver, annotated with the Google service account.
     let ns = tb.namespace("skyform-wi").await;
     run_ok(tb.kubectl().args(["-n", &ns, "create", "serviceaccount", "skypilot-api-sa"]));
-    run_ok(tb.kubectl().args(["-n", &ns, "annotate", "serviceaccount", "skypilot-api-sa", &format!("iam.gke.io/gcp-service-account={email}")]));
+    run_ok(tb.kubectl().args([
+        "-n",
+        &ns,
+        "annotate",
+        "serviceaccount",
+        "skypilot-api-sa",
+        &format!("iam.gke.io/gcp-service-account={email}"),
+    ]));
     bind(vec![format!("serviceAccount:{p}.svc.id.goog[{ns}/skypilot-api-sa]")]).await;
 
     let host = emu.base_url().trim_start_matches("http://").trim_end_matches('/');
@@ -148,7 +186,9 @@ async fn the_proxy_logs_in_through_workload_identity_and_is_refused_without_the_
     let conn = format!("{p}:us-central1:db");
     let port = free_port();
     let (mut px, log) = proxy(&bin, &md, &api.base, port, &conn).await;
-    let who = login(port, &iam_user).await.unwrap_or_else(|e| panic!("IAM login through Workload Identity: {e}\n{}", log.lock().unwrap()));
+    let who = login(port, &iam_user)
+        .await
+        .unwrap_or_else(|e| panic!("IAM login through Workload Identity: {e}\n{}", log.lock().unwrap()));
     assert_eq!(who, iam_user);
     px.kill().await.ok();
 
@@ -164,7 +204,15 @@ async fn the_proxy_logs_in_through_workload_identity_and_is_refused_without_the_
 
     // The binding back, but the KSA annotated with another account.
     bind(vec![format!("serviceAccount:{p}.svc.id.goog[{ns}/skypilot-api-sa]")]).await;
-    run_ok(tb.kubectl().args(["-n", &ns, "annotate", "--overwrite", "serviceaccount", "skypilot-api-sa", &format!("iam.gke.io/gcp-service-account=other@{p}.iam.gserviceaccount.com")]));
+    run_ok(tb.kubectl().args([
+        "-n",
+        &ns,
+        "annotate",
+        "--overwrite",
+        "serviceaccount",
+        "skypilot-api-sa",
+        &format!("iam.gke.io/gcp-service-account=other@{p}.iam.gserviceaccount.com"),
+    ]));
     let port = free_port();
     let (mut px, log) = proxy(&bin, &md, &api.base, port, &conn).await;
     assert!(login(port, &iam_user).await.is_err(), "logged in with a wrong annotation");

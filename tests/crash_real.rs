@@ -78,8 +78,10 @@ fn addresses(variant: &str) -> Vec<String> {
 
 /// The spec edit of the update kill points (and the secrets it changes): a
 /// display name, the instance tier, deletion protection lifted, new passwords.
-const UPDATED: &[(&str, &str)] =
-    &[("display_name = \"skypilot-cloud-sql-access\"", "display_name = \"skypilot (edited)\""), ("tier = \"db-custom-1-3840\"", "tier = \"db-custom-2-7680\"")];
+const UPDATED: &[(&str, &str)] = &[
+    ("display_name = \"skypilot-cloud-sql-access\"", "display_name = \"skypilot (edited)\""),
+    ("tier = \"db-custom-1-3840\"", "tier = \"db-custom-2-7680\""),
+];
 const UPDATED_ADDRESSES: &[&str] = &[
     "module.skypilot.gcp_service_account.sql_access",
     "module.skypilot.gcp_sql_instance.skypilot",
@@ -109,11 +111,13 @@ fn kill_points(variant: &'static str, seed: u64) -> Vec<KillPoint> {
             // A sync API call is short: kill right after its step starts (the
             // request may or may not have reached the API); a long operation
             // is killed while it runs.
-            let delay = Duration::from_millis(if address.contains("gcp_sql_instance.") || address.contains("gcp_container_cluster.") {
-                700 + next(800)
-            } else {
-                next(150)
-            });
+            let delay = Duration::from_millis(
+                if address.contains("gcp_sql_instance.") || address.contains("gcp_container_cluster.") {
+                    700 + next(800)
+                } else {
+                    next(150)
+                },
+            );
             if all || first_of_type {
                 points.push(KillPoint { variant, address: address.clone(), phase: Phase::CreateDelete, delay });
             }
@@ -166,7 +170,9 @@ impl World {
 
     fn post(&self, path: &str, body: &Json) -> Json {
         let url = format!("{}{path}", self.emu.base_url());
-        self.rt.block_on(async { self.http.post(&url).json(body).send().await.unwrap().json().await.unwrap_or(Json::Null) })
+        self.rt.block_on(async {
+            self.http.post(&url).json(body).send().await.unwrap().json().await.unwrap_or(Json::Null)
+        })
     }
 
     fn set_faults(&self, spec: &FaultSpec) {
@@ -262,12 +268,8 @@ impl<'w> Deployment<'w> {
     /// (or `delay` after it starts, for a random moment). Whether the kill
     /// landed before the run ended is returned.
     fn run_killed(&self, verb: &str, doing: Option<(&str, &str)>, delay: Duration) -> (bool, String) {
-        let mut child: Child = self
-            .cmd(verb, &["--auto-approve"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child: Child =
+            self.cmd(verb, &["--auto-approve"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
         let (tx, rx) = mpsc::channel::<String>();
         let out = child.stdout.take().unwrap();
         let reader = std::thread::spawn(move || {
@@ -342,7 +344,8 @@ impl<'w> Deployment<'w> {
                 if !roles.insert(role.clone()) {
                     bad.push(format!("role {role} bound twice"));
                 }
-                let members: Vec<&str> = b["members"].as_array().map(|m| m.iter().filter_map(Json::as_str).collect()).unwrap_or_default();
+                let members: Vec<&str> =
+                    b["members"].as_array().map(|m| m.iter().filter_map(Json::as_str).collect()).unwrap_or_default();
                 let unique: std::collections::BTreeSet<&&str> = members.iter().collect();
                 if unique.len() != members.len() {
                     bad.push(format!("a member twice in {role}"));
@@ -359,7 +362,11 @@ impl<'w> Deployment<'w> {
         let list: Json = serde_json::from_slice(&releases.stdout).unwrap_or(Json::Null);
         let rels: Vec<String> = list
             .as_array()
-            .map(|l| l.iter().map(|r| format!("{}:{}", r["name"].as_str().unwrap_or(""), r["status"].as_str().unwrap_or(""))).collect())
+            .map(|l| {
+                l.iter()
+                    .map(|r| format!("{}:{}", r["name"].as_str().unwrap_or(""), r["status"].as_str().unwrap_or("")))
+                    .collect()
+            })
             .unwrap_or_default();
         if rels != ["skypilot:deployed"] {
             bad.push(format!("helm releases {rels:?}"));
@@ -382,7 +389,13 @@ impl<'w> Deployment<'w> {
                 left.push(format!("{n} {what}"));
             }
         }
-        let ns = self.w.tb.kubectl().args(["get", "namespace", &self.namespace, "--ignore-not-found", "-o", "name"]).output().unwrap();
+        let ns = self
+            .w
+            .tb
+            .kubectl()
+            .args(["get", "namespace", &self.namespace, "--ignore-not-found", "-o", "name"])
+            .output()
+            .unwrap();
         if !String::from_utf8_lossy(&ns.stdout).trim().is_empty() {
             left.push(format!("namespace {}", self.namespace));
         }
@@ -510,7 +523,10 @@ fn killed_applies_and_destroys_converge_on_the_first_re_run() {
             landed += l;
         }
     });
-    eprintln!("crash test: {} of {total} kill points converged on the first re-run ({landed} killed mid-run)", total - failures.len());
+    eprintln!(
+        "crash test: {} of {total} kill points converged on the first re-run ({landed} killed mid-run)",
+        total - failures.len()
+    );
     assert!(total > 0, "no kill point selected");
     assert!(failures.is_empty(), "{} kill points did not converge:\n{}", failures.len(), failures.join("\n\n"));
     // Most kill points must really have landed mid-run, or the test proves little.
@@ -531,8 +547,11 @@ fn faults_and_a_kill_still_converge() {
         ],
     });
     let d = Deployment::new(&w, "password");
-    let (landed, _) =
-        d.run_killed("apply", Some(("module.skypilot.gcp_sql_database.skypilot", "Creating")), Duration::from_millis(100));
+    let (landed, _) = d.run_killed(
+        "apply",
+        Some(("module.skypilot.gcp_sql_database.skypilot", "Creating")),
+        Duration::from_millis(100),
+    );
     assert!(landed, "the kill did not land while the database was created");
     let o = d.run("apply", &["--auto-approve"]);
     assert!(o.status.success(), "the re-run under faults failed:\n{}", text(&o));

@@ -107,7 +107,15 @@ impl Setup {
                 assert!(out.status.success(), "kubectl create job --dry-run:\n{}", both(&out));
                 let mut job: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
                 job["spec"]["template"]["spec"]["containers"][0]["args"] = serde_json::json!(args);
-                let mut child = self.tb.kubectl().args(["create", "-f", "-"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+                let mut child = self
+                    .tb
+                    .kubectl()
+                    .args(["create", "-f", "-"])
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap();
                 std::io::Write::write_all(child.stdin.as_mut().unwrap(), job.to_string().as_bytes()).unwrap();
                 child.wait_with_output().unwrap()
             }
@@ -116,7 +124,13 @@ impl Setup {
         let start = Instant::now();
         let succeeded = loop {
             let out = self.kubectl(&[
-                "get", "job", name, "-n", &self.drift_ns, "-o", "jsonpath={.status.succeeded}/{.status.failed}",
+                "get",
+                "job",
+                name,
+                "-n",
+                &self.drift_ns,
+                "-o",
+                "jsonpath={.status.succeeded}/{.status.failed}",
             ]);
             let status = String::from_utf8_lossy(&out.stdout).into_owned();
             match status.split_once('/') {
@@ -131,16 +145,28 @@ impl Setup {
             std::thread::sleep(Duration::from_secs(2));
         };
         let logs = both(&self.kubectl(&["logs", &format!("job/{name}"), "-n", &self.drift_ns, "--tail=-1"]));
-        eprintln!("job {name} {} after {:?}; its log:\n{logs}", if succeeded { "succeeded" } else { "failed" }, start.elapsed());
+        eprintln!(
+            "job {name} {} after {:?}; its log:\n{logs}",
+            if succeeded { "succeeded" } else { "failed" },
+            start.elapsed()
+        );
         self.assert_no_secret(&logs, &format!("job {name}'s log"));
         (succeeded, logs)
     }
 
     /// The emulator's API call counts by method name.
     fn gcp_calls(&self) -> std::collections::BTreeMap<String, i64> {
-        let out = self.tb.command("curl").args(["-fsS", &format!("{}/_emulator/stats", self.tb.gcp_endpoint.trim_end_matches('/'))]).output().unwrap();
+        let out = self
+            .tb
+            .command("curl")
+            .args(["-fsS", &format!("{}/_emulator/stats", self.tb.gcp_endpoint.trim_end_matches('/'))])
+            .output()
+            .unwrap();
         let stats: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-        stats["requests"].as_object().map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_i64().unwrap_or(0))).collect()).unwrap_or_default()
+        stats["requests"]
+            .as_object()
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_i64().unwrap_or(0))).collect())
+            .unwrap_or_default()
     }
 
     /// `kubectl auth can-i VERB RESOURCE -n NS --as EMAIL`: what the cluster lets the account do.
@@ -179,9 +205,17 @@ fn the_drift_cronjob_runs_read_only_on_the_node_and_fails_on_drift() {
     std::fs::create_dir_all(sky.join("modules")).unwrap();
     std::fs::copy(format!("{ROOT}/specs/skypilot-iam.toml"), sky.join("main.toml")).unwrap();
     copy_dir(&format!("{ROOT}/specs/modules/skypilot-gke-cloudsql"), &sky.join("modules"));
-    std::fs::write(sky.join("backend.toml"), format!("[backend.gcs]\nbucket = \"{bucket}\"\nprefix = \"skypilot/prod\"\n")).unwrap();
+    std::fs::write(
+        sky.join("backend.toml"),
+        format!("[backend.gcs]\nbucket = \"{bucket}\"\nprefix = \"skypilot/prod\"\n"),
+    )
+    .unwrap();
     std::fs::write(d.join("skypilot.vars.toml"), skypilot_vars(tb, &s.project, &s.namespace, &s.release)).unwrap();
-    let made = tb.gcloud().args(["storage", "buckets", "create", &format!("gs://{bucket}"), "--project", &s.project]).output().unwrap();
+    let made = tb
+        .gcloud()
+        .args(["storage", "buckets", "create", &format!("gs://{bucket}"), "--project", &s.project])
+        .output()
+        .unwrap();
     assert!(made.status.success(), "gcloud storage buckets create:\n{}", both(&made));
     let applied = s.skyform_ok(&["apply", "-f", "skypilot", "--var-file", "skypilot.vars.toml", "--auto-approve"]);
     assert!(applied.contains("check.api_health: Check passed"), "{applied}");
@@ -236,7 +270,10 @@ schedule = "0 3 * * *"
     s.assert_no_secret(&text, "the CronJob's apply");
     assert!(!text.contains(&url), "the webhook URL is a credential: never printed\n{text}");
     let cronjob = both(&s.kubectl(&["get", "cronjob", "skyform-drift", "-n", &s.drift_ns, "-o", "json"]));
-    assert!(cronjob.contains("\"schedule\": \"0 3 * * *\"") && !cronjob.contains(&url), "the URL stays in the Secret:\n{cronjob}");
+    assert!(
+        cronjob.contains("\"schedule\": \"0 3 * * *\"") && !cronjob.contains(&url),
+        "the URL stays in the Secret:\n{cronjob}"
+    );
     let email = format!("skyform-drift@{}.iam.gserviceaccount.com", s.project);
 
     // 4. No drift: the Job succeeds, nothing is posted.
@@ -254,7 +291,11 @@ schedule = "0 3 * * *"
     // reads; it writes nothing, not even a lock.
     let writes: Vec<&String> = calls
         .iter()
-        .filter(|c| ["insert ", "patch ", "update ", "delete ", "create ", "setIamPolicy ", "enable ", "disable "].iter().any(|w| c.contains(w)))
+        .filter(|c| {
+            ["insert ", "patch ", "update ", "delete ", "create ", "setIamPolicy ", "enable ", "disable "]
+                .iter()
+                .any(|w| c.contains(w))
+        })
         .collect();
     assert!(writes.is_empty(), "a drift run wrote: {writes:?}");
     assert!(ok, "the first run must find no drift:\n{log}");
@@ -274,23 +315,30 @@ schedule = "0 3 * * *"
     let post = &posts[0];
     eprintln!("what the receiver got:\n{post}");
     assert!(post.starts_with("POST /hooks/T0/B1/tok-cron-4242 "), "{post}");
-    let body: serde_json::Value = serde_json::from_str(post.split("\r\n\r\n").nth(1).unwrap_or_default()).unwrap_or_else(|e| panic!("{e}: {post}"));
+    let body: serde_json::Value = serde_json::from_str(post.split("\r\n\r\n").nth(1).unwrap_or_default())
+        .unwrap_or_else(|e| panic!("{e}: {post}"));
     let text = body["text"].as_str().unwrap_or_default();
     assert!(text.contains("drift"), "{body}");
     let findings = body["skyform_report"]["findings"].as_array().cloned().unwrap_or_default();
     let named = |addr: &str| findings.iter().any(|f| f["address"].as_str().is_some_and(|a| a.contains(addr)));
-    assert!(named("helm_release.skypilot") && named("check.api_health"), "the report names the drift and the check: {body}");
+    assert!(
+        named("helm_release.skypilot") && named("check.api_health"),
+        "the report names the drift and the check: {body}"
+    );
     s.assert_no_secret(post, "the posted report");
 
     // 5. No more than reading. The cluster: reads yes, Secrets only in the SkyPilot namespace, no write.
     assert!(s.can_i(&email, "get", "pods", &s.namespace));
     assert!(s.can_i(&email, "list", "secrets", &s.namespace));
     assert!(!s.can_i(&email, "get", "secrets", "kube-system"));
-    for (verb, resource) in [("patch", "deployments"), ("create", "configmaps"), ("delete", "secrets"), ("update", "services")] {
+    for (verb, resource) in
+        [("patch", "deployments"), ("create", "configmaps"), ("delete", "secrets"), ("update", "services")]
+    {
         assert!(!s.can_i(&email, verb, resource, &s.namespace), "{email} may {verb} {resource}");
     }
     // Google: the identity's apply is refused at the lock, before any change.
-    let (ok, log) = s.run_job("apply-refused", Some(&["apply", "-f", "/spec", "--var-file", "/values/vars.toml", "--auto-approve"]));
+    let (ok, log) = s
+        .run_job("apply-refused", Some(&["apply", "-f", "/spec", "--var-file", "/values/vars.toml", "--auto-approve"]));
     assert!(!ok, "an apply with the read-only identity must fail:\n{log}");
     assert!(log.contains("storage.objects.create"), "refused at the lock, naming the permission:\n{log}");
     let replicas = s.kubectl(&["get", &deployment, "-n", &s.namespace, "-o", "jsonpath={.spec.replicas}"]);

@@ -25,11 +25,7 @@ impl Fixture {
     fn new(spec: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("main.toml"), spec).unwrap();
-        Fixture {
-            dir,
-            fake: Arc::new(MemoryFactory::new()),
-            lazy: Arc::new(MemoryFactory::named("lazy", "lazy_")),
-        }
+        Fixture { dir, fake: Arc::new(MemoryFactory::new()), lazy: Arc::new(MemoryFactory::named("lazy", "lazy_")) }
     }
 
     fn write(&self, spec: &str) {
@@ -278,8 +274,7 @@ async fn drift_is_classified() {
     let (ctx, _) = f.ctx(&loaded, 10);
     let s = ops::apply::open(&loaded, None, Duration::ZERO).unwrap();
     let report = ops::drift::drift(&s, &ctx, false).await.unwrap();
-    let classes: Vec<(String, DriftClass)> =
-        report.findings.iter().map(|f| (f.address.to_string(), f.class)).collect();
+    let classes: Vec<(String, DriftClass)> = report.findings.iter().map(|f| (f.address.to_string(), f.class)).collect();
     assert_eq!(
         classes,
         vec![
@@ -374,9 +369,7 @@ value = "${test_object.a.token}"
 
 #[tokio::test]
 async fn prevent_destroy_blocks_destroy_and_replacement() {
-    let f = Fixture::new(
-        "[resource.test_object.a]\nname = \"a\"\nlifecycle = { prevent_destroy = true }\n",
-    );
+    let f = Fixture::new("[resource.test_object.a]\nname = \"a\"\nlifecycle = { prevent_destroy = true }\n");
     assert!(f.apply(&[], 10).await.ok());
     let loaded = f.load(&[]);
     let (ctx, _) = f.ctx(&loaded, 10);
@@ -484,9 +477,11 @@ async fn a_provider_configured_from_a_data_source_waits_for_it_at_apply() {
         assert!(report.ok(), "parallelism {parallelism}: {report:?}");
         assert!(f.lazy.store.snapshot().contains_key("inside"));
         // Deleting needs the provider too.
-        f.write("[resource.test_object.cluster]\nname = \"cluster\"\nvalue = \"eu\"\n\
+        f.write(
+            "[resource.test_object.cluster]\nname = \"cluster\"\nvalue = \"eu\"\n\
              [data.test_lookup.c]\nname = \"cluster\"\n\
-             [provider.lazy]\nregion = \"${data.test_lookup.c.value}\"\n");
+             [provider.lazy]\nregion = \"${data.test_lookup.c.value}\"\n",
+        );
         let report = f.apply(&[], parallelism).await;
         assert!(report.ok(), "parallelism {parallelism}, delete: {report:?}");
         assert!(!f.lazy.store.snapshot().contains_key("inside"));
@@ -499,7 +494,8 @@ fn a_resource_referring_to_itself_is_a_cycle() {
     let f = Fixture::new("[resource.test_object.a]\nname = \"a\"\nvalue = \"${test_object.a.id}\"\n");
     let mut reg = Registry::new();
     reg.register(f.fake.clone());
-    let opts = SpecOptions { file: f.dir.path().join("main.toml"), vars: vec![], var_files: vec![], lenient_vars: false };
+    let opts =
+        SpecOptions { file: f.dir.path().join("main.toml"), vars: vec![], var_files: vec![], lenient_vars: false };
     let err = ops::load(&opts, reg).err().expect("a cycle").to_string();
     assert!(err.contains("dependency cycle: test_object.a"), "{err}");
     assert!(err.contains("main.toml:1:1"), "{err}");

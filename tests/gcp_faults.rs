@@ -87,7 +87,13 @@ async fn all_types_converge_under_injected_faults_without_duplicates() {
             seed: Some(7),
             latency_ms: 0,
             rules: vec![
-                FaultRule { method: "*".into(), code: 429, rate: 0.10, latency_ms: 0, retry_delay: Some("30ms".into()) },
+                FaultRule {
+                    method: "*".into(),
+                    code: 429,
+                    rate: 0.10,
+                    latency_ms: 0,
+                    retry_delay: Some("30ms".into()),
+                },
                 FaultRule { method: "*".into(), code: 503, rate: 0.11, latency_ms: 0, retry_delay: None },
             ],
         })
@@ -113,11 +119,26 @@ async fn all_types_converge_under_injected_faults_without_duplicates() {
     .await
     .unwrap();
     assert_eq!(count(&keys["keys"]), 1, "exactly one key: {keys}");
-    let sas = reqwest::get(format!("{}v1/projects/{P}/serviceAccounts", env.emu.base_url())).await.unwrap().json::<serde_json::Value>().await.unwrap();
+    let sas = reqwest::get(format!("{}v1/projects/{P}/serviceAccounts", env.emu.base_url()))
+        .await
+        .unwrap()
+        .json::<serde_json::Value>()
+        .await
+        .unwrap();
     assert_eq!(count(&sas["accounts"]), 1, "{sas}");
-    let insts = reqwest::get(format!("{}v1/projects/{P}/instances", env.emu.base_url())).await.unwrap().json::<serde_json::Value>().await.unwrap();
+    let insts = reqwest::get(format!("{}v1/projects/{P}/instances", env.emu.base_url()))
+        .await
+        .unwrap()
+        .json::<serde_json::Value>()
+        .await
+        .unwrap();
     assert_eq!(count(&insts["items"]), 1, "{insts}");
-    let users = reqwest::get(format!("{}v1/projects/{P}/instances/sky-db/users", env.emu.base_url())).await.unwrap().json::<serde_json::Value>().await.unwrap();
+    let users = reqwest::get(format!("{}v1/projects/{P}/instances/sky-db/users", env.emu.base_url()))
+        .await
+        .unwrap()
+        .json::<serde_json::Value>()
+        .await
+        .unwrap();
     assert_eq!(count(&users["items"]), 3, "postgres + 2: {users}");
 
     // Converged: an empty plan, and a second apply makes zero mutating calls
@@ -127,7 +148,13 @@ async fn all_types_converge_under_injected_faults_without_duplicates() {
             seed: Some(8),
             latency_ms: 0,
             rules: vec![
-                FaultRule { method: "*".into(), code: 429, rate: 0.10, latency_ms: 0, retry_delay: Some("30ms".into()) },
+                FaultRule {
+                    method: "*".into(),
+                    code: 429,
+                    rate: 0.10,
+                    latency_ms: 0,
+                    retry_delay: Some("30ms".into()),
+                },
                 FaultRule { method: "*".into(), code: 503, rate: 0.10, latency_ms: 0, retry_delay: None },
             ],
         })

@@ -39,8 +39,16 @@ async fn cluster_converges_detects_gcloud_drift_repairs_and_is_destroyed() {
     assert_empty(&env.plan().await, "after create");
 
     env.gcloud(&["container", "clusters", "update", "sky", "--location=us-central1", "--release-channel=rapid"]).await;
-    env.gcloud(&["container", "node-pools", "update", "default-pool", "--cluster=sky", "--location=us-central1", "--workload-metadata=GCE_METADATA"])
-        .await;
+    env.gcloud(&[
+        "container",
+        "node-pools",
+        "update",
+        "default-pool",
+        "--cluster=sky",
+        "--location=us-central1",
+        "--workload-metadata=GCE_METADATA",
+    ])
+    .await;
     let plan = env.plan().await;
     assert_eq!(actions(&plan), vec![("gcp_container_cluster.main".to_string(), Action::Update)]);
     let mut changed = change(&plan, "gcp_container_cluster.main").changed.clone();
@@ -73,10 +81,27 @@ async fn cluster_converges_detects_gcloud_drift_repairs_and_is_destroyed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_made_by_gcloud_is_adopted_and_data_sources_read() {
     let env = Env::start(0).await;
-    env.gcloud(&["container", "clusters", "create", "sky", "--location=us-central1", &format!("--workload-pool={P}.svc.id.goog"), "--num-nodes=1", "--machine-type=e2-standard-4"])
-        .await;
-    env.gcloud(&["sql", "instances", "create", "other-db", "--database-version=POSTGRES_15", "--tier=db-f1-micro", "--region=us-central1"])
-        .await;
+    env.gcloud(&[
+        "container",
+        "clusters",
+        "create",
+        "sky",
+        "--location=us-central1",
+        &format!("--workload-pool={P}.svc.id.goog"),
+        "--num-nodes=1",
+        "--machine-type=e2-standard-4",
+    ])
+    .await;
+    env.gcloud(&[
+        "sql",
+        "instances",
+        "create",
+        "other-db",
+        "--database-version=POSTGRES_15",
+        "--tier=db-f1-micro",
+        "--region=us-central1",
+    ])
+    .await;
     env.spec(
         r#"
 [resource.gcp_container_cluster.main]

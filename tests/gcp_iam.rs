@@ -41,8 +41,14 @@ const EMAIL: &str = "skypilot-sql@skyform-test.iam.gserviceaccount.com";
 async fn iam_resources_converge_detect_gcloud_drift_repair_and_destroy() {
     let env = Env::start(0).await;
     // A member skyform does not manage, on a role it manages.
-    env.gcloud(&["projects", "add-iam-policy-binding", P, "--member=user:bob@example.com", "--role=roles/cloudsql.client"])
-        .await;
+    env.gcloud(&[
+        "projects",
+        "add-iam-policy-binding",
+        P,
+        "--member=user:bob@example.com",
+        "--role=roles/cloudsql.client",
+    ])
+    .await;
     env.spec(SPEC);
     env.emu.reset_stats();
     let plan = env.apply().await;
@@ -67,14 +73,37 @@ async fn iam_resources_converge_detect_gcloud_drift_repair_and_destroy() {
     assert!(env.mutating_calls().is_empty(), "{:?}", env.mutating_calls());
 
     // Out-of-band changes with gcloud, one per resource type.
-    let key_id = env.gcloud(&["iam", "service-accounts", "keys", "list", &format!("--iam-account={EMAIL}"), "--managed-by=user", "--format=value(name)"]).await;
+    let key_id = env
+        .gcloud(&[
+            "iam",
+            "service-accounts",
+            "keys",
+            "list",
+            &format!("--iam-account={EMAIL}"),
+            "--managed-by=user",
+            "--format=value(name)",
+        ])
+        .await;
     let key_id = key_id.trim().rsplit('/').next().unwrap().to_string();
     env.gcloud(&["services", "disable", "sqladmin.googleapis.com"]).await;
     env.gcloud(&["iam", "service-accounts", "update", EMAIL, "--display-name=Changed by hand"]).await;
-    env.gcloud(&["projects", "remove-iam-policy-binding", P, &format!("--member=serviceAccount:{EMAIL}"), "--role=roles/cloudsql.client"])
-        .await;
-    env.gcloud(&["iam", "service-accounts", "remove-iam-policy-binding", EMAIL, "--member=user:alice@example.com", "--role=roles/iam.serviceAccountUser"])
-        .await;
+    env.gcloud(&[
+        "projects",
+        "remove-iam-policy-binding",
+        P,
+        &format!("--member=serviceAccount:{EMAIL}"),
+        "--role=roles/cloudsql.client",
+    ])
+    .await;
+    env.gcloud(&[
+        "iam",
+        "service-accounts",
+        "remove-iam-policy-binding",
+        EMAIL,
+        "--member=user:alice@example.com",
+        "--role=roles/iam.serviceAccountUser",
+    ])
+    .await;
     env.gcloud(&["iam", "service-accounts", "keys", "delete", &key_id, &format!("--iam-account={EMAIL}")]).await;
 
     let plan = env.plan().await;
@@ -130,10 +159,19 @@ async fn iam_resources_converge_detect_gcloud_drift_repair_and_destroy() {
     let policy = env.gcloud(&["projects", "get-iam-policy", P, "--format=json"]).await;
     let v: serde_json::Value = serde_json::from_str(&policy).unwrap();
     let members_of = |role: &str| {
-        v["bindings"].as_array().unwrap().iter().filter(|b| b["role"] == role).flat_map(|b| b["members"].as_array().unwrap().clone()).collect::<Vec<_>>()
+        v["bindings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|b| b["role"] == role)
+            .flat_map(|b| b["members"].as_array().unwrap().clone())
+            .collect::<Vec<_>>()
     };
     let me = serde_json::json!(format!("serviceAccount:{EMAIL}"));
-    assert!(!members_of("roles/cloudsql.client").contains(&me) && members_of("roles/cloudsql.viewer").contains(&me), "{policy}");
+    assert!(
+        !members_of("roles/cloudsql.client").contains(&me) && members_of("roles/cloudsql.viewer").contains(&me),
+        "{policy}"
+    );
     assert!(members_of("roles/cloudsql.client").contains(&serde_json::json!("user:bob@example.com")));
 
     // Destroy removes everything skyform made, and nothing else.
@@ -152,13 +190,31 @@ async fn iam_resources_made_by_gcloud_first_are_adopted() {
     let env = Env::start(0).await;
     env.gcloud(&["services", "enable", "sqladmin.googleapis.com"]).await;
     env.gcloud(&["iam", "service-accounts", "create", "skypilot-sql", "--display-name=SkyPilot SQL"]).await;
-    env.gcloud(&["projects", "add-iam-policy-binding", P, &format!("--member=serviceAccount:{EMAIL}"), "--role=roles/cloudsql.client"])
-        .await;
-    env.gcloud(&["iam", "service-accounts", "add-iam-policy-binding", EMAIL, "--member=user:alice@example.com", "--role=roles/iam.serviceAccountUser"])
-        .await;
+    env.gcloud(&[
+        "projects",
+        "add-iam-policy-binding",
+        P,
+        &format!("--member=serviceAccount:{EMAIL}"),
+        "--role=roles/cloudsql.client",
+    ])
+    .await;
+    env.gcloud(&[
+        "iam",
+        "service-accounts",
+        "add-iam-policy-binding",
+        EMAIL,
+        "--member=user:alice@example.com",
+        "--role=roles/iam.serviceAccountUser",
+    ])
+    .await;
     env.spec(SPEC);
     let plan = env.plan().await;
-    for a in ["gcp_project_service.sql", "gcp_service_account.sa", "gcp_project_iam_member.client", "gcp_service_account_iam_member.alice"] {
+    for a in [
+        "gcp_project_service.sql",
+        "gcp_service_account.sa",
+        "gcp_project_iam_member.client",
+        "gcp_service_account_iam_member.alice",
+    ] {
         assert_eq!(change(&plan, a).action, Action::Adopt, "{a}");
     }
     // Keys cannot be adopted (their private key is unknowable): created.
@@ -215,7 +271,13 @@ value = "${gcp_service_account.a.project}/${gcp_sql_instance.db.region}"
     assert_eq!(sa.get("project"), Some(&skyform::value::Value::str(P)), "{sa:?}");
     let db = change(&plan, "gcp_sql_instance.db").after.as_ref().unwrap();
     assert!(matches!(db.get("region"), Some(skyform::value::Value::String(_))), "{db:?}");
-    assert!(matches!(db.get("connection_name"), Some(skyform::value::Value::Unknown)), "what only apply knows stays unknown");
+    assert!(
+        matches!(db.get("connection_name"), Some(skyform::value::Value::Unknown)),
+        "what only apply knows stays unknown"
+    );
     let text = skyform::cli::render::plan(&plan);
-    assert!(text.contains(&format!("project      = \"{P}\"")) || text.contains(&format!("project = \"{P}\"")), "{text}");
+    assert!(
+        text.contains(&format!("project      = \"{P}\"")) || text.contains(&format!("project = \"{P}\"")),
+        "{text}"
+    );
 }

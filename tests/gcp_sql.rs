@@ -91,7 +91,10 @@ async fn sql_resources_converge_detect_gcloud_drift_repair_and_destroy() {
     let plan = env.try_plan(&pw2, PlanOptions::default()).await.unwrap();
     let mut got = actions(&plan);
     got.sort();
-    assert_eq!(got, vec![("gcp_sql_instance.db".into(), Action::Update), ("gcp_sql_user.builtin".into(), Action::Update)]);
+    assert_eq!(
+        got,
+        vec![("gcp_sql_instance.db".into(), Action::Update), ("gcp_sql_user.builtin".into(), Action::Update)]
+    );
     let (_, report) = env.apply_with(&pw2, PlanOptions::default()).await;
     assert!(report.ok(), "{:?}", report.failures);
     assert!(psql_login(port, "skypilot", "second-Secret-2", "skypilot-db").await);
@@ -119,7 +122,8 @@ async fn sql_resources_converge_detect_gcloud_drift_repair_and_destroy() {
     let s = skyform::ops::apply::open(&loaded, None, std::time::Duration::ZERO).unwrap();
     let drift = skyform::ops::drift::drift(&s, &ctx, false).await.unwrap();
     drop(s);
-    let mut classes: Vec<(String, DriftClass)> = drift.findings.iter().map(|f| (f.address.to_string(), f.class)).collect();
+    let mut classes: Vec<(String, DriftClass)> =
+        drift.findings.iter().map(|f| (f.address.to_string(), f.class)).collect();
     classes.sort();
     assert_eq!(
         classes,
@@ -142,7 +146,8 @@ async fn sql_resources_converge_detect_gcloud_drift_repair_and_destroy() {
     // The name is now reserved for a week: a new create says so, and is not retried.
     env.emu.reset_stats();
     let (_, report) = env.apply_with(&pw2, PlanOptions::default()).await;
-    let (addr, msg) = report.failures.iter().find(|(a, _)| a.to_string() == "gcp_sql_instance.db").expect("create fails");
+    let (addr, msg) =
+        report.failures.iter().find(|(a, _)| a.to_string() == "gcp_sql_instance.db").expect("create fails");
     let msg = msg.to_string();
     assert!(msg.contains("week") && msg.contains("sky-db"), "{addr}: {msg}");
     assert_eq!(env.emu.stats().requests.get("sql.instances.insert"), Some(&1));
@@ -151,8 +156,17 @@ async fn sql_resources_converge_detect_gcloud_drift_repair_and_destroy() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sql_resources_made_by_gcloud_first_are_adopted_and_protection_is_enforced() {
     let env = Env::start(0).await;
-    env.gcloud(&["sql", "instances", "create", "sky-db", "--database-version=POSTGRES_15", "--tier=db-f1-micro",
-        "--region=us-central1", "--database-flags=cloudsql.iam_authentication=on"]).await;
+    env.gcloud(&[
+        "sql",
+        "instances",
+        "create",
+        "sky-db",
+        "--database-version=POSTGRES_15",
+        "--tier=db-f1-micro",
+        "--region=us-central1",
+        "--database-flags=cloudsql.iam_authentication=on",
+    ])
+    .await;
     env.gcloud(&["sql", "databases", "create", "skypilot-db", "--instance=sky-db"]).await;
     env.gcloud(&["sql", "users", "create", "skypilot", "--instance=sky-db", "--password=whatever"]).await;
     // The spec keeps the default deletion protection.
@@ -172,7 +186,10 @@ async fn sql_resources_made_by_gcloud_first_are_adopted_and_protection_is_enforc
     assert_eq!(st.get("sql.databases.insert"), None, "{st:?}");
     assert_empty(&env.try_plan(&pw, PlanOptions::default()).await.unwrap(), "after adoption");
     let port = env.emu.instance_address(P, "sky-db").unwrap();
-    assert!(psql_login(port, "skypilot", "adopted-Secret-3", "skypilot-db").await, "adopted user got the spec's password");
+    assert!(
+        psql_login(port, "skypilot", "adopted-Secret-3", "skypilot-db").await,
+        "adopted user got the spec's password"
+    );
 
     // Destroy is refused while protected, with how to lift it; gcloud cannot delete it either.
     let (_, report) = env.apply_with(&pw, PlanOptions { destroy: true, ..Default::default() }).await;
@@ -182,7 +199,11 @@ async fn sql_resources_made_by_gcloud_first_are_adopted_and_protection_is_enforc
     assert!(!ok, "API-level protection");
 
     // A replacement that keeps the name warns about the week-long reservation.
-    env.spec(&SPEC.replace("deletion_protection = false\n", "").replace("tier = \"db-f1-micro\"", "tier = \"db-f1-micro\"\nregion = \"europe-west1\""));
+    env.spec(
+        &SPEC
+            .replace("deletion_protection = false\n", "")
+            .replace("tier = \"db-f1-micro\"", "tier = \"db-f1-micro\"\nregion = \"europe-west1\""),
+    );
     let plan = env.try_plan(&pw, PlanOptions::default()).await.unwrap();
     let inst = change(&plan, "gcp_sql_instance.db");
     assert!(inst.action.is_replace(), "{:?}", inst.action);

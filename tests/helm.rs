@@ -9,8 +9,8 @@ mod k8s_common;
 use k8s_common::{Fixture, assert_updates, change, run, toml_str};
 use skyform::cli::render;
 use skyform::engine::drift::DriftClass;
-use skyform::plan::Action;
 use skyform::foundation::htpasswd::verifies as htpasswd_verifies;
+use skyform::plan::Action;
 use skyform_testbed::Testbed;
 
 const PASSWORD: &str = "web-Secret-0451";

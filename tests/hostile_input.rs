@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use proptest::prelude::*;
-use skyform::providers::Registry;
 use skyform::foundation::schema::{AttrType, Attribute, ProviderSchema, SchemaKind};
+use skyform::providers::Registry;
 use skyform::spec::{load_str, validate_with_vars};
 use skyform::value::Value;
 
@@ -92,7 +92,11 @@ fn spec(schemas: &[ProviderSchema], type_name: &str, attr: &str, value: &str) ->
         }
         s.push('\n');
     }
-    let t = schemas.iter().flat_map(|p| &p.types).find(|t| t.type_name == type_name && t.kind == SchemaKind::Resource).unwrap();
+    let t = schemas
+        .iter()
+        .flat_map(|p| &p.types)
+        .find(|t| t.type_name == type_name && t.kind == SchemaKind::Resource)
+        .unwrap();
     s.push_str(&format!("[resource.{type_name}.x]\n"));
     for a in t.attributes.iter().filter(|a| a.required && a.name != attr) {
         s.push_str(&format!("{} = {}\n", a.name, placeholder(a)));

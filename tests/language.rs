@@ -144,7 +144,10 @@ async fn count_for_each_and_locals_expand_into_instances() {
     );
     let team = plan.get(&addr("test_object.team[\"ml\"]")).unwrap();
     assert_eq!(team.after.as_ref().unwrap()["value"], Value::str("gpu"));
-    assert_eq!(plan.get(&addr("test_object.replica[1]")).unwrap().after.as_ref().unwrap()["name"], Value::str("sky-dev-replica-1"));
+    assert_eq!(
+        plan.get(&addr("test_object.replica[1]")).unwrap().after.as_ref().unwrap()["name"],
+        Value::str("sky-dev-replica-1")
+    );
     // A reference into another instance waits for it.
     let role = plan.get(&addr("test_object.role[\"roles/a\"]")).unwrap();
     assert!(role.depends_on.contains(&addr("test_object.replica[0]")), "{:?}", role.depends_on);
@@ -153,7 +156,10 @@ async fn count_for_each_and_locals_expand_into_instances() {
     f.apply().await;
     let mut names = f.names();
     names.sort();
-    assert_eq!(names, ["role-roles/a", "role-roles/b", "sky-dev-replica-0", "sky-dev-replica-1", "team-infra", "team-ml"]);
+    assert_eq!(
+        names,
+        ["role-roles/a", "role-roles/b", "sky-dev-replica-0", "sky-dev-replica-1", "team-infra", "team-ml"]
+    );
     let again = f.plan().await;
     assert!(!again.has_changes(), "{}", render::plan(&again));
     // The whole collection: a list of the instances' objects.
@@ -168,7 +174,8 @@ async fn count_for_each_and_locals_expand_into_instances() {
     // --target takes an instance address.
     let loaded = f.try_load(false).unwrap();
     let state = ops::apply::open(&loaded, None, Duration::ZERO).unwrap().state;
-    let t = ops::resolve_addresses(&loaded, &state, &["test_object.team".into(), "test_object.replica[1]".into()]).unwrap();
+    let t =
+        ops::resolve_addresses(&loaded, &state, &["test_object.team".into(), "test_object.replica[1]".into()]).unwrap();
     assert_eq!(
         t.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
         ["test_object.replica[1]", "test_object.team[\"infra\"]", "test_object.team[\"ml\"]"]
@@ -246,7 +253,9 @@ async fn modules_expand_with_for_each_and_their_outputs_are_references() {
 
 #[tokio::test]
 async fn moved_blocks_rename_without_destroying_and_removed_forgets() {
-    let f = Fixture::new("[resource.test_object.old]\nname = \"keep-me\"\n\n[resource.test_object.gone]\nname = \"leave-me\"\n");
+    let f = Fixture::new(
+        "[resource.test_object.old]\nname = \"keep-me\"\n\n[resource.test_object.gone]\nname = \"leave-me\"\n",
+    );
     f.apply().await;
     let created = f.fake.recorder.ops("create").len();
     // Renamed, into a counted instance; the other one forgotten.
@@ -289,7 +298,12 @@ async fn a_move_onto_an_occupied_address_is_refused() {
     f.apply().await;
     f.write("[resource.test_object.b]\nname = \"b\"\n\n[[moved]]\nfrom = \"test_object.a\"\nto = \"test_object.b\"\n");
     let e = f.try_plan(PlanOptions::default()).await.unwrap_err();
-    assert!(e.contains("cannot move `test_object.a` to `test_object.b`: the state already has an object at `test_object.b`"), "{e}");
+    assert!(
+        e.contains(
+            "cannot move `test_object.a` to `test_object.b`: the state already has an object at `test_object.b`"
+        ),
+        "{e}"
+    );
     assert!(e.contains("main.toml:"), "located: {e}");
 }
 
@@ -412,10 +426,7 @@ tags = { note = '${file("note.txt")}' }
     let text = render::plan(&plan);
     assert!(!text.contains("hunter2-secret"), "a sensitive module input is masked: {text}");
     assert!(one.after.as_ref().unwrap()["value"].has_sensitive());
-    assert_eq!(
-        one.after.as_ref().unwrap()["tags"].get("note"),
-        Some(&Value::str("from the module's directory"))
-    );
+    assert_eq!(one.after.as_ref().unwrap()["tags"].get("note"), Some(&Value::str("from the module's directory")));
     for i in 0..2 {
         assert!(one.depends_on.contains(&addr(&format!("module.b.test_object.many[{i}]"))), "{:?}", one.depends_on);
     }

@@ -24,8 +24,10 @@ struct Pg {
 async fn start() -> Pg {
     let manager = PgManager::new(None).expect("PostgreSQL manager (is PostgreSQL installed?)");
     let dir = manager.new_dir("skyform-postgres-test");
-    let server =
-        manager.create("t", &dir, std::net::Ipv4Addr::LOCALHOST.into(), free_port().unwrap()).await.unwrap_or_else(|e| panic!("starting PostgreSQL: {e}"));
+    let server = manager
+        .create("t", &dir, std::net::Ipv4Addr::LOCALHOST.into(), free_port().unwrap())
+        .await
+        .unwrap_or_else(|e| panic!("starting PostgreSQL: {e}"));
     server
         .exec(
             "postgres",
@@ -166,7 +168,8 @@ async fn a_wrong_password_fails_the_plan_at_once_with_postgresql_s_message() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_provider_database_falls_back_to_postgres() {
     let pg = start().await;
-    let text = spec(pg.server.port()).replace("sslmode = \"disable\"", "sslmode = \"disable\"\ndatabase = \"not-created-yet\"");
+    let text = spec(pg.server.port())
+        .replace("sslmode = \"disable\"", "sslmode = \"disable\"\ndatabase = \"not-created-yet\"");
     assert!(text.contains("not-created-yet"));
     let mut f = Fixture::new(&text);
     f.vars = vec![format!("pg_password={PW}")];

@@ -30,9 +30,7 @@ fn ok(out: &Output) -> String {
 /// psql at the instance's address (`ip`), port 5432 as on Cloud SQL.
 fn psql(tb: &Testbed, ip: &str, q: &str) -> String {
     skyform_testbed::run_ok(
-        tb.command("psql")
-            .args(["-h", ip, "-U", "postgres", "-d", "postgres", "-At", "-c", q])
-            .env("PGPASSWORD", PW),
+        tb.command("psql").args(["-h", ip, "-U", "postgres", "-d", "postgres", "-At", "-c", q]).env("PGPASSWORD", PW),
     )
 }
 

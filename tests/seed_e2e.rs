@@ -44,7 +44,9 @@ fn both_seed_variants_converge_drift_is_reported_and_repaired() {
     assert_eq!(stdout.matches("\nChecks: 1 passed.").count(), 6, "{stdout}");
     assert_eq!(stdout.matches("1 checks: 1 passed, 0 failed.").count(), 2, "{stdout}");
     assert_eq!(
-        stdout.matches("4 findings: 3 changed_outside, 0 deleted_outside, 0 pending_spec_change, 1 check_failed.").count(),
+        stdout
+            .matches("4 findings: 3 changed_outside, 0 deleted_outside, 0 pending_spec_change, 1 check_failed.")
+            .count(),
         2,
         "{stdout}"
     );

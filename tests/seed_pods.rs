@@ -71,8 +71,10 @@ impl Deployment {
         copy_dir(&format!("{ROOT}/specs/modules"), &dir.path().join("modules"));
         std::fs::write(dir.path().join("small-node.toml"), SMALL_NODE).unwrap();
         let n = std::process::id();
-        let mut secrets =
-            vec![("SKYFORM_VAR_root_password", format!("root-{n}-pw")), ("SKYFORM_VAR_web_password", format!("web-{n}-pw"))];
+        let mut secrets = vec![
+            ("SKYFORM_VAR_root_password", format!("root-{n}-pw")),
+            ("SKYFORM_VAR_web_password", format!("web-{n}-pw")),
+        ];
         if variant == "password" {
             secrets.push(("SKYFORM_VAR_db_password", format!("db-{n}-pw")));
         }
@@ -137,7 +139,8 @@ impl Deployment {
 
     /// `/api/health` through the apiserver's service proxy, when it answers.
     fn health(&self) -> Option<String> {
-        let path = format!("/api/v1/namespaces/{}/services/{}-api-service:80/proxy/api/health", self.namespace, self.release);
+        let path =
+            format!("/api/v1/namespaces/{}/services/{}-api-service:80/proxy/api/health", self.namespace, self.release);
         let out = self.tb.kubectl().args(["get", "--raw", &path]).output().ok()?;
         let body = String::from_utf8_lossy(&out.stdout).into_owned();
         (out.status.success() && body.contains(r#""status":"healthy""#)).then_some(body)
@@ -211,10 +214,8 @@ fn assert_drift_names(d: &Deployment, address: &str) {
     let out = d.skyform("drift", &[]);
     let text = both(&out);
     assert_eq!(out.status.code(), Some(2), "drift must report (exit 2):\n{text}");
-    let line = text
-        .lines()
-        .find(|l| l.contains(address))
-        .unwrap_or_else(|| panic!("drift does not name {address}:\n{text}"));
+    let line =
+        text.lines().find(|l| l.contains(address)).unwrap_or_else(|| panic!("drift does not name {address}:\n{text}"));
     assert!(text.contains("deleted_outside"), "{line}\n{text}");
     assert!(text.contains("! check.api_health [check_failed]: the check fails"), "{text}");
     let deployment = format!("Deployment/{}/{}-api-server", d.namespace, d.release);
@@ -246,13 +247,16 @@ fn a_failing_check_says_why(d: &mut Deployment, what: &str, edit: &[(&str, &str)
     let text = both(&out);
     assert_eq!(out.status.code(), Some(1), "[{what}] the apply must fail on its check:\n{text}");
     assert!(text.contains("Apply complete! Resources: "), "[{what}] every change is applied first:\n{text}");
-    let error = text.lines().position(|l| l.starts_with("error: check.api_health: GET service ")).unwrap_or_else(|| {
-        panic!("[{what}] no check error:\n{text}")
-    });
-    let message: Vec<&str> = text.lines().skip(error).take_while(|l| l.starts_with("error: ") || l.starts_with("  ")).collect();
+    let error = text
+        .lines()
+        .position(|l| l.starts_with("error: check.api_health: GET service "))
+        .unwrap_or_else(|| panic!("[{what}] no check error:\n{text}"));
+    let message: Vec<&str> =
+        text.lines().skip(error).take_while(|l| l.starts_with("error: ") || l.starts_with("  ")).collect();
     let message = message.join("\n");
     let deployment = format!("Deployment/{}/{}-api-server", d.namespace, d.release);
-    for want in ["failing after ", "helm_release.skypilot: release ", "objects not ready:", deployment.as_str(), "pod "] {
+    for want in ["failing after ", "helm_release.skypilot: release ", "objects not ready:", deployment.as_str(), "pod "]
+    {
         assert!(message.contains(want), "[{what}] the check's message does not say {want:?}:\n{message}");
     }
     assert!(wants.iter().any(|w| message.contains(w)), "[{what}] the message says none of {wants:?}:\n{message}");
@@ -276,7 +280,10 @@ fn no_database_grant_is_a_failing_check_that_says_why() {
         &mut d,
         "no grant",
         &[
-            ("[resource.postgres_grant.iam_superuser]\nrole", "[resource.postgres_grant.iam_superuser]\ncount = 0\nrole"),
+            (
+                "[resource.postgres_grant.iam_superuser]\nrole",
+                "[resource.postgres_grant.iam_superuser]\ncount = 0\nrole",
+            ),
             ("  \"postgres_grant.iam_superuser\",\n", ""),
         ],
         &["permission denied", "InsufficientPrivilege"],
@@ -399,7 +406,11 @@ fn chart_upgrade_rolls_the_deployment_and_ends_healthy() {
         {
             break;
         }
-        assert!(start.elapsed() < HEALTHY_WITHIN, "not healthy on the new version; pods:\n{}", both(&d.kubectl(&["describe", "pods"])));
+        assert!(
+            start.elapsed() < HEALTHY_WITHIN,
+            "not healthy on the new version; pods:\n{}",
+            both(&d.kubectl(&["describe", "pods"]))
+        );
         std::thread::sleep(Duration::from_secs(2));
     }
     assert_ne!(pod_of(&d), before, "the Deployment rolled to a new pod");
@@ -417,17 +428,30 @@ fn chart_upgrade_rolls_the_deployment_and_ends_healthy() {
 #[test]
 fn an_api_server_that_cannot_start_fails_the_apply_saying_why() {
     let mut d = Deployment::new("iam", "1.0.0-dev.20260808");
-    d.vars = vec!["proxy_image=gcr.io/cloud-sql-connectors/cloud-sql-proxy:0.0.0-not-built".into(), "ready_timeout=45".into()];
+    d.vars = vec![
+        "proxy_image=gcr.io/cloud-sql-connectors/cloud-sql-proxy:0.0.0-not-built".into(),
+        "ready_timeout=45".into(),
+    ];
     let out = d.skyform("apply", &["--auto-approve"]);
     let text = both(&out);
     assert_eq!(out.status.code(), Some(1), "the apply must fail:\n{text}");
     let deployment = format!("Deployment/{}/{}-api-server", d.namespace, d.release);
-    for want in ["helm_release.skypilot", "objects not ready after ", deployment.as_str(), "0/1 replicas available", "pod ", "cloud-sql-proxy: "] {
+    for want in [
+        "helm_release.skypilot",
+        "objects not ready after ",
+        deployment.as_str(),
+        "0/1 replicas available",
+        "pod ",
+        "cloud-sql-proxy: ",
+    ] {
         assert!(text.contains(want), "the error does not say {want:?}:\n{text}");
     }
     assert!(text.contains("ImagePullBackOff") || text.contains("ErrImagePull"), "{text}");
     assert!(text.contains("event Failed") || text.contains("event BackOff"), "the pod's Warning events:\n{text}");
-    assert!(text.contains("Still creating... Deployment/") && text.contains(" pods Running, 0/1 Ready ["), "progress lines say how the pods do:\n{text}");
+    assert!(
+        text.contains("Still creating... Deployment/") && text.contains(" pods Running, 0/1 Ready ["),
+        "progress lines say how the pods do:\n{text}"
+    );
     for (_, secret) in &d.secrets {
         assert!(!text.contains(secret.as_str()), "a secret was printed");
     }

@@ -32,12 +32,7 @@ fn run(dir: &Path) -> String {
     let owned = schemas();
     let refs: Vec<&ProviderSchema> = owned.iter().collect();
     let cli: Vec<String> = std::fs::read_to_string(dir.join("vars.txt"))
-        .map(|t| {
-            t.lines()
-                .filter(|l| !l.trim().is_empty())
-                .map(str::to_string)
-                .collect()
-        })
+        .map(|t| t.lines().filter(|l| !l.trim().is_empty()).map(str::to_string).collect())
         .unwrap_or_default();
     // As `skyform validate` does: variables first, then the schema checks
     // (with the variables' values when they all resolved).
@@ -65,11 +60,7 @@ fn run(dir: &Path) -> String {
         return d.to_string();
     }
     let vars = vars.unwrap_or_default();
-    let mut scope = MapScope {
-        vars,
-        dir: spec.dir.clone(),
-        ..MapScope::default()
-    };
+    let mut scope = MapScope { vars, dir: spec.dir.clone(), ..MapScope::default() };
     for a in spec.resources.keys() {
         scope.resources.insert(a.to_string(), Value::Unknown);
     }
@@ -100,10 +91,7 @@ fn golden_diagnostics() {
     let update = std::env::var_os("UPDATE_EXPECT").is_some();
     let mut failures = Vec::new();
     let all = cases();
-    assert!(
-        all.len() >= 10,
-        "expected the fixture cases under testdata/spec"
-    );
+    assert!(all.len() >= 10, "expected the fixture cases under testdata/spec");
     for dir in all {
         let got = run(&dir);
         let file = dir.join("expected.txt");
@@ -113,10 +101,7 @@ fn golden_diagnostics() {
         }
         let want = std::fs::read_to_string(&file).unwrap_or_default();
         if got != want {
-            failures.push(format!(
-                "== {} ==\n--- want\n{want}--- got\n{got}",
-                dir.display()
-            ));
+            failures.push(format!("== {} ==\n--- want\n{want}--- got\n{got}", dir.display()));
         }
     }
     assert!(
@@ -137,11 +122,7 @@ fn every_case_reports_something_with_a_position() {
         }
         assert!(got.contains("error:"), "{} reports no error", dir.display());
         for line in got.lines().filter(|l| l.contains("error:")) {
-            assert!(
-                line.starts_with("testdata/spec/"),
-                "{}: unpositioned: {line}",
-                dir.display()
-            );
+            assert!(line.starts_with("testdata/spec/"), "{}: unpositioned: {line}", dir.display());
         }
     }
 }

@@ -40,23 +40,13 @@ fn front_end_at(path: &str, text: &str, cli: &[String]) {
         }
         Err(_) => spec,
     };
-    let mut scope = MapScope {
-        vars,
-        dir: spec.dir.clone(),
-        ..MapScope::default()
-    };
+    let mut scope = MapScope { vars, dir: spec.dir.clone(), ..MapScope::default() };
     for (i, a) in spec.resources.keys().enumerate() {
         // A mix of unknown, sensitive and known objects.
         let v = match i % 3 {
             0 => Value::Unknown,
-            1 => Value::map([
-                ("name", Value::str("n").sensitive()),
-                ("endpoint", Value::Redacted("h".into())),
-            ]),
-            _ => Value::map([
-                ("email", Value::str("e")),
-                ("connection_name", Value::List(vec![])),
-            ]),
+            1 => Value::map([("name", Value::str("n").sensitive()), ("endpoint", Value::Redacted("h".into()))]),
+            _ => Value::map([("email", Value::str("e")), ("connection_name", Value::List(vec![]))]),
         };
         scope.resources.insert(a.to_string(), v);
     }

@@ -28,7 +28,8 @@ impl World {
     fn new() -> World {
         skyform::foundation::net::install_crypto();
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-        let emu = rt.block_on(Emulator::start(Config { access_token: Some(TOKEN.into()), ..Config::default() })).unwrap();
+        let emu =
+            rt.block_on(Emulator::start(Config { access_token: Some(TOKEN.into()), ..Config::default() })).unwrap();
         let w = World { rt, emu: Some(emu) };
         let url = format!("{}storage/v1/b?project=p", w.base());
         let status = w.rt.block_on(async {
@@ -162,9 +163,12 @@ fn the_lock_has_an_id_a_dead_holder_is_broken_and_a_lost_lock_cannot_overwrite()
     let pid = dead.id();
     let mut dead = dead;
     dead.wait().unwrap();
-    let stale = serde_json::json!({"pid": pid, "host": hostname(), "since": "2026-01-01T00:00:00Z", "operation": "apply"});
+    let stale =
+        serde_json::json!({"pid": pid, "host": hostname(), "since": "2026-01-01T00:00:00Z", "operation": "apply"});
     let url = format!("{}upload/storage/v1/b/{BUCKET}/o?uploadType=media&name=lock%2Fdefault.lock", w.base());
-    w.rt.block_on(async { reqwest::Client::new().post(url).bearer_auth(TOKEN).body(stale.to_string()).send().await.unwrap() });
+    w.rt.block_on(async {
+        reqwest::Client::new().post(url).bearer_auth(TOKEN).body(stale.to_string()).send().await.unwrap()
+    });
     let taken = b.lock("apply", Duration::ZERO).expect("a dead holder's lock is broken");
     drop(taken);
 
@@ -248,12 +252,20 @@ fn bucket_contents(w: &World) -> String {
     let names: Vec<String> = w.rt.block_on(async {
         let v: serde_json::Value =
             reqwest::Client::new().get(url).bearer_auth(TOKEN).send().await.unwrap().json().await.unwrap();
-        v["items"].as_array().cloned().unwrap_or_default().iter().map(|i| i["name"].as_str().unwrap().to_string()).collect()
+        v["items"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .map(|i| i["name"].as_str().unwrap().to_string())
+            .collect()
     });
     let mut all = String::new();
     for n in names {
         let url = format!("{}storage/v1/b/{BUCKET}/o/{}?alt=media", w.base(), n.replace('/', "%2F"));
-        let body = w.rt.block_on(async { reqwest::Client::new().get(url).bearer_auth(TOKEN).send().await.unwrap().text().await.unwrap() });
+        let body = w.rt.block_on(async {
+            reqwest::Client::new().get(url).bearer_auth(TOKEN).send().await.unwrap().text().await.unwrap()
+        });
         all.push_str(&format!("== {n}\n{body}\n"));
     }
     all
@@ -330,19 +342,31 @@ fn two_machines_share_the_state_reads_take_no_lock_and_migration_goes_both_ways(
     // Migration: a local state goes into the bucket (another prefix), and back.
     let local = root.path().join("local");
     std::fs::create_dir(&local).unwrap();
-    let plain = spec("x").replace(&format!("[backend.gcs]\nbucket = \"{BUCKET}\"\nprefix = \"skypilot/${{var.env}}\"\n"), "");
-    std::fs::write(local.join("main.toml"), plain.replace("name = \"app\"", "name = \"app2\"").replace("name = \"slow\"", "name = \"slow2\"")).unwrap();
+    let plain =
+        spec("x").replace(&format!("[backend.gcs]\nbucket = \"{BUCKET}\"\nprefix = \"skypilot/${{var.env}}\"\n"), "");
+    std::fs::write(
+        local.join("main.toml"),
+        plain.replace("name = \"app\"", "name = \"app2\"").replace("name = \"slow\"", "name = \"slow2\""),
+    )
+    .unwrap();
     let out = run(&w, &local, &["apply", "--auto-approve"]);
     assert!(out.status.success(), "{}", text(&out));
-    let with_backend = spec("staging").replace("name = \"app\"", "name = \"app2\"").replace("name = \"slow\"", "name = \"slow2\"");
+    let with_backend =
+        spec("staging").replace("name = \"app\"", "name = \"app2\"").replace("name = \"slow\"", "name = \"slow2\"");
     std::fs::write(local.join("main.toml"), &with_backend).unwrap();
     let out = run(&w, &local, &["state", "migrate"]);
     assert!(out.status.success(), "{}", text(&out));
-    assert!(text(&out).contains("Copied the state (serial 1) to gs://acme-skyform-state/skypilot/staging/default.state.json"), "{}", text(&out));
+    assert!(
+        text(&out)
+            .contains("Copied the state (serial 1) to gs://acme-skyform-state/skypilot/staging/default.state.json"),
+        "{}",
+        text(&out)
+    );
     let out = run(&w, &local, &["plan", "--detailed-exitcode"]);
     assert_eq!(out.status.code(), Some(0), "the migrated state matches: {}", text(&out));
     // Into a prefix holding another lineage: refused.
-    std::fs::write(local.join("main.toml"), with_backend.replace("default = \"staging\"", "default = \"prod\"")).unwrap();
+    std::fs::write(local.join("main.toml"), with_backend.replace("default = \"staging\"", "default = \"prod\""))
+        .unwrap();
     let out = run(&w, &local, &["state", "migrate"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out).contains("already holds another state"), "{}", text(&out));
@@ -362,7 +386,10 @@ fn a_bad_backend_block_is_refused_with_positions() {
         ("[backend.s3]\nbucket = \"b\"\n", "main.toml:1:10: error: unknown backend `s3`"),
         ("[backend.gcs]\nbucket = \"abc\"\nprefx = \"p\"\n", "unknown key `prefx` in `[backend.gcs]`"),
         ("[backend.gcs]\nprefix = \"p\"\n", "`[backend.gcs]` needs `bucket`"),
-        ("[resource.test_object.a]\nname = \"a\"\n[backend.gcs]\nbucket = \"${test_object.a.id}\"\n", "`bucket` of `[backend.gcs]` may use only variables"),
+        (
+            "[resource.test_object.a]\nname = \"a\"\n[backend.gcs]\nbucket = \"${test_object.a.id}\"\n",
+            "`bucket` of `[backend.gcs]` may use only variables",
+        ),
         ("[backend.gcs]\nbucket = \"Not_A_Bucket!\"\n", "\"Not_A_Bucket!\" is not a valid bucket name"),
     ];
     for (body, want) in cases {
@@ -373,4 +400,3 @@ fn a_bad_backend_block_is_refused_with_positions() {
         assert!(t.contains(want), "{body}\nwant {want:?} in:\n{t}");
     }
 }
-

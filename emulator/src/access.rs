@@ -176,7 +176,11 @@ pub const ROLES: &[Role] = &[
         grants: &["storage.objects.get", "storage.objects.list", "resourcemanager.projects.get"],
         except: &[],
     },
-    Role { name: "roles/storage.objectAdmin", grants: &["storage.objects.*", "resourcemanager.projects.get"], except: &[] },
+    Role {
+        name: "roles/storage.objectAdmin",
+        grants: &["storage.objects.*", "resourcemanager.projects.get"],
+        except: &[],
+    },
     Role { name: "roles/storage.admin", grants: &["storage.*", "resourcemanager.projects.get"], except: &[] },
     Role {
         name: "roles/cloudsql.viewer",
@@ -217,7 +221,11 @@ pub const ROLES: &[Role] = &[
         grants: &["container.*.get", "container.*.list", "container.pods.getLogs", "resourcemanager.projects.get"],
         except: &["container.secrets.*"],
     },
-    Role { name: "roles/container.developer", grants: &["container.*", "resourcemanager.projects.get"], except: RBAC_WRITES },
+    Role {
+        name: "roles/container.developer",
+        grants: &["container.*", "resourcemanager.projects.get"],
+        except: RBAC_WRITES,
+    },
     Role { name: "roles/container.admin", grants: &["container.*", "resourcemanager.projects.get"], except: &[] },
     Role {
         name: "roles/iam.serviceAccountViewer",
@@ -232,7 +240,12 @@ pub const ROLES: &[Role] = &[
     },
     Role {
         name: "roles/serviceusage.serviceUsageViewer",
-        grants: &["serviceusage.services.get", "serviceusage.services.list", "serviceusage.operations.get", "resourcemanager.projects.get"],
+        grants: &[
+            "serviceusage.services.get",
+            "serviceusage.services.list",
+            "serviceusage.operations.get",
+            "resourcemanager.projects.get",
+        ],
         except: &[],
     },
     Role {
@@ -240,10 +253,19 @@ pub const ROLES: &[Role] = &[
         grants: &["serviceusage.*", "resourcemanager.projects.get"],
         except: &[],
     },
-    Role { name: "roles/iam.serviceAccountAdmin", grants: &["iam.serviceAccounts.*", "resourcemanager.projects.get"], except: &[] },
+    Role {
+        name: "roles/iam.serviceAccountAdmin",
+        grants: &["iam.serviceAccounts.*", "resourcemanager.projects.get"],
+        except: &[],
+    },
     Role {
         name: "roles/iam.serviceAccountKeyAdmin",
-        grants: &["iam.serviceAccountKeys.*", "iam.serviceAccounts.get", "iam.serviceAccounts.list", "resourcemanager.projects.get"],
+        grants: &[
+            "iam.serviceAccountKeys.*",
+            "iam.serviceAccounts.get",
+            "iam.serviceAccounts.list",
+            "resourcemanager.projects.get",
+        ],
         except: &[],
     },
     Role {

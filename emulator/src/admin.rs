@@ -33,22 +33,12 @@ struct SettingsPatch {
 }
 
 fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, String> {
-    let body = if body.is_empty() {
-        b"{}".as_slice()
-    } else {
-        body
-    };
+    let body = if body.is_empty() { b"{}".as_slice() } else { body };
     serde_json::from_slice(body).map_err(|e| format!("invalid body: {e}"))
 }
 
 /// Handles one admin request.
-pub async fn handle(
-    app: &Arc<App>,
-    method: &Method,
-    path: &str,
-    query: Option<&str>,
-    body: &[u8],
-) -> Response {
+pub async fn handle(app: &Arc<App>, method: &Method, path: &str, query: Option<&str>, body: &[u8]) -> Response {
     let route = path.trim_start_matches("/_emulator").trim_matches('/');
     match (method, route) {
         (&Method::GET, "health") => ok(json!({"status": "ok", "baseUrl": app.base_url})),
@@ -57,9 +47,7 @@ pub async fn handle(
             *lock(&app.stats) = Default::default();
             ok(json!({}))
         }
-        (&Method::GET, "faults") => {
-            ok(serde_json::to_value(lock(&app.faults).spec()).unwrap_or_default())
-        }
+        (&Method::GET, "faults") => ok(serde_json::to_value(lock(&app.faults).spec()).unwrap_or_default()),
         (&Method::PUT, "faults") => match parse::<FaultSpec>(body) {
             Ok(spec) => match lock(&app.faults).set(spec) {
                 Ok(()) => ok(json!({})),
@@ -101,18 +89,11 @@ pub async fn handle(
         }
         (&Method::POST, "settle") => {
             let q = query.map(parse_query).unwrap_or_default();
-            let ms = q
-                .iter()
-                .find(|(k, _)| k == "timeout_ms")
-                .and_then(|(_, v)| v.parse().ok())
-                .unwrap_or(60_000);
+            let ms = q.iter().find(|(k, _)| k == "timeout_ms").and_then(|(_, v)| v.parse().ok()).unwrap_or(60_000);
             if app.settle(Duration::from_millis(ms)).await {
                 ok(json!({}))
             } else {
-                json_response(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    &json!({"error": "operations still running"}),
-                )
+                json_response(StatusCode::GATEWAY_TIMEOUT, &json!({"error": "operations still running"}))
             }
         }
         (&Method::GET, "state") => ok(serde_json::to_value(&*lock(&app.state)).unwrap_or_default()),

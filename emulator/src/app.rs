@@ -96,9 +96,7 @@ impl App {
     /// The runtime part of type `T` an API registered at start. Panics when it was not: the
     /// router registers every API's parts before serving (a programming error otherwise).
     pub fn ext<T: Any + Send + Sync>(&self) -> &T {
-        self.extensions
-            .get()
-            .unwrap_or_else(|| panic!("no {} registered with the App", std::any::type_name::<T>()))
+        self.extensions.get().unwrap_or_else(|| panic!("no {} registered with the App", std::any::type_name::<T>()))
     }
 
     /// The current settings.
@@ -119,21 +117,12 @@ impl App {
     /// `work` runs and until the duration has elapsed, then `finish` applies the outcome to the
     /// state under the lock and the operation becomes DONE (with the error, if `work` or `finish`
     /// failed). `finish` must tolerate resources that disappeared meanwhile.
-    pub fn run_op<W, F>(
-        self: &Arc<Self>,
-        state: &mut State,
-        op: Operation,
-        work: W,
-        finish: F,
-    ) -> Operation
+    pub fn run_op<W, F>(self: &Arc<Self>, state: &mut State, op: Operation, work: W, finish: F) -> Operation
     where
         W: Future<Output = Result<(), OpError>> + Send + 'static,
         F: FnOnce(&mut State, &Result<(), OpError>) -> Result<(), OpError> + Send + 'static,
     {
-        let duration = self
-            .settings()
-            .op_durations
-            .lookup(op.api.key(), &op.op_type);
+        let duration = self.settings().op_durations.lookup(op.api.key(), &op.op_type);
         let name = op.name.clone();
         state.ops.insert(name.clone(), op.clone());
         let app = self.clone();
@@ -176,11 +165,7 @@ impl App {
     pub async fn settle(&self, timeout: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            if lock(&self.state)
-                .ops
-                .values()
-                .all(|o| o.status == OpStatus::Done)
-            {
+            if lock(&self.state).ops.values().all(|o| o.status == OpStatus::Done) {
                 return true;
             }
             if tokio::time::Instant::now() > deadline {

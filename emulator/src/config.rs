@@ -104,10 +104,7 @@ pub struct OpDurations {
 impl OpDurations {
     /// Every operation takes `d`.
     pub fn uniform(d: Duration) -> Self {
-        OpDurations {
-            default: d,
-            per_type: BTreeMap::new(),
-        }
+        OpDurations { default: d, per_type: BTreeMap::new() }
     }
 
     /// The duration of an operation of `op_type` in `api` (`sql`, `container`, `serviceusage`).
@@ -137,21 +134,13 @@ mod millis_map {
     use std::collections::BTreeMap;
     use std::time::Duration;
 
-    pub fn serialize<S: Serializer>(
-        m: &BTreeMap<String, Duration>,
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: Serializer>(m: &BTreeMap<String, Duration>, s: S) -> Result<S::Ok, S::Error> {
         let ms: BTreeMap<&String, u64> = m.iter().map(|(k, v)| (k, v.as_millis() as u64)).collect();
         ms.serialize(s)
     }
-    pub fn deserialize<'de, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<BTreeMap<String, Duration>, D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, Duration>, D::Error> {
         let ms = BTreeMap::<String, u64>::deserialize(d)?;
-        Ok(ms
-            .into_iter()
-            .map(|(k, v)| (k, Duration::from_millis(v)))
-            .collect())
+        Ok(ms.into_iter().map(|(k, v)| (k, Duration::from_millis(v))).collect())
     }
 }
 
@@ -163,14 +152,10 @@ mod tests {
     fn lookup_prefers_specific_then_api_then_default() {
         let mut d = OpDurations::uniform(Duration::from_millis(5));
         d.per_type.insert("sql".into(), Duration::from_millis(7));
-        d.per_type
-            .insert("sql.CREATE".into(), Duration::from_millis(9));
+        d.per_type.insert("sql.CREATE".into(), Duration::from_millis(9));
         assert_eq!(d.lookup("sql", "CREATE"), Duration::from_millis(9));
         assert_eq!(d.lookup("sql", "UPDATE"), Duration::from_millis(7));
-        assert_eq!(
-            d.lookup("container", "CREATE_CLUSTER"),
-            Duration::from_millis(5)
-        );
+        assert_eq!(d.lookup("container", "CREATE_CLUSTER"), Duration::from_millis(5));
     }
 
     #[test]

@@ -21,19 +21,8 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(
-        http: u16,
-        status: &'static str,
-        reason: &'static str,
-        message: impl Into<String>,
-    ) -> Self {
-        ApiError {
-            http,
-            status,
-            message: message.into(),
-            reason,
-            details: Vec::new(),
-        }
+    fn new(http: u16, status: &'static str, reason: &'static str, message: impl Into<String>) -> Self {
+        ApiError { http, status, message: message.into(), reason, details: Vec::new() }
     }
 
     /// 400 INVALID_ARGUMENT.
@@ -108,12 +97,7 @@ impl ApiError {
     /// 501 UNIMPLEMENTED: a route this emulator does not serve (never a 404, which would look like a
     /// missing resource).
     pub fn unimplemented(method: &str, path: &str) -> Self {
-        Self::new(
-            501,
-            "UNIMPLEMENTED",
-            "notImplemented",
-            format!("gcp-emulator does not implement {method} {path}"),
-        )
+        Self::new(501, "UNIMPLEMENTED", "notImplemented", format!("gcp-emulator does not implement {method} {path}"))
     }
 
     /// 503 UNAVAILABLE.

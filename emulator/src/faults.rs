@@ -60,9 +60,7 @@ impl FaultRule {
             503 => ApiError::unavailable(format!(
                 "The service is currently unavailable (injected by gcp-emulator for {method})."
             )),
-            _ => ApiError::internal(format!(
-                "Internal error (injected by gcp-emulator for {method})."
-            )),
+            _ => ApiError::internal(format!("Internal error (injected by gcp-emulator for {method}).")),
         }
     }
 }
@@ -77,20 +75,14 @@ pub struct Faults {
 impl Faults {
     /// No faults; generator seeded with `seed`.
     pub fn new(seed: u64) -> Self {
-        Faults {
-            spec: FaultSpec::default(),
-            rng: StdRng::seed_from_u64(seed),
-        }
+        Faults { spec: FaultSpec::default(), rng: StdRng::seed_from_u64(seed) }
     }
 
     /// Validates and installs `spec`.
     pub fn set(&mut self, spec: FaultSpec) -> Result<(), String> {
         for r in &spec.rules {
             if ![429, 500, 503].contains(&r.code) {
-                return Err(format!(
-                    "rule for {}: code must be 429, 500 or 503",
-                    r.method
-                ));
+                return Err(format!("rule for {}: code must be 429, 500 or 503", r.method));
             }
             if !(0.0..=1.0).contains(&r.rate) {
                 return Err(format!("rule for {}: rate must be within [0, 1]", r.method));
@@ -136,13 +128,7 @@ mod tests {
         FaultSpec {
             seed: Some(seed),
             latency_ms: 5,
-            rules: vec![FaultRule {
-                method: "sql.*".into(),
-                code: 429,
-                rate,
-                latency_ms: 10,
-                retry_delay: None,
-            }],
+            rules: vec![FaultRule { method: "sql.*".into(), code: 429, rate, latency_ms: 10, retry_delay: None }],
         }
     }
 
@@ -151,17 +137,12 @@ mod tests {
         let run = |seed| {
             let mut f = Faults::new(0);
             f.set(spec(0.5, seed)).unwrap();
-            (0..64)
-                .map(|_| f.decide("sql.instances.get").1.is_some())
-                .collect::<Vec<_>>()
+            (0..64).map(|_| f.decide("sql.instances.get").1.is_some()).collect::<Vec<_>>()
         };
         assert_eq!(run(7), run(7));
         assert_ne!(run(7), run(8));
         let hits = run(7).iter().filter(|x| **x).count();
-        assert!(
-            (16..=48).contains(&hits),
-            "about half should fail, got {hits}"
-        );
+        assert!((16..=48).contains(&hits), "about half should fail, got {hits}");
     }
 
     #[test]
@@ -172,10 +153,7 @@ mod tests {
         assert_eq!(lat, Duration::from_millis(15));
         let err = err.unwrap();
         assert_eq!(err.http, 429);
-        assert_eq!(
-            err.body()["error"]["details"][0]["@type"],
-            "type.googleapis.com/google.rpc.RetryInfo"
-        );
+        assert_eq!(err.body()["error"]["details"][0]["@type"], "type.googleapis.com/google.rpc.RetryInfo");
         let (lat, err) = f.decide("iam.serviceAccounts.get");
         assert_eq!(lat, Duration::from_millis(5));
         assert!(err.is_none());

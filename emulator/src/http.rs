@@ -33,12 +33,7 @@ pub struct ApiRequest {
 impl ApiRequest {
     /// Decodes path, query and body. Clients percent-encode reserved characters in `{+name}`
     /// expansions (`@` as `%40`, `:` as `%3A`), so segments are decoded before matching.
-    pub fn parse(
-        method: Method,
-        path: &str,
-        query: Option<&str>,
-        body: &[u8],
-    ) -> Result<Self, ApiError> {
+    pub fn parse(method: Method, path: &str, query: Option<&str>, body: &[u8]) -> Result<Self, ApiError> {
         let mut segments: Vec<String> = path
             .split('/')
             .filter(|s| !s.is_empty())
@@ -57,36 +52,20 @@ impl ApiRequest {
         let body = if body.iter().all(u8::is_ascii_whitespace) {
             Value::Null
         } else {
-            serde_json::from_slice(body).map_err(|e| {
-                ApiError::invalid_argument(format!("Invalid JSON payload received. {e}"))
-            })?
+            serde_json::from_slice(body)
+                .map_err(|e| ApiError::invalid_argument(format!("Invalid JSON payload received. {e}")))?
         };
-        Ok(ApiRequest {
-            method,
-            path: path.to_string(),
-            segments,
-            verb,
-            query,
-            body,
-            caller: None,
-        })
+        Ok(ApiRequest { method, path: path.to_string(), segments, verb, query, body, caller: None })
     }
 
     /// The first value of query parameter `key`.
     pub fn query(&self, key: &str) -> Option<&str> {
-        self.query
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
+        self.query.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
     }
 
     /// All values of query parameter `key`.
     pub fn query_all(&self, key: &str) -> Vec<&str> {
-        self.query
-            .iter()
-            .filter(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-            .collect()
+        self.query.iter().filter(|(k, _)| k == key).map(|(_, v)| v.as_str()).collect()
     }
 
     /// The path segments as `&str`, for slice patterns.
@@ -99,9 +78,7 @@ impl ApiRequest {
         match &self.body {
             Value::Null => Ok(serde_json::Map::new()),
             Value::Object(m) => Ok(m.clone()),
-            _ => Err(ApiError::invalid_argument(
-                "Invalid JSON payload received. Expected an object.",
-            )),
+            _ => Err(ApiError::invalid_argument("Invalid JSON payload received. Expected an object.")),
         }
     }
 }
@@ -118,9 +95,7 @@ pub fn parse_query(q: &str) -> Vec<(String, String)> {
 }
 
 fn decode_component(s: &str) -> String {
-    percent_decode_str(&s.replace('+', " "))
-        .decode_utf8_lossy()
-        .into_owned()
+    percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned()
 }
 
 /// A request whose body is not JSON (Cloud Storage's uploads and downloads), as the router hands
@@ -152,10 +127,7 @@ impl IntoResponse for ApiError {
 pub fn json_response(status: StatusCode, body: &Value) -> Response {
     let mut resp = Response::new(axum::body::Body::from(body.to_string()));
     *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json; charset=UTF-8"),
-    );
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=UTF-8"));
     resp
 }
 
@@ -172,16 +144,7 @@ mod tests {
             b"",
         )
         .unwrap();
-        assert_eq!(
-            r.segs(),
-            [
-                "v1",
-                "projects",
-                "-",
-                "serviceAccounts",
-                "sa@p.iam.gserviceaccount.com"
-            ]
-        );
+        assert_eq!(r.segs(), ["v1", "projects", "-", "serviceAccounts", "sa@p.iam.gserviceaccount.com"]);
         assert_eq!(r.verb.as_deref(), Some("getIamPolicy"));
         assert_eq!(r.query("options.requestedPolicyVersion"), Some("3"));
         assert_eq!(r.body, Value::Null);

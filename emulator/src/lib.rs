@@ -138,8 +138,7 @@ mod floors {
             let text = std::fs::read_to_string(&file).expect("readable");
             let code = text.split("#[cfg(test)]").next().unwrap_or_default();
             for (at, _) in code.match_indices("crate::") {
-                let name: String =
-                    code[at + 7..].chars().take_while(|c| c.is_ascii_lowercase() || *c == '_').collect();
+                let name: String = code[at + 7..].chars().take_while(|c| c.is_ascii_lowercase() || *c == '_').collect();
                 if name.is_empty() || name == module {
                     continue;
                 }

@@ -11,10 +11,7 @@ use crate::util::{etag_bytes, new_etag};
 /// The `Policy` JSON. `version` is 3 when a binding has a condition, else 1 even when 3 was
 /// requested (commonly observed; not verified against a source).
 pub fn render(p: &Policy) -> Value {
-    let conditional = p
-        .bindings
-        .iter()
-        .any(|b| b.get("condition").is_some_and(|c| !c.is_null()));
+    let conditional = p.bindings.iter().any(|b| b.get("condition").is_some_and(|c| !c.is_null()));
     let mut v = json!({"version": if conditional { 3 } else { 1 }, "etag": p.etag});
     if !p.bindings.is_empty() {
         v["bindings"] = Value::Array(p.bindings.clone());
@@ -50,9 +47,7 @@ pub fn check_member(st: &State, member: &str, delay_ms: u64) -> Result<(), ApiEr
     }
     match st.iam.accounts.get(email) {
         Some(sa) if sa.visible(delay_ms) => Ok(()),
-        _ => Err(ApiError::invalid_argument(format!(
-            "Service account {email} does not exist."
-        ))),
+        _ => Err(ApiError::invalid_argument(format!("Service account {email} does not exist."))),
     }
 }
 
@@ -65,30 +60,17 @@ pub fn set(
     body: &Value,
     check_member: impl Fn(&str) -> Result<(), ApiError>,
 ) -> Result<(), ApiError> {
-    let policy = body
-        .get("policy")
-        .filter(|p| p.is_object())
-        .ok_or_else(|| {
-            ApiError::field_violation(
-                "policy",
-                "Request contains an invalid argument: policy is required.",
-            )
-        })?;
-    if let Some(etag) = policy
-        .get("etag")
-        .and_then(Value::as_str)
-        .filter(|e| !e.is_empty())
-    {
+    let policy = body.get("policy").filter(|p| p.is_object()).ok_or_else(|| {
+        ApiError::field_violation("policy", "Request contains an invalid argument: policy is required.")
+    })?;
+    if let Some(etag) = policy.get("etag").and_then(Value::as_str).filter(|e| !e.is_empty()) {
         if etag_bytes(etag) != etag_bytes(&current.etag) {
             return Err(ApiError::aborted(
                 "There were concurrent policy changes. Please retry the whole read-modify-write with exponential backoff.",
             ));
         }
     }
-    let mask = body
-        .get("updateMask")
-        .and_then(Value::as_str)
-        .unwrap_or("bindings,etag");
+    let mask = body.get("updateMask").and_then(Value::as_str).unwrap_or("bindings,etag");
     let fields: Vec<&str> = mask.split(',').map(str::trim).collect();
     let version = policy.get("version").and_then(Value::as_i64).unwrap_or(1);
     if ![0, 1, 3].contains(&version) {
@@ -99,47 +81,27 @@ pub fn set(
     let mut bindings = current.bindings.clone();
     if fields.contains(&"bindings") {
         bindings = Vec::new();
-        let given = policy
-            .get("bindings")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
+        let given = policy.get("bindings").and_then(Value::as_array).cloned().unwrap_or_default();
         for b in given {
             let role = b.get("role").and_then(Value::as_str).unwrap_or("");
             if !(role.starts_with("roles/") || role.contains("/roles/")) {
-                return Err(ApiError::invalid_argument(format!(
-                    "Role {role:?} is not a valid role name."
-                )));
+                return Err(ApiError::invalid_argument(format!("Role {role:?} is not a valid role name.")));
             }
             let condition = b.get("condition").filter(|c| !c.is_null()).cloned();
             if condition.is_some() && version != 3 {
-                return Err(ApiError::invalid_argument(
-                    "Policies with conditions must set version 3.",
-                ));
+                return Err(ApiError::invalid_argument("Policies with conditions must set version 3."));
             }
             let mut members: Vec<String> = Vec::new();
-            for m in b
-                .get("members")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
+            for m in b.get("members").and_then(Value::as_array).into_iter().flatten() {
                 let m = m.as_str().unwrap_or("").to_string();
                 let known = m == "allUsers"
                     || m == "allAuthenticatedUsers"
-                    || MEMBER_PREFIXES
-                        .iter()
-                        .any(|p| m.starts_with(p) && m.len() > p.len());
+                    || MEMBER_PREFIXES.iter().any(|p| m.starts_with(p) && m.len() > p.len());
                 if !known {
-                    return Err(ApiError::invalid_argument(format!(
-                        "Invalid member type in {m:?}."
-                    )));
+                    return Err(ApiError::invalid_argument(format!("Invalid member type in {m:?}.")));
                 }
                 let existed = current.bindings.iter().any(|cb| {
-                    cb["role"] == role
-                        && cb["members"]
-                            .as_array()
-                            .is_some_and(|ms| ms.iter().any(|x| x == m.as_str()))
+                    cb["role"] == role && cb["members"].as_array().is_some_and(|ms| ms.iter().any(|x| x == m.as_str()))
                 });
                 if !existed {
                     check_member(&m)?;
@@ -160,11 +122,7 @@ pub fn set(
         }
     }
     if fields.contains(&"auditConfigs") {
-        current.audit_configs = policy
-            .get("auditConfigs")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
+        current.audit_configs = policy.get("auditConfigs").and_then(Value::as_array).cloned().unwrap_or_default();
     }
     current.bindings = bindings;
     current.etag = new_etag();
@@ -182,11 +140,7 @@ pub fn test_permissions(body: &Value, held: impl Fn(&str) -> bool) -> Value {
         .filter(|p| p.as_str().is_some_and(&held))
         .cloned()
         .collect();
-    if perms.is_empty() {
-        json!({})
-    } else {
-        json!({"permissions": perms})
-    }
+    if perms.is_empty() { json!({}) } else { json!({"permissions": perms}) }
 }
 
 #[cfg(test)]
@@ -200,15 +154,13 @@ mod tests {
     #[test]
     fn stale_etag_is_aborted_and_fresh_one_works() {
         let mut p = Policy::default();
-        let body = json!({"policy": {"etag": p.etag, "bindings": [{"role": "roles/viewer", "members": ["user:a@b.c"]}]}});
+        let body =
+            json!({"policy": {"etag": p.etag, "bindings": [{"role": "roles/viewer", "members": ["user:a@b.c"]}]}});
         set(&mut p, &body, ok).unwrap();
         assert_ne!(p.etag, "ACAB");
         // The same (now stale) etag again.
         let err = set(&mut p, &body, ok).unwrap_err();
-        assert_eq!(
-            (err.http, err.status, err.reason),
-            (409, "ABORTED", "aborted")
-        );
+        assert_eq!((err.http, err.status, err.reason), (409, "ABORTED", "aborted"));
         // Without an etag the write is unconditional.
         set(&mut p, &json!({"policy": {"bindings": []}}), ok).unwrap();
         assert!(p.bindings.is_empty());
@@ -222,10 +174,7 @@ mod tests {
             {"role": "roles/editor", "members": ["user:a@b.c", "user:a@b.c"]}]}});
         set(&mut p, &body, ok).unwrap();
         let r = render(&p);
-        assert_eq!(
-            r["bindings"],
-            json!([{"role": "roles/editor", "members": ["user:a@b.c"]}])
-        );
+        assert_eq!(r["bindings"], json!([{"role": "roles/editor", "members": ["user:a@b.c"]}]));
         assert_eq!(r["version"], 1);
     }
 
@@ -233,22 +182,8 @@ mod tests {
     fn conditions_need_version_3() {
         let mut p = Policy::default();
         let b = json!({"role": "roles/viewer", "members": ["user:a@b.c"], "condition": {"title": "t", "expression": "true"}});
-        assert_eq!(
-            set(
-                &mut p,
-                &json!({"policy": {"version": 1, "bindings": [b]}}),
-                ok
-            )
-            .unwrap_err()
-            .http,
-            400
-        );
-        set(
-            &mut p,
-            &json!({"policy": {"version": 3, "bindings": [b]}}),
-            ok,
-        )
-        .unwrap();
+        assert_eq!(set(&mut p, &json!({"policy": {"version": 1, "bindings": [b]}}), ok).unwrap_err().http, 400);
+        set(&mut p, &json!({"policy": {"version": 3, "bindings": [b]}}), ok).unwrap();
         assert_eq!(render(&p)["version"], 3);
     }
 

@@ -35,13 +35,8 @@ pub const RAW_APIS: &[&dyn RawApi] = &[&crate::storage::Storage];
 
 /// The JSON APIs, in the order they are asked whether they own a path (their paths do not
 /// overlap).
-pub const JSON_APIS: &[&dyn JsonApi] = &[
-    &crate::sql::Sql,
-    &crate::iam::Iam,
-    &crate::crm::Crm,
-    &crate::gke::Gke,
-    &crate::serviceusage::ServiceUsage,
-];
+pub const JSON_APIS: &[&dyn JsonApi] =
+    &[&crate::sql::Sql, &crate::iam::Iam, &crate::crm::Crm, &crate::gke::Gke, &crate::serviceusage::ServiceUsage];
 
 /// The APIs' runtime parts, made at start: Cloud SQL's PostgreSQL servers (under `pg_root`, or a
 /// temporary directory) and connector CA, Cloud Storage's object data (beside `state_file`, or in
@@ -164,14 +159,9 @@ async fn api_response(app: &Arc<App>, parts: &Parts, bytes: &[u8]) -> (&'static 
 fn authenticated(app: &App, parts: &Parts) -> Result<(), Box<Response>> {
     if let Some(token) = &app.config.access_token {
         let expected = format!("Bearer {token}");
-        let given = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok());
+        let given = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
         // The configured token, or one the token endpoint minted.
-        let minted = given
-            .and_then(|g| g.strip_prefix("Bearer "))
-            .is_some_and(|t| app.tokens.principal(t).is_some());
+        let minted = given.and_then(|g| g.strip_prefix("Bearer ")).is_some_and(|t| app.tokens.principal(t).is_some());
         if given != Some(expected.as_str()) && !minted {
             let e = ApiError::unauthenticated(
                 "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential.",
@@ -224,25 +214,10 @@ mod tests {
 
     #[test]
     fn routes_every_api() {
-        assert_eq!(
-            name(Method::POST, "/sql/v1beta4/projects/p/instances"),
-            Some("sql.instances.insert")
-        );
-        assert_eq!(
-            name(Method::GET, "/v1/projects/p/instances/i1"),
-            Some("sql.instances.get")
-        );
-        assert_eq!(
-            name(
-                Method::DELETE,
-                "/v1/projects/p/instances/i1/users?name=a%40p.iam"
-            ),
-            Some("sql.users.delete")
-        );
-        assert_eq!(
-            name(Method::GET, "/sql/v1beta4/projects/p/operations/x"),
-            Some("sql.operations.get")
-        );
+        assert_eq!(name(Method::POST, "/sql/v1beta4/projects/p/instances"), Some("sql.instances.insert"));
+        assert_eq!(name(Method::GET, "/v1/projects/p/instances/i1"), Some("sql.instances.get"));
+        assert_eq!(name(Method::DELETE, "/v1/projects/p/instances/i1/users?name=a%40p.iam"), Some("sql.users.delete"));
+        assert_eq!(name(Method::GET, "/sql/v1beta4/projects/p/operations/x"), Some("sql.operations.get"));
         assert_eq!(
             name(Method::POST, "/v1/projects/p:getIamPolicy"),
             Some("cloudresourcemanager.v1.projects.getIamPolicy")
@@ -252,57 +227,36 @@ mod tests {
             Some("cloudresourcemanager.v3.projects.setIamPolicy")
         );
         assert_eq!(
-            name(
-                Method::POST,
-                "/v1/projects/-/serviceAccounts/a%40p.iam.gserviceaccount.com:getIamPolicy"
-            ),
+            name(Method::POST, "/v1/projects/-/serviceAccounts/a%40p.iam.gserviceaccount.com:getIamPolicy"),
             Some("iam.serviceAccounts.getIamPolicy")
         );
         assert_eq!(
-            name(
-                Method::POST,
-                "/v1/projects/-/serviceAccounts/a@p.iam.gserviceaccount.com/keys"
-            ),
+            name(Method::POST, "/v1/projects/-/serviceAccounts/a@p.iam.gserviceaccount.com/keys"),
             Some("iam.serviceAccounts.keys.create")
         );
         assert_eq!(
-            name(
-                Method::POST,
-                "/v1/projects/p/locations/us-central1/clusters"
-            ),
+            name(Method::POST, "/v1/projects/p/locations/us-central1/clusters"),
             Some("container.clusters.create")
         );
         assert_eq!(
-            name(
-                Method::GET,
-                "/v1/projects/p/zones/us-central1-a/operations/op-1"
-            ),
+            name(Method::GET, "/v1/projects/p/zones/us-central1-a/operations/op-1"),
             Some("container.operations.get")
         );
         assert_eq!(
-            name(
-                Method::POST,
-                "/v1/projects/p/services/sqladmin.googleapis.com:enable"
-            ),
+            name(Method::POST, "/v1/projects/p/services/sqladmin.googleapis.com:enable"),
             Some("serviceusage.services.enable")
         );
         assert_eq!(
             name(Method::POST, "/v1/projects/p/services:batchEnable"),
             Some("serviceusage.services.batchEnable")
         );
-        assert_eq!(
-            name(Method::GET, "/v1/operations/acf.p2-1"),
-            Some("serviceusage.operations.get")
-        );
+        assert_eq!(name(Method::GET, "/v1/operations/acf.p2-1"), Some("serviceusage.operations.get"));
     }
 
     #[test]
     fn unknown_routes_are_none() {
         assert_eq!(name(Method::GET, "/v1/projects/p/roles"), None);
-        assert_eq!(
-            name(Method::POST, "/sql/v1beta4/projects/p/instances/i/clone"),
-            None
-        );
+        assert_eq!(name(Method::POST, "/sql/v1beta4/projects/p/instances/i/clone"), None);
         assert_eq!(name(Method::GET, "/compute/v1/projects/p/zones"), None);
     }
 
@@ -349,7 +303,10 @@ mod tests {
         assert_eq!(permission("sql.operations.get"), Some("cloudsql.instances.get"));
         assert_eq!(permission("sql.connect.generateEphemeralCert"), Some("cloudsql.instances.connect"));
         assert_eq!(permission("iam.serviceAccounts.keys.create"), Some("iam.serviceAccountKeys.create"));
-        assert_eq!(permission("cloudresourcemanager.v3.projects.setIamPolicy"), Some("resourcemanager.projects.setIamPolicy"));
+        assert_eq!(
+            permission("cloudresourcemanager.v3.projects.setIamPolicy"),
+            Some("resourcemanager.projects.setIamPolicy")
+        );
         assert_eq!(permission("container.operations.get"), Some("container.operations.get"));
         assert_eq!(permission("serviceusage.services.batchEnable"), Some("serviceusage.services.enable"));
         assert_eq!(permission("storage.objects.patch"), Some("storage.objects.update"));

@@ -40,10 +40,7 @@ impl Emulator {
     pub async fn start(config: Config) -> Result<Emulator, EmulatorError> {
         let (state, state_file, pg_root) = match &config.state_dir {
             Some(dir) => {
-                std::fs::create_dir_all(dir).map_err(|source| EmulatorError::StateDir {
-                    path: dir.clone(),
-                    source,
-                })?;
+                std::fs::create_dir_all(dir).map_err(|source| EmulatorError::StateDir { path: dir.clone(), source })?;
                 let file = dir.join("state.json");
                 (State::load(&file)?, Some(file), Some(dir.join("postgres")))
             }
@@ -53,16 +50,8 @@ impl Emulator {
 
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
-            .map_err(|source| EmulatorError::Bind {
-                addr: config.listen,
-                source,
-            })?;
-        let addr = listener
-            .local_addr()
-            .map_err(|source| EmulatorError::Bind {
-                addr: config.listen,
-                source,
-            })?;
+            .map_err(|source| EmulatorError::Bind { addr: config.listen, source })?;
+        let addr = listener.local_addr().map_err(|source| EmulatorError::Bind { addr: config.listen, source })?;
         let tls = config.tls;
         let tls_config = if tls {
             let connectors = extensions.get::<Connectors>().expect("the router registers the connector CA");
@@ -100,7 +89,8 @@ impl Emulator {
             }));
         }
         if let Some(at) = app.config.dns_listen {
-            let socket = crate::metadata::dns::bind(at).await.map_err(|source| EmulatorError::Bind { addr: at, source })?;
+            let socket =
+                crate::metadata::dns::bind(at).await.map_err(|source| EmulatorError::Bind { addr: at, source })?;
             side_tasks.push(tokio::spawn(crate::metadata::dns::serve(socket)));
         }
         crate::router::resume(&app).await;
@@ -123,13 +113,7 @@ impl Emulator {
             }),
             Some(cfg) => tokio::spawn(serve_https(listener, router, cfg, stopped)),
         };
-        Ok(Emulator {
-            app,
-            addr,
-            stop: Some(stop),
-            task: Some(task),
-            side_tasks,
-        })
+        Ok(Emulator { app, addr, stop: Some(stop), task: Some(task), side_tasks })
     }
 
     /// `http://127.0.0.1:PORT/`: the value for gcloud's `api_endpoint_overrides/*` and for the
@@ -197,27 +181,17 @@ impl Emulator {
 
     /// The PostgreSQL port of Cloud SQL instance `project/instance`, once it runs (5432).
     pub fn postgres_port(&self, project: &str, instance: &str) -> Option<u16> {
-        lock(&self.app.state)
-            .sql
-            .instances
-            .get(&format!("{project}/{instance}"))
-            .and_then(|i| i.pg_port)
+        lock(&self.app.state).sql.instances.get(&format!("{project}/{instance}")).and_then(|i| i.pg_port)
     }
 
     /// The address of Cloud SQL instance `project/instance` (its `PRIMARY` IP), once it runs.
     pub fn instance_address(&self, project: &str, instance: &str) -> Option<std::net::Ipv4Addr> {
-        lock(&self.app.state)
-            .sql
-            .instances
-            .get(&format!("{project}/{instance}"))
-            .and_then(|i| i.pg_host)
+        lock(&self.app.state).sql.instances.get(&format!("{project}/{instance}")).and_then(|i| i.pg_host)
     }
 
     /// The unix socket directory of that instance's server (connect as `cloudsqladmin`, trusted).
     pub fn postgres_socket_dir(&self, project: &str, instance: &str) -> Option<std::path::PathBuf> {
-        crate::sql::pg(&self.app)
-            .get(&format!("{project}/{instance}"))
-            .map(|s| s.socket_dir())
+        crate::sql::pg(&self.app).get(&format!("{project}/{instance}")).map(|s| s.socket_dir())
     }
 
     /// Stops the HTTP server and the PostgreSQL servers (their data is kept when persisting).
@@ -234,10 +208,7 @@ impl Emulator {
         }
         if let Some(task) = self.task.take() {
             // Open keep-alive connections could hold graceful shutdown forever.
-            if tokio::time::timeout(Duration::from_secs(2), task)
-                .await
-                .is_err()
-            {
+            if tokio::time::timeout(Duration::from_secs(2), task).await.is_err() {
                 tracing_err("HTTP server did not stop within 2 s; abandoning open connections");
             }
         }
@@ -307,8 +278,7 @@ async fn handle(AxumState(app): AxumState<Arc<App>>, req: Request<Body>) -> Resp
     let bytes = match to_bytes(body, 64 * 1024 * 1024).await {
         Ok(b) => b,
         Err(e) => {
-            return ApiError::invalid_argument(format!("cannot read the request body: {e}"))
-                .into_response();
+            return ApiError::invalid_argument(format!("cannot read the request body: {e}")).into_response();
         }
     };
     if path.starts_with("/_emulator/") || path == "/_emulator" {

@@ -112,11 +112,7 @@ pub struct Policy {
 impl Default for Policy {
     fn default() -> Self {
         // "ACAB" is the etag real IAM reports for a policy that was never written.
-        Policy {
-            bindings: Vec::new(),
-            audit_configs: Vec::new(),
-            etag: "ACAB".to_string(),
-        }
+        Policy { bindings: Vec::new(), audit_configs: Vec::new(), etag: "ACAB".to_string() }
     }
 }
 
@@ -285,15 +281,9 @@ impl State {
     pub fn project_id(&mut self, p: &str) -> String {
         let number = crate::util::project_number(p);
         if number == p {
-            self.project_ids
-                .get(p)
-                .cloned()
-                .unwrap_or_else(|| p.to_string())
+            self.project_ids.get(p).cloned().unwrap_or_else(|| p.to_string())
         } else {
-            self.project_ids
-                .entry(number)
-                .or_insert_with(|| p.to_string())
-                .clone()
+            self.project_ids.entry(number).or_insert_with(|| p.to_string()).clone()
         }
     }
 
@@ -305,17 +295,11 @@ impl State {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(State::default()),
             Err(source) => {
-                return Err(EmulatorError::StateDir {
-                    path: path.to_path_buf(),
-                    source,
-                });
+                return Err(EmulatorError::StateDir { path: path.to_path_buf(), source });
             }
         };
-        let mut state: State =
-            serde_json::from_str(&text).map_err(|source| EmulatorError::StateFile {
-                path: path.to_path_buf(),
-                source,
-            })?;
+        let mut state: State = serde_json::from_str(&text)
+            .map_err(|source| EmulatorError::StateFile { path: path.to_path_buf(), source })?;
         let now = crate::util::now_ms();
         for op in state.ops.values_mut() {
             if op.status != OpStatus::Done {
@@ -342,10 +326,7 @@ impl State {
 
     /// Writes the state file atomically (temporary file, then rename).
     pub fn save(&self, path: &Path) -> Result<(), EmulatorError> {
-        let err = |source| EmulatorError::StateDir {
-            path: path.to_path_buf(),
-            source,
-        };
+        let err = |source| EmulatorError::StateDir { path: path.to_path_buf(), source };
         let text = serde_json::to_string_pretty(self).map_err(|e| err(std::io::Error::other(e)))?;
         let tmp = path.with_extension("json.tmp");
         std::fs::write(&tmp, text).map_err(err)?;
@@ -373,10 +354,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.json");
         let mut s = State::default();
-        s.ops.insert(
-            "op1".into(),
-            Operation::new(OpApi::Sql, "op1".into(), "p", "CREATE", "i1"),
-        );
+        s.ops.insert("op1".into(), Operation::new(OpApi::Sql, "op1".into(), "p", "CREATE", "i1"));
         s.sql.instances.insert(
             "p/i1".into(),
             SqlInstance {
@@ -393,11 +371,6 @@ mod tests {
         assert_eq!(loaded.ops["op1"].status, OpStatus::Done);
         assert!(loaded.ops["op1"].error.is_some());
         assert_eq!(loaded.sql.instances["p/i1"].resource["state"], "FAILED");
-        assert!(
-            State::load(&dir.path().join("none.json"))
-                .unwrap()
-                .ops
-                .is_empty()
-        );
+        assert!(State::load(&dir.path().join("none.json")).unwrap().ops.is_empty());
     }
 }

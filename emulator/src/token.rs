@@ -40,4 +40,3 @@ impl Tokens {
         m.get(token).filter(|(_, exp)| *exp > Instant::now()).map(|(p, _)| p.clone())
     }
 }
-

@@ -10,10 +10,7 @@ use serde_json::Value;
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 /// RFC 3339 time with milliseconds, e.g. `2026-11-25T01:02:03.456Z`.
@@ -24,9 +21,7 @@ pub fn rfc3339(ms: u64) -> String {
 /// `n` random lowercase hex characters.
 pub fn random_hex(n: usize) -> String {
     let mut rng = rand::thread_rng();
-    (0..n)
-        .map(|_| char::from_digit(rng.gen_range(0..16), 16).unwrap_or('0'))
-        .collect()
+    (0..n).map(|_| char::from_digit(rng.gen_range(0..16), 16).unwrap_or('0')).collect()
 }
 
 /// A random numeric string of `n` digits, not starting with 0 (service-account unique ids).
@@ -43,14 +38,7 @@ pub fn random_digits(n: usize) -> String {
 /// A UUID-shaped random id (Cloud SQL operation names look like this).
 pub fn uuid_like() -> String {
     let h = random_hex(32);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
+    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
 }
 
 /// The project number the emulator reports for a project id: stable (FNV-1a of the id), 12 digits.

@@ -16,14 +16,7 @@ async fn binary_prints_ready_line_checks_token_and_stops_on_sigterm() {
     let token = dir.path().join("token");
     std::fs::write(&token, "bin-token\n").unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_gcp-emulator"))
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--gke-endpoint",
-            "https://127.0.0.1:6443",
-            "--op-duration-ms",
-            "100",
-        ])
+        .args(["--listen", "127.0.0.1:0", "--gke-endpoint", "https://127.0.0.1:6443", "--op-duration-ms", "100"])
         .arg("--access-token-file")
         .arg(&token)
         .stdout(Stdio::piped())
@@ -31,22 +24,24 @@ async fn binary_prints_ready_line_checks_token_and_stops_on_sigterm() {
         .spawn()
         .expect("start gcp-emulator");
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
     let base = line
         .trim()
         .strip_prefix("listening on ")
         .unwrap_or_else(|| panic!("unexpected ready line {line:?}"))
         .to_string();
-    assert!(
-        base.starts_with("http://127.0.0.1:") && base.ends_with('/'),
-        "{base}"
-    );
+    assert!(base.starts_with("http://127.0.0.1:") && base.ends_with('/'), "{base}");
 
     assert_eq!(call(&base, "GET", "/v1/projects/p", None).await.0, 401);
     let auth = [("Authorization", "Bearer bin-token")];
-    let (code, op) = call_with(&base, "POST", "/v1/projects/p/instances", Some(&json!({"name": "bin-db", "databaseVersion": "POSTGRES_15", "settings": {"tier": "db-f1-micro"}})), &auth).await;
+    let (code, op) = call_with(
+        &base,
+        "POST",
+        "/v1/projects/p/instances",
+        Some(&json!({"name": "bin-db", "databaseVersion": "POSTGRES_15", "settings": {"tier": "db-f1-micro"}})),
+        &auth,
+    )
+    .await;
     assert_eq!(code, 200, "{op}");
     // Operations are polled with the token too; use the admin settle endpoint (no token needed).
     let (code, _) = call(&base, "POST", "/_emulator/settle?timeout_ms=60000", None).await;
@@ -55,33 +50,15 @@ async fn binary_prints_ready_line_checks_token_and_stops_on_sigterm() {
     assert_eq!(inst["state"], "RUNNABLE", "{inst}");
     let ip: std::net::IpAddr = inst["ipAddresses"][0]["ipAddress"].as_str().unwrap().parse().unwrap();
     let port = std::net::SocketAddr::new(ip, 5432);
-    assert!(
-        tokio::net::TcpStream::connect(port)
-            .await
-            .is_ok()
-    );
+    assert!(tokio::net::TcpStream::connect(port).await.is_ok());
 
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(status.success());
-    let exit = tokio::task::spawn_blocking(move || child.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap();
+    let exit = tokio::task::spawn_blocking(move || child.wait_with_output()).await.unwrap().unwrap();
     assert!(exit.status.success(), "exit status {:?}", exit.status);
     let log = String::from_utf8_lossy(&exit.stderr);
-    assert!(
-        log.contains("POST /v1/projects/p/instances -> 200 sql.instances.insert"),
-        "{log}"
-    );
+    assert!(log.contains("POST /v1/projects/p/instances -> 200 sql.instances.insert"), "{log}");
     assert!(!log.contains("bin-token"), "the token must not be logged");
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(
-        tokio::net::TcpStream::connect(port)
-            .await
-            .is_err(),
-        "PostgreSQL stopped with the emulator"
-    );
+    assert!(tokio::net::TcpStream::connect(port).await.is_err(), "PostgreSQL stopped with the emulator");
 }

@@ -36,7 +36,11 @@ fn proxy_binary() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/skyform/testbed"));
     let p = cache.join(format!("cloud-sql-proxy-{v}/bin/cloud-sql-proxy"));
-    assert!(p.exists(), "the Cloud SQL Auth Proxy is not built: run scripts/testbed-build cloud-sql-proxy ({})", p.display());
+    assert!(
+        p.exists(),
+        "the Cloud SQL Auth Proxy is not built: run scripts/testbed-build cloud-sql-proxy ({})",
+        p.display()
+    );
     p
 }
 
@@ -63,7 +67,12 @@ async fn instance(base: &str, name: &str) -> Value {
     call(base, "GET", &format!("/v1/projects/{P}/instances/{name}"), None).await.1
 }
 
-async fn pg(host: &str, port: u16, user: &str, password: &str) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+async fn pg(
+    host: &str,
+    port: u16,
+    user: &str,
+    password: &str,
+) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
     let (client, conn) = tokio_postgres::Config::new()
         .host(host)
         .port(port)
@@ -87,7 +96,8 @@ async fn the_real_auth_proxy_connects_through_the_connector_endpoint() {
 
     // connectSettings, under both prefixes, with what the connectors read.
     for prefix in ["sql/v1beta4", "v1"] {
-        let (code, cs) = call(&base, "GET", &format!("/{prefix}/projects/{P}/instances/db/connectSettings"), None).await;
+        let (code, cs) =
+            call(&base, "GET", &format!("/{prefix}/projects/{P}/instances/db/connectSettings"), None).await;
         assert_eq!(code, 200, "{cs}");
         assert_eq!(cs["backendType"], "SECOND_GEN");
         assert_eq!(cs["region"], "us-central1");
@@ -97,9 +107,16 @@ async fn the_real_auth_proxy_connects_through_the_connector_endpoint() {
         assert!(cs["dnsName"].as_str().unwrap().ends_with(".connector-proj.us-central1.sql.goog"), "{cs}");
         assert!(cs["serverCaCert"]["cert"].as_str().unwrap().starts_with("-----BEGIN CERTIFICATE-----"));
     }
-    let (code, e) = call(&base, "POST", &format!("/sql/v1beta4/projects/{P}/instances/db:generateEphemeralCert"), Some(&json!({"public_key": "nope"}))).await;
+    let (code, e) = call(
+        &base,
+        "POST",
+        &format!("/sql/v1beta4/projects/{P}/instances/db:generateEphemeralCert"),
+        Some(&json!({"public_key": "nope"})),
+    )
+    .await;
     assert_eq!(code, 400, "{e}");
-    let (code, _) = call(&base, "GET", &format!("/sql/v1beta4/projects/{P}/instances/missing/connectSettings"), None).await;
+    let (code, _) =
+        call(&base, "GET", &format!("/sql/v1beta4/projects/{P}/instances/missing/connectSettings"), None).await;
     assert_eq!(code, 404);
 
     // Port 3307 refuses a TLS client without a certificate from the instance CA.
@@ -136,8 +153,17 @@ async fn the_real_auth_proxy_connects_through_the_connector_endpoint() {
     let key = rcgen::KeyPair::generate().unwrap();
     use base64::Engine;
     let spki = rcgen::PublicKeyData::subject_public_key_info(&key);
-    let pem = format!("-----BEGIN RSA PUBLIC KEY-----\n{}\n-----END RSA PUBLIC KEY-----\n", base64::engine::general_purpose::STANDARD.encode(&spki));
-    let (code, e) = call(&base, "POST", &format!("/v1/projects/{P}/instances/db:generateEphemeralCert"), Some(&json!({"public_key": pem}))).await;
+    let pem = format!(
+        "-----BEGIN RSA PUBLIC KEY-----\n{}\n-----END RSA PUBLIC KEY-----\n",
+        base64::engine::general_purpose::STANDARD.encode(&spki)
+    );
+    let (code, e) = call(
+        &base,
+        "POST",
+        &format!("/v1/projects/{P}/instances/db:generateEphemeralCert"),
+        Some(&json!({"public_key": pem})),
+    )
+    .await;
     assert_eq!(code, 200, "{e}");
     let client_cert = rustls_pemfile_certs(e["ephemeralCert"]["cert"].as_str().unwrap());
     let tls_with_cert = |ip: String, cs_dns: String| {
@@ -220,7 +246,18 @@ async fn the_real_auth_proxy_connects_through_the_connector_endpoint() {
         .max()
         .expect("psql");
     let out = tokio::process::Command::new(psql)
-        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "app", "-d", "postgres", "-Atc", "SELECT host(inet_server_addr())"])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-U",
+            "app",
+            "-d",
+            "postgres",
+            "-Atc",
+            "SELECT host(inet_server_addr())",
+        ])
         .env("PGPASSWORD", "app-pw")
         .output()
         .await
@@ -293,22 +330,45 @@ fn free_port() -> u16 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_file_logs_the_proxy_in_through_the_token_endpoint() {
     let admin = "admin-token-for-this-test";
-    let emu = Emulator::start(Config { access_token: Some(admin.into()), ..Default::default() }).await.expect("emulator");
+    let emu =
+        Emulator::start(Config { access_token: Some(admin.into()), ..Default::default() }).await.expect("emulator");
     let base = emu.base_url().to_string();
     let auth = format!("Bearer {admin}");
     let h = [("Authorization", auth.as_str())];
     let settle = || async { call(&base, "POST", "/_emulator/settle?timeout_ms=120000", None).await };
-    let (code, v) = call_with(&base, "POST", &format!("/v1/projects/{P}/instances"), Some(&json!({"name": "kdb", "region": "us-central1",
-        "databaseVersion": "POSTGRES_15", "rootPassword": "root-pw", "settings": {"tier": "db-custom-1-3840"}})), &h).await;
+    let (code, v) = call_with(
+        &base,
+        "POST",
+        &format!("/v1/projects/{P}/instances"),
+        Some(&json!({"name": "kdb", "region": "us-central1",
+        "databaseVersion": "POSTGRES_15", "rootPassword": "root-pw", "settings": {"tier": "db-custom-1-3840"}})),
+        &h,
+    )
+    .await;
     assert_eq!(code, 200, "{v}");
     settle().await;
-    let (code, v) = call_with(&base, "POST", &format!("/v1/projects/{P}/instances/kdb/users"), Some(&json!({"name": "app", "password": "app-pw"})), &h).await;
+    let (code, v) = call_with(
+        &base,
+        "POST",
+        &format!("/v1/projects/{P}/instances/kdb/users"),
+        Some(&json!({"name": "app", "password": "app-pw"})),
+        &h,
+    )
+    .await;
     assert_eq!(code, 200, "{v}");
     settle().await;
-    let (code, v) = call_with(&base, "POST", &format!("/v1/projects/{P}/serviceAccounts"), Some(&json!({"accountId": "proxy-sa"})), &h).await;
+    let (code, v) = call_with(
+        &base,
+        "POST",
+        &format!("/v1/projects/{P}/serviceAccounts"),
+        Some(&json!({"accountId": "proxy-sa"})),
+        &h,
+    )
+    .await;
     assert_eq!(code, 200, "{v}");
     let email = v["email"].as_str().unwrap().to_string();
-    let (code, key) = call_with(&base, "POST", &format!("/v1/projects/{P}/serviceAccounts/{email}/keys"), Some(&json!({})), &h).await;
+    let (code, key) =
+        call_with(&base, "POST", &format!("/v1/projects/{P}/serviceAccounts/{email}/keys"), Some(&json!({})), &h).await;
     assert_eq!(code, 200, "{key}");
     use base64::Engine;
     let file_json = base64::engine::general_purpose::STANDARD.decode(key["privateKeyData"].as_str().unwrap()).unwrap();
@@ -321,9 +381,10 @@ async fn a_key_file_logs_the_proxy_in_through_the_token_endpoint() {
     let port = free_port().to_string();
     let conn = format!("{P}:us-central1:kdb");
     let common = ["--sqladmin-api-endpoint", base.as_str(), "--port", port.as_str()];
-    let (mut proxy, _) = start_proxy(&[&common[..], &["--credentials-file", key_file.to_str().unwrap(), &conn]].concat())
-        .await
-        .unwrap_or_else(|log| panic!("the proxy did not start with the key file:\n{log}"));
+    let (mut proxy, _) =
+        start_proxy(&[&common[..], &["--credentials-file", key_file.to_str().unwrap(), &conn]].concat())
+            .await
+            .unwrap_or_else(|log| panic!("the proxy did not start with the key file:\n{log}"));
     let c = pg("127.0.0.1", port.parse().unwrap(), "app", "app-pw").await.expect("login through the proxy");
     assert_eq!(c.query_one("SELECT current_user", &[]).await.unwrap().get::<_, String>(0), "app");
     proxy.kill().await.ok();
@@ -333,7 +394,17 @@ async fn a_key_file_logs_the_proxy_in_through_the_token_endpoint() {
     let (code, v) = call_with(&base, "DELETE", &format!("/v1/{key_name}"), None, &h).await;
     assert_eq!(code, 200, "{v}");
     let port2 = free_port().to_string();
-    let log = match start_proxy(&["--sqladmin-api-endpoint", base.as_str(), "--port", port2.as_str(), "--credentials-file", key_file.to_str().unwrap(), &conn]).await {
+    let log = match start_proxy(&[
+        "--sqladmin-api-endpoint",
+        base.as_str(),
+        "--port",
+        port2.as_str(),
+        "--credentials-file",
+        key_file.to_str().unwrap(),
+        &conn,
+    ])
+    .await
+    {
         Err(log) => log,
         Ok((mut p, log)) => {
             let e = pg("127.0.0.1", port2.parse().unwrap(), "app", "app-pw").await;
@@ -351,7 +422,13 @@ fn rustls_pemfile_certs(pem: &str) -> Vec<rustls::pki_types::CertificateDer<'sta
     use base64::Engine;
     let mut out = Vec::new();
     for block in pem.split("-----BEGIN CERTIFICATE-----").skip(1) {
-        let body: String = block.split("-----END CERTIFICATE-----").next().unwrap_or("").chars().filter(|c| !c.is_whitespace()).collect();
+        let body: String = block
+            .split("-----END CERTIFICATE-----")
+            .next()
+            .unwrap_or("")
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .collect();
         out.push(base64::engine::general_purpose::STANDARD.decode(body).unwrap().into());
     }
     out
@@ -371,37 +448,65 @@ async fn iam_login_through_the_proxy_and_its_refusals() {
         "settings": {"tier": "db-custom-1-3840", "databaseFlags": [{"name": "cloudsql.iam_authentication", "value": "on"}]}}))).await;
     assert_eq!(code, 200, "{v}");
     settle().await;
-    let (_, sa) = call(&base, "POST", &format!("/v1/projects/{P}/serviceAccounts"), Some(&json!({"accountId": "iam-login"}))).await;
+    let (_, sa) =
+        call(&base, "POST", &format!("/v1/projects/{P}/serviceAccounts"), Some(&json!({"accountId": "iam-login"})))
+            .await;
     let email = sa["email"].as_str().unwrap().to_string();
     let iam_user = email.trim_end_matches(".gserviceaccount.com").to_string();
-    let (code, v) = call(&base, "POST", &format!("/v1/projects/{P}/instances/idb/users"), Some(&json!({"name": iam_user, "type": "CLOUD_IAM_SERVICE_ACCOUNT"}))).await;
+    let (code, v) = call(
+        &base,
+        "POST",
+        &format!("/v1/projects/{P}/instances/idb/users"),
+        Some(&json!({"name": iam_user, "type": "CLOUD_IAM_SERVICE_ACCOUNT"})),
+    )
+    .await;
     assert_eq!(code, 200, "{v}");
     settle().await;
     let set_roles = |roles: Vec<&'static str>| {
         let (base, email) = (base.clone(), email.clone());
         async move {
             let (_, pol) = call(&base, "POST", &format!("/v1/projects/{P}:getIamPolicy"), Some(&json!({}))).await;
-            let bindings: Vec<Value> = roles.iter().map(|r| json!({"role": r, "members": [format!("serviceAccount:{email}")]})).collect();
-            let (code, v) = call(&base, "POST", &format!("/v1/projects/{P}:setIamPolicy"), Some(&json!({"policy": {"bindings": bindings, "etag": pol["etag"]}}))).await;
+            let bindings: Vec<Value> =
+                roles.iter().map(|r| json!({"role": r, "members": [format!("serviceAccount:{email}")]})).collect();
+            let (code, v) = call(
+                &base,
+                "POST",
+                &format!("/v1/projects/{P}:setIamPolicy"),
+                Some(&json!({"policy": {"bindings": bindings, "etag": pol["etag"]}})),
+            )
+            .await;
             assert_eq!(code, 200, "{v}");
         }
     };
     set_roles(vec!["roles/cloudsql.client", "roles/cloudsql.instanceUser"]).await;
-    let (_, key) = call(&base, "POST", &format!("/v1/projects/{P}/serviceAccounts/{email}/keys"), Some(&json!({}))).await;
+    let (_, key) =
+        call(&base, "POST", &format!("/v1/projects/{P}/serviceAccounts/{email}/keys"), Some(&json!({}))).await;
     use base64::Engine;
     let dir = tempfile::tempdir().unwrap();
     let key_file = dir.path().join("key.json");
-    std::fs::write(&key_file, base64::engine::general_purpose::STANDARD.decode(key["privateKeyData"].as_str().unwrap()).unwrap()).unwrap();
+    std::fs::write(
+        &key_file,
+        base64::engine::general_purpose::STANDARD.decode(key["privateKeyData"].as_str().unwrap()).unwrap(),
+    )
+    .unwrap();
 
     let port = free_port();
     let (mut proxy, log) = start_proxy(&[
-        "--sqladmin-api-endpoint", base.as_str(), "--port", &port.to_string(), "--auto-iam-authn",
-        "--credentials-file", key_file.to_str().unwrap(), &format!("{P}:us-central1:idb"),
+        "--sqladmin-api-endpoint",
+        base.as_str(),
+        "--port",
+        &port.to_string(),
+        "--auto-iam-authn",
+        "--credentials-file",
+        key_file.to_str().unwrap(),
+        &format!("{P}:us-central1:idb"),
     ])
     .await
     .unwrap_or_else(|log| panic!("the proxy did not start:\n{log}"));
     // No password: the certificate is the identity.
-    let c = pg("127.0.0.1", port, &iam_user, "").await.unwrap_or_else(|e| panic!("IAM login: {e}\n{}", log.lock().unwrap()));
+    let c = pg("127.0.0.1", port, &iam_user, "")
+        .await
+        .unwrap_or_else(|e| panic!("IAM login: {e}\n{}", log.lock().unwrap()));
     assert_eq!(c.query_one("SELECT current_user", &[]).await.unwrap().get::<_, String>(0), iam_user);
     drop(c);
     let refused = |user: String| async move {
@@ -411,7 +516,10 @@ async fn iam_login_through_the_proxy_and_its_refusals() {
     };
     // Another user than the principal's.
     let (code, msg) = refused("postgres".into()).await;
-    assert_eq!((code.as_str(), msg.as_str()), ("28000", "Cloud SQL IAM service account authentication failed for user \"postgres\""));
+    assert_eq!(
+        (code.as_str(), msg.as_str()),
+        ("28000", "Cloud SQL IAM service account authentication failed for user \"postgres\"")
+    );
     // The instanceUser role taken away.
     set_roles(vec!["roles/cloudsql.client"]).await;
     let (code, msg) = refused(iam_user.clone()).await;
@@ -420,7 +528,13 @@ async fn iam_login_through_the_proxy_and_its_refusals() {
     set_roles(vec!["roles/cloudsql.client", "roles/cloudsql.instanceUser"]).await;
     assert!(pg("127.0.0.1", port, &iam_user, "").await.is_ok(), "the role given back");
     // The flag turned off.
-    let (code, v) = call(&base, "PATCH", &format!("/v1/projects/{P}/instances/idb"), Some(&json!({"settings": {"databaseFlags": []}}))).await;
+    let (code, v) = call(
+        &base,
+        "PATCH",
+        &format!("/v1/projects/{P}/instances/idb"),
+        Some(&json!({"settings": {"databaseFlags": []}})),
+    )
+    .await;
     assert_eq!(code, 200, "{v}");
     settle().await;
     let (code, _) = refused(iam_user.clone()).await;
@@ -431,8 +545,14 @@ async fn iam_login_through_the_proxy_and_its_refusals() {
     set_roles(vec!["roles/cloudsql.instanceUser"]).await;
     let port = free_port();
     let (mut proxy, log) = start_proxy(&[
-        "--sqladmin-api-endpoint", base.as_str(), "--port", &port.to_string(), "--auto-iam-authn",
-        "--credentials-file", key_file.to_str().unwrap(), &format!("{P}:us-central1:idb"),
+        "--sqladmin-api-endpoint",
+        base.as_str(),
+        "--port",
+        &port.to_string(),
+        "--auto-iam-authn",
+        "--credentials-file",
+        key_file.to_str().unwrap(),
+        &format!("{P}:us-central1:idb"),
     ])
     .await
     .unwrap_or_else(|log| panic!("the proxy did not start:\n{log}"));

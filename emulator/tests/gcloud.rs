@@ -28,11 +28,7 @@ impl<'a> Gcloud<'a> {
     /// The same, with another gcloud configuration directory (concurrent gcloud runs must not
     /// share one).
     fn with_config(&self, config: &'static str) -> Gcloud<'a> {
-        Gcloud {
-            base: self.base,
-            dir: self.dir,
-            config,
-        }
+        Gcloud { base: self.base, dir: self.dir, config }
     }
 
     /// Runs gcloud with `args`; panics with its output unless it succeeds. Returns stdout.
@@ -48,13 +44,7 @@ impl<'a> Gcloud<'a> {
             .env("CLOUDSDK_AUTH_ACCESS_TOKEN_FILE", self.dir.join("token"))
             .env("KUBECONFIG", self.dir.join("kubeconfig"))
             .kill_on_drop(true);
-        for api in [
-            "SQL",
-            "IAM",
-            "CLOUDRESOURCEMANAGER",
-            "CONTAINER",
-            "SERVICEUSAGE",
-        ] {
+        for api in ["SQL", "IAM", "CLOUDRESOURCEMANAGER", "CONTAINER", "SERVICEUSAGE"] {
             cmd.env(format!("CLOUDSDK_API_ENDPOINT_OVERRIDES_{api}"), self.base);
         }
         let out = tokio::time::timeout(Duration::from_secs(180), cmd.output())
@@ -75,8 +65,7 @@ impl<'a> Gcloud<'a> {
         let mut a = args.to_vec();
         a.push("--format=json");
         let out = self.run(&a).await;
-        serde_json::from_str(&out)
-            .unwrap_or_else(|e| panic!("gcloud {args:?} printed no JSON ({e}): {out}"))
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("gcloud {args:?} printed no JSON ({e}): {out}"))
     }
 }
 
@@ -90,8 +79,7 @@ fn gcloud_path() -> &'static str {
 }
 
 fn which_gcloud() -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|path| std::env::split_paths(&path).any(|d| d.join("gcloud").exists()))
+    std::env::var_os("PATH").is_some_and(|path| std::env::split_paths(&path).any(|d| d.join("gcloud").exists()))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -105,21 +93,13 @@ async fn gcloud_runs_the_skypilot_seed_against_the_emulator() {
     })
     .await
     .expect("emulator starts");
-    let g = Gcloud {
-        base: emu.base_url(),
-        dir: dir.path(),
-        config: "cfg-main",
-    };
+    let g = Gcloud { base: emu.base_url(), dir: dir.path(), config: "cfg-main" };
     let sa_email = format!("{SA}@{P}.iam.gserviceaccount.com");
     let pool = format!("{P}.svc.id.goog");
 
     // Three independent chains run side by side (each gcloud call costs seconds of CPU), each
     // with its own gcloud configuration directory.
-    let (gke, iam, sql) = (
-        g.with_config("cfg-gke"),
-        g.with_config("cfg-iam"),
-        g.with_config("cfg-sql"),
-    );
+    let (gke, iam, sql) = (g.with_config("cfg-gke"), g.with_config("cfg-iam"), g.with_config("cfg-sql"));
     tokio::join!(
         async {
             // Prerequisites: APIs, a GKE cluster with Workload Identity (today's flag), credentials.
@@ -141,34 +121,14 @@ async fn gcloud_runs_the_skypilot_seed_against_the_emulator() {
                 "--num-nodes=1",
             ])
             .await;
-            gke.run(&[
-                "container",
-                "clusters",
-                "get-credentials",
-                "skypilot-gke",
-                "--location=us-central1",
-            ])
-            .await;
+            gke.run(&["container", "clusters", "get-credentials", "skypilot-gke", "--location=us-central1"]).await;
             let kubeconfig = std::fs::read_to_string(dir.path().join("kubeconfig")).unwrap();
-            assert!(
-                kubeconfig.contains("server: https://127.0.0.1:6443"),
-                "{kubeconfig}"
-            );
-            assert!(
-                kubeconfig.contains("certificate-authority-data:"),
-                "{kubeconfig}"
-            );
+            assert!(kubeconfig.contains("server: https://127.0.0.1:6443"), "{kubeconfig}");
+            assert!(kubeconfig.contains("certificate-authority-data:"), "{kubeconfig}");
         },
         async {
             // The service account and its project roles.
-            iam.run(&[
-                "iam",
-                "service-accounts",
-                "create",
-                SA,
-                &format!("--display-name={SA}"),
-            ])
-            .await;
+            iam.run(&["iam", "service-accounts", "create", SA, &format!("--display-name={SA}")]).await;
             for role in ["roles/cloudsql.client", "roles/cloudsql.instanceUser"] {
                 iam.run(&[
                     "projects",
@@ -215,15 +175,7 @@ async fn gcloud_runs_the_skypilot_seed_against_the_emulator() {
                 "--database-flags=cloudsql.iam_authentication=on",
             ])
             .await;
-            sql.run(&[
-                "sql",
-                "databases",
-                "create",
-                "skypilot-db",
-                "--instance",
-                INSTANCE,
-            ])
-            .await;
+            sql.run(&["sql", "databases", "create", "skypilot-db", "--instance", INSTANCE]).await;
             sql.run(&[
                 "sql",
                 "users",
@@ -233,31 +185,18 @@ async fn gcloud_runs_the_skypilot_seed_against_the_emulator() {
                 "--type=cloud_iam_service_account",
             ])
             .await;
-            sql.run(&[
-                "sql",
-                "users",
-                "create",
-                "skypilot",
-                "--instance",
-                INSTANCE,
-                "--password",
-                "skypilot-pw",
-            ])
-            .await;
+            sql.run(&["sql", "users", "create", "skypilot", "--instance", INSTANCE, "--password", "skypilot-pw"]).await;
         },
     );
 
     // The key file is a valid credentials JSON with a real private key.
-    let key: Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.path().join("gcp-key.json")).unwrap())
-            .unwrap();
+    let key: Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("gcp-key.json")).unwrap()).unwrap();
     assert_eq!(key["type"], "service_account");
     assert_eq!(key["client_email"], sa_email.as_str());
     assert_eq!(key["project_id"], P);
     {
         use rsa::pkcs8::DecodePrivateKey;
-        rsa::RsaPrivateKey::from_pkcs8_pem(key["private_key"].as_str().unwrap())
-            .expect("valid PEM private key");
+        rsa::RsaPrivateKey::from_pkcs8_pem(key["private_key"].as_str().unwrap()).expect("valid PEM private key");
     }
 
     // describe/list show what was created (fetched side by side, then checked).
@@ -269,31 +208,20 @@ async fn gcloud_runs_the_skypilot_seed_against_the_emulator() {
         async {
             (
                 sql.json(&["sql", "instances", "describe", INSTANCE]).await,
-                sql.json(&["sql", "users", "list", "--instance", INSTANCE])
-                    .await,
-                sql.json(&["sql", "databases", "list", "--instance", INSTANCE])
-                    .await,
+                sql.json(&["sql", "users", "list", "--instance", INSTANCE]).await,
+                sql.json(&["sql", "databases", "list", "--instance", INSTANCE]).await,
             )
         },
         async {
             (
-                iam.json(&["iam", "service-accounts", "describe", &sa_email])
-                    .await,
+                iam.json(&["iam", "service-accounts", "describe", &sa_email]).await,
                 iam.json(&["projects", "get-iam-policy", P]).await,
-                iam.json(&["iam", "service-accounts", "get-iam-policy", &sa_email])
-                    .await,
+                iam.json(&["iam", "service-accounts", "get-iam-policy", &sa_email]).await,
             )
         },
         async {
             (
-                gke.json(&[
-                    "container",
-                    "clusters",
-                    "describe",
-                    "skypilot-gke",
-                    "--location=us-central1",
-                ])
-                .await,
+                gke.json(&["container", "clusters", "describe", "skypilot-gke", "--location=us-central1"]).await,
                 gke.json(&["container", "clusters", "list"]).await,
                 gke.json(&["services", "list", "--enabled"]).await,
             )
@@ -302,10 +230,7 @@ async fn gcloud_runs_the_skypilot_seed_against_the_emulator() {
     let inst = inst_json;
     assert_eq!(inst["state"], "RUNNABLE");
     assert_eq!(inst["databaseVersion"], "POSTGRES_15");
-    assert_eq!(
-        inst["settings"]["databaseFlags"][0]["name"],
-        "cloudsql.iam_authentication"
-    );
+    assert_eq!(inst["settings"]["databaseFlags"][0]["name"], "cloudsql.iam_authentication");
     // The address gcloud reports is where PostgreSQL listens, on 5432: the real psql
     // reaches it knowing nothing else.
     let ip = inst["ipAddresses"][0]["ipAddress"].as_str().expect("an ip").to_string();
@@ -322,12 +247,7 @@ async fn gcloud_runs_the_skypilot_seed_against_the_emulator() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|u| {
-            (
-                u["name"].as_str().unwrap().to_string(),
-                u["type"].as_str().unwrap_or("BUILT_IN").to_string(),
-            )
-        })
+        .map(|u| (u["name"].as_str().unwrap().to_string(), u["type"].as_str().unwrap_or("BUILT_IN").to_string()))
         .collect();
     users.sort();
     assert_eq!(
@@ -335,43 +255,20 @@ async fn gcloud_runs_the_skypilot_seed_against_the_emulator() {
         [
             ("postgres".to_string(), "BUILT_IN".to_string()),
             ("skypilot".to_string(), "BUILT_IN".to_string()),
-            (
-                format!("{SA}@{P}.iam"),
-                "CLOUD_IAM_SERVICE_ACCOUNT".to_string()
-            ),
+            (format!("{SA}@{P}.iam"), "CLOUD_IAM_SERVICE_ACCOUNT".to_string()),
         ]
     );
     let dbs = dbs_json;
-    assert!(
-        dbs.as_array()
-            .unwrap()
-            .iter()
-            .any(|d| d["name"] == "skypilot-db"),
-        "{dbs}"
-    );
+    assert!(dbs.as_array().unwrap().iter().any(|d| d["name"] == "skypilot-db"), "{dbs}");
     let sa = sa_json;
     assert_eq!(sa["displayName"], SA);
     let policy = policy_json;
-    let roles: Vec<&str> = policy["bindings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|b| b["role"].as_str().unwrap())
-        .collect();
-    assert_eq!(
-        roles,
-        ["roles/cloudsql.client", "roles/cloudsql.instanceUser"]
-    );
+    let roles: Vec<&str> = policy["bindings"].as_array().unwrap().iter().map(|b| b["role"].as_str().unwrap()).collect();
+    assert_eq!(roles, ["roles/cloudsql.client", "roles/cloudsql.instanceUser"]);
     let sa_policy = sa_policy_json;
-    assert_eq!(
-        sa_policy["bindings"][0]["members"][0],
-        format!("serviceAccount:{pool}[skypilot/skypilot-api-sa]")
-    );
+    assert_eq!(sa_policy["bindings"][0]["members"][0], format!("serviceAccount:{pool}[skypilot/skypilot-api-sa]"));
     let cluster = cluster_json;
-    assert_eq!(
-        cluster["workloadIdentityConfig"]["workloadPool"],
-        pool.as_str()
-    );
+    assert_eq!(cluster["workloadIdentityConfig"]["workloadPool"], pool.as_str());
     assert_eq!(cluster["status"], "RUNNING");
     let clusters = clusters_json;
     assert_eq!(clusters.as_array().unwrap().len(), 1);
@@ -390,38 +287,14 @@ async fn gcloud_runs_the_skypilot_seed_against_the_emulator() {
         )
         .await
         .expect("the IAM user's role exists");
-    assert_eq!(
-        (
-            row.get::<_, bool>(0),
-            row.get::<_, bool>(1),
-            row.get::<_, bool>(2)
-        ),
-        (true, false, false)
-    );
-    let row = pg
-        .query_one(
-            "SELECT pg_has_role('skypilot', 'cloudsqlsuperuser', 'MEMBER')",
-            &[],
-        )
-        .await
-        .unwrap();
-    assert!(
-        row.get::<_, bool>(0),
-        "built-in users are members of cloudsqlsuperuser"
-    );
-    let n: i64 = pg
-        .query_one(
-            "SELECT count(*) FROM pg_database WHERE datname = 'skypilot-db'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    assert_eq!((row.get::<_, bool>(0), row.get::<_, bool>(1), row.get::<_, bool>(2)), (true, false, false));
+    let row = pg.query_one("SELECT pg_has_role('skypilot', 'cloudsqlsuperuser', 'MEMBER')", &[]).await.unwrap();
+    assert!(row.get::<_, bool>(0), "built-in users are members of cloudsqlsuperuser");
+    let n: i64 =
+        pg.query_one("SELECT count(*) FROM pg_database WHERE datname = 'skypilot-db'", &[]).await.unwrap().get(0);
     assert_eq!(n, 1);
     // The seed's own SQL step, as the postgres user.
-    pg.batch_execute(&format!("GRANT \"cloudsqlsuperuser\" TO \"{iam_user}\""))
-        .await
-        .expect("seed GRANT runs");
+    pg.batch_execute(&format!("GRANT \"cloudsqlsuperuser\" TO \"{iam_user}\"")).await.expect("seed GRANT runs");
     let app = connect(ip, "skypilot", "skypilot-pw", "skypilot-db").await;
     app.batch_execute("CREATE TABLE t (x int); INSERT INTO t VALUES (1)")
         .await

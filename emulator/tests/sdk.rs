@@ -13,9 +13,7 @@
 use std::time::Duration;
 
 use gcp_emulator::{Config, Emulator};
-use google_cloud_sql_v1::client::{
-    SqlDatabasesService, SqlInstancesService, SqlOperationsService, SqlUsersService,
-};
+use google_cloud_sql_v1::client::{SqlDatabasesService, SqlInstancesService, SqlOperationsService, SqlUsersService};
 use google_cloud_sql_v1::model;
 
 const P: &str = "sdk-proj";
@@ -27,13 +25,7 @@ fn install_crypto() {
 
 async fn wait(ops: &SqlOperationsService, op: model::Operation) -> model::Operation {
     for _ in 0..600 {
-        let got = ops
-            .get()
-            .set_project(P)
-            .set_operation(&op.name)
-            .send()
-            .await
-            .expect("operations.get");
+        let got = ops.get().set_project(P).set_operation(&op.name).send().await.expect("operations.get");
         if got.status == model::operation::SqlOperationStatus::Done {
             return got;
         }
@@ -45,9 +37,7 @@ async fn wait(ops: &SqlOperationsService, op: model::Operation) -> model::Operat
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn google_rust_sdk_creates_reads_and_deletes_cloud_sql_resources() {
     install_crypto();
-    let emu = Emulator::start(Config::default())
-        .await
-        .expect("emulator starts");
+    let emu = Emulator::start(Config::default()).await.expect("emulator starts");
     let endpoint = emu.base_url().trim_end_matches('/').to_string();
     let creds = || google_cloud_auth::credentials::anonymous::Builder::new().build();
     let instances = SqlInstancesService::builder()
@@ -68,12 +58,8 @@ async fn google_rust_sdk_creates_reads_and_deletes_cloud_sql_resources() {
         .build()
         .await
         .expect("client");
-    let users = SqlUsersService::builder()
-        .with_endpoint(&endpoint)
-        .with_credentials(creds())
-        .build()
-        .await
-        .expect("client");
+    let users =
+        SqlUsersService::builder().with_endpoint(&endpoint).with_credentials(creds()).build().await.expect("client");
 
     // Instance: insert, wait, get.
     let body = model::DatabaseInstance::new()
@@ -82,36 +68,15 @@ async fn google_rust_sdk_creates_reads_and_deletes_cloud_sql_resources() {
         .set_database_version(model::SqlDatabaseVersion::Postgres15)
         .set_root_password("sdk-root")
         .set_settings(model::Settings::new().set_tier("db-custom-1-3840"));
-    let op = instances
-        .insert()
-        .set_project(P)
-        .set_body(body)
-        .send()
-        .await
-        .expect("instances.insert");
+    let op = instances.insert().set_project(P).set_body(body).send().await.expect("instances.insert");
     let done = wait(&ops, op).await;
     assert!(done.error.is_none(), "{done:?}");
-    let inst = instances
-        .get()
-        .set_project(P)
-        .set_instance("sdk-db")
-        .send()
-        .await
-        .expect("instances.get");
-    assert_eq!(
-        inst.state,
-        model::database_instance::SqlInstanceState::Runnable
-    );
+    let inst = instances.get().set_project(P).set_instance("sdk-db").send().await.expect("instances.get");
+    assert_eq!(inst.state, model::database_instance::SqlInstanceState::Runnable);
     assert_eq!(inst.database_version, model::SqlDatabaseVersion::Postgres15);
     assert_eq!(inst.connection_name, format!("{P}:europe-west1:sdk-db"));
-    assert_eq!(
-        inst.settings.as_ref().map(|s| s.tier.as_str()),
-        Some("db-custom-1-3840")
-    );
-    assert_eq!(
-        inst.settings.as_ref().and_then(|s| s.settings_version),
-        Some(1)
-    );
+    assert_eq!(inst.settings.as_ref().map(|s| s.tier.as_str()), Some("db-custom-1-3840"));
+    assert_eq!(inst.settings.as_ref().and_then(|s| s.settings_version), Some(1));
     let ip = inst.ip_addresses[0].ip_address.clone();
     assert!(ip.starts_with("127.") && ip != "127.0.0.1", "an address of its own: {ip}");
 
@@ -125,56 +90,29 @@ async fn google_rust_sdk_creates_reads_and_deletes_cloud_sql_resources() {
         .await
         .expect("databases.insert");
     assert!(wait(&ops, op).await.error.is_none());
-    let db = dbs
-        .get()
-        .set_project(P)
-        .set_instance("sdk-db")
-        .set_database("appdb")
-        .send()
-        .await
-        .expect("databases.get");
+    let db = dbs.get().set_project(P).set_instance("sdk-db").set_database("appdb").send().await.expect("databases.get");
     assert_eq!(db.charset, "UTF8");
 
     // Users: a built-in one and an IAM service account (enum sent as a number).
     for user in [
         model::User::new().set_name("app").set_password("app-pw"),
-        model::User::new()
-            .set_name("robot@sdk-proj.iam")
-            .set_type(model::user::SqlUserType::CloudIamServiceAccount),
+        model::User::new().set_name("robot@sdk-proj.iam").set_type(model::user::SqlUserType::CloudIamServiceAccount),
     ] {
-        let op = users
-            .insert()
-            .set_project(P)
-            .set_instance("sdk-db")
-            .set_body(user)
-            .send()
-            .await
-            .expect("users.insert");
+        let op =
+            users.insert().set_project(P).set_instance("sdk-db").set_body(user).send().await.expect("users.insert");
         let done = wait(&ops, op).await;
         assert!(done.error.is_none(), "{done:?}");
     }
-    let list = users
-        .list()
-        .set_project(P)
-        .set_instance("sdk-db")
-        .send()
-        .await
-        .expect("users.list");
-    let mut got: Vec<(String, model::user::SqlUserType)> = list
-        .items
-        .iter()
-        .map(|u| (u.name.clone(), u.r#type.clone()))
-        .collect();
+    let list = users.list().set_project(P).set_instance("sdk-db").send().await.expect("users.list");
+    let mut got: Vec<(String, model::user::SqlUserType)> =
+        list.items.iter().map(|u| (u.name.clone(), u.r#type.clone())).collect();
     got.sort_by(|a, b| a.0.cmp(&b.0));
     assert_eq!(
         got,
         [
             ("app".to_string(), model::user::SqlUserType::BuiltIn),
             ("postgres".to_string(), model::user::SqlUserType::BuiltIn),
-            (
-                "robot@sdk-proj.iam".to_string(),
-                model::user::SqlUserType::CloudIamServiceAccount
-            ),
+            ("robot@sdk-proj.iam".to_string(), model::user::SqlUserType::CloudIamServiceAccount),
         ]
     );
 
@@ -190,26 +128,13 @@ async fn google_rust_sdk_creates_reads_and_deletes_cloud_sql_resources() {
         .await
         .expect("connect as the SDK-created user");
     tokio::spawn(conn);
-    let n: i64 = pg
-        .query_one(
-            "SELECT count(*) FROM pg_roles WHERE rolname = 'robot@sdk-proj.iam'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let n: i64 =
+        pg.query_one("SELECT count(*) FROM pg_roles WHERE rolname = 'robot@sdk-proj.iam'", &[]).await.unwrap().get(0);
     assert_eq!(n, 1);
     drop(pg);
 
     // Delete user, database, instance; then reads are 404.
-    let op = users
-        .delete()
-        .set_project(P)
-        .set_instance("sdk-db")
-        .set_name("app")
-        .send()
-        .await
-        .expect("users.delete");
+    let op = users.delete().set_project(P).set_instance("sdk-db").set_name("app").send().await.expect("users.delete");
     assert!(wait(&ops, op).await.error.is_none());
     let op = dbs
         .delete()
@@ -220,30 +145,10 @@ async fn google_rust_sdk_creates_reads_and_deletes_cloud_sql_resources() {
         .await
         .expect("databases.delete");
     assert!(wait(&ops, op).await.error.is_none());
-    assert!(
-        dbs.get()
-            .set_project(P)
-            .set_instance("sdk-db")
-            .set_database("appdb")
-            .send()
-            .await
-            .is_err()
-    );
-    let op = instances
-        .delete()
-        .set_project(P)
-        .set_instance("sdk-db")
-        .send()
-        .await
-        .expect("instances.delete");
+    assert!(dbs.get().set_project(P).set_instance("sdk-db").set_database("appdb").send().await.is_err());
+    let op = instances.delete().set_project(P).set_instance("sdk-db").send().await.expect("instances.delete");
     assert!(wait(&ops, op).await.error.is_none());
-    let err = instances
-        .get()
-        .set_project(P)
-        .set_instance("sdk-db")
-        .send()
-        .await
-        .expect_err("deleted");
+    let err = instances.get().set_project(P).set_instance("sdk-db").send().await.expect_err("deleted");
     assert_eq!(err.http_status_code(), Some(404), "{err:?}");
     emu.shutdown().await;
 }
@@ -254,9 +159,7 @@ async fn google_rust_sdk_manages_service_accounts_keys_and_policies() {
     use google_cloud_iam_admin_v1::model as iam;
     use google_cloud_iam_v1::model::{Binding, Policy};
     install_crypto();
-    let emu = Emulator::start(Config::default())
-        .await
-        .expect("emulator starts");
+    let emu = Emulator::start(Config::default()).await.expect("emulator starts");
     let endpoint = emu.base_url().trim_end_matches('/').to_string();
     let client = Iam::builder()
         .with_endpoint(&endpoint)
@@ -276,16 +179,8 @@ async fn google_rust_sdk_manages_service_accounts_keys_and_policies() {
     let email = format!("sdk-robot@{P}.iam.gserviceaccount.com");
     assert_eq!(sa.email, email);
     let name = format!("projects/-/serviceAccounts/{email}");
-    let got = client
-        .get_service_account()
-        .set_name(&name)
-        .send()
-        .await
-        .expect("get");
-    assert_eq!(
-        (got.display_name.as_str(), got.unique_id.len()),
-        ("SDK robot", 21)
-    );
+    let got = client.get_service_account().set_name(&name).send().await.expect("get");
+    assert_eq!((got.display_name.as_str(), got.unique_id.len()), ("SDK robot", 21));
 
     // A key: the SDK decodes privateKeyData to the credentials JSON.
     let key = client
@@ -295,45 +190,22 @@ async fn google_rust_sdk_manages_service_accounts_keys_and_policies() {
         .send()
         .await
         .expect("keys.create");
-    let creds: serde_json::Value =
-        serde_json::from_slice(&key.private_key_data).expect("credentials JSON");
+    let creds: serde_json::Value = serde_json::from_slice(&key.private_key_data).expect("credentials JSON");
     assert_eq!(creds["client_email"], email.as_str());
-    assert!(
-        creds["private_key"]
-            .as_str()
-            .unwrap()
-            .starts_with(concat!("-----BEGIN ", "PRIVATE", " KEY-----"))
-    );
-    let keys = client
-        .list_service_account_keys()
-        .set_name(&name)
-        .send()
-        .await
-        .expect("keys.list");
+    assert!(creds["private_key"].as_str().unwrap().starts_with(concat!("-----BEGIN ", "PRIVATE", " KEY-----")));
+    let keys = client.list_service_account_keys().set_name(&name).send().await.expect("keys.list");
     assert_eq!(keys.keys.len(), 1);
-    assert_eq!(
-        keys.keys[0].key_type,
-        iam::list_service_account_keys_request::KeyType::UserManaged
-    );
+    assert_eq!(keys.keys[0].key_type, iam::list_service_account_keys_request::KeyType::UserManaged);
 
     // Policy read-modify-write with the etag; a stale etag is refused.
-    let p0 = client
-        .get_iam_policy()
-        .set_resource(&name)
-        .send()
-        .await
-        .expect("getIamPolicy");
+    let p0 = client.get_iam_policy().set_resource(&name).send().await.expect("getIamPolicy");
     let binding = Binding::new()
         .set_role("roles/iam.workloadIdentityUser")
         .set_members([format!("serviceAccount:{P}.svc.id.goog[ns/ksa]")]);
     let p1 = client
         .set_iam_policy()
         .set_resource(&name)
-        .set_policy(
-            Policy::new()
-                .set_bindings([binding.clone()])
-                .set_etag(p0.etag.clone()),
-        )
+        .set_policy(Policy::new().set_bindings([binding.clone()]).set_etag(p0.etag.clone()))
         .send()
         .await
         .expect("setIamPolicy");
@@ -348,24 +220,9 @@ async fn google_rust_sdk_manages_service_accounts_keys_and_policies() {
     assert_eq!(stale.http_status_code(), Some(409), "{stale:?}");
 
     // Delete key and account.
-    client
-        .delete_service_account_key()
-        .set_name(&key.name)
-        .send()
-        .await
-        .expect("keys.delete");
-    client
-        .delete_service_account()
-        .set_name(&name)
-        .send()
-        .await
-        .expect("delete");
-    let err = client
-        .get_service_account()
-        .set_name(&name)
-        .send()
-        .await
-        .expect_err("deleted");
+    client.delete_service_account_key().set_name(&key.name).send().await.expect("keys.delete");
+    client.delete_service_account().set_name(&name).send().await.expect("delete");
+    let err = client.get_service_account().set_name(&name).send().await.expect_err("deleted");
     assert_eq!(err.http_status_code(), Some(404));
     emu.shutdown().await;
 }
@@ -380,50 +237,24 @@ async fn google_rust_sdk_drives_resource_manager_gke_and_service_usage() {
     use google_cloud_lro::Poller;
     use google_cloud_resourcemanager_v3::client::Projects;
     install_crypto();
-    let emu = Emulator::start(Config {
-        gke_endpoint: "https://127.0.0.1:6443".into(),
-        ..Config::default()
-    })
-    .await
-    .expect("emulator starts");
+    let emu = Emulator::start(Config { gke_endpoint: "https://127.0.0.1:6443".into(), ..Config::default() })
+        .await
+        .expect("emulator starts");
     let endpoint = emu.base_url().trim_end_matches('/').to_string();
     let creds = || google_cloud_auth::credentials::anonymous::Builder::new().build();
 
     // Resource Manager v3: the project and its policy.
-    let projects = Projects::builder()
-        .with_endpoint(&endpoint)
-        .with_credentials(creds())
-        .build()
-        .await
-        .expect("client");
-    let project = projects
-        .get_project()
-        .set_name(format!("projects/{P}"))
-        .send()
-        .await
-        .expect("projects.get");
+    let projects =
+        Projects::builder().with_endpoint(&endpoint).with_credentials(creds()).build().await.expect("client");
+    let project = projects.get_project().set_name(format!("projects/{P}")).send().await.expect("projects.get");
     assert_eq!(project.project_id, P);
-    assert_eq!(
-        project.state,
-        google_cloud_resourcemanager_v3::model::project::State::Active
-    );
-    let p0 = projects
-        .get_iam_policy()
-        .set_resource(format!("projects/{P}"))
-        .send()
-        .await
-        .expect("getIamPolicy");
-    let binding = Binding::new()
-        .set_role("roles/viewer")
-        .set_members(["user:ops@example.com"]);
+    assert_eq!(project.state, google_cloud_resourcemanager_v3::model::project::State::Active);
+    let p0 = projects.get_iam_policy().set_resource(format!("projects/{P}")).send().await.expect("getIamPolicy");
+    let binding = Binding::new().set_role("roles/viewer").set_members(["user:ops@example.com"]);
     let p1 = projects
         .set_iam_policy()
         .set_resource(format!("projects/{P}"))
-        .set_policy(
-            Policy::new()
-                .set_bindings([binding.clone()])
-                .set_etag(p0.etag.clone()),
-        )
+        .set_policy(Policy::new().set_bindings([binding.clone()]).set_etag(p0.etag.clone()))
         .send()
         .await
         .expect("setIamPolicy");
@@ -438,12 +269,8 @@ async fn google_rust_sdk_drives_resource_manager_gke_and_service_usage() {
     assert_eq!(stale.http_status_code(), Some(409));
 
     // Service Usage: enable (LRO through the SDK's poller), get, list, disable.
-    let usage = ServiceUsage::builder()
-        .with_endpoint(&endpoint)
-        .with_credentials(creds())
-        .build()
-        .await
-        .expect("client");
+    let usage =
+        ServiceUsage::builder().with_endpoint(&endpoint).with_credentials(creds()).build().await.expect("client");
     let enabled = usage
         .enable_service()
         .set_name(format!("projects/{P}/services/container.googleapis.com"))
@@ -452,9 +279,7 @@ async fn google_rust_sdk_drives_resource_manager_gke_and_service_usage() {
         .await
         .expect("services.enable");
     assert_eq!(enabled.service.expect("service").state, su::State::Enabled);
-    emu.set_op_durations(gcp_emulator::OpDurations::uniform(Duration::from_millis(
-        300,
-    )));
+    emu.set_op_durations(gcp_emulator::OpDurations::uniform(Duration::from_millis(300)));
     let batch = usage
         .batch_enable_services()
         .set_parent(format!("projects/{P}"))
@@ -489,12 +314,8 @@ async fn google_rust_sdk_drives_resource_manager_gke_and_service_usage() {
         .expect("services.disable");
 
     // GKE: create a cluster with Workload Identity, read it and its node pool, update, delete.
-    let gke_client = ClusterManager::builder()
-        .with_endpoint(&endpoint)
-        .with_credentials(creds())
-        .build()
-        .await
-        .expect("client");
+    let gke_client =
+        ClusterManager::builder().with_endpoint(&endpoint).with_credentials(creds()).build().await.expect("client");
     let parent = format!("projects/{P}/locations/us-central1");
     let wait = |name: String| {
         let c = gke_client.clone();
@@ -518,78 +339,36 @@ async fn google_rust_sdk_drives_resource_manager_gke_and_service_usage() {
     };
     let cluster = gke::Cluster::new()
         .set_name("sdk-gke")
-        .set_node_pools([gke::NodePool::new()
-            .set_name("pool-a")
-            .set_initial_node_count(1)])
-        .set_workload_identity_config(
-            gke::WorkloadIdentityConfig::new().set_workload_pool(format!("{P}.svc.id.goog")),
-        );
-    let op = gke_client
-        .create_cluster()
-        .set_parent(&parent)
-        .set_cluster(cluster)
-        .send()
-        .await
-        .expect("clusters.create");
+        .set_node_pools([gke::NodePool::new().set_name("pool-a").set_initial_node_count(1)])
+        .set_workload_identity_config(gke::WorkloadIdentityConfig::new().set_workload_pool(format!("{P}.svc.id.goog")));
+    let op =
+        gke_client.create_cluster().set_parent(&parent).set_cluster(cluster).send().await.expect("clusters.create");
     assert_eq!(op.operation_type, gke::operation::Type::CreateCluster);
     wait(op.name).await;
     let name = format!("{parent}/clusters/sdk-gke");
-    let got = gke_client
-        .get_cluster()
-        .set_name(&name)
-        .send()
-        .await
-        .expect("clusters.get");
+    let got = gke_client.get_cluster().set_name(&name).send().await.expect("clusters.get");
     assert_eq!(got.status, gke::cluster::Status::Running);
     assert_eq!(got.endpoint, "127.0.0.1:6443");
-    assert!(
-        !got.master_auth
-            .expect("masterAuth")
-            .cluster_ca_certificate
-            .is_empty()
-    );
-    let pool = gke_client
-        .get_node_pool()
-        .set_name(format!("{name}/nodePools/pool-a"))
-        .send()
-        .await
-        .expect("nodePools.get");
+    assert!(!got.master_auth.expect("masterAuth").cluster_ca_certificate.is_empty());
+    let pool =
+        gke_client.get_node_pool().set_name(format!("{name}/nodePools/pool-a")).send().await.expect("nodePools.get");
     assert_eq!(pool.initial_node_count, 1);
     let op = gke_client
         .update_cluster()
         .set_name(&name)
         .set_update(
-            gke::ClusterUpdate::new().set_desired_workload_identity_config(
-                gke::WorkloadIdentityConfig::new().set_workload_pool(""),
-            ),
+            gke::ClusterUpdate::new()
+                .set_desired_workload_identity_config(gke::WorkloadIdentityConfig::new().set_workload_pool("")),
         )
         .send()
         .await
         .expect("clusters.update");
     wait(op.name).await;
-    let got = gke_client
-        .get_cluster()
-        .set_name(&name)
-        .send()
-        .await
-        .expect("clusters.get");
-    assert!(
-        got.workload_identity_config
-            .is_none_or(|w| w.workload_pool.is_empty())
-    );
-    let op = gke_client
-        .delete_cluster()
-        .set_name(&name)
-        .send()
-        .await
-        .expect("clusters.delete");
+    let got = gke_client.get_cluster().set_name(&name).send().await.expect("clusters.get");
+    assert!(got.workload_identity_config.is_none_or(|w| w.workload_pool.is_empty()));
+    let op = gke_client.delete_cluster().set_name(&name).send().await.expect("clusters.delete");
     wait(op.name).await;
-    let err = gke_client
-        .get_cluster()
-        .set_name(&name)
-        .send()
-        .await
-        .expect_err("deleted");
+    let err = gke_client.get_cluster().set_name(&name).send().await.expect_err("deleted");
     assert_eq!(err.http_status_code(), Some(404));
     emu.shutdown().await;
 }

@@ -55,12 +55,16 @@ async fn ok(base: &str, dir: &Path, args: &[&str]) -> String {
 async fn gcloud_storage_creates_copies_lists_reads_and_removes() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("token"), "storage-test-token").unwrap();
-    let emu = Emulator::start(Config { access_token: Some("storage-test-token".into()), ..Config::default() }).await.unwrap();
+    let emu =
+        Emulator::start(Config { access_token: Some("storage-test-token".into()), ..Config::default() }).await.unwrap();
     let base = emu.base_url();
     let d = dir.path();
 
     ok(base, d, &["storage", "buckets", "create", &format!("gs://{B}"), "--location", "us-central1"]).await;
-    let described: Value = serde_json::from_str(&ok(base, d, &["storage", "buckets", "describe", &format!("gs://{B}"), "--format=json"]).await).unwrap();
+    let described: Value = serde_json::from_str(
+        &ok(base, d, &["storage", "buckets", "describe", &format!("gs://{B}"), "--format=json"]).await,
+    )
+    .unwrap();
     assert_eq!(described["name"], B, "{described}");
     assert_eq!(described["location"], "US-CENTRAL1", "{described}");
     let buckets = ok(base, d, &["storage", "ls"]).await;
@@ -73,14 +77,25 @@ async fn gcloud_storage_creates_copies_lists_reads_and_removes() {
     ok(base, d, &["storage", "cp", "state.json", &format!("gs://{B}/skypilot/prod/state.json")]).await;
     ok(base, d, &["storage", "cp", "big.bin", &format!("gs://{B}/skypilot/big.bin")]).await;
     let stats = emu.stats();
-    assert!(stats.requests.get("storage.objects.insert").copied().unwrap_or(0) >= 3, "multipart + resumable start + chunk: {stats:?}");
+    assert!(
+        stats.requests.get("storage.objects.insert").copied().unwrap_or(0) >= 3,
+        "multipart + resumable start + chunk: {stats:?}"
+    );
 
     // cat and cp down check the hashes: they must be right.
-    assert_eq!(ok(base, d, &["storage", "cat", &format!("gs://{B}/skypilot/prod/state.json")]).await, "{\"serial\": 1}\n");
+    assert_eq!(
+        ok(base, d, &["storage", "cat", &format!("gs://{B}/skypilot/prod/state.json")]).await,
+        "{\"serial\": 1}\n"
+    );
     ok(base, d, &["storage", "cp", &format!("gs://{B}/skypilot/big.bin"), "back.bin"]).await;
     assert!(std::fs::read(d.join("back.bin")).unwrap() == big, "the big object came back intact");
     let meta: Value = serde_json::from_str(
-        &ok(base, d, &["storage", "objects", "describe", &format!("gs://{B}/skypilot/prod/state.json"), "--format=json"]).await,
+        &ok(
+            base,
+            d,
+            &["storage", "objects", "describe", &format!("gs://{B}/skypilot/prod/state.json"), "--format=json"],
+        )
+        .await,
     )
     .unwrap();
     assert_eq!(meta["md5_hash"], md5_b64(b"{\"serial\": 1}\n"), "{meta}");
@@ -88,22 +103,50 @@ async fn gcloud_storage_creates_copies_lists_reads_and_removes() {
 
     // ls with a delimiter, and recursively.
     let top = ok(base, d, &["storage", "ls", &format!("gs://{B}/skypilot/")]).await;
-    assert!(top.contains(&format!("gs://{B}/skypilot/prod/")) && top.contains(&format!("gs://{B}/skypilot/big.bin")), "{top}");
+    assert!(
+        top.contains(&format!("gs://{B}/skypilot/prod/")) && top.contains(&format!("gs://{B}/skypilot/big.bin")),
+        "{top}"
+    );
     let all = ok(base, d, &["storage", "ls", "-r", &format!("gs://{B}")]).await;
     assert!(all.contains("skypilot/prod/state.json"), "{all}");
 
     // Preconditions: a stale generation is refused, the right one accepted; no-clobber skips.
-    let (success, _, stderr) =
-        gcloud(base, d, &["storage", "cp", "state.json", &format!("gs://{B}/skypilot/prod/state.json"), "--if-generation-match=1"]).await;
+    let (success, _, stderr) = gcloud(
+        base,
+        d,
+        &["storage", "cp", "state.json", &format!("gs://{B}/skypilot/prod/state.json"), "--if-generation-match=1"],
+    )
+    .await;
     assert!(!success && stderr.contains("pre-conditions"), "{stderr}");
-    ok(base, d, &["storage", "cp", "state.json", &format!("gs://{B}/skypilot/prod/state.json"), &format!("--if-generation-match={generation}")]).await;
-    let (_, stdout, stderr) = gcloud(base, d, &["storage", "cp", "state.json", &format!("gs://{B}/skypilot/prod/state.json"), "--no-clobber"]).await;
+    ok(
+        base,
+        d,
+        &[
+            "storage",
+            "cp",
+            "state.json",
+            &format!("gs://{B}/skypilot/prod/state.json"),
+            &format!("--if-generation-match={generation}"),
+        ],
+    )
+    .await;
+    let (_, stdout, stderr) = gcloud(
+        base,
+        d,
+        &["storage", "cp", "state.json", &format!("gs://{B}/skypilot/prod/state.json"), "--no-clobber"],
+    )
+    .await;
     assert!(format!("{stdout}{stderr}").contains("Skipping existing"), "{stdout}{stderr}");
 
     // A bucket with objects cannot be deleted; once empty it can.
     let (success, _, stderr) = gcloud(base, d, &["storage", "buckets", "delete", &format!("gs://{B}")]).await;
     assert!(!success, "{stderr}");
-    ok(base, d, &["storage", "rm", &format!("gs://{B}/skypilot/big.bin"), &format!("gs://{B}/skypilot/prod/state.json")]).await;
+    ok(
+        base,
+        d,
+        &["storage", "rm", &format!("gs://{B}/skypilot/big.bin"), &format!("gs://{B}/skypilot/prod/state.json")],
+    )
+    .await;
     let (success, _, _) = gcloud(base, d, &["storage", "cat", &format!("gs://{B}/skypilot/prod/state.json")]).await;
     assert!(!success, "a removed object is gone");
     ok(base, d, &["storage", "buckets", "delete", &format!("gs://{B}")]).await;
@@ -166,11 +209,16 @@ async fn generation_preconditions_guard_every_write() {
     assert_eq!((code, data.as_slice()), (200, b"{\"who\":\"a2\"}".as_slice()));
 
     // Metadata: patch bumps the metageneration, guarded by ifMetagenerationMatch.
-    let (code, patched) = call(base, "PATCH", &format!("{obj}?ifMetagenerationMatch=1"), Some(&json!({"metadata": {"holder": "a"}}))).await;
+    let (code, patched) =
+        call(base, "PATCH", &format!("{obj}?ifMetagenerationMatch=1"), Some(&json!({"metadata": {"holder": "a"}})))
+            .await;
     assert_eq!(code, 200, "{patched}");
     assert_eq!(patched["metageneration"], "2");
     assert_eq!(patched["metadata"]["holder"], "a");
-    assert_eq!(call(base, "PATCH", &format!("{obj}?ifMetagenerationMatch=1"), Some(&json!({"metadata": {}}))).await.0, 412);
+    assert_eq!(
+        call(base, "PATCH", &format!("{obj}?ifMetagenerationMatch=1"), Some(&json!({"metadata": {}}))).await.0,
+        412
+    );
 
     // Delete only the generation we hold; then 404 in the API's shape.
     assert_eq!(call(base, "DELETE", &format!("{obj}?ifGenerationMatch={g1}"), None).await.0, 412);
@@ -253,19 +301,31 @@ async fn xml_reads_ranges_resumable_chunks_and_restarts() {
     assert!(head.contains("range: bytes=0-1499"), "{head}");
     let (code, head, _) = exchange(&base, "PUT", &session, &[("Content-Range", "bytes */4000")], b"").await;
     assert_eq!(code, 308, "{head}");
-    let (code, _, body) = exchange(&base, "PUT", &session, &[("Content-Range", "bytes 1500-3999/4000")], &data[1500..]).await;
+    let (code, _, body) =
+        exchange(&base, "PUT", &session, &[("Content-Range", "bytes 1500-3999/4000")], &data[1500..]).await;
     assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
     let meta: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(meta["size"], "4000");
     assert_eq!(meta["contentType"], "application/json");
 
     // The XML path with a range, and the headers clients check.
-    let (code, head, part) = exchange(&base, "GET", &format!("/{B}/s/state.json"), &[("Range", "bytes=4-7")], b"").await;
+    let (code, head, part) =
+        exchange(&base, "GET", &format!("/{B}/s/state.json"), &[("Range", "bytes=4-7")], b"").await;
     assert_eq!(code, 206);
     assert_eq!(part, &data[4..8]);
     assert!(head.contains("content-range: bytes 4-7/4000"), "{head}");
     assert!(head.contains(&format!("x-goog-generation: {}", gen_of(&meta))), "{head}");
-    assert!(head.contains(&format!("x-goog-hash: crc32c={},md5={}", meta["crc32c"].as_str().unwrap(), meta["md5Hash"].as_str().unwrap()).to_lowercase()), "{head}");
+    assert!(
+        head.contains(
+            &format!(
+                "x-goog-hash: crc32c={},md5={}",
+                meta["crc32c"].as_str().unwrap(),
+                meta["md5Hash"].as_str().unwrap()
+            )
+            .to_lowercase()
+        ),
+        "{head}"
+    );
 
     // Persisted: a restarted emulator serves the same bytes.
     emu.shutdown().await;

@@ -41,13 +41,8 @@ fn attrs(m: &Option<std::collections::BTreeMap<String, Value>>) -> J {
 }
 
 fn change(c: &ResourceChange) -> J {
-    let unknown: Vec<&String> = c
-        .after
-        .iter()
-        .flat_map(|m| m.iter())
-        .filter(|(_, v)| v.has_unknown())
-        .map(|(k, _)| k)
-        .collect();
+    let unknown: Vec<&String> =
+        c.after.iter().flat_map(|m| m.iter()).filter(|(_, v)| v.has_unknown()).map(|(k, _)| k).collect();
     let sensitive: Vec<&String> = c
         .after
         .iter()

@@ -334,7 +334,11 @@ pub async fn run(cli: Cli, p: &Printer, registry: Registry) -> Result<i32, OpErr
                 let fp = session.state.fingerprinter();
                 crate::plan::file::save(&path, &planned.plan.redacted(&fp))?;
                 if !plan.json {
-                    p.out(&format!("\nSaved the plan to {}. Apply it with: skyform apply {}", path.display(), path.display()));
+                    p.out(&format!(
+                        "\nSaved the plan to {}. Apply it with: skyform apply {}",
+                        path.display(),
+                        path.display()
+                    ));
                 }
             }
             Ok(if detailed_exitcode && planned.plan.has_changes() { 2 } else { 0 })
@@ -349,8 +353,11 @@ pub async fn run(cli: Cli, p: &Printer, registry: Registry) -> Result<i32, OpErr
         }
         Command::Check { spec, parallelism, json } => {
             let loaded = ops::load(&spec.options(), registry)?;
-            let hook: Arc<dyn crate::engine::Hook> =
-                if json { Arc::new(crate::engine::events::NoHook) } else { Arc::new(EventPrinter::new(p.clone(), false)) };
+            let hook: Arc<dyn crate::engine::Hook> = if json {
+                Arc::new(crate::engine::events::NoHook)
+            } else {
+                Arc::new(EventPrinter::new(p.clone(), false))
+            };
             let ctx = loaded.context(hook, parallelism, Cancel::new());
             let session = ops::apply::open(&loaded, None, std::time::Duration::ZERO)?;
             note_lock(p, &loaded);

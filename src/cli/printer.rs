@@ -28,7 +28,10 @@ impl Printer {
         Printer {
             out: Arc::new(Mutex::new(Box::new(std::io::stdout()))),
             err: Arc::new(Mutex::new(Box::new(std::io::stderr()))),
-            color: (!off && (force || std::io::stdout().is_terminal()), !off && (force || std::io::stderr().is_terminal())),
+            color: (
+                !off && (force || std::io::stdout().is_terminal()),
+                !off && (force || std::io::stderr().is_terminal()),
+            ),
         }
     }
 
@@ -110,7 +113,11 @@ fn paint(line: &str, color: bool) -> String {
     let code = if t.starts_with("error") || (t.contains(" failed: ") && !t.starts_with('#')) {
         "1;31"
     } else if t.starts_with("warning")
-        || t.starts_with("-/+ ") || t.starts_with("+/- ") || t.starts_with("~ ") || t.contains(" will be updated") {
+        || t.starts_with("-/+ ")
+        || t.starts_with("+/- ")
+        || t.starts_with("~ ")
+        || t.contains(" will be updated")
+    {
         "33"
     } else if t.starts_with("+ ") || t.contains(" will be created") || t.contains(" complete") {
         "32"
@@ -237,7 +244,8 @@ mod tests {
     fn the_longest_steps_are_summed_up() {
         use crate::engine::{Event, Hook};
         use crate::plan::Action;
-        let hook = super::EventPrinter::new(super::Printer::new(Box::new(std::io::sink()), Box::new(std::io::sink())), false);
+        let hook =
+            super::EventPrinter::new(super::Printer::new(Box::new(std::io::sink()), Box::new(std::io::sink())), false);
         assert_eq!(hook.longest(3), None);
         for (name, ms) in [("a", 41_000), ("b", 500), ("c", 12_000), ("d", 2_000), ("e", 3_000)] {
             hook.event(&Event::Finished {
@@ -247,6 +255,9 @@ mod tests {
                 id: None,
             });
         }
-        assert_eq!(hook.longest(3).as_deref(), Some("Longest steps: test_object.a 41s, test_object.c 12s, test_object.e 3s"));
+        assert_eq!(
+            hook.longest(3).as_deref(),
+            Some("Longest steps: test_object.a 41s, test_object.c 12s, test_object.e 3s")
+        );
     }
 }

@@ -125,7 +125,11 @@ pub fn change(out: &mut String, c: &ResourceChange) {
             // Computed values that become unknown because of the change.
             for (k, v) in after {
                 if matches!(v, Value::Unknown) && !c.changed.contains(k) {
-                    rows.push((k.clone(), "~", format!("{} -> {UNKNOWN_TEXT}", short(before.get(k).unwrap_or(&Value::Null)))));
+                    rows.push((
+                        k.clone(),
+                        "~",
+                        format!("{} -> {UNKNOWN_TEXT}", short(before.get(k).unwrap_or(&Value::Null))),
+                    ));
                 }
             }
             rows
@@ -141,9 +145,7 @@ pub fn change(out: &mut String, c: &ResourceChange) {
         }
     }
     let hidden = match c.action {
-        Action::Update | Action::Adopt | Action::DeleteThenCreate | Action::CreateThenDelete
-            if c.before.is_some() =>
-        {
+        Action::Update | Action::Adopt | Action::DeleteThenCreate | Action::CreateThenDelete if c.before.is_some() => {
             after.len().saturating_sub(rows.len())
         }
         _ => 0,
@@ -250,7 +252,8 @@ fn attribute_drift(out: &mut String, path: &str, last: &serde_json::Value, other
         (J::Object(_), J::Object(y)) if path == "live_drift" => {
             let _ = writeln!(out, "      {path}: objects of the release changed outside it:");
             for (k, v) in y {
-                let _ = writeln!(out, "        {k}: {}", v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()));
+                let _ =
+                    writeln!(out, "        {k}: {}", v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()));
             }
         }
         (J::Object(x), J::Object(y)) => {
@@ -348,7 +351,13 @@ mod tests {
                     "apiService",
                     Value::map([
                         ("dbConnectionSecretName", Value::str("skypilot-db-connection-uri")),
-                        ("resources", Value::map([("requests", Value::map([("cpu", Value::str(cpu)), ("memory", Value::str("8Gi"))]))])),
+                        (
+                            "resources",
+                            Value::map([(
+                                "requests",
+                                Value::map([("cpu", Value::str(cpu)), ("memory", Value::str("8Gi"))]),
+                            )]),
+                        ),
                     ]),
                 ),
                 ("ingress", Value::map([("authCredentials", secret.clone())])),
@@ -415,7 +424,10 @@ mod tests {
             text.contains("      live_drift: objects of the release changed outside it:\n        Deployment/sky/sky-api-server: spec.replicas: 0 (chart: 1)\n"),
             "{text}"
         );
-        assert!(text.contains("      data:\n        a: last applied \"(sensitive value)\", live \"(sensitive value)\"\n"), "{text}");
+        assert!(
+            text.contains("      data:\n        a: last applied \"(sensitive value)\", live \"(sensitive value)\"\n"),
+            "{text}"
+        );
         assert!(!text.contains("        b:"), "an equal plain value is not news: {text}");
     }
 }

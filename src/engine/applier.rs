@@ -11,14 +11,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::Context;
 use super::checks::{self, Attempts, CheckResult};
-use super::error::StepError;
 use super::diff::{carry_sensitivity, desired_attrs, is_empty, mark_sensitive};
+use super::error::StepError;
 use super::events::{Event, PROGRESS_INTERVAL};
 use super::providers::{ProviderSet, Slot};
 use super::scope::{EvalScope, Values};
 use super::walker::{Outcome, walk};
-use super::Context;
 use crate::address::Address;
 use crate::plan::{Action, Plan, ResourceChange, Summary};
 use crate::providers::{ApplyAction, ApplyRequest, ApplyResponse, Checkpoint, Provider, SchemaKind};
@@ -115,12 +115,7 @@ struct Shared {
 
 /// Applies `plan` (made against `state`), writing each finished step through
 /// `writer`.
-pub async fn apply(
-    ctx: &Context,
-    plan: &Plan,
-    state: &State,
-    writer: Arc<dyn StateWriter>,
-) -> ApplyReport {
+pub async fn apply(ctx: &Context, plan: &Plan, state: &State, writer: Arc<dyn StateWriter>) -> ApplyReport {
     // The plan was made against the state with its moves and removals done:
     // record them first (each move is one upsert at the new address and one
     // removal of the old; a crash in between leaves the object recorded twice,
@@ -374,7 +369,11 @@ async fn run_check(s: &Shared, k: usize) {
     let pc = &s.plan.checks[k];
     let result = match s.ctx.spec.checks.get(&pc.name) {
         Some(block) => checks::run(&s.ctx, &s.providers, &s.values, block, &pc.after, Attempts::UntilTimeout).await,
-        None => CheckResult::not_run(&pc.name, &pc.target, "the plan lists it, but the spec has no such check; run plan again"),
+        None => CheckResult::not_run(
+            &pc.name,
+            &pc.target,
+            "the plan lists it, but the spec has no such check; run plan again",
+        ),
     };
     s.checks.lock().expect("checks lock").insert(k, result);
 }
@@ -642,7 +641,12 @@ async fn create_or_update(s: &Shared, c: &ResourceChange) -> Result<Option<Strin
 /// waiting for it (the operation goes on at the API; the next run resumes it
 /// from state). A call that has not is left to finish: it is a short request,
 /// and stopping it half-way could leave an object that state knows nothing of.
-async fn call(s: &Shared, c: &ResourceChange, p: &dyn Provider, req: &ApplyRequest) -> Result<ApplyResponse, StepError> {
+async fn call(
+    s: &Shared,
+    c: &ResourceChange,
+    p: &dyn Provider,
+    req: &ApplyRequest,
+) -> Result<ApplyResponse, StepError> {
     let checkpoint = StateCheckpoint {
         s,
         change: c,
@@ -727,7 +731,11 @@ mod identity_tests {
             ("name", Value::str("skypilot-db-connection-uri")),
         ]);
         assert_eq!(shown_identity(&secret), "skypilot/skypilot-db-connection-uri");
-        let ns = Value::map([("api_version", Value::str("v1")), ("kind", Value::str("Namespace")), ("name", Value::str("skypilot"))]);
+        let ns = Value::map([
+            ("api_version", Value::str("v1")),
+            ("kind", Value::str("Namespace")),
+            ("name", Value::str("skypilot")),
+        ]);
         assert_eq!(shown_identity(&ns), "skypilot");
         let grant = Value::map([("member", Value::str("sa@p.iam")), ("role", Value::str("cloudsqlsuperuser"))]);
         assert_eq!(shown_identity(&grant), "cloudsqlsuperuser/sa@p.iam");

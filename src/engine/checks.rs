@@ -19,14 +19,14 @@ use super::error::CheckRequestError;
 use super::events::{Event, PROGRESS_INTERVAL};
 use super::providers::{ProviderSet, Slot};
 use super::scope::{EvalScope, Values};
-use crate::foundation::net::{Net, NetError, error_chain};
 use crate::address::Address;
+use crate::foundation::net::{Net, NetError, error_chain};
 use crate::graph::{SpecGraph, provider_of};
+use crate::plan::PlannedCheck;
 use crate::providers::{HttpReply, ServiceRequest};
 use crate::spec::checks::parse_service;
 use crate::spec::eval::eval;
 use crate::spec::model::{CheckBlock, Spec};
-use crate::plan::PlannedCheck;
 use crate::value::{MASK, UNKNOWN_TEXT, Value};
 
 /// How long one request may take at most.
@@ -164,16 +164,18 @@ fn request(ctx: &Context, values: &Values, c: &CheckBlock) -> Result<Request, Ch
         }
         (Some(via), _) => {
             let service = text("service").ok_or(CheckRequestError::NotString("service"))?;
-            let (namespace, name, port) =
-                parse_service(&service).map_err(|why| CheckRequestError::Service { service: service.clone(), why: why.to_string() })?;
+            let (namespace, name, port) = parse_service(&service)
+                .map_err(|why| CheckRequestError::Service { service: service.clone(), why: why.to_string() })?;
             let mut path = text("path").unwrap_or_else(|| "/".into());
             if !path.starts_with('/') {
                 path.insert(0, '/');
             }
             // A path built from a secret (a token in the query) is requested but never shown.
-            let shown = if body.get("path").is_some_and(Value::has_sensitive) { format!("/{MASK}") } else { path.clone() };
+            let shown =
+                if body.get("path").is_some_and(Value::has_sensitive) { format!("/{MASK}") } else { path.clone() };
             let target = format!("GET service {namespace}/{name}:{port}{shown} via {}", via.node);
-            let req = ServiceRequest { namespace, name, port, path, headers: headers.clone(), timeout: REQUEST_TIMEOUT };
+            let req =
+                ServiceRequest { namespace, name, port, path, headers: headers.clone(), timeout: REQUEST_TIMEOUT };
             (target, Target::Service { via: via.node.clone(), req })
         }
         (None, None) => return Err(CheckRequestError::NotString("url")),
@@ -200,7 +202,8 @@ fn secrets(ctx: &Context, values: &Values, c: &CheckBlock) -> Vec<String> {
         collect(&v, false, &mut out);
     }
     // Basic credentials travel base64-encoded: mask that form too.
-    let encoded: Vec<String> = out.iter().map(|s| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, s)).collect();
+    let encoded: Vec<String> =
+        out.iter().map(|s| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, s)).collect();
     out.extend(encoded);
     out.sort_by_key(|s| std::cmp::Reverse(s.len()));
     out
@@ -360,8 +363,10 @@ pub async fn run(
     if result.passed {
         result.message.clear();
     } else {
-        let tries = if result.attempts == 1 { "1 attempt".to_string() } else { format!("{} attempts", result.attempts) };
-        result.message = format!("{}: failing after {tries} ({}s): {}", r.target, start.elapsed().as_secs(), result.message);
+        let tries =
+            if result.attempts == 1 { "1 attempt".to_string() } else { format!("{} attempts", result.attempts) };
+        result.message =
+            format!("{}: failing after {tries} ({}s): {}", r.target, start.elapsed().as_secs(), result.message);
     }
     finish(ctx, providers, values, deps, &secrets, result, start).await
 }

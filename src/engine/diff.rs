@@ -187,9 +187,8 @@ mod tests {
             description: "",
             attributes: vec![
                 Attribute::required("name", AttrType::String, "").force_new(),
-                Attribute::optional("label", AttrType::String, "").normalize(|v| {
-                    Value::str(v.as_str().unwrap_or_default().to_lowercase())
-                }),
+                Attribute::optional("label", AttrType::String, "")
+                    .normalize(|v| Value::str(v.as_str().unwrap_or_default().to_lowercase())),
                 Attribute::optional("password", AttrType::String, "").write_only(),
                 Attribute::optional("size", AttrType::Number, "").default(Value::Int(1)),
                 Attribute::computed("id", AttrType::String, ""),
@@ -201,10 +200,7 @@ mod tests {
     fn normalized_values_are_equal_and_force_new_is_reported() {
         let fp = Fingerprinter::random();
         let s = schema();
-        let desired = desired_attrs(
-            &s,
-            &Value::map([("name", Value::str("b")), ("label", Value::str("ABC"))]),
-        );
+        let desired = desired_attrs(&s, &Value::map([("name", Value::str("b")), ("label", Value::str("ABC"))]));
         let live: BTreeMap<String, Value> = [
             ("name".to_string(), Value::str("a")),
             ("label".to_string(), Value::str("abc")),
@@ -220,10 +216,7 @@ mod tests {
     fn write_only_compares_against_fingerprint_in_state() {
         let fp = Fingerprinter::random();
         let s = schema();
-        let desired = desired_attrs(
-            &s,
-            &Value::map([("name", Value::str("a")), ("password", Value::str("pw1"))]),
-        );
+        let desired = desired_attrs(&s, &Value::map([("name", Value::str("a")), ("password", Value::str("pw1"))]));
         let live: BTreeMap<String, Value> =
             [("name".to_string(), Value::str("a")), ("size".to_string(), Value::Int(1))].into();
         let prior: BTreeMap<String, Value> =

@@ -134,10 +134,20 @@ pub fn classify(
                     }
                 }
                 if !outside.is_empty() {
-                    out.push(Finding { address: a.clone(), class: DriftClass::ChangedOutside, attributes: outside, message: None });
+                    out.push(Finding {
+                        address: a.clone(),
+                        class: DriftClass::ChangedOutside,
+                        attributes: outside,
+                        message: None,
+                    });
                 }
                 if !spec.is_empty() {
-                    out.push(Finding { address: a.clone(), class: DriftClass::PendingSpecChange, attributes: spec, message: None });
+                    out.push(Finding {
+                        address: a.clone(),
+                        class: DriftClass::PendingSpecChange,
+                        attributes: spec,
+                        message: None,
+                    });
                 }
             }
             (None, _, None) => {}

@@ -65,7 +65,9 @@ pub enum StepError {
     #[error("attribute `{0}` is still unknown at apply time")]
     StillUnknown(String),
     /// A value the plan showed as known is different now.
-    #[error("the value of `{attribute}` changed since the plan was made (planned {planned}, now {now}); run plan again")]
+    #[error(
+        "the value of `{attribute}` changed since the plan was made (planned {planned}, now {now}); run plan again"
+    )]
     ChangedSincePlan {
         /// The attribute.
         attribute: String,

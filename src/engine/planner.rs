@@ -93,8 +93,11 @@ fn check_imports(ctx: &Context) -> Result<(), Diagnostics> {
     for i in &ctx.spec.imports {
         if !ctx.spec.resources.contains_key(&i.to.node) {
             d.push(
-                Diagnostic::error(Some(i.to.pos.clone()), format!("`[[import]]` to `{}`, which is not in the spec", i.to.node))
-                    .with_hint("add the resource's block (with the settings the object should have), then import it"),
+                Diagnostic::error(
+                    Some(i.to.pos.clone()),
+                    format!("`[[import]]` to `{}`, which is not in the spec", i.to.node),
+                )
+                .with_hint("add the resource's block (with the settings the object should have), then import it"),
             );
         }
     }
@@ -320,7 +323,12 @@ async fn plan_data(s: &Shared, a: &Address) -> NodeResult {
                 a.clone(),
                 ResourceChange {
                     after: Some(attrs),
-                    ..ResourceChange::new(a.clone(), provider.clone(), Action::NoOp, s.ctx.graph.resource_dependencies(a))
+                    ..ResourceChange::new(
+                        a.clone(),
+                        provider.clone(),
+                        Action::NoOp,
+                        s.ctx.graph.resource_dependencies(a),
+                    )
                 },
             );
             Ok(())
@@ -402,10 +410,10 @@ async fn plan_resource(s: &Shared, a: &Address) -> NodeResult {
                 change.notes.push("not read: its provider is configured only during apply".into());
             }
             s.values.set(a, Value::Map(change.after.clone().unwrap_or_default()));
-            s.observations.lock().expect("obs lock").insert(
-                a.clone(),
-                Observation { live: None, desired: Some(desired), prior, deferred: true },
-            );
+            s.observations
+                .lock()
+                .expect("obs lock")
+                .insert(a.clone(), Observation { live: None, desired: Some(desired), prior, deferred: true });
             s.changes.lock().expect("changes lock").insert(a.clone(), change);
             return Ok(());
         }
@@ -442,7 +450,9 @@ async fn plan_resource(s: &Shared, a: &Address) -> NodeResult {
                     Some(i.pos.clone()),
                     format!("`[[import]]` to `{a}`: there is no {} with id {id:?}", a.type_name),
                 )
-                .with_hint("check the id (`skyform import` takes the same form), or remove the block to create it instead"),
+                .with_hint(
+                    "check the id (`skyform import` takes the same form), or remove the block to create it instead",
+                ),
             ]));
         }
     }
@@ -484,9 +494,8 @@ async fn plan_resource(s: &Shared, a: &Address) -> NodeResult {
             let pending = prior.as_ref().is_some_and(|p| p.status == ResourceStatus::Pending);
             let create_pending = prior.as_ref().is_none_or(|p| p.attrs.is_empty());
             change.action = if !change.requires_replace.is_empty() {
-                change.reason = Some(Reason::ReplaceBecauseCannotUpdate {
-                    attributes: change.requires_replace.clone(),
-                });
+                change.reason =
+                    Some(Reason::ReplaceBecauseCannotUpdate { attributes: change.requires_replace.clone() });
                 replace_action
             } else if pending || l.in_progress {
                 change.reason = Some(Reason::ResumePendingOperation);
@@ -542,9 +551,7 @@ async fn plan_resource(s: &Shared, a: &Address) -> NodeResult {
         if !extra.is_empty() && live.is_some() {
             change.requires_replace.extend(extra);
             change.action = replace_action;
-            change.reason = Some(Reason::ReplaceBecauseCannotUpdate {
-                attributes: change.requires_replace.clone(),
-            });
+            change.reason = Some(Reason::ReplaceBecauseCannotUpdate { attributes: change.requires_replace.clone() });
         }
         change.notes.extend(resp.notes);
         known = resp.known;
@@ -574,13 +581,8 @@ async fn plan_resource(s: &Shared, a: &Address) -> NodeResult {
     }
 
     let creating = matches!(change.action, Action::Create) || change.action.is_replace();
-    let mut after = planned_after(
-        schema,
-        &desired,
-        live.as_ref().map(|l| &l.attrs),
-        prior.as_ref().map(|p| &p.attrs),
-        creating,
-    );
+    let mut after =
+        planned_after(schema, &desired, live.as_ref().map(|l| &l.attrs), prior.as_ref().map(|p| &p.attrs), creating);
     for (k, v) in known {
         if matches!(after.get(&k), Some(Value::Unknown)) {
             after.insert(k, v);
@@ -623,11 +625,7 @@ impl From<Vec<Diagnostic>> for Diagnostics {
 async fn plan_orphan(s: &Shared, a: &Address) -> NodeResult {
     let rs = s.state.resources[a].clone();
     let mut change = ResourceChange {
-        reason: Some(if s.opts.destroy {
-            Reason::DeleteBecauseDestroy
-        } else {
-            Reason::DeleteBecauseNoResourceConfig
-        }),
+        reason: Some(if s.opts.destroy { Reason::DeleteBecauseDestroy } else { Reason::DeleteBecauseNoResourceConfig }),
         before: Some(rs.attrs.clone()),
         identity: Some(rs.identity.clone()),
         private: rs.private.clone(),

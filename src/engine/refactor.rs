@@ -35,7 +35,8 @@ fn endpoint(s: &str) -> Option<Endpoint> {
 /// Whether the module path `a` lies under `prefix` (a step of `prefix`
 /// without a key matches every instance of that module).
 fn under(a: &[ModuleStep], prefix: &[ModuleStep]) -> bool {
-    a.len() >= prefix.len() && prefix.iter().zip(a).all(|(p, m)| p.name == m.name && (p.key.is_none() || p.key == m.key))
+    a.len() >= prefix.len()
+        && prefix.iter().zip(a).all(|(p, m)| p.name == m.name && (p.key.is_none() || p.key == m.key))
 }
 
 /// `a` with its module prefix `from` replaced by `to`; the instance keys that
@@ -74,7 +75,8 @@ pub fn plan_moves(spec: &Spec, state: &State) -> Result<Moves, Diagnostics> {
     for m in &spec.moved {
         let (Some(from), Some(to)) = (endpoint(&m.from.node), endpoint(&m.to.node)) else { continue };
         // current address -> original address
-        let mut current: BTreeMap<Address, Address> = addrs.iter().map(|(orig, cur)| (cur.clone(), orig.clone())).collect();
+        let mut current: BTreeMap<Address, Address> =
+            addrs.iter().map(|(orig, cur)| (cur.clone(), orig.clone())).collect();
         let pairs: Vec<(Address, Address)> = match (&from, &to) {
             (Endpoint::Resource(f), Endpoint::Resource(t)) => {
                 if current.contains_key(f) {
@@ -97,7 +99,10 @@ pub fn plan_moves(spec: &Spec, state: &State) -> Result<Moves, Diagnostics> {
                 errors.push(
                     Diagnostic::error(
                         Some(m.pos.clone()),
-                        format!("`moved` from `{}` to `{}`: both must be resources, or both modules", m.from.node, m.to.node),
+                        format!(
+                            "`moved` from `{}` to `{}`: both must be resources, or both modules",
+                            m.from.node, m.to.node
+                        ),
                     )
                     .with_hint("move a resource to a resource address, a module to a module address"),
                 );
@@ -177,8 +182,13 @@ pub fn forgotten(spec: &Spec, state: &State) -> Result<Vec<Address>, Diagnostics
         };
         if spec.resources.keys().any(matches) {
             errors.push(
-                Diagnostic::error(Some(r.from.pos.clone()), format!("`removed` names `{}`, which is still in the spec", r.from.node))
-                    .with_hint("delete its block from the spec first; `removed` says what to do with the object once it is gone"),
+                Diagnostic::error(
+                    Some(r.from.pos.clone()),
+                    format!("`removed` names `{}`, which is still in the spec", r.from.node),
+                )
+                .with_hint(
+                    "delete its block from the spec first; `removed` says what to do with the object once it is gone",
+                ),
             );
             continue;
         }

@@ -68,12 +68,7 @@ impl Cancel {
 /// `deps` must be acyclic (the graph module rejects cycles before this runs); a
 /// vertex on a cycle would simply never become ready and is reported as
 /// cancelled.
-pub async fn walk<E, F, Fut>(
-    deps: &[Vec<usize>],
-    parallelism: usize,
-    cancel: &Cancel,
-    run: F,
-) -> Vec<Outcome<E>>
+pub async fn walk<E, F, Fut>(deps: &[Vec<usize>], parallelism: usize, cancel: &Cancel, run: F) -> Vec<Outcome<E>>
 where
     E: Send + 'static,
     F: Fn(usize) -> Fut,
@@ -124,12 +119,7 @@ where
     outcomes.into_iter().map(|o| o.unwrap_or(Outcome::Cancelled)).collect()
 }
 
-fn skip_dependents<E>(
-    root: usize,
-    from: usize,
-    dependents: &[Vec<usize>],
-    outcomes: &mut [Option<Outcome<E>>],
-) {
+fn skip_dependents<E>(root: usize, from: usize, dependents: &[Vec<usize>], outcomes: &mut [Option<Outcome<E>>]) {
     let mut stack = dependents[from].clone();
     while let Some(d) = stack.pop() {
         if outcomes[d].is_none() {

@@ -5,8 +5,7 @@
 /// The lines `htpasswd()` made in this process, with what they hash. Held in
 /// memory only (never written), so that a provider can tell whether a live
 /// line hashes the same user and password as a freshly made one.
-static HTPASSWD_MADE: std::sync::Mutex<Vec<(String, String, String)>> =
-    std::sync::Mutex::new(Vec::new());
+static HTPASSWD_MADE: std::sync::Mutex<Vec<(String, String, String)>> = std::sync::Mutex::new(Vec::new());
 
 /// Records `line` for `user` and `password`, or returns the line already
 /// recorded for them.
@@ -24,9 +23,7 @@ pub fn remember(line: &str, user: &str, password: &str) -> String {
 
 pub fn made_for(user: &str, password: &str) -> Option<String> {
     let made = HTPASSWD_MADE.lock().unwrap_or_else(|e| e.into_inner());
-    made.iter()
-        .find(|(_, u, p)| u == user && p == password)
-        .map(|(line, _, _)| line.clone())
+    made.iter().find(|(_, u, p)| u == user && p == password).map(|(line, _, _)| line.clone())
 }
 
 /// Whether `live` (an htpasswd line read back from an API) hashes the same user
@@ -38,8 +35,7 @@ pub fn equivalent(desired: &str, live: &str) -> bool {
         return true;
     }
     let made = HTPASSWD_MADE.lock().unwrap_or_else(|e| e.into_inner());
-    made.iter()
-        .any(|(line, user, password)| line == desired && verifies(live, user, password))
+    made.iter().any(|(line, user, password)| line == desired && verifies(live, user, password))
 }
 
 pub fn salt(user: &str, password: &str) -> [u8; 16] {
@@ -65,4 +61,3 @@ pub fn verifies(line: &str, user: &str, password: &str) -> bool {
     };
     u == user && bcrypt::verify(password.as_bytes(), hash).unwrap_or(false)
 }
-

@@ -60,9 +60,7 @@ impl NameRule {
                 "a GKE cluster name: at most 40 characters, lowercase letters, digits and '-', starting with a letter \
                  and not ending with '-'"
             }
-            NameRule::PgIdentifier => {
-                "a PostgreSQL name: 1 to 63 bytes, no control characters (NUL, newline...)"
-            }
+            NameRule::PgIdentifier => "a PostgreSQL name: 1 to 63 bytes, no control characters (NUL, newline...)",
         }
     }
 

@@ -195,10 +195,9 @@ impl TokenSource {
                             .map_err(|e| NetError::Credentials(e.to_string()))
                     })
                     .await?;
-                let t = creds
-                    .access_token()
-                    .await
-                    .map_err(|e| NetError::Credentials(format!("getting an access token: {}", first_sentence(&e.to_string()))))?;
+                let t = creds.access_token().await.map_err(|e| {
+                    NetError::Credentials(format!("getting an access token: {}", first_sentence(&e.to_string())))
+                })?;
                 Ok(Some(t.token))
             }
         }
@@ -220,7 +219,8 @@ mod tests {
 
     #[test]
     fn the_credentials_error_says_what_to_do_and_claims_no_status() {
-        let e = NetError::Credentials("getting an access token: Fetching the token resulted in transient errors".into());
+        let e =
+            NetError::Credentials("getting an access token: Fetching the token resulted in transient errors".into());
         let text = e.to_string();
         assert!(text.contains("gcloud auth application-default login"), "{text}");
         assert!(text.contains("GOOGLE_APPLICATION_CREDENTIALS"), "{text}");
@@ -231,7 +231,11 @@ mod tests {
     #[test]
     fn the_user_agent_names_the_caller() {
         let net = Net::new();
-        let r = net.request(reqwest::Method::GET, "http://127.0.0.1:9/", Duration::from_secs(1), "state").unwrap().build().unwrap();
+        let r = net
+            .request(reqwest::Method::GET, "http://127.0.0.1:9/", Duration::from_secs(1), "state")
+            .unwrap()
+            .build()
+            .unwrap();
         let ua = r.headers()[reqwest::header::USER_AGENT].to_str().unwrap();
         assert_eq!(ua, concat!("skyform/", env!("CARGO_PKG_VERSION"), " state"));
         assert_eq!(r.timeout(), Some(&Duration::from_secs(1)));

@@ -17,11 +17,8 @@ fn q(s: &str) -> String {
 pub fn to_dot(g: &SpecGraph) -> String {
     let mut nodes: Vec<&Node> = g.graph.node_weights().collect();
     nodes.sort();
-    let mut edges: Vec<(String, String)> = g
-        .graph
-        .edge_references()
-        .map(|e| (g.graph[e.source()].to_string(), g.graph[e.target()].to_string()))
-        .collect();
+    let mut edges: Vec<(String, String)> =
+        g.graph.edge_references().map(|e| (g.graph[e.source()].to_string(), g.graph[e.target()].to_string())).collect();
     edges.sort();
     let mut out = String::from("digraph skyform {\n  rankdir = \"LR\";\n");
     let mut modules: BTreeMap<String, Vec<String>> = BTreeMap::new();

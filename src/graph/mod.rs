@@ -79,11 +79,8 @@ impl SpecGraph {
     /// Direct dependencies of `n`.
     pub fn dependencies(&self, n: &Node) -> Vec<Node> {
         let Some(i) = self.index_of(n) else { return vec![] };
-        let mut v: Vec<Node> = self
-            .graph
-            .neighbors_directed(i, Direction::Incoming)
-            .map(|j| self.graph[j].clone())
-            .collect();
+        let mut v: Vec<Node> =
+            self.graph.neighbors_directed(i, Direction::Incoming).map(|j| self.graph[j].clone()).collect();
         v.sort();
         v
     }
@@ -126,11 +123,8 @@ impl SpecGraph {
         for i in self.graph.node_indices() {
             indeg.insert(i, self.graph.neighbors_directed(i, Direction::Incoming).count());
         }
-        let mut ready: BTreeSet<(Node, NodeIndex)> = indeg
-            .iter()
-            .filter(|(_, d)| **d == 0)
-            .map(|(i, _)| (self.graph[*i].clone(), *i))
-            .collect();
+        let mut ready: BTreeSet<(Node, NodeIndex)> =
+            indeg.iter().filter(|(_, d)| **d == 0).map(|(i, _)| (self.graph[*i].clone(), *i)).collect();
         let mut out = Vec::with_capacity(self.graph.node_count());
         while let Some(first) = ready.pop_first() {
             let (n, i) = first;
@@ -162,8 +156,7 @@ impl SpecGraph {
     pub fn cycles(&self) -> Vec<Vec<(Node, Option<Pos>)>> {
         let mut out = Vec::new();
         for scc in tarjan_scc(&self.graph) {
-            let is_cycle = scc.len() > 1
-                || scc.iter().any(|&i| self.graph.find_edge(i, i).is_some());
+            let is_cycle = scc.len() > 1 || scc.iter().any(|&i| self.graph.find_edge(i, i).is_some());
             if is_cycle {
                 let mut nodes: Vec<(Node, Option<Pos>)> = scc
                     .iter()

@@ -20,11 +20,7 @@ pub struct Session<'a> {
 }
 
 /// Opens a session; `operation` names the lock holder (`None`: read-only, no lock).
-pub fn open<'a>(
-    loaded: &'a Loaded,
-    operation: Option<&str>,
-    lock_timeout: Duration,
-) -> Result<Session<'a>, OpError> {
+pub fn open<'a>(loaded: &'a Loaded, operation: Option<&str>, lock_timeout: Duration) -> Result<Session<'a>, OpError> {
     let guard = match operation {
         Some(op) => Some(loaded.backend.lock(op, lock_timeout)?),
         None => None,
@@ -95,11 +91,8 @@ impl Session<'_> {
                 "the spec or the variable values changed since the plan was made; run plan again",
             ));
         }
-        let opts = PlanOptions {
-            destroy: saved.destroy,
-            targets: saved.targets.clone(),
-            replace: saved.replace.clone(),
-        };
+        let opts =
+            PlanOptions { destroy: saved.destroy, targets: saved.targets.clone(), replace: saved.replace.clone() };
         let fresh = self.plan(ctx, &opts).await?;
         let mut problems = Vec::new();
         let fresh_by_addr: std::collections::BTreeMap<&crate::address::Address, &crate::plan::ResourceChange> =
@@ -143,14 +136,18 @@ impl Session<'_> {
     }
 }
 
-fn same_after(fp: &crate::secrets::Fingerprinter, a: &crate::plan::ResourceChange, b: &crate::plan::ResourceChange) -> bool {
+fn same_after(
+    fp: &crate::secrets::Fingerprinter,
+    a: &crate::plan::ResourceChange,
+    b: &crate::plan::ResourceChange,
+) -> bool {
     match (&a.after, &b.after) {
         (None, None) => true,
         (Some(x), Some(y)) => {
             x.len() == y.len()
-                && x.iter().zip(y).all(|((ka, va), (kb, vb))| {
-                    ka == kb && (fp.same(va, vb) || (va.has_unknown() && vb.has_unknown()))
-                })
+                && x.iter()
+                    .zip(y)
+                    .all(|((ka, va), (kb, vb))| ka == kb && (fp.same(va, vb) || (va.has_unknown() && vb.has_unknown())))
         }
         _ => false,
     }

@@ -1,7 +1,7 @@
 //! `skyform check`: runs only the checks, for a cheap health cron.
 
-use super::apply::Session;
 use super::OpError;
+use super::apply::Session;
 use crate::engine::checks::{self, CheckResult};
 use crate::engine::scope::Values;
 use crate::engine::{Context, PlanOptions};

@@ -2,8 +2,8 @@
 
 use serde::Serialize;
 
-use super::apply::Session;
 use super::OpError;
+use super::apply::Session;
 use crate::address::Address;
 use crate::engine::checks::{self, CheckResult};
 use crate::engine::drift::{DriftClass, Finding, classify};

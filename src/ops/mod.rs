@@ -229,8 +229,9 @@ fn backend_of(
         && bucket.ends_with(|c: char| c.is_ascii_alphanumeric());
     if !valid {
         return Err(OpError::Diagnostics(Diagnostics(vec![
-            Diagnostic::error(Some(b.bucket.pos.clone()), format!("{bucket:?} is not a valid bucket name"))
-                .with_hint("3 to 63 lowercase letters, digits, `-`, `_` and `.`, starting and ending with a letter or digit"),
+            Diagnostic::error(Some(b.bucket.pos.clone()), format!("{bucket:?} is not a valid bucket name")).with_hint(
+                "3 to 63 lowercase letters, digits, `-`, `_` and `.`, starting and ending with a letter or digit",
+            ),
         ])));
     }
     let loc = crate::state::gcs::GcsLocation { bucket, prefix: prefix.trim_matches('/').to_string() };

@@ -108,14 +108,17 @@ pub fn wanted(on: NotifyOn, outcome: &Outcome) -> bool {
 
 /// Posts `body` to `url` through `net`, retrying transient failures.
 pub async fn post(net: &Net, url: &str, body: &Value) -> Result<(), NotifyError> {
-    let host = reqwest::Url::parse(url).ok().and_then(|u| u.host_str().map(str::to_string)).unwrap_or_else(|| "?".into());
+    let host =
+        reqwest::Url::parse(url).ok().and_then(|u| u.host_str().map(str::to_string)).unwrap_or_else(|| "?".into());
     let mut last = String::new();
     let mut delay = Duration::from_millis(500);
     for attempt in 1..=ATTEMPTS {
         let req = net.request(reqwest::Method::POST, url, Duration::from_secs(20), "drift")?;
         match req.json(body).send().await {
             Ok(r) if r.status().is_success() => return Ok(()),
-            Ok(r) if r.status().as_u16() == 429 || r.status().is_server_error() => last = format!("HTTP {}", r.status().as_u16()),
+            Ok(r) if r.status().as_u16() == 429 || r.status().is_server_error() => {
+                last = format!("HTTP {}", r.status().as_u16())
+            }
             Ok(r) => return Err(NotifyError::Refused { host, status: r.status().as_u16() }),
             Err(e) => last = error_chain(&e),
         }

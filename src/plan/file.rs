@@ -46,12 +46,10 @@ pub fn save(path: &Path, plan: &Plan) -> Result<(), PlanFileError> {
 
 /// Reads a plan.
 pub fn load(path: &Path) -> Result<Plan, PlanFileError> {
-    let text = std::fs::read(path)
-        .map_err(|source| PlanFileError::Io { path: path.display().to_string(), error: source })?;
-    let plan: Plan = serde_json::from_slice(&text).map_err(|e| PlanFileError::Invalid {
-        path: path.display().to_string(),
-        message: e.to_string(),
-    })?;
+    let text =
+        std::fs::read(path).map_err(|source| PlanFileError::Io { path: path.display().to_string(), error: source })?;
+    let plan: Plan = serde_json::from_slice(&text)
+        .map_err(|e| PlanFileError::Invalid { path: path.display().to_string(), message: e.to_string() })?;
     if plan.format_version != PLAN_FORMAT {
         return Err(PlanFileError::Invalid {
             path: path.display().to_string(),

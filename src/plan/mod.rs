@@ -142,10 +142,9 @@ impl std::fmt::Display for Reason {
                 write!(f, "{} cannot be changed in place", attributes.join(", "))
             }
             Reason::ReplaceByRequest => write!(f, "replacement requested with --replace"),
-            Reason::ReplaceBecauseSecretUnavailable => write!(
-                f,
-                "a dependent needs its secret again, which exists only at creation: a new one is made"
-            ),
+            Reason::ReplaceBecauseSecretUnavailable => {
+                write!(f, "a dependent needs its secret again, which exists only at creation: a new one is made")
+            }
             Reason::DeleteBecauseNoResourceConfig => write!(f, "it is no longer in the spec"),
             Reason::DeleteBecauseDestroy => write!(f, "destroy was requested"),
             Reason::CreateBecauseDeletedOutside => {
@@ -161,7 +160,10 @@ impl std::fmt::Display for Reason {
                 waiting_for.join(", ")
             ),
             Reason::ResumePendingOperation => {
-                write!(f, "an operation started on it earlier (by an interrupted run) may still be running; apply waits for it and converges")
+                write!(
+                    f,
+                    "an operation started on it earlier (by an interrupted run) may still be running; apply waits for it and converges"
+                )
             }
             Reason::ReadBecauseInputsUnknown => {
                 write!(f, "its inputs are known only after apply")

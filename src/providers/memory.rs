@@ -20,11 +20,11 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
-use crate::foundation::schema::{AttrType, Attribute, ProviderSchema, ResourceSchema, SchemaKind};
 use super::{
-    ApplyAction, ApplyRequest, ApplyResponse, Checkpoint, LiveObject, Provider, ProviderError,
-    ProviderFactory, ReadRequest,
+    ApplyAction, ApplyRequest, ApplyResponse, Checkpoint, LiveObject, Provider, ProviderError, ProviderFactory,
+    ReadRequest,
 };
+use crate::foundation::schema::{AttrType, Attribute, ProviderSchema, ResourceSchema, SchemaKind};
 use crate::value::Value;
 
 /// One recorded provider call.
@@ -113,10 +113,8 @@ impl Store {
     pub fn with<R>(&self, f: impl FnOnce(&mut BTreeMap<String, Object>) -> R) -> R {
         let mut mem = self.mem.lock().expect("store lock");
         if let Some(path) = &self.file {
-            let mut objs: BTreeMap<String, Object> = std::fs::read(path)
-                .ok()
-                .and_then(|b| serde_json::from_slice(&b).ok())
-                .unwrap_or_default();
+            let mut objs: BTreeMap<String, Object> =
+                std::fs::read(path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
             let r = f(&mut objs);
             let tmp = path.with_extension("tmp");
             let text = serde_json::to_vec_pretty(&objs).expect("objects serialize");
@@ -201,7 +199,11 @@ fn schema() -> ProviderSchema {
         type_prefix: "test_",
         config: vec![
             Attribute::optional("store", AttrType::String, "Path of a JSON file holding the fake objects."),
-            Attribute::optional("region", AttrType::String, "Free-form; lets tests make the configuration depend on a resource."),
+            Attribute::optional(
+                "region",
+                AttrType::String,
+                "Free-form; lets tests make the configuration depend on a resource.",
+            ),
             Attribute::optional(
                 "services_url",
                 AttrType::String,
@@ -215,7 +217,8 @@ fn schema() -> ProviderSchema {
                 kind: SchemaKind::Resource,
                 description: "A fake object.",
                 attributes: vec![
-                    Attribute::required("name", AttrType::String, "Unique name; changing it replaces the object.").force_new(),
+                    Attribute::required("name", AttrType::String, "Unique name; changing it replaces the object.")
+                        .force_new(),
                     Attribute::optional("value", AttrType::String, "Any string (multi-line allowed)."),
                     Attribute::optional("tags", AttrType::Map(Box::new(AttrType::String)), "String tags."),
                     Attribute::optional("size", AttrType::Number, "A number.").default(Value::Int(1)),
@@ -225,7 +228,12 @@ fn schema() -> ProviderSchema {
                     Attribute::optional("delay_ms", AttrType::Number, "Make apply take this long (tests)."),
                     Attribute::computed("id", AttrType::String, "Assigned on create."),
                     Attribute::computed("token", AttrType::String, "A secret assigned on create.").sensitive(),
-                    Attribute::computed("once", AttrType::String, "A secret returned only by create, never by read (like a private key).").sensitive(),
+                    Attribute::computed(
+                        "once",
+                        AttrType::String,
+                        "A secret returned only by create, never by read (like a private key).",
+                    )
+                    .sensitive(),
                 ],
             },
             ResourceSchema {
@@ -247,13 +255,23 @@ impl ProviderFactory for MemoryFactory {
     fn schema(&self) -> &ProviderSchema {
         &self.schema
     }
-    async fn configure(&self, config: &Value, net: &crate::foundation::net::Net) -> Result<Arc<dyn Provider>, ProviderError> {
+    async fn configure(
+        &self,
+        config: &Value,
+        net: &crate::foundation::net::Net,
+    ) -> Result<Arc<dyn Provider>, ProviderError> {
         let store = match config.get("store").and_then(Value::as_str) {
             Some(p) => Arc::new(Store::file(PathBuf::from(p))),
             None => self.store.clone(),
         };
         let services_url = config.get("services_url").and_then(Value::as_str).map(str::to_string);
-        Ok(Arc::new(MemoryProvider { store, recorder: self.recorder.clone(), latency: self.latency, services_url, net: net.clone() }))
+        Ok(Arc::new(MemoryProvider {
+            store,
+            recorder: self.recorder.clone(),
+            latency: self.latency,
+            services_url,
+            net: net.clone(),
+        }))
     }
 }
 
@@ -270,12 +288,8 @@ pub struct MemoryProvider {
 
 impl MemoryProvider {
     fn record(&self, op: &'static str, name: &str, start: Instant) {
-        let c = Call {
-            op,
-            name: name.to_string(),
-            start: start - self.recorder.epoch,
-            end: self.recorder.epoch.elapsed(),
-        };
+        let c =
+            Call { op, name: name.to_string(), start: start - self.recorder.epoch, end: self.recorder.epoch.elapsed() };
         self.recorder.calls.lock().expect("calls lock").push(c);
     }
 
@@ -376,8 +390,7 @@ impl MemoryProvider {
         if req.action != ApplyAction::Delete && cfg.get("fail").and_then(Value::as_bool) == Some(true) {
             return Err(ProviderError::Permanent("injected failure (fail = true)".into()));
         }
-        let name = name_of(req.identity.as_ref(), cfg)
-            .ok_or_else(|| ProviderError::Permanent("no name".into()))?;
+        let name = name_of(req.identity.as_ref(), cfg).ok_or_else(|| ProviderError::Permanent("no name".into()))?;
         let inputs = ["value", "tags", "size", "secret", "fail", "delay_ms"];
         let pick = |o: &mut Object| {
             for k in inputs {

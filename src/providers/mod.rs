@@ -22,8 +22,8 @@ use async_trait::async_trait;
 
 use crate::address::Address;
 use crate::foundation::net::Net;
-use crate::value::Value;
 pub use crate::foundation::schema::{AttrType, Attribute, ProviderSchema, ResourceSchema, SchemaKind};
+use crate::value::Value;
 
 /// Why a provider call failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -199,11 +199,7 @@ pub trait Provider: Send + Sync {
 
     /// Creates, updates or deletes one object. Must be idempotent: a retry after a
     /// crash must converge rather than duplicate.
-    async fn apply(
-        &self,
-        req: &ApplyRequest,
-        checkpoint: &dyn Checkpoint,
-    ) -> Result<ApplyResponse, ProviderError>;
+    async fn apply(&self, req: &ApplyRequest, checkpoint: &dyn Checkpoint) -> Result<ApplyResponse, ProviderError>;
 
     /// Reads a data source.
     async fn read_data(&self, type_name: &str, args: &Value) -> Result<Value, ProviderError>;

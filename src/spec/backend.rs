@@ -49,7 +49,8 @@ impl Cx<'_, '_> {
                     let e = to_expr(self.src, val, self.val_pos(val), self.errors);
                     for r in e.node.references() {
                         if !matches!(r.node, Reference::Var(_)) {
-                            let d = self.err(r.pos.clone(), format!("`{name}` of `[backend.{k}]` may use only variables"));
+                            let d =
+                                self.err(r.pos.clone(), format!("`{name}` of `[backend.{k}]` may use only variables"));
                             *d = d.clone().with_hint(
                                 "the backend is read before anything else is evaluated: write `${var.<name>}` or a literal",
                             );

@@ -39,7 +39,9 @@ pub const DEFAULT_INTERVAL: u64 = 5;
 pub fn parse_service(s: &str) -> Result<(String, String, String), String> {
     let (ns, rest) = s.split_once('/').ok_or("has no `/` between the namespace and the Service's name")?;
     let (name, port) = rest.rsplit_once(':').ok_or("has no `:<port>` after the Service's name")?;
-    let ok = |x: &str| !x.is_empty() && x.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.');
+    let ok = |x: &str| {
+        !x.is_empty() && x.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+    };
     if !ok(ns) || !ok(name) || !ok(port) {
         return Err("is not `<namespace>/<name>:<port>` with Kubernetes names (lowercase letters, digits, `-`)".into());
     }
@@ -54,7 +56,9 @@ impl Cx<'_, '_> {
         let Some(t) = v.get_ref().as_table() else {
             let p = self.val_pos(v);
             let d = self.err(p, format!("`check.{n}` must be a table"));
-            *d = d.clone().with_hint(format!("write `[check.{n}]` followed by `url = \"...\"` or `via`/`service`/`path`"));
+            *d = d
+                .clone()
+                .with_hint(format!("write `[check.{n}]` followed by `url = \"...\"` or `via`/`service`/`path`"));
             return;
         };
         let mut body = BTreeMap::new();

@@ -30,12 +30,9 @@ pub(crate) fn to_expr(
             let span = v.span();
             string_expr(src, s, span.start, span.end, errors)
         }
-        DeValue::Array(items) => Expr::List(
-            items
-                .iter()
-                .map(|i| to_expr(src, i, src.pos(i.span().start), errors))
-                .collect(),
-        ),
+        DeValue::Array(items) => {
+            Expr::List(items.iter().map(|i| to_expr(src, i, src.pos(i.span().start), errors)).collect())
+        }
         DeValue::Table(t) => Expr::Map(table_exprs(src, t, errors)),
         other => match scalar(other) {
             Ok(v) => Expr::Literal(v),
@@ -66,11 +63,9 @@ pub(crate) fn table_exprs(
 pub(crate) fn plain_value(v: &DeValue<'_>) -> Result<Value, String> {
     match v {
         DeValue::String(s) => Ok(Value::String(s.to_string())),
-        DeValue::Array(items) => items
-            .iter()
-            .map(|i| plain_value(i.get_ref()))
-            .collect::<Result<_, _>>()
-            .map(Value::List),
+        DeValue::Array(items) => {
+            items.iter().map(|i| plain_value(i.get_ref())).collect::<Result<_, _>>().map(Value::List)
+        }
         DeValue::Table(t) => t
             .iter()
             .map(|(k, v)| Ok((k.get_ref().to_string(), plain_value(v.get_ref())?)))
@@ -91,10 +86,7 @@ fn scalar(v: &DeValue<'_>) -> Result<Value, String> {
             let t = f.as_str();
             match t.trim_start_matches(['+', '-']) {
                 "inf" | "nan" => Err(format!("`{t}` is not supported: numbers must be finite")),
-                _ => t
-                    .parse::<f64>()
-                    .map(Value::Float)
-                    .map_err(|_| format!("`{t}` is not a valid number")),
+                _ => t.parse::<f64>().map(Value::Float).map_err(|_| format!("`{t}` is not a valid number")),
             }
         }
         DeValue::Datetime(d) => Ok(Value::String(d.to_string())),
@@ -104,13 +96,7 @@ fn scalar(v: &DeValue<'_>) -> Result<Value, String> {
 }
 
 /// Parses the decoded string `s`, whose TOML source is `src.text[start..end]`.
-pub(crate) fn string_expr(
-    src: &SourceFile,
-    s: &str,
-    start: usize,
-    end: usize,
-    errors: &mut Vec<Diagnostic>,
-) -> Expr {
+pub(crate) fn string_expr(src: &SourceFile, s: &str, start: usize, end: usize, errors: &mut Vec<Diagnostic>) -> Expr {
     if !s.contains("${") {
         return Expr::Literal(Value::String(s.to_string()));
     }

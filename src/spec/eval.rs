@@ -42,9 +42,7 @@ impl Scope for MapScope {
     fn lookup(&self, r: &Reference) -> Option<Value> {
         match r {
             Reference::Var(n) => self.vars.get(n).cloned(),
-            Reference::Resource { address, path } => {
-                self.resources.get(&address.to_string())?.get_path(path)
-            }
+            Reference::Resource { address, path } => self.resources.get(&address.to_string())?.get_path(path),
             // Replaced by `spec::expand` before anything is evaluated.
             _ => None,
         }
@@ -80,14 +78,8 @@ pub fn eval(expr: &Spanned<Expr>, scope: &dyn Scope) -> Result<Value, Diagnostic
 fn eval_expr(expr: &Spanned<Expr>, scope: &dyn Scope, errors: &mut Vec<Diagnostic>) -> Value {
     match &expr.node {
         Expr::Literal(v) => v.clone(),
-        Expr::List(items) => {
-            Value::List(items.iter().map(|i| eval_expr(i, scope, errors)).collect())
-        }
-        Expr::Map(m) => Value::Map(
-            m.iter()
-                .map(|(k, v)| (k.clone(), eval_expr(v, scope, errors)))
-                .collect(),
-        ),
+        Expr::List(items) => Value::List(items.iter().map(|i| eval_expr(i, scope, errors)).collect()),
+        Expr::Map(m) => Value::Map(m.iter().map(|(k, v)| (k.clone(), eval_expr(v, scope, errors))).collect()),
         Expr::Template(parts) => eval_template(parts, scope, errors),
     }
 }
@@ -142,11 +134,7 @@ fn eval_template(parts: &[TemplatePart], scope: &dyn Scope, errors: &mut Vec<Dia
 }
 
 /// `None` when an error was pushed.
-fn eval_operand(
-    op: &Spanned<Operand>,
-    scope: &dyn Scope,
-    errors: &mut Vec<Diagnostic>,
-) -> Option<Value> {
+fn eval_operand(op: &Spanned<Operand>, scope: &dyn Scope, errors: &mut Vec<Diagnostic>) -> Option<Value> {
     match &op.node {
         Operand::Str(s) => Some(Value::String(s.clone())),
         Operand::Number(n) => Some(number(*n)),
@@ -171,10 +159,7 @@ fn eval_operand(
         Operand::Ref(r) => match scope.lookup(r) {
             Some(v) => Some(v),
             None => {
-                errors.push(Diagnostic::error(
-                    Some(op.pos.clone()),
-                    format!("unknown reference `{}`", ref_text(r)),
-                ));
+                errors.push(Diagnostic::error(Some(op.pos.clone()), format!("unknown reference `{}`", ref_text(r))));
                 None
             }
         },
@@ -202,11 +187,7 @@ fn eval_operand(
 }
 
 fn number(n: f64) -> Value {
-    if n.fract() == 0.0 && n.abs() < 9.0e15 {
-        Value::Int(n as i64)
-    } else {
-        Value::Float(n)
-    }
+    if n.fract() == 0.0 && n.abs() < 9.0e15 { Value::Int(n as i64) } else { Value::Float(n) }
 }
 
 /// A reference as written in the spec (`var.x`, `a.b.attr.0`).
@@ -242,15 +223,10 @@ mod tests {
         s.vars.insert("name".into(), Value::str("sky"));
         s.vars.insert("n".into(), Value::Int(3));
         s.vars.insert("on".into(), Value::Bool(true));
-        s.vars
-            .insert("l".into(), Value::List(vec!["a".into(), "b".into()]));
+        s.vars.insert("l".into(), Value::List(vec!["a".into(), "b".into()]));
         s.vars.insert("pw".into(), Value::str("p@ss").sensitive());
-        s.vars
-            .insert("old".into(), Value::Redacted("hmac-sha256:00".into()));
-        s.resources.insert(
-            "gcp_sa.main".into(),
-            Value::map([("email", Value::Unknown), ("id", Value::str("42"))]),
-        );
+        s.vars.insert("old".into(), Value::Redacted("hmac-sha256:00".into()));
+        s.resources.insert("gcp_sa.main".into(), Value::map([("email", Value::Unknown), ("id", Value::str("42"))]));
         s
     }
 
@@ -264,37 +240,22 @@ mod tests {
     fn single_interpolation_keeps_type() {
         assert_eq!(ev("${var.n}").unwrap(), Value::Int(3));
         assert_eq!(ev("${var.on}").unwrap(), Value::Bool(true));
-        assert_eq!(
-            ev("${var.l}").unwrap(),
-            Value::List(vec!["a".into(), "b".into()])
-        );
+        assert_eq!(ev("${var.l}").unwrap(), Value::List(vec!["a".into(), "b".into()]));
         assert_eq!(ev("${var.pw}").unwrap(), Value::str("p@ss").sensitive());
         assert_eq!(ev("${gcp_sa.main.email}").unwrap(), Value::Unknown);
-        assert_eq!(
-            ev("${gcp_sa.main}").unwrap().get("id"),
-            Some(&Value::str("42"))
-        );
+        assert_eq!(ev("${gcp_sa.main}").unwrap().get("id"), Some(&Value::str("42")));
         assert_eq!(ev("${7}").unwrap(), Value::Int(7));
         assert_eq!(ev("${1.5}").unwrap(), Value::Float(1.5));
     }
 
     #[test]
     fn concatenation() {
-        assert_eq!(
-            ev("${var.name}-${var.n}-${var.on}").unwrap(),
-            Value::str("sky-3-true")
-        );
+        assert_eq!(ev("${var.name}-${var.n}-${var.on}").unwrap(), Value::str("sky-3-true"));
         assert_eq!(ev("x${gcp_sa.main.email}").unwrap(), Value::Unknown);
         assert_eq!(ev("u:${var.pw}").unwrap(), Value::str("u:p@ss").sensitive());
-        assert_eq!(
-            ev("u:${urlencode(var.pw)}").unwrap(),
-            Value::str("u:p%40ss").sensitive()
-        );
+        assert_eq!(ev("u:${urlencode(var.pw)}").unwrap(), Value::str("u:p%40ss").sensitive());
         assert_eq!(ev("x${var.old}").unwrap(), Value::Unknown);
-        assert_eq!(
-            ev("${var.old}").unwrap(),
-            Value::Redacted("hmac-sha256:00".into())
-        );
+        assert_eq!(ev("${var.old}").unwrap(), Value::Redacted("hmac-sha256:00".into()));
         assert_eq!(ev("${join(\",\", var.l)}!").unwrap(), Value::str("a,b!"));
     }
 
@@ -309,10 +270,7 @@ mod tests {
              t.toml:2:39: error: unknown reference `var.zz`\n"
         );
         let e = ev("${lowr(var.name)}").unwrap_err();
-        assert_eq!(
-            e,
-            "t.toml:2:12: error: unknown function `lowr`\n  hint: did you mean `lower`?\n"
-        );
+        assert_eq!(e, "t.toml:2:12: error: unknown function `lowr`\n  hint: did you mean `lower`?\n");
     }
 
     #[test]
@@ -328,10 +286,7 @@ mod tests {
             v,
             Value::map([(
                 "spec",
-                Value::map([
-                    ("names", Value::List(vec![Value::str("sky"), Value::Int(3)])),
-                    ("on", Value::Bool(true))
-                ])
+                Value::map([("names", Value::List(vec![Value::str("sky"), Value::Int(3)])), ("on", Value::Bool(true))])
             )])
         );
     }

@@ -350,8 +350,11 @@ impl<'a> Expander<'a> {
                         }
                         other => {
                             self.errors.push(
-                                err(&e.pos, format!("`for_each` over a list takes strings, found {}", describe(&other)))
-                                    .with_hint("use a list of strings, or a table whose keys name the instances"),
+                                err(
+                                    &e.pos,
+                                    format!("`for_each` over a list takes strings, found {}", describe(&other)),
+                                )
+                                .with_hint("use a list of strings, or a table whose keys name the instances"),
                             );
                             return Instances::Known(kind, Vec::new());
                         }
@@ -429,8 +432,11 @@ impl<'a> Expander<'a> {
         for (v, block) in &m.spec.variables {
             if block.default.is_none() && !m.inputs.contains_key(v) {
                 self.errors.push(
-                    err(&m.pos, format!("module `{name}` needs input `{v}` (a variable of the module without a default)"))
-                        .with_hint(format!("add `{v} = ...` to `[module.{name}]`")),
+                    err(
+                        &m.pos,
+                        format!("module `{name}` needs input `{v}` (a variable of the module without a default)"),
+                    )
+                    .with_hint(format!("add `{v} = ...` to `[module.{name}]`")),
                 );
             }
         }
@@ -447,7 +453,13 @@ impl<'a> Expander<'a> {
     }
 
     /// The scope of the module instance `name[key]` used from `sc`.
-    fn module_instance(&mut self, sc: &Rc<ModScope<'a>>, name: &str, key: Option<&InstanceKey>, pos: &Pos) -> Option<Rc<ModScope<'a>>> {
+    fn module_instance(
+        &mut self,
+        sc: &Rc<ModScope<'a>>,
+        name: &str,
+        key: Option<&InstanceKey>,
+        pos: &Pos,
+    ) -> Option<Rc<ModScope<'a>>> {
         let Some(m) = sc.spec.modules.get(name) else {
             let d = err(pos, format!("reference to undeclared module `module.{name}`"))
                 .with_suggestion(name, sc.spec.modules.keys().map(String::as_str));
@@ -550,7 +562,9 @@ impl<'a> Expander<'a> {
                 }
                 Operand::Call(name.clone(), args)
             }
-            Operand::Expr(e, path, sensitive) => Operand::Expr(Box::new(self.rewrite(e, sc, inst)), path.clone(), *sensitive),
+            Operand::Expr(e, path, sensitive) => {
+                Operand::Expr(Box::new(self.rewrite(e, sc, inst)), path.clone(), *sensitive)
+            }
             other => other.clone(),
         };
         Spanned { node, pos: op.pos.clone() }
@@ -605,7 +619,11 @@ impl<'a> Expander<'a> {
                 None => {
                     let d = err(pos, format!("reference to undeclared local `local.{n}`"))
                         .with_suggestion(n, sc.spec.locals.keys().map(String::as_str));
-                    let d = if d.hint.is_none() { d.with_hint(format!("declare it under `[locals]`: `{n} = ...`")) } else { d };
+                    let d = if d.hint.is_none() {
+                        d.with_hint(format!("declare it under `[locals]`: `{n} = ...`"))
+                    } else {
+                        d
+                    };
                     self.errors.push(d);
                     unknown
                 }
@@ -702,7 +720,10 @@ impl<'a> Expander<'a> {
             (Instances::Known(kind, list), None) => {
                 let item = |i: &Inst| Spanned {
                     node: Expr::Template(vec![TemplatePart::Interp(Spanned {
-                        node: Operand::Ref(Reference::Resource { address: abs.clone().with_key(i.key.clone()), path: Vec::new() }),
+                        node: Operand::Ref(Reference::Resource {
+                            address: abs.clone().with_key(i.key.clone()),
+                            path: Vec::new(),
+                        }),
                         pos: pos.clone(),
                     })]),
                     pos: pos.clone(),
@@ -776,4 +797,3 @@ fn unknown_causes(e: &Spanned<Expr>, vars: &BTreeMap<String, Value>) -> Vec<Stri
     }
     out.into_iter().collect()
 }
-

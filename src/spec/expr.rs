@@ -78,12 +78,7 @@ pub fn parse_string(text: &str, pos_at: PosAt<'_>) -> Result<Expr, Vec<Diagnosti
             if !lit.is_empty() {
                 parts.push(TemplatePart::Text(std::mem::take(&mut lit)));
             }
-            let mut p = Parser {
-                text,
-                i: i + 2,
-                pos_at,
-                open: i,
-            };
+            let mut p = Parser { text, i: i + 2, pos_at, open: i };
             match p.interpolation() {
                 Ok(op) => {
                     parts.push(TemplatePart::Interp(op));
@@ -128,8 +123,7 @@ fn utf8_len(b: u8) -> usize {
     }
 }
 
-const REF_HINT: &str =
-    "references look like `var.<name>`, `<type>.<name>.<attr>` or `data.<type>.<name>.<attr>`";
+const REF_HINT: &str = "references look like `var.<name>`, `<type>.<name>.<attr>` or `data.<type>.<name>.<attr>`";
 
 struct Parser<'t, 'p> {
     text: &'t str,
@@ -163,20 +157,14 @@ impl Parser<'_, '_> {
     }
 
     fn unterminated(&self) -> Diagnostic {
-        self.err(
-            self.open,
-            "unterminated interpolation: `${` has no closing `}`",
-        )
-        .with_hint("close it with `}`, or write `$${` for a literal `${`")
+        self.err(self.open, "unterminated interpolation: `${` has no closing `}`")
+            .with_hint("close it with `}`, or write `$${` for a literal `${`")
     }
 
     fn unexpected(&self, what: &str) -> Diagnostic {
         match self.peek() {
             None => self.unterminated(),
-            Some(c) => self.err(
-                self.i,
-                format!("unexpected `{c}` in interpolation: expected {what}"),
-            ),
+            Some(c) => self.err(self.i, format!("unexpected `{c}` in interpolation: expected {what}")),
         }
     }
 
@@ -203,12 +191,10 @@ impl Parser<'_, '_> {
             None => Err(self.unterminated()),
             Some(c) => {
                 let open = self.pos(self.open);
-                Err(self
-                    .err(self.i, format!("unexpected `{c}` in interpolation: expected `}}`"))
-                    .with_hint(format!(
-                        "the interpolation started at {}:{} holds exactly one reference, function call or literal",
-                        open.line, open.col
-                    )))
+                Err(self.err(self.i, format!("unexpected `{c}` in interpolation: expected `}}`")).with_hint(format!(
+                    "the interpolation started at {}:{} holds exactly one reference, function call or literal",
+                    open.line, open.col
+                )))
             }
         }
     }
@@ -235,9 +221,7 @@ impl Parser<'_, '_> {
                 }
             }
             Some(_) => {
-                return Err(self
-                    .unexpected("a reference, function call, string or number")
-                    .with_hint(REF_HINT));
+                return Err(self.unexpected("a reference, function call, string or number").with_hint(REF_HINT));
             }
         };
         Ok(Spanned { node, pos })
@@ -326,7 +310,8 @@ impl Parser<'_, '_> {
             }
         }
         let text = self.text[start..self.i].to_string();
-        let ident_at = |k: usize| -> bool { matches!(segs.get(k), Some(Seg::Name(s)) if crate::address::is_identifier(s)) };
+        let ident_at =
+            |k: usize| -> bool { matches!(segs.get(k), Some(Seg::Name(s)) if crate::address::is_identifier(s)) };
         let name_at = |k: usize| -> String { segs.get(k).map(Seg::text).unwrap_or_default() };
         let path_from = |k: usize| -> Vec<String> { segs.iter().skip(k).map(Seg::text).collect() };
         // An instance key right after a name: `[0]` or `["key"]`.
@@ -403,9 +388,7 @@ impl Parser<'_, '_> {
             }
             _ => {
                 if segs.len() < 2 || !ident_at(0) || !ident_at(1) {
-                    return Err(self
-                        .err(start, format!("`{text}` is not a reference"))
-                        .with_hint(REF_HINT));
+                    return Err(self.err(start, format!("`{text}` is not a reference")).with_hint(REF_HINT));
                 }
                 let key = key_at(2);
                 let rest = if key.is_some() { 3 } else { 2 };
@@ -448,9 +431,7 @@ impl Parser<'_, '_> {
                         other => {
                             return Err(self
                                 .err(at, format!("unknown escape `\\{other}` in string literal"))
-                                .with_hint(
-                                    "the escapes are `\\\"`, `\\\\`, `\\n`, `\\t` and `\\r`",
-                                ));
+                                .with_hint("the escapes are `\\\"`, `\\\\`, `\\n`, `\\t` and `\\r`"));
                         }
                     });
                 }
@@ -501,11 +482,7 @@ mod tests {
     }
 
     fn errs(s: &str) -> Vec<String> {
-        parse(s)
-            .unwrap_err()
-            .iter()
-            .map(|d| d.to_string())
-            .collect()
+        parse(s).unwrap_err().iter().map(|d| d.to_string()).collect()
     }
 
     fn single(s: &str) -> Operand {
@@ -522,19 +499,13 @@ mod tests {
     fn plain_and_escaped_strings_are_literals() {
         assert_eq!(parse("abc").unwrap(), Expr::Literal(Value::str("abc")));
         assert_eq!(parse("a$${b}").unwrap(), Expr::Literal(Value::str("a${b}")));
-        assert_eq!(
-            parse("$ {x} $").unwrap(),
-            Expr::Literal(Value::str("$ {x} $"))
-        );
+        assert_eq!(parse("$ {x} $").unwrap(), Expr::Literal(Value::str("$ {x} $")));
         assert_eq!(parse("é$${").unwrap(), Expr::Literal(Value::str("é${")));
     }
 
     #[test]
     fn references() {
-        assert_eq!(
-            single("${var.project}"),
-            Operand::Ref(Reference::Var("project".into()))
-        );
+        assert_eq!(single("${var.project}"), Operand::Ref(Reference::Var("project".into())));
         assert_eq!(
             single("${ gcp_sa.main.email }"),
             Operand::Ref(Reference::Resource {
@@ -558,19 +529,14 @@ mod tests {
         );
         assert_eq!(
             single("${x.y}"),
-            Operand::Ref(Reference::Resource {
-                address: Address::managed("x", "y"),
-                path: vec![]
-            })
+            Operand::Ref(Reference::Resource { address: Address::managed("x", "y"), path: vec![] })
         );
     }
 
     #[test]
     fn calls_strings_numbers() {
         let op = single(r#"${join(",", var.l)}"#);
-        let Operand::Call(name, args) = op else {
-            panic!()
-        };
+        let Operand::Call(name, args) = op else { panic!() };
         assert_eq!(name, "join");
         assert_eq!(args[0].node, Operand::Str(",".into()));
         assert_eq!(args[1].node, Operand::Ref(Reference::Var("l".into())));
@@ -578,17 +544,13 @@ mod tests {
         assert_eq!(single("${f()}"), Operand::Call("f".into(), vec![]));
         assert_eq!(single("${-1.5e2}"), Operand::Number(-150.0));
         assert_eq!(single(r#"${"a\"}b"}"#), Operand::Str("a\"}b".into()));
-        let Operand::Call(_, a) = single("${lower(trimsuffix(var.a, \".\"),)}") else {
-            panic!()
-        };
+        let Operand::Call(_, a) = single("${lower(trimsuffix(var.a, \".\"),)}") else { panic!() };
         assert_eq!(a.len(), 1);
     }
 
     #[test]
     fn template_parts() {
-        let Expr::Template(p) = parse("a ${var.x} b ${var.y}").unwrap() else {
-            panic!()
-        };
+        let Expr::Template(p) = parse("a ${var.x} b ${var.y}").unwrap() else { panic!() };
         assert_eq!(p.len(), 4);
         assert_eq!(p[0], TemplatePart::Text("a ".into()));
         assert_eq!(
@@ -605,10 +567,7 @@ mod tests {
     }
     impl ColExt for Pos {
         fn clone_with_col(&self, c: u32) -> Pos {
-            Pos {
-                col: c,
-                ..self.clone()
-            }
+            Pos { col: c, ..self.clone() }
         }
     }
 
@@ -628,10 +587,7 @@ mod tests {
             errs("${ var.x + 1 }")[0],
             "t.toml:1:10: error: unexpected `+` in interpolation: expected `}`\n  hint: the interpolation started at 1:1 holds exactly one reference, function call or literal"
         );
-        assert_eq!(
-            errs("${foo}")[0],
-            format!("t.toml:1:3: error: `foo` is not a reference\n  hint: {REF_HINT}")
-        );
+        assert_eq!(errs("${foo}")[0], format!("t.toml:1:3: error: `foo` is not a reference\n  hint: {REF_HINT}"));
         assert_eq!(
             errs("${var.}")[0],
             "t.toml:1:7: error: unexpected `}` in interpolation: expected a name or index after `var.`"
@@ -648,10 +604,7 @@ mod tests {
             errs("${f(\"ab)}")[0],
             "t.toml:1:5: error: unterminated string literal in interpolation\n  hint: close it with `\"`"
         );
-        assert_eq!(
-            errs("${f(a.b c)}")[0],
-            "t.toml:1:9: error: unexpected `c` in interpolation: expected `,` or `)`"
-        );
+        assert_eq!(errs("${f(a.b c)}")[0], "t.toml:1:9: error: unexpected `c` in interpolation: expected `,` or `)`");
         assert_eq!(
             errs("${\"\\q\"}")[0],
             "t.toml:1:4: error: unknown escape `\\q` in string literal\n  hint: the escapes are `\\\"`, `\\\\`, `\\n`, `\\t` and `\\r`"
@@ -666,17 +619,7 @@ mod tests {
 
     #[test]
     fn multibyte_text_never_panics() {
-        for s in [
-            "é${",
-            "${é}",
-            "${var.é}",
-            "${\"é",
-            "€${var.x}€",
-            "${1.}",
-            "${-}",
-            "${x.1}",
-            "${a(}",
-        ] {
+        for s in ["é${", "${é}", "${var.é}", "${\"é", "€${var.x}€", "${1.}", "${-}", "${x.1}", "${a(}"] {
             let _ = parse(s);
         }
     }

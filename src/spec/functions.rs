@@ -44,19 +44,13 @@ pub const HTPASSWD_COST: u32 = 10;
 pub fn check_call(name: &str, nargs: usize, pos: &Pos) -> Result<(), Diagnostic> {
     let Some((_, arity)) = FUNCTIONS.iter().find(|(n, _)| *n == name) else {
         let d = Diagnostic::error(Some(pos.clone()), format!("unknown function `{name}`"));
-        return Err(
-            match did_you_mean(name, FUNCTIONS.iter().map(|(n, _)| *n)) {
-                Some(s) => d.with_hint(format!("did you mean `{s}`?")),
-                None => d.with_hint(format!(
-                    "the functions are {}",
-                    FUNCTIONS
-                        .iter()
-                        .map(|(n, _)| format!("`{n}`"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )),
-            },
-        );
+        return Err(match did_you_mean(name, FUNCTIONS.iter().map(|(n, _)| *n)) {
+            Some(s) => d.with_hint(format!("did you mean `{s}`?")),
+            None => d.with_hint(format!(
+                "the functions are {}",
+                FUNCTIONS.iter().map(|(n, _)| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+            )),
+        });
     };
     if nargs != *arity {
         let plural = if *arity == 1 { "" } else { "s" };
@@ -94,16 +88,9 @@ pub fn call(name: &str, args: Vec<Value>, base_dir: &Path, pos: &Pos) -> Result<
     let sensitive = args.iter().any(Value::has_sensitive);
     let err = |msg: String| Diagnostic::error(Some(pos.clone()), msg);
     let s = |i: usize| -> Result<String, Diagnostic> {
-        args[i]
-            .to_template_string()
-            .filter(|_| !matches!(args[i].unmarked(), Value::Null))
-            .ok_or_else(|| {
-                err(format!(
-                    "argument {} of `{name}` must be a string, got a {}",
-                    i + 1,
-                    args[i].type_name()
-                ))
-            })
+        args[i].to_template_string().filter(|_| !matches!(args[i].unmarked(), Value::Null)).ok_or_else(|| {
+            err(format!("argument {} of `{name}` must be a string, got a {}", i + 1, args[i].type_name()))
+        })
     };
     let out = match name {
         "urlencode" => Value::String(urlencode(&s(0)?)),
@@ -112,14 +99,11 @@ pub fn call(name: &str, args: Vec<Value>, base_dir: &Path, pos: &Pos) -> Result<
             let text = s(0)?;
             let bytes = base64::engine::general_purpose::STANDARD
                 .decode(text.trim())
-                .map_err(|e| {
-                    err(format!(
-                        "`base64decode`: the argument is not valid base64 ({e})"
-                    ))
-                })?;
-            Value::String(String::from_utf8(bytes).map_err(|_| {
-                err("`base64decode`: the decoded bytes are not UTF-8 text".to_string())
-            })?)
+                .map_err(|e| err(format!("`base64decode`: the argument is not valid base64 ({e})")))?;
+            Value::String(
+                String::from_utf8(bytes)
+                    .map_err(|_| err("`base64decode`: the decoded bytes are not UTF-8 text".to_string()))?,
+            )
         }
         "trimsuffix" => {
             let (a, b) = (s(0)?, s(1)?);
@@ -129,10 +113,7 @@ pub fn call(name: &str, args: Vec<Value>, base_dir: &Path, pos: &Pos) -> Result<
         "join" => {
             let sep = s(0)?;
             let Some(items) = args[1].as_list() else {
-                return Err(err(format!(
-                    "argument 2 of `join` must be a list, got a {}",
-                    args[1].type_name()
-                )));
+                return Err(err(format!("argument 2 of `join` must be a list, got a {}", args[1].type_name())));
             };
             let mut parts = Vec::with_capacity(items.len());
             for (i, item) in items.iter().enumerate() {
@@ -154,15 +135,8 @@ pub fn call(name: &str, args: Vec<Value>, base_dir: &Path, pos: &Pos) -> Result<
             // Only regular files: a FIFO or a device such as `/dev/zero` would
             // block or never end.
             if !path.is_file() {
-                let why = if path.exists() {
-                    "not a regular file"
-                } else {
-                    "no such file"
-                };
-                return Err(err(format!(
-                    "`file`: cannot read `{}`: {why}",
-                    path.display()
-                )));
+                let why = if path.exists() { "not a regular file" } else { "no such file" };
+                return Err(err(format!("`file`: cannot read `{}`: {why}", path.display())));
             }
             let text = std::fs::read_to_string(&path)
                 .map_err(|e| err(format!("`file`: cannot read `{}`: {e}", path.display())))?;
@@ -211,11 +185,7 @@ fn has_redacted(v: &Value) -> bool {
 
 /// The characters `urlencode` leaves as they are: ASCII letters, digits and
 /// `-`, `_`, `.`, `~` (RFC 3986 "unreserved").
-const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'_')
-    .remove(b'.')
-    .remove(b'~');
+const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
 
 /// Percent-encodes `s` as one URL component (a user name or password in a
 /// connection URL, a query value): everything but RFC 3986 unreserved
@@ -245,51 +215,27 @@ mod tests {
 
     #[test]
     fn string_functions() {
-        assert_eq!(
-            f("urlencode", vec!["p@ss w/rd:é~".into()]).unwrap(),
-            Value::str("p%40ss%20w%2Frd%3A%C3%A9~")
-        );
-        assert_eq!(
-            f("base64encode", vec!["hello".into()]).unwrap(),
-            Value::str("aGVsbG8=")
-        );
-        assert_eq!(
-            f("base64decode", vec!["aGVsbG8=".into()]).unwrap(),
-            Value::str("hello")
-        );
-        assert_eq!(
-            f("trimsuffix", vec!["a.b.".into(), ".".into()]).unwrap(),
-            Value::str("a.b")
-        );
-        assert_eq!(
-            f("trimsuffix", vec!["ab".into(), "x".into()]).unwrap(),
-            Value::str("ab")
-        );
+        assert_eq!(f("urlencode", vec!["p@ss w/rd:é~".into()]).unwrap(), Value::str("p%40ss%20w%2Frd%3A%C3%A9~"));
+        assert_eq!(f("base64encode", vec!["hello".into()]).unwrap(), Value::str("aGVsbG8="));
+        assert_eq!(f("base64decode", vec!["aGVsbG8=".into()]).unwrap(), Value::str("hello"));
+        assert_eq!(f("trimsuffix", vec!["a.b.".into(), ".".into()]).unwrap(), Value::str("a.b"));
+        assert_eq!(f("trimsuffix", vec!["ab".into(), "x".into()]).unwrap(), Value::str("ab"));
         assert_eq!(f("lower", vec!["AbC".into()]).unwrap(), Value::str("abc"));
         assert_eq!(f("lower", vec![Value::Int(3)]).unwrap(), Value::str("3"));
         let l = Value::List(vec!["a".into(), Value::Int(1), Value::Bool(true)]);
-        assert_eq!(
-            f("join", vec![",".into(), l]).unwrap(),
-            Value::str("a,1,true")
-        );
+        assert_eq!(f("join", vec![",".into(), l]).unwrap(), Value::str("a,1,true"));
     }
 
     #[test]
     fn unknown_and_sensitive_propagate() {
         assert_eq!(f("lower", vec![Value::Unknown]).unwrap(), Value::Unknown);
-        assert_eq!(
-            f("lower", vec![Value::Redacted("h".into())]).unwrap(),
-            Value::Unknown
-        );
+        assert_eq!(f("lower", vec![Value::Redacted("h".into())]).unwrap(), Value::Unknown);
         let l = Value::List(vec!["a".into(), Value::Unknown]);
         assert_eq!(f("join", vec![",".into(), l]).unwrap(), Value::Unknown);
         let r = f("base64encode", vec![Value::str("pw").sensitive()]).unwrap();
         assert_eq!(r, Value::str("cHc=").sensitive());
         let l = Value::List(vec!["a".into(), Value::str("s").sensitive()]);
-        assert_eq!(
-            f("join", vec!["-".into(), l]).unwrap(),
-            Value::str("a-s").sensitive()
-        );
+        assert_eq!(f("join", vec!["-".into(), l]).unwrap(), Value::str("a-s").sensitive());
     }
 
     #[test]
@@ -306,29 +252,10 @@ mod tests {
             f("lower", vec![Value::List(vec![])]).unwrap_err(),
             "t.toml:1:1: error: argument 1 of `lower` must be a string, got a list"
         );
-        assert!(
-            f("base64decode", vec!["***".into()])
-                .unwrap_err()
-                .contains("not valid base64")
-        );
-        assert!(
-            f("base64decode", vec!["/w==".into()])
-                .unwrap_err()
-                .contains("not UTF-8")
-        );
-        assert!(
-            f("join", vec![",".into(), "x".into()])
-                .unwrap_err()
-                .contains("must be a list")
-        );
-        assert!(
-            f(
-                "join",
-                vec![",".into(), Value::List(vec![Value::List(vec![])])]
-            )
-            .unwrap_err()
-            .contains("item 0")
-        );
+        assert!(f("base64decode", vec!["***".into()]).unwrap_err().contains("not valid base64"));
+        assert!(f("base64decode", vec!["/w==".into()]).unwrap_err().contains("not UTF-8"));
+        assert!(f("join", vec![",".into(), "x".into()]).unwrap_err().contains("must be a list"));
+        assert!(f("join", vec![",".into(), Value::List(vec![Value::List(vec![])])]).unwrap_err().contains("item 0"));
         let e = f("file", vec!["missing.txt".into()]).unwrap_err();
         assert!(e.contains("cannot read `/nonexistent/missing.txt`"), "{e}");
     }
@@ -351,12 +278,8 @@ mod tests {
         assert!(!htpasswd::verifies(&line, "admin", "other"));
         assert!(!htpasswd::verifies(&line, "root", "s3cret"));
         assert!(!htpasswd::verifies("garbage", "admin", "s3cret"));
-        let again = f("htpasswd", vec!["admin".into(), "s3cret".into()])
-            .unwrap()
-            .unmarked();
-        let other = f("htpasswd", vec!["admin".into(), "changed".into()])
-            .unwrap()
-            .unmarked();
+        let again = f("htpasswd", vec!["admin".into(), "s3cret".into()]).unwrap().unmarked();
+        let other = f("htpasswd", vec!["admin".into(), "changed".into()]).unwrap().unmarked();
         assert!(htpasswd::equivalent(again.as_str().unwrap(), &line));
         assert!(!htpasswd::equivalent(other.as_str().unwrap(), &line));
         // Not only within this process: any process makes the same line.
@@ -365,10 +288,6 @@ mod tests {
             .unwrap()
             .format_for_version(bcrypt::Version::TwoB);
         assert_eq!(line, format!("admin:{direct}"));
-        assert!(
-            f("htpasswd", vec!["a:b".into(), "x".into()])
-                .unwrap_err()
-                .contains("cannot contain `:`")
-        );
+        assert!(f("htpasswd", vec!["a:b".into(), "x".into()]).unwrap_err().contains("cannot contain `:`"));
     }
 }

@@ -25,7 +25,8 @@ use super::model::{
 
 /// The top-level tables a spec may have.
 const BLOCK_KINDS: [&str; 12] = [
-    "variable", "provider", "resource", "data", "output", "locals", "module", "moved", "removed", "import", "check", "backend",
+    "variable", "provider", "resource", "data", "output", "locals", "module", "moved", "removed", "import", "check",
+    "backend",
 ];
 
 /// Loads a spec from a file, or from every `*.toml` file of a directory.
@@ -60,28 +61,17 @@ fn load_inner(path: &Path, stack: &mut Vec<PathBuf>) -> Result<Spec, Diagnostics
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
         };
-        let name = path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
         (vec![path.to_path_buf()], dir, name)
     };
     let mut sources = Vec::new();
     for f in &files {
         match std::fs::read_to_string(f) {
             Ok(text) => sources.push(SourceFile::new(f, text)),
-            Err(e) => errors.push(Diagnostic::error(
-                None,
-                format!("cannot read `{}`: {e}", f.display()),
-            )),
+            Err(e) => errors.push(Diagnostic::error(None, format!("cannot read `{}`: {e}", f.display()))),
         }
     }
-    let mut spec = Spec {
-        name,
-        dir,
-        files,
-        ..Spec::default()
-    };
+    let mut spec = Spec { name, dir, files, ..Spec::default() };
     for src in &sources {
         add_source(&mut spec, src, &mut errors);
     }
@@ -144,8 +134,9 @@ fn load_modules(spec: &mut Spec, errors: &mut Vec<Diagnostic>, stack: &mut Vec<P
                 ] {
                     if let Some(pos) = found {
                         errors.push(
-                            Diagnostic::error(Some(pos), format!("a module cannot have `{what}` blocks"))
-                                .with_hint("put them in the root spec, with module addresses (`module.<name>.<type>.<name>`)"),
+                            Diagnostic::error(Some(pos), format!("a module cannot have `{what}` blocks")).with_hint(
+                                "put them in the root spec, with module addresses (`module.<name>.<type>.<name>`)",
+                            ),
                         );
                     }
                 }
@@ -165,16 +156,8 @@ pub fn load_str(path: &Path, text: &str) -> Result<Spec, Diagnostics> {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let name = path
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let mut spec = Spec {
-        name,
-        dir,
-        files: vec![path.to_path_buf()],
-        ..Spec::default()
-    };
+    let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let mut spec = Spec { name, dir, files: vec![path.to_path_buf()], ..Spec::default() };
     let mut errors = Vec::new();
     add_source(&mut spec, &src, &mut errors);
     load_modules(&mut spec, &mut errors, &mut Vec::new());
@@ -185,16 +168,10 @@ pub fn load_str(path: &Path, text: &str) -> Result<Spec, Diagnostics> {
 pub(crate) fn toml_error(src: &SourceFile, e: &toml::de::Error) -> Diagnostic {
     let msg = e.message().trim();
     let pos = e.span().map(|s| src.pos(s.start));
-    let key = e
-        .span()
-        .and_then(|s| src.text.get(s))
-        .map(str::trim)
-        .filter(|k| !k.is_empty());
+    let key = e.span().and_then(|s| src.text.get(s)).map(str::trim).filter(|k| !k.is_empty());
     match (msg, key) {
-        ("duplicate key", Some(k)) => {
-            Diagnostic::error(pos, format!("invalid TOML: duplicate key `{k}`"))
-                .with_hint("a key or table may appear only once in a file")
-        }
+        ("duplicate key", Some(k)) => Diagnostic::error(pos, format!("invalid TOML: duplicate key `{k}`"))
+            .with_hint("a key or table may appear only once in a file"),
         _ => Diagnostic::error(pos, format!("invalid TOML: {msg}")),
     }
 }
@@ -221,9 +198,7 @@ fn dir_name(path: &Path) -> String {
     let named = path.file_name().map(|s| s.to_string_lossy().into_owned());
     named
         .or_else(|| {
-            std::fs::canonicalize(path)
-                .ok()
-                .and_then(|p| p.file_name().map(|s| s.to_string_lossy().into_owned()))
+            std::fs::canonicalize(path).ok().and_then(|p| p.file_name().map(|s| s.to_string_lossy().into_owned()))
         })
         .unwrap_or_else(|| "spec".into())
 }
@@ -240,12 +215,8 @@ fn add_source(spec: &mut Spec, src: &SourceFile, errors: &mut Vec<Diagnostic>) {
     let mut cx = Cx { src, errors };
     for (k, v) in root.get_ref().iter() {
         match k.get_ref().as_ref() {
-            "variable" => {
-                cx.named_blocks(k, v, "variable", |cx, name, v| cx.variable(spec, name, v))
-            }
-            "provider" => {
-                cx.named_blocks(k, v, "provider", |cx, name, v| cx.provider(spec, name, v))
-            }
+            "variable" => cx.named_blocks(k, v, "variable", |cx, name, v| cx.variable(spec, name, v)),
+            "provider" => cx.named_blocks(k, v, "provider", |cx, name, v| cx.provider(spec, name, v)),
             "output" => cx.named_blocks(k, v, "output", |cx, name, v| cx.output(spec, name, v)),
             "check" => cx.named_blocks(k, v, "check", |cx, name, v| cx.check(spec, name, v)),
             "backend" => cx.named_blocks(k, v, "backend", |cx, name, v| cx.backend(spec, name, v)),
@@ -257,8 +228,7 @@ fn add_source(spec: &mut Spec, src: &SourceFile, errors: &mut Vec<Diagnostic>) {
             "removed" => cx.array_blocks(v, "removed", |cx, t, pos| cx.removed(spec, t, pos)),
             "import" => cx.array_blocks(v, "import", |cx, t, pos| cx.import(spec, t, pos)),
             other => {
-                let d =
-                    Diagnostic::error(Some(cx.key_pos(k)), format!("unknown block kind `{other}`"));
+                let d = Diagnostic::error(Some(cx.key_pos(k)), format!("unknown block kind `{other}`"));
                 let d = match crate::diag::did_you_mean(other, BLOCK_KINDS) {
                     Some(s) => d.with_hint(format!("did you mean `{s}`?")),
                     None => d.with_hint(
@@ -295,21 +265,13 @@ impl Cx<'_, '_> {
             DeValue::Table(t) => Some(t),
             DeValue::Array(a) if !a.is_empty() && a.iter().all(|i| i.get_ref().is_table()) => {
                 let pos = self.val_pos(v);
-                let d = self.err(
-                    pos,
-                    format!("{what} must be a table, not an array of tables"),
-                );
-                *d = d
-                    .clone()
-                    .with_hint("write `[...]` (one pair of brackets), not `[[...]]`");
+                let d = self.err(pos, format!("{what} must be a table, not an array of tables"));
+                *d = d.clone().with_hint("write `[...]` (one pair of brackets), not `[[...]]`");
                 None
             }
             other => {
                 let pos = self.val_pos(v);
-                self.err(
-                    pos,
-                    format!("{what} must be a table, found {}", other.type_str()),
-                );
+                self.err(pos, format!("{what} must be a table, found {}", other.type_str()));
                 None
             }
         }
@@ -327,17 +289,13 @@ impl Cx<'_, '_> {
                 format!("it starts with `{c}`")
             }
             _ => {
-                let bad = name
-                    .chars()
-                    .find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-'))
-                    .unwrap_or(' ');
+                let bad = name.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-')).unwrap_or(' ');
                 format!("it contains `{bad}`")
             }
         };
         let d = self.err(pos, format!("invalid {what} name `{name}`: {why}"));
-        *d = d.clone().with_hint(
-            "names start with a letter or `_` and contain only ASCII letters, digits, `_` and `-`",
-        );
+        *d =
+            d.clone().with_hint("names start with a letter or `_` and contain only ASCII letters, digits, `_` and `-`");
         false
     }
 
@@ -370,10 +328,7 @@ impl Cx<'_, '_> {
             if !self.check_name(ty, &format!("{kind} type")) {
                 continue;
             }
-            let what = format!(
-                "`{kind}.{}` (blocks are `[{kind}.<type>.<name>]`)",
-                ty.get_ref()
-            );
+            let what = format!("`{kind}.{}` (blocks are `[{kind}.<type>.<name>]`)", ty.get_ref());
             let Some(names) = self.table(names, &what) else {
                 continue;
             };
@@ -422,9 +377,7 @@ impl Cx<'_, '_> {
 
     pub(crate) fn duplicate(&mut self, pos: Pos, msg: String, first: &Pos) {
         let d = self.err(pos, msg);
-        *d = d.clone().with_hint(format!(
-            "first declared at {first}; names must be unique across all files"
-        ));
+        *d = d.clone().with_hint(format!("first declared at {first}; names must be unique across all files"));
     }
 
     fn resource(&mut self, address: Address, pos: Pos, t: &DeTable<'_>) -> Option<ResourceBlock> {
@@ -442,9 +395,7 @@ impl Cx<'_, '_> {
                 "lifecycle" if data => {
                     let p = self.key_pos(k);
                     let d = self.err(p, "data sources have no `lifecycle`");
-                    *d = d
-                        .clone()
-                        .with_hint("a data source is only read, never created or destroyed");
+                    *d = d.clone().with_hint("a data source is only read, never created or destroyed");
                 }
                 "lifecycle" => lifecycle = meta::lifecycle(self, v),
                 "timeouts" => timeouts = meta::timeouts(self, v, data),
@@ -458,10 +409,7 @@ impl Cx<'_, '_> {
         Some(ResourceBlock {
             address,
             pos: pos.clone(),
-            body: Spanned {
-                node: Expr::Map(body),
-                pos,
-            },
+            body: Spanned { node: Expr::Map(body), pos },
             depends_on,
             lifecycle,
             timeouts,
@@ -542,7 +490,15 @@ impl Cx<'_, '_> {
             *d = d.clone().with_hint("add `source = \"./modules/<name>\"`: a directory of `*.toml` files");
             return;
         };
-        let block = ModuleBlock { name: n.clone(), pos: pos.clone(), source, inputs, repetition, depends_on, spec: Box::default() };
+        let block = ModuleBlock {
+            name: n.clone(),
+            pos: pos.clone(),
+            source,
+            inputs,
+            repetition,
+            depends_on,
+            spec: Box::default(),
+        };
         match spec.modules.get(&n) {
             Some(first) => {
                 let first = first.pos.clone();
@@ -626,7 +582,8 @@ impl Cx<'_, '_> {
             let ok = |s: &str| s.parse::<Address>().is_ok() || crate::address::parse_module_path(s).is_some();
             for x in [&from, &to] {
                 if !ok(&x.node) {
-                    let d = self.err(x.pos.clone(), format!("`{}` is not a resource, instance or module address", x.node));
+                    let d =
+                        self.err(x.pos.clone(), format!("`{}` is not a resource, instance or module address", x.node));
                     *d = d.clone().with_hint("e.g. `test_object.old`, `test_object.copies[0]`, `module.team`");
                 }
             }
@@ -731,9 +688,7 @@ impl Cx<'_, '_> {
                     let keys = ["type", "default", "description", "sensitive"];
                     *d = d.clone().with_suggestion(other, keys);
                     if d.hint.is_none() {
-                        *d = d.clone().with_hint(
-                            "a variable has `type`, `default`, `description` and `sensitive`",
-                        );
+                        *d = d.clone().with_hint("a variable has `type`, `default`, `description` and `sensitive`");
                     }
                 }
             }
@@ -750,11 +705,7 @@ impl Cx<'_, '_> {
             if !var_type_accepts(ty, d) {
                 self.err(
                     dp.clone(),
-                    format!(
-                        "default of variable `{n}` is a {}, but its type is {}",
-                        d.type_name(),
-                        var_type_name(ty)
-                    ),
+                    format!("default of variable `{n}` is a {}, but its type is {}", d.type_name(), var_type_name(ty)),
                 );
             }
         }
@@ -787,10 +738,7 @@ impl Cx<'_, '_> {
         let block = ProviderBlock {
             name: n.clone(),
             pos: pos.clone(),
-            config: Spanned {
-                node: Expr::Map(config),
-                pos: pos.clone(),
-            },
+            config: Spanned { node: Expr::Map(config), pos: pos.clone() },
         };
         match spec.providers.get(&n) {
             Some(first) => {
@@ -828,30 +776,19 @@ impl Cx<'_, '_> {
                 }
                 other => {
                     let d = self.err(kp, format!("unknown key `{other}` in output `{n}`"));
-                    *d = d
-                        .clone()
-                        .with_suggestion(other, ["value", "sensitive", "description"]);
+                    *d = d.clone().with_suggestion(other, ["value", "sensitive", "description"]);
                     if d.hint.is_none() {
-                        *d = d
-                            .clone()
-                            .with_hint("an output has `value`, `sensitive` and `description`");
+                        *d = d.clone().with_hint("an output has `value`, `sensitive` and `description`");
                     }
                 }
             }
         }
         let Some(value) = value else {
             let d = self.err(pos, format!("output `{n}` has no `value`"));
-            *d = d
-                .clone()
-                .with_hint(format!("add `value = \"${{...}}\"` to `[output.{n}]`"));
+            *d = d.clone().with_hint(format!("add `value = \"${{...}}\"` to `[output.{n}]`"));
             return;
         };
-        let block = OutputBlock {
-            name: n.clone(),
-            pos: pos.clone(),
-            value,
-            sensitive,
-        };
+        let block = OutputBlock { name: n.clone(), pos: pos.clone(), value, sensitive };
         match spec.outputs.get(&n) {
             Some(first) => {
                 let first = first.pos.clone();
@@ -956,22 +893,12 @@ sensitive = true
         assert_eq!(r.timeouts["create"], 5400);
         assert_eq!(r.timeouts["delete"], 90);
         assert_eq!(r.provider.as_deref(), Some("gcp"));
-        let Expr::Map(body) = &r.body.node else {
-            panic!()
-        };
+        let Expr::Map(body) = &r.body.node else { panic!() };
         assert_eq!(body.keys().collect::<Vec<_>>(), ["account_id"]);
-        assert_eq!(
-            (body["account_id"].pos.line, body["account_id"].pos.col),
-            (13, 1)
-        );
+        assert_eq!((body["account_id"].pos.line, body["account_id"].pos.col), (13, 1));
         let d = &s.resources[&Address::data("gcp_container_cluster", "main")];
-        let Expr::Map(body) = &d.body.node else {
-            panic!()
-        };
-        assert_eq!(
-            body["created"].node,
-            Expr::Literal(Value::str("1979-05-27T07:32:00Z"))
-        );
+        let Expr::Map(body) = &d.body.node else { panic!() };
+        assert_eq!(body["created"].node, Expr::Literal(Value::str("1979-05-27T07:32:00Z")));
         assert!(s.outputs["sa_email"].sensitive);
         assert_eq!(s.outputs["sa_email"].value.node.references().len(), 1);
     }
@@ -996,14 +923,8 @@ sensitive = true
     #[test]
     fn bad_names() {
         let e = err("[resource.a.\"bad name\"]\n[variable.1x]\n");
-        assert!(
-            e.contains("t.toml:1:13: error: invalid resource name `bad name`: it contains ` `"),
-            "{e}"
-        );
-        assert!(
-            e.contains("t.toml:2:11: error: invalid variable name `1x`: it starts with `1`"),
-            "{e}"
-        );
+        assert!(e.contains("t.toml:1:13: error: invalid resource name `bad name`: it contains ` `"), "{e}");
+        assert!(e.contains("t.toml:2:11: error: invalid variable name `1x`: it starts with `1`"), "{e}");
     }
 
     #[test]
@@ -1015,13 +936,8 @@ sensitive = true
 
     #[test]
     fn shape_errors() {
-        let e = err(
-            "resource = 1\n[variable.v]\ntype = \"strin\"\n[output.o]\nsensitive = true\n[[data.x.y]]\n",
-        );
-        assert!(
-            e.contains("`resource` must be a table, found integer"),
-            "{e}"
-        );
+        let e = err("resource = 1\n[variable.v]\ntype = \"strin\"\n[output.o]\nsensitive = true\n[[data.x.y]]\n");
+        assert!(e.contains("`resource` must be a table, found integer"), "{e}");
         assert!(e.contains("unknown variable type `strin`"), "{e}");
         assert!(e.contains("output `o` has no `value`"), "{e}");
     }

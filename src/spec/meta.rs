@@ -19,9 +19,7 @@ pub(crate) fn depends_on(cx: &mut Cx<'_, '_>, v: &Val<'_>) -> Vec<Spanned<Addres
     let Some(items) = v.get_ref().as_array() else {
         let p = cx.val_pos(v);
         let d = cx.err(p, "`depends_on` must be a list of resource addresses");
-        *d = d
-            .clone()
-            .with_hint("write `depends_on = [\"<type>.<name>\"]`");
+        *d = d.clone().with_hint("write `depends_on = [\"<type>.<name>\"]`");
         return Vec::new();
     };
     let mut out = Vec::new();
@@ -31,10 +29,7 @@ pub(crate) fn depends_on(cx: &mut Cx<'_, '_>, v: &Val<'_>) -> Vec<Spanned<Addres
             Some(s) => match s.parse::<Address>() {
                 Ok(a) => out.push(Spanned { node: a, pos: p }),
                 Err(_) => {
-                    let d = cx.err(
-                        p,
-                        format!("`{s}` in `depends_on` is not a resource address"),
-                    );
+                    let d = cx.err(p, format!("`{s}` in `depends_on` is not a resource address"));
                     let hint = if s.starts_with("${") {
                         "write the address itself, without `${...}`: `\"<type>.<name>\"`"
                     } else {
@@ -45,9 +40,7 @@ pub(crate) fn depends_on(cx: &mut Cx<'_, '_>, v: &Val<'_>) -> Vec<Spanned<Addres
             },
             None => {
                 let d = cx.err(p, "`depends_on` entries must be strings");
-                *d = d
-                    .clone()
-                    .with_hint("write `depends_on = [\"<type>.<name>\"]`");
+                *d = d.clone().with_hint("write `depends_on = [\"<type>.<name>\"]`");
             }
         }
     }
@@ -62,9 +55,7 @@ pub(crate) fn lifecycle(cx: &mut Cx<'_, '_>, v: &Val<'_>) -> Lifecycle {
     let Some(t) = v.get_ref().as_table() else {
         let p = cx.val_pos(v);
         let d = cx.err(p, "`lifecycle` must be a table");
-        *d = d
-            .clone()
-            .with_hint("write `lifecycle = { prevent_destroy = true }`");
+        *d = d.clone().with_hint("write `lifecycle = { prevent_destroy = true }`");
         return l;
     };
     for (k, v) in t.iter() {
@@ -91,22 +82,17 @@ pub(crate) fn lifecycle(cx: &mut Cx<'_, '_>, v: &Val<'_>) -> Lifecycle {
                     }
                 }
                 _ => {
-                    let d = cx.err(
-                        kp,
-                        "`lifecycle.ignore_changes` must be a list of attribute names",
-                    );
-                    *d = d
-                        .clone()
-                        .with_hint("write `ignore_changes = [\"<attr>\"]`, or `\"all\"`");
+                    let d = cx.err(kp, "`lifecycle.ignore_changes` must be a list of attribute names");
+                    *d = d.clone().with_hint("write `ignore_changes = [\"<attr>\"]`, or `\"all\"`");
                 }
             },
             other => {
                 let d = cx.err(kp, format!("unknown key `{other}` in `lifecycle`"));
                 *d = match did_you_mean(other, LIFECYCLE_KEYS) {
                     Some(s) => d.clone().with_hint(format!("did you mean `{s}`?")),
-                    None => d.clone().with_hint(
-                        "`lifecycle` has `prevent_destroy`, `ignore_changes` and `create_before_destroy`",
-                    ),
+                    None => d
+                        .clone()
+                        .with_hint("`lifecycle` has `prevent_destroy`, `ignore_changes` and `create_before_destroy`"),
                 };
             }
         }
@@ -122,9 +108,7 @@ pub(crate) fn timeouts(cx: &mut Cx<'_, '_>, v: &Val<'_>, data: bool) -> BTreeMap
     let Some(t) = v.get_ref().as_table() else {
         let p = cx.val_pos(v);
         let d = cx.err(p, "`timeouts` must be a table");
-        *d = d
-            .clone()
-            .with_hint("write `timeouts = { create = \"30m\" }`");
+        *d = d.clone().with_hint("write `timeouts = { create = \"30m\" }`");
         return out;
     };
     let allowed: &[&str] = if data { &["read"] } else { &TIMEOUT_KEYS };
@@ -133,11 +117,7 @@ pub(crate) fn timeouts(cx: &mut Cx<'_, '_>, v: &Val<'_>, data: bool) -> BTreeMap
         let key = k.get_ref().as_ref();
         if !allowed.contains(&key) {
             let d = cx.err(kp, format!("unknown key `{key}` in `timeouts`"));
-            let list = allowed
-                .iter()
-                .map(|a| format!("`{a}`"))
-                .collect::<Vec<_>>()
-                .join(", ");
+            let list = allowed.iter().map(|a| format!("`{a}`")).collect::<Vec<_>>().join(", ");
             *d = match did_you_mean(key, allowed.iter().copied()) {
                 Some(s) => d.clone().with_hint(format!("did you mean `{s}`?")),
                 None => d.clone().with_hint(format!("the timeouts here are {list}")),
@@ -156,7 +136,9 @@ pub(crate) fn timeouts(cx: &mut Cx<'_, '_>, v: &Val<'_>, data: bool) -> BTreeMap
             }
             _ => {
                 let d = cx.err(vp, format!("invalid duration for `timeouts.{key}`"));
-                *d = d.clone().with_hint("write a positive duration such as \"90s\", \"30m\" or \"1h30m\", or a number of seconds");
+                *d = d.clone().with_hint(
+                    "write a positive duration such as \"90s\", \"30m\" or \"1h30m\", or a number of seconds",
+                );
             }
         }
     }
@@ -170,9 +152,7 @@ pub(crate) fn provider(cx: &mut Cx<'_, '_>, v: &Val<'_>) -> Option<String> {
         Some(s) if is_identifier(s) => Some(s.to_string()),
         Some(s) => {
             let d = cx.err(p, format!("`{s}` is not a provider name"));
-            *d = d
-                .clone()
-                .with_hint("write the name of a provider, e.g. `provider = \"gcp\"`");
+            *d = d.clone().with_hint("write the name of a provider, e.g. `provider = \"gcp\"`");
             None
         }
         None => {
@@ -223,24 +203,13 @@ mod tests {
         assert_eq!(parse_duration("90s"), Some(90));
         assert_eq!(parse_duration("1h30m"), Some(5400));
         assert_eq!(parse_duration("1d2h3m4s"), Some(93_784));
-        for bad in [
-            "",
-            "30",
-            "m",
-            "1m1h",
-            "1m1m",
-            "1.5h",
-            "-1s",
-            "99999999999999999999999d",
-        ] {
+        for bad in ["", "30", "m", "1m1h", "1m1m", "1.5h", "-1s", "99999999999999999999999d"] {
             assert_eq!(parse_duration(bad), None, "{bad}");
         }
     }
 
     fn errs(text: &str) -> String {
-        super::super::load::load_str(std::path::Path::new("t.toml"), text)
-            .unwrap_err()
-            .to_string()
+        super::super::load::load_str(std::path::Path::new("t.toml"), text).unwrap_err().to_string()
     }
 
     #[test]

@@ -30,12 +30,8 @@ pub mod checks;
 mod convert;
 mod meta;
 
-
-
 pub use eval::{Scope, eval};
 pub use load::{load, load_str};
 pub use meta::parse_duration;
 pub use validate::{validate, validate_with_vars};
 pub use vars::resolve_variables;
-
-

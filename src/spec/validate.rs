@@ -40,12 +40,7 @@ pub fn validate_with_vars(
     schemas: &[&ProviderSchema],
     vars: Option<&BTreeMap<String, Value>>,
 ) -> Diagnostics {
-    let mut v = Validator {
-        spec,
-        schemas,
-        out: Vec::new(),
-        vars,
-    };
+    let mut v = Validator { spec, schemas, out: Vec::new(), vars };
     for p in spec.providers.values() {
         v.provider(&p.name, &p.pos, &p.config);
     }
@@ -67,12 +62,7 @@ pub fn validate_with_vars(
 /// is the evaluated `body` (a map). Errors are positioned at the attributes in
 /// `body`. Unknown values are skipped (checked again once known). `what` names
 /// the block in messages (e.g. ``"`gcp_sql_user.admin`"``).
-pub fn check_values(
-    attrs: &[Attribute],
-    body: &Spanned<Expr>,
-    values: &Value,
-    what: &str,
-) -> Diagnostics {
+pub fn check_values(attrs: &[Attribute], body: &Spanned<Expr>, values: &Value, what: &str) -> Diagnostics {
     let mut out = Vec::new();
     let Some(m) = values.as_map() else {
         return Diagnostics(out);
@@ -85,12 +75,7 @@ pub fn check_values(
         let Some(a) = attrs.iter().find(|a| a.name == k) else {
             continue;
         };
-        let pos = || {
-            positions
-                .and_then(|p| p.get(k))
-                .map(|e| e.pos.clone())
-                .unwrap_or(body.pos.clone())
-        };
+        let pos = || positions.and_then(|p| p.get(k)).map(|e| e.pos.clone()).unwrap_or(body.pos.clone());
         if let Some(why) = mismatch(&a.ty, v) {
             out.push(Diagnostic::error(
                 Some(pos()),
@@ -177,14 +162,8 @@ impl<'a> Validator<'a> {
         self.out.last_mut().expect("just pushed")
     }
 
-    fn find(
-        &self,
-        kind: SchemaKind,
-        type_name: &str,
-    ) -> Option<(&'a ProviderSchema, &'a ResourceSchema)> {
-        self.schemas
-            .iter()
-            .find_map(|p| p.get(kind, type_name).map(|t| (*p, t)))
+    fn find(&self, kind: SchemaKind, type_name: &str) -> Option<(&'a ProviderSchema, &'a ResourceSchema)> {
+        self.schemas.iter().find_map(|p| p.get(kind, type_name).map(|t| (*p, t)))
     }
 
     fn provider(&mut self, name: &str, pos: &Pos, config: &Spanned<Expr>) {
@@ -194,36 +173,20 @@ impl<'a> Validator<'a> {
             let d = self.err(pos, format!("unknown provider `{name}`"));
             *d = match did_you_mean(name, names.iter().copied()) {
                 Some(s) => d.clone().with_hint(format!("did you mean `{s}`?")),
-                None => d
-                    .clone()
-                    .with_hint(format!("the providers are {}", quoted(&names))),
+                None => d.clone().with_hint(format!("the providers are {}", quoted(&names))),
             };
             return;
         };
-        self.attributes(
-            &schema.config,
-            config,
-            &format!("provider `{name}`"),
-            &format!("`[provider.{name}]`"),
-            pos,
-        );
+        self.attributes(&schema.config, config, &format!("provider `{name}`"), &format!("`[provider.{name}]`"), pos);
     }
 
     fn resource(&mut self, r: &ResourceBlock) {
         let kind = schema_kind(r.address.mode);
-        let noun = if r.address.mode == Mode::Data {
-            "data source"
-        } else {
-            "resource"
-        };
+        let noun = if r.address.mode == Mode::Data { "data source" } else { "resource" };
         self.expr_refs(&r.body);
         for dep in &r.depends_on {
             if !self.spec.resources.contains_key(&dep.node) {
-                let msg = format!(
-                    "`depends_on` names undeclared {} `{}`",
-                    mode_noun(dep.node.mode),
-                    dep.node
-                );
+                let msg = format!("`depends_on` names undeclared {} `{}`", mode_noun(dep.node.mode), dep.node);
                 self.unknown_address(&dep.pos, msg, &dep.node);
             }
         }
@@ -232,15 +195,10 @@ impl<'a> Validator<'a> {
             match self.schemas.iter().find(|s| s.name == p) {
                 None => {
                     let names: Vec<&str> = self.schemas.iter().map(|s| s.name).collect();
-                    let d = self.err(
-                        &r.pos,
-                        format!("`{}` names unknown provider `{p}`", r.address),
-                    );
+                    let d = self.err(&r.pos, format!("`{}` names unknown provider `{p}`", r.address));
                     *d = match did_you_mean(p, names.iter().copied()) {
                         Some(s) => d.clone().with_hint(format!("did you mean `{s}`?")),
-                        None => d
-                            .clone()
-                            .with_hint(format!("the providers are {}", quoted(&names))),
+                        None => d.clone().with_hint(format!("the providers are {}", quoted(&names))),
                     };
                 }
                 Some(s) => {
@@ -253,10 +211,7 @@ impl<'a> Validator<'a> {
                                     r.address.type_name, owner.name
                                 ),
                             );
-                            *d = d.clone().with_hint(format!(
-                                "remove `provider`, or set it to `\"{}\"`",
-                                owner.name
-                            ));
+                            *d = d.clone().with_hint(format!("remove `provider`, or set it to `\"{}\"`", owner.name));
                         }
                     }
                 }
@@ -276,10 +231,7 @@ impl<'a> Validator<'a> {
             if ic != "*" && ic != "all" && schema.attr(ic).is_none() {
                 let d = self.err(
                     &r.pos,
-                    format!(
-                        "`lifecycle.ignore_changes` of `{}` names unknown attribute `{ic}`",
-                        r.address
-                    ),
+                    format!("`lifecycle.ignore_changes` of `{}` names unknown attribute `{ic}`", r.address),
                 );
                 *d = d.clone().with_suggestion(ic, schema.all_names());
             }
@@ -295,40 +247,22 @@ impl<'a> Validator<'a> {
         let msg = format!("unknown {noun} type `{t}`");
         if self.find(other, t).is_some() {
             let hint = match kind {
-                SchemaKind::Resource => format!(
-                    "`{t}` is a data source: declare it as `[data.{t}.{}]`",
-                    r.address.name
-                ),
-                SchemaKind::Data => format!(
-                    "`{t}` is a resource type: declare it as `[resource.{t}.{}]`",
-                    r.address.name
-                ),
+                SchemaKind::Resource => {
+                    format!("`{t}` is a data source: declare it as `[data.{t}.{}]`", r.address.name)
+                }
+                SchemaKind::Data => {
+                    format!("`{t}` is a resource type: declare it as `[resource.{t}.{}]`", r.address.name)
+                }
             };
             let d = self.err(&r.pos, msg);
             *d = d.clone().with_hint(hint);
             return;
         }
-        let names: Vec<&str> = self
-            .schemas
-            .iter()
-            .flat_map(|p| {
-                p.types
-                    .iter()
-                    .filter(|s| s.kind == kind)
-                    .map(|s| s.type_name)
-            })
-            .collect();
+        let names: Vec<&str> =
+            self.schemas.iter().flat_map(|p| p.types.iter().filter(|s| s.kind == kind).map(|s| s.type_name)).collect();
         let prefixes: Vec<&str> = self.schemas.iter().map(|p| p.type_prefix).collect();
-        let other_names: Vec<&str> = self
-            .schemas
-            .iter()
-            .flat_map(|p| {
-                p.types
-                    .iter()
-                    .filter(|s| s.kind == other)
-                    .map(|s| s.type_name)
-            })
-            .collect();
+        let other_names: Vec<&str> =
+            self.schemas.iter().flat_map(|p| p.types.iter().filter(|s| s.kind == other).map(|s| s.type_name)).collect();
         let (other_noun, other_block) = match other {
             SchemaKind::Resource => ("resource type", "resource"),
             SchemaKind::Data => ("data source", "data"),
@@ -336,15 +270,9 @@ impl<'a> Validator<'a> {
         let hint = if let Some(s) = did_you_mean(t, names.iter().copied()) {
             Some(format!("did you mean `{s}`?"))
         } else if let Some(s) = did_you_mean(t, other_names.iter().copied()) {
-            Some(format!(
-                "did you mean `{s}`? it is a {other_noun}: `[{other_block}.{s}.{}]`",
-                r.address.name
-            ))
+            Some(format!("did you mean `{s}`? it is a {other_noun}: `[{other_block}.{s}.{}]`", r.address.name))
         } else if !prefixes.is_empty() && !prefixes.iter().any(|p| t.starts_with(p)) {
-            Some(format!(
-                "no provider owns this type; types start with {}",
-                quoted(&prefixes)
-            ))
+            Some(format!("no provider owns this type; types start with {}", quoted(&prefixes)))
         } else {
             None
         };
@@ -356,14 +284,7 @@ impl<'a> Validator<'a> {
     }
 
     /// Checks a block's attributes: unknown, computed-only, missing, types.
-    fn attributes(
-        &mut self,
-        attrs: &[Attribute],
-        body: &Spanned<Expr>,
-        what: &str,
-        block: &str,
-        pos: &Pos,
-    ) {
+    fn attributes(&mut self, attrs: &[Attribute], body: &Spanned<Expr>, what: &str, block: &str, pos: &Pos) {
         let Expr::Map(m) = &body.node else { return };
         for (k, e) in m {
             let Some(a) = attrs.iter().find(|a| a.name == k) else {
@@ -373,23 +294,14 @@ impl<'a> Validator<'a> {
                 continue;
             };
             if !a.settable() {
-                let d = self.err(
-                    &e.pos,
-                    format!(
-                        "attribute `{k}` of {what} cannot be set: it is computed by the provider"
-                    ),
-                );
-                *d = d.clone().with_hint(format!(
-                    "remove it; refer to it elsewhere as `${{<address>.{k}}}`"
-                ));
+                let d = self
+                    .err(&e.pos, format!("attribute `{k}` of {what} cannot be set: it is computed by the provider"));
+                *d = d.clone().with_hint(format!("remove it; refer to it elsewhere as `${{<address>.{k}}}`"));
                 continue;
             }
             let shape = shape(&e.node);
             if let Some(why) = mismatch(&a.ty, &shape) {
-                self.err(
-                    &e.pos,
-                    format!("attribute `{k}` of {what} must be a {}: {why}", a.ty.name()),
-                );
+                self.err(&e.pos, format!("attribute `{k}` of {what} must be a {}: {why}", a.ty.name()));
                 continue;
             }
             let mut calls = Vec::new();
@@ -400,17 +312,11 @@ impl<'a> Validator<'a> {
             // Without variable values, only what the spec writes out is known
             // (a variable is unknown): names are still checked where known.
             let no_vars = BTreeMap::new();
-            let scope = VarsOnly {
-                vars: self.vars.unwrap_or(&no_vars),
-                dir: &self.spec.dir,
-            };
+            let scope = VarsOnly { vars: self.vars.unwrap_or(&no_vars), dir: &self.spec.dir };
             match eval(e, &scope) {
                 Ok(v) if self.vars.is_some() && mismatch(&a.ty, &v).is_some() => {
                     let why = mismatch(&a.ty, &v).unwrap_or_default();
-                    self.err(
-                        &e.pos,
-                        format!("attribute `{k}` of {what} must be a {}: {why}", a.ty.name()),
-                    );
+                    self.err(&e.pos, format!("attribute `{k}` of {what} must be a {}: {why}", a.ty.name()));
                 }
                 Ok(v) => {
                     if let Some(d) = rule_error(a, &v, &e.pos, what) {
@@ -421,19 +327,11 @@ impl<'a> Validator<'a> {
                 Err(_) => {}
             }
         }
-        let missing: Vec<&str> = attrs
-            .iter()
-            .filter(|a| a.required && !m.contains_key(a.name))
-            .map(|a| a.name)
-            .collect();
+        let missing: Vec<&str> =
+            attrs.iter().filter(|a| a.required && !m.contains_key(a.name)).map(|a| a.name).collect();
         for name in missing {
-            let d = self.err(
-                pos,
-                format!("{what} is missing required attribute `{name}`"),
-            );
-            *d = d
-                .clone()
-                .with_hint(format!("add `{name} = ...` to {block}"));
+            let d = self.err(pos, format!("{what} is missing required attribute `{name}`"));
+            *d = d.clone().with_hint(format!("add `{name} = ...` to {block}"));
         }
     }
 
@@ -442,7 +340,12 @@ impl<'a> Validator<'a> {
         self.expr_refs(&c.body);
         for dep in &c.depends_on {
             if !self.spec.resources.contains_key(&dep.node) {
-                let msg = format!("`depends_on` of check `{}` names undeclared {} `{}`", c.name, mode_noun(dep.node.mode), dep.node);
+                let msg = format!(
+                    "`depends_on` of check `{}` names undeclared {} `{}`",
+                    c.name,
+                    mode_noun(dep.node.mode),
+                    dep.node
+                );
                 self.unknown_address(&dep.pos, msg, &dep.node);
             }
         }
@@ -450,13 +353,17 @@ impl<'a> Validator<'a> {
             match self.schemas.iter().find(|s| s.name == via.node) {
                 Some(s) if s.reaches_services => {}
                 found => {
-                    let reaching: Vec<&str> = self.schemas.iter().filter(|s| s.reaches_services).map(|s| s.name).collect();
+                    let reaching: Vec<&str> =
+                        self.schemas.iter().filter(|s| s.reaches_services).map(|s| s.name).collect();
                     let msg = match found {
                         Some(_) => format!("check `{}`: provider `{}` cannot reach Services", c.name, via.node),
                         None => format!("check `{}`: `via` names unknown provider `{}`", c.name, via.node),
                     };
                     let d = self.err(&via.pos, msg);
-                    *d = d.clone().with_hint(format!("`via` names a provider with a Kubernetes API server: {}", quoted(&reaching)));
+                    *d = d.clone().with_hint(format!(
+                        "`via` names a provider with a Kubernetes API server: {}",
+                        quoted(&reaching)
+                    ));
                 }
             }
         }
@@ -470,9 +377,9 @@ impl<'a> Validator<'a> {
             let problem = match key {
                 "url" => (!(text.starts_with("http://") || text.starts_with("https://")))
                     .then(|| ("is not an http:// or https:// URL".to_string(), "write `url = \"https://host/path\"`")),
-                _ => super::checks::parse_service(text)
-                    .err()
-                    .map(|why| (why, "write `service = \"<namespace>/<name>:<port>\"`, e.g. \"skypilot/skypilot-api-service:80\"")),
+                _ => super::checks::parse_service(text).err().map(|why| {
+                    (why, "write `service = \"<namespace>/<name>:<port>\"`, e.g. \"skypilot/skypilot-api-service:80\"")
+                }),
             };
             if let Some((why, hint)) = problem {
                 let shown = if v.has_sensitive() { "(sensitive value)".to_string() } else { format!("{text:?}") };
@@ -500,40 +407,27 @@ impl<'a> Validator<'a> {
         let spec = self.spec;
         match &r.node {
             Reference::Var(n) if !self.spec.variables.contains_key(n) => {
-                let d = self.err(
-                    &r.pos,
-                    format!("reference to undeclared variable `var.{n}`"),
-                );
+                let d = self.err(&r.pos, format!("reference to undeclared variable `var.{n}`"));
                 *d = match did_you_mean(n, spec.variables.keys().map(String::as_str)) {
                     Some(s) => d.clone().with_hint(format!("did you mean `var.{s}`?")),
-                    None => d
-                        .clone()
-                        .with_hint(format!("declare it with `[variable.{n}]`")),
+                    None => d.clone().with_hint(format!("declare it with `[variable.{n}]`")),
                 };
             }
             Reference::Var(_) => {}
             Reference::Resource { address, path } => {
                 if !self.spec.resources.contains_key(address) {
-                    let msg = format!(
-                        "reference to undeclared {} `{address}`",
-                        mode_noun(address.mode)
-                    );
+                    let msg = format!("reference to undeclared {} `{address}`", mode_noun(address.mode));
                     self.unknown_address(&r.pos, msg, address);
                     return;
                 }
                 let Some(attr) = path.first() else { return };
-                let Some((_, schema)) = self.find(schema_kind(address.mode), &address.type_name)
-                else {
+                let Some((_, schema)) = self.find(schema_kind(address.mode), &address.type_name) else {
                     return;
                 };
                 if schema.attr(attr).is_none() {
                     let d = self.err(
                         &r.pos,
-                        format!(
-                            "`{}`: `{}` has no attribute `{attr}`",
-                            ref_text(&r.node),
-                            address.type_name
-                        ),
+                        format!("`{}`: `{}` has no attribute `{attr}`", ref_text(&r.node), address.type_name),
                     );
                     *d = d.clone().with_suggestion(attr, schema.all_names());
                 }
@@ -561,11 +455,7 @@ impl<'a> Validator<'a> {
                 Mode::Managed => "resources",
                 Mode::Data => "data sources",
             };
-            *d = d.clone().with_hint(format!(
-                "declared `{}` {noun}: {}",
-                address.type_name,
-                same_type.join(", ")
-            ));
+            *d = d.clone().with_hint(format!("declared `{}` {noun}: {}", address.type_name, same_type.join(", ")));
         }
     }
 }
@@ -573,10 +463,7 @@ impl<'a> Validator<'a> {
 /// The declared address closest to `got` (same mode, a few edits away).
 /// Edit distance rather than Jaro-Winkler: long addresses share long prefixes
 /// (`gcp_sql_...`) that make unrelated ones look close.
-fn suggest_address<'s>(
-    got: &Address,
-    known: impl Iterator<Item = &'s Address>,
-) -> Option<&'s Address> {
+fn suggest_address<'s>(got: &Address, known: impl Iterator<Item = &'s Address>) -> Option<&'s Address> {
     let g = got.to_string();
     known
         .filter(|a| a.mode == got.mode)
@@ -594,11 +481,7 @@ fn mode_noun(m: Mode) -> &'static str {
 }
 
 fn quoted(names: &[&str]) -> String {
-    names
-        .iter()
-        .map(|n| format!("`{n}`"))
-        .collect::<Vec<_>>()
-        .join(", ")
+    names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
 }
 
 fn collect_calls<'e>(e: &'e Expr, out: &mut Vec<(&'e str, usize, &'e Pos)>) {
@@ -625,9 +508,7 @@ fn collect_calls<'e>(e: &'e Expr, out: &mut Vec<(&'e str, usize, &'e Pos)>) {
 fn shape(e: &Expr) -> Value {
     match e {
         Expr::Literal(v) => v.clone(),
-        Expr::Template(parts) if matches!(parts.as_slice(), [TemplatePart::Interp(_)]) => {
-            Value::Unknown
-        }
+        Expr::Template(parts) if matches!(parts.as_slice(), [TemplatePart::Interp(_)]) => Value::Unknown,
         Expr::Template(_) => Value::String(String::new()),
         Expr::List(items) => Value::List(items.iter().map(|i| shape(&i.node)).collect()),
         Expr::Map(m) => Value::Map(m.iter().map(|(k, v)| (k.clone(), shape(&v.node))).collect()),
@@ -644,13 +525,12 @@ fn mismatch(ty: &AttrType, v: &Value) -> Option<String> {
         v => v,
     };
     match (ty, v) {
-        (AttrType::List(inner), Value::List(items)) => items
-            .iter()
-            .enumerate()
-            .find_map(|(i, item)| mismatch(inner, item).map(|why| format!("item {i}: {why}"))),
-        (AttrType::Map(inner), Value::Map(m)) => m
-            .iter()
-            .find_map(|(k, item)| mismatch(inner, item).map(|why| format!("key `{k}`: {why}"))),
+        (AttrType::List(inner), Value::List(items)) => {
+            items.iter().enumerate().find_map(|(i, item)| mismatch(inner, item).map(|why| format!("item {i}: {why}")))
+        }
+        (AttrType::Map(inner), Value::Map(m)) => {
+            m.iter().find_map(|(k, item)| mismatch(inner, item).map(|why| format!("key `{k}`: {why}")))
+        }
         _ => Some(format!("got a {}", v.type_name())),
     }
     .or_else(|| Some(format!("got a {}", v.type_name())))
@@ -678,16 +558,8 @@ mod tests {
                     attributes: vec![
                         Attribute::required("account_id", AttrType::String, "").force_new(),
                         Attribute::optional("display_name", AttrType::String, ""),
-                        Attribute::optional(
-                            "labels",
-                            AttrType::Map(Box::new(AttrType::String)),
-                            "",
-                        ),
-                        Attribute::optional(
-                            "roles",
-                            AttrType::List(Box::new(AttrType::String)),
-                            "",
-                        ),
+                        Attribute::optional("labels", AttrType::Map(Box::new(AttrType::String)), ""),
+                        Attribute::optional("roles", AttrType::List(Box::new(AttrType::String)), ""),
                         Attribute::optional("disabled", AttrType::Bool, ""),
                         Attribute::computed("email", AttrType::String, ""),
                     ],
@@ -803,11 +675,8 @@ t.toml:18:85: error: `join` takes 2 arguments, got 1
         )
         .unwrap();
         let s = schema();
-        let vars: BTreeMap<String, Value> = [
-            ("name".to_string(), Value::str("n")),
-            ("l".to_string(), Value::List(vec![Value::Int(1)])),
-        ]
-        .into();
+        let vars: BTreeMap<String, Value> =
+            [("name".to_string(), Value::str("n")), ("l".to_string(), Value::List(vec![Value::Int(1)]))].into();
         let out = validate_with_vars(&spec, &[&s], Some(&vars)).to_string();
         assert_eq!(
             out,
@@ -821,11 +690,8 @@ t.toml:18:85: error: `join` takes 2 arguments, got 1
 
     #[test]
     fn check_values_after_eval() {
-        let spec = load_str(
-            "t.toml".as_ref(),
-            "[resource.gcp_service_account.sa]\naccount_id = \"${var.x}\"\n",
-        )
-        .unwrap();
+        let spec =
+            load_str("t.toml".as_ref(), "[resource.gcp_service_account.sa]\naccount_id = \"${var.x}\"\n").unwrap();
         let r = spec.resources.values().next().unwrap();
         let s = schema();
         let attrs = &s.types[0].attributes;

@@ -60,10 +60,7 @@ pub fn resolve_variables(
         let text = match std::fs::read_to_string(file) {
             Ok(t) => t,
             Err(e) => {
-                errors.push(Diagnostic::error(
-                    None,
-                    format!("cannot read var file `{}`: {e}", file.display()),
-                ));
+                errors.push(Diagnostic::error(None, format!("cannot read var file `{}`: {e}", file.display())));
                 continue;
             }
         };
@@ -128,11 +125,8 @@ pub fn resolve_variables(
     for arg in cli {
         let Some((name, text)) = arg.split_once('=') else {
             errors.push(
-                Diagnostic::error(
-                    None,
-                    format!("`--var {arg}` is not of the form `name=value`"),
-                )
-                .with_hint("write `--var name=value`"),
+                Diagnostic::error(None, format!("`--var {arg}` is not of the form `name=value`"))
+                    .with_hint("write `--var name=value`"),
             );
             continue;
         };
@@ -153,25 +147,12 @@ pub fn resolve_variables(
         }
     }
 
-    let missing: Vec<&str> = names
-        .iter()
-        .copied()
-        .filter(|n| !values.contains_key(*n))
-        .collect();
+    let missing: Vec<&str> = names.iter().copied().filter(|n| !values.contains_key(*n)).collect();
     for n in &missing {
         let v = &spec.variables[*n];
-        let desc = v
-            .description
-            .as_deref()
-            .map(|d| format!(" ({d})"))
-            .unwrap_or_default();
-        let mut d = Diagnostic::error(
-            Some(v.pos.clone()),
-            format!("required variable `{n}`{desc} has no value"),
-        );
-        d = d.with_hint(format!(
-            "set it with `--var {n}=...`, `{ENV_PREFIX}{n}=...` or a `--var-file`"
-        ));
+        let desc = v.description.as_deref().map(|d| format!(" ({d})")).unwrap_or_default();
+        let mut d = Diagnostic::error(Some(v.pos.clone()), format!("required variable `{n}`{desc} has no value"));
+        d = d.with_hint(format!("set it with `--var {n}=...`, `{ENV_PREFIX}{n}=...` or a `--var-file`"));
         errors.push(d);
     }
 
@@ -196,11 +177,8 @@ fn type_error(name: &str, ty: VarType, from: &str, why: &str) -> Diagnostic {
         VarType::List => "a TOML array, e.g. `[\"a\", \"b\"]`",
         VarType::Map => "a TOML inline table, e.g. `{ a = 1 }`",
     };
-    Diagnostic::error(
-        None,
-        format!("variable `{name}` is a {}: {from} {why}", var_type_name(ty)),
-    )
-    .with_hint(format!("a {} is {example}", var_type_name(ty)))
+    Diagnostic::error(None, format!("variable `{name}` is a {}: {from} {why}", var_type_name(ty)))
+        .with_hint(format!("a {} is {example}", var_type_name(ty)))
 }
 
 /// Converts text from `--var` or the environment to the declared type.
@@ -229,11 +207,7 @@ pub fn from_text(ty: VarType, text: &str) -> Result<Value, String> {
                 return Err(format!("is not valid TOML ({})", e.message().trim()));
             }
             let v = plain_value(v.get_ref())?;
-            if var_type_accepts(ty, &v) {
-                Ok(v)
-            } else {
-                Err(format!("gives a {}", v.type_name()))
-            }
+            if var_type_accepts(ty, &v) { Ok(v) } else { Err(format!("gives a {}", v.type_name())) }
         }
     }
 }
@@ -271,29 +245,17 @@ sensitive = true
     }
 
     fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     #[test]
     fn precedence_default_file_env_cli() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("v.toml");
-        std::fs::write(
-            &f,
-            "region = \"file\"\nnodes = 2\nzones = [\"a\"]\nproject = \"p\"\npassword = \"pw\"\n",
-        )
-        .unwrap();
+        std::fs::write(&f, "region = \"file\"\nnodes = 2\nzones = [\"a\"]\nproject = \"p\"\npassword = \"pw\"\n")
+            .unwrap();
         let e = env(&[("SKYFORM_VAR_region", "env"), ("nodes", "5")]);
-        let v = resolve_variables(
-            &spec(),
-            &["region=cli".into(), "labels={a=1}".into()],
-            &[f],
-            &e,
-        )
-        .unwrap();
+        let v = resolve_variables(&spec(), &["region=cli".into(), "labels={a=1}".into()], &[f], &e).unwrap();
         assert_eq!(v["region"], Value::str("cli"));
         assert_eq!(v["nodes"], Value::Int(5));
         assert_eq!(v["zones"], Value::List(vec!["a".into()]));
@@ -304,9 +266,7 @@ sensitive = true
 
     #[test]
     fn all_missing_reported_at_once() {
-        let e = resolve_variables(&spec(), &[], &[], &BTreeMap::new())
-            .unwrap_err()
-            .to_string();
+        let e = resolve_variables(&spec(), &[], &[], &BTreeMap::new()).unwrap_err().to_string();
         assert_eq!(
             e,
             "s.toml:2:1: error: required variable `project` (GCP project id) has no value\n  \
@@ -320,16 +280,9 @@ sensitive = true
     fn bad_values_name_their_source() {
         let base = ["project=p".to_string(), "password=x".to_string()];
         let mut cli = base.to_vec();
-        cli.extend([
-            "nodes=many".into(),
-            "projct=x".into(),
-            "novalue".into(),
-            "zones={a=1}".into(),
-        ]);
+        cli.extend(["nodes=many".into(), "projct=x".into(), "novalue".into(), "zones={a=1}".into()]);
         let e = env(&[("SKYFORM_VAR_debug", "yes")]);
-        let out = resolve_variables(&spec(), &cli, &[], &e)
-            .unwrap_err()
-            .to_string();
+        let out = resolve_variables(&spec(), &cli, &[], &e).unwrap_err().to_string();
         for want in [
             "error: variable `nodes` is a number: `--var nodes=...` gives `many`, which is not a number\n  hint: a number is e.g. `3` or `2.5`",
             "error: `--var` sets undeclared variable `projct`\n  hint: did you mean `project`?",
@@ -346,21 +299,19 @@ sensitive = true
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("v.toml");
         std::fs::write(&f, "project = 1\nregon = \"x\"\n").unwrap();
-        let out = resolve_variables(
-            &spec(),
-            &["password=x".into()],
-            std::slice::from_ref(&f),
-            &BTreeMap::new(),
-        )
-        .unwrap_err()
-        .to_string();
+        let out = resolve_variables(&spec(), &["password=x".into()], std::slice::from_ref(&f), &BTreeMap::new())
+            .unwrap_err()
+            .to_string();
         let p = f.display();
         assert!(
+            out.contains(&format!("{p}:1:1: error: variable `project` is a string, but the var file gives a number")),
+            "{out}"
+        );
+        assert!(
             out.contains(&format!(
-                "{p}:1:1: error: variable `project` is a string, but the var file gives a number"
+                "{p}:2:1: error: var file sets undeclared variable `regon`\n  hint: did you mean `region`?"
             )),
             "{out}"
         );
-        assert!(out.contains(&format!("{p}:2:1: error: var file sets undeclared variable `regon`\n  hint: did you mean `region`?")), "{out}");
     }
 }

@@ -40,8 +40,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use self::fsio::{ensure_private_dir, io_err};
-use self::journal::{check_line, Entry};
 pub use self::journal::LocalWriter;
+use self::journal::{Entry, check_line};
 pub use self::lock::LocalLock;
 use super::{Backend, LockGuard, LockInfo, State, StateError, StateRecord, StateWriter};
 
@@ -87,12 +87,7 @@ impl LocalBackend {
         let state_dir = dir.join(".skyform");
         let file = |ext: &str| state_dir.join(format!("{spec_name}.{ext}"));
         LocalBackend {
-            paths: Paths {
-                snapshot: file("state.json"),
-                journal: file("journal"),
-                lock: file("lock"),
-                dir: state_dir,
-            },
+            paths: Paths { snapshot: file("state.json"), journal: file("journal"), lock: file("lock"), dir: state_dir },
         }
     }
 
@@ -246,8 +241,8 @@ fn read_journal(path: &Path, epoch: u64, report: &mut LoadReport) -> Result<Vec<
             }
             return Err(corrupt(path, format!("journal line {} fails its checksum, and valid lines follow it", i + 1)));
         };
-        let entry: Entry<StateRecord> = serde_json::from_str(json)
-            .map_err(|e| corrupt(path, format!("journal line {}: {e}", i + 1)))?;
+        let entry: Entry<StateRecord> =
+            serde_json::from_str(json).map_err(|e| corrupt(path, format!("journal line {}: {e}", i + 1)))?;
         if entry.epoch < epoch {
             report.skipped_folded += 1;
         } else if entry.epoch == epoch && epoch > 0 {

@@ -112,23 +112,13 @@ impl Testbed {
                 .arg("up")
                 // `cargo test` holds the workspace target dir's lock while tests run, so building the
                 // emulator there would wait forever: use a target dir of its own.
-                .env(
-                    "SKYFORM_TESTBED_CARGO_TARGET_DIR",
-                    repo_root().join("target/testbed-autostart"),
-                )
+                .env("SKYFORM_TESTBED_CARGO_TARGET_DIR", repo_root().join("target/testbed-autostart"))
                 .output()
-                .map_err(|source| Error::Spawn {
-                    script: script.clone(),
-                    source,
-                })?;
+                .map_err(|source| Error::Spawn { script: script.clone(), source })?;
             if !out.status.success() {
                 return Err(Error::Up {
                     status: out.status,
-                    output: format!(
-                        "{}{}",
-                        String::from_utf8_lossy(&out.stderr),
-                        String::from_utf8_lossy(&out.stdout)
-                    ),
+                    output: format!("{}{}", String::from_utf8_lossy(&out.stderr), String::from_utf8_lossy(&out.stdout)),
                 });
             }
         }
@@ -148,17 +138,9 @@ impl Testbed {
     pub fn attach(dir: &Path) -> Result<Testbed, Error> {
         let path = dir.join("testbed.env");
         let text = read(&path)?;
-        let mut env: BTreeMap<String, String> = text
-            .lines()
-            .filter_map(|line| line.split_once('='))
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect();
-        let get = |key: &'static str| {
-            env.get(key).cloned().ok_or_else(|| Error::Missing {
-                path: path.clone(),
-                key,
-            })
-        };
+        let mut env: BTreeMap<String, String> =
+            text.lines().filter_map(|line| line.split_once('=')).map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
+        let get = |key: &'static str| env.get(key).cloned().ok_or_else(|| Error::Missing { path: path.clone(), key });
         let kube_ca_file = PathBuf::from(get("SKYFORM_KUBE_CA_FILE")?);
         let testbed_path = get("SKYFORM_TESTBED_PATH")?;
         let testbed = Testbed {
@@ -185,18 +167,12 @@ impl Testbed {
 }
 
 fn read(path: &Path) -> Result<String, Error> {
-    std::fs::read_to_string(path).map_err(|source| Error::Read {
-        path: path.to_owned(),
-        source,
-    })
+    std::fs::read_to_string(path).map_err(|source| Error::Read { path: path.to_owned(), source })
 }
 
 /// The workspace root (this crate lives in `<root>/testbed`).
 pub(crate) fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("testbed crate has a parent directory")
-        .to_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("testbed crate has a parent directory").to_owned()
 }
 
 /// The run directory, as `scripts/testbed` computes it.

@@ -4,8 +4,7 @@ use base64::Engine as _;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{ObjectMeta, PostParams};
 use kube::config::{
-    AuthInfo, Cluster, Context, KubeConfigOptions, Kubeconfig, NamedAuthInfo, NamedCluster,
-    NamedContext,
+    AuthInfo, Cluster, Context, KubeConfigOptions, Kubeconfig, NamedAuthInfo, NamedCluster, NamedContext,
 };
 use kube::{Api, Client, Config};
 
@@ -14,11 +13,7 @@ use crate::{Testbed, unique_name};
 /// A kube-rs client for `server` (an `https://` URL) trusting `ca_pem` and sending `token` as the
 /// bearer token: the way a GKE cluster is reached from its `endpoint`, `clusterCaCertificate` and a
 /// Google access token, with no kubeconfig.
-pub async fn kube_client_for(
-    server: &str,
-    ca_pem: &str,
-    token: &str,
-) -> Result<Client, kube::Error> {
+pub async fn kube_client_for(server: &str, ca_pem: &str, token: &str) -> Result<Client, kube::Error> {
     let ca = base64::engine::general_purpose::STANDARD.encode(ca_pem);
     let kubeconfig = Kubeconfig {
         clusters: vec![NamedCluster {
@@ -31,18 +26,11 @@ pub async fn kube_client_for(
         }],
         auth_infos: vec![NamedAuthInfo {
             name: "u".into(),
-            auth_info: Some(AuthInfo {
-                token: Some(token.to_owned().into()),
-                ..AuthInfo::default()
-            }),
+            auth_info: Some(AuthInfo { token: Some(token.to_owned().into()), ..AuthInfo::default() }),
         }],
         contexts: vec![NamedContext {
             name: "x".into(),
-            context: Some(Context {
-                cluster: "c".into(),
-                user: Some("u".into()),
-                ..Context::default()
-            }),
+            context: Some(Context { cluster: "c".into(), user: Some("u".into()), ..Context::default() }),
         }],
         current_context: Some("x".into()),
         ..Kubeconfig::default()

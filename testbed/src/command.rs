@@ -36,9 +36,7 @@ impl Testbed {
 /// When it cannot start or exits non-zero, with the command line, stdout and stderr.
 pub fn run_ok(cmd: &mut Command) -> String {
     let shown = format!("{cmd:?}");
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("could not run {shown}: {e}"));
+    let out = cmd.output().unwrap_or_else(|e| panic!("could not run {shown}: {e}"));
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),

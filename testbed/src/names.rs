@@ -15,18 +15,10 @@ static COUNTER: AtomicU32 = AtomicU32::new(0);
 /// assert!(name.starts_with("helm-") && name.len() <= 30);
 /// ```
 pub fn unique_name(prefix: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     // pid and counter make it unique among running tests; the clock keeps names of earlier runs apart.
-    let suffix = format!(
-        "{:x}{:x}{:05x}",
-        std::process::id() & 0xffff,
-        n,
-        nanos & 0xfffff
-    );
+    let suffix = format!("{:x}{:x}{:05x}", std::process::id() & 0xffff, n, nanos & 0xfffff);
     let keep = 30usize.saturating_sub(suffix.len() + 1).min(prefix.len());
     let prefix = prefix[..keep].trim_end_matches('-');
     format!("{prefix}-{suffix}")

@@ -24,13 +24,7 @@ async fn gke_cluster_endpoint_reaches_the_testbed_with_the_gcp_token() {
     };
 
     // Projects need not be created in the emulator; the API is enabled as on a real project.
-    run_ok(gcloud().args([
-        "services",
-        "enable",
-        "container.googleapis.com",
-        "--project",
-        &project,
-    ]));
+    run_ok(gcloud().args(["services", "enable", "container.googleapis.com", "--project", &project]));
     run_ok(gcloud().args([
         "container",
         "clusters",
@@ -58,18 +52,10 @@ async fn gke_cluster_endpoint_reaches_the_testbed_with_the_gcp_token() {
     let described: serde_json::Value = serde_json::from_str(&out).expect("describe json");
     assert_eq!(described["status"], "RUNNING", "{out}");
     let endpoint = described["endpoint"].as_str().expect("endpoint");
-    let ca_b64 = described["masterAuth"]["clusterCaCertificate"]
-        .as_str()
-        .expect("CA");
-    let ca_pem = base64::engine::general_purpose::STANDARD
-        .decode(ca_b64)
-        .expect("CA is base64");
+    let ca_b64 = described["masterAuth"]["clusterCaCertificate"].as_str().expect("CA");
+    let ca_pem = base64::engine::general_purpose::STANDARD.decode(ca_b64).expect("CA is base64");
     let ca_pem = String::from_utf8(ca_pem).expect("CA is PEM text");
-    assert_eq!(
-        ca_pem.trim(),
-        tb.kube_ca_pem.trim(),
-        "the cluster reports the testbed's CA"
-    );
+    assert_eq!(ca_pem.trim(), tb.kube_ca_pem.trim(), "the cluster reports the testbed's CA");
 
     // The namespace is created directly; the GKE client must see it, so both reach one API server.
     let ns = tb.namespace("via-gke").await;
@@ -103,15 +89,8 @@ async fn gke_cluster_endpoint_reaches_the_testbed_with_the_gcp_token() {
 #[tokio::test]
 async fn a_wrong_token_is_refused_by_the_kube_apiserver() {
     let tb = Testbed::get();
-    let client = kube_client_for(&tb.kube_api, &tb.kube_ca_pem, "ya29.not-the-testbed-token")
-        .await
-        .expect("client");
-    let err = Api::<Namespace>::all(client)
-        .list(&ListParams::default())
-        .await
-        .expect_err("an unknown token must be refused");
-    assert!(
-        matches!(&err, kube::Error::Api(e) if e.code == 401),
-        "{err:?}"
-    );
+    let client = kube_client_for(&tb.kube_api, &tb.kube_ca_pem, "ya29.not-the-testbed-token").await.expect("client");
+    let err =
+        Api::<Namespace>::all(client).list(&ListParams::default()).await.expect_err("an unknown token must be refused");
+    assert!(matches!(&err, kube::Error::Api(e) if e.code == 401), "{err:?}");
 }

@@ -25,10 +25,7 @@ async fn helm_install_succeeds_and_helm_list_shows_the_release() {
         "message=installed by the testbed test",
     ]));
 
-    let out = run_ok(
-        tb.helm()
-            .args(["list", "--namespace", &ns, "--output", "json"]),
-    );
+    let out = run_ok(tb.helm().args(["list", "--namespace", &ns, "--output", "json"]));
     let releases: serde_json::Value = serde_json::from_str(&out).expect("helm list json");
     let releases = releases.as_array().expect("helm list gives an array");
     assert_eq!(releases.len(), 1, "{out}");
@@ -41,13 +38,7 @@ async fn helm_install_succeeds_and_helm_list_shows_the_release() {
         .get("greeter-greeting")
         .await
         .expect("the chart's ConfigMap exists");
-    assert_eq!(
-        cm.data
-            .unwrap_or_default()
-            .get("message")
-            .map(String::as_str),
-        Some("installed by the testbed test")
-    );
+    assert_eq!(cm.data.unwrap_or_default().get("message").map(String::as_str), Some("installed by the testbed test"));
 
     // The deployment controller turns the chart's Deployment into a ReplicaSet (pods never run: no kubelet).
     let rs = Api::<ReplicaSet>::namespaced(client, &ns);
@@ -61,20 +52,11 @@ async fn helm_install_succeeds_and_helm_list_shows_the_release() {
             assert_eq!(r.spec.as_ref().and_then(|s| s.replicas), Some(1));
             break;
         }
-        assert!(
-            Instant::now() < deadline,
-            "no ReplicaSet for the Deployment after 60s"
-        );
+        assert!(Instant::now() < deadline, "no ReplicaSet for the Deployment after 60s");
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 
-    run_ok(
-        tb.helm()
-            .args(["uninstall", "greeter", "--namespace", &ns, "--wait"]),
-    );
-    let out = run_ok(
-        tb.helm()
-            .args(["list", "--namespace", &ns, "--output", "json"]),
-    );
+    run_ok(tb.helm().args(["uninstall", "greeter", "--namespace", &ns, "--wait"]));
+    let out = run_ok(tb.helm().args(["list", "--namespace", &ns, "--output", "json"]));
     assert_eq!(out.trim(), "[]");
 }

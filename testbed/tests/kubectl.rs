@@ -10,10 +10,7 @@ async fn object_created_with_kube_rs_is_seen_by_kubectl() {
     let tb = Testbed::get();
     let ns = tb.namespace("kube-to-kubectl").await;
     let cm = ConfigMap {
-        metadata: ObjectMeta {
-            name: Some("from-kube-rs".into()),
-            ..ObjectMeta::default()
-        },
+        metadata: ObjectMeta { name: Some("from-kube-rs".into()), ..ObjectMeta::default() },
         data: Some([("greeting".to_owned(), "hello kubectl".to_owned())].into()),
         ..ConfigMap::default()
     };
@@ -22,15 +19,8 @@ async fn object_created_with_kube_rs_is_seen_by_kubectl() {
         .await
         .expect("create ConfigMap with kube-rs");
 
-    let out = run_ok(tb.kubectl().args([
-        "get",
-        "configmap",
-        "from-kube-rs",
-        "-n",
-        &ns,
-        "-o",
-        "jsonpath={.data.greeting}",
-    ]));
+    let out =
+        run_ok(tb.kubectl().args(["get", "configmap", "from-kube-rs", "-n", &ns, "-o", "jsonpath={.data.greeting}"]));
     assert_eq!(out, "hello kubectl");
 }
 
@@ -51,45 +41,22 @@ async fn object_created_with_kubectl_is_seen_by_kube_rs() {
         .get("from-kubectl")
         .await
         .expect("get ConfigMap with kube-rs");
-    assert_eq!(
-        cm.data
-            .unwrap_or_default()
-            .get("greeting")
-            .map(String::as_str),
-        Some("hello kube-rs")
-    );
+    assert_eq!(cm.data.unwrap_or_default().get("greeting").map(String::as_str), Some("hello kube-rs"));
 }
 
 #[tokio::test]
 async fn server_reports_the_pinned_kubernetes_version() {
     let tb = Testbed::get();
-    let pinned = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../scripts/testbed-versions.env"
-    ))
-    .expect("read scripts/testbed-versions.env");
-    let pinned = pinned
-        .lines()
-        .find_map(|l| l.strip_prefix("KUBERNETES_VERSION="))
-        .expect("KUBERNETES_VERSION pinned");
+    let pinned = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/testbed-versions.env"))
+        .expect("read scripts/testbed-versions.env");
+    let pinned = pinned.lines().find_map(|l| l.strip_prefix("KUBERNETES_VERSION=")).expect("KUBERNETES_VERSION pinned");
 
-    let info = tb
-        .kube_client()
-        .await
-        .apiserver_version()
-        .await
-        .expect("GET /version");
+    let info = tb.kube_client().await.apiserver_version().await.expect("GET /version");
     assert_eq!(info.git_version, pinned);
-    assert_eq!(
-        format!("v{}.{}", info.major, info.minor),
-        pinned.rsplit_once('.').unwrap().0
-    );
+    assert_eq!(format!("v{}.{}", info.major, info.minor), pinned.rsplit_once('.').unwrap().0);
 
     let out = run_ok(tb.kubectl().args(["version", "-o", "json"]));
     let v: serde_json::Value = serde_json::from_str(&out).expect("kubectl version json");
     assert_eq!(v["serverVersion"]["gitVersion"], pinned);
-    assert_eq!(
-        v["clientVersion"]["gitVersion"], pinned,
-        "kubectl is the one built with the server"
-    );
+    assert_eq!(v["clientVersion"]["gitVersion"], pinned, "kubectl is the one built with the server");
 }

@@ -105,7 +105,12 @@ impl Env {
     pub fn load_with(&self, vars: &[String]) -> Loaded {
         let mut reg = Registry::new();
         reg.register(self.factory.clone());
-        let opts = SpecOptions { file: self.dir.path().join("main.toml"), vars: vars.to_vec(), var_files: vec![], lenient_vars: false };
+        let opts = SpecOptions {
+            file: self.dir.path().join("main.toml"),
+            vars: vars.to_vec(),
+            var_files: vec![],
+            lenient_vars: false,
+        };
         ops::load(&opts, reg).unwrap_or_else(|e| panic!("load failed: {e}"))
     }
 
@@ -232,5 +237,10 @@ pub fn actions(plan: &Plan) -> Vec<(String, Action)> {
 
 /// Asserts the plan is empty, showing it if not.
 pub fn assert_empty(plan: &Plan, when: &str) {
-    assert!(!plan.has_changes(), "{when}: expected an empty plan, got {:?}\n{}", actions(plan), skyform::cli::render::plan(plan));
+    assert!(
+        !plan.has_changes(),
+        "{when}: expected an empty plan, got {:?}\n{}",
+        actions(plan),
+        skyform::cli::render::plan(plan)
+    );
 }

@@ -42,7 +42,11 @@ impl Server {
                 // The body too (drift --notify posts JSON).
                 let len = head
                     .lines()
-                    .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap_or(0)))
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                    })
                     .unwrap_or(0);
                 let mut body = vec![0u8; len];
                 let _ = reader.read_exact(&mut body);
@@ -75,4 +79,3 @@ impl Server {
         *self.replies.lock().unwrap() = vec![(status, body.to_string())];
     }
 }
-

@@ -33,7 +33,12 @@ impl Fixture {
     }
 
     pub fn load(&self) -> Loaded {
-        let opts = SpecOptions { file: self.dir.path().join("main.toml"), vars: self.vars.clone(), var_files: vec![], lenient_vars: false };
+        let opts = SpecOptions {
+            file: self.dir.path().join("main.toml"),
+            vars: self.vars.clone(),
+            var_files: vec![],
+            lenient_vars: false,
+        };
         ops::load(&opts, Registry::builtin()).unwrap_or_else(|e| panic!("load failed: {e}"))
     }
 

@@ -12,9 +12,9 @@ use serde_json::{Value, json};
 use crate::access::{Target, project_id};
 use crate::api::{JsonApi, Reply};
 use crate::app::{App, lock};
-use crate::state::State;
 use crate::error::ApiError;
 use crate::http::ApiRequest;
+use crate::state::State;
 use crate::util::project_number;
 
 /// Cloud Resource Manager, as the router registers it.
@@ -34,7 +34,12 @@ impl JsonApi for Crm {
         crate::access::check_api(app, req, method, target, crate::access::denied)
     }
 
-    fn handle<'a>(&'a self, app: &'a Arc<App>, req: &'a ApiRequest, method: &'a str) -> Reply<'a, Result<Value, ApiError>> {
+    fn handle<'a>(
+        &'a self,
+        app: &'a Arc<App>,
+        req: &'a ApiRequest,
+        method: &'a str,
+    ) -> Reply<'a, Result<Value, ApiError>> {
         Box::pin(std::future::ready(handle(app, req, method)))
     }
 }
@@ -56,20 +61,12 @@ pub fn method(req: &ApiRequest) -> Option<&'static str> {
     Some(match (&req.method, req.verb.as_deref()) {
         (&Method::GET, None) if v1 => "cloudresourcemanager.v1.projects.get",
         (&Method::GET, None) => "cloudresourcemanager.v3.projects.get",
-        (&Method::POST, Some("getIamPolicy")) if v1 => {
-            "cloudresourcemanager.v1.projects.getIamPolicy"
-        }
+        (&Method::POST, Some("getIamPolicy")) if v1 => "cloudresourcemanager.v1.projects.getIamPolicy",
         (&Method::POST, Some("getIamPolicy")) => "cloudresourcemanager.v3.projects.getIamPolicy",
-        (&Method::POST, Some("setIamPolicy")) if v1 => {
-            "cloudresourcemanager.v1.projects.setIamPolicy"
-        }
+        (&Method::POST, Some("setIamPolicy")) if v1 => "cloudresourcemanager.v1.projects.setIamPolicy",
         (&Method::POST, Some("setIamPolicy")) => "cloudresourcemanager.v3.projects.setIamPolicy",
-        (&Method::POST, Some("testIamPermissions")) if v1 => {
-            "cloudresourcemanager.v1.projects.testIamPermissions"
-        }
-        (&Method::POST, Some("testIamPermissions")) => {
-            "cloudresourcemanager.v3.projects.testIamPermissions"
-        }
+        (&Method::POST, Some("testIamPermissions")) if v1 => "cloudresourcemanager.v1.projects.testIamPermissions",
+        (&Method::POST, Some("testIamPermissions")) => "cloudresourcemanager.v3.projects.testIamPermissions",
         _ => return None,
     })
 }
@@ -96,15 +93,11 @@ pub fn handle(app: &Arc<App>, req: &ApiRequest, method: &str) -> Result<Value, A
             "createTime": "2024-01-01T00:00:00.000Z",
             "etag": "W/\"emulator\"",
         })),
-        "getIamPolicy" => Ok(crate::policy::render(
-            st.crm_policies.get(&project).unwrap_or(&Default::default()),
-        )),
+        "getIamPolicy" => Ok(crate::policy::render(st.crm_policies.get(&project).unwrap_or(&Default::default()))),
         "setIamPolicy" => {
             let mut policy = st.crm_policies.get(&project).cloned().unwrap_or_default();
             let delay = app.settings().sa_visibility_delay_ms;
-            crate::policy::set(&mut policy, &req.body, |m| {
-                crate::policy::check_member(&st, m, delay)
-            })?;
+            crate::policy::set(&mut policy, &req.body, |m| crate::policy::check_member(&st, m, delay))?;
             let out = crate::policy::render(&policy);
             st.crm_policies.insert(project, policy);
             app.persist(&st);

@@ -241,7 +241,10 @@ mod tests {
         assert_eq!(p("", "pods", "log", "get"), "container.pods.getLogs");
         assert_eq!(p("", "pods", "exec", "create"), "container.pods.exec");
         assert_eq!(p("", "pods", "portforward", "create"), "container.pods.portForward");
-        assert_eq!(p("rbac.authorization.k8s.io", "clusterrolebindings", "", "create"), "container.clusterRoleBindings.create");
+        assert_eq!(
+            p("rbac.authorization.k8s.io", "clusterrolebindings", "", "create"),
+            "container.clusterRoleBindings.create"
+        );
         assert_eq!(p("cert-manager.io", "certificates", "", "list"), "container.thirdPartyObjects.list");
         assert_eq!(p("", "namespaces", "", "create"), "container.namespaces.create");
     }

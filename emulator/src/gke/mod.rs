@@ -39,7 +39,12 @@ impl JsonApi for Gke {
         crate::access::check_api(app, req, method, target, crate::access::denied)
     }
 
-    fn handle<'a>(&'a self, app: &'a Arc<App>, req: &'a ApiRequest, method: &'a str) -> Reply<'a, Result<Value, ApiError>> {
+    fn handle<'a>(
+        &'a self,
+        app: &'a Arc<App>,
+        req: &'a ApiRequest,
+        method: &'a str,
+    ) -> Reply<'a, Result<Value, ApiError>> {
         Box::pin(std::future::ready(handle(app, req, method)))
     }
 }
@@ -93,10 +98,7 @@ fn cluster_key(project: &str, location: &str, name: &str) -> String {
 
 fn render_op(app: &App, op: &Operation) -> Value {
     let num = project_number(&op.project);
-    let base = format!(
-        "{}v1/projects/{num}/locations/{}",
-        app.base_url, op.location
-    );
+    let base = format!("{}v1/projects/{num}/locations/{}", app.base_url, op.location);
     let mut v = json!({
         "name": op.name,
         "zone": op.location,
@@ -120,11 +122,7 @@ fn render_op(app: &App, op: &Operation) -> Value {
 
 fn render_cluster(app: &App, c: &Value) -> Value {
     let mut v = c.clone();
-    let (p, l, n) = (
-        str_field(c, "project"),
-        str_field(c, "location"),
-        str_field(c, "name"),
-    );
+    let (p, l, n) = (str_field(c, "project"), str_field(c, "location"), str_field(c, "name"));
     let link = format!("{}v1/projects/{p}/locations/{l}/clusters/{n}", app.base_url);
     if let Some(pools) = v.get_mut("nodePools").and_then(Value::as_array_mut) {
         for np in pools {
@@ -144,11 +142,7 @@ fn not_found(what: &str) -> ApiError {
 
 /// The endpoint as the API reports it: a bare `host[:port]` (clients prepend `https://`).
 fn endpoint(config: &str) -> String {
-    config
-        .trim_start_matches("https://")
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .to_string()
+    config.trim_start_matches("https://").trim_start_matches("http://").trim_end_matches('/').to_string()
 }
 
 fn zones_of(location: &str) -> Vec<String> {
@@ -156,10 +150,7 @@ fn zones_of(location: &str) -> Vec<String> {
     if location.matches('-').count() >= 2 {
         vec![location.to_string()]
     } else {
-        ["a", "b", "c"]
-            .iter()
-            .map(|z| format!("{location}-{z}"))
-            .collect()
+        ["a", "b", "c"].iter().map(|z| format!("{location}-{z}")).collect()
     }
 }
 
@@ -168,8 +159,7 @@ fn valid_name(name: &str) -> bool {
     !b.is_empty()
         && b.len() <= 40
         && b[0].is_ascii_lowercase()
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
         && b[b.len() - 1] != b'-'
 }
 
@@ -180,9 +170,7 @@ fn check_pool(project: &str, pool: Option<&str>) -> Result<(), ApiError> {
         // The real API enforces the pool name; its exact message is not verified.
         Some(p) => Err(ApiError::field_violation(
             "cluster.workload_identity_config.workload_pool",
-            format!(
-                "Workload Identity pool {p:?} is invalid: it must be \"{project}.svc.id.goog\"."
-            ),
+            format!("Workload Identity pool {p:?} is invalid: it must be \"{project}.svc.id.goog\"."),
         )),
     }
 }
@@ -209,15 +197,9 @@ pub fn handle(app: &Arc<App>, req: &ApiRequest, method: &str) -> Result<Value, A
     let seg = |i: usize| req.segments.get(i).cloned().unwrap_or_default();
     match method {
         "container.operations.get" => {
-            let op = st
-                .ops
-                .get(&seg(6))
-                .filter(|o| o.api == OpApi::Container && o.project == project)
-                .ok_or_else(|| {
-                    not_found(&format!(
-                        "operation \"projects/{project}/locations/{location}/operations/{}\"",
-                        seg(6)
-                    ))
+            let op =
+                st.ops.get(&seg(6)).filter(|o| o.api == OpApi::Container && o.project == project).ok_or_else(|| {
+                    not_found(&format!("operation \"projects/{project}/locations/{location}/operations/{}\"", seg(6)))
                 })?;
             Ok(render_op(app, op))
         }
@@ -226,9 +208,7 @@ pub fn handle(app: &Arc<App>, req: &ApiRequest, method: &str) -> Result<Value, A
                 .ops
                 .values()
                 .filter(|o| {
-                    o.api == OpApi::Container
-                        && o.project == project
-                        && (location == "-" || o.location == location)
+                    o.api == OpApi::Container && o.project == project && (location == "-" || o.location == location)
                 })
                 .map(|o| render_op(app, o))
                 .collect();
@@ -238,33 +218,20 @@ pub fn handle(app: &Arc<App>, req: &ApiRequest, method: &str) -> Result<Value, A
             let clusters: Vec<Value> = st
                 .gke_clusters
                 .values()
-                .filter(|c| {
-                    c["project"] == project.as_str()
-                        && (location == "-" || c["location"] == location.as_str())
-                })
+                .filter(|c| c["project"] == project.as_str() && (location == "-" || c["location"] == location.as_str()))
                 .map(|c| render_cluster(app, c))
                 .collect();
-            Ok(if clusters.is_empty() {
-                json!({})
-            } else {
-                json!({"clusters": clusters})
-            })
+            Ok(if clusters.is_empty() { json!({}) } else { json!({"clusters": clusters}) })
         }
         "container.clusters.create" => create(app, st, req, &project, &location),
         _ => {
             let name = seg(6);
             let key = cluster_key(&project, &location, &name);
             let what = format!("projects/{project}/locations/{location}/clusters/{name}");
-            let cluster = st
-                .gke_clusters
-                .get(&key)
-                .cloned()
-                .ok_or_else(|| not_found(&what))?;
+            let cluster = st.gke_clusters.get(&key).cloned().ok_or_else(|| not_found(&what))?;
             match method {
                 "container.clusters.get" => Ok(render_cluster(app, &cluster)),
-                "container.nodePools.list" => {
-                    Ok(json!({"nodePools": render_cluster(app, &cluster)["nodePools"]}))
-                }
+                "container.nodePools.list" => Ok(json!({"nodePools": render_cluster(app, &cluster)["nodePools"]})),
                 "container.nodePools.get" => {
                     let pools = render_cluster(app, &cluster)["nodePools"].clone();
                     pools
@@ -278,13 +245,7 @@ pub fn handle(app: &Arc<App>, req: &ApiRequest, method: &str) -> Result<Value, A
     }
 }
 
-fn create(
-    app: &Arc<App>,
-    st: &mut State,
-    req: &ApiRequest,
-    project: &str,
-    location: &str,
-) -> Result<Value, ApiError> {
+fn create(app: &Arc<App>, st: &mut State, req: &ApiRequest, project: &str, location: &str) -> Result<Value, ApiError> {
     let given = req
         .body
         .get("cluster")
@@ -300,12 +261,7 @@ fn create(
             ),
         ));
     }
-    check_pool(
-        project,
-        given
-            .pointer("/workloadIdentityConfig/workloadPool")
-            .and_then(Value::as_str),
-    )?;
+    check_pool(project, given.pointer("/workloadIdentityConfig/workloadPool").and_then(Value::as_str))?;
     let key = cluster_key(project, location, &name);
     if st.gke_clusters.contains_key(&key) {
         return Err(ApiError::already_exists(format!(
@@ -315,17 +271,10 @@ fn create(
     let locations: Vec<String> = given
         .get("locations")
         .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str().map(String::from))
-                .collect()
-        })
+        .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
         .filter(|v: &Vec<String>| !v.is_empty())
         .unwrap_or_else(|| zones_of(location));
-    let node_config = given
-        .get("nodeConfig")
-        .cloned()
-        .unwrap_or_else(|| json!({}));
+    let node_config = given.get("nodeConfig").cloned().unwrap_or_else(|| json!({}));
     let mut node_config_full = json!({"machineType": "e2-medium", "diskSizeGb": 100, "diskType": "pd-balanced", "imageType": "COS_CONTAINERD",
         "oauthScopes": ["https://www.googleapis.com/auth/devstorage.read_only", "https://www.googleapis.com/auth/logging.write"],
         "serviceAccount": "default"});
@@ -339,9 +288,7 @@ fn create(
                 let mut np = new_pool(
                     str_field(p, "name"),
                     cfg,
-                    p.get("initialNodeCount")
-                        .and_then(Value::as_i64)
-                        .unwrap_or(3),
+                    p.get("initialNodeCount").and_then(Value::as_i64).unwrap_or(3),
                     &locations,
                 );
                 for f in ["autoscaling", "management", "maxPodsConstraint"] {
@@ -355,17 +302,12 @@ fn create(
         _ => vec![new_pool(
             "default-pool",
             node_config_full.clone(),
-            given
-                .get("initialNodeCount")
-                .and_then(Value::as_i64)
-                .unwrap_or(3),
+            given.get("initialNodeCount").and_then(Value::as_i64).unwrap_or(3),
             &locations,
         )],
     };
-    let node_count: i64 = pools
-        .iter()
-        .map(|p| p["initialNodeCount"].as_i64().unwrap_or(0) * locations.len() as i64)
-        .sum();
+    let node_count: i64 =
+        pools.iter().map(|p| p["initialNodeCount"].as_i64().unwrap_or(0) * locations.len() as i64).sum();
     let mut cluster = given.clone();
     if let Some(o) = cluster.as_object_mut() {
         o.remove("initialNodeCount");
@@ -395,30 +337,19 @@ fn create(
         }),
     );
     st.gke_clusters.insert(key.clone(), cluster);
-    let (endpoint, ca) = (
-        endpoint(&app.config.gke_endpoint),
-        b64(app.config.gke_ca_pem.as_bytes()),
-    );
-    start_op(
-        app,
-        st,
-        project,
-        location,
-        "CREATE_CLUSTER",
-        &name,
-        move |st| {
-            if let Some(c) = st.gke_clusters.get_mut(&key) {
-                c["status"] = "RUNNING".into();
-                c["endpoint"] = endpoint.into();
-                c["masterAuth"] = json!({"clusterCaCertificate": ca});
-                if let Some(ps) = c["nodePools"].as_array_mut() {
-                    for p in ps {
-                        p["status"] = "RUNNING".into();
-                    }
+    let (endpoint, ca) = (endpoint(&app.config.gke_endpoint), b64(app.config.gke_ca_pem.as_bytes()));
+    start_op(app, st, project, location, "CREATE_CLUSTER", &name, move |st| {
+        if let Some(c) = st.gke_clusters.get_mut(&key) {
+            c["status"] = "RUNNING".into();
+            c["endpoint"] = endpoint.into();
+            c["masterAuth"] = json!({"clusterCaCertificate": ca});
+            if let Some(ps) = c["nodePools"].as_array_mut() {
+                for p in ps {
+                    p["status"] = "RUNNING".into();
                 }
             }
-        },
-    )
+        }
+    })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -440,10 +371,7 @@ fn mutate(
             && (o.target == name || o.target.starts_with(&format!("{name}/")))
     }) {
         // Not verified: the real API's wording for a concurrent operation.
-        return Err(ApiError::failed_precondition(format!(
-            "Cluster is running incompatible operation {}.",
-            op.name
-        )));
+        return Err(ApiError::failed_precondition(format!("Cluster is running incompatible operation {}.", op.name)));
     }
     if cluster["status"] != "RUNNING" && method != "container.clusters.delete" {
         return Err(ApiError::failed_precondition(format!(
@@ -456,27 +384,13 @@ fn mutate(
             if let Some(c) = st.gke_clusters.get_mut(&key) {
                 c["status"] = "STOPPING".into();
             }
-            start_op(
-                app,
-                st,
-                project,
-                location,
-                "DELETE_CLUSTER",
-                name,
-                move |st| {
-                    st.gke_clusters.remove(&key);
-                },
-            )
+            start_op(app, st, project, location, "DELETE_CLUSTER", name, move |st| {
+                st.gke_clusters.remove(&key);
+            })
         }
         "container.clusters.update" => {
-            let update = req
-                .body
-                .get("update")
-                .and_then(Value::as_object)
-                .cloned()
-                .unwrap_or_default();
-            let fields: Vec<(&String, &Value)> =
-                update.iter().filter(|(_, v)| !v.is_null()).collect();
+            let update = req.body.get("update").and_then(Value::as_object).cloned().unwrap_or_default();
+            let fields: Vec<(&String, &Value)> = update.iter().filter(|(_, v)| !v.is_null()).collect();
             if fields.len() != 1 {
                 return Err(ApiError::invalid_argument(format!(
                     "Exactly one update can be applied to a cluster with each request; got {}.",
@@ -490,21 +404,13 @@ fn mutate(
             if let Some(c) = st.gke_clusters.get_mut(&key) {
                 c["status"] = "RECONCILING".into();
             }
-            start_op(
-                app,
-                st,
-                project,
-                location,
-                "UPDATE_CLUSTER",
-                name,
-                move |st| {
-                    if let Some(c) = st.gke_clusters.get_mut(&key) {
-                        apply_update(c, &field, value);
-                        c["status"] = "RUNNING".into();
-                        c["etag"] = random_hex(8).into();
-                    }
-                },
-            )
+            start_op(app, st, project, location, "UPDATE_CLUSTER", name, move |st| {
+                if let Some(c) = st.gke_clusters.get_mut(&key) {
+                    apply_update(c, &field, value);
+                    c["status"] = "RUNNING".into();
+                    c["etag"] = random_hex(8).into();
+                }
+            })
         }
         "container.nodePools.create" => {
             let np = req.body.get("nodePool").cloned().unwrap_or_default();
@@ -515,89 +421,44 @@ fn mutate(
                     format!("Invalid node pool name {np_name:?}."),
                 ));
             }
-            if cluster["nodePools"]
-                .as_array()
-                .is_some_and(|a| a.iter().any(|p| p["name"] == np_name.as_str()))
-            {
+            if cluster["nodePools"].as_array().is_some_and(|a| a.iter().any(|p| p["name"] == np_name.as_str())) {
                 return Err(ApiError::already_exists(format!(
                     "Already exists: projects/{project}/locations/{location}/clusters/{name}/nodePools/{np_name}."
                 )));
             }
-            let locations: Vec<String> =
-                serde_json::from_value(cluster["locations"].clone()).unwrap_or_default();
+            let locations: Vec<String> = serde_json::from_value(cluster["locations"].clone()).unwrap_or_default();
             let mut cfg = cluster["nodeConfig"].clone();
             merge(&mut cfg, np.get("config").unwrap_or(&Value::Null));
-            let pool = new_pool(
-                &np_name,
-                cfg,
-                np.get("initialNodeCount")
-                    .and_then(Value::as_i64)
-                    .unwrap_or(3),
-                &locations,
-            );
-            if let Some(ps) = st
-                .gke_clusters
-                .get_mut(&key)
-                .and_then(|c| c["nodePools"].as_array_mut())
-            {
+            let pool =
+                new_pool(&np_name, cfg, np.get("initialNodeCount").and_then(Value::as_i64).unwrap_or(3), &locations);
+            if let Some(ps) = st.gke_clusters.get_mut(&key).and_then(|c| c["nodePools"].as_array_mut()) {
                 ps.push(pool);
             }
-            start_op(
-                app,
-                st,
-                project,
-                location,
-                "CREATE_NODE_POOL",
-                &format!("{name}/{np_name}"),
-                move |st| {
-                    with_pool(st, &key, &np_name, |p| p["status"] = "RUNNING".into());
-                },
-            )
+            start_op(app, st, project, location, "CREATE_NODE_POOL", &format!("{name}/{np_name}"), move |st| {
+                with_pool(st, &key, &np_name, |p| p["status"] = "RUNNING".into());
+            })
         }
         "container.nodePools.update" | "container.nodePools.delete" => {
             let np_name = req.segments[8].clone();
-            if !cluster["nodePools"]
-                .as_array()
-                .is_some_and(|a| a.iter().any(|p| p["name"] == np_name.as_str()))
-            {
+            if !cluster["nodePools"].as_array().is_some_and(|a| a.iter().any(|p| p["name"] == np_name.as_str())) {
                 return Err(not_found(&format!(
                     "projects/{project}/locations/{location}/clusters/{name}/nodePools/{np_name}"
                 )));
             }
             let target = format!("{name}/{np_name}");
             if method == "container.nodePools.delete" {
-                return start_op(
-                    app,
-                    st,
-                    project,
-                    location,
-                    "DELETE_NODE_POOL",
-                    &target,
-                    move |st| {
-                        if let Some(ps) = st
-                            .gke_clusters
-                            .get_mut(&key)
-                            .and_then(|c| c["nodePools"].as_array_mut())
-                        {
-                            ps.retain(|p| p["name"] != np_name.as_str());
-                        }
-                    },
-                );
+                return start_op(app, st, project, location, "DELETE_NODE_POOL", &target, move |st| {
+                    if let Some(ps) = st.gke_clusters.get_mut(&key).and_then(|c| c["nodePools"].as_array_mut()) {
+                        ps.retain(|p| p["name"] != np_name.as_str());
+                    }
+                });
             }
             // gcloud sends only `name` and the one changed field (contract §4); nodeVersion and
             // imageType are not required.
             let body = req.body_object()?;
-            start_op(
-                app,
-                st,
-                project,
-                location,
-                "UPGRADE_NODES",
-                &target,
-                move |st| {
-                    with_pool(st, &key, &np_name, |p| apply_pool_update(p, &body));
-                },
-            )
+            start_op(app, st, project, location, "UPGRADE_NODES", &target, move |st| {
+                with_pool(st, &key, &np_name, |p| apply_pool_update(p, &body));
+            })
         }
         _ => Err(ApiError::unimplemented(req.method.as_str(), &req.path)),
     }
@@ -639,10 +500,8 @@ fn apply_update(c: &mut Value, field: &str, value: Value) {
         other => {
             let bare = other.strip_prefix("desired").unwrap_or(other);
             let mut chars = bare.chars();
-            let target: String = chars
-                .next()
-                .map(|f| f.to_ascii_lowercase().to_string() + chars.as_str())
-                .unwrap_or_default();
+            let target: String =
+                chars.next().map(|f| f.to_ascii_lowercase().to_string() + chars.as_str()).unwrap_or_default();
             if !target.is_empty() {
                 c[target] = value;
             }
@@ -703,11 +562,7 @@ mod tests {
     #[test]
     fn update_maps_desired_fields() {
         let mut c = json!({"workloadIdentityConfig": {"workloadPool": "p.svc.id.goog"}});
-        apply_update(
-            &mut c,
-            "desiredWorkloadIdentityConfig",
-            json!({"workloadPool": ""}),
-        );
+        apply_update(&mut c, "desiredWorkloadIdentityConfig", json!({"workloadPool": ""}));
         assert!(c.get("workloadIdentityConfig").is_none());
         apply_update(&mut c, "desiredLoggingService", json!("none"));
         assert_eq!(c["loggingService"], "none");

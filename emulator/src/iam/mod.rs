@@ -36,7 +36,12 @@ impl JsonApi for Iam {
         crate::access::check_api(app, req, method, target, crate::access::denied)
     }
 
-    fn handle<'a>(&'a self, app: &'a Arc<App>, req: &'a ApiRequest, method: &'a str) -> Reply<'a, Result<Value, ApiError>> {
+    fn handle<'a>(
+        &'a self,
+        app: &'a Arc<App>,
+        req: &'a ApiRequest,
+        method: &'a str,
+    ) -> Reply<'a, Result<Value, ApiError>> {
         Box::pin(handle(app, req, method))
     }
 }
@@ -48,7 +53,8 @@ fn target(st: &State, req: &ApiRequest) -> Target {
     let project = |i: usize| s.get(i).map(|p| project_id(st, p));
     match s.get(4) {
         Some(id) => {
-            let found = st.iam.accounts.get(*id).or_else(|| st.iam.accounts.values().find(|a| a.resource["uniqueId"] == *id));
+            let found =
+                st.iam.accounts.get(*id).or_else(|| st.iam.accounts.values().find(|a| a.resource["uniqueId"] == *id));
             let email = found.and_then(|a| a.resource["email"].as_str()).unwrap_or(id).to_string();
             let p = found
                 .and_then(|a| a.resource["projectId"].as_str())
@@ -70,12 +76,8 @@ pub fn method(req: &ApiRequest) -> Option<&'static str> {
     let m = &req.method;
     let verb = req.verb.as_deref();
     Some(match (s.as_slice(), verb) {
-        (["v1", "projects", _, "serviceAccounts"], None) if m == Method::POST => {
-            "iam.serviceAccounts.create"
-        }
-        (["v1", "projects", _, "serviceAccounts"], None) if m == Method::GET => {
-            "iam.serviceAccounts.list"
-        }
+        (["v1", "projects", _, "serviceAccounts"], None) if m == Method::POST => "iam.serviceAccounts.create",
+        (["v1", "projects", _, "serviceAccounts"], None) if m == Method::GET => "iam.serviceAccounts.list",
         (["v1", "projects", _, "serviceAccounts", _], None) => match *m {
             Method::GET => "iam.serviceAccounts.get",
             Method::PATCH => "iam.serviceAccounts.patch",
@@ -112,12 +114,7 @@ fn not_found(id: &str) -> ApiError {
 }
 
 /// Finds the account named by `projects/{p|-}/serviceAccounts/{email|uniqueId}`.
-fn find<'a>(
-    st: &'a mut State,
-    project: &str,
-    id: &str,
-    delay_ms: u64,
-) -> Result<&'a mut ServiceAccount, ApiError> {
+fn find<'a>(st: &'a mut State, project: &str, id: &str, delay_ms: u64) -> Result<&'a mut ServiceAccount, ApiError> {
     let email = if st.iam.accounts.contains_key(id) {
         id.to_string()
     } else {
@@ -128,11 +125,7 @@ fn find<'a>(
             .map(|(e, _)| e.clone())
             .ok_or_else(|| not_found(id))?
     };
-    let sa = st
-        .iam
-        .accounts
-        .get_mut(&email)
-        .ok_or_else(|| not_found(id))?;
+    let sa = st.iam.accounts.get_mut(&email).ok_or_else(|| not_found(id))?;
     if (project != "-" && sa.resource["projectId"] != project) || !sa.visible(delay_ms) {
         return Err(not_found(id));
     }
@@ -143,8 +136,7 @@ fn valid_account_id(id: &str) -> bool {
     let b = id.as_bytes();
     (6..=30).contains(&b.len())
         && b[0].is_ascii_lowercase()
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
         && b[b.len() - 1] != b'-'
 }
 
@@ -157,133 +149,112 @@ pub async fn handle(app: &Arc<App>, req: &ApiRequest, method: &str) -> Result<Va
     }
     let mut st = lock(&app.state);
     let st = &mut *st;
-    let out = match method {
-        "iam.serviceAccounts.create" => create(st, req, &project)?,
-        "iam.serviceAccounts.list" => {
-            let accounts: Vec<Value> = st
-                .iam
-                .accounts
-                .values()
-                .filter(|sa| sa.resource["projectId"] == project.as_str() && sa.visible(delay))
-                .map(|sa| sa.resource.clone())
-                .collect();
-            // The `accounts` key is omitted when empty (contract §2).
-            if accounts.is_empty() {
-                json!({})
-            } else {
-                json!({"accounts": accounts})
+    let out =
+        match method {
+            "iam.serviceAccounts.create" => create(st, req, &project)?,
+            "iam.serviceAccounts.list" => {
+                let accounts: Vec<Value> = st
+                    .iam
+                    .accounts
+                    .values()
+                    .filter(|sa| sa.resource["projectId"] == project.as_str() && sa.visible(delay))
+                    .map(|sa| sa.resource.clone())
+                    .collect();
+                // The `accounts` key is omitted when empty (contract §2).
+                if accounts.is_empty() { json!({}) } else { json!({"accounts": accounts}) }
             }
-        }
-        _ => {
-            let id = req.segments[4].clone();
-            let sa = find(st, &project, &id, delay)?;
-            match method {
-                "iam.serviceAccounts.get" => sa.resource.clone(),
-                "iam.serviceAccounts.patch" | "iam.serviceAccounts.update" => {
-                    let (patch, mask): (Value, Vec<String>) = if method.ends_with("patch") {
-                        let mask = str_field(&req.body, "updateMask");
-                        let patch = req.body.get("serviceAccount").cloned().unwrap_or(json!({}));
-                        let mask = if mask.is_empty() {
-                            patch
-                                .as_object()
-                                .map(|o| o.keys().cloned().collect())
-                                .unwrap_or_default()
+            _ => {
+                let id = req.segments[4].clone();
+                let sa = find(st, &project, &id, delay)?;
+                match method {
+                    "iam.serviceAccounts.get" => sa.resource.clone(),
+                    "iam.serviceAccounts.patch" | "iam.serviceAccounts.update" => {
+                        let (patch, mask): (Value, Vec<String>) = if method.ends_with("patch") {
+                            let mask = str_field(&req.body, "updateMask");
+                            let patch = req.body.get("serviceAccount").cloned().unwrap_or(json!({}));
+                            let mask = if mask.is_empty() {
+                                patch.as_object().map(|o| o.keys().cloned().collect()).unwrap_or_default()
+                            } else {
+                                mask.split(',').map(|s| s.trim().to_string()).collect()
+                            };
+                            (patch, mask)
                         } else {
-                            mask.split(',').map(|s| s.trim().to_string()).collect()
+                            (req.body.clone(), vec!["displayName".into(), "description".into()])
                         };
-                        (patch, mask)
-                    } else {
-                        (
-                            req.body.clone(),
-                            vec!["displayName".into(), "description".into()],
-                        )
-                    };
-                    for f in mask {
-                        if !["displayName", "description"].contains(&f.as_str()) {
-                            return Err(ApiError::field_violation(
-                                "update_mask",
-                                format!("Field {f} cannot be updated."),
-                            ));
-                        }
-                        match patch.get(&f) {
-                            Some(v) if !v.is_null() && v != "" => sa.resource[&f] = v.clone(),
-                            _ => {
-                                if let Some(o) = sa.resource.as_object_mut() {
-                                    o.remove(&f);
+                        for f in mask {
+                            if !["displayName", "description"].contains(&f.as_str()) {
+                                return Err(ApiError::field_violation(
+                                    "update_mask",
+                                    format!("Field {f} cannot be updated."),
+                                ));
+                            }
+                            match patch.get(&f) {
+                                Some(v) if !v.is_null() && v != "" => sa.resource[&f] = v.clone(),
+                                _ => {
+                                    if let Some(o) = sa.resource.as_object_mut() {
+                                        o.remove(&f);
+                                    }
                                 }
                             }
                         }
+                        sa.resource["etag"] = crate::util::new_etag().into();
+                        sa.resource.clone()
                     }
-                    sa.resource["etag"] = crate::util::new_etag().into();
-                    sa.resource.clone()
-                }
-                "iam.serviceAccounts.enable" | "iam.serviceAccounts.disable" => {
-                    sa.resource["disabled"] = method.ends_with("disable").into();
-                    json!({})
-                }
-                "iam.serviceAccounts.getIamPolicy" => crate::policy::render(&sa.policy),
-                "iam.serviceAccounts.testIamPermissions" => {
-                    let (policy, project) = (sa.policy.clone(), str_field(&sa.resource, "projectId").to_string());
-                    crate::policy::test_permissions(&req.body, |p| {
-                        crate::access::caller_holds(app, st, req.caller.as_deref(), &project, Some(&policy), p)
-                    })
-                }
-                "iam.serviceAccounts.setIamPolicy" => {
-                    let email = sa.resource["email"].as_str().unwrap_or("").to_string();
-                    let mut policy = sa.policy.clone();
-                    crate::policy::set(&mut policy, &req.body, |m| crate::policy::check_member(st, m, delay))?;
-                    let out = crate::policy::render(&policy);
-                    if let Some(sa) = st.iam.accounts.get_mut(&email) {
-                        sa.policy = policy;
-                    }
-                    out
-                }
-                "iam.serviceAccounts.delete" => {
-                    let email = sa.resource["email"].as_str().unwrap_or("").to_string();
-                    st.iam.accounts.remove(&email);
-                    json!({})
-                }
-                "iam.serviceAccounts.keys.list" => {
-                    let types = req.query_all("keyTypes");
-                    let keys: Vec<Value> = sa
-                        .keys
-                        .values()
-                        .filter(|k| types.is_empty() || types.contains(&str_field(k, "keyType")))
-                        .map(|k| {
-                            let mut k = k.clone();
-                            if let Some(o) = k.as_object_mut() {
-                                o.remove("publicKeyData");
-                            }
-                            k
-                        })
-                        .collect();
-                    if keys.is_empty() {
+                    "iam.serviceAccounts.enable" | "iam.serviceAccounts.disable" => {
+                        sa.resource["disabled"] = method.ends_with("disable").into();
                         json!({})
-                    } else {
-                        json!({"keys": keys})
                     }
+                    "iam.serviceAccounts.getIamPolicy" => crate::policy::render(&sa.policy),
+                    "iam.serviceAccounts.testIamPermissions" => {
+                        let (policy, project) = (sa.policy.clone(), str_field(&sa.resource, "projectId").to_string());
+                        crate::policy::test_permissions(&req.body, |p| {
+                            crate::access::caller_holds(app, st, req.caller.as_deref(), &project, Some(&policy), p)
+                        })
+                    }
+                    "iam.serviceAccounts.setIamPolicy" => {
+                        let email = sa.resource["email"].as_str().unwrap_or("").to_string();
+                        let mut policy = sa.policy.clone();
+                        crate::policy::set(&mut policy, &req.body, |m| crate::policy::check_member(st, m, delay))?;
+                        let out = crate::policy::render(&policy);
+                        if let Some(sa) = st.iam.accounts.get_mut(&email) {
+                            sa.policy = policy;
+                        }
+                        out
+                    }
+                    "iam.serviceAccounts.delete" => {
+                        let email = sa.resource["email"].as_str().unwrap_or("").to_string();
+                        st.iam.accounts.remove(&email);
+                        json!({})
+                    }
+                    "iam.serviceAccounts.keys.list" => {
+                        let types = req.query_all("keyTypes");
+                        let keys: Vec<Value> = sa
+                            .keys
+                            .values()
+                            .filter(|k| types.is_empty() || types.contains(&str_field(k, "keyType")))
+                            .map(|k| {
+                                let mut k = k.clone();
+                                if let Some(o) = k.as_object_mut() {
+                                    o.remove("publicKeyData");
+                                }
+                                k
+                            })
+                            .collect();
+                        if keys.is_empty() { json!({}) } else { json!({"keys": keys}) }
+                    }
+                    "iam.serviceAccounts.keys.get" => sa.keys.get(&req.segments[6]).cloned().ok_or_else(|| {
+                        ApiError::not_found(format!("Unknown service account key {}", req.segments[6]))
+                    })?,
+                    "iam.serviceAccounts.keys.delete" => {
+                        sa.keys.remove(&req.segments[6]).ok_or_else(|| {
+                            ApiError::not_found(format!("Unknown service account key {}", req.segments[6]))
+                        })?;
+                        json!({})
+                    }
+                    _ => return Err(ApiError::unimplemented(req.method.as_str(), &req.path)),
                 }
-                "iam.serviceAccounts.keys.get" => {
-                    sa.keys.get(&req.segments[6]).cloned().ok_or_else(|| {
-                        ApiError::not_found(format!(
-                            "Unknown service account key {}",
-                            req.segments[6]
-                        ))
-                    })?
-                }
-                "iam.serviceAccounts.keys.delete" => {
-                    sa.keys.remove(&req.segments[6]).ok_or_else(|| {
-                        ApiError::not_found(format!(
-                            "Unknown service account key {}",
-                            req.segments[6]
-                        ))
-                    })?;
-                    json!({})
-                }
-                _ => return Err(ApiError::unimplemented(req.method.as_str(), &req.path)),
             }
-        }
-    };
+        };
     if req.method != Method::GET {
         app.persist(st);
     }
@@ -292,9 +263,7 @@ pub async fn handle(app: &Arc<App>, req: &ApiRequest, method: &str) -> Result<Va
 
 fn create(st: &mut State, req: &ApiRequest, project: &str) -> Result<Value, ApiError> {
     if project == "-" {
-        return Err(ApiError::invalid_argument(
-            "A project id is required to create a service account.",
-        ));
+        return Err(ApiError::invalid_argument("A project id is required to create a service account."));
     }
     let account_id = str_field(&req.body, "accountId");
     if !valid_account_id(account_id) {
@@ -312,9 +281,7 @@ fn create(st: &mut State, req: &ApiRequest, project: &str) -> Result<Value, ApiE
         return Err(ApiError::already_exists(format!(
             "Service account {account_id} already exists within project projects/{project}."
         ))
-        .with_detail(
-            json!({"@type": "type.googleapis.com/google.rpc.ResourceInfo", "resourceName": name}),
-        ));
+        .with_detail(json!({"@type": "type.googleapis.com/google.rpc.ResourceInfo", "resourceName": name})));
     }
     let unique_id = random_digits(21);
     let given = req.body.get("serviceAccount").cloned().unwrap_or(json!({}));
@@ -327,10 +294,7 @@ fn create(st: &mut State, req: &ApiRequest, project: &str) -> Result<Value, ApiE
         "oauth2ClientId": unique_id,
     });
     for f in ["displayName", "description"] {
-        if let Some(v) = given
-            .get(f)
-            .filter(|v| v.as_str().is_some_and(|s| !s.is_empty()))
-        {
+        if let Some(v) = given.get(f).filter(|v| v.as_str().is_some_and(|s| !s.is_empty())) {
             resource[f] = v.clone();
         }
     }
@@ -348,12 +312,7 @@ fn create(st: &mut State, req: &ApiRequest, project: &str) -> Result<Value, ApiE
 
 /// Creates a real RSA key (in a blocking task: generation is CPU-bound) and answers with the
 /// credentials JSON file, base64-encoded, in `privateKeyData`. The private key is not kept.
-async fn create_key(
-    app: &Arc<App>,
-    req: &ApiRequest,
-    project: &str,
-    delay: u64,
-) -> Result<Value, ApiError> {
+async fn create_key(app: &Arc<App>, req: &ApiRequest, project: &str, delay: u64) -> Result<Value, ApiError> {
     let id = req.segments[4].clone();
     let (email, client_id, sa_project) = {
         let mut st = lock(&app.state);
@@ -373,27 +332,18 @@ async fn create_key(
         }
     };
     let bits = app.config.rsa_key_bits;
-    let (private_pem, public_pem) =
-        tokio::task::spawn_blocking(move || -> Result<(String, String), String> {
-            let key =
-                rsa::RsaPrivateKey::new(&mut rand::rngs::OsRng, bits).map_err(|e| e.to_string())?;
-            let private = key
-                .to_pkcs8_pem(LineEnding::LF)
-                .map_err(|e| e.to_string())?
-                .to_string();
-            let public = key
-                .to_public_key()
-                .to_public_key_pem(LineEnding::LF)
-                .map_err(|e| e.to_string())?;
-            Ok((private, public))
-        })
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))?
-        .map_err(ApiError::internal)?;
+    let (private_pem, public_pem) = tokio::task::spawn_blocking(move || -> Result<(String, String), String> {
+        let key = rsa::RsaPrivateKey::new(&mut rand::rngs::OsRng, bits).map_err(|e| e.to_string())?;
+        let private = key.to_pkcs8_pem(LineEnding::LF).map_err(|e| e.to_string())?.to_string();
+        let public = key.to_public_key().to_public_key_pem(LineEnding::LF).map_err(|e| e.to_string())?;
+        Ok((private, public))
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))?
+    .map_err(ApiError::internal)?;
     let key_id = random_hex(40);
     let encoded_email: String =
-        percent_encoding::utf8_percent_encode(&email, percent_encoding::NON_ALPHANUMERIC)
-            .to_string();
+        percent_encoding::utf8_percent_encode(&email, percent_encoding::NON_ALPHANUMERIC).to_string();
     let credentials = json!({
         "type": "service_account",
         "project_id": sa_project,
@@ -408,11 +358,7 @@ async fn create_key(
         "client_x509_cert_url": format!("https://www.googleapis.com/robot/v1/metadata/x509/{encoded_email}"),
         "universe_domain": "googleapis.com",
     });
-    let algorithm = if bits >= 2048 {
-        "KEY_ALG_RSA_2048"
-    } else {
-        "KEY_ALG_RSA_1024"
-    };
+    let algorithm = if bits >= 2048 { "KEY_ALG_RSA_2048" } else { "KEY_ALG_RSA_1024" };
     // publicKeyData: the real API gives an X.509 certificate PEM; the emulator gives the
     // SubjectPublicKeyInfo PEM (no certificate authority to sign one), base64-encoded likewise.
     let stored = json!({

@@ -169,7 +169,9 @@ async fn identity(app: &Arc<App>, caller: &Caller<'_>) -> Result<(String, String
                     && c.pointer("/workloadIdentityConfig/workloadPool").and_then(Value::as_str) == Some(pool.as_str())
             });
             if !enabled {
-                return Err(format!("Workload Identity is not enabled on any cluster of project {project} (pool {pool})"));
+                return Err(format!(
+                    "Workload Identity is not enabled on any cluster of project {project} (pool {pool})"
+                ));
             }
             check_binding(app, &pool, &namespace, &ksa, &gsa)?;
             Ok((project, gsa))
@@ -201,7 +203,9 @@ async fn find_pod(app: &Arc<App>, ip: IpAddr) -> Result<(String, String), String
     let pod = list["items"]
         .as_array()
         .and_then(|items| {
-            items.iter().find(|p| !matches!(p.pointer("/status/phase").and_then(Value::as_str), Some("Succeeded" | "Failed")))
+            items
+                .iter()
+                .find(|p| !matches!(p.pointer("/status/phase").and_then(Value::as_str), Some("Succeeded" | "Failed")))
         })
         .ok_or_else(|| format!("no pod has the address {ip}"))?;
     let namespace = pod.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default().to_string();
@@ -279,7 +283,8 @@ async fn apiserver_get(app: &Arc<App>, path: &str) -> Result<(u16, String), Stri
         .with_root_certificates(roots)
         .with_no_client_auth();
     let host = endpoint.rsplit_once(':').map(|(h, _)| h).unwrap_or(&endpoint).to_string();
-    let tcp = tokio::net::TcpStream::connect(&endpoint).await.map_err(|e| format!("cluster apiserver {endpoint}: {e}"))?;
+    let tcp =
+        tokio::net::TcpStream::connect(&endpoint).await.map_err(|e| format!("cluster apiserver {endpoint}: {e}"))?;
     let name_ref = rustls::pki_types::ServerName::try_from(host.clone()).map_err(|e| e.to_string())?;
     let mut tls = tokio_rustls::TlsConnector::from(Arc::new(config))
         .connect(name_ref, tcp)
@@ -298,8 +303,11 @@ async fn apiserver_get(app: &Arc<App>, path: &str) -> Result<(u16, String), Stri
     let head = String::from_utf8_lossy(&raw[..split]).to_string();
     let body_bytes = &raw[split + 4..];
     let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body_bytes =
-        if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(body_bytes) } else { body_bytes.to_vec() };
+    let body_bytes = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        dechunk(body_bytes)
+    } else {
+        body_bytes.to_vec()
+    };
     Ok((status, String::from_utf8_lossy(&body_bytes).to_string()))
 }
 

@@ -38,7 +38,8 @@ fn form(body: &[u8]) -> HashMap<String, String> {
     text.split('&')
         .filter_map(|kv| kv.split_once('='))
         .map(|(k, v)| {
-            let d = |s: &str| percent_encoding::percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned();
+            let d =
+                |s: &str| percent_encoding::percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned();
             (d(k), d(v))
         })
         .collect()

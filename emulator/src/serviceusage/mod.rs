@@ -19,20 +19,11 @@ use crate::util::{now_ms, project_number};
 
 /// Services listed by `services.list` even before anything touched them.
 const CATALOG: &[(&str, &str)] = &[
-    (
-        "cloudresourcemanager.googleapis.com",
-        "Cloud Resource Manager API",
-    ),
+    ("cloudresourcemanager.googleapis.com", "Cloud Resource Manager API"),
     ("compute.googleapis.com", "Compute Engine API"),
     ("container.googleapis.com", "Kubernetes Engine API"),
-    (
-        "iam.googleapis.com",
-        "Identity and Access Management (IAM) API",
-    ),
-    (
-        "iamcredentials.googleapis.com",
-        "IAM Service Account Credentials API",
-    ),
+    ("iam.googleapis.com", "Identity and Access Management (IAM) API"),
+    ("iamcredentials.googleapis.com", "IAM Service Account Credentials API"),
     ("serviceusage.googleapis.com", "Service Usage API"),
     ("sql-component.googleapis.com", "Cloud SQL"),
     ("sqladmin.googleapis.com", "Cloud SQL Admin API"),
@@ -56,7 +47,12 @@ impl JsonApi for ServiceUsage {
         crate::access::check_api(app, req, method, target, crate::access::denied)
     }
 
-    fn handle<'a>(&'a self, app: &'a Arc<App>, req: &'a ApiRequest, method: &'a str) -> Reply<'a, Result<Value, ApiError>> {
+    fn handle<'a>(
+        &'a self,
+        app: &'a Arc<App>,
+        req: &'a ApiRequest,
+        method: &'a str,
+    ) -> Reply<'a, Result<Value, ApiError>> {
         Box::pin(std::future::ready(handle(app, req, method)))
     }
 }
@@ -87,24 +83,14 @@ pub fn method(req: &ApiRequest) -> Option<&'static str> {
     let s = req.segs();
     let m = &req.method;
     Some(match (s.as_slice(), req.verb.as_deref()) {
-        (["v1", "projects", _, "services"], None) if m == Method::GET => {
-            "serviceusage.services.list"
-        }
+        (["v1", "projects", _, "services"], None) if m == Method::GET => "serviceusage.services.list",
         (["v1", "projects", _, "services"], Some("batchEnable")) if m == Method::POST => {
             "serviceusage.services.batchEnable"
         }
-        (["v1", "projects", _, "services"], Some("batchGet")) if m == Method::GET => {
-            "serviceusage.services.batchGet"
-        }
-        (["v1", "projects", _, "services", _], None) if m == Method::GET => {
-            "serviceusage.services.get"
-        }
-        (["v1", "projects", _, "services", _], Some("enable")) if m == Method::POST => {
-            "serviceusage.services.enable"
-        }
-        (["v1", "projects", _, "services", _], Some("disable")) if m == Method::POST => {
-            "serviceusage.services.disable"
-        }
+        (["v1", "projects", _, "services"], Some("batchGet")) if m == Method::GET => "serviceusage.services.batchGet",
+        (["v1", "projects", _, "services", _], None) if m == Method::GET => "serviceusage.services.get",
+        (["v1", "projects", _, "services", _], Some("enable")) if m == Method::POST => "serviceusage.services.enable",
+        (["v1", "projects", _, "services", _], Some("disable")) if m == Method::POST => "serviceusage.services.disable",
         (["v1", "operations", _], None) if m == Method::GET => "serviceusage.operations.get",
         _ => return None,
     })
@@ -112,11 +98,7 @@ pub fn method(req: &ApiRequest) -> Option<&'static str> {
 
 fn render_service(project: &str, name: &str, enabled: bool) -> Value {
     let number = project_number(project);
-    let title = CATALOG
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, t)| *t)
-        .unwrap_or(name);
+    let title = CATALOG.iter().find(|(n, _)| *n == name).map(|(_, t)| *t).unwrap_or(name);
     json!({
         "name": format!("projects/{number}/services/{name}"),
         "parent": format!("projects/{number}"),
@@ -156,11 +138,7 @@ pub fn render_op(st: &State, op: &Operation) -> Value {
                     render_service(
                         &op.project,
                         s,
-                        st.services
-                            .get(&op.project)
-                            .and_then(|m| m.get(s))
-                            .copied()
-                            .unwrap_or(false),
+                        st.services.get(&op.project).and_then(|m| m.get(s)).copied().unwrap_or(false),
                     )
                 })
                 .collect();
@@ -189,36 +167,18 @@ pub fn handle(app: &Arc<App>, req: &ApiRequest, method: &str) -> Result<Value, A
             .ops
             .get(&req.segments[2])
             .filter(|o| o.api == OpApi::ServiceUsage)
-            .ok_or_else(|| {
-                ApiError::not_found(format!(
-                    "Operation operations/{} not found.",
-                    req.segments[2]
-                ))
-            })?;
+            .ok_or_else(|| ApiError::not_found(format!("Operation operations/{} not found.", req.segments[2])))?;
         return Ok(render_op(st, op));
     }
     let project = st.project_id(&req.segments[2]);
-    let enabled = |st: &State, s: &str| {
-        st.services
-            .get(&project)
-            .and_then(|m| m.get(s))
-            .copied()
-            .unwrap_or(false)
-    };
+    let enabled = |st: &State, s: &str| st.services.get(&project).and_then(|m| m.get(s)).copied().unwrap_or(false);
     match method {
         "serviceusage.services.get" => {
             valid_service(&req.segments[4])?;
-            Ok(render_service(
-                &project,
-                &req.segments[4],
-                enabled(st, &req.segments[4]),
-            ))
+            Ok(render_service(&project, &req.segments[4], enabled(st, &req.segments[4])))
         }
         "serviceusage.services.list" => {
-            let mut names: BTreeMap<String, bool> = CATALOG
-                .iter()
-                .map(|(n, _)| (n.to_string(), false))
-                .collect();
+            let mut names: BTreeMap<String, bool> = CATALOG.iter().map(|(n, _)| (n.to_string(), false)).collect();
             if let Some(m) = st.services.get(&project) {
                 names.extend(m.iter().map(|(k, v)| (k.clone(), *v)));
             }
@@ -232,11 +192,7 @@ pub fn handle(app: &Arc<App>, req: &ApiRequest, method: &str) -> Result<Value, A
                 })
                 .map(|(n, on)| render_service(&project, n, *on))
                 .collect();
-            Ok(if services.is_empty() {
-                json!({})
-            } else {
-                json!({"services": services})
-            })
+            Ok(if services.is_empty() { json!({}) } else { json!({"services": services}) })
         }
         "serviceusage.services.batchGet" => {
             let services: Vec<Value> = req
@@ -249,24 +205,16 @@ pub fn handle(app: &Arc<App>, req: &ApiRequest, method: &str) -> Result<Value, A
                 .collect();
             Ok(json!({"services": services}))
         }
-        "serviceusage.services.enable"
-        | "serviceusage.services.disable"
-        | "serviceusage.services.batchEnable" => {
+        "serviceusage.services.enable" | "serviceusage.services.disable" | "serviceusage.services.batchEnable" => {
             let (op_type, services, on) = match method {
                 "serviceusage.services.enable" => ("ENABLE", vec![req.segments[4].clone()], true),
-                "serviceusage.services.disable" => {
-                    ("DISABLE", vec![req.segments[4].clone()], false)
-                }
+                "serviceusage.services.disable" => ("DISABLE", vec![req.segments[4].clone()], false),
                 _ => {
                     let ids: Vec<String> = req
                         .body
                         .get("serviceIds")
                         .and_then(Value::as_array)
-                        .map(|a| {
-                            a.iter()
-                                .filter_map(|v| v.as_str().map(String::from))
-                                .collect()
-                        })
+                        .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
                         .unwrap_or_default();
                     if ids.is_empty() || ids.len() > 20 {
                         return Err(ApiError::field_violation(
@@ -280,18 +228,8 @@ pub fn handle(app: &Arc<App>, req: &ApiRequest, method: &str) -> Result<Value, A
             for s in &services {
                 valid_service(s)?;
             }
-            let name = format!(
-                "acf.p2-{}-{}",
-                project_number(&project),
-                crate::util::uuid_like()
-            );
-            let op = Operation::new(
-                OpApi::ServiceUsage,
-                name.clone(),
-                &project,
-                op_type,
-                &services.join(","),
-            );
+            let name = format!("acf.p2-{}-{}", project_number(&project), crate::util::uuid_like());
+            let op = Operation::new(OpApi::ServiceUsage, name.clone(), &project, op_type, &services.join(","));
             let apply = move |st: &mut State, project: &str| {
                 let m = st.services.entry(project.to_string()).or_default();
                 for s in &services {
@@ -318,11 +256,7 @@ pub fn handle(app: &Arc<App>, req: &ApiRequest, method: &str) -> Result<Value, A
                 });
             }
             app.persist(st);
-            let op = st
-                .ops
-                .get(&name)
-                .cloned()
-                .ok_or_else(|| ApiError::internal("operation vanished"))?;
+            let op = st.ops.get(&name).cloned().ok_or_else(|| ApiError::internal("operation vanished"))?;
             Ok(render_op(st, &op))
         }
         _ => Err(ApiError::unimplemented(req.method.as_str(), &req.path)),

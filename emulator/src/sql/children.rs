@@ -29,10 +29,7 @@ const USER_TYPES: &[&str] = &[
 type Finish = Box<dyn FnOnce(&mut State) + Send>;
 
 fn rdbms(message: String) -> OpError {
-    OpError {
-        code: "ERROR_RDBMS".into(),
-        message,
-    }
+    OpError { code: "ERROR_RDBMS".into(), message }
 }
 
 /// Handles `sql.databases.*` and `sql.users.*`.
@@ -45,16 +42,11 @@ pub async fn handle(app: &Arc<App>, r: &SqlRequest<'_>, method: &str) -> Result<
     require_runnable(inst)?;
     let db_link = |name: &str| format!("{base}/instances/{instance}/databases/{name}");
     let missing_db = |name: &str| {
-        ApiError::not_found(format!(
-            "The database {name} does not exist in instance {instance}."
-        ))
-        .with_reason("notFound")
+        ApiError::not_found(format!("The database {name} does not exist in instance {instance}."))
+            .with_reason("notFound")
     };
     let missing_user = |name: &str| {
-        ApiError::not_found(format!(
-            "The user {name} does not exist in instance {instance}."
-        ))
-        .with_reason("notFound")
+        ApiError::not_found(format!("The user {name} does not exist in instance {instance}.")).with_reason("notFound")
     };
     // Which SQL to run (in which database), which op type, and how the state changes when done.
     let (op_type, db, sql, finish): (&str, &str, Option<String>, Finish) = match method {
@@ -72,11 +64,7 @@ pub async fn handle(app: &Arc<App>, r: &SqlRequest<'_>, method: &str) -> Result<
         }
         "sql.databases.get" => {
             let name = r.rest[3];
-            let mut d = inst
-                .databases
-                .get(name)
-                .cloned()
-                .ok_or_else(|| missing_db(name))?;
+            let mut d = inst.databases.get(name).cloned().ok_or_else(|| missing_db(name))?;
             d["selfLink"] = db_link(name).into();
             return Ok(d);
         }
@@ -86,19 +74,13 @@ pub async fn handle(app: &Arc<App>, r: &SqlRequest<'_>, method: &str) -> Result<
         }
         "sql.users.get" => {
             let name = r.rest[3];
-            return inst
-                .users
-                .get(name)
-                .cloned()
-                .ok_or_else(|| missing_user(name));
+            return inst.users.get(name).cloned().ok_or_else(|| missing_user(name));
         }
         "sql.databases.insert" => {
             let name = str_field(&r.req.body, "name").to_string();
             if name.is_empty() || name.len() > 63 {
-                return Err(ApiError::invalid_argument(
-                    "Invalid request: database name must be 1-63 characters.",
-                )
-                .with_reason("invalid"));
+                return Err(ApiError::invalid_argument("Invalid request: database name must be 1-63 characters.")
+                    .with_reason("invalid"));
             }
             let charset = match str_field(&r.req.body, "charset") {
                 "" => "UTF8",
@@ -112,10 +94,8 @@ pub async fn handle(app: &Arc<App>, r: &SqlRequest<'_>, method: &str) -> Result<
                                   "instance": instance, "project": r.project, "etag": ""});
             // The server's databases use its default (C) collation; the requested collation is
             // recorded and reported, since a locale such as en_US.UTF8 may not exist here.
-            let sql = format!(
-                "CREATE DATABASE {} OWNER cloudsqlsuperuser ENCODING 'UTF8' TEMPLATE template0",
-                ident(&name)
-            );
+            let sql =
+                format!("CREATE DATABASE {} OWNER cloudsqlsuperuser ENCODING 'UTF8' TEMPLATE template0", ident(&name));
             let key = key.clone();
             (
                 "CREATE_DATABASE",
@@ -145,12 +125,7 @@ pub async fn handle(app: &Arc<App>, r: &SqlRequest<'_>, method: &str) -> Result<
                 "postgres",
                 None,
                 Box::new(move |st: &mut State| {
-                    if let Some(d) = st
-                        .sql
-                        .instances
-                        .get_mut(&key)
-                        .and_then(|i| i.databases.get_mut(&name))
-                    {
+                    if let Some(d) = st.sql.instances.get_mut(&key).and_then(|i| i.databases.get_mut(&name)) {
                         merge(d, &patch);
                     }
                 }),
@@ -182,15 +157,11 @@ pub async fn handle(app: &Arc<App>, r: &SqlRequest<'_>, method: &str) -> Result<
             }
             .to_string();
             if name.is_empty() || name.len() > 63 {
-                return Err(ApiError::invalid_argument(
-                    "Invalid request: user name must be 1-63 characters.",
-                )
-                .with_reason("invalid"));
+                return Err(ApiError::invalid_argument("Invalid request: user name must be 1-63 characters.")
+                    .with_reason("invalid"));
             }
             if !USER_TYPES.contains(&user_type.as_str()) {
-                return Err(ApiError::invalid_argument(format!(
-                    "Invalid value for type: {user_type}"
-                )));
+                return Err(ApiError::invalid_argument(format!("Invalid value for type: {user_type}")));
             }
             // On PostgreSQL an IAM service account's user is its email without
             // `.gserviceaccount.com` (contract §1.4). The real error text is not verified.
@@ -236,13 +207,8 @@ pub async fn handle(app: &Arc<App>, r: &SqlRequest<'_>, method: &str) -> Result<
             let name = r.req.query("name").unwrap_or("").to_string();
             inst.users.get(&name).ok_or_else(|| missing_user(&name))?;
             let password = str_field(&r.req.body, "password");
-            let sql = (!password.is_empty()).then(|| {
-                format!(
-                    "ALTER ROLE {} WITH PASSWORD {}",
-                    ident(&name),
-                    literal(password)
-                )
-            });
+            let sql = (!password.is_empty())
+                .then(|| format!("ALTER ROLE {} WITH PASSWORD {}", ident(&name), literal(password)));
             let policy = r.req.body.get("passwordPolicy").cloned();
             let key = key.clone();
             (
@@ -250,13 +216,9 @@ pub async fn handle(app: &Arc<App>, r: &SqlRequest<'_>, method: &str) -> Result<
                 "postgres",
                 sql,
                 Box::new(move |st: &mut State| {
-                    if let (Some(u), Some(p)) = (
-                        st.sql
-                            .instances
-                            .get_mut(&key)
-                            .and_then(|i| i.users.get_mut(&name)),
-                        policy,
-                    ) {
+                    if let (Some(u), Some(p)) =
+                        (st.sql.instances.get_mut(&key).and_then(|i| i.users.get_mut(&name)), policy)
+                    {
                         u["passwordPolicy"] = p;
                     }
                 }),

@@ -79,11 +79,15 @@ impl Connectors {
         let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
         // A name of its own per emulator: two emulators' CAs are never taken for one another.
-        dn.push(DnType::CommonName, format!("Google Cloud SQL Server CA (gcp-emulator {})", crate::util::random_hex(8)));
+        dn.push(
+            DnType::CommonName,
+            format!("Google Cloud SQL Server CA (gcp-emulator {})", crate::util::random_hex(8)),
+        );
         dn.push(DnType::OrganizationName, "gcp-emulator");
         params.distinguished_name = dn;
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        params.key_usages =
+            vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
         let now = OffsetDateTime::now_utc();
         params.not_before = now - TimeDuration::days(1);
         params.not_after = now + TimeDuration::days(3650);
@@ -118,7 +122,12 @@ impl Connectors {
     /// [`EPHEMERAL_CERT_LIFETIME`].
     /// With `principal` (automatic IAM database authentication), the certificate is bound to it:
     /// a 3307 connection presenting it may log in as that principal's IAM database user only.
-    pub fn ephemeral_cert(&self, instance: &str, public_key_pem: &str, principal: Option<&str>) -> Result<Ephemeral, String> {
+    pub fn ephemeral_cert(
+        &self,
+        instance: &str,
+        public_key_pem: &str,
+        principal: Option<&str>,
+    ) -> Result<Ephemeral, String> {
         let der = pem_body(public_key_pem).ok_or("public_key is not a PEM block")?;
         let spki = SubjectPublicKeyInfo::from_der(&der).map_err(|e| format!("public_key is not a public key: {e}"))?;
         let mut params = CertificateParams::default();
@@ -142,7 +151,11 @@ impl Connectors {
             {
                 m.remove(&oldest);
             }
-            let issued = Issued { instance: instance.to_string(), principal: principal.map(str::to_string), not_after: params.not_after };
+            let issued = Issued {
+                instance: instance.to_string(),
+                principal: principal.map(str::to_string),
+                not_after: params.not_after,
+            };
             m.insert(cert.der().to_vec(), issued);
         }
         Ok(Ephemeral { pem: cert.pem(), not_after: params.not_after })
@@ -155,9 +168,10 @@ impl Connectors {
         let (cert, key) = self.server_cert(common_name, vec![SanType::DnsName(dns_name.try_into().map_err(err)?)])?;
         let mut roots = rustls::RootCertStore::empty();
         roots.add(self.ca.der.clone()).map_err(err)?;
-        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), self.provider.clone())
-            .build()
-            .map_err(err)?;
+        let verifier =
+            rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), self.provider.clone())
+                .build()
+                .map_err(err)?;
         let config = rustls::ServerConfig::builder_with_provider(self.provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(err)?
@@ -291,7 +305,12 @@ async fn serve(
 ) -> std::io::Result<()> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let Some(app) = app.upgrade() else { return Ok(()) };
-    let issued = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).and_then(|c| super::connectors(&app).issued_for(c.as_ref()));
+    let issued = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .and_then(|c| super::connectors(&app).issued_for(c.as_ref()));
     // A certificate opens only the instance it was issued for.
     let Some(issued) = issued.filter(|i| i.instance == key) else {
         tls.write_all(&fatal("28000", "the client certificate was not issued for this instance")).await?;

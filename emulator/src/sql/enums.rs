@@ -68,18 +68,10 @@ const USER_TYPE: &[(i64, &str)] = &[
     (7, "ENTRAID_USER"),
 ];
 
-const AVAILABILITY_TYPE: &[(i64, &str)] = &[
-    (0, "SQL_AVAILABILITY_TYPE_UNSPECIFIED"),
-    (1, "ZONAL"),
-    (2, "REGIONAL"),
-];
+const AVAILABILITY_TYPE: &[(i64, &str)] = &[(0, "SQL_AVAILABILITY_TYPE_UNSPECIFIED"), (1, "ZONAL"), (2, "REGIONAL")];
 
-const ACTIVATION_POLICY: &[(i64, &str)] = &[
-    (0, "SQL_ACTIVATION_POLICY_UNSPECIFIED"),
-    (1, "ALWAYS"),
-    (2, "NEVER"),
-    (3, "ON_DEMAND"),
-];
+const ACTIVATION_POLICY: &[(i64, &str)] =
+    &[(0, "SQL_ACTIVATION_POLICY_UNSPECIFIED"), (1, "ALWAYS"), (2, "NEVER"), (3, "ON_DEMAND")];
 
 const DATA_DISK_TYPE: &[(i64, &str)] = &[
     (0, "SQL_DATA_DISK_TYPE_UNSPECIFIED"),
@@ -89,17 +81,9 @@ const DATA_DISK_TYPE: &[(i64, &str)] = &[
     (4, "HYPERDISK_BALANCED"),
 ];
 
-const PRICING_PLAN: &[(i64, &str)] = &[
-    (0, "SQL_PRICING_PLAN_UNSPECIFIED"),
-    (1, "PACKAGE"),
-    (2, "PER_USE"),
-];
+const PRICING_PLAN: &[(i64, &str)] = &[(0, "SQL_PRICING_PLAN_UNSPECIFIED"), (1, "PACKAGE"), (2, "PER_USE")];
 
-const EDITION: &[(i64, &str)] = &[
-    (0, "EDITION_UNSPECIFIED"),
-    (2, "ENTERPRISE"),
-    (3, "ENTERPRISE_PLUS"),
-];
+const EDITION: &[(i64, &str)] = &[(0, "EDITION_UNSPECIFIED"), (2, "ENTERPRISE"), (3, "ENTERPRISE_PLUS")];
 
 const SSL_MODE: &[(i64, &str)] = &[
     (0, "SSL_MODE_UNSPECIFIED"),

@@ -34,16 +34,10 @@ pub async fn handle(app: &Arc<App>, r: &SqlRequest<'_>, method: &str) -> Result<
         }
         "sql.instances.get" => {
             let st = lock(&app.state);
-            let inst = st
-                .sql
-                .instances
-                .get(&key(r))
-                .ok_or_else(instance_not_found)?;
+            let inst = st.sql.instances.get(&key(r)).ok_or_else(instance_not_found)?;
             Ok(render(&base, inst))
         }
-        "sql.instances.patch" | "sql.instances.update" => {
-            modify(app, r, method == "sql.instances.update")
-        }
+        "sql.instances.patch" | "sql.instances.update" => modify(app, r, method == "sql.instances.update"),
         "sql.instances.delete" => delete(app, r),
         "sql.instances.restart" => restart(app, r),
         _ => Err(ApiError::unimplemented(r.req.method.as_str(), &r.req.path)),
@@ -70,28 +64,19 @@ fn valid_name(name: &str) -> bool {
     !b.is_empty()
         && b.len() <= 98
         && b[0].is_ascii_lowercase()
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
         && b[b.len() - 1] != b'-'
 }
 
 /// `(family, major)` of a database version such as `POSTGRES_15`.
 fn version_parts(v: &str) -> (&str, u32) {
     let (family, rest) = v.split_once('_').unwrap_or((v, ""));
-    (
-        family,
-        rest.split('_')
-            .next()
-            .and_then(|m| m.parse().ok())
-            .unwrap_or(0),
-    )
+    (family, rest.split('_').next().and_then(|m| m.parse().ok()).unwrap_or(0))
 }
 
 /// SQL run once on a new server: the roles of a Cloud SQL for PostgreSQL instance.
 fn setup_sql(root_password: Option<&str>) -> String {
-    let password = root_password
-        .map(|p| format!(" PASSWORD {}", literal(p)))
-        .unwrap_or_default();
+    let password = root_password.map(|p| format!(" PASSWORD {}", literal(p))).unwrap_or_default();
     format!(
         "CREATE ROLE cloudsqlsuperuser WITH NOLOGIN CREATEDB CREATEROLE;\n\
          CREATE ROLE postgres WITH LOGIN CREATEDB CREATEROLE{password};\n\
@@ -101,10 +86,7 @@ fn setup_sql(root_password: Option<&str>) -> String {
 }
 
 fn op_error(message: String) -> OpError {
-    OpError {
-        code: "INTERNAL_ERROR".into(),
-        message,
-    }
+    OpError { code: "INTERNAL_ERROR".into(), message }
 }
 
 fn insert(app: &Arc<App>, r: &SqlRequest<'_>) -> Result<Value, ApiError> {
@@ -125,21 +107,14 @@ fn insert(app: &Arc<App>, r: &SqlRequest<'_>) -> Result<Value, ApiError> {
             )));
         }
     };
-    let tier = body
-        .pointer("/settings/tier")
-        .and_then(Value::as_str)
-        .unwrap_or("");
+    let tier = body.pointer("/settings/tier").and_then(Value::as_str).unwrap_or("");
     if tier.is_empty() {
         return Err(invalid("Invalid request: Missing tier (settings.tier)."));
     }
     let key = format!("{}/{}", r.project, name);
     let mut st = lock(&app.state);
     let window = app.settings().name_reuse_window_s * 1000;
-    let recently_deleted = st
-        .sql
-        .deleted
-        .get(&key)
-        .is_some_and(|t| now_ms().saturating_sub(*t) < window);
+    let recently_deleted = st.sql.deleted.get(&key).is_some_and(|t| now_ms().saturating_sub(*t) < window);
     if st.sql.instances.contains_key(&key) || recently_deleted {
         return Err(ApiError::new_conflict(
             "The Cloud SQL instance already exists. When you delete an instance, you can't reuse the name of the deleted instance until one week from the deletion date.",
@@ -277,18 +252,11 @@ fn modify(app: &Arc<App>, r: &SqlRequest<'_>, replace_settings: bool) -> Result<
             }
         }
     }
-    let current_sv: i64 = current
-        .pointer("/settings/settingsVersion")
-        .and_then(Value::as_str)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1);
+    let current_sv: i64 =
+        current.pointer("/settings/settingsVersion").and_then(Value::as_str).and_then(|s| s.parse().ok()).unwrap_or(1);
     if let Some(sv) = body.pointer("/settings/settingsVersion") {
         // 0 is proto3's "not set" (the SDK may send it).
-        let given = sv
-            .as_str()
-            .and_then(|s| s.parse().ok())
-            .or_else(|| sv.as_i64())
-            .filter(|g| *g != 0);
+        let given = sv.as_str().and_then(|s| s.parse().ok()).or_else(|| sv.as_i64()).filter(|g| *g != 0);
         // A stale settingsVersion is refused so that concurrent writers notice; the exact status
         // of the real API is not verified (412 conditionNotMet chosen as the most plausible).
         if given.is_some_and(|g| g != current_sv) {
@@ -413,9 +381,7 @@ pub fn require_runnable(inst: &SqlInstance) -> Result<(), ApiError> {
     if inst.resource["state"] == "RUNNABLE" {
         Ok(())
     } else {
-        Err(invalid(
-            "Invalid request: Invalid request since instance is not running.",
-        ))
+        Err(invalid("Invalid request: Invalid request since instance is not running."))
     }
 }
 
@@ -444,9 +410,11 @@ pub fn check_iam_login(app: &App, key: &str, email: &str, user: &str) -> Result<
     let inst = st.sql.instances.get(key).ok_or_else(refused)?;
     // A service account's database user has the service-account type.
     let iam_user = inst.users.get(user).is_some_and(|u| u["type"] == "CLOUD_IAM_SERVICE_ACCOUNT");
-    let flag_on = inst.resource.pointer("/settings/databaseFlags").and_then(Value::as_array).is_some_and(|fs| {
-        fs.iter().any(|f| f["name"] == "cloudsql.iam_authentication" && f["value"] == "on")
-    });
+    let flag_on = inst
+        .resource
+        .pointer("/settings/databaseFlags")
+        .and_then(Value::as_array)
+        .is_some_and(|fs| fs.iter().any(|f| f["name"] == "cloudsql.iam_authentication" && f["value"] == "on"));
     let project = key.split('/').next().unwrap_or_default();
     let has_role = crate::access::project_grants(&st, project, email, "cloudsql.instances.login");
     if !iam_user || !flag_on || !has_role {
@@ -456,7 +424,12 @@ pub fn check_iam_login(app: &App, key: &str, email: &str, user: &str) -> Result<
 }
 
 /// Starts the TLS listener of instance `key` (`project/instance`) on its address at 3307.
-pub fn start_connector(app: &std::sync::Arc<App>, key: &str, ip: std::net::Ipv4Addr, postgres_port: u16) -> Result<(), String> {
+pub fn start_connector(
+    app: &std::sync::Arc<App>,
+    key: &str,
+    ip: std::net::Ipv4Addr,
+    postgres_port: u16,
+) -> Result<(), String> {
     let (project, instance) = key.split_once('/').unwrap_or((key, key));
     let region = lock(&app.state)
         .sql
@@ -477,9 +450,7 @@ pub fn start_connector(app: &std::sync::Arc<App>, key: &str, ip: std::net::Ipv4A
 /// `CREATE ROLE` for a new Cloud SQL user. Built-in users get CREATEDB, CREATEROLE and membership
 /// of `cloudsqlsuperuser`; IAM users and service accounts are plain LOGIN roles.
 pub fn create_user_sql(name: &str, user_type: &str, password: Option<&str>) -> String {
-    let password = password
-        .map(|p| format!(" PASSWORD {}", literal(p)))
-        .unwrap_or_default();
+    let password = password.map(|p| format!(" PASSWORD {}", literal(p))).unwrap_or_default();
     if user_type == "BUILT_IN" {
         format!(
             "CREATE ROLE {n} WITH LOGIN CREATEDB CREATEROLE{password};\nGRANT cloudsqlsuperuser TO {n};",

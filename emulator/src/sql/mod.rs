@@ -42,7 +42,12 @@ impl JsonApi for Sql {
         crate::access::check_api(app, req, method, target, refusal)
     }
 
-    fn handle<'a>(&'a self, app: &'a Arc<App>, req: &'a ApiRequest, method: &'a str) -> Reply<'a, Result<Value, ApiError>> {
+    fn handle<'a>(
+        &'a self,
+        app: &'a Arc<App>,
+        req: &'a ApiRequest,
+        method: &'a str,
+    ) -> Reply<'a, Result<Value, ApiError>> {
         Box::pin(async move {
             match SqlRequest::parse(req) {
                 Some(r) => handle(app, &r, method).await,
@@ -103,19 +108,12 @@ impl<'a> SqlRequest<'a> {
         let s: Vec<&str> = req.segments.iter().map(String::as_str).collect();
         let (prefix, project, rest) = match s.as_slice() {
             ["sql", "v1beta4", "projects", p, rest @ ..] => ("sql/v1beta4", *p, rest.to_vec()),
-            ["v1", "projects", p, rest @ ..]
-                if matches!(rest.first(), Some(&"instances") | Some(&"operations")) =>
-            {
+            ["v1", "projects", p, rest @ ..] if matches!(rest.first(), Some(&"instances") | Some(&"operations")) => {
                 ("v1", *p, rest.to_vec())
             }
             _ => return None,
         };
-        Some(SqlRequest {
-            req,
-            prefix,
-            project: project.to_string(),
-            rest,
-        })
+        Some(SqlRequest { req, prefix, project: project.to_string(), rest })
     }
 
     /// The base of links: `{base_url}{prefix}/projects/{project}`.
@@ -129,7 +127,9 @@ pub fn method(r: &SqlRequest<'_>) -> Option<&'static str> {
     let m = &r.req.method;
     if let Some(verb) = &r.req.verb {
         return match (r.rest.as_slice(), verb.as_str()) {
-            (["instances", _], "generateEphemeralCert") if m == Method::POST => Some("sql.connect.generateEphemeralCert"),
+            (["instances", _], "generateEphemeralCert") if m == Method::POST => {
+                Some("sql.connect.generateEphemeralCert")
+            }
             _ => None,
         };
     }
@@ -173,16 +173,10 @@ pub async fn handle(app: &Arc<App>, r: &SqlRequest<'_>, method: &str) -> Result<
     match method {
         "sql.operations.get" => {
             let st = lock(&app.state);
-            let op = st
-                .ops
-                .get(r.rest[1])
-                .filter(|o| o.api == OpApi::Sql && o.project == r.project)
-                .ok_or_else(|| {
-                    ApiError::not_found(format!(
-                        "The Cloud SQL operation {} does not exist.",
-                        r.rest[1]
-                    ))
-                    .with_reason("operationDoesNotExist")
+            let op =
+                st.ops.get(r.rest[1]).filter(|o| o.api == OpApi::Sql && o.project == r.project).ok_or_else(|| {
+                    ApiError::not_found(format!("The Cloud SQL operation {} does not exist.", r.rest[1]))
+                        .with_reason("operationDoesNotExist")
                 })?;
             Ok(render_op(&r.link_base(app), op))
         }
@@ -192,11 +186,7 @@ pub async fn handle(app: &Arc<App>, r: &SqlRequest<'_>, method: &str) -> Result<
             let mut ops: Vec<&Operation> = st
                 .ops
                 .values()
-                .filter(|o| {
-                    o.api == OpApi::Sql
-                        && o.project == r.project
-                        && instance.is_none_or(|i| o.target == i)
-                })
+                .filter(|o| o.api == OpApi::Sql && o.project == r.project && instance.is_none_or(|i| o.target == i))
                 .collect();
             ops.sort_by(|a, b| b.insert_ms.cmp(&a.insert_ms).then(a.name.cmp(&b.name)));
             let base = r.link_base(app);
@@ -333,34 +323,20 @@ pub fn render_op(base: &str, op: &Operation) -> Value {
 
 /// 404 for a missing instance.
 pub fn instance_not_found() -> ApiError {
-    ApiError::not_found("The Cloud SQL instance does not exist.")
-        .with_reason("instanceDoesNotExist")
+    ApiError::not_found("The Cloud SQL instance does not exist.").with_reason("instanceDoesNotExist")
 }
 
 /// 409 while another operation runs on the instance.
 pub fn op_in_progress() -> ApiError {
-    ApiError::new_conflict(
-        "Operation failed because another operation was already in progress.",
-        "operationInProgress",
-    )
+    ApiError::new_conflict("Operation failed because another operation was already in progress.", "operationInProgress")
 }
 
 /// Fails with 409 `operationInProgress` when an operation on `instance` is unfinished.
 pub fn check_no_op(st: &State, project: &str, instance: &str) -> Result<(), ApiError> {
-    if st.op_in_progress(OpApi::Sql, project, instance) {
-        Err(op_in_progress())
-    } else {
-        Ok(())
-    }
+    if st.op_in_progress(OpApi::Sql, project, instance) { Err(op_in_progress()) } else { Ok(()) }
 }
 
 /// A new Cloud SQL operation on `instance`.
 pub fn new_op(project: &str, op_type: &str, instance: &str) -> Operation {
-    Operation::new(
-        OpApi::Sql,
-        crate::util::uuid_like(),
-        project,
-        op_type,
-        instance,
-    )
+    Operation::new(OpApi::Sql, crate::util::uuid_like(), project, op_type, instance)
 }

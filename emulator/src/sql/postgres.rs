@@ -8,8 +8,8 @@
 //! CREATEROLE, a member of `cloudsqlsuperuser`.
 
 use std::collections::HashMap;
-use std::os::unix::fs::MetadataExt;
 use std::net::IpAddr;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -37,10 +37,7 @@ pub fn find_bin_dir() -> Result<PathBuf, EmulatorError> {
             continue;
         };
         let bin = e.path().join("bin");
-        if bin.join("initdb").exists()
-            && bin.join("pg_ctl").exists()
-            && best.as_ref().is_none_or(|b| b.0 < version)
-        {
+        if bin.join("initdb").exists() && bin.join("pg_ctl").exists() && best.as_ref().is_none_or(|b| b.0 < version) {
             best = Some((version, bin));
         }
     }
@@ -49,9 +46,7 @@ pub fn find_bin_dir() -> Result<PathBuf, EmulatorError> {
 
 /// The user to run servers as: `Some((uid, gid))` of `nobody` when the emulator runs as root.
 pub fn run_as() -> Result<Option<(u32, u32)>, EmulatorError> {
-    let me = std::fs::metadata("/proc/self")
-        .map(|m| m.uid())
-        .unwrap_or(0);
+    let me = std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(0);
     if me != 0 {
         return Ok(None);
     }
@@ -84,10 +79,7 @@ impl PgManager {
     /// Servers under `root` (e.g. `<state-dir>/postgres`), or under a temporary directory removed
     /// when the manager is dropped.
     pub fn new(root: Option<PathBuf>) -> Result<Self, EmulatorError> {
-        let io = |path: &Path, source| EmulatorError::StateDir {
-            path: path.to_path_buf(),
-            source,
-        };
+        let io = |path: &Path, source| EmulatorError::StateDir { path: path.to_path_buf(), source };
         let (root, temp) = match root {
             Some(r) => {
                 std::fs::create_dir_all(&r).map_err(|e| io(&r, e))?;
@@ -106,17 +98,10 @@ impl PgManager {
             use std::os::unix::fs::PermissionsExt;
             // `nobody` must be able to traverse to its directories; nothing in here is secret
             // beyond the data directories themselves, which stay 0700.
-            std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o711))
-                .map_err(|e| io(&root, e))?;
+            std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o711)).map_err(|e| io(&root, e))?;
             check_traversable(&root)?;
         }
-        Ok(PgManager {
-            root,
-            run_as,
-            bin_dir: Mutex::new(None),
-            servers: Mutex::new(HashMap::new()),
-            _temp: temp,
-        })
+        Ok(PgManager { root, run_as, bin_dir: Mutex::new(None), servers: Mutex::new(HashMap::new()), _temp: temp })
     }
 
     fn bin_dir(&self) -> Result<PathBuf, String> {
@@ -129,18 +114,8 @@ impl PgManager {
 
     /// A fresh directory for a new instance's server.
     pub fn new_dir(&self, key: &str) -> PathBuf {
-        let safe: String = key
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        self.root
-            .join(format!("{safe}-{}", crate::util::random_hex(6)))
+        let safe: String = key.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect();
+        self.root.join(format!("{safe}-{}", crate::util::random_hex(6)))
     }
 
     /// Creates (initdb) and starts a server in `dir` listening on `host:port`; registers it
@@ -156,10 +131,7 @@ impl PgManager {
         });
         server.init().await?;
         server.start().await?;
-        self.servers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(key.to_string(), server.clone());
+        self.servers.lock().unwrap_or_else(|e| e.into_inner()).insert(key.to_string(), server.clone());
         Ok(server)
     }
 
@@ -174,29 +146,18 @@ impl PgManager {
             child: Mutex::new(None),
         });
         server.start().await?;
-        self.servers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(key.to_string(), server.clone());
+        self.servers.lock().unwrap_or_else(|e| e.into_inner()).insert(key.to_string(), server.clone());
         Ok(server)
     }
 
     /// The running server registered under `key`.
     pub fn get(&self, key: &str) -> Option<Arc<PgServer>> {
-        self.servers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(key)
-            .cloned()
+        self.servers.lock().unwrap_or_else(|e| e.into_inner()).get(key).cloned()
     }
 
     /// Unregisters, stops and deletes the server under `key`.
     pub async fn destroy(&self, key: &str) {
-        let server = self
-            .servers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(key);
+        let server = self.servers.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
         if let Some(s) = server {
             s.stop().await;
             let _ = tokio::fs::remove_dir_all(&s.dir).await;
@@ -205,12 +166,7 @@ impl PgManager {
 
     /// Stops every server (data kept); used on shutdown.
     pub fn stop_all(&self) {
-        let servers: Vec<_> = self
-            .servers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .drain()
-            .collect();
+        let servers: Vec<_> = self.servers.lock().unwrap_or_else(|e| e.into_inner()).drain().collect();
         for (_, s) in servers {
             s.stop_blocking();
         }
@@ -218,13 +174,7 @@ impl PgManager {
 
     /// Stops and deletes every server; used by the admin reset.
     pub async fn destroy_all(&self) {
-        let keys: Vec<String> = self
-            .servers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .keys()
-            .cloned()
-            .collect();
+        let keys: Vec<String> = self.servers.lock().unwrap_or_else(|e| e.into_inner()).keys().cloned().collect();
         for k in keys {
             self.destroy(&k).await;
         }
@@ -294,10 +244,7 @@ impl PgServer {
 
     fn command(&self, program: &str) -> Command {
         let mut c = Command::new(self.bin_dir.join(program));
-        c.current_dir(&self.dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+        c.current_dir(&self.dir).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
         c.env("LC_ALL", "C.UTF-8").env_remove("PGDATA");
         if let Some((uid, gid)) = self.run_as {
             c.uid(uid).gid(gid);
@@ -307,8 +254,7 @@ impl PgServer {
 
     fn chown(&self, p: &Path) -> Result<(), String> {
         if let Some((uid, gid)) = self.run_as {
-            std::os::unix::fs::chown(p, Some(uid), Some(gid))
-                .map_err(|e| format!("chown {}: {e}", p.display()))?;
+            std::os::unix::fs::chown(p, Some(uid), Some(gid)).map_err(|e| format!("chown {}: {e}", p.display()))?;
         }
         Ok(())
     }
@@ -323,31 +269,21 @@ impl PgServer {
         }
         let out = self
             .command("initdb")
-            .args([
-                "-D",
-                "data",
-                "-U",
-                ADMIN_ROLE,
-                "-E",
-                "UTF8",
-                "--locale=C",
-                "--no-sync",
-            ])
+            .args(["-D", "data", "-U", ADMIN_ROLE, "-E", "UTF8", "--locale=C", "--no-sync"])
             .args(["--auth-local=trust", "--auth-host=scram-sha-256"])
             .output()
             .await
             .map_err(|e| format!("cannot run initdb: {e}"))?;
         if !out.status.success() {
-            return Err(format!(
-                "initdb failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
+            return Err(format!("initdb failed: {}", String::from_utf8_lossy(&out.stderr).trim()));
         }
         // initdb allows only loopback clients; Cloud SQL takes password logins from any address
         // that reaches the instance's own (its authorized networks; all, here).
         let hba = self.dir.join("data/pg_hba.conf");
         let mut text = std::fs::read_to_string(&hba).map_err(|e| format!("read {}: {e}", hba.display()))?;
-        text.push_str("\n# Cloud SQL: clients from any address, with a password\nhost all all 0.0.0.0/0 scram-sha-256\n");
+        text.push_str(
+            "\n# Cloud SQL: clients from any address, with a password\nhost all all 0.0.0.0/0 scram-sha-256\n",
+        );
         std::fs::write(&hba, text).map_err(|e| format!("write {}: {e}", hba.display()))?;
         Ok(())
     }
@@ -374,39 +310,24 @@ impl PgServer {
             .arg(&sock)
             .arg("-c")
             .arg(format!("listen_addresses={}", self.host))
-            .args([
-                "-c",
-                "fsync=off",
-                "-c",
-                "synchronous_commit=off",
-                "-c",
-                "full_page_writes=off",
-            ])
+            .args(["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"])
             .args(["-c", "shared_buffers=16MB", "-c", "max_connections=40"])
             .args(["-c", "password_encryption=scram-sha-256"])
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log_err))
             .kill_on_drop(true);
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| format!("cannot run postgres: {e}"))?;
+        let mut child = cmd.spawn().map_err(|e| format!("cannot run postgres: {e}"))?;
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
         loop {
             if let Ok(Some(status)) = child.try_wait() {
-                return Err(format!(
-                    "postgres exited at start ({status}): {}",
-                    log_tail(&log_path)
-                ));
+                return Err(format!("postgres exited at start ({status}): {}", log_tail(&log_path)));
             }
             if self.connect("postgres").await.is_ok() {
                 break;
             }
             if tokio::time::Instant::now() > deadline {
                 let _ = child.kill().await;
-                return Err(format!(
-                    "postgres not ready after 60 s: {}",
-                    log_tail(&log_path)
-                ));
+                return Err(format!("postgres not ready after 60 s: {}", log_tail(&log_path)));
             }
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
@@ -434,10 +355,7 @@ impl PgServer {
         let Some(mut child) = child else { return };
         let _ = Command::from(self.pg_ctl_stop()).status().await;
         // pg_ctl waited for the shutdown; reap the child, or kill it if it is somehow still there.
-        if tokio::time::timeout(std::time::Duration::from_secs(5), child.wait())
-            .await
-            .is_err()
-        {
+        if tokio::time::timeout(std::time::Duration::from_secs(5), child.wait()).await.is_err() {
             let _ = child.kill().await;
         }
     }

@@ -28,7 +28,12 @@ pub(super) fn list(app: &App, query: &[(String, String)], base: &str) -> Result<
 }
 
 /// `buckets.insert`: a new bucket in the `project` parameter's project.
-pub(super) fn insert(app: &App, req: &RawRequest<'_>, query: &[(String, String)], base: &str) -> Result<Response, ApiError> {
+pub(super) fn insert(
+    app: &App,
+    req: &RawRequest<'_>,
+    query: &[(String, String)],
+    base: &str,
+) -> Result<Response, ApiError> {
     let q = |k: &str| query.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
     let project = q("project").ok_or_else(|| ApiError::invalid_argument("Required parameter: project"))?;
     let body: Value = serde_json::from_slice(req.body).unwrap_or(Value::Null);
@@ -37,7 +42,10 @@ pub(super) fn insert(app: &App, req: &RawRequest<'_>, query: &[(String, String)]
     let mut st = lock(&app.state);
     if let Some(b) = st.storage.buckets.get(&name) {
         return Err(if b.project == project {
-            ApiError::new_conflict("Your previous request to create the named bucket succeeded and you already own it.", "conflict")
+            ApiError::new_conflict(
+                "Your previous request to create the named bucket succeeded and you already own it.",
+                "conflict",
+            )
         } else {
             ApiError::new_conflict(
                 "The requested bucket name is not available. The bucket namespace is shared by all users of the system. Please select a different name and try again.",

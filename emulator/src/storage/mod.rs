@@ -119,8 +119,21 @@ impl Route {
 }
 
 /// First path segments that belong to the other APIs (never an XML bucket path).
-const OTHER_PREFIXES: &[&str] =
-    &["v1", "v1beta1", "v1beta4", "v3", "sql", "_emulator", "_metadata", "token", "computeMetadata", "storage", "upload", "download", "resumable"];
+const OTHER_PREFIXES: &[&str] = &[
+    "v1",
+    "v1beta1",
+    "v1beta4",
+    "v3",
+    "sql",
+    "_emulator",
+    "_metadata",
+    "token",
+    "computeMetadata",
+    "storage",
+    "upload",
+    "download",
+    "resumable",
+];
 
 fn segments(path: &str) -> Vec<String> {
     path.split('/').filter(|s| !s.is_empty()).map(|s| percent_decode_str(s).decode_utf8_lossy().into_owned()).collect()
@@ -142,7 +155,8 @@ fn route(method: &Method, path: &str, query: &[(String, String)]) -> Option<Rout
         ("GET", ["storage", "v1", "b", b]) => Route::BucketsGet(b.to_string()),
         ("DELETE", ["storage", "v1", "b", b]) => Route::BucketsDelete(b.to_string()),
         ("GET", ["storage", "v1", "b", b, "o"]) => Route::ObjectsList(b.to_string()),
-        ("GET", ["storage" | "download", "v1", "b", b, "o", o]) | ("GET", ["download", "storage", "v1", "b", b, "o", o]) => {
+        ("GET", ["storage" | "download", "v1", "b", b, "o", o])
+        | ("GET", ["download", "storage", "v1", "b", b, "o", o]) => {
             Route::ObjectsGet { bucket: b.to_string(), object: o.to_string(), media: media || s[0] == "download" }
         }
         ("PATCH", ["storage", "v1", "b", b, "o", o]) => Route::ObjectsPatch(b.to_string(), o.to_string()),
@@ -166,7 +180,12 @@ fn upload_path(s: &[&str]) -> bool {
     matches!(s, ["upload", "storage", "v1", "b", _, "o"] | ["resumable", "upload", "storage", "v1", "b", _, "o"])
 }
 
-async fn serve(app: &Arc<App>, req: &RawRequest<'_>, query: &[(String, String)], r: Route) -> Result<Response, ApiError> {
+async fn serve(
+    app: &Arc<App>,
+    req: &RawRequest<'_>,
+    query: &[(String, String)],
+    r: Route,
+) -> Result<Response, ApiError> {
     let base = base(app, req.headers);
     match r {
         Route::BucketsList => buckets::list(app, query, &base),
@@ -224,8 +243,14 @@ mod tests {
             r(Method::GET, "/storage/v1/b/bk/o/a%2Fb.json?alt=media"),
             Some(Route::ObjectsGet { bucket: "bk".into(), object: "a/b.json".into(), media: true })
         );
-        assert_eq!(r(Method::PUT, "/upload/storage/v1/b/bk/o?uploadType=resumable&upload_id=x"), Some(Route::UploadChunk("bk".into())));
-        assert_eq!(r(Method::POST, "/resumable/upload/storage/v1/b/bk/o?uploadType=resumable"), Some(Route::Upload("bk".into())));
+        assert_eq!(
+            r(Method::PUT, "/upload/storage/v1/b/bk/o?uploadType=resumable&upload_id=x"),
+            Some(Route::UploadChunk("bk".into()))
+        );
+        assert_eq!(
+            r(Method::POST, "/resumable/upload/storage/v1/b/bk/o?uploadType=resumable"),
+            Some(Route::Upload("bk".into()))
+        );
         assert_eq!(r(Method::POST, "/upload/x/v1/b/bk/o"), None);
         assert_eq!(r(Method::GET, "/bk/a/b.json"), Some(Route::XmlGet("bk".into(), "a/b.json".into())));
         assert_eq!(r(Method::GET, "/v1/projects/p"), None, "other APIs keep their paths");

@@ -40,7 +40,13 @@ pub(super) fn get(
 }
 
 /// `objects.get` on the XML API's path `/{bucket}/{object}`: the data.
-pub(super) fn xml_get(app: &App, req: &RawRequest<'_>, query: &[(String, String)], bucket: &str, object: &str) -> Result<Response, ApiError> {
+pub(super) fn xml_get(
+    app: &App,
+    req: &RawRequest<'_>,
+    query: &[(String, String)],
+    bucket: &str,
+    object: &str,
+) -> Result<Response, ApiError> {
     let conds = Conditions::parse(query, req.headers)?;
     download(app, bucket, object, &conds, req.headers, req.method == Method::HEAD)
 }
@@ -89,7 +95,13 @@ pub(super) fn patch(
 }
 
 /// `objects.delete`: the live generation (or `generation=G` if that is the live one).
-pub(super) fn delete(app: &App, req: &RawRequest<'_>, query: &[(String, String)], bucket: &str, object: &str) -> Result<Response, ApiError> {
+pub(super) fn delete(
+    app: &App,
+    req: &RawRequest<'_>,
+    query: &[(String, String)],
+    bucket: &str,
+    object: &str,
+) -> Result<Response, ApiError> {
     let conds = Conditions::parse(query, req.headers)?;
     let mut st = lock(&app.state);
     let b = st.storage.buckets.get_mut(bucket).ok_or_else(|| no_bucket(bucket))?;
@@ -123,14 +135,16 @@ impl Conditions {
         let num = |k: &str, v: Option<String>| -> Result<Option<i64>, ApiError> {
             match v {
                 None => Ok(None),
-                Some(v) => v
-                    .parse::<i64>()
-                    .map(Some)
-                    .map_err(|_| ApiError::invalid_argument(format!("Invalid argument for {k}: {v:?} is not a number"))),
+                Some(v) => v.parse::<i64>().map(Some).map_err(|_| {
+                    ApiError::invalid_argument(format!("Invalid argument for {k}: {v:?} is not a number"))
+                }),
             }
         };
         Ok(Conditions {
-            generation_match: num("ifGenerationMatch", q("ifGenerationMatch").or_else(|| h("x-goog-if-generation-match")))?,
+            generation_match: num(
+                "ifGenerationMatch",
+                q("ifGenerationMatch").or_else(|| h("x-goog-if-generation-match")),
+            )?,
             generation_not_match: num("ifGenerationNotMatch", q("ifGenerationNotMatch"))?,
             metageneration_match: num(
                 "ifMetagenerationMatch",
@@ -158,7 +172,8 @@ impl Conditions {
         {
             return Err(precondition_failed());
         }
-        Ok(!(self.generation_not_match == Some(o.generation) || self.metageneration_not_match == Some(o.metageneration)))
+        Ok(!(self.generation_not_match == Some(o.generation)
+            || self.metageneration_not_match == Some(o.metageneration)))
     }
 }
 
@@ -212,8 +227,10 @@ pub(super) fn list(app: &App, bucket: &str, query: &[(String, String)], base: &s
     let delimiter = q("delimiter").filter(|d| !d.is_empty());
     let max = q("maxResults").and_then(|m| m.parse::<usize>().ok()).unwrap_or(1000).clamp(1, 1000);
     let after = q("pageToken").map(|t| {
-        String::from_utf8(base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, t).unwrap_or_default())
-            .unwrap_or_default()
+        String::from_utf8(
+            base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, t).unwrap_or_default(),
+        )
+        .unwrap_or_default()
     });
     let start = q("startOffset").unwrap_or("");
     let end = q("endOffset");
@@ -353,7 +370,11 @@ pub(super) fn store(
         generation,
         metageneration: 1,
         size: data.len() as u64,
-        content_type: if content_type.is_empty() { "application/octet-stream".into() } else { content_type.to_string() },
+        content_type: if content_type.is_empty() {
+            "application/octet-stream".into()
+        } else {
+            content_type.to_string()
+        },
         md5: hash::md5_b64(&data),
         crc32c: hash::crc32c_b64(&data),
         created_ms: now,
@@ -372,7 +393,6 @@ pub(super) fn store(
     }
     Ok(json_response(StatusCode::OK, &v))
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -399,7 +419,11 @@ mod tests {
             updated_ms: 0,
             metadata: BTreeMap::new(),
         };
-        let c = |g: Option<i64>, m: Option<i64>| Conditions { generation_match: g, metageneration_match: m, ..Default::default() };
+        let c = |g: Option<i64>, m: Option<i64>| Conditions {
+            generation_match: g,
+            metageneration_match: m,
+            ..Default::default()
+        };
         assert!(c(Some(0), None).check_write(None).is_ok(), "ifGenerationMatch=0 creates");
         assert_eq!(c(Some(0), None).check_write(Some(&o)).unwrap_err().http, 412);
         assert!(c(Some(5), Some(2)).check_write(Some(&o)).is_ok());

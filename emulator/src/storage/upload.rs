@@ -57,13 +57,15 @@ pub(super) fn upload(
         }
         "multipart" => {
             let (meta, data, data_type) = multipart(&content_type, req.body)?;
-            let name = q("name").or_else(|| meta.get("name").and_then(Value::as_str).map(str::to_string)).unwrap_or_default();
+            let name =
+                q("name").or_else(|| meta.get("name").and_then(Value::as_str).map(str::to_string)).unwrap_or_default();
             let ct = meta.get("contentType").and_then(Value::as_str).map(str::to_string).unwrap_or(data_type);
             store(app, bucket, &name, &ct, metadata_of(&meta), &conds, data, base)
         }
         "resumable" => {
             let meta: Value = serde_json::from_slice(req.body).unwrap_or(Value::Null);
-            let name = q("name").or_else(|| meta.get("name").and_then(Value::as_str).map(str::to_string)).unwrap_or_default();
+            let name =
+                q("name").or_else(|| meta.get("name").and_then(Value::as_str).map(str::to_string)).unwrap_or_default();
             if name.is_empty() {
                 return Err(ApiError::invalid_argument("Required parameter: name"));
             }
@@ -77,8 +79,14 @@ pub(super) fn upload(
                 .or_else(|| req.headers.get("x-upload-content-type").and_then(|v| v.to_str().ok()).map(str::to_string))
                 .unwrap_or_default();
             let id = random_hex(32);
-            let session =
-                Session { bucket: bucket.to_string(), name, content_type: ct, metadata: metadata_of(&meta), conditions: conds, data: Vec::new() };
+            let session = Session {
+                bucket: bucket.to_string(),
+                name,
+                content_type: ct,
+                metadata: metadata_of(&meta),
+                conditions: conds,
+                data: Vec::new(),
+            };
             lock(&sessions(app).0).insert(id.clone(), session);
             let location = format!("{base}upload/storage/v1/b/{}/o?uploadType=resumable&upload_id={id}", enc(bucket));
             let mut resp = StatusCode::OK.into_response();
@@ -168,7 +176,10 @@ fn multipart(content_type: &str, body: &[u8]) -> Result<(Value, Vec<u8>, String)
     }
     let split = |p: &[u8]| -> Result<(String, Vec<u8>), ApiError> {
         let p = p.strip_prefix(b"\r\n").or_else(|| p.strip_prefix(b"\n")).unwrap_or(p);
-        let (h, sep) = find(p, b"\r\n\r\n").map(|i| (i, 4)).or_else(|| find(p, b"\n\n").map(|i| (i, 2))).ok_or_else(|| bad("a part has no headers"))?;
+        let (h, sep) = find(p, b"\r\n\r\n")
+            .map(|i| (i, 4))
+            .or_else(|| find(p, b"\n\n").map(|i| (i, 2)))
+            .ok_or_else(|| bad("a part has no headers"))?;
         let headers = String::from_utf8_lossy(&p[..h]).to_string();
         let mut content = p[h + sep..].to_vec();
         if content.ends_with(b"\r\n") {
@@ -178,7 +189,11 @@ fn multipart(content_type: &str, body: &[u8]) -> Result<(Value, Vec<u8>, String)
         }
         let ct = headers
             .lines()
-            .find_map(|l| l.split_once(':').filter(|(k, _)| k.trim().eq_ignore_ascii_case("content-type")).map(|(_, v)| v.trim().to_string()))
+            .find_map(|l| {
+                l.split_once(':')
+                    .filter(|(k, _)| k.trim().eq_ignore_ascii_case("content-type"))
+                    .map(|(_, v)| v.trim().to_string())
+            })
             .unwrap_or_default();
         Ok((ct, content))
     };

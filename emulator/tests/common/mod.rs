@@ -23,9 +23,7 @@ pub async fn call_with(
     headers: &[(&str, &str)],
 ) -> (u16, Value) {
     let host = base.trim_start_matches("http://").trim_end_matches('/');
-    let mut stream = tokio::net::TcpStream::connect(host)
-        .await
-        .expect("connect to emulator");
+    let mut stream = tokio::net::TcpStream::connect(host).await.expect("connect to emulator");
     let payload = body.map(|b| b.to_string()).unwrap_or_default();
     let mut req = format!(
         "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n",
@@ -39,32 +37,16 @@ pub async fn call_with(
     }
     req.push_str("\r\n");
     req.push_str(&payload);
-    stream
-        .write_all(req.as_bytes())
-        .await
-        .expect("write request");
+    stream.write_all(req.as_bytes()).await.expect("write request");
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).await.expect("read response");
     let text = String::from_utf8_lossy(&raw).into_owned();
     let (head, body) = text.split_once("\r\n\r\n").expect("HTTP response head");
-    let status: u16 = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("status code");
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        dechunk(body)
-    } else {
-        body.to_string()
-    };
-    let json = if body.trim().is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&body).unwrap_or(Value::String(body))
-    };
+    let status: u16 = head.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("status code");
+    let body =
+        if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(body) } else { body.to_string() };
+    let json =
+        if body.trim().is_empty() { Value::Null } else { serde_json::from_str(&body).unwrap_or(Value::String(body)) };
     (status, json)
 }
 
@@ -86,21 +68,12 @@ pub async fn wait_sql_op(base: &str, prefix: &str, project: &str, op: &Value, se
     let name = op["name"].as_str().expect("operation name");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
     loop {
-        let (code, v) = call(
-            base,
-            "GET",
-            &format!("/{prefix}/projects/{project}/operations/{name}"),
-            None,
-        )
-        .await;
+        let (code, v) = call(base, "GET", &format!("/{prefix}/projects/{project}/operations/{name}"), None).await;
         assert_eq!(code, 200, "operations.get: {v}");
         if v["status"] == "DONE" {
             return v;
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "operation {name} not done after {secs}s: {v}"
-        );
+        assert!(tokio::time::Instant::now() < deadline, "operation {name} not done after {secs}s: {v}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -116,10 +89,8 @@ pub async fn exchange(
 ) -> (u16, String, Vec<u8>) {
     let host = base.trim_start_matches("http://").trim_end_matches('/');
     let mut stream = tokio::net::TcpStream::connect(host).await.expect("connect to emulator");
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
+    let mut req =
+        format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }

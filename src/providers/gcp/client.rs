@@ -94,7 +94,9 @@ impl ApiError {
     /// 409 ALREADY_EXISTS (or Cloud SQL's `instanceAlreadyExists`).
     pub fn is_already_exists(&self) -> bool {
         self.status == 409
-            && (self.rpc == "ALREADY_EXISTS" || self.reason == "alreadyExists" || self.reason == "instanceAlreadyExists")
+            && (self.rpc == "ALREADY_EXISTS"
+                || self.reason == "alreadyExists"
+                || self.reason == "instanceAlreadyExists")
     }
     /// Transient by HTTP status or transport failure.
     pub fn is_transient(&self) -> bool {
@@ -222,7 +224,13 @@ impl Client {
 
     /// One API call with transient-error retries. Bodies (which may hold
     /// passwords) are never logged nor put in errors.
-    pub async fn call(&self, method: reqwest::Method, api: Api, path: &str, body: Option<&Json>) -> Result<Json, ApiError> {
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        api: Api,
+        path: &str,
+        body: Option<&Json>,
+    ) -> Result<Json, ApiError> {
         let url = self.url(api, path);
         let mut attempt = 0;
         loop {
@@ -234,7 +242,8 @@ impl Client {
             if !err.is_transient() || attempt >= self.retry.attempts {
                 return Err(err);
             }
-            let wait = err.retry_delay.map(|d| d.min(self.retry.cap)).unwrap_or_else(|| self.retry.backoff(attempt - 1));
+            let wait =
+                err.retry_delay.map(|d| d.min(self.retry.cap)).unwrap_or_else(|| self.retry.backoff(attempt - 1));
             tokio::time::sleep(wait).await;
         }
     }

@@ -44,7 +44,11 @@ pub fn schema() -> ResourceSchema {
     let mut attributes = vec![
         Attribute::required("name", AttrType::String, "Cluster name.").force_new().rule(NameRule::GkeCluster),
         Attribute::required("location", AttrType::String, "Region or zone, e.g. us-central1.").force_new(),
-        Attribute::optional("workload_identity", AttrType::Bool, "Enable Workload Identity (workload pool <project>.svc.id.goog)."),
+        Attribute::optional(
+            "workload_identity",
+            AttrType::Bool,
+            "Enable Workload Identity (workload pool <project>.svc.id.goog).",
+        ),
         Attribute::optional(
             "workload_identity_in_place",
             AttrType::Bool,
@@ -54,7 +58,8 @@ pub fn schema() -> ResourceSchema {
         Attribute::optional("initial_node_count", AttrType::Number, "Nodes per zone of the default pool.").force_new(),
         Attribute::optional("machine_type", AttrType::String, "Machine type of the default pool, e.g. e2-standard-4.")
             .force_new(),
-        Attribute::optional("release_channel", AttrType::String, "RAPID, REGULAR, STABLE or UNSPECIFIED.").also_computed(),
+        Attribute::optional("release_channel", AttrType::String, "RAPID, REGULAR, STABLE or UNSPECIFIED.")
+            .also_computed(),
         Attribute::optional(
             "workload_metadata_mode",
             AttrType::String,
@@ -107,7 +112,10 @@ pub fn attrs_of(c: &Json, project: &str) -> BTreeMap<String, Value> {
         ("workload_pool".to_string(), pool.map(Value::str).unwrap_or(Value::Null)),
         ("initial_node_count".to_string(), pool0["initialNodeCount"].as_i64().map(Value::Int).unwrap_or(Value::Null)),
         ("machine_type".to_string(), machine.and_then(Json::as_str).map(Value::str).unwrap_or(Value::Null)),
-        ("release_channel".to_string(), Value::str(c.pointer("/releaseChannel/channel").and_then(Json::as_str).unwrap_or("UNSPECIFIED"))),
+        (
+            "release_channel".to_string(),
+            Value::str(c.pointer("/releaseChannel/channel").and_then(Json::as_str).unwrap_or("UNSPECIFIED")),
+        ),
         ("workload_metadata_mode".to_string(), jstr(&pool0, "/config/workloadMetadataConfig/mode")),
         ("endpoint".to_string(), jstr(c, "/endpoint")),
         ("ca_certificate".to_string(), ca),
@@ -284,7 +292,10 @@ pub async fn apply(g: &Gcp, req: &ApplyRequest, cp: &dyn Checkpoint) -> Result<A
     }
     let c = g.client.get(Api::Container, &p).await?;
     let mut attrs = attrs_of(&c, &project);
-    attrs.insert("workload_identity_in_place".into(), cfg.get("workload_identity_in_place").cloned().unwrap_or(Value::Bool(false)));
+    attrs.insert(
+        "workload_identity_in_place".into(),
+        cfg.get("workload_identity_in_place").cloned().unwrap_or(Value::Bool(false)),
+    );
     Ok(g.response(&req.type_name, req, id, attrs))
 }
 
@@ -300,7 +311,13 @@ async fn wait_running(g: &Gcp, p: &str, dl: Instant) -> Result<Json, ProviderErr
     }
 }
 
-async fn update(run: &Run<'_>, pl: (&str, &str), p: &str, cfg: &Value, changed: &[String]) -> Result<(), ProviderError> {
+async fn update(
+    run: &Run<'_>,
+    pl: (&str, &str),
+    p: &str,
+    cfg: &Value,
+    changed: &[String],
+) -> Result<(), ProviderError> {
     let g = run.g;
     let has = |k: &str| changed.iter().any(|c| c == k);
     let project = pl.0;

@@ -3,8 +3,8 @@
 use super::client::Api;
 use super::policy::PolicyKey;
 use super::{Gcp, container_cluster, jstr, sql_instance, str_attr};
-use crate::providers::ProviderError;
 use crate::foundation::schema::{AttrType, Attribute, ResourceSchema, SchemaKind};
+use crate::providers::ProviderError;
 use crate::value::Value;
 
 fn project_arg() -> Attribute {
@@ -104,16 +104,16 @@ pub async fn read(g: &Gcp, type_name: &str, args: &Value) -> Result<Value, Provi
                 .client
                 .get_opt(Api::Container, &container_cluster::path(&project, &location, &name))
                 .await?
-                .ok_or_else(|| ProviderError::Permanent(format!("GKE cluster {name:?} not found in {project}/{location}")))?;
+                .ok_or_else(|| {
+                    ProviderError::Permanent(format!("GKE cluster {name:?} not found in {project}/{location}"))
+                })?;
             Ok(Value::Map(container_cluster::attrs_of(&c, &project)))
         }
         "gcp_sql_instance" => {
             let name = str_attr(args, "name").ok_or_else(|| ProviderError::Permanent("name is required".into()))?;
-            let i = g
-                .client
-                .get_opt(Api::Sql, &sql_instance::path(&project, &name))
-                .await?
-                .ok_or_else(|| ProviderError::Permanent(format!("Cloud SQL instance {name:?} not found in {project}")))?;
+            let i = g.client.get_opt(Api::Sql, &sql_instance::path(&project, &name)).await?.ok_or_else(|| {
+                ProviderError::Permanent(format!("Cloud SQL instance {name:?} not found in {project}"))
+            })?;
             let mut a = sql_instance::attrs_of(&i, None);
             a.retain(|k, _| sql_instance_schema().attr(k).is_some());
             Ok(Value::Map(a))

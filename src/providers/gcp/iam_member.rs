@@ -12,7 +12,9 @@ use super::client::Api;
 use super::policy::{Delta, PolicyKey};
 use super::{Gcp, live, project_attr, str_attr};
 use crate::foundation::schema::{AttrType, Attribute, ResourceSchema, SchemaKind};
-use crate::providers::{ApplyAction, ApplyRequest, ApplyResponse, LiveObject, PlanRequest, PlanResponse, ProviderError, ReadRequest};
+use crate::providers::{
+    ApplyAction, ApplyRequest, ApplyResponse, LiveObject, PlanRequest, PlanResponse, ProviderError, ReadRequest,
+};
 use crate::value::Value;
 
 /// Schema of `gcp_project_iam_member`.
@@ -25,8 +27,12 @@ pub fn project_schema() -> ResourceSchema {
                       many members refer to it, and all member changes of one apply go in one read-modify-write.",
         attributes: vec![
             Attribute::required("role", AttrType::String, "Role, e.g. roles/cloudsql.client.").force_new(),
-            Attribute::required("member", AttrType::String, "Member, e.g. serviceAccount:sa@p.iam.gserviceaccount.com.")
-                .force_new(),
+            Attribute::required(
+                "member",
+                AttrType::String,
+                "Member, e.g. serviceAccount:sa@p.iam.gserviceaccount.com.",
+            )
+            .force_new(),
             project_attr(),
         ],
     }
@@ -43,9 +49,13 @@ pub fn service_account_schema() -> ResourceSchema {
                       checked at plan time against the GKE clusters: one with that workload pool must exist or \
                       be planned.",
         attributes: vec![
-            Attribute::required("service_account", AttrType::String, "The service account: email or projects/…/serviceAccounts/<email>.")
-                .force_new()
-                .normalize(normalize_sa),
+            Attribute::required(
+                "service_account",
+                AttrType::String,
+                "The service account: email or projects/…/serviceAccounts/<email>.",
+            )
+            .force_new()
+            .normalize(normalize_sa),
             Attribute::required("role", AttrType::String, "Role, e.g. roles/iam.workloadIdentityUser.").force_new(),
             Attribute::required("member", AttrType::String, "Member.").force_new(),
             project_attr(),
@@ -116,7 +126,8 @@ pub async fn read(g: &Gcp, req: &ReadRequest) -> Result<Option<LiveObject>, Prov
         let cfg = req.config.unmarked();
         if let Some(role) = cfg.get("role").and_then(Value::as_str) {
             let member = cfg.get("member").and_then(Value::as_str).unwrap_or("*").to_string();
-            let project = if cfg.get("project").is_some_and(Value::has_unknown) { "*".into() } else { g.project_of(&cfg) };
+            let project =
+                if cfg.get("project").is_some_and(Value::has_unknown) { "*".into() } else { g.project_of(&cfg) };
             g.seen.project_members.lock().expect("seen").insert((project, role.to_string(), member));
             g.seen.changed.notify_waiters();
         }
@@ -126,7 +137,8 @@ pub async fn read(g: &Gcp, req: &ReadRequest) -> Result<Option<LiveObject>, Prov
     }
     // The claim in state first: a changed role or member must show as a
     // replacement of the old claim, not as a new one next to it.
-    let Some(t) = from_identity(g, &req.type_name, req.identity.as_ref()).or_else(|| target(g, &req.type_name, &req.config))
+    let Some(t) =
+        from_identity(g, &req.type_name, req.identity.as_ref()).or_else(|| target(g, &req.type_name, &req.config))
     else {
         return Ok(None);
     };
@@ -149,15 +161,22 @@ fn from_identity(g: &Gcp, type_name: &str, identity: Option<&Value>) -> Option<T
         Some(Target { key: PolicyKey::Project(p.clone()), role, member, project: p, sa: None })
     } else {
         let e = on.strip_prefix("serviceAccounts/")?.to_string();
-        Some(Target { key: PolicyKey::ServiceAccount(e.clone()), role, member, project: g.project.clone(), sa: Some(e) })
+        Some(Target {
+            key: PolicyKey::ServiceAccount(e.clone()),
+            role,
+            member,
+            project: g.project.clone(),
+            sa: Some(e),
+        })
     }
 }
 
 /// Adds or removes the member (coalesced per policy).
 pub async fn apply(g: &Gcp, req: &ApplyRequest) -> Result<ApplyResponse, ProviderError> {
     let t = match req.action {
-        ApplyAction::Delete => from_identity(g, &req.type_name, req.identity.as_ref())
-            .or_else(|| target(g, &req.type_name, &req.config)),
+        ApplyAction::Delete => {
+            from_identity(g, &req.type_name, req.identity.as_ref()).or_else(|| target(g, &req.type_name, &req.config))
+        }
         _ => target(g, &req.type_name, &req.config),
     }
     .ok_or_else(|| ProviderError::Permanent("role and member are required".into()))?;
@@ -174,10 +193,8 @@ pub async fn apply(g: &Gcp, req: &ApplyRequest) -> Result<ApplyResponse, Provide
 pub async fn plan(g: &Gcp, req: &PlanRequest) -> Result<PlanResponse, ProviderError> {
     let mut resp = PlanResponse::default();
     let member = req.config.get("member").and_then(Value::as_str).unwrap_or_default().to_string();
-    let Some(pool_project) = member
-        .strip_prefix("serviceAccount:")
-        .and_then(|m| m.split_once(".svc.id.goog["))
-        .map(|(p, _)| p.to_string())
+    let Some(pool_project) =
+        member.strip_prefix("serviceAccount:").and_then(|m| m.split_once(".svc.id.goog[")).map(|(p, _)| p.to_string())
     else {
         return Ok(resp);
     };
@@ -200,7 +217,9 @@ async fn has_pool_cluster(g: &Gcp, project: &str) -> Result<bool, ProviderError>
     }
     let list = g.client.get(Api::Container, &format!("v1/projects/{project}/locations/-/clusters")).await?;
     let live_pool = list["clusters"].as_array().is_some_and(|cs| {
-        cs.iter().any(|c| c.pointer("/workloadIdentityConfig/workloadPool").and_then(|p| p.as_str()).is_some_and(|p| !p.is_empty()))
+        cs.iter().any(|c| {
+            c.pointer("/workloadIdentityConfig/workloadPool").and_then(|p| p.as_str()).is_some_and(|p| !p.is_empty())
+        })
     });
     if live_pool {
         return Ok(true);

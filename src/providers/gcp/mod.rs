@@ -29,12 +29,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use self::client::{Client, RetryPolicy};
-use crate::foundation::net::TokenSource;
-use crate::foundation::schema::{AttrType, Attribute, ProviderSchema, ResourceSchema};
 use super::{
     ApplyRequest, ApplyResponse, Checkpoint, LiveObject, PlanRequest, PlanResponse, Provider, ProviderError,
     ProviderFactory, ReadRequest,
 };
+use crate::foundation::net::TokenSource;
+use crate::foundation::schema::{AttrType, Attribute, ProviderSchema, ResourceSchema};
 use crate::value::Value;
 
 /// Region used when neither the resource nor the provider sets one.
@@ -70,7 +70,11 @@ fn schema() -> ProviderSchema {
         type_prefix: "gcp_",
         config: vec![
             Attribute::required("project", AttrType::String, "Default project of every resource."),
-            Attribute::optional("region", AttrType::String, "Default region (Cloud SQL instances); us-central1 if unset."),
+            Attribute::optional(
+                "region",
+                AttrType::String,
+                "Default region (Cloud SQL instances); us-central1 if unset.",
+            ),
             Attribute::optional(
                 "endpoint",
                 AttrType::String,
@@ -107,7 +111,11 @@ impl ProviderFactory for GcpFactory {
         &self.schema
     }
 
-    async fn configure(&self, config: &Value, net: &crate::foundation::net::Net) -> Result<Arc<dyn Provider>, ProviderError> {
+    async fn configure(
+        &self,
+        config: &Value,
+        net: &crate::foundation::net::Net,
+    ) -> Result<Arc<dyn Provider>, ProviderError> {
         let config = config.unmarked();
         let project = config
             .get("project")
@@ -196,7 +204,13 @@ impl Gcp {
     /// Builds the engine's attributes after an apply: the live attributes, with
     /// every input the spec set echoed as given (the live values are equal to
     /// them modulo normalization once the apply converged).
-    pub fn response(&self, type_name: &str, req: &ApplyRequest, identity: Value, live: BTreeMap<String, Value>) -> ApplyResponse {
+    pub fn response(
+        &self,
+        type_name: &str,
+        req: &ApplyRequest,
+        identity: Value,
+        live: BTreeMap<String, Value>,
+    ) -> ApplyResponse {
         let mut attrs = live;
         if let Some(s) = self.schemas.get(type_name) {
             for a in s.attributes.iter().filter(|a| a.settable() && !a.write_only) {

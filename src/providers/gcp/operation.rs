@@ -81,7 +81,11 @@ pub fn status(api: &str, op: &Json) -> (bool, Option<String>) {
         "sql" => {
             let done = op["status"] == "DONE";
             let err = op["error"]["errors"].as_array().and_then(|es| es.first()).map(|e| {
-                format!("{} [{}]", e["message"].as_str().unwrap_or("operation failed"), e["code"].as_str().unwrap_or(""))
+                format!(
+                    "{} [{}]",
+                    e["message"].as_str().unwrap_or("operation failed"),
+                    e["code"].as_str().unwrap_or("")
+                )
             });
             (done, if done { err } else { None })
         }

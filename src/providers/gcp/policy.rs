@@ -147,7 +147,10 @@ fn bindings(policy: &Json) -> Vec<Json> {
 }
 
 fn members(b: &Json) -> Vec<String> {
-    b["members"].as_array().map(|a| a.iter().filter_map(|m| m.as_str().map(str::to_string)).collect()).unwrap_or_default()
+    b["members"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|m| m.as_str().map(str::to_string)).collect())
+        .unwrap_or_default()
 }
 
 /// Applies deltas to a policy; returns whether anything changed.

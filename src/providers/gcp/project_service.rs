@@ -22,8 +22,12 @@ pub fn schema() -> ResourceSchema {
         description: "Enables an API (e.g. sqladmin.googleapis.com) on the project.",
         attributes: vec![
             Attribute::required("service", AttrType::String, "Service name, e.g. sqladmin.googleapis.com.").force_new(),
-            Attribute::optional("disable_on_destroy", AttrType::Bool, "Disable the service when the resource is destroyed. Default true.")
-                .default(true),
+            Attribute::optional(
+                "disable_on_destroy",
+                AttrType::Bool,
+                "Disable the service when the resource is destroyed. Default true.",
+            )
+            .default(true),
             project_attr(),
         ],
     }
@@ -39,16 +43,15 @@ fn ids(g: &Gcp, config: &Value, identity: Option<&Value>) -> Option<(String, Str
 /// Reads the service; disabled is absent.
 pub async fn read(g: &Gcp, req: &ReadRequest) -> Result<Option<LiveObject>, ProviderError> {
     let Some((project, service)) = ids(g, &req.config, req.identity.as_ref()) else { return Ok(None) };
-    let Some(v) = g.client.get_opt(Api::ServiceUsage, &format!("v1/projects/{project}/services/{service}")).await? else {
+    let Some(v) = g.client.get_opt(Api::ServiceUsage, &format!("v1/projects/{project}/services/{service}")).await?
+    else {
         return Ok(None);
     };
     if v["state"] != "ENABLED" {
         return Ok(None);
     }
-    let mut attrs = BTreeMap::from([
-        ("service".to_string(), Value::str(&service)),
-        ("project".to_string(), Value::str(&project)),
-    ]);
+    let mut attrs =
+        BTreeMap::from([("service".to_string(), Value::str(&service)), ("project".to_string(), Value::str(&project))]);
     // Not an API property: keep what the spec says (or the default).
     attrs.insert(
         "disable_on_destroy".into(),
@@ -69,15 +72,19 @@ pub async fn apply(g: &Gcp, req: &ApplyRequest, cp: &dyn Checkpoint) -> Result<A
             return Ok(ApplyResponse::default());
         }
         let body = json!({"disableDependentServices": false, "checkIfServiceHasUsage": "SKIP"});
-        let op = g.client.post(Api::ServiceUsage, &format!("v1/projects/{project}/services/{service}:disable"), &body).await?;
+        let op = g
+            .client
+            .post(Api::ServiceUsage, &format!("v1/projects/{project}/services/{service}:disable"), &body)
+            .await?;
         operation::track(&g.client, cp, &id, &Op::service_usage(&op), &op, dl).await?;
         return Ok(ApplyResponse::default());
     }
-    let op = g.client.post(Api::ServiceUsage, &format!("v1/projects/{project}/services/{service}:enable"), &json!({})).await?;
+    let op = g
+        .client
+        .post(Api::ServiceUsage, &format!("v1/projects/{project}/services/{service}:enable"), &json!({}))
+        .await?;
     operation::track(&g.client, cp, &id, &Op::service_usage(&op), &op, dl).await?;
-    let attrs = BTreeMap::from([
-        ("service".to_string(), Value::str(&service)),
-        ("project".to_string(), Value::str(&project)),
-    ]);
+    let attrs =
+        BTreeMap::from([("service".to_string(), Value::str(&service)), ("project".to_string(), Value::str(&project))]);
     Ok(g.response(&req.type_name, req, id, attrs))
 }

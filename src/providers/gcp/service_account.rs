@@ -25,9 +25,13 @@ pub fn schema() -> ResourceSchema {
         description: "A service account. Exports `email`, `member` (serviceAccount:<email>) and `sql_iam_user` \
                       (the Cloud SQL for PostgreSQL IAM user name: the email without .gserviceaccount.com).",
         attributes: vec![
-            Attribute::required("account_id", AttrType::String, "Account id (6-30 characters): the email's local part.")
-                .force_new()
-                .rule(NameRule::GcpAccountId),
+            Attribute::required(
+                "account_id",
+                AttrType::String,
+                "Account id (6-30 characters): the email's local part.",
+            )
+            .force_new()
+            .rule(NameRule::GcpAccountId),
             Attribute::optional("display_name", AttrType::String, "Display name."),
             Attribute::optional("description", AttrType::String, "Description."),
             project_attr(),
@@ -35,7 +39,11 @@ pub fn schema() -> ResourceSchema {
             Attribute::computed("unique_id", AttrType::String, "Numeric unique id."),
             Attribute::computed("name", AttrType::String, "projects/<project>/serviceAccounts/<email>."),
             Attribute::computed("member", AttrType::String, "serviceAccount:<email>, for IAM members."),
-            Attribute::computed("sql_iam_user", AttrType::String, "The email without .gserviceaccount.com (Cloud SQL IAM user name)."),
+            Attribute::computed(
+                "sql_iam_user",
+                AttrType::String,
+                "The email without .gserviceaccount.com (Cloud SQL IAM user name).",
+            ),
         ],
     }
 }

@@ -20,8 +20,8 @@ use tokio::time::Instant;
 use super::client::{Api, ApiError};
 use super::iam_member::{normalize_sa, sa_email};
 use super::{Gcp, jstr, live, project_attr, str_attr};
-use crate::foundation::time::rfc3339_secs;
 use crate::foundation::schema::{AttrType, Attribute, ResourceSchema, SchemaKind};
+use crate::foundation::time::rfc3339_secs;
 use crate::providers::{ApplyAction, ApplyRequest, ApplyResponse, Checkpoint, LiveObject, ProviderError, ReadRequest};
 use crate::value::Value;
 
@@ -34,16 +34,25 @@ pub fn schema() -> ResourceSchema {
                       when the key is created, and never reaches state: state keeps the key name and a keyed \
                       fingerprint. With `rotation_days`, a key older than that is replaced by the next plan.",
         attributes: vec![
-            Attribute::required("service_account", AttrType::String, "The account: email or projects/…/serviceAccounts/<email>.")
-                .force_new()
-                .normalize(normalize_sa),
-            Attribute::optional("rotation_days", AttrType::Number, "Replace the key once it is this many days old.").force_new(),
+            Attribute::required(
+                "service_account",
+                AttrType::String,
+                "The account: email or projects/…/serviceAccounts/<email>.",
+            )
+            .force_new()
+            .normalize(normalize_sa),
+            Attribute::optional("rotation_days", AttrType::Number, "Replace the key once it is this many days old.")
+                .force_new(),
             project_attr(),
             Attribute::computed("key_id", AttrType::String, "The key id."),
             Attribute::computed("name", AttrType::String, "projects/<p>/serviceAccounts/<email>/keys/<key_id>."),
             Attribute::computed("valid_after", AttrType::String, "Creation time (RFC 3339)."),
-            Attribute::computed("private_key_json", AttrType::String, "The credentials JSON file (sensitive; only at creation).")
-                .sensitive(),
+            Attribute::computed(
+                "private_key_json",
+                AttrType::String,
+                "The credentials JSON file (sensitive; only at creation).",
+            )
+            .sensitive(),
         ],
     }
 }
@@ -158,10 +167,8 @@ pub async fn apply(g: &Gcp, req: &ApplyRequest, cp: &dyn Checkpoint) -> Result<A
 /// keys before it, and the new key's name once the API returned it.
 fn interrupted_private(before: &[String], created: Option<&str>) -> Value {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
-    let mut m = vec![
-        ("keys_before", Value::List(before.iter().map(Value::str).collect())),
-        ("started", Value::Int(now)),
-    ];
+    let mut m =
+        vec![("keys_before", Value::List(before.iter().map(Value::str).collect())), ("started", Value::Int(now))];
     if let Some(c) = created {
         m.push(("created", Value::str(c)));
     }
@@ -170,7 +177,8 @@ fn interrupted_private(before: &[String], created: Option<&str>) -> Value {
 
 /// The account's user-managed keys: (name, creation time in seconds, if given).
 async fn user_keys(g: &Gcp, sa: &str) -> Result<Vec<(String, Option<i64>)>, ApiError> {
-    let list = g.client.get(Api::Iam, &format!("v1/projects/-/serviceAccounts/{sa}/keys?keyTypes=USER_MANAGED")).await?;
+    let list =
+        g.client.get(Api::Iam, &format!("v1/projects/-/serviceAccounts/{sa}/keys?keyTypes=USER_MANAGED")).await?;
     Ok(list["keys"]
         .as_array()
         .map(|ks| {
@@ -198,8 +206,11 @@ async fn remove_interrupted(g: &Gcp, sa: &str, private: &Value) -> Result<(), Ap
         None => {
             // Keys made since, near the recorded start: another key made on
             // the account much later (by a person, another state) is not ours.
-            let before: Vec<&str> =
-                rec.get("keys_before").and_then(Value::as_list).map(|l| l.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+            let before: Vec<&str> = rec
+                .get("keys_before")
+                .and_then(Value::as_list)
+                .map(|l| l.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
             let started = rec.get("started").and_then(Value::as_i64);
             user_keys(g, sa)
                 .await?

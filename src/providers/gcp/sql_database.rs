@@ -24,9 +24,13 @@ pub fn schema() -> ResourceSchema {
         description: "A database in a Cloud SQL instance. Changes on one instance are serialized with the \
                       instance's other operations.",
         attributes: vec![
-            Attribute::required("instance", AttrType::String, "The instance's name.").force_new().rule(NameRule::SqlInstance),
+            Attribute::required("instance", AttrType::String, "The instance's name.")
+                .force_new()
+                .rule(NameRule::SqlInstance),
             Attribute::required("name", AttrType::String, "Database name.").force_new().rule(NameRule::PgIdentifier),
-            Attribute::optional("charset", AttrType::String, "Character set (PostgreSQL default UTF8).").also_computed().force_new(),
+            Attribute::optional("charset", AttrType::String, "Character set (PostgreSQL default UTF8).")
+                .also_computed()
+                .force_new(),
             Attribute::optional("collation", AttrType::String, "Collation (PostgreSQL default en_US.UTF8).")
                 .also_computed()
                 .force_new(),
@@ -69,7 +73,9 @@ pub async fn read(g: &Gcp, req: &ReadRequest) -> Result<Option<LiveObject>, Prov
     }
     let Some((project, instance, name)) = ids(g, &req.config, req.identity.as_ref()) else { return Ok(None) };
     match g.client.get(Api::Sql, &format!("{}/databases/{}", instance_path(&project, &instance), seg(&name))).await {
-        Ok(d) => Ok(Some(live(Value::str(format!("{project}/{instance}/{name}")), attrs_of(&d, &project, &instance), None))),
+        Ok(d) => {
+            Ok(Some(live(Value::str(format!("{project}/{instance}/{name}")), attrs_of(&d, &project, &instance), None)))
+        }
         Err(e) if absent(&e) => Ok(None),
         Err(e) => Err(e.into()),
     }
@@ -97,7 +103,9 @@ pub async fn apply(g: &Gcp, req: &ApplyRequest, cp: &dyn Checkpoint) -> Result<A
     let resumed = super::operation::resume(&g.client, &req.private, dl).await?;
     match req.action {
         ApplyAction::Delete => {
-            match mutate_and_wait(&run, &project, reqwest::Method::DELETE, &format!("{base}/{}", seg(&name)), None).await {
+            match mutate_and_wait(&run, &project, reqwest::Method::DELETE, &format!("{base}/{}", seg(&name)), None)
+                .await
+            {
                 Ok(_) => {}
                 Err(ProviderError::Permanent(m)) if m.contains("does not exist") => {}
                 Err(e) => return Err(e),

@@ -88,7 +88,9 @@ fn flags_of(inst: &Json) -> BTreeMap<String, String> {
         .and_then(Json::as_array)
         .map(|fs| {
             fs.iter()
-                .filter_map(|f| Some((f["name"].as_str()?.to_string(), f["value"].as_str().unwrap_or_default().to_string())))
+                .filter_map(|f| {
+                    Some((f["name"].as_str()?.to_string(), f["value"].as_str().unwrap_or_default().to_string()))
+                })
                 .collect()
         })
         .unwrap_or_default()
@@ -112,9 +114,7 @@ fn ip_config_of(inst: &Json, desired: Option<&Value>) -> Value {
         }
         let v = match (k, &api[f]) {
             ("authorized_networks", Json::Array(a)) => Value::List(
-                a.iter()
-                    .map(|n| Value::map([("name", jstr(n, "/name")), ("value", jstr(n, "/value"))]))
-                    .collect(),
+                a.iter().map(|n| Value::map([("name", jstr(n, "/name")), ("value", jstr(n, "/value"))])).collect(),
             ),
             ("authorized_networks", _) => Value::List(vec![]),
             (_, Json::Null) => continue,
@@ -131,11 +131,20 @@ fn ip_config_to_api(v: &Value) -> Json {
         if let Some(x) = v.get(k) {
             let j = x.to_json_clear();
             let j = if k == "authorized_networks" {
-                json!(j.as_array().cloned().unwrap_or_default().into_iter().map(|n| {
-                    let mut m = json!({"value": n["value"], "kind": "sql#aclEntry"});
-                    if let Some(name) = n["name"].as_str() { m["name"] = json!(name); }
-                    m
-                }).collect::<Vec<_>>())
+                json!(
+                    j.as_array()
+                        .cloned()
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|n| {
+                            let mut m = json!({"value": n["value"], "kind": "sql#aclEntry"});
+                            if let Some(name) = n["name"].as_str() {
+                                m["name"] = json!(name);
+                            }
+                            m
+                        })
+                        .collect::<Vec<_>>()
+                )
             } else {
                 j
             };
@@ -280,11 +289,13 @@ pub async fn plan(g: &Gcp, req: &PlanRequest) -> Result<PlanResponse, ProviderEr
 /// (Cloud SQL's `ERROR_RDBMS`); the caller adopts it.
 pub async fn insert_child(run: &Run<'_>, project: &str, base: &str, body: &Json) -> Result<bool, ProviderError> {
     match mutate(run.g, reqwest::Method::POST, base, Some(body), run.deadline).await {
-        Ok(op) => match operation::track(&run.g.client, run.cp, run.id, &Op::sql(project, &op), &op, run.deadline).await {
-            Ok(_) => Ok(false),
-            Err(e) if super::exists_already(&e) => Ok(true),
-            Err(e) => Err(e),
-        },
+        Ok(op) => {
+            match operation::track(&run.g.client, run.cp, run.id, &Op::sql(project, &op), &op, run.deadline).await {
+                Ok(_) => Ok(false),
+                Err(e) if super::exists_already(&e) => Ok(true),
+                Err(e) => Err(e),
+            }
+        }
         Err(e) if e.status == 409 => Ok(true),
         Err(e) => Err(e.into()),
     }
@@ -347,7 +358,9 @@ fn settings_body(cfg: &Value, only: Option<&[String]>) -> Json {
         "database_flags",
         "databaseFlags",
         cfg.get("database_flags").and_then(Value::as_map).map(|m| {
-            json!(m.iter().map(|(k, v)| json!({"name": k, "value": v.as_str().unwrap_or_default()})).collect::<Vec<_>>())
+            json!(
+                m.iter().map(|(k, v)| json!({"name": k, "value": v.as_str().unwrap_or_default()})).collect::<Vec<_>>()
+            )
         }),
     );
     put("user_labels", "userLabels", cfg.get("user_labels").map(Value::to_json_clear));
@@ -400,7 +413,8 @@ pub async fn apply(g: &Gcp, req: &ApplyRequest, cp: &dyn Checkpoint) -> Result<A
                 adopt(&run, &project, &name, &cfg).await?;
                 return finish(g, req, &project, &name, id).await;
             }
-            let created = mutate(g, reqwest::Method::POST, &format!("v1/projects/{project}/instances"), Some(&body), dl).await;
+            let created =
+                mutate(g, reqwest::Method::POST, &format!("v1/projects/{project}/instances"), Some(&body), dl).await;
             match created {
                 Ok(op) => {
                     operation::track(&g.client, cp, &id, &Op::sql(&project, &op), &op, dl).await?;
@@ -417,7 +431,13 @@ pub async fn apply(g: &Gcp, req: &ApplyRequest, cp: &dyn Checkpoint) -> Result<A
     }
 }
 
-async fn finish(g: &Gcp, req: &ApplyRequest, project: &str, name: &str, id: Value) -> Result<ApplyResponse, ProviderError> {
+async fn finish(
+    g: &Gcp,
+    req: &ApplyRequest,
+    project: &str,
+    name: &str,
+    id: Value,
+) -> Result<ApplyResponse, ProviderError> {
     let inst = g.client.get(Api::Sql, &path(project, name)).await?;
     let attrs = attrs_of(&inst, req.config.get("ip_configuration"));
     Ok(g.response(&req.type_name, req, id, attrs))
@@ -450,22 +470,38 @@ async fn adopt(run: &Run<'_>, project: &str, name: &str, cfg: &Value) -> Result<
             return Err(ProviderError::Permanent(format!(
                 "instance {name:?} already exists with database_version {} (the spec wants {}), which cannot be \
                  changed in place; rename the resource or delete the instance",
-                live["database_version"], cfg.get("database_version").cloned().unwrap_or_default()
+                live["database_version"],
+                cfg.get("database_version").cloned().unwrap_or_default()
             )));
         }
     }
-    let mut changed: Vec<String> = ["database_version", "tier", "edition", "availability_type", "deletion_protection", "database_flags", "user_labels", "ip_configuration"]
-        .iter()
-        .filter(|k| cfg.get(k).is_some_and(|v| !matches!(v, Value::Null) && live.get(**k) != Some(v)))
-        .map(|k| k.to_string())
-        .collect();
+    let mut changed: Vec<String> = [
+        "database_version",
+        "tier",
+        "edition",
+        "availability_type",
+        "deletion_protection",
+        "database_flags",
+        "user_labels",
+        "ip_configuration",
+    ]
+    .iter()
+    .filter(|k| cfg.get(k).is_some_and(|v| !matches!(v, Value::Null) && live.get(**k) != Some(v)))
+    .map(|k| k.to_string())
+    .collect();
     if cfg.get("root_password").is_some() {
         changed.push("root_password".into());
     }
     update(run, project, name, cfg, &changed).await
 }
 
-async fn update(run: &Run<'_>, project: &str, name: &str, cfg: &Value, changed: &[String]) -> Result<(), ProviderError> {
+async fn update(
+    run: &Run<'_>,
+    project: &str,
+    name: &str,
+    cfg: &Value,
+    changed: &[String],
+) -> Result<(), ProviderError> {
     let p = path(project, name);
     let has = |k: &str| changed.iter().any(|c| c == k);
     // A major version upgrade is an operation of its own (it cannot be combined).
@@ -514,7 +550,10 @@ mod tests {
         assert_eq!(flags_of(&inst).get("cloudsql.iam_authentication").map(String::as_str), Some("on"));
         assert_eq!(version_parts("POSTGRES_15"), ("POSTGRES".into(), 15));
         assert_eq!(version_parts("MYSQL_8_0"), ("MYSQL".into(), 8));
-        let body = settings_body(&Value::map([("tier", Value::str("db-f1-micro")), ("deletion_protection", Value::Bool(true))]), Some(&["tier".to_string()]));
+        let body = settings_body(
+            &Value::map([("tier", Value::str("db-f1-micro")), ("deletion_protection", Value::Bool(true))]),
+            Some(&["tier".to_string()]),
+        );
         assert_eq!(body, json!({"tier": "db-f1-micro"}));
     }
 }

@@ -42,14 +42,20 @@ pub fn schema() -> ResourceSchema {
                       trimmed to <sa>@<project>.iam as PostgreSQL needs), and the plan checks that the instance has \
                       cloudsql.iam_authentication=on and that the account has roles/cloudsql.instanceUser.",
         attributes: vec![
-            Attribute::required("instance", AttrType::String, "The instance's name.").force_new().rule(NameRule::SqlInstance),
+            Attribute::required("instance", AttrType::String, "The instance's name.")
+                .force_new()
+                .rule(NameRule::SqlInstance),
             Attribute::required("name", AttrType::String, "User name, or the IAM principal's email.")
                 .force_new()
                 .normalize(trim_name)
                 .rule(NameRule::PgIdentifier),
-            Attribute::optional("type", AttrType::String, "BUILT_IN (default), CLOUD_IAM_SERVICE_ACCOUNT or CLOUD_IAM_USER.")
-                .default("BUILT_IN")
-                .force_new(),
+            Attribute::optional(
+                "type",
+                AttrType::String,
+                "BUILT_IN (default), CLOUD_IAM_SERVICE_ACCOUNT or CLOUD_IAM_USER.",
+            )
+            .default("BUILT_IN")
+            .force_new(),
             Attribute::optional("password", AttrType::String, "Password of a BUILT_IN user (write-only).").write_only(),
             project_attr(),
         ],
@@ -81,7 +87,9 @@ pub async fn read(g: &Gcp, req: &ReadRequest) -> Result<Option<LiveObject>, Prov
     if req.identity.is_none() && req.config.has_unknown() {
         return Ok(None);
     }
-    let Some((project, instance, name)) = ids(g, &req.config.unmarked(), req.identity.as_ref()) else { return Ok(None) };
+    let Some((project, instance, name)) = ids(g, &req.config.unmarked(), req.identity.as_ref()) else {
+        return Ok(None);
+    };
     let p = format!("{}/users/{}?host=", instance_path(&project, &instance), seg(&name));
     match g.client.get(Api::Sql, &p).await {
         Ok(u) => {
@@ -145,7 +153,8 @@ pub async fn plan(g: &Gcp, req: &PlanRequest) -> Result<PlanResponse, ProviderEr
     }
     // 2. roles/cloudsql.instanceUser for a service account.
     if ty == "CLOUD_IAM_SERVICE_ACCOUNT" {
-        let member = name.map(|n| format!("serviceAccount:{}.gserviceaccount.com", n.trim_end_matches(".gserviceaccount.com")));
+        let member =
+            name.map(|n| format!("serviceAccount:{}.gserviceaccount.com", n.trim_end_matches(".gserviceaccount.com")));
         if !has_role(g, &project, member.as_deref()).await? {
             resp.errors.push(format!(
                 "IAM user {shown:?} cannot log in: its service account does not have {INSTANCE_USER_ROLE} on project \

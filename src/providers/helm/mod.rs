@@ -24,12 +24,12 @@ use self::cli::{Helm, PrivateFile};
 use super::kubernetes::connect::{self, Target};
 use super::kubernetes::objects::Cluster;
 use super::kubernetes::ready;
-use crate::foundation::schema::{AttrType, Attribute, ProviderSchema, ResourceSchema, SchemaKind};
 use super::{
-    ApplyAction, ApplyRequest, ApplyResponse, Checkpoint, HttpReply, LiveObject, PlanRequest, PlanResponse,
-    Provider, ProviderError, ProviderFactory, ReadRequest, ServiceRequest,
+    ApplyAction, ApplyRequest, ApplyResponse, Checkpoint, HttpReply, LiveObject, PlanRequest, PlanResponse, Provider,
+    ProviderError, ProviderFactory, ReadRequest, ServiceRequest,
 };
 use crate::foundation::names::NameRule;
+use crate::foundation::schema::{AttrType, Attribute, ProviderSchema, ResourceSchema, SchemaKind};
 use crate::value::Value;
 
 /// How long read-only helm commands may take.
@@ -96,7 +96,11 @@ impl ProviderFactory for HelmFactory {
     fn schema(&self) -> &ProviderSchema {
         &self.schema
     }
-    async fn configure(&self, config: &Value, net: &crate::foundation::net::Net) -> Result<Arc<dyn Provider>, ProviderError> {
+    async fn configure(
+        &self,
+        config: &Value,
+        net: &crate::foundation::net::Net,
+    ) -> Result<Arc<dyn Provider>, ProviderError> {
         let target = Target::from_config(config, net).await?;
         let program = match config.get("helm_path").and_then(Value::as_str) {
             Some(p) => PathBuf::from(p),
@@ -386,7 +390,8 @@ impl Provider for HelmProvider {
                 attrs.insert("values".into(), Value::from_json(&values::without_yaml(&live, &desired_json, &yaml)));
                 attrs.insert("values_yaml".into(), live_values_yaml(cfg, &live, &yaml));
             }
-            let version_same = any_version || cfg.get("version").and_then(Value::as_str).is_none_or(|v| v == meta.version);
+            let version_same =
+                any_version || cfg.get("version").and_then(Value::as_str).is_none_or(|v| v == meta.version);
             let manifest = if values_same && chart_same && version_same {
                 self.render(&r, cfg, &merged, &secrets).await?
             } else {
@@ -400,7 +405,9 @@ impl Provider for HelmProvider {
             attrs.insert("live_drift".into(), Value::Map(drift.into_iter().map(|(k, v)| (k, Value::str(v))).collect()));
             attrs.insert("values".into(), Value::from_json(&live));
             // `values_yaml` is literal text in a spec: known even when a value is not.
-            if let Some(text) = cfg.get("values_yaml").map(Value::to_json_clear).and_then(|j| j.as_str().map(str::to_string)) {
+            if let Some(text) =
+                cfg.get("values_yaml").map(Value::to_json_clear).and_then(|j| j.as_str().map(str::to_string))
+            {
                 let yaml = values::parse_yaml(&text)?;
                 attrs.insert("values_yaml".into(), live_values_yaml(cfg, &live, &yaml));
             }
@@ -511,7 +518,9 @@ impl Provider for HelmProvider {
         // `wait` is skyform's own (below: it says why an object is not ready); `atomic` needs helm's.
         let flag_set = |attr: &str| cfg.get(attr).and_then(Value::as_bool) == Some(true);
         let atomic = flag_set("atomic");
-        for (flag, on) in [("--create-namespace", flag_set("create_namespace")), ("--atomic", atomic), ("--wait", atomic)] {
+        for (flag, on) in
+            [("--create-namespace", flag_set("create_namespace")), ("--atomic", atomic), ("--wait", atomic)]
+        {
             if on {
                 args.push(flag.into());
             }

@@ -4,8 +4,8 @@
 
 use serde_json::Value as Json;
 
-use crate::providers::ProviderError;
 use crate::foundation::htpasswd;
+use crate::providers::ProviderError;
 use crate::value::Value;
 
 /// `values_yaml` parsed (empty text: an empty table).

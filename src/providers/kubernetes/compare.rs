@@ -82,7 +82,10 @@ fn merge_applied(desired: &Json, live: &Json) -> Json {
             Json::Object(out)
         }
         (Json::Array(d), Json::Array(l)) => Json::Array(
-            d.iter().enumerate().map(|(i, dv)| l.get(i).map_or_else(|| without_nulls(dv), |lv| merge_applied(dv, lv))).collect(),
+            d.iter()
+                .enumerate()
+                .map(|(i, dv)| l.get(i).map_or_else(|| without_nulls(dv), |lv| merge_applied(dv, lv)))
+                .collect(),
         ),
         (d, _) => without_nulls(d),
     }
@@ -98,7 +101,9 @@ fn is_empty(v: &Json) -> bool {
 
 fn without_nulls(v: &Json) -> Json {
     match v {
-        Json::Object(m) => Json::Object(m.iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k.clone(), without_nulls(v))).collect()),
+        Json::Object(m) => {
+            Json::Object(m.iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k.clone(), without_nulls(v))).collect())
+        }
         Json::Array(a) => Json::Array(a.iter().map(without_nulls).collect()),
         v => v.clone(),
     }
@@ -343,9 +348,11 @@ mod tests {
         assert_eq!(cs[0]["image"], "x:2");
         assert_eq!(cs[0]["imagePullPolicy"], "IfNotPresent");
         // A null is absent; a Secret's stringData is its data.
-        let with_nulls = json!({"spec": {"template": {"metadata": {"annotations": null}, "spec": {"runtimeClassName": null}}}});
+        let with_nulls =
+            json!({"spec": {"template": {"metadata": {"annotations": null}, "spec": {"runtimeClassName": null}}}});
         assert_eq!(client_side_apply(&with_nulls, &live), live);
-        let empties = json!({"spec": {"template": {"spec": {"nodeSelector": {}, "tolerations": [], "affinity": {"x": {}}}}}});
+        let empties =
+            json!({"spec": {"template": {"spec": {"nodeSelector": {}, "tolerations": [], "affinity": {"x": {}}}}}});
         assert_eq!(client_side_apply(&empties, &live), live);
         let not_empty = json!({"spec": {"template": {"spec": {"nodeSelector": {"pool": "gpu"}}}}});
         assert_ne!(client_side_apply(&not_empty, &live), live);

@@ -11,8 +11,8 @@ use kube::config::{
 };
 
 use crate::foundation::net::Net;
-use crate::providers::ProviderError;
 use crate::foundation::schema::{AttrType, Attribute};
+use crate::providers::ProviderError;
 use crate::value::Value;
 
 /// The configuration attributes shared by `[provider.kubernetes]` and `[provider.helm]`.

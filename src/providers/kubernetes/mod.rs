@@ -30,11 +30,11 @@ use serde_json::Value as Json;
 
 use self::objects::{Cluster, ObjRef};
 use self::resources::Kind;
-use crate::foundation::schema::ProviderSchema;
 use super::{
-    ApplyAction, ApplyRequest, ApplyResponse, Checkpoint, HttpReply, LiveObject, PlanRequest, PlanResponse,
-    Provider, ProviderError, ProviderFactory, ReadRequest, ServiceRequest,
+    ApplyAction, ApplyRequest, ApplyResponse, Checkpoint, HttpReply, LiveObject, PlanRequest, PlanResponse, Provider,
+    ProviderError, ProviderFactory, ReadRequest, ServiceRequest,
 };
+use crate::foundation::schema::ProviderSchema;
 use crate::value::Value;
 
 /// Builds configured `kubernetes` providers.
@@ -61,7 +61,11 @@ impl ProviderFactory for KubernetesFactory {
     fn schema(&self) -> &ProviderSchema {
         &self.schema
     }
-    async fn configure(&self, config: &Value, net: &crate::foundation::net::Net) -> Result<Arc<dyn Provider>, ProviderError> {
+    async fn configure(
+        &self,
+        config: &Value,
+        net: &crate::foundation::net::Net,
+    ) -> Result<Arc<dyn Provider>, ProviderError> {
         let target = connect::Target::from_config(config, net).await?;
         let client = target.client().await?;
         Ok(Arc::new(KubernetesProvider { cluster: Arc::new(Cluster::new(client)) }))

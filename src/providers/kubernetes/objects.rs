@@ -103,7 +103,8 @@ impl Cluster {
         let call = async {
             let resp = self.client.send(request).await.map_err(|e| ProviderError::Transient(e.to_string()))?;
             let status = resp.status().as_u16();
-            let body = resp.into_body().collect().await.map_err(|e| ProviderError::Transient(e.to_string()))?.to_bytes();
+            let body =
+                resp.into_body().collect().await.map_err(|e| ProviderError::Transient(e.to_string()))?.to_bytes();
             Ok(HttpReply { status, body: body.iter().take(1 << 20).copied().collect() })
         };
         tokio::time::timeout(req.timeout, call)
@@ -193,7 +194,12 @@ impl Cluster {
         labels: &str,
         fields: &str,
     ) -> Result<Vec<Json>, ProviderError> {
-        let r = ObjRef { api_version: api_version.into(), kind: kind.into(), namespace: namespace.into(), name: String::new() };
+        let r = ObjRef {
+            api_version: api_version.into(),
+            kind: kind.into(),
+            namespace: namespace.into(),
+            name: String::new(),
+        };
         let (api, r) = self.api(&r).await?;
         let mut lp = ListParams::default();
         if !labels.is_empty() {
@@ -217,7 +223,11 @@ impl Cluster {
         result.map_err(|e| api_error(&r, verb, e))
     }
 
-    async fn server_side_apply(&self, obj: &Json, dry_run: bool) -> Result<(ObjRef, Result<Json, kube::Error>), ProviderError> {
+    async fn server_side_apply(
+        &self,
+        obj: &Json,
+        dry_run: bool,
+    ) -> Result<(ObjRef, Result<Json, kube::Error>), ProviderError> {
         let (api, r) = self.api(&ObjRef::of(obj)?).await?;
         let mut obj = obj.clone();
         if !r.namespace.is_empty()

@@ -161,9 +161,10 @@ async fn live_ready(cluster: &Cluster, obj: &Json) -> Result<Result<(), String>,
     let slices = cluster
         .list("discovery.k8s.io/v1", "EndpointSlice", ns, &format!("kubernetes.io/service-name={name}"), "")
         .await?;
-    let ready = slices.iter().flat_map(|s| s.get("endpoints").and_then(Json::as_array).cloned().unwrap_or_default()).any(|e| {
-        e.pointer("/conditions/ready").and_then(Json::as_bool) != Some(false)
-    });
+    let ready = slices
+        .iter()
+        .flat_map(|s| s.get("endpoints").and_then(Json::as_array).cloned().unwrap_or_default())
+        .any(|e| e.pointer("/conditions/ready").and_then(Json::as_bool) != Some(false));
     Ok(if ready { Ok(()) } else { Err("no ready endpoint".into()) })
 }
 
@@ -173,9 +174,10 @@ async fn pods_of(cluster: &Cluster, obj: &Json) -> Result<Vec<Json>, ProviderErr
     if !matches!(kind, "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" | "Job") {
         return Ok(Vec::new());
     }
-    let Some(labels) = obj.pointer("/spec/selector/matchLabels").and_then(Json::as_object) else { return Ok(Vec::new()) };
-    let selector: Vec<String> =
-        labels.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default())).collect();
+    let Some(labels) = obj.pointer("/spec/selector/matchLabels").and_then(Json::as_object) else {
+        return Ok(Vec::new());
+    };
+    let selector: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default())).collect();
     let ns = obj.pointer("/metadata/namespace").and_then(Json::as_str).unwrap_or("default");
     cluster.list("v1", "Pod", ns, &selector.join(","), "").await
 }
@@ -183,7 +185,8 @@ async fn pods_of(cluster: &Cluster, obj: &Json) -> Result<Vec<Json>, ProviderErr
 /// `2/2 pods Running, 1/2 Ready`.
 fn pod_counts(pods: &[Json]) -> String {
     let running = pods.iter().filter(|p| p.pointer("/status/phase").and_then(Json::as_str) == Some("Running")).count();
-    let ready = pods.iter().filter(|p| condition(p.get("status").unwrap_or(&Json::Null), "Ready") == Some(true)).count();
+    let ready =
+        pods.iter().filter(|p| condition(p.get("status").unwrap_or(&Json::Null), "Ready") == Some(true)).count();
     format!("{running}/{n} pods Running, {ready}/{n} Ready", n = pods.len())
 }
 
@@ -310,7 +313,11 @@ pub fn pod_state(pod: &Json) -> String {
         if let Some(w) = cs.pointer("/state/waiting") {
             bits.push(format!("{} {}", text(w, "reason"), clip(&text(w, "message"), 200)).trim().to_string());
         } else if let Some(t) = cs.pointer("/state/terminated") {
-            bits.push(format!("terminated {} (exit {})", text(t, "reason"), t.get("exitCode").and_then(Json::as_i64).unwrap_or(0)));
+            bits.push(format!(
+                "terminated {} (exit {})",
+                text(t, "reason"),
+                t.get("exitCode").and_then(Json::as_i64).unwrap_or(0)
+            ));
         } else if cs.get("ready").and_then(Json::as_bool) == Some(false) && cs.pointer("/state/running").is_some() {
             bits.push("running, not ready".into());
         }
@@ -318,7 +325,13 @@ pub fn pod_state(pod: &Json) -> String {
         if restarts > 0 {
             let last = cs
                 .pointer("/lastState/terminated")
-                .map(|t| format!(" (last: {}, exit {})", text(t, "reason"), t.get("exitCode").and_then(Json::as_i64).unwrap_or(0)))
+                .map(|t| {
+                    format!(
+                        " (last: {}, exit {})",
+                        text(t, "reason"),
+                        t.get("exitCode").and_then(Json::as_i64).unwrap_or(0)
+                    )
+                })
                 .unwrap_or_default();
             bits.push(format!("restarted {restarts} times{last}"));
         }
@@ -378,7 +391,11 @@ mod tests {
             "x".repeat(600)
         );
         let shown = log_line(&structured);
-        assert!(shown.starts_with("ERROR failed to connect: xxx") && shown.ends_with("403 Forbidden: missing roles/iam.workloadIdentityUser"), "{shown}");
+        assert!(
+            shown.starts_with("ERROR failed to connect: xxx")
+                && shown.ends_with("403 Forbidden: missing roles/iam.workloadIdentityUser"),
+            "{shown}"
+        );
         assert!(shown.chars().count() < 420, "{shown}");
         let pod = json!({"status": {"containerStatuses": [
             {"name": "api", "state": {"waiting": {"reason": "CrashLoopBackOff"}}, "lastState": {"terminated": {"exitCode": 1}}},
@@ -406,7 +423,11 @@ mod tests {
         assert!(
             ready(&json!({"kind": "Job", "status": {"conditions": [{"type": "Complete", "status": "True"}]}})).is_ok()
         );
-        assert!(ready(&json!({"kind": "PersistentVolumeClaim", "status": {"phase": "Pending"}})).unwrap_err().contains("Pending"));
+        assert!(
+            ready(&json!({"kind": "PersistentVolumeClaim", "status": {"phase": "Pending"}}))
+                .unwrap_err()
+                .contains("Pending")
+        );
         assert!(ready(&json!({"kind": "PersistentVolumeClaim", "status": {"phase": "Bound"}})).is_ok());
     }
 

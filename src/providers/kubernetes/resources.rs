@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use base64::Engine as _;
 
 use crate::foundation::names::NameRule;
-use crate::providers::ProviderError;
 use crate::foundation::schema::{AttrType, Attribute, ResourceSchema, SchemaKind};
+use crate::providers::ProviderError;
 use crate::value::Value;
 
 /// The resource types of the Kubernetes provider.

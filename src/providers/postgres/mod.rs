@@ -13,12 +13,12 @@ use async_trait::async_trait;
 use tokio::sync::Mutex;
 use tokio_postgres::{Client, NoTls};
 
-use crate::foundation::schema::{AttrType, Attribute, ProviderSchema, ResourceSchema, SchemaKind};
 use super::{
     ApplyAction, ApplyRequest, ApplyResponse, Checkpoint, LiveObject, Provider, ProviderError, ProviderFactory,
     ReadRequest,
 };
 use crate::foundation::names::NameRule;
+use crate::foundation::schema::{AttrType, Attribute, ProviderSchema, ResourceSchema, SchemaKind};
 use crate::value::Value;
 
 /// Quotes an SQL identifier: `"` around it, inner `"` doubled. Every role name
@@ -171,7 +171,11 @@ impl ProviderFactory for PostgresFactory {
     fn schema(&self) -> &ProviderSchema {
         &self.schema
     }
-    async fn configure(&self, config: &Value, _net: &crate::foundation::net::Net) -> Result<Arc<dyn Provider>, ProviderError> {
+    async fn configure(
+        &self,
+        config: &Value,
+        _net: &crate::foundation::net::Net,
+    ) -> Result<Arc<dyn Provider>, ProviderError> {
         Ok(Arc::new(PostgresProvider { conn: Conn::from_config(config)?, pool: Mutex::new(Vec::new()) }))
     }
 }

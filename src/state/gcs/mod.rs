@@ -36,8 +36,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
 
-use self::store::{Client, block, blocking};
 pub use self::store::StoreError;
+use self::store::{Client, block, blocking};
 use super::{Backend, LockGuard, LockInfo, State, StateError, StateRecord, StateWriter};
 use crate::foundation::net::Net;
 
@@ -165,7 +165,8 @@ impl GcsBackend {
             Some(b) => self.parse_snapshot(&b)?,
         };
         let (c, loc) = (self.client.clone(), self.loc.clone());
-        let listed = block(async move { c.list(&loc.bucket, &loc.object(JOURNAL)).await }).map_err(|m| self.err(JOURNAL, m))?;
+        let listed =
+            block(async move { c.list(&loc.bucket, &loc.object(JOURNAL)).await }).map_err(|m| self.err(JOURNAL, m))?;
         let mut journal = Vec::new();
         let mut replay = Vec::new();
         for (name, g) in listed {
@@ -191,7 +192,8 @@ impl GcsBackend {
         let mut state = state;
         for (name, g) in &replay {
             let (c, loc, n, g) = (self.client.clone(), self.loc.clone(), name.clone(), *g);
-            let Some(bytes) = block(async move { c.download(&loc.bucket, &n, g).await }).map_err(|m| self.err(name, m))?
+            let Some(bytes) =
+                block(async move { c.download(&loc.bucket, &n, g).await }).map_err(|m| self.err(name, m))?
             else {
                 // Folded into a new snapshot while we read: start again.
                 return Ok(None);
@@ -261,7 +263,8 @@ impl Backend for GcsBackend {
         let mut delay = Duration::from_millis(200);
         loop {
             let (c, loc, b) = (self.client.clone(), self.loc.clone(), body.clone());
-            let created = block(async move { c.upload(&loc.bucket, &loc.object(LOCK), b, 0).await }).map_err(|m| self.err(LOCK, m))?;
+            let created = block(async move { c.upload(&loc.bucket, &loc.object(LOCK), b, 0).await })
+                .map_err(|m| self.err(LOCK, m))?;
             if let Some(g) = created {
                 info.id = g.to_string();
                 return Ok(Box::new(GcsLock { backend: self.clone(), generation: g }));
@@ -271,7 +274,8 @@ impl Backend for GcsBackend {
                 None => continue,
                 Some(holder) if super::holder::is_stale(&holder) => {
                     let (c, loc, g) = (self.client.clone(), self.loc.clone(), holder.id.parse::<i64>().unwrap_or(-1));
-                    block(async move { c.delete(&loc.bucket, &loc.object(LOCK), Some(g)).await }).map_err(|m| self.err(LOCK, m))?;
+                    block(async move { c.delete(&loc.bucket, &loc.object(LOCK), Some(g)).await })
+                        .map_err(|m| self.err(LOCK, m))?;
                     continue;
                 }
                 Some(holder) => {
@@ -299,7 +303,8 @@ impl Backend for GcsBackend {
             return Err(StateError::WrongLock { given: id.to_string(), holder: Box::new(holder) });
         };
         let (c, loc) = (self.client.clone(), self.loc.clone());
-        let deleted = block(async move { c.delete(&loc.bucket, &loc.object(LOCK), Some(g)).await }).map_err(|m| self.err(LOCK, m))?;
+        let deleted = block(async move { c.delete(&loc.bucket, &loc.object(LOCK), Some(g)).await })
+            .map_err(|m| self.err(LOCK, m))?;
         if deleted {
             Ok(holder)
         } else {
@@ -408,7 +413,13 @@ impl GcsWriter {
 
     /// Replaces the snapshot with `state` at a new epoch (CAS on the generation read), then
     /// deletes the journal objects it folds in.
-    fn snapshot(&self, state: &State, generation: i64, epoch: u64, old: Vec<(String, i64)>) -> Result<i64, RemoteError> {
+    fn snapshot(
+        &self,
+        state: &State,
+        generation: i64,
+        epoch: u64,
+        old: Vec<(String, i64)>,
+    ) -> Result<i64, RemoteError> {
         let body = serde_json::to_vec_pretty(&SnapshotOut { state, journal_epoch: epoch }).expect("state serializes");
         let (c, loc) = (self.backend.client.clone(), self.backend.loc.clone());
         block(async move {

@@ -108,7 +108,12 @@ impl Client {
     }
 
     /// One call with retries.
-    async fn call(&self, method: reqwest::Method, url: &str, body: Option<(Vec<u8>, &'static str)>) -> Result<Reply, StoreError> {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        body: Option<(Vec<u8>, &'static str)>,
+    ) -> Result<Reply, StoreError> {
         let mut delay = Duration::from_millis(100);
         let mut last = String::new();
         let tokens = self.token.as_ref().unwrap_or_else(|| self.net.default_tokens());
@@ -157,7 +162,12 @@ impl Client {
     }
 
     /// The data of one generation of an object; `None` if that generation is gone.
-    pub(super) async fn download(&self, bucket: &str, object: &str, generation: i64) -> Result<Option<Vec<u8>>, StoreError> {
+    pub(super) async fn download(
+        &self,
+        bucket: &str,
+        object: &str,
+        generation: i64,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
         let url = format!("{}?alt=media&generation={generation}", self.object_url(bucket, object));
         match self.call(reqwest::Method::GET, &url, None).await? {
             Reply::Ok(b) => Ok(Some(b)),
@@ -190,7 +200,12 @@ impl Client {
 
     /// Deletes an object (only generation `if_generation`, when given); false if it was not there
     /// (or not at that generation).
-    pub(super) async fn delete(&self, bucket: &str, object: &str, if_generation: Option<i64>) -> Result<bool, StoreError> {
+    pub(super) async fn delete(
+        &self,
+        bucket: &str,
+        object: &str,
+        if_generation: Option<i64>,
+    ) -> Result<bool, StoreError> {
         let mut url = self.object_url(bucket, object);
         if let Some(g) = if_generation {
             url.push_str(&format!("?ifGenerationMatch={g}"));
@@ -227,9 +242,11 @@ impl Client {
                 Reply::NotFound => return Err(StoreError::NoBucket(bucket.to_string())),
                 Reply::PreconditionFailed => return Err(StoreError::Unexpected("412 on a list".into())),
             };
-            let page: Page = serde_json::from_slice(&bytes).map_err(|e| StoreError::Unexpected(format!("a list page: {e}")))?;
+            let page: Page =
+                serde_json::from_slice(&bytes).map_err(|e| StoreError::Unexpected(format!("a list page: {e}")))?;
             for i in page.items {
-                let g = i.generation.parse().map_err(|_| StoreError::Unexpected("a generation is not a number".into()))?;
+                let g =
+                    i.generation.parse().map_err(|_| StoreError::Unexpected("a generation is not a number".into()))?;
                 out.push((i.name, g));
             }
             match page.next {
@@ -243,7 +260,8 @@ impl Client {
 }
 
 fn generation_of(object_json: &[u8]) -> Result<i64, StoreError> {
-    let v: serde_json::Value = serde_json::from_slice(object_json).map_err(|e| StoreError::Unexpected(e.to_string()))?;
+    let v: serde_json::Value =
+        serde_json::from_slice(object_json).map_err(|e| StoreError::Unexpected(e.to_string()))?;
     v.get("generation")
         .and_then(|g| g.as_str().and_then(|s| s.parse().ok()).or_else(|| g.as_i64()))
         .ok_or_else(|| StoreError::Unexpected("an object without a generation".into()))

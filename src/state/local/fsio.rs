@@ -53,7 +53,10 @@ pub(super) fn sync_dir(dir: &Path) -> Result<(), StateError> {
 /// rename; the directory is fsynced after it. A crash at any point leaves either
 /// the old file or the new one, complete, at `path` (plus at worst a stray
 /// temporary file, which is never read).
-pub(super) fn write_atomic(path: &Path, write: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> Result<(), StateError> {
+pub(super) fn write_atomic(
+    path: &Path,
+    write: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+) -> Result<(), StateError> {
     let dir = path.parent().expect("state files live in .skyform/");
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("state");
     let tmp = dir.join(format!(".{name}.tmp.{}.{:016x}", std::process::id(), rand::random::<u64>()));

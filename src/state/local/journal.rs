@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::fsio::{io_err, private_options, sync_dir};
-use super::{write_snapshot, Paths};
+use super::{Paths, write_snapshot};
 use crate::state::{State, StateError, StateRecord, StateWriter};
 
 /// The JSON of one journal line.

@@ -7,9 +7,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::state::holder::hostname;
 use super::*;
 use crate::address::Address;
+use crate::state::holder::hostname;
 use crate::state::{ResourceState, ResourceStatus};
 use crate::value::Value;
 
@@ -310,7 +310,13 @@ fn dead_pid() -> u32 {
 }
 
 fn plant_lock(b: &LocalBackend, pid: u32, host: &str) -> LockInfo {
-    let info = LockInfo { id: "planted".into(), pid, host: host.into(), since: "2026-01-01T00:00:00Z".into(), operation: "apply".into() };
+    let info = LockInfo {
+        id: "planted".into(),
+        pid,
+        host: host.into(),
+        since: "2026-01-01T00:00:00Z".into(),
+        operation: "apply".into(),
+    };
     fs::create_dir_all(b.lock_path().parent().unwrap()).unwrap();
     fs::write(b.lock_path(), serde_json::to_vec(&info).unwrap()).unwrap();
     info
