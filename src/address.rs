@@ -240,7 +240,9 @@ fn module_steps(toks: &mut std::iter::Peekable<std::vec::IntoIter<Tok>>) -> Opti
     let mut steps = Vec::new();
     while toks.peek() == Some(&Tok::Name("module".into())) {
         toks.next();
-        let Some(Tok::Name(name)) = toks.next() else { return None };
+        let Some(Tok::Name(name)) = toks.next() else {
+            return None;
+        };
         let key = match toks.peek() {
             Some(Tok::Key(_)) => match toks.next() {
                 Some(Tok::Key(k)) => Some(k),
@@ -254,10 +256,81 @@ fn module_steps(toks: &mut std::iter::Peekable<std::vec::IntoIter<Tok>>) -> Opti
 }
 
 /// Parses a module address (`module.a`, `module.a["x"].module.b`): the steps.
-pub fn parse_module_path(s: &str) -> Option<Vec<ModuleStep>> {
+fn parse_module_path(s: &str) -> Option<Vec<ModuleStep>> {
     let mut toks = tokens(s)?.into_iter().peekable();
     let steps = module_steps(&mut toks)?;
     (toks.next().is_none() && !steps.is_empty()).then_some(steps)
+}
+
+/// What a person names when they mean "this and what is in it": a resource (every instance of
+/// it when written without a key), one instance, or a module path (everything under it; a step
+/// without a key means every instance of that module). `[[moved]]` and `[[removed]]` endpoints,
+/// `--target`, `--replace` and `--exclude`, and `state list`/`state rm` take one; it is parsed
+/// here, once.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Target {
+    /// A resource or data source, or one instance of it.
+    Resource(Address),
+    /// A module instance, or every instance of a module.
+    Module(Vec<ModuleStep>),
+}
+
+/// Why a string names neither a resource nor a module.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a resource, instance or module address")]
+pub struct BadTarget(pub String);
+
+impl Target {
+    /// Whether the instance `a` is named by this target.
+    pub fn matches(&self, a: &Address) -> bool {
+        match self {
+            Target::Resource(f) => {
+                a == f
+                    || (f.key.is_none()
+                        && a.mode == f.mode
+                        && a.type_name == f.type_name
+                        && a.name == f.name
+                        && a.module.len() == f.module.len()
+                        && a.is_under(&f.module))
+            }
+            Target::Module(path) => a.is_under(path),
+        }
+    }
+
+    /// The resource, when this names one.
+    pub fn as_resource(&self) -> Option<&Address> {
+        match self {
+            Target::Resource(a) => Some(a),
+            Target::Module(_) => None,
+        }
+    }
+}
+
+impl FromStr for Target {
+    type Err = BadTarget;
+    fn from_str(s: &str) -> Result<Self, BadTarget> {
+        match s.parse::<Address>() {
+            Ok(a) => Ok(Target::Resource(a)),
+            Err(_) => parse_module_path(s).map(Target::Module).ok_or_else(|| BadTarget(s.to_string())),
+        }
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::Resource(a) => a.fmt(f),
+            Target::Module(steps) => {
+                for (i, step) in steps.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(".")?;
+                    }
+                    step.fmt(f)?;
+                }
+                Ok(())
+            }
+        }
+    }
 }
 
 impl FromStr for Address {
@@ -272,7 +345,9 @@ impl FromStr for Address {
         } else {
             Mode::Managed
         };
-        let (Some(Tok::Name(t)), Some(Tok::Name(n))) = (toks.next(), toks.next()) else { return Err(bad()) };
+        let (Some(Tok::Name(t)), Some(Tok::Name(n))) = (toks.next(), toks.next()) else {
+            return Err(bad());
+        };
         let key = match toks.next() {
             None => None,
             Some(Tok::Key(k)) => Some(k),
@@ -330,11 +405,50 @@ mod tests {
         assert_eq!(a.config().to_string(), "module.team.helm_release.skypilot");
         assert!(a.is_under(&parse_module_path("module.team").unwrap()));
         assert!(!a.is_under(&parse_module_path("module.team[\"ops\"]").unwrap()));
+        assert!(Target::Module(parse_module_path("module.team").unwrap()).matches(&a));
         for bad in ["x.y[", "x.y[a]", "x.y[0]z", "module.m", "x.y.z", "x..y", "data.x.y.z", "module.x.y"] {
             assert!(bad.parse::<Address>().is_err(), "{bad}");
         }
         assert!("nodot".parse::<Address>().is_err());
         assert!("data.x".parse::<Address>().is_err());
         assert!("a.b.c".parse::<Address>().is_err());
+    }
+}
+
+#[cfg(test)]
+mod target_tests {
+    use super::*;
+
+    fn t(s: &str) -> Target {
+        s.parse().unwrap_or_else(|e| panic!("{e}"))
+    }
+    fn a(s: &str) -> Address {
+        s.parse().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn targets_parse_once_and_print_as_written() {
+        for s in ["x.y", "x.y[0]", "data.x.y", "module.m", "module.m[\"k\"].module.n", "module.m[1].x.y[\"a\"]"] {
+            assert_eq!(t(s).to_string(), s);
+        }
+        assert!(matches!(t("module.m"), Target::Module(_)));
+        assert!(matches!(t("module.m.x.y"), Target::Resource(_)));
+        for bad in ["", "x", "x.y.z", "module", "module.m.x", "x.y[", "../etc"] {
+            let e = bad.parse::<Target>().unwrap_err();
+            assert!(e.to_string().contains("is not a resource, instance or module address"), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_target_names_its_instances_and_what_is_under_it() {
+        assert!(t("x.y").matches(&a("x.y")));
+        assert!(t("x.y").matches(&a("x.y[3]")));
+        assert!(!t("x.y[1]").matches(&a("x.y[3]")));
+        assert!(!t("x.y").matches(&a("data.x.y")));
+        assert!(!t("x.y").matches(&a("module.m.x.y")), "a root resource is not the module's");
+        assert!(t("module.m.x.y").matches(&a("module.m[\"a\"].x.y[0]")), "every instance of the module");
+        assert!(!t("module.m[\"b\"].x.y").matches(&a("module.m[\"a\"].x.y")));
+        assert!(t("module.m").matches(&a("module.m[2].module.n.x.y")));
+        assert!(!t("module.m").matches(&a("module.mm.x.y")));
     }
 }

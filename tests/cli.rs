@@ -467,3 +467,108 @@ fn colour_on_a_terminal_only() {
         assert!(!plan(env, extra).contains('\x1b'), "colour with {env:?} {extra:?}");
     }
 }
+
+/// `--exclude` leaves out what it names and everything that depends on it; a target that names
+/// nothing, or is not an address at all, is refused before anything is read.
+#[test]
+fn exclude_leaves_out_a_resource_and_its_dependents() {
+    let e = Env::new(SPEC);
+    let o = e.run(&["apply", "-f", "main.toml", "--auto-approve", "--exclude", "test_object.first"]);
+    let (out, err) = text(&o);
+    assert_eq!(code(&o), 0, "{out}{err}");
+    assert!(out.contains("0 added"), "neither first nor second (which reads it) is created: {out}");
+    assert!(e.objects().as_object().is_none_or(|m| m.is_empty()), "{}", e.objects());
+    let o = e.run(&["plan", "-f", "main.toml", "--exclude", "test_object.second"]);
+    let (out, err) = text(&o);
+    assert_eq!(code(&o), 0, "{out}{err}");
+    assert!(out.contains("test_object.first") && !out.contains("test_object.second"), "{out}");
+    let o = e.run(&["plan", "-f", "main.toml", "--exclude", "test_object.third"]);
+    let (out, err) = text(&o);
+    assert_eq!(code(&o), 1, "{out}{err}");
+    assert!(err.contains("`test_object.third` names nothing in the spec or the state"), "{err}");
+    let o = e.run(&["plan", "-f", "main.toml", "--target", "not an address"]);
+    let (out, err) = text(&o);
+    assert_eq!(code(&o), 1, "{out}{err}");
+    assert!(err.contains("is not a resource, instance or module address"), "{err}");
+}
+
+/// The state commands need only the variables the backend block uses: with the local backend,
+/// none at all, even when the spec has variables without defaults.
+#[test]
+fn state_commands_need_only_the_backends_variables() {
+    let spec = format!("{SPEC}\n[variable.required]\ntype = \"string\"\n");
+    let e = Env::new(&spec);
+    let o = e.run(&["apply", "-f", "main.toml", "--auto-approve", "--var", "required=x"]);
+    assert_eq!(code(&o), 0, "{:?}", text(&o));
+    let o = e.run(&["state", "list", "-f", "main.toml"]);
+    let (out, err) = text(&o);
+    assert_eq!(code(&o), 0, "{out}{err}");
+    assert_eq!(out.lines().collect::<Vec<_>>(), ["test_object.first", "test_object.second"]);
+    let (out, _) = text(&e.run(&["state", "list", "-f", "main.toml", "test_object.second"]));
+    assert_eq!(out.trim(), "test_object.second");
+    // A plan still needs every variable.
+    let o = e.run(&["plan", "-f", "main.toml"]);
+    assert_eq!(code(&o), 1);
+    assert!(text(&o).1.contains("required"), "{:?}", text(&o));
+    // A backend that uses a variable: that one is required, and named.
+    let with_backend = format!("{spec}\n[variable.bucket]\ntype = \"string\"\n\n[backend.gcs]\nbucket = \"${{var.bucket}}\"\n");
+    std::fs::write(e.spec(), with_backend).unwrap();
+    let o = e.run(&["state", "list", "-f", "main.toml"]);
+    let (out, err) = text(&o);
+    assert_eq!(code(&o), 1, "{out}{err}");
+    assert!(err.contains("the backend's bucket or prefix is not known") && err.contains("`bucket`"), "{err}");
+    assert!(!err.contains("`required`"), "only the backend's variables are asked for: {err}");
+}
+
+/// `state rm` takes every instance of a resource, or everything under a module, and refuses
+/// a target that names nothing without forgetting anything.
+#[test]
+fn state_rm_takes_targets() {
+    let spec = r#"
+[resource.test_object.copies]
+count = 3
+name = "copy-${count.index}"
+value = "v"
+"#;
+    let e = Env::new(spec);
+    assert_eq!(code(&e.run(&["apply", "-f", "main.toml", "--auto-approve"])), 0);
+    let o = e.run(&["state", "rm", "-f", "main.toml", "test_object.copies[1]", "test_object.nope"]);
+    assert_eq!(code(&o), 1, "{:?}", text(&o));
+    assert_eq!(text(&e.run(&["state", "list", "-f", "main.toml"])).0.lines().count(), 3, "nothing forgotten");
+    let o = e.run(&["state", "rm", "-f", "main.toml", "test_object.copies"]);
+    let (out, err) = text(&o);
+    assert_eq!(code(&o), 0, "{out}{err}");
+    assert_eq!(out.lines().filter(|l| l.starts_with("Removed test_object.copies[")).count(), 3, "{out}");
+    assert_eq!(text(&e.run(&["state", "list", "-f", "main.toml"])).0.trim(), "");
+}
+
+/// Without credentials, a plan against Google says what to do, and claims no HTTP status (no
+/// request was made).
+#[test]
+fn a_missing_credential_says_what_to_do() {
+    let spec = r#"
+[provider.gcp]
+project = "p"
+
+[resource.gcp_service_account.sa]
+account_id = "skyform-test-sa"
+"#;
+    let e = Env::new(spec);
+    let home = tempfile::tempdir().unwrap();
+    let o = e
+        .cmd(&["plan", "-f", "main.toml"])
+        .env_remove("SKYFORM_GCP_ACCESS_TOKEN")
+        .env_remove("GOOGLE_APPLICATION_CREDENTIALS")
+        .env("HOME", home.path())
+        .env("CLOUDSDK_CONFIG", home.path())
+        // Nothing answers here: the metadata server is not reachable either.
+        .env("GCE_METADATA_HOST", "127.0.0.1:9")
+        .env("SKYFORM_GCP_ENDPOINT", "http://127.0.0.1:9/")
+        .output()
+        .unwrap();
+    let (out, err) = text(&o);
+    assert_eq!(code(&o), 1, "{out}{err}");
+    assert!(err.contains("gcloud auth application-default login"), "{err}");
+    assert!(err.contains("GOOGLE_APPLICATION_CREDENTIALS"), "{err}");
+    assert!(!err.contains("HTTP 401"), "{err}");
+}

@@ -174,8 +174,12 @@ async fn count_for_each_and_locals_expand_into_instances() {
     // --target takes an instance address.
     let loaded = f.try_load(false).unwrap();
     let state = ops::apply::open(&loaded, None, Duration::ZERO).unwrap().state;
-    let t =
-        ops::resolve_addresses(&loaded, &state, &["test_object.team".into(), "test_object.replica[1]".into()]).unwrap();
+    let t = ops::resolve_targets(
+        &loaded,
+        &state,
+        &["test_object.team".parse().unwrap(), "test_object.replica[1]".parse().unwrap()],
+    )
+    .unwrap();
     assert_eq!(
         t.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
         ["test_object.replica[1]", "test_object.team[\"infra\"]", "test_object.team[\"ml\"]"]
@@ -244,11 +248,11 @@ async fn modules_expand_with_for_each_and_their_outputs_are_references() {
     // --target with a module address: everything under it.
     let loaded = f.try_load(false).unwrap();
     let state = ops::apply::open(&loaded, None, Duration::ZERO).unwrap().state;
-    let t = ops::resolve_addresses(&loaded, &state, &["module.team".into()]).unwrap();
+    let t = ops::resolve_targets(&loaded, &state, &["module.team".parse().unwrap()]).unwrap();
     assert_eq!(t.len(), 2, "{t:?}");
-    let t = ops::resolve_addresses(&loaded, &state, &["module.team[\"ml\"]".into()]).unwrap();
+    let t = ops::resolve_targets(&loaded, &state, &["module.team[\"ml\"]".parse().unwrap()]).unwrap();
     assert_eq!(t, [addr("module.team[\"ml\"].test_object.ns")]);
-    assert!(ops::resolve_addresses(&loaded, &state, &["module.nope".into()]).is_err());
+    assert!(ops::resolve_targets(&loaded, &state, &["module.nope".parse().unwrap()]).is_err());
 }
 
 #[tokio::test]

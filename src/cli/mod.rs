@@ -14,8 +14,8 @@ use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::address::Address;
-use crate::engine::{Cancel, PlanOptions};
+use crate::address::{Address, Target};
+use crate::engine::Cancel;
 use crate::ops::{self, Loaded, OpError, SpecOptions};
 use crate::providers::Registry;
 use printer::{EventPrinter, Printer};
@@ -52,11 +52,15 @@ pub struct PlanArgs {
     /// Only this resource, instance (`a.b[0]`) or module (`module.m`), and
     /// what it depends on (repeatable).
     #[arg(long = "target", value_name = "ADDR")]
-    pub targets: Vec<String>,
+    pub targets: Vec<Target>,
     /// Replace this resource, instance or every resource of a module even if
     /// nothing changed (repeatable).
     #[arg(long = "replace", value_name = "ADDR")]
-    pub replace: Vec<String>,
+    pub replace: Vec<Target>,
+    /// Leave out this resource, instance or module, and everything that depends on it
+    /// (repeatable; as OpenTofu's `-exclude`).
+    #[arg(long = "exclude", value_name = "ADDR")]
+    pub exclude: Vec<Target>,
     /// How many resources are read or changed at once.
     #[arg(long, default_value_t = 10)]
     pub parallelism: usize,
@@ -206,8 +210,10 @@ pub enum Command {
 /// `skyform state ...`.
 #[derive(Debug, Subcommand)]
 pub enum StateCommand {
-    /// List managed resources.
+    /// List managed resources (only those under the given addresses, when any).
     List {
+        /// Resources, instances or modules to list.
+        targets: Vec<Target>,
         #[command(flatten)]
         spec: SpecArgs,
     },
@@ -218,10 +224,12 @@ pub enum StateCommand {
         #[command(flatten)]
         spec: SpecArgs,
     },
-    /// Forget a resource (the live object is left alone).
+    /// Forget resources (the live objects are left alone): an instance, every instance of a
+    /// resource, or everything under a module.
     Rm {
         /// Which.
-        address: Address,
+        #[arg(required = true)]
+        targets: Vec<Target>,
         #[command(flatten)]
         spec: SpecArgs,
         /// How long to wait for the state lock.
@@ -258,10 +266,18 @@ impl SpecArgs {
             lenient_vars: false,
         }
     }
+}
 
-    /// For `validate` and `graph`: no variable value is needed.
-    fn lenient(&self) -> SpecOptions {
-        SpecOptions { lenient_vars: true, ..self.options() }
+impl PlanArgs {
+    fn request(&self, destroy: bool) -> ops::plan::PlanRequest {
+        ops::plan::PlanRequest {
+            destroy,
+            targets: self.targets.clone(),
+            replace: self.replace.clone(),
+            exclude: self.exclude.clone(),
+            parallelism: self.parallelism,
+            lock_timeout: self.lock_timeout,
+        }
     }
 }
 
@@ -292,20 +308,20 @@ pub fn main() -> i32 {
     }
 }
 
-/// Runs one command; returns the exit code for success paths.
+/// Runs one command; returns the exit code for success paths. Each arm parses nothing and decides
+/// nothing: it calls the verb's `ops` function and renders what it returns.
 pub async fn run(cli: Cli, p: &Printer, registry: Registry) -> Result<i32, OpError> {
     match cli.command {
         Command::Validate { spec, json } => {
-            let loaded = ops::load(&spec.lenient(), registry)?;
+            let v = ops::inspect::validate(&spec.options(), registry)?;
             if json {
-                p.out(&serde_json::json!({"valid": true, "warnings": loaded.warnings.0.iter().map(|d| d.to_string()).collect::<Vec<_>>()}).to_string());
+                let warnings: Vec<String> = v.warnings.0.iter().map(|d| d.to_string()).collect();
+                p.out(&serde_json::json!({"valid": true, "warnings": warnings}).to_string());
             } else {
-                p.diagnostics(&loaded.warnings);
+                p.diagnostics(&v.warnings);
                 p.out(&format!(
                     "The spec is valid: {} resources, {} data sources, {} providers configured.",
-                    loaded.spec.resources.keys().filter(|a| a.mode == crate::address::Mode::Managed).count(),
-                    loaded.spec.resources.keys().filter(|a| a.mode == crate::address::Mode::Data).count(),
-                    loaded.spec.providers.len()
+                    v.resources, v.data_sources, v.providers
                 ));
             }
             Ok(0)
@@ -313,43 +329,31 @@ pub async fn run(cli: Cli, p: &Printer, registry: Registry) -> Result<i32, OpErr
         Command::Plan { spec, plan, out, detailed_exitcode, destroy } => {
             let loaded = ops::load(&spec.options(), registry)?;
             p.diagnostics(&loaded.warnings);
-            let ctx = loaded.context(Arc::new(crate::engine::events::NoHook), plan.parallelism, Cancel::new());
-            let mut session = ops::apply::open(&loaded, None, plan.lock_timeout)?;
-            if out.is_some() {
-                session.persist_if_new(plan.lock_timeout)?;
-            }
-            let opts = PlanOptions {
-                destroy,
-                targets: ops::resolve_addresses(&loaded, &session.state, &plan.targets)?,
-                replace: ops::resolve_addresses(&loaded, &session.state, &plan.replace)?,
-            };
             note_lock(p, &loaded);
-            let planned = session.plan(&ctx, &opts).await?;
+            let planned = ops::plan::plan(&loaded, &plan.request(destroy), out).await?;
             if plan.json {
                 p.out(&json::plan(&planned.plan).to_string());
             } else {
                 p.out_raw(&render::plan(&planned.plan));
             }
-            if let Some(path) = out {
-                let fp = session.state.fingerprinter();
-                crate::plan::file::save(&path, &planned.plan.redacted(&fp))?;
-                if !plan.json {
-                    p.out(&format!(
-                        "\nSaved the plan to {}. Apply it with: skyform apply {}",
-                        path.display(),
-                        path.display()
-                    ));
-                }
+            if let Some(path) = &planned.saved
+                && !plan.json
+            {
+                p.out(&format!(
+                    "\nSaved the plan to {}. Apply it with: skyform apply {}",
+                    path.display(),
+                    path.display()
+                ));
             }
             Ok(if detailed_exitcode && planned.plan.has_changes() { 2 } else { 0 })
         }
         Command::Apply { plan_file, spec, plan, auto_approve, skip_checks } => {
-            let how = ApplyHow { plan_file, auto_approve, skip_checks, destroy: false };
-            apply_or_destroy(p, registry, spec, plan, how).await
+            let req = ops::apply::ApplyRequest { plan: plan.request(false), plan_file, skip_checks };
+            apply_or_destroy(p, registry, spec, plan.json, req, auto_approve).await
         }
         Command::Destroy { spec, plan, auto_approve } => {
-            let how = ApplyHow { plan_file: None, auto_approve, skip_checks: true, destroy: true };
-            apply_or_destroy(p, registry, spec, plan, how).await
+            let req = ops::apply::ApplyRequest { plan: plan.request(true), plan_file: None, skip_checks: true };
+            apply_or_destroy(p, registry, spec, plan.json, req, auto_approve).await
         }
         Command::Check { spec, parallelism, json } => {
             let loaded = ops::load(&spec.options(), registry)?;
@@ -358,10 +362,8 @@ pub async fn run(cli: Cli, p: &Printer, registry: Registry) -> Result<i32, OpErr
             } else {
                 Arc::new(EventPrinter::new(p.clone(), false))
             };
-            let ctx = loaded.context(hook, parallelism, Cancel::new());
-            let session = ops::apply::open(&loaded, None, std::time::Duration::ZERO)?;
             note_lock(p, &loaded);
-            let results = ops::check::check(&session, &ctx).await?;
+            let results = ops::check::run(&loaded, hook, parallelism).await?;
             let failed = results.iter().filter(|c| !c.passed).count();
             if json {
                 p.out(&serde_json::json!({"format_version": "1", "checks": results, "failed": failed}).to_string());
@@ -371,58 +373,32 @@ pub async fn run(cli: Cli, p: &Printer, registry: Registry) -> Result<i32, OpErr
             Ok(if failed == 0 { 0 } else { 2 })
         }
         Command::Drift { spec, parallelism, json, skip_checks, json_out, notify, notify_on } => {
-            let name = spec.file.display().to_string();
-            let net = registry.net().clone();
-            let outcome = drift_report(p, registry, &spec, parallelism, skip_checks).await;
-            if let (Some(path), Ok(report)) = (&json_out, &outcome) {
-                let text = serde_json::to_string_pretty(report).unwrap_or_default();
-                std::fs::write(path, format!("{text}\n"))
-                    .map_err(|e| ops::error(format!("writing {}: {e}", path.display())))?;
+            let req =
+                ops::drift::DriftRequest { parallelism, skip_checks, json_out, notify: notify.map(|u| (u, notify_on)) };
+            let run = ops::drift::run(&spec.options(), registry, &req).await;
+            if let Some(note) = &run.lock_note {
+                p.err(&format!("note: {note}"));
             }
-            let sent = match notify.as_deref().filter(|u| !u.trim().is_empty()) {
-                Some(url) => {
-                    let phrased = match &outcome {
-                        Ok(r) => ops::notify::Outcome::Report(r.clone()),
-                        Err(e) => ops::notify::Outcome::Failed(e.to_string().trim().to_string()),
-                    };
-                    if ops::notify::wanted(notify_on, &phrased) {
-                        Some(ops::notify::post(&net, url, &ops::notify::message(&name, &phrased)).await)
-                    } else {
-                        None
-                    }
-                }
-                None => None,
-            };
-            let report = outcome?;
+            let report = run.outcome?;
             if json {
                 p.out(&serde_json::to_string(&report).unwrap_or_default());
             } else {
                 p.out_raw(&render::drift(&report));
             }
-            if let Some(Err(e)) = sent {
-                return Err(ops::error(format!("drift --notify: {e}")));
-            }
+            run.delivery?;
             Ok(if report.converged() { 0 } else { 2 })
         }
         Command::Graph { spec } => {
-            let loaded = ops::load(&spec.lenient(), registry)?;
-            p.out_raw(&crate::graph::dot::to_dot(&loaded.graph));
+            p.out_raw(&ops::inspect::graph(&spec.options(), registry)?);
             Ok(0)
         }
         Command::Output { spec, name, json } => {
             let loaded = ops::load(&spec.options(), registry)?;
             note_lock(p, &loaded);
-            let state = loaded.backend.load()?;
-            let outputs: Vec<(&String, &crate::value::Value)> =
-                state.outputs.iter().filter(|(k, _)| name.as_ref().is_none_or(|n| n == *k)).collect();
-            if let Some(n) = &name
-                && outputs.is_empty()
-            {
-                return Err(ops::error(format!("no output named `{n}` in the state; outputs are recorded by apply")));
-            }
+            let outputs = ops::inspect::output(&loaded, name.as_deref())?;
             if json {
                 let m: serde_json::Map<String, serde_json::Value> =
-                    outputs.iter().map(|(k, v)| ((*k).clone(), v.to_json_masked())).collect();
+                    outputs.iter().map(|(k, v)| (k.clone(), v.to_json_masked())).collect();
                 p.out(&serde_json::Value::Object(m).to_string());
             } else {
                 for (k, v) in outputs {
@@ -433,7 +409,7 @@ pub async fn run(cli: Cli, p: &Printer, registry: Registry) -> Result<i32, OpErr
         }
         Command::State { command } => state(p, registry, command).await,
         Command::Show { file, json } => {
-            let plan = crate::plan::file::load(&file)?;
+            let plan = ops::inspect::show(&file)?;
             if json {
                 p.out(&json::plan(&plan).to_string());
             } else {
@@ -450,9 +426,8 @@ pub async fn run(cli: Cli, p: &Printer, registry: Registry) -> Result<i32, OpErr
         }
         Command::Import { address, id, spec, lock_timeout } => {
             let loaded = ops::load(&spec.options(), registry)?;
-            let ctx = loaded.context(Arc::new(crate::engine::events::NoHook), 1, Cancel::new());
-            let rs = ops::state::import(&loaded, &ctx, &address, &id, lock_timeout).await?;
-            p.out(&format!("{address}: imported (identity {}).", rs.identity));
+            let rs = ops::state::import(&loaded, &address, &id, lock_timeout).await?;
+            p.out(&format!("{address}: imported (identity {}).", crate::engine::applier::shown_identity(&rs.identity)));
             Ok(0)
         }
     }
@@ -465,48 +440,35 @@ fn note_lock(p: &Printer, loaded: &Loaded) {
     }
 }
 
-/// `drift`'s report (an error stays an error, for `--notify-on errors`).
-async fn drift_report(
-    p: &Printer,
-    registry: Registry,
-    spec: &SpecArgs,
-    parallelism: usize,
-    skip_checks: bool,
-) -> Result<ops::drift::DriftReport, OpError> {
-    let loaded = ops::load(&spec.options(), registry)?;
-    let ctx = loaded.context(Arc::new(crate::engine::events::NoHook), parallelism, Cancel::new());
-    let session = ops::apply::open(&loaded, None, std::time::Duration::ZERO)?;
-    note_lock(p, &loaded);
-    ops::drift::drift(&session, &ctx, skip_checks).await
-}
-
+/// The state commands load with only the backend's variables required.
 async fn state(p: &Printer, registry: Registry, command: StateCommand) -> Result<i32, OpError> {
     match command {
-        StateCommand::List { spec } => {
-            let loaded = ops::load(&spec.options(), registry)?;
+        StateCommand::List { targets, spec } => {
+            let loaded = ops::load_for_state(&spec.options(), registry)?;
             note_lock(p, &loaded);
-            for a in ops::state::list(&loaded)? {
+            for a in ops::state::list(&loaded, &targets)? {
                 p.out(&a.to_string());
             }
         }
         StateCommand::Show { address, spec } => {
-            let loaded = ops::load(&spec.options(), registry)?;
+            let loaded = ops::load_for_state(&spec.options(), registry)?;
             note_lock(p, &loaded);
             let rs = ops::state::show(&loaded, &address)?;
             p.out(&serde_json::to_string_pretty(&rs).unwrap_or_default());
         }
-        StateCommand::Rm { address, spec, lock_timeout } => {
-            let loaded = ops::load(&spec.options(), registry)?;
-            ops::state::rm(&loaded, &address, lock_timeout)?;
-            p.out(&format!("Removed {address} from the state (the live object was not touched)."));
+        StateCommand::Rm { targets, spec, lock_timeout } => {
+            let loaded = ops::load_for_state(&spec.options(), registry)?;
+            for a in ops::state::rm(&loaded, &targets, lock_timeout)? {
+                p.out(&format!("Removed {a} from the state (the live object was not touched)."));
+            }
         }
         StateCommand::Unlock { lock_id, spec } => {
-            let loaded = ops::load(&spec.options(), registry)?;
+            let loaded = ops::load_for_state(&spec.options(), registry)?;
             let who = ops::state::unlock(&loaded, lock_id.as_deref())?;
             p.out(&format!("Removed the lock held by {who}."));
         }
         StateCommand::Migrate { spec, to_local, lock_timeout } => {
-            let loaded = ops::load(&spec.options(), registry)?;
+            let loaded = ops::load_for_state(&spec.options(), registry)?;
             let direction = if to_local { ops::state::Direction::ToLocal } else { ops::state::Direction::ToBackend };
             let (serial, to) = ops::state::migrate(&loaded, direction, lock_timeout)?;
             p.out(&format!("Copied the state (serial {serial}) to {to}."));
@@ -521,56 +483,28 @@ async fn state(p: &Printer, registry: Registry, command: StateCommand) -> Result
     Ok(0)
 }
 
-/// How `apply` / `destroy` go.
-struct ApplyHow {
-    /// A saved plan.
-    plan_file: Option<PathBuf>,
-    auto_approve: bool,
-    /// `--skip-checks` (always for destroy).
-    skip_checks: bool,
-    destroy: bool,
-}
-
 async fn apply_or_destroy(
     p: &Printer,
     registry: Registry,
     spec: SpecArgs,
-    args: PlanArgs,
-    how: ApplyHow,
+    json: bool,
+    req: ops::apply::ApplyRequest,
+    auto_approve: bool,
 ) -> Result<i32, OpError> {
-    let ApplyHow { plan_file, auto_approve, skip_checks, destroy } = how;
+    let destroy = req.plan.destroy;
+    let op = if destroy { "destroy" } else { "apply" };
     let loaded: Loaded = ops::load(&spec.options(), registry)?;
     p.diagnostics(&loaded.warnings);
     let cancel = Cancel::new();
-    let hook = Arc::new(EventPrinter::new(p.clone(), args.json));
-    let ctx = loaded.context(hook.clone(), args.parallelism, cancel.clone());
-    let op = if destroy { "destroy" } else { "apply" };
-    let mut session = ops::apply::open(&loaded, Some(op), args.lock_timeout)?;
-    let planned = match &plan_file {
-        Some(path) => {
-            let saved = crate::plan::file::load(path)?;
-            session.check_saved(&ctx, &saved).await?
-        }
-        None => {
-            let opts = PlanOptions {
-                destroy,
-                targets: ops::resolve_addresses(&loaded, &session.state, &args.targets)?,
-                replace: ops::resolve_addresses(&loaded, &session.state, &args.replace)?,
-            };
-            session.plan(&ctx, &opts).await?
-        }
-    };
-    let mut planned = planned;
-    if skip_checks {
-        planned.plan.checks.clear();
+    let hook = Arc::new(EventPrinter::new(p.clone(), json));
+    let prepared = ops::apply::prepare(&loaded, &req, hook.clone(), cancel.clone()).await?;
+    if !json {
+        p.out_raw(&render::plan(&prepared.plan));
     }
-    if !args.json {
-        p.out_raw(&render::plan(&planned.plan));
-    }
-    if !planned.plan.changes_state() && planned.plan.outputs.is_empty() && planned.plan.checks.is_empty() {
+    if prepared.is_empty() {
         return Ok(0);
     }
-    if planned.plan.has_changes() && plan_file.is_none() && !auto_approve {
+    if prepared.needs_approval() && !auto_approve {
         if !std::io::stdin().is_terminal() {
             return Err(ops::error(format!(
                 "refusing to {op} without confirmation: stdin is not a terminal; pass --auto-approve, or save a plan with `plan --out FILE` and apply that file"
@@ -593,9 +527,9 @@ async fn apply_or_destroy(
             c2.cancel();
         }
     });
-    let report = session.apply(&ctx, &planned.plan).await?;
+    let report = prepared.execute().await?;
     signal.abort();
-    if !args.json {
+    if !json {
         let s = report.summary;
         if report.changes_ok() {
             p.out(&format!(
@@ -643,6 +577,9 @@ async fn apply_or_destroy(
             ));
             for (a, m) in &report.failures {
                 p.err(&format!("error: {a}: {m}"));
+            }
+            if let Some(e) = &report.state_failure {
+                p.err(&format!("error: {e}"));
             }
         }
     }

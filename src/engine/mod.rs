@@ -61,4 +61,6 @@ pub struct PlanOptions {
     pub targets: Vec<Address>,
     /// Force replacement of these.
     pub replace: Vec<Address>,
+    /// Leave these out, with everything that depends on them.
+    pub exclude: Vec<Address>,
 }

@@ -157,7 +157,18 @@ async fn plan_once(
         let roots: Vec<Node> = opts.targets.iter().map(|a| Node::Resource(a.clone())).collect();
         ctx.graph.closure_of(&roots)
     };
-    let nodes: Vec<Node> = order.into_iter().filter(|n| included.contains(n)).collect();
+    // `--exclude`: the named resources and everything that depends on them (in topological
+    // order, a node is out when any of its dependencies is).
+    let mut excluded: BTreeSet<Node> = BTreeSet::new();
+    if !opts.exclude.is_empty() {
+        for n in &order {
+            let named = matches!(n, Node::Resource(a) if opts.exclude.contains(a));
+            if named || ctx.graph.dependencies(n).iter().any(|d| excluded.contains(d)) {
+                excluded.insert(n.clone());
+            }
+        }
+    }
+    let nodes: Vec<Node> = order.into_iter().filter(|n| included.contains(n) && !excluded.contains(n)).collect();
     let index: BTreeMap<&Node, usize> = nodes.iter().enumerate().map(|(i, n)| (n, i)).collect();
     let deps: Vec<Vec<usize>> = nodes
         .iter()
@@ -195,6 +206,7 @@ async fn plan_once(
         .keys()
         .filter(|a| !ctx.spec.resources.contains_key(a))
         .filter(|a| opts.targets.is_empty() || opts.targets.contains(a))
+        .filter(|a| !opts.exclude.contains(a))
         .cloned()
         .collect();
     let orphan_deps: Vec<Vec<usize>> = orphans.iter().map(|_| Vec::new()).collect();
@@ -237,7 +249,9 @@ async fn plan_once(
     let checks = if opts.destroy {
         Vec::new()
     } else {
-        super::checks::planned(ctx, &shared.values, &|a| included.contains(&Node::Resource(a.clone())))
+        super::checks::planned(ctx, &shared.values, &|a| {
+            included.contains(&Node::Resource(a.clone())) && !excluded.contains(&Node::Resource(a.clone()))
+        })
     };
     let plan = Plan {
         format_version: PLAN_FORMAT.to_string(),
@@ -250,6 +264,7 @@ async fn plan_once(
         warnings,
         targets: opts.targets.clone(),
         replace: opts.replace.clone(),
+        exclude: opts.exclude.clone(),
         moved: Vec::new(),
         forget: Vec::new(),
         dropped: Vec::new(),

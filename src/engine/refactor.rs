@@ -11,26 +11,13 @@
 
 use std::collections::BTreeMap;
 
-use crate::address::{Address, ModuleStep, parse_module_path};
+use crate::address::{Address, ModuleStep, Target};
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::spec::model::Spec;
 use crate::state::State;
 
 /// One planned move of a state record.
 pub type Move = (Address, Address);
-
-/// What one `moved` endpoint designates.
-enum Endpoint {
-    Resource(Address),
-    Module(Vec<ModuleStep>),
-}
-
-fn endpoint(s: &str) -> Option<Endpoint> {
-    match s.parse::<Address>() {
-        Ok(a) => Some(Endpoint::Resource(a)),
-        Err(_) => parse_module_path(s).map(Endpoint::Module),
-    }
-}
 
 /// Whether the module path `a` lies under `prefix` (a step of `prefix`
 /// without a key matches every instance of that module).
@@ -73,12 +60,12 @@ pub fn plan_moves(spec: &Spec, state: &State) -> Result<Moves, Diagnostics> {
     let mut dropped = Vec::new();
     let mut errors = Vec::new();
     for m in &spec.moved {
-        let (Some(from), Some(to)) = (endpoint(&m.from.node), endpoint(&m.to.node)) else { continue };
+        let (from, to) = (&m.from.node, &m.to.node);
         // current address -> original address
         let mut current: BTreeMap<Address, Address> =
             addrs.iter().map(|(orig, cur)| (cur.clone(), orig.clone())).collect();
-        let pairs: Vec<(Address, Address)> = match (&from, &to) {
-            (Endpoint::Resource(f), Endpoint::Resource(t)) => {
+        let pairs: Vec<(Address, Address)> = match (from, to) {
+            (Target::Resource(f), Target::Resource(t)) => {
                 if current.contains_key(f) {
                     vec![(f.clone(), t.clone())]
                 } else if f.key.is_none() && t.key.is_none() {
@@ -92,7 +79,7 @@ pub fn plan_moves(spec: &Spec, state: &State) -> Result<Moves, Diagnostics> {
                     Vec::new()
                 }
             }
-            (Endpoint::Module(f), Endpoint::Module(t)) => {
+            (Target::Module(f), Target::Module(t)) => {
                 current.keys().filter(|a| under(&a.module, f)).map(|a| (a.clone(), rebase(a, f, t))).collect()
             }
             _ => {
@@ -166,20 +153,7 @@ pub fn forgotten(spec: &Spec, state: &State) -> Result<Vec<Address>, Diagnostics
     let mut out = Vec::new();
     let mut errors = Vec::new();
     for r in &spec.removed {
-        let from = endpoint(&r.from.node);
-        let matches = |a: &Address| match &from {
-            Some(Endpoint::Resource(f)) => {
-                a == f
-                    || (f.key.is_none()
-                        && a.mode == f.mode
-                        && a.type_name == f.type_name
-                        && a.name == f.name
-                        && under(&a.module, &f.module)
-                        && a.module.len() == f.module.len())
-            }
-            Some(Endpoint::Module(p)) => under(&a.module, p),
-            None => false,
-        };
+        let matches = |a: &Address| r.from.node.matches(a);
         if spec.resources.keys().any(matches) {
             errors.push(
                 Diagnostic::error(

@@ -3,12 +3,82 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::path::PathBuf;
+
+use super::plan::PlanRequest;
 use super::{Loaded, OpError};
 use crate::engine::applier::{self, ApplyReport};
 use crate::engine::planner::{self, PlanOutput};
-use crate::engine::{Context, PlanOptions};
+use crate::engine::{Cancel, Context, Hook, PlanOptions};
 use crate::plan::Plan;
 use crate::state::{LockGuard, State};
+
+/// What to apply.
+#[derive(Debug, Clone, Default)]
+pub struct ApplyRequest {
+    /// How to plan (ignored for a saved plan, which says it itself).
+    pub plan: PlanRequest,
+    /// A plan saved with `plan --out`.
+    pub plan_file: Option<PathBuf>,
+    /// Do not run the spec's checks (always for destroy).
+    pub skip_checks: bool,
+}
+
+/// An apply planned under the state lock, waiting for approval: the CLI shows [`Prepared::plan`]
+/// and asks, then calls [`Prepared::execute`]. Dropping it releases the lock and changes nothing.
+pub struct Prepared<'a> {
+    session: Session<'a>,
+    ctx: Context,
+    /// What will be done.
+    pub plan: Plan,
+    /// Whether the plan came from a saved file (approved when it was saved).
+    pub from_file: bool,
+}
+
+/// Takes the lock, then plans (or re-checks a saved plan against reality): nothing changes yet.
+pub async fn prepare<'a>(
+    loaded: &'a Loaded,
+    req: &ApplyRequest,
+    hook: Arc<dyn Hook>,
+    cancel: Cancel,
+) -> Result<Prepared<'a>, OpError> {
+    let op = if req.plan.destroy { "destroy" } else { "apply" };
+    let ctx = loaded.context(hook, req.plan.parallelism, cancel);
+    let session = open(loaded, Some(op), req.plan.lock_timeout)?;
+    let mut planned = match &req.plan_file {
+        Some(path) => {
+            let saved = crate::plan::file::load(path)?;
+            session.check_saved(&ctx, &saved).await?
+        }
+        None => {
+            let opts = req.plan.options(loaded, &session.state)?;
+            session.plan(&ctx, &opts).await?
+        }
+    };
+    if req.skip_checks || req.plan.destroy {
+        planned.plan.checks.clear();
+    }
+    Ok(Prepared { session, ctx, plan: planned.plan, from_file: req.plan_file.is_some() })
+}
+
+impl Prepared<'_> {
+    /// Whether there is nothing to do at all (no change, no output to record, no check to run).
+    pub fn is_empty(&self) -> bool {
+        !self.plan.changes_state() && self.plan.outputs.is_empty() && self.plan.checks.is_empty()
+    }
+
+    /// Whether a person must say yes first: a fresh plan with changes (a saved plan was approved
+    /// when it was saved).
+    pub fn needs_approval(&self) -> bool {
+        self.plan.has_changes() && !self.from_file
+    }
+
+    /// Applies the plan, then folds the journal into the snapshot.
+    pub async fn execute(self) -> Result<ApplyReport, OpError> {
+        let Prepared { mut session, ctx, plan, .. } = self;
+        session.apply(&ctx, &plan).await
+    }
+}
 
 /// A run against one state: the lock (for commands that change state) and the
 /// state as read under it.
@@ -54,6 +124,7 @@ impl Session<'_> {
         out.plan.spec_digest = self.loaded.digest(&self.state.fingerprinter());
         out.plan.targets = opts.targets.clone();
         out.plan.replace = opts.replace.clone();
+        out.plan.exclude = opts.exclude.clone();
         Ok(out)
     }
 
@@ -91,8 +162,12 @@ impl Session<'_> {
                 "the spec or the variable values changed since the plan was made; run plan again",
             ));
         }
-        let opts =
-            PlanOptions { destroy: saved.destroy, targets: saved.targets.clone(), replace: saved.replace.clone() };
+        let opts = PlanOptions {
+            destroy: saved.destroy,
+            targets: saved.targets.clone(),
+            replace: saved.replace.clone(),
+            exclude: saved.exclude.clone(),
+        };
         let fresh = self.plan(ctx, &opts).await?;
         let mut problems = Vec::new();
         let fresh_by_addr: std::collections::BTreeMap<&crate::address::Address, &crate::plan::ResourceChange> =

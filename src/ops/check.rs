@@ -1,10 +1,12 @@
 //! `skyform check`: runs only the checks, for a cheap health cron.
 
-use super::OpError;
+use std::sync::Arc;
+
 use super::apply::Session;
+use super::{Loaded, OpError};
 use crate::engine::checks::{self, CheckResult};
 use crate::engine::scope::Values;
-use crate::engine::{Context, PlanOptions};
+use crate::engine::{Cancel, Context, Hook, PlanOptions};
 
 /// Reads what the checks need (their dependencies, and what those depend on), then runs every
 /// check. Changes nothing, takes no lock.
@@ -23,4 +25,11 @@ pub async fn check(session: &Session<'_>, ctx: &Context) -> Result<Vec<CheckResu
         session.plan(ctx, &PlanOptions { targets, ..PlanOptions::default() }).await?.values
     };
     Ok(checks::survey(ctx, &values).await)
+}
+
+/// `skyform check`: reads what the checks need (no lock) and runs them, three attempts each.
+pub async fn run(loaded: &Loaded, hook: Arc<dyn Hook>, parallelism: usize) -> Result<Vec<CheckResult>, OpError> {
+    let ctx = loaded.context(hook, parallelism, Cancel::new());
+    let session = super::apply::open(loaded, None, std::time::Duration::ZERO)?;
+    check(&session, &ctx).await
 }

@@ -2,12 +2,17 @@
 
 use serde::Serialize;
 
-use super::OpError;
+use std::path::PathBuf;
+use std::sync::Arc;
+
 use super::apply::Session;
+use super::notify::{NotifyOn, Outcome};
+use super::{OpError, SpecOptions};
 use crate::address::Address;
 use crate::engine::checks::{self, CheckResult};
 use crate::engine::drift::{DriftClass, Finding, classify};
-use crate::engine::{Context, PlanOptions};
+use crate::engine::{Cancel, Context, PlanOptions};
+use crate::providers::Registry;
 
 /// The drift report (also the `--json` output; `docs/plan-format.md`).
 #[derive(Debug, Clone, Serialize)]
@@ -65,4 +70,71 @@ pub async fn drift(session: &Session<'_>, ctx: &Context, skip_checks: bool) -> R
         }
     }
     Ok(DriftReport { format_version: "1", findings, counts, checks })
+}
+
+/// What a drift run does besides reading.
+#[derive(Debug, Clone, Default)]
+pub struct DriftRequest {
+    /// How many resources are read at once.
+    pub parallelism: usize,
+    /// Do not run the spec's checks.
+    pub skip_checks: bool,
+    /// Also write the JSON report here.
+    pub json_out: Option<PathBuf>,
+    /// Post the report to this webhook URL (a credential: never printed), when `NotifyOn` says so.
+    pub notify: Option<(String, NotifyOn)>,
+}
+
+/// How a drift run went: the report (or why there is none), and whether it was delivered.
+pub struct DriftRun {
+    /// The report, or the error that stopped the run (also posted with `--notify`).
+    pub outcome: Result<DriftReport, OpError>,
+    /// Writing `--json-out` or posting `--notify` failed.
+    pub delivery: Result<(), OpError>,
+    /// An apply held the state lock while this run read it.
+    pub lock_note: Option<String>,
+}
+
+/// Loads the spec (a load error is an outcome too, so that cron hears of it), reads everything
+/// live without the lock, classifies, runs the checks, then writes and posts the report.
+pub async fn run(opts: &SpecOptions, registry: Registry, req: &DriftRequest) -> DriftRun {
+    let net = registry.net().clone();
+    let mut lock_note = None;
+    let outcome = async {
+        let loaded = super::load(opts, registry)?;
+        let ctx = loaded.context(Arc::new(crate::engine::events::NoHook), req.parallelism, Cancel::new());
+        let session = super::apply::open(&loaded, None, std::time::Duration::ZERO)?;
+        lock_note = super::lock_note(&loaded);
+        drift(&session, &ctx, req.skip_checks).await
+    }
+    .await;
+    let delivery = deliver(&net, opts, req, &outcome).await;
+    DriftRun { outcome, delivery, lock_note }
+}
+
+async fn deliver(
+    net: &crate::foundation::net::Net,
+    opts: &SpecOptions,
+    req: &DriftRequest,
+    outcome: &Result<DriftReport, OpError>,
+) -> Result<(), OpError> {
+    if let (Some(path), Ok(report)) = (&req.json_out, outcome) {
+        let text = serde_json::to_string_pretty(report).expect("reports serialize");
+        std::fs::write(path, format!("{text}\n"))
+            .map_err(|e| super::error(format!("writing {}: {e}", path.display())))?;
+    }
+    let Some((url, on)) = req.notify.as_ref().filter(|(u, _)| !u.trim().is_empty()) else {
+        return Ok(());
+    };
+    let phrased = match outcome {
+        Ok(r) => Outcome::Report(r.clone()),
+        Err(e) => Outcome::Failed(e.to_string().trim().to_string()),
+    };
+    if !super::notify::wanted(*on, &phrased) {
+        return Ok(());
+    }
+    let name = opts.file.display().to_string();
+    super::notify::post(net, url, &super::notify::message(&name, &phrased))
+        .await
+        .map_err(|e| super::error(format!("drift --notify: {e}")))
 }

@@ -5,7 +5,9 @@
 pub mod apply;
 pub mod check;
 pub mod drift;
+pub mod inspect;
 pub mod notify;
+pub mod plan;
 pub mod state;
 
 use std::collections::BTreeMap;
@@ -15,6 +17,7 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
+use crate::address::Target;
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::engine::{Cancel, Context, Hook};
 use crate::graph::{self, SpecGraph};
@@ -121,6 +124,28 @@ impl Loaded {
 /// Loads, resolves variables, validates and builds the graph, collecting every
 /// problem in one pass. Needs no network.
 pub fn load(opts: &SpecOptions, registry: Registry) -> Result<Loaded, OpError> {
+    load_with(opts, registry, BackendNeed::AsVariables)
+}
+
+/// [`load`] for the state commands (`state list/show/rm/unlock/migrate`): they touch only the
+/// state, so only the variables the `[backend.gcs]` block uses need values (the others are
+/// unknowns, as for `validate`); a backend whose values are still unknown is an error that names
+/// them, never a silent fall-back to the local files.
+pub fn load_for_state(opts: &SpecOptions, registry: Registry) -> Result<Loaded, OpError> {
+    load_with(&SpecOptions { lenient_vars: true, ..opts.clone() }, registry, BackendNeed::Required)
+}
+
+/// Whether the backend block must evaluate to known values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BackendNeed {
+    /// Known when the variables are (`validate` and `graph` may leave it unknown: they never
+    /// touch state).
+    AsVariables,
+    /// Always known.
+    Required,
+}
+
+fn load_with(opts: &SpecOptions, registry: Registry, backend_need: BackendNeed) -> Result<Loaded, OpError> {
     let template = crate::spec::load(&opts.file)?;
     // Like Terraform, environment values for variables this spec does not
     // declare are ignored (one environment often serves several specs); a
@@ -173,7 +198,8 @@ pub fn load(opts: &SpecOptions, registry: Registry) -> Result<Loaded, OpError> {
         return Err(OpError::Diagnostics(diags));
     }
     let local = LocalBackend::new(&spec.dir, &spec.name);
-    let backend: Arc<dyn Backend> = match backend_of(&spec, &vars, opts.lenient_vars, registry.net())? {
+    let lenient = opts.lenient_vars && backend_need == BackendNeed::AsVariables;
+    let backend: Arc<dyn Backend> = match backend_of(&spec, &vars, lenient, registry.net())? {
         Some(gcs) => Arc::new(gcs),
         None => Arc::new(local.clone()),
     };
@@ -197,7 +223,9 @@ fn backend_of(
     lenient: bool,
     net: &crate::foundation::net::Net,
 ) -> Result<Option<crate::state::gcs::GcsBackend>, OpError> {
-    let Some(b) = &spec.backend else { return Ok(None) };
+    let Some(b) = &spec.backend else {
+        return Ok(None);
+    };
     let scope = crate::engine::scope::EvalScope { vars, values: &Default::default(), dir: spec.dir.clone() };
     let text = |e: &crate::spec::model::Spanned<crate::spec::model::Expr>| -> Result<Option<String>, OpError> {
         let v = crate::spec::eval(e, &scope)?;
@@ -221,7 +249,21 @@ fn backend_of(
         if lenient {
             return Ok(None);
         }
-        return Err(error("the backend's bucket or prefix is not known"));
+        let mut names: Vec<String> = [Some(&b.bucket), b.prefix.as_ref()]
+            .into_iter()
+            .flatten()
+            .flat_map(|e| e.node.references())
+            .filter_map(|r| match r.node {
+                crate::spec::model::Reference::Var(v) => Some(format!("`{v}`")),
+                _ => None,
+            })
+            .collect();
+        names.sort();
+        names.dedup();
+        return Err(OpError::Diagnostics(Diagnostics(vec![
+            Diagnostic::error(Some(b.bucket.pos.clone()), "the backend's bucket or prefix is not known")
+                .with_hint(format!("give the variables it uses a value: {}", names.join(", "))),
+        ])));
     };
     let valid = (3..=63).contains(&bucket.len())
         && bucket.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.".contains(c))
@@ -244,34 +286,21 @@ pub fn lock_note(loaded: &Loaded) -> Option<String> {
     Some(format!("applied state may be changing: locked by {holder}"))
 }
 
-/// Resolves `--target`/`--replace` arguments to the instance addresses they
-/// name: an instance (`a.b[0]`) or a resource without repetition as is; a
-/// repeated resource without a key, every instance; a module path
-/// (`module.team`, `module.team["ml"]`), every resource under it. Addresses
-/// only in state (no longer in the spec) count too.
-pub fn resolve_addresses(
+/// Resolves `--target`/`--replace`/`--exclude` targets to the instance addresses they name (see
+/// [`Target::matches`]): in the spec or, for what is no longer in it, in the state. A target that
+/// names nothing is an error.
+pub fn resolve_targets(
     loaded: &Loaded,
     state: &crate::state::State,
-    args: &[String],
+    targets: &[Target],
 ) -> Result<Vec<crate::address::Address>, OpError> {
-    use crate::address::{Address, parse_module_path};
-    let known: Vec<&Address> = loaded.spec.resources.keys().chain(state.resources.keys()).collect();
     let mut out = Vec::new();
-    for arg in args {
-        let found: Vec<Address> = match arg.parse::<Address>() {
-            Ok(a) => known
-                .iter()
-                .filter(|k| ***k == a || (a.key.is_none() && Address { key: None, ..(**k).clone() } == a))
-                .map(|k| (*k).clone())
-                .collect(),
-            Err(bad) => match parse_module_path(arg) {
-                Some(path) => known.iter().filter(|k| k.is_under(&path)).map(|k| (*k).clone()).collect(),
-                None => return Err(error(bad.to_string())),
-            },
-        };
+    for t in targets {
+        let found: Vec<_> =
+            loaded.spec.resources.keys().chain(state.resources.keys()).filter(|a| t.matches(a)).cloned().collect();
         if found.is_empty() {
             return Err(OpError::Diagnostics(Diagnostics(vec![
-                Diagnostic::error(None, format!("`{arg}` names nothing in the spec or the state"))
+                Diagnostic::error(None, format!("`{t}` names nothing in the spec or the state"))
                     .with_hint("see `skyform state list` and `skyform graph` for the addresses"),
             ])));
         }

@@ -3,17 +3,17 @@
 use std::time::Duration;
 
 use super::{Loaded, OpError, error};
-use crate::address::Address;
-use crate::engine::Context;
+use crate::address::{Address, Target};
 use crate::engine::diff::mark_sensitive;
 use crate::graph::provider_of;
 use crate::providers::{ReadRequest, SchemaKind};
 use crate::state::{Backend, LockInfo, ResourceState, ResourceStatus, StateRecord};
 use crate::value::Value;
 
-/// Managed addresses.
-pub fn list(loaded: &Loaded) -> Result<Vec<Address>, OpError> {
-    Ok(loaded.backend.load()?.resources.keys().cloned().collect())
+/// Managed addresses (those the targets name, when there are any).
+pub fn list(loaded: &Loaded, targets: &[Target]) -> Result<Vec<Address>, OpError> {
+    let state = loaded.backend.load()?;
+    Ok(state.resources.keys().filter(|a| targets.is_empty() || targets.iter().any(|t| t.matches(a))).cloned().collect())
 }
 
 /// One record (secrets are fingerprints already).
@@ -27,18 +27,29 @@ pub fn show(loaded: &Loaded, addr: &Address) -> Result<ResourceState, OpError> {
         .ok_or_else(|| error(format!("{addr} is not in the state (see `skyform state list`)")))
 }
 
-/// Forgets a resource without touching the live object.
-pub fn rm(loaded: &Loaded, addr: &Address, lock_timeout: Duration) -> Result<(), OpError> {
+/// Forgets what the targets name (an instance, every instance of a resource, everything under a
+/// module) without touching the live objects; returns the addresses forgotten. A target that names
+/// nothing in the state is an error, and then nothing is forgotten.
+pub fn rm(loaded: &Loaded, targets: &[Target], lock_timeout: Duration) -> Result<Vec<Address>, OpError> {
     let _guard = loaded.backend.lock("state rm", lock_timeout)?;
     let state = loaded.backend.load()?;
-    if !state.resources.contains_key(addr) {
-        return Err(error(format!("{addr} is not in the state (see `skyform state list`)")));
+    let mut gone = Vec::new();
+    for t in targets {
+        let named: Vec<&Address> = state.resources.keys().filter(|a| t.matches(a)).collect();
+        if named.is_empty() {
+            return Err(error(format!("{t} is not in the state (see `skyform state list`)")));
+        }
+        gone.extend(named.into_iter().cloned());
     }
+    gone.sort();
+    gone.dedup();
     let w = loaded.backend.writer(&state)?;
     w.record(&StateRecord::Serial { serial: state.serial + 1 })?;
-    w.record(&StateRecord::Remove { address: addr.clone() })?;
+    for a in &gone {
+        w.record(&StateRecord::Remove { address: a.clone() })?;
+    }
     w.compact()?;
-    Ok(())
+    Ok(gone)
 }
 
 /// Removes a lock left behind by a crashed run (only the lock `id`, when given).
@@ -101,11 +112,11 @@ pub fn migrate(loaded: &Loaded, direction: Direction, lock_timeout: Duration) ->
 /// Takes an existing object under management: `import ADDR ID`.
 pub async fn import(
     loaded: &Loaded,
-    ctx: &Context,
     addr: &Address,
     id: &str,
     lock_timeout: Duration,
 ) -> Result<ResourceState, OpError> {
+    let ctx = &loaded.context(std::sync::Arc::new(crate::engine::events::NoHook), 1, crate::engine::Cancel::new());
     if !loaded.spec.resources.contains_key(addr) {
         return Err(error(format!(
             "{addr} is not declared in the spec; add a [resource.{}.{}] block first",

@@ -150,7 +150,9 @@ impl std::fmt::Display for Reason {
             Reason::CreateBecauseDeletedOutside => {
                 write!(f, "it was deleted outside skyform")
             }
-            Reason::ImportByRequest { id } => write!(f, "an [[import]] block adopts the object with id {id:?}"),
+            Reason::ImportByRequest { id } => {
+                write!(f, "an [[import]] block adopts the object with id {id:?}")
+            }
             Reason::AdoptBecauseExistsLive => {
                 write!(f, "it already exists and will be taken under management")
             }
@@ -261,6 +263,9 @@ pub struct Plan {
     /// `--replace` addresses.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub replace: Vec<Address>,
+    /// `--exclude` addresses: left out of the plan with everything that depends on them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<Address>,
     /// State records that `[[moved]]` blocks move, `(from, to)`: the objects
     /// stay; only their addresses change.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

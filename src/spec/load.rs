@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use toml::Spanned as TSpanned;
 use toml::de::{DeString, DeTable, DeValue};
 
-use crate::address::{Address, is_identifier};
+use crate::address::{Address, Target, is_identifier};
 use crate::diag::{Diagnostic, Diagnostics, Pos, SourceFile};
 use crate::value::Value;
 
@@ -574,33 +574,32 @@ impl Cx<'_, '_> {
         }
     }
 
+    /// A `moved`/`removed` endpoint, parsed once into a typed target.
+    fn target_at(&mut self, s: &Spanned<String>) -> Option<Spanned<Target>> {
+        match s.node.parse::<Target>() {
+            Ok(t) => Some(Spanned { node: t, pos: s.pos.clone() }),
+            Err(e) => {
+                let d = self.err(s.pos.clone(), e.to_string());
+                *d = d.clone().with_hint("e.g. `test_object.old`, `test_object.copies[0]`, `module.team`");
+                None
+            }
+        }
+    }
+
     fn moved(&mut self, spec: &mut Spec, t: &DeTable<'_>, pos: Pos) {
         self.unknown_keys(t, "moved", &["from", "to"]);
         let from = self.plain_str(t, "moved", "from", &pos);
         let to = self.plain_str(t, "moved", "to", &pos);
+        let from = from.and_then(|f| self.target_at(&f));
+        let to = to.and_then(|t| self.target_at(&t));
         if let (Some(from), Some(to)) = (from, to) {
-            let ok = |s: &str| s.parse::<Address>().is_ok() || crate::address::parse_module_path(s).is_some();
-            for x in [&from, &to] {
-                if !ok(&x.node) {
-                    let d =
-                        self.err(x.pos.clone(), format!("`{}` is not a resource, instance or module address", x.node));
-                    *d = d.clone().with_hint("e.g. `test_object.old`, `test_object.copies[0]`, `module.team`");
-                }
-            }
             spec.moved.push(MovedBlock { pos, from, to });
         }
     }
 
     fn removed(&mut self, spec: &mut Spec, t: &DeTable<'_>, pos: Pos) {
         self.unknown_keys(t, "removed", &["from", "destroy"]);
-        let from = self.plain_str(t, "removed", "from", &pos).filter(|f| {
-            let ok = f.node.parse::<Address>().is_ok() || crate::address::parse_module_path(&f.node).is_some();
-            if !ok {
-                let d = self.err(f.pos.clone(), format!("`{}` is not a resource, instance or module address", f.node));
-                *d = d.clone().with_hint("e.g. `gcp_sql_instance.legacy`, `test_object.copies[0]`, `module.team`");
-            }
-            ok
-        });
+        let from = self.plain_str(t, "removed", "from", &pos).and_then(|f| self.target_at(&f));
         let destroy = match t.get_key_value("destroy") {
             None => true,
             Some((k, v)) => match v.get_ref().as_bool() {

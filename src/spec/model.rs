@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use crate::address::Address;
+use crate::address::{Address, Target};
 use crate::diag::Pos;
 use crate::value::Value;
 
@@ -116,9 +116,9 @@ pub struct MovedBlock {
     /// Where the block starts.
     pub pos: Pos,
     /// Old address (a resource, an instance, or a module path).
-    pub from: Spanned<String>,
+    pub from: Spanned<Target>,
     /// New address.
-    pub to: Spanned<String>,
+    pub to: Spanned<Target>,
 }
 
 /// `[[removed]]`: stop managing `from`; `destroy = false` keeps the object.
@@ -127,7 +127,7 @@ pub struct RemovedBlock {
     /// Where the block starts.
     pub pos: Pos,
     /// The address no longer in the spec: a resource, an instance or a module path.
-    pub from: Spanned<String>,
+    pub from: Spanned<Target>,
     /// Destroy it (true: as if it were just removed from the spec) or forget it.
     pub destroy: bool,
 }
