@@ -511,7 +511,8 @@ fn state_commands_need_only_the_backends_variables() {
     assert_eq!(code(&o), 1);
     assert!(text(&o).1.contains("required"), "{:?}", text(&o));
     // A backend that uses a variable: that one is required, and named.
-    let with_backend = format!("{spec}\n[variable.bucket]\ntype = \"string\"\n\n[backend.gcs]\nbucket = \"${{var.bucket}}\"\n");
+    let with_backend =
+        format!("{spec}\n[variable.bucket]\ntype = \"string\"\n\n[backend.gcs]\nbucket = \"${{var.bucket}}\"\n");
     std::fs::write(e.spec(), with_backend).unwrap();
     let o = e.run(&["state", "list", "-f", "main.toml"]);
     let (out, err) = text(&o);
