@@ -306,7 +306,7 @@ impl From<i64> for Value {
 
 /// Serialized form, used by state and saved plans. Secrets must have been
 /// replaced by [`Value::Redacted`] before serializing (see
-/// [`crate::secrets::Fingerprinter::redact`]); serializing a clear secret is a
+/// `secrets::Fingerprinter::redact`); serializing a clear secret is a
 /// bug and is refused by writing the mask instead.
 ///
 /// Encoding: plain JSON for plain values; `{"$unknown": true}`,
