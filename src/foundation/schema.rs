@@ -88,6 +88,9 @@ pub struct Attribute {
     /// The naming rule of the API, checked wherever the value is known
     /// (`validate`, then plan), after normalization.
     pub rule: Option<NameRule>,
+    /// Values that are allowed but unwise, each with the warning `validate` and `plan` give
+    /// (a plaintext `sslmode = "disable"`).
+    pub warn_on: &'static [(&'static str, &'static str)],
 }
 
 impl Attribute {
@@ -106,7 +109,13 @@ impl Attribute {
             normalize: None,
             description,
             rule: None,
+            warn_on: &[],
         }
+    }
+    /// Warns whenever the value is one of `values` (value, warning).
+    pub fn warn_on(mut self, values: &'static [(&'static str, &'static str)]) -> Self {
+        self.warn_on = values;
+        self
     }
     /// Names something the API constrains (see [`NameRule`]).
     pub fn rule(mut self, r: NameRule) -> Self {

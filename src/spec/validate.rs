@@ -322,6 +322,11 @@ impl<'a> Validator<'a> {
                     if let Some(d) = rule_error(a, &v, &e.pos, what) {
                         self.out.push(d);
                     }
+                    if let Some(s) = v.unmarked().as_str()
+                        && let Some((_, w)) = a.warn_on.iter().find(|(value, _)| *value == s)
+                    {
+                        self.out.push(Diagnostic::warning(Some(e.pos.clone()), format!("{what}: `{k} = {s:?}`: {w}")));
+                    }
                 }
                 Err(d) if self.vars.is_some() => self.out.extend(d.0),
                 Err(_) => {}

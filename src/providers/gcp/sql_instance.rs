@@ -67,6 +67,11 @@ pub fn schema() -> ResourceSchema {
             Attribute::computed("private_ip", AttrType::String, "The PRIVATE address, if any."),
             Attribute::computed("self_link", AttrType::String, "API URL of the instance."),
             Attribute::computed("port", AttrType::Number, "PostgreSQL port on `public_ip`: 5432, as on Cloud SQL."),
+            Attribute::computed(
+                "server_ca_cert",
+                AttrType::String,
+                "The instance's server CA certificate (PEM, `serverCaCert.cert`): what a direct client trusts with `sslmode = \"verify-ca\"`.",
+            ),
         ],
     }
 }
@@ -194,6 +199,7 @@ pub fn attrs_of(inst: &Json, desired: Option<&Value>) -> BTreeMap<String, Value>
         ("private_ip".to_string(), ip("PRIVATE")),
         ("self_link".to_string(), jstr(inst, "/selfLink")),
         ("port".to_string(), Value::Int(port)),
+        ("server_ca_cert".to_string(), jstr(inst, "/serverCaCert/cert")),
     ])
 }
 

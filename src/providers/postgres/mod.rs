@@ -1,17 +1,25 @@
 //! The `postgres` provider: role memberships (`postgres_grant`), read from the
 //! catalogs and written with `GRANT`/`REVOKE`, identifiers always quoted.
 //!
-//! The connection is given directly or taken from a `gcp_sql_instance` through
-//! references (`host = "${gcp_sql_instance.main.public_ip}"`, user `postgres`,
-//! its root password from a variable). A provider configured from an instance
-//! created in the same run is configured during apply, once it exists.
+//! The session goes either through the Cloud SQL connector (`instance =
+//! "${gcp_sql_instance.main.connection_name}"`: TLS 1.3 with an ephemeral client certificate, no
+//! authorized network, see [`connector`]) or directly to `host`/`port`, over TLS verified against
+//! the server's CA by default (`sslmode = "verify-ca"` with `server_ca_cert`; `require`; plaintext
+//! only with an explicit `disable`, which `validate` and `plan` warn about). A provider configured
+//! from an instance created in the same run is configured during apply, once it exists.
+
+pub mod connector;
+pub mod tls;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::sync::Mutex;
+use tokio_postgres::config::SslMode;
 use tokio_postgres::{Client, NoTls};
+
+use self::connector::{ConnectionName, Connector, Login};
 
 use super::{
     ApplyAction, ApplyRequest, ApplyResponse, Checkpoint, LiveObject, Provider, ProviderError, ProviderFactory,
@@ -36,12 +44,23 @@ fn schema() -> ProviderSchema {
         name: "postgres",
         type_prefix: "postgres_",
         config: vec![
-            Attribute::required(
+            Attribute::optional(
+                "instance",
+                AttrType::String,
+                "A Cloud SQL instance's connection name `<project>:<region>:<name>` (`${gcp_sql_instance.main.connection_name}`): connect as the Cloud SQL Auth Proxy does (ephemeral certificate, TLS 1.3 on port 3307, no authorized network; needs `cloudsql.instances.connect`). Instead of `host`.",
+            ),
+            Attribute::optional(
+                "auth",
+                AttrType::String,
+                "With `instance`: `password` (a built-in user and its password) or `iam` (automatic IAM database authentication: `user` is the caller's IAM database user, no password).",
+            )
+            .default(Value::str("password")),
+            Attribute::optional(
                 "host",
                 AttrType::String,
-                "Server host name or IP (e.g. `${gcp_sql_instance.main.public_ip}`).",
+                "Server host name or IP, for a direct connection (needs the client in the instance's authorized networks). Instead of `instance`.",
             ),
-            Attribute::optional("port", AttrType::Number, "Server port.").default(Value::Int(5432)),
+            Attribute::optional("port", AttrType::Number, "Server port (direct connection).").default(Value::Int(5432)),
             Attribute::optional("user", AttrType::String, "User to connect as.").default(Value::str("postgres")),
             Attribute::optional(
                 "password",
@@ -54,9 +73,18 @@ fn schema() -> ProviderSchema {
             Attribute::optional(
                 "sslmode",
                 AttrType::String,
-                "`disable` or `prefer` (plain connection; TLS is not supported yet).",
+                "Direct connection: `verify-ca` (TLS, the server's certificate must chain to `server_ca_cert`), `require` (TLS, the server unverified) or `disable` (plaintext: the password crosses the network in clear).",
             )
-            .default(Value::str("prefer")),
+            .default(Value::str("verify-ca"))
+            .warn_on(&[(
+                "disable",
+                "the connection is plaintext: the password and every statement cross the network in clear; use `instance` (the Cloud SQL connector) or `sslmode = \"verify-ca\"`",
+            )]),
+            Attribute::optional(
+                "server_ca_cert",
+                AttrType::String,
+                "Direct connection with `verify-ca`: the server's CA certificate, PEM (`${gcp_sql_instance.main.server_ca_cert}`).",
+            ),
             Attribute::optional("connect_timeout", AttrType::Number, "Seconds to wait for a connection.")
                 .default(Value::Int(10)),
         ],
@@ -94,10 +122,26 @@ impl Default for PostgresFactory {
     }
 }
 
+/// Where the sessions go.
+#[derive(Clone)]
+enum Route {
+    /// Through the Cloud SQL connector.
+    Connector(Arc<Connector>),
+    /// To `host:port`, with TLS as `sslmode` says.
+    Direct { host: String, port: u16, tls: DirectTls },
+}
+
+/// TLS of a direct connection.
+#[derive(Clone)]
+enum DirectTls {
+    Disable,
+    /// TLS with this client configuration (`require`: any server; `verify-ca`: the CA's).
+    Tls(Arc<rustls::ClientConfig>),
+}
+
 #[derive(Clone)]
 struct Conn {
-    host: String,
-    port: u16,
+    route: Route,
     user: String,
     password: Option<String>,
     database: String,
@@ -105,33 +149,86 @@ struct Conn {
 }
 
 impl Conn {
-    fn from_config(c: &Value) -> Result<Conn, ProviderError> {
+    fn from_config(c: &Value, net: &crate::foundation::net::Net) -> Result<Conn, ProviderError> {
         let c = c.unmarked();
-        let host = c
-            .get("host")
-            .and_then(Value::as_str)
-            .filter(|h| !h.is_empty())
-            .ok_or_else(|| ProviderError::Config("`host` is required".into()))?
-            .to_string();
-        let port = match c.get("port") {
-            Some(Value::String(s)) => s.parse().map_err(|_| ProviderError::Config(format!("bad port {s:?}")))?,
-            Some(v) => v.as_i64().unwrap_or(5432) as u16,
-            None => 5432,
+        let text = |k: &str| c.get(k).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string);
+        let user = text("user").unwrap_or_else(|| "postgres".into());
+        let password = c.get("password").and_then(Value::as_str).map(str::to_string);
+        let route = match (text("instance"), text("host")) {
+            (Some(_), Some(_)) => {
+                return Err(ProviderError::Config(
+                    "set `instance` (the Cloud SQL connector) or `host`, not both".into(),
+                ));
+            }
+            (None, None) => {
+                return Err(ProviderError::Config(
+                    "`instance` (a Cloud SQL connection name) or `host` is required".into(),
+                ));
+            }
+            (Some(instance), None) => {
+                let name: ConnectionName = instance.parse()?;
+                let login = match text("auth").as_deref().unwrap_or("password") {
+                    "password" => Login::Password,
+                    "iam" if password.is_some() => {
+                        return Err(ProviderError::Config(
+                            "`auth = \"iam\"` logs in with the caller's Google identity: remove `password`".into(),
+                        ));
+                    }
+                    "iam" => Login::Iam,
+                    other => {
+                        return Err(ProviderError::Config(format!("`auth` {other:?} is not `password` or `iam`")));
+                    }
+                };
+                Route::Connector(Arc::new(Connector::new(net.clone(), name, login)))
+            }
+            (None, Some(host)) => {
+                let port = match c.get("port") {
+                    Some(Value::String(s)) => {
+                        s.parse().map_err(|_| ProviderError::Config(format!("bad port {s:?}")))?
+                    }
+                    Some(v) => u16::try_from(v.as_i64().unwrap_or(5432))
+                        .map_err(|_| ProviderError::Config("`port` is not a port number".into()))?,
+                    None => 5432,
+                };
+                let tls = match text("sslmode").as_deref().unwrap_or("verify-ca") {
+                    "disable" => DirectTls::Disable,
+                    "require" => DirectTls::Tls(direct_config(Arc::new(tls::EncryptOnly::new()))?),
+                    "verify-ca" => {
+                        let ca = text("server_ca_cert").ok_or_else(|| {
+                            ProviderError::Config(
+                                "`sslmode = \"verify-ca\"` (the default) needs `server_ca_cert`: the instance's \
+                                 `server_ca_cert`, or use `instance` (the Cloud SQL connector)"
+                                    .into(),
+                            )
+                        })?;
+                        DirectTls::Tls(direct_config(Arc::new(tls::ChainVerifier::new(tls::roots(&ca)?, None)))?)
+                    }
+                    other => {
+                        return Err(ProviderError::Config(format!(
+                            "sslmode {other:?} is not `verify-ca`, `require` or `disable`"
+                        )));
+                    }
+                };
+                Route::Direct { host, port, tls }
+            }
         };
-        let sslmode = c.get("sslmode").and_then(Value::as_str).unwrap_or("prefer");
-        if !matches!(sslmode, "disable" | "prefer" | "allow") {
-            return Err(ProviderError::Config(format!(
-                "sslmode {sslmode:?} is not supported yet (TLS): use `disable` or `prefer`, or a Cloud SQL proxy"
-            )));
-        }
         Ok(Conn {
-            host,
-            port,
-            user: c.get("user").and_then(Value::as_str).unwrap_or("postgres").to_string(),
-            password: c.get("password").and_then(Value::as_str).map(str::to_string),
-            database: c.get("database").and_then(Value::as_str).unwrap_or("postgres").to_string(),
-            timeout: Duration::from_secs(c.get("connect_timeout").and_then(Value::as_i64).unwrap_or(10).max(1) as u64),
+            route,
+            user,
+            password,
+            database: text("database").unwrap_or_else(|| "postgres".into()),
+            timeout: Duration::from_secs(
+                c.get("connect_timeout").and_then(Value::as_i64).unwrap_or(10).clamp(1, 3600) as u64
+            ),
         })
+    }
+
+    /// Where the sessions go, for messages.
+    fn target(&self) -> String {
+        match &self.route {
+            Route::Connector(c) => format!("{} (Cloud SQL connector)", c.instance()),
+            Route::Direct { host, port, .. } => format!("{host}:{port}"),
+        }
     }
 
     /// A failed connection. The server's refusals (a wrong password, 28P01; no
@@ -140,7 +237,7 @@ impl Conn {
     /// server are transient. Never the password: neither tokio-postgres nor
     /// the server echoes it.
     fn connect_error(&self, e: &tokio_postgres::Error) -> ProviderError {
-        let at = format!("connecting to postgres at {}:{} as {}", self.host, self.port, self.user);
+        let at = format!("connecting to postgres at {} as {}", self.target(), self.user);
         match e.as_db_error() {
             Some(db) => ProviderError::Permanent(format!("{at}: {} ({})", db.message(), db.code().code())),
             None => ProviderError::Transient(format!("{at}: {e}")),
@@ -149,21 +246,55 @@ impl Conn {
 
     async fn connect(&self, database: Option<&str>) -> Result<Client, ProviderError> {
         let mut cfg = tokio_postgres::Config::new();
-        cfg.host(&self.host)
-            .port(self.port)
-            .user(&self.user)
+        cfg.user(&self.user)
             .dbname(database.unwrap_or(&self.database))
             .connect_timeout(self.timeout)
             .application_name("skyform");
         if let Some(p) = &self.password {
             cfg.password(p);
         }
-        let (client, connection) = cfg.connect(NoTls).await.map_err(|e| self.connect_error(&e))?;
-        tokio::spawn(async move {
-            let _ = connection.await;
-        });
-        Ok(client)
+        match &self.route {
+            Route::Connector(connector) => {
+                // The tunnel is the encryption: no second TLS layer inside it.
+                let stream = connector.dial(self.timeout).await?;
+                cfg.ssl_mode(SslMode::Disable);
+                let (client, connection) = cfg.connect_raw(stream, NoTls).await.map_err(|e| self.connect_error(&e))?;
+                tokio::spawn(connection);
+                Ok(client)
+            }
+            Route::Direct { host, port, tls } => {
+                cfg.host(host).port(*port);
+                match tls {
+                    DirectTls::Disable => {
+                        cfg.ssl_mode(SslMode::Disable);
+                        let (client, connection) = cfg.connect(NoTls).await.map_err(|e| self.connect_error(&e))?;
+                        tokio::spawn(connection);
+                        Ok(client)
+                    }
+                    DirectTls::Tls(config) => {
+                        cfg.ssl_mode(SslMode::Require);
+                        let make = tokio_postgres_rustls::MakeRustlsConnect::new((**config).clone());
+                        let (client, connection) = cfg.connect(make).await.map_err(|e| self.connect_error(&e))?;
+                        tokio::spawn(connection);
+                        Ok(client)
+                    }
+                }
+            }
+        }
     }
+}
+
+/// A client configuration for a direct TLS connection with `verifier`.
+fn direct_config(
+    verifier: Arc<dyn rustls::client::danger::ServerCertVerifier>,
+) -> Result<Arc<rustls::ClientConfig>, ProviderError> {
+    let config = rustls::ClientConfig::builder_with_provider(tls::provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ProviderError::Config(format!("TLS set-up: {e}")))?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
 }
 
 #[async_trait]
@@ -174,9 +305,9 @@ impl ProviderFactory for PostgresFactory {
     async fn configure(
         &self,
         config: &Value,
-        _net: &crate::foundation::net::Net,
+        net: &crate::foundation::net::Net,
     ) -> Result<Arc<dyn Provider>, ProviderError> {
-        Ok(Arc::new(PostgresProvider { conn: Conn::from_config(config)?, pool: Mutex::new(Vec::new()) }))
+        Ok(Arc::new(PostgresProvider { conn: Conn::from_config(config, net)?, pool: Mutex::new(Vec::new()) }))
     }
 }
 
