@@ -28,7 +28,7 @@ use serde_json::{Value as Json, json};
 use tokio::sync::Mutex;
 
 use super::tls;
-use crate::foundation::net::Net;
+use crate::foundation::net::{Net, TokenSource};
 use crate::providers::ProviderError;
 
 /// The port Cloud SQL's server-side proxy listens on, for connectors only.
@@ -110,6 +110,8 @@ struct Issued {
 pub struct Connector {
     net: Net,
     base: String,
+    /// A token source of its own (tests, benchmarks), else the network floor's default one.
+    tokens: Option<TokenSource>,
     instance: ConnectionName,
     login: Login,
     key: Mutex<Option<Arc<rsa::RsaPrivateKey>>>,
@@ -122,8 +124,23 @@ impl Connector {
     pub fn new(net: Net, instance: ConnectionName, login: Login) -> Connector {
         let base =
             std::env::var("SKYFORM_GCP_ENDPOINT").ok().filter(|e| !e.is_empty()).unwrap_or_else(|| SQLADMIN.into());
-        let base = if base.ends_with('/') { base } else { format!("{base}/") };
-        Connector { net, base, instance, login, key: Mutex::new(None), issued: Mutex::new(None) }
+        Connector::with_admin_api(net, &base, None, instance, login)
+    }
+
+    /// A connector whose Admin API and tokens are given (tests and benchmarks inject them).
+    pub fn with_admin_api(
+        net: Net,
+        base: &str,
+        tokens: Option<TokenSource>,
+        instance: ConnectionName,
+        login: Login,
+    ) -> Connector {
+        let base = if base.ends_with('/') { base.to_string() } else { format!("{base}/") };
+        Connector { net, base, tokens, instance, login, key: Mutex::new(None), issued: Mutex::new(None) }
+    }
+
+    fn tokens(&self) -> &TokenSource {
+        self.tokens.as_ref().unwrap_or_else(|| self.net.default_tokens())
     }
 
     /// The instance it connects to.
@@ -212,7 +229,7 @@ impl Connector {
     /// One Admin API call; errors in the API's own words.
     async fn call(&self, method: reqwest::Method, url: &str, body: Option<&Json>) -> Result<Json, ProviderError> {
         let mut req = self.net.request(method, url, API_TIMEOUT, "cloudsql-connector")?;
-        if let Some(t) = self.net.default_tokens().token().await? {
+        if let Some(t) = self.tokens().token().await? {
             req = req.bearer_auth(t);
         }
         if let Some(b) = body {
@@ -275,7 +292,7 @@ impl Connector {
             .map_err(|e| ProviderError::Permanent(format!("encoding the public key: {e}")))?;
         let mut body = json!({ "public_key": public });
         if self.login == Login::Iam {
-            let token = self.net.default_tokens().token().await?.ok_or_else(|| {
+            let token = self.tokens().token().await?.ok_or_else(|| {
                 ProviderError::Config(
                     "`auth = \"iam\"` needs a Google access token (credentials), not anonymous".into(),
                 )
