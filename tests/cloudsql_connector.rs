@@ -150,3 +150,152 @@ password = "${var.root_password}""#;
     assert!(text(&o).contains("needs `server_ca_cert`"), "{}", text(&o));
     emu.shutdown().await;
 }
+
+/// An HTTP call to the emulator without a token (its administrator, with IAM enforced).
+async fn admin(base: &str, method: reqwest::Method, path: &str, body: Option<serde_json::Value>) -> serde_json::Value {
+    skyform::foundation::net::install_crypto();
+    let mut r = reqwest::Client::new().request(method, format!("{base}{}", path.trim_start_matches('/')));
+    if let Some(b) = body {
+        r = r.json(&b);
+    }
+    let resp = r.send().await.expect("emulator answers");
+    let status = resp.status();
+    let v: serde_json::Value = resp.json().await.unwrap_or(serde_json::Value::Null);
+    assert!(status.is_success(), "{path}: {status} {v}");
+    v
+}
+
+/// An access token for a service account, minted by the emulator's token endpoint from a key file
+/// (the JWT-bearer grant, as Google's auth libraries make it).
+async fn token_from_key(base: &str, key_file: &serde_json::Value) -> String {
+    use base64::Engine;
+    use rsa::pkcs8::DecodePrivateKey;
+    use rsa::signature::{SignatureEncoding, Signer};
+    let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let header = serde_json::json!({"alg": "RS256", "typ": "JWT", "kid": key_file["private_key_id"]});
+    let claims = serde_json::json!({"iss": key_file["client_email"], "aud": key_file["token_uri"], "iat": now,
+        "exp": now + 3600, "scope": "https://www.googleapis.com/auth/sqlservice.login"});
+    let input = format!("{}.{}", b64(header.to_string().as_bytes()), b64(claims.to_string().as_bytes()));
+    let key = rsa::RsaPrivateKey::from_pkcs8_pem(key_file["private_key"].as_str().unwrap()).unwrap();
+    let signature = rsa::pkcs1v15::SigningKey::<rsa::sha2::Sha256>::new(key).sign(input.as_bytes()).to_bytes();
+    let form = [
+        ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer".to_string()),
+        ("assertion", format!("{input}.{}", b64(&signature))),
+    ];
+    let body = form.iter().map(|(k, v)| format!("{k}={}", skyform::spec::functions::urlencode(v))).collect::<Vec<_>>();
+    let resp = reqwest::Client::new()
+        .post(format!("{base}token"))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(body.join("&"))
+        .send()
+        .await
+        .unwrap();
+    let v: serde_json::Value = resp.json().await.unwrap();
+    v["access_token"].as_str().unwrap_or_else(|| panic!("no token: {v}")).to_string()
+}
+
+/// `auth = "iam"`: the principal's token goes into the certificate request, and the session logs in
+/// as its IAM database user with no password; another user is refused with Cloud SQL's message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn iam_login_through_the_connector() {
+    use reqwest::Method;
+    let emu = Emulator::start(Config {
+        op_durations: OpDurations::uniform(Duration::from_millis(30)),
+        enforce_iam: true,
+        ..Default::default()
+    })
+    .await
+    .expect("emulator starts");
+    let base = emu.base_url().to_string();
+    let settle = || admin(&base, Method::POST, "/_emulator/settle?timeout_ms=120000", None);
+    admin(
+        &base,
+        Method::POST,
+        &format!("/v1/projects/{P}/instances"),
+        Some(serde_json::json!({"name": "idb",
+        "region": "us-central1", "databaseVersion": "POSTGRES_15", "rootPassword": ROOT_PASSWORD,
+        "settings": {"tier": "db-custom-1-3840",
+                     "databaseFlags": [{"name": "cloudsql.iam_authentication", "value": "on"}]}})),
+    )
+    .await;
+    settle().await;
+    let sa = admin(
+        &base,
+        Method::POST,
+        &format!("/v1/projects/{P}/serviceAccounts"),
+        Some(serde_json::json!({"accountId": "iam-login"})),
+    )
+    .await;
+    let email = sa["email"].as_str().unwrap().to_string();
+    let iam_user = email.trim_end_matches(".gserviceaccount.com").to_string();
+    admin(
+        &base,
+        Method::POST,
+        &format!("/v1/projects/{P}/instances/idb/users"),
+        Some(serde_json::json!({"name": iam_user, "type": "CLOUD_IAM_SERVICE_ACCOUNT"})),
+    )
+    .await;
+    settle().await;
+    let policy =
+        admin(&base, Method::POST, &format!("/v1/projects/{P}:getIamPolicy"), Some(serde_json::json!({}))).await;
+    let member = format!("serviceAccount:{email}");
+    admin(
+        &base,
+        Method::POST,
+        &format!("/v1/projects/{P}:setIamPolicy"),
+        Some(serde_json::json!({"policy": {
+        "bindings": [{"role": "roles/cloudsql.client", "members": [member]},
+                     {"role": "roles/cloudsql.instanceUser", "members": [member]}],
+        "etag": policy["etag"]}})),
+    )
+    .await;
+    let key = admin(
+        &base,
+        Method::POST,
+        &format!("/v1/projects/{P}/serviceAccounts/{email}/keys"),
+        Some(serde_json::json!({})),
+    )
+    .await;
+    use base64::Engine;
+    let key_file: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::STANDARD.decode(key["privateKeyData"].as_str().unwrap()).unwrap(),
+    )
+    .unwrap();
+    let token = token_from_key(&base, &key_file).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let write = |user: &str| {
+        std::fs::write(
+            dir.path().join("main.toml"),
+            format!(
+                "[provider.postgres]\ninstance = \"{P}:us-central1:idb\"\nauth = \"iam\"\nuser = \"{user}\"\n\n\
+                 [resource.postgres_grant.g]\nrole = \"cloudsqlsuperuser\"\nmember = \"{iam_user}\"\n"
+            ),
+        )
+        .unwrap();
+    };
+    let plan = |token: &str| {
+        Command::new(env!("CARGO_BIN_EXE_skyform"))
+            .args(["plan", "-f", "main.toml"])
+            .current_dir(dir.path())
+            .env("SKYFORM_GCP_ENDPOINT", &base)
+            .env("SKYFORM_GCP_ACCESS_TOKEN", token)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    write(&iam_user);
+    let o = plan(&token);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("postgres_grant.g will be created"), "the membership was read: {}", text(&o));
+    let certs = emu.stats().requests.get("sql.connect.generateEphemeralCert").copied().unwrap_or(0);
+    assert!(certs >= 1, "a certificate was issued");
+    // Another user with this principal's certificate: Cloud SQL's refusal, permanent.
+    write("someone-else@skyform-test.iam");
+    let o = plan(&token);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("Cloud SQL IAM service account authentication failed"), "{}", text(&o));
+    assert!(!text(&o).contains(&token), "the token is never printed");
+    emu.shutdown().await;
+}
