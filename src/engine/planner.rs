@@ -435,6 +435,25 @@ async fn plan_resource(s: &Shared, a: &Address) -> NodeResult {
         Slot::Configured(p) => p,
     };
 
+    // A provider-level value an applied object's identity depends on (a GCP `project`) that changed
+    // since: the attribute is planned as if the spec had changed it, so a force-new one replaces
+    // the object instead of "no changes" against the old one.
+    let mut desired = desired;
+    let mut moved_defaults = Vec::new();
+    for (k, v) in p.config_defaults(&a.type_name) {
+        let before = prior.as_ref().and_then(|p| p.attrs.get(&k)).and_then(Value::as_str).map(str::to_string);
+        if !desired.contains_key(&k)
+            && let Some(before) = before
+            && Some(before.as_str()) != v.as_str()
+        {
+            moved_defaults.push(format!(
+                "{k}: {before} → {} (the provider's configuration) forces replacement",
+                v.as_str().unwrap_or_default()
+            ));
+            desired.insert(k, v);
+        }
+    }
+
     // `[[import]]`: an object not in state yet is read by the id given.
     let import = match s.ctx.spec.imports.iter().find(|i| i.to.node == *a).filter(|_| prior.is_none()) {
         Some(i) => {
@@ -576,6 +595,9 @@ async fn plan_resource(s: &Shared, a: &Address) -> NodeResult {
         };
         // Provider warnings are kept as notes on the change.
         change.notes.extend(resp.warnings.into_iter().map(|w| format!("warning: {w}")));
+        if change.action.is_replace() {
+            change.notes.append(&mut moved_defaults);
+        }
     }
 
     if (change.action.is_replace() || change.action == Action::Delete) && block.lifecycle.prevent_destroy {

@@ -192,6 +192,15 @@ pub trait Provider: Send + Sync {
     /// Reads one object. Absent is `Ok(None)`, never an error.
     async fn read(&self, req: &ReadRequest) -> Result<Option<LiveObject>, ProviderError>;
 
+    /// The values this provider's configuration gives the attributes of `type_name` that a spec
+    /// leaves unset (a GCP resource's `project` and `region`). An object's identity depends on
+    /// them, so when one changes under a resource already applied, the engine plans what a
+    /// change of the attribute itself would (a replacement, for a force-new attribute).
+    fn config_defaults(&self, type_name: &str) -> BTreeMap<String, Value> {
+        let _ = type_name;
+        BTreeMap::new()
+    }
+
     /// Refines the engine's plan for one resource (read-only I/O allowed).
     async fn plan(&self, _req: &PlanRequest) -> Result<PlanResponse, ProviderError> {
         Ok(PlanResponse::default())

@@ -296,6 +296,17 @@ impl Provider for GcpProvider {
         }
     }
 
+    /// `project` and `region` left to the provider's configuration.
+    fn config_defaults(&self, type_name: &str) -> BTreeMap<String, Value> {
+        let g = &self.0;
+        let schema = g.schemas.get(type_name);
+        [("project", &g.project), ("region", &g.region)]
+            .into_iter()
+            .filter(|(attr, _)| schema.is_some_and(|s| s.attr(attr).is_some_and(|a| a.computed && a.optional)))
+            .map(|(attr, v)| (attr.to_string(), Value::str(v)))
+            .collect()
+    }
+
     async fn plan(&self, req: &PlanRequest) -> Result<PlanResponse, ProviderError> {
         let g = &self.0;
         let mut resp = match req.type_name.as_str() {
