@@ -195,6 +195,9 @@ fn the_reported_names_are_refused_with_the_rule() {
     for (ty, attr, value, rule_words) in [
         ("k8s_namespace", "name", "Bad_Namespace", "RFC 1123 label"),
         ("helm_release", "name", "--kubeconfig=/etc/passwd", "Helm release name"),
+        // `..` as a path segment would resolve to another URL (`…/databases/..` is the instance).
+        ("gcp_sql_database", "name", "..", "Cloud SQL database or user name"),
+        ("gcp_sql_user", "name", "a/b", "Cloud SQL database or user name"),
     ] {
         let text = spec(&schemas, ty, attr, &toml_string(value));
         let loaded = load_str(Path::new("hostile/main.toml"), &text).unwrap();

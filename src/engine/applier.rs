@@ -554,6 +554,12 @@ async fn create_or_update(s: &Shared, c: &ResourceChange) -> Result<Option<Strin
         .ok_or_else(|| StepError::UnknownType(a.type_name.clone()))?;
     let scope = EvalScope { vars: &s.ctx.vars, values: &s.values, dir: s.ctx.spec.dir.clone() };
     let body = eval(&block.body, &scope).map_err(evaluation)?;
+    // Names that were unknown at plan time are checked now that they are known (a name from a
+    // resource created in this run): a hostile value never reaches an API.
+    let bad = crate::spec::validate::check_values(&schema.attributes, &block.body, &body, &a.to_string());
+    if bad.has_errors() {
+        return Err(evaluation(bad));
+    }
     let desired = desired_attrs(schema, &body);
     if let Some((k, _)) = desired.iter().find(|(_, v)| v.has_unknown()) {
         return Err(StepError::StillUnknown(k.clone()));

@@ -30,6 +30,9 @@ pub enum NameRule {
     /// A PostgreSQL identifier (database, role): any text but control
     /// characters, at most 63 bytes.
     PgIdentifier,
+    /// A Cloud SQL database or user name: a PostgreSQL identifier that is also one segment of the
+    /// Admin API's URL paths (`…/databases/{name}`): not `.` or `..`, no `/`, `\`, `?`, `#` or `%`.
+    SqlObject,
 }
 
 impl NameRule {
@@ -61,6 +64,10 @@ impl NameRule {
                  and not ending with '-'"
             }
             NameRule::PgIdentifier => "a PostgreSQL name: 1 to 63 bytes, no control characters (NUL, newline...)",
+            NameRule::SqlObject => {
+                "a Cloud SQL database or user name: 1 to 63 bytes, no control characters, not `.` or `..`, and none \
+                 of `/`, `\\`, `?`, `#`, `%` (it is a segment of the Admin API's URLs)"
+            }
         }
     }
 
@@ -74,6 +81,9 @@ impl NameRule {
             NameRule::SqlInstance => (1..=98).contains(&s.len()) && letter_first(s),
             NameRule::GkeCluster => (1..=40).contains(&s.len()) && letter_first(s),
             NameRule::PgIdentifier => (1..=63).contains(&s.len()) && !s.chars().any(char::is_control),
+            NameRule::SqlObject => {
+                NameRule::PgIdentifier.allows(s) && s != "." && s != ".." && !s.contains(['/', '\\', '?', '#', '%'])
+            }
         }
     }
 
@@ -113,6 +123,8 @@ mod tests {
             (GkeCluster, "skypilot-cluster"),
             (PgIdentifier, "skypilot-db"),
             (PgIdentifier, "sa@p.iam"),
+            (SqlObject, "skypilot-cloud-sql-access@p.iam"),
+            (SqlObject, "a..b"),
         ] {
             assert!(rule.allows(good), "{rule:?} {good}");
         }
@@ -132,6 +144,13 @@ mod tests {
             (PgIdentifier, "x\0y"),
             (PgIdentifier, "line\nbreak"),
             (PgIdentifier, &"r".repeat(64)),
+            (SqlObject, ".."),
+            (SqlObject, "."),
+            (SqlObject, "a/b"),
+            (SqlObject, "a?b"),
+            (SqlObject, "a#b"),
+            (SqlObject, "a%2Fb"),
+            (SqlObject, "a\nb"),
         ] {
             assert!(!rule.allows(bad), "{rule:?} {bad:?}");
             assert!(rule.check(bad).unwrap_err().contains("characters") || rule == PgIdentifier);

@@ -295,13 +295,14 @@ impl Client {
     }
 }
 
-/// Percent-encodes one path segment (emails, role names).
+/// Percent-encodes one path segment (emails, role names). A segment that is only dots stays
+/// encoded, so that it can never be read as `.` or `..` and resolve to another URL.
 pub fn seg(s: &str) -> String {
-    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC)
-        .to_string()
-        .replace("%2D", "-")
-        .replace("%2E", ".")
-        .replace("%5F", "_")
+    let encoded = percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string();
+    if s.chars().all(|c| c == '.') {
+        return encoded;
+    }
+    encoded.replace("%2D", "-").replace("%2E", ".").replace("%5F", "_")
 }
 
 #[cfg(test)]
@@ -328,5 +329,8 @@ mod tests {
             assert!(p.backoff(n) <= p.cap);
         }
         assert_eq!(seg("a@b.iam.gserviceaccount.com"), "a%40b.iam.gserviceaccount.com");
+        assert_eq!(seg(".."), "%2E%2E", "a dot segment never resolves to its parent");
+        assert_eq!(seg("."), "%2E");
+        assert_eq!(seg("a..b"), "a..b");
     }
 }

@@ -27,7 +27,7 @@ pub fn schema() -> ResourceSchema {
             Attribute::required("instance", AttrType::String, "The instance's name.")
                 .force_new()
                 .rule(NameRule::SqlInstance),
-            Attribute::required("name", AttrType::String, "Database name.").force_new().rule(NameRule::PgIdentifier),
+            Attribute::required("name", AttrType::String, "Database name.").force_new().rule(NameRule::SqlObject),
             Attribute::optional("charset", AttrType::String, "Character set (PostgreSQL default UTF8).")
                 .also_computed()
                 .force_new(),

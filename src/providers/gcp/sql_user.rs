@@ -48,7 +48,7 @@ pub fn schema() -> ResourceSchema {
             Attribute::required("name", AttrType::String, "User name, or the IAM principal's email.")
                 .force_new()
                 .normalize(trim_name)
-                .rule(NameRule::PgIdentifier),
+                .rule(NameRule::SqlObject),
             Attribute::optional(
                 "type",
                 AttrType::String,
