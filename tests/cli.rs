@@ -573,3 +573,23 @@ account_id = "skyform-test-sa"
     assert!(err.contains("GOOGLE_APPLICATION_CREDENTIALS"), "{err}");
     assert!(!err.contains("HTTP 401"), "{err}");
 }
+
+/// Durations that would overflow are refused with their place, never a panic.
+#[test]
+fn huge_durations_are_refused_where_they_are_written() {
+    let spec = format!(
+        "{SPEC}\n[resource.test_object.third]\nname = \"third\"\nvalue = \"v\"\ntimeouts = {{ create = \"18446744073709551615s\" }}\n"
+    );
+    let e = Env::new(&spec);
+    let o = e.run(&["validate", "-f", "main.toml"]);
+    let (out, err) = text(&o);
+    assert_eq!(code(&o), 1, "{out}{err}");
+    assert!(err.contains("main.toml:") && err.contains("invalid duration for `timeouts.create`"), "{err}");
+    assert!(err.contains("at most 7 days"), "{err}");
+    let e = Env::new(SPEC);
+    let o = e.run(&["plan", "-f", "main.toml", "--lock-timeout", "99999999999999999999h"]);
+    let (out, err) = text(&o);
+    assert_eq!(code(&o), 1, "{out}{err}");
+    assert!(err.contains("is not a duration of at most 7 days"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}

@@ -313,7 +313,7 @@ pub fn resolve_targets(
 
 /// A command-line duration that is not one.
 #[derive(Debug, thiserror::Error)]
-#[error("`{0}` is not a duration (examples: 0s, 30s, 5m, 1h)")]
+#[error("`{0}` is not a duration of at most 7 days (examples: 0s, 30s, 5m, 1h)")]
 pub struct DurationError(String);
 
 /// Parses a duration like `30s`, `5m`, `1h` (for `--lock-timeout`).

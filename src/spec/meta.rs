@@ -127,7 +127,9 @@ pub(crate) fn timeouts(cx: &mut Cx<'_, '_>, v: &Val<'_>, data: bool) -> BTreeMap
         let vp = cx.val_pos(v);
         let secs = match v.get_ref() {
             DeValue::String(s) => parse_duration(s),
-            DeValue::Integer(i) => i.as_str().parse::<u64>().ok().filter(|_| i.radix() == 10),
+            DeValue::Integer(i) => {
+                i.as_str().parse::<u64>().ok().filter(|s| i.radix() == 10 && *s <= MAX_DURATION_SECS)
+            }
             _ => None,
         };
         match secs {
@@ -137,7 +139,7 @@ pub(crate) fn timeouts(cx: &mut Cx<'_, '_>, v: &Val<'_>, data: bool) -> BTreeMap
             _ => {
                 let d = cx.err(vp, format!("invalid duration for `timeouts.{key}`"));
                 *d = d.clone().with_hint(
-                    "write a positive duration such as \"90s\", \"30m\" or \"1h30m\", or a number of seconds",
+                    "write a positive duration of at most 7 days, such as \"90s\", \"30m\" or \"1h30m\", or a number of seconds",
                 );
             }
         }
@@ -162,8 +164,12 @@ pub(crate) fn provider(cx: &mut Cx<'_, '_>, v: &Val<'_>) -> Option<String> {
     }
 }
 
-/// Parses `"90s"`, `"30m"`, `"1h30m"`, `"2h"`, `"1d"` into seconds.
-/// Units must be in decreasing order and appear once each.
+/// The longest duration skyform takes anywhere (operation timeouts, check intervals,
+/// `--lock-timeout`): seven days. Longer is a typo, and arithmetic on it must never overflow.
+pub const MAX_DURATION_SECS: u64 = 7 * 86_400;
+
+/// Parses `"90s"`, `"30m"`, `"1h30m"`, `"2h"`, `"1d"` into seconds, at most
+/// [`MAX_DURATION_SECS`]. Units must be in decreasing order and appear once each.
 pub fn parse_duration(s: &str) -> Option<u64> {
     let mut total: u64 = 0;
     let mut num = String::new();
@@ -190,7 +196,7 @@ pub fn parse_duration(s: &str) -> Option<u64> {
         last_unit = unit;
         any = true;
     }
-    (any && num.is_empty()).then_some(total)
+    (any && num.is_empty() && total <= MAX_DURATION_SECS).then_some(total)
 }
 
 #[cfg(test)]
@@ -203,6 +209,10 @@ mod tests {
         assert_eq!(parse_duration("90s"), Some(90));
         assert_eq!(parse_duration("1h30m"), Some(5400));
         assert_eq!(parse_duration("1d2h3m4s"), Some(93_784));
+        assert_eq!(parse_duration("7d"), Some(MAX_DURATION_SECS));
+        for huge in ["18446744073709551615s", "8d", "99999999999999999999s", "1000000h"] {
+            assert_eq!(parse_duration(huge), None, "{huge}: out of range, no overflow");
+        }
         for bad in ["", "30", "m", "1m1h", "1m1m", "1.5h", "-1s", "99999999999999999999999d"] {
             assert_eq!(parse_duration(bad), None, "{bad}");
         }

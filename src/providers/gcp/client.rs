@@ -123,9 +123,10 @@ impl From<ApiError> for ProviderError {
     }
 }
 
-/// `"1.5s"` → 1.5 s (protobuf Duration JSON form).
+/// `"1.5s"` → 1.5 s (protobuf Duration JSON form). An API's value is not trusted: anything
+/// negative, not finite or too large for a `Duration` is `None` (`"1e20s"` must not panic).
 pub fn parse_duration(s: &str) -> Option<Duration> {
-    s.strip_suffix('s').and_then(|n| n.parse::<f64>().ok()).filter(|f| *f >= 0.0).map(Duration::from_secs_f64)
+    s.strip_suffix('s').and_then(|n| n.parse::<f64>().ok()).and_then(|f| Duration::try_from_secs_f64(f).ok())
 }
 
 /// How transient errors and polling back off. Injected so that tests run fast.
@@ -308,6 +309,19 @@ pub fn seg(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hostile_retry_delays_do_not_panic() {
+        for bad in ["1e20s", "-1s", "NaNs", "infs", "s", "1e400s"] {
+            assert_eq!(parse_duration(bad), None, "{bad}");
+        }
+        assert_eq!(parse_duration("0.25s"), Some(Duration::from_millis(250)));
+        let e = ApiError::from_body(
+            429,
+            r#"{"error":{"details":[{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"1e20s"}]}}"#,
+        );
+        assert_eq!(e.retry_delay, None);
+    }
 
     #[test]
     fn parses_envelope_with_retry_info() {
