@@ -38,8 +38,20 @@ mod floors {
 
     /// The crate's modules, bottom first, in the order they may import one another.
     const ORDER: &[&str] = &[
-        "value", "secrets", "diag", "join", "address", "foundation", "spec", "providers", "graph", "plan", "state",
-        "engine", "ops", "cli",
+        "value",
+        "secrets",
+        "diag",
+        "join",
+        "address",
+        "foundation",
+        "spec",
+        "providers",
+        "graph",
+        "plan",
+        "state",
+        "engine",
+        "ops",
+        "cli",
     ];
 
     fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -107,6 +119,9 @@ mod floors {
 
     #[test]
     fn the_checker_sees_grouped_imports() {
-        assert_eq!(named("use crate::{engine::x, ops};\nlet a = crate::value::Value::Null;"), ["engine", "ops", "value"]);
+        assert_eq!(
+            named("use crate::{engine::x, ops};\nlet a = crate::value::Value::Null;"),
+            ["engine", "ops", "value"]
+        );
     }
 }

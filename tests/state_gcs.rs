@@ -28,6 +28,7 @@ impl World {
     fn new() -> World {
         skyform::foundation::net::install_crypto();
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        gcp_emulator::contract::ensure_documents();
         let emu =
             rt.block_on(Emulator::start(Config { access_token: Some(TOKEN.into()), ..Config::default() })).unwrap();
         let w = World { rt, emu: Some(emu) };

@@ -70,6 +70,7 @@ impl Env {
     /// Starts an emulator whose operations take `op_ms`.
     pub async fn start(op_ms: u64) -> Env {
         let slot = tokio::task::spawn_blocking(Slot::take).await.unwrap();
+        gcp_emulator::contract::ensure_documents();
         let emu = Emulator::start(Config {
             op_durations: OpDurations::uniform(Duration::from_millis(op_ms)),
             ..Default::default()
