@@ -64,4 +64,6 @@ async fn plan_and_apply_over_https_trusting_the_emulators_ca() {
     let o = run(dir.path(), &base, Some(&ca), &["plan", "-f", "main.toml", "--detailed-exitcode"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert!(emu.stats().requests.get("iam.serviceAccounts.create").is_some_and(|n| *n >= 1));
+    let contract = emu.contract();
+    assert!(contract.defects.is_empty() && contract.response_defects.is_empty(), "{contract:?}");
 }

@@ -58,12 +58,32 @@ pub fn fast_retry() -> RetryPolicy {
     }
 }
 
-/// One test's world.
+/// Asserts that Google's published contract refused no request of the clients (skyform, gcloud)
+/// and found no answer of the emulator outside its response schemas.
+pub fn assert_contract_kept(emu: &Emulator) {
+    let r = emu.contract();
+    assert!(
+        r.defects.is_empty() && r.response_defects.is_empty(),
+        "outside Google's contract: {}",
+        serde_json::to_string_pretty(&r).unwrap_or_default()
+    );
+}
+
+/// One test's world; when it ends (the test passed so far), nothing sent or answered was outside
+/// Google's contract.
 pub struct Env {
     pub emu: Emulator,
     pub dir: tempfile::TempDir,
     pub factory: Arc<GcpFactory>,
     _slot: Slot,
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            assert_contract_kept(&self.emu);
+        }
+    }
 }
 
 impl Env {
