@@ -3,7 +3,8 @@
 //!
 //! - Endpoints outside the API pipeline (no access token, not counted, no faults): the metadata
 //!   server under `/_metadata/`, GKE's Kubernetes webhooks, the OAuth 2.0 token endpoint.
-//! - The APIs' pipeline: authentication, routing to a method name, counting, the IAM check,
+//! - The APIs' pipeline: authentication, routing to a method name, counting, Google's contract
+//!   ([`crate::contract`]: the request refused as Google would, the answer checked), the IAM check,
 //!   injected faults, the handler, one log line. [`RAW_APIS`] (Cloud Storage, binary bodies) are
 //!   asked first, before any body is parsed; then the body is parsed as JSON and the first of
 //!   [`JSON_APIS`] that owns the path routes it.

@@ -8,7 +8,7 @@
 //! the emulator's own answers to the method's response schema, recorded as response defects.
 //! Both lists are served by the admin API (`GET /_emulator/contract`).
 //!
-//! Here: the documents, finding a method, query parameters and the record; [`schema`] checks a
+//! Here: the documents, finding a method, query parameters and the record; `schema` checks a
 //! JSON value against a schema.
 
 mod schema;

@@ -213,7 +213,11 @@ impl<'a> Checker<'a> {
 
     fn wrong(&self, loc: &Loc<'_>, expected: &str, v: &Value) -> Violation {
         let shown = v.to_string();
-        let shown = if shown.len() > 80 { format!("{}...", &shown[..shown.floor_char_boundary(77)]) } else { shown };
+        let shown = if shown.chars().count() > 80 {
+            format!("{}...", shown.chars().take(77).collect::<String>())
+        } else {
+            shown
+        };
         Violation { field: loc.path.clone(), description: format!("{}: {shown} is not {expected}", display(&loc.path)) }
     }
 }
