@@ -133,6 +133,10 @@ async fn cloud_sql_instance_lifecycle() {
     assert_eq!(port.port(), 5432);
     assert_eq!(Some(port.ip()), emu.instance_address(P, "db1").map(std::net::IpAddr::V4));
     assert!(inst.get("emulatorPostgresPort").is_none(), "a field Google never returns");
+    // What connectors read first (its answer is held to the ConnectSettings schema).
+    let (code, cs) = call(base, "GET", &format!("/sql/v1beta4/projects/{P}/instances/db1/connectSettings"), None).await;
+    assert_eq!(code, 200, "{cs}");
+    assert_eq!(cs["kind"], "sql#connectSettings");
 
     // The root password works against the real server; postgres is not a superuser.
     let pg = connect(port, "postgres", "rootpw", "postgres").await;
