@@ -151,6 +151,7 @@ fn main() {
 }
 
 async fn run() {
+    gcp_emulator::contract::ensure_documents();
     let emu = Emulator::start(Config { op_durations: durations(), ..Default::default() }).await.expect("emulator");
     let dir = tempfile::tempdir().unwrap();
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/specs/gcp-cloudsql.toml")).unwrap();

@@ -72,6 +72,7 @@ fn main() {
     // The emulator runs here; the apply in a child process of its own.
     skyform::foundation::net::install_crypto();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    gcp_emulator::contract::ensure_documents();
     let emu = rt.block_on(gcp_emulator::Emulator::start(gcp_emulator::Config::default())).unwrap();
     let url = format!("{}storage/v1/b?project=bench", emu.base_url());
     rt.block_on(async {

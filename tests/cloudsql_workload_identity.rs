@@ -110,6 +110,7 @@ async fn the_proxy_logs_in_through_workload_identity_and_is_refused_without_the_
     let tb = Testbed::get();
     let bin = proxy_binary(tb);
     let _ = rustls::crypto::ring::default_provider().install_default();
+    gcp_emulator::contract::ensure_documents();
     let emu = Emulator::start(Config {
         gke_endpoint: tb.kube_api.clone(),
         gke_ca_pem: tb.kube_ca_pem.clone(),

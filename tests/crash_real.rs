@@ -146,6 +146,7 @@ impl World {
     fn start() -> World {
         let tb = Testbed::get();
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        gcp_emulator::contract::ensure_documents();
         let emu = rt
             .block_on(Emulator::start(Config {
                 op_durations: durations(),

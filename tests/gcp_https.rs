@@ -31,12 +31,14 @@ fn text(o: &Output) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plan_and_apply_over_https_trusting_the_emulators_ca() {
+    gcp_emulator::contract::ensure_documents();
     let emu = Emulator::start(Config { tls: true, ..Default::default() }).await.expect("emulator");
     let base = emu.base_url().to_string();
     assert!(base.starts_with("https://127.0.0.1:"), "{base}");
     let dir = tempfile::tempdir().unwrap();
     let ca = dir.path().join("emulator-ca.pem");
     std::fs::write(&ca, emu.ca_pem()).unwrap();
+    gcp_emulator::contract::ensure_documents();
     let other = Emulator::start(Config::default()).await.expect("another emulator, for another CA");
     std::fs::write(dir.path().join("other-ca.pem"), other.ca_pem()).unwrap();
     std::fs::write(
@@ -62,4 +64,6 @@ async fn plan_and_apply_over_https_trusting_the_emulators_ca() {
     let o = run(dir.path(), &base, Some(&ca), &["plan", "-f", "main.toml", "--detailed-exitcode"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert!(emu.stats().requests.get("iam.serviceAccounts.create").is_some_and(|n| *n >= 1));
+    let contract = emu.contract();
+    assert!(contract.defects.is_empty() && contract.response_defects.is_empty(), "{contract:?}");
 }

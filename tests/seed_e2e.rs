@@ -14,7 +14,10 @@ use std::process::Command;
 #[test]
 fn both_seed_variants_converge_drift_is_reported_and_repaired() {
     // Fails loudly when the testbed cannot be brought up.
-    let _tb = skyform_testbed::Testbed::get();
+    let tb = skyform_testbed::Testbed::get();
+    // The emulator is shared: forget what earlier runs recorded, then hold this run to Google's
+    // contract.
+    emulator_admin(tb, "DELETE", "/_emulator/contract");
     let root = env!("CARGO_MANIFEST_DIR");
     let out = Command::new(format!("{root}/scripts/demo"))
         .args(["both", "--destroy"])
@@ -54,4 +57,23 @@ fn both_seed_variants_converge_drift_is_reported_and_repaired() {
     assert_eq!(stdout.matches("No drift: the live objects, the state and the spec agree.").count(), 2, "{stdout}");
     assert!(stdout.contains("Destroy complete! Resources: 0 added, 0 changed, 0 replaced, 15 destroyed."));
     assert!(stdout.contains("Destroy complete! Resources: 0 added, 0 changed, 0 replaced, 14 destroyed."));
+    // Neither skyform nor gcloud sent anything Google would refuse; the emulator answered within it.
+    let record = emulator_admin(tb, "GET", "/_emulator/contract");
+    assert!(
+        record.contains(r#""defects":[]"#) && record.contains(r#""responseDefects":[]"#),
+        "outside Google's contract: {record}"
+    );
+}
+
+/// One request to the testbed emulator's admin API (no dependency: HTTP/1.1 over a socket): the body.
+fn emulator_admin(tb: &skyform_testbed::Testbed, method: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let host = tb.gcp_endpoint.trim_start_matches("http://").trim_end_matches('/');
+    let mut s = std::net::TcpStream::connect(host).expect("connect to the testbed's emulator");
+    write!(s, "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+        .expect("send");
+    let mut response = String::new();
+    s.read_to_string(&mut response).expect("read");
+    assert!(response.starts_with("HTTP/1.1 200"), "{method} {path}: {response}");
+    response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default()
 }

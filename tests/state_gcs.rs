@@ -28,6 +28,7 @@ impl World {
     fn new() -> World {
         skyform::foundation::net::install_crypto();
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        gcp_emulator::contract::ensure_documents();
         let emu =
             rt.block_on(Emulator::start(Config { access_token: Some(TOKEN.into()), ..Config::default() })).unwrap();
         let w = World { rt, emu: Some(emu) };
@@ -57,9 +58,15 @@ impl World {
 }
 
 impl Drop for World {
+    /// Stops the emulator; when the test passed so far, nothing the state backend (or the CLI)
+    /// sent, nor anything the emulator answered, was outside Google's published contract.
     fn drop(&mut self) {
         if let Some(e) = self.emu.take() {
+            let contract = e.contract();
             self.rt.block_on(e.shutdown());
+            if !std::thread::panicking() {
+                assert!(contract.defects.is_empty() && contract.response_defects.is_empty(), "{contract:?}");
+            }
         }
     }
 }

@@ -96,6 +96,11 @@ pub async fn handle(app: &Arc<App>, method: &Method, path: &str, query: Option<&
                 json_response(StatusCode::GATEWAY_TIMEOUT, &json!({"error": "operations still running"}))
             }
         }
+        (&Method::GET, "contract") => ok(serde_json::to_value(app.contract.recorded()).unwrap_or_default()),
+        (&Method::DELETE, "contract") => {
+            app.contract.clear();
+            ok(json!({}))
+        }
         (&Method::GET, "state") => ok(serde_json::to_value(&*lock(&app.state)).unwrap_or_default()),
         _ => json_response(
             StatusCode::NOT_IMPLEMENTED,

@@ -62,6 +62,8 @@ pub struct App {
     pub state_file: Option<PathBuf>,
     /// The APIs' own runtime parts.
     pub extensions: Extensions,
+    /// Google's published contract, and what it recorded.
+    pub contract: crate::contract::Contract,
 }
 
 /// Runtime parts of the APIs, one value per type (the API's own type: `sql::postgres::PgManager`,

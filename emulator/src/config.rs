@@ -64,6 +64,10 @@ pub struct Config {
     /// unoptimised `rsa` crate needs 3-10 s for a 2048-bit key on this class of machine; release
     /// builds default to 2048 (what the real API creates).
     pub rsa_key_bits: usize,
+    /// Where Google's discovery documents are (`scripts/discovery-docs` prints it). `None`: the
+    /// `SKYFORM_DISCOVERY_DIR` environment variable, else the script's default cache directory
+    /// (`crate::contract::resolve_dir`). The emulator does not start without them.
+    pub discovery_dir: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -84,6 +88,7 @@ impl Default for Config {
             metadata_listen: None,
             dns_listen: None,
             rsa_key_bits: if cfg!(debug_assertions) { 1024 } else { 2048 },
+            discovery_dir: None,
         }
     }
 }

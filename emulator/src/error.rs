@@ -201,6 +201,10 @@ pub enum EmulatorError {
     /// PostgreSQL could not be found or started.
     #[error("postgresql: {0}")]
     Postgres(String),
+    /// Google's discovery documents (the contract requests and answers are held to) are missing
+    /// or unreadable.
+    #[error("discovery documents: {0}")]
+    Discovery(String),
 }
 
 #[cfg(test)]

@@ -28,7 +28,8 @@
 //!
 //! 1. Bottom: HTTP and errors, small utilities: [`error`] (imports nothing of the crate),
 //!    [`http`] (requests, responses, an [`ApiError`] as a response), [`util`].
-//! 2. Shared: the app state and what every API relies on: [`config`], [`faults`], [`state`]
+//! 2. Shared: the app state and what every API relies on: [`contract`] (Google's
+//!    discovery documents, which every request and answer is held to), [`config`], [`faults`], [`state`]
 //!    (all the saved resources), [`token`] (minted access tokens), [`app`] (the [`app::App`],
 //!    long-running operations, the APIs' runtime [`app::Extensions`]), [`policy`] (IAM policy
 //!    semantics), [`access`] (IAM enforcement), [`api`] (what an API gives the router).
@@ -58,6 +59,7 @@ pub mod access;
 pub mod api;
 pub mod app;
 pub mod config;
+pub mod contract;
 pub mod faults;
 pub mod policy;
 pub mod state;
@@ -95,7 +97,7 @@ mod floors {
     /// imports only modules before it; on the API floor, none of its own floor).
     const FLOORS: &[&[&str]] = &[
         &["error", "util", "http"],
-        &["config", "faults", "state", "token", "app", "policy", "access", "api"],
+        &["contract", "config", "faults", "state", "token", "app", "policy", "access", "api"],
         &["crm", "gke", "iam", "metadata", "serviceusage", "sql", "storage"],
         &["router"],
         &["admin", "server"],

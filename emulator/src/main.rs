@@ -55,6 +55,10 @@ struct Cli {
     /// Also answer pods' DNS here (UDP): metadata.google.internal, NXDOMAIN for every other name.
     #[arg(long)]
     dns_listen: Option<SocketAddr>,
+    /// Google's discovery documents (what scripts/discovery-docs prints; default: $SKYFORM_DISCOVERY_DIR,
+    /// else its cache directory). Every request and answer is held to them.
+    #[arg(long)]
+    discovery_dir: Option<PathBuf>,
 }
 
 fn parse_network(s: &str) -> Result<(std::net::Ipv4Addr, u8), String> {
@@ -78,6 +82,7 @@ fn config(cli: Cli) -> Result<Config, String> {
         sql_network: cli.sql_network,
         metadata_listen: cli.metadata_listen,
         dns_listen: cli.dns_listen,
+        discovery_dir: cli.discovery_dir,
         ..Config::default()
     };
     c.op_durations = OpDurations::uniform(Duration::from_millis(cli.op_duration_ms));

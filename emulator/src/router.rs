@@ -3,7 +3,8 @@
 //!
 //! - Endpoints outside the API pipeline (no access token, not counted, no faults): the metadata
 //!   server under `/_metadata/`, GKE's Kubernetes webhooks, the OAuth 2.0 token endpoint.
-//! - The APIs' pipeline: authentication, routing to a method name, counting, the IAM check,
+//! - The APIs' pipeline: authentication, routing to a method name, counting, Google's contract
+//!   ([`crate::contract`]: the request refused as Google would, the answer checked), the IAM check,
 //!   injected faults, the handler, one log line. [`RAW_APIS`] (Cloud Storage, binary bodies) are
 //!   asked first, before any body is parsed; then the body is parsed as JSON and the first of
 //!   [`JSON_APIS`] that owns the path routes it.
@@ -23,11 +24,13 @@ use std::time::Instant;
 use axum::http::request::Parts;
 use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use serde_json::Value;
 
 use crate::api::{JsonApi, RawApi};
 use crate::app::{App, Extensions, lock};
+use crate::contract::Found;
 use crate::error::{ApiError, EmulatorError};
-use crate::http::{ApiRequest, RawRequest, json_response};
+use crate::http::{ApiRequest, RawRequest, json_response, parse_query};
 use crate::state::State;
 
 /// The APIs with binary bodies, asked first: they route the raw request.
@@ -123,13 +126,18 @@ async fn api_response(app: &Arc<App>, parts: &Parts, bytes: &[u8]) -> (&'static 
     for api in RAW_APIS {
         if let Some(name) = api.method(app, &raw) {
             count(app, name);
+            let found = match raw_contract(app, &raw, name) {
+                Ok(f) => f,
+                Err(e) => return (name, e.into_response()),
+            };
             if let Err(resp) = api.authorize(app, &raw, name) {
                 return (name, *resp);
             }
             if let Some(resp) = injected_fault(app, name).await {
                 return (name, resp);
             }
-            return (name, api.handle(app, &raw, name).await);
+            let resp = api.handle(app, &raw, name).await;
+            return (name, raw_response_contract(app, &raw, found, resp).await);
         }
     }
     let mut req = match ApiRequest::parse(parts.method.clone(), parts.uri.path(), parts.uri.query(), bytes) {
@@ -142,7 +150,13 @@ async fn api_response(app: &Arc<App>, parts: &Parts, bytes: &[u8]) -> (&'static 
         return ("unimplemented", ApiError::unimplemented(req.method.as_str(), &req.path).into_response());
     };
     count(app, name);
-    // Permission before anything else, as Google checks it.
+    // The published contract first: Google's front end parses the request before the API sees it.
+    let body = (!req.body.is_null()).then_some(&req.body);
+    let found = match app.contract.check_request(name, &req.method, &req.path, &req.query, body) {
+        Ok(f) => f,
+        Err(e) => return (name, e.into_response()),
+    };
+    // Then permission, before anything else the API does, as Google checks it.
     if let Err(e) = api.authorize(app, &req, name) {
         return (name, e.into_response());
     }
@@ -150,9 +164,58 @@ async fn api_response(app: &Arc<App>, parts: &Parts, bytes: &[u8]) -> (&'static 
         return (name, resp);
     }
     match api.handle(app, &req, name).await {
-        Ok(v) => (name, json_response(StatusCode::OK, &v)),
+        Ok(v) => {
+            if let Some(f) = found {
+                app.contract.check_response(f, &req.method, &req.path, &v);
+            }
+            (name, json_response(StatusCode::OK, &v))
+        }
         Err(e) => (name, e.into_response()),
     }
+}
+
+/// Whether a request with a binary body is a JSON one (metadata, not media): its body is then
+/// held to the contract too.
+fn json_body(raw: &RawRequest<'_>) -> Option<Value> {
+    let json = raw
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("application/json"));
+    let upload = raw.path.starts_with("/upload/") || raw.path.starts_with("/resumable/");
+    if !json || upload || raw.body.iter().all(u8::is_ascii_whitespace) {
+        return None;
+    }
+    serde_json::from_slice(raw.body).ok()
+}
+
+/// The contract's check of a request with a binary body (its query, and its body when JSON).
+fn raw_contract(app: &App, raw: &RawRequest<'_>, name: &str) -> Result<Option<Found>, ApiError> {
+    let query = raw.query.map(parse_query).unwrap_or_default();
+    let body = json_body(raw);
+    app.contract.check_request(name, raw.method, raw.path, &query, body.as_ref())
+}
+
+/// The contract's check of a JSON answer (not media) to a request with a binary body.
+async fn raw_response_contract(app: &App, raw: &RawRequest<'_>, found: Option<Found>, resp: Response) -> Response {
+    let media = raw.path.starts_with("/download/")
+        || raw.query.map(parse_query).unwrap_or_default().iter().any(|(k, v)| k == "alt" && v == "media");
+    let json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("application/json"));
+    let Some(found) = found.filter(|_| !media && json && resp.status() == StatusCode::OK) else {
+        return resp;
+    };
+    let (parts, body) = resp.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
+        return Response::from_parts(parts, axum::body::Body::empty());
+    };
+    if let Ok(v) = serde_json::from_slice::<Value>(&bytes) {
+        app.contract.check_response(found, raw.method, raw.path, &v);
+    }
+    Response::from_parts(parts, axum::body::Body::from(bytes))
 }
 
 /// The configured token or one the token endpoint minted, when the emulator requires one.

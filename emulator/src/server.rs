@@ -46,6 +46,7 @@ impl Emulator {
             }
             None => (State::default(), None, None),
         };
+        let contract = crate::contract::Contract::load(&crate::contract::resolve_dir(config.discovery_dir.as_deref()))?;
         let extensions = crate::router::extensions(state_file.as_deref(), pg_root)?;
 
         let listener = tokio::net::TcpListener::bind(config.listen)
@@ -75,6 +76,7 @@ impl Emulator {
             base_url: format!("{}://{addr}/", if tls { "https" } else { "http" }),
             state_file,
             extensions,
+            contract,
         });
         let mut side_tasks = Vec::new();
         if let Some(at) = app.config.metadata_listen {
@@ -151,6 +153,17 @@ impl Emulator {
     /// Zeroes the request counts.
     pub fn reset_stats(&self) {
         *lock(&self.app.stats) = Stats::default();
+    }
+
+    /// What Google's published contract recorded: the requests refused (clients' defects), the
+    /// answers outside the response schemas (the emulator's), the paths no document knows.
+    pub fn contract(&self) -> crate::contract::Record {
+        self.app.contract.recorded()
+    }
+
+    /// Forgets what the contract recorded.
+    pub fn clear_contract(&self) {
+        self.app.contract.clear();
     }
 
     /// The runtime settings.

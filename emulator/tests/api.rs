@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 const P: &str = "proj-a";
 
 async fn start(config: Config) -> Emulator {
+    gcp_emulator::contract::ensure_documents();
     Emulator::start(config).await.expect("emulator starts")
 }
 
@@ -131,7 +132,11 @@ async fn cloud_sql_instance_lifecycle() {
     assert!(port.ip().is_loopback() && port.ip() != std::net::Ipv4Addr::LOCALHOST, "{port}");
     assert_eq!(port.port(), 5432);
     assert_eq!(Some(port.ip()), emu.instance_address(P, "db1").map(std::net::IpAddr::V4));
-    assert_eq!(inst["emulatorPostgresPort"], 5432, "the deprecated alias says 5432");
+    assert!(inst.get("emulatorPostgresPort").is_none(), "a field Google never returns");
+    // What connectors read first (its answer is held to the ConnectSettings schema).
+    let (code, cs) = call(base, "GET", &format!("/sql/v1beta4/projects/{P}/instances/db1/connectSettings"), None).await;
+    assert_eq!(code, 200, "{cs}");
+    assert_eq!(cs["kind"], "sql#connectSettings");
 
     // The root password works against the real server; postgres is not a superuser.
     let pg = connect(port, "postgres", "rootpw", "postgres").await;
@@ -245,6 +250,7 @@ async fn cloud_sql_instance_lifecycle() {
     let (code, op) = call(base, "POST", &format!("/v1/projects/{P}/instances"), Some(&insert)).await;
     assert_eq!(code, 200, "{op}");
     assert!(emu.settle(Duration::from_secs(60)).await);
+    common::assert_contract_kept(&emu);
 }
 
 /// Users and databases of instance db1 change the real server.
@@ -375,6 +381,7 @@ async fn iam_policies_use_etags_and_drop_empty_bindings() {
     assert_eq!(code, 200, "{sp2}");
     let (code, _) = call(base, "POST", &format!("{sa_path}:setIamPolicy"), Some(&set(&sp["etag"], wi))).await;
     assert_eq!(code, 409);
+    common::assert_contract_kept(&emu);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -428,6 +435,7 @@ async fn service_accounts_validate_and_are_eventually_consistent() {
     assert_eq!(code, 200);
     let (_, list) = call(base, "GET", &format!("/v1/projects/{P}/serviceAccounts"), None).await;
     assert!(list.get("accounts").is_none(), "accounts omitted when empty: {list}");
+    common::assert_contract_kept(&emu);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -466,6 +474,7 @@ async fn service_account_keys_are_real_rsa_keys() {
     assert_eq!(code, 200);
     let (code, _) = call(base, "GET", &format!("{keys}/{key_id}"), None).await;
     assert_eq!(code, 404);
+    common::assert_contract_kept(&emu);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -593,6 +602,7 @@ async fn gke_clusters_and_node_pools() {
     let (_, op) = call(base, "DELETE", &format!("{loc}/clusters/c1"), None).await;
     wait_gke(base, &format!("{loc}/operations/{}", op["name"].as_str().unwrap())).await;
     assert_eq!(call(base, "GET", &format!("{loc}/clusters/c1"), None).await.0, 404);
+    common::assert_contract_kept(&emu);
 }
 
 async fn wait_gke(base: &str, op_path: &str) {
@@ -655,6 +665,7 @@ async fn service_usage_enable_list_and_operations() {
         call(base, "POST", &format!("{svc}:disable"), Some(&json!({"disableDependentServices": false}))).await;
     assert_eq!(op["response"]["service"]["state"], "DISABLED");
     assert_eq!(call(base, "GET", &svc, None).await.1["state"], "DISABLED");
+    common::assert_contract_kept(&emu);
 }
 
 /// With a state directory, resources (and the PostgreSQL data) survive a restart.

@@ -19,6 +19,8 @@ async fn binary_prints_ready_line_checks_token_and_stops_on_sigterm() {
         .args(["--listen", "127.0.0.1:0", "--gke-endpoint", "https://127.0.0.1:6443", "--op-duration-ms", "100"])
         .arg("--access-token-file")
         .arg(&token)
+        .arg("--discovery-dir")
+        .arg(gcp_emulator::contract::ensure_documents())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -61,4 +63,17 @@ async fn binary_prints_ready_line_checks_token_and_stops_on_sigterm() {
     assert!(!log.contains("bin-token"), "the token must not be logged");
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(tokio::net::TcpStream::connect(port).await.is_err(), "PostgreSQL stopped with the emulator");
+}
+
+#[test]
+fn binary_refuses_to_start_without_the_discovery_documents() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_gcp-emulator"))
+        .args(["--listen", "127.0.0.1:0", "--discovery-dir"])
+        .arg(dir.path().join("none"))
+        .output()
+        .expect("run gcp-emulator");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("scripts/discovery-docs"), "{err}");
 }

@@ -89,6 +89,7 @@ async fn pg(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_real_auth_proxy_connects_through_the_connector_endpoint() {
     let proxy = proxy_binary();
+    gcp_emulator::contract::ensure_documents();
     let emu = Emulator::start(Config::default()).await.expect("emulator");
     let base = emu.base_url().to_string();
     let inst = instance(&base, "db").await;
@@ -330,6 +331,7 @@ fn free_port() -> u16 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_file_logs_the_proxy_in_through_the_token_endpoint() {
     let admin = "admin-token-for-this-test";
+    gcp_emulator::contract::ensure_documents();
     let emu =
         Emulator::start(Config { access_token: Some(admin.into()), ..Default::default() }).await.expect("emulator");
     let base = emu.base_url().to_string();
@@ -440,6 +442,7 @@ fn rustls_pemfile_certs(pem: &str) -> Vec<rustls::pki_types::CertificateDer<'sta
 /// refused with Cloud SQL's message otherwise.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn iam_login_through_the_proxy_and_its_refusals() {
+    gcp_emulator::contract::ensure_documents();
     let emu = Emulator::start(Config { enforce_iam: true, ..Default::default() }).await.expect("emulator");
     let base = emu.base_url().to_string();
     let settle = || async { call(&base, "POST", "/_emulator/settle?timeout_ms=120000", None).await };

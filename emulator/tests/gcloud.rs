@@ -86,6 +86,7 @@ fn which_gcloud() -> bool {
 async fn gcloud_runs_the_skypilot_seed_against_the_emulator() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("token"), TOKEN).unwrap();
+    gcp_emulator::contract::ensure_documents();
     let emu = Emulator::start(Config {
         access_token: Some(TOKEN.into()),
         gke_endpoint: "https://127.0.0.1:6443".into(),
@@ -305,6 +306,7 @@ async fn gcloud_runs_the_skypilot_seed_against_the_emulator() {
     assert!(stats.requests["sql.operations.get"] >= 4, "{stats:?}");
     assert_eq!(stats.requests["iam.serviceAccounts.keys.create"], 1);
     drop((pg, app));
+    common::assert_contract_kept(&emu);
     emu.shutdown().await;
 }
 

@@ -21,6 +21,7 @@ struct Env {
 
 impl Env {
     async fn start(enforce_iam: bool) -> Env {
+        gcp_emulator::contract::ensure_documents();
         let emu = Emulator::start(Config { access_token: Some(ADMIN.into()), enforce_iam, ..Default::default() })
             .await
             .expect("emulator starts");

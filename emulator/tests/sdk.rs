@@ -10,6 +10,8 @@
 //! minute of CPU. The SDK sends enums as numbers (`$alt=json;enum-encoding=int`), which these tests
 //! exercise.
 
+mod common;
+
 use std::time::Duration;
 
 use gcp_emulator::{Config, Emulator};
@@ -37,6 +39,7 @@ async fn wait(ops: &SqlOperationsService, op: model::Operation) -> model::Operat
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn google_rust_sdk_creates_reads_and_deletes_cloud_sql_resources() {
     install_crypto();
+    gcp_emulator::contract::ensure_documents();
     let emu = Emulator::start(Config::default()).await.expect("emulator starts");
     let endpoint = emu.base_url().trim_end_matches('/').to_string();
     let creds = || google_cloud_auth::credentials::anonymous::Builder::new().build();
@@ -150,6 +153,7 @@ async fn google_rust_sdk_creates_reads_and_deletes_cloud_sql_resources() {
     assert!(wait(&ops, op).await.error.is_none());
     let err = instances.get().set_project(P).set_instance("sdk-db").send().await.expect_err("deleted");
     assert_eq!(err.http_status_code(), Some(404), "{err:?}");
+    common::assert_contract_kept(&emu);
     emu.shutdown().await;
 }
 
@@ -159,6 +163,7 @@ async fn google_rust_sdk_manages_service_accounts_keys_and_policies() {
     use google_cloud_iam_admin_v1::model as iam;
     use google_cloud_iam_v1::model::{Binding, Policy};
     install_crypto();
+    gcp_emulator::contract::ensure_documents();
     let emu = Emulator::start(Config::default()).await.expect("emulator starts");
     let endpoint = emu.base_url().trim_end_matches('/').to_string();
     let client = Iam::builder()
@@ -224,6 +229,7 @@ async fn google_rust_sdk_manages_service_accounts_keys_and_policies() {
     client.delete_service_account().set_name(&name).send().await.expect("delete");
     let err = client.get_service_account().set_name(&name).send().await.expect_err("deleted");
     assert_eq!(err.http_status_code(), Some(404));
+    common::assert_contract_kept(&emu);
     emu.shutdown().await;
 }
 
@@ -237,6 +243,7 @@ async fn google_rust_sdk_drives_resource_manager_gke_and_service_usage() {
     use google_cloud_lro::Poller;
     use google_cloud_resourcemanager_v3::client::Projects;
     install_crypto();
+    gcp_emulator::contract::ensure_documents();
     let emu = Emulator::start(Config { gke_endpoint: "https://127.0.0.1:6443".into(), ..Config::default() })
         .await
         .expect("emulator starts");
@@ -370,5 +377,6 @@ async fn google_rust_sdk_drives_resource_manager_gke_and_service_usage() {
     wait(op.name).await;
     let err = gke_client.get_cluster().set_name(&name).send().await.expect_err("deleted");
     assert_eq!(err.http_status_code(), Some(404));
+    common::assert_contract_kept(&emu);
     emu.shutdown().await;
 }

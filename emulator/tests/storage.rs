@@ -55,6 +55,7 @@ async fn ok(base: &str, dir: &Path, args: &[&str]) -> String {
 async fn gcloud_storage_creates_copies_lists_reads_and_removes() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("token"), "storage-test-token").unwrap();
+    gcp_emulator::contract::ensure_documents();
     let emu =
         Emulator::start(Config { access_token: Some("storage-test-token".into()), ..Config::default() }).await.unwrap();
     let base = emu.base_url();
@@ -150,6 +151,7 @@ async fn gcloud_storage_creates_copies_lists_reads_and_removes() {
     let (success, _, _) = gcloud(base, d, &["storage", "cat", &format!("gs://{B}/skypilot/prod/state.json")]).await;
     assert!(!success, "a removed object is gone");
     ok(base, d, &["storage", "buckets", "delete", &format!("gs://{B}")]).await;
+    common::assert_contract_kept(&emu);
 }
 
 fn md5_b64(data: &[u8]) -> String {
@@ -175,6 +177,7 @@ fn gen_of(v: &Value) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn generation_preconditions_guard_every_write() {
+    gcp_emulator::contract::ensure_documents();
     let emu = Emulator::start(Config::default()).await.unwrap();
     let base = emu.base_url();
     bucket(base).await;
@@ -237,10 +240,12 @@ async fn generation_preconditions_guard_every_write() {
     assert_eq!(call(base, "PUT", "/_emulator/faults", Some(&spec)).await.0, 200);
     assert_eq!(call(base, "GET", &obj, None).await.0, 503);
     assert_eq!(emu.stats().faults_injected["storage.objects.get"], 1);
+    common::assert_contract_kept(&emu);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn list_rolls_up_prefixes_and_pages() {
+    gcp_emulator::contract::ensure_documents();
     let emu = Emulator::start(Config::default()).await.unwrap();
     let base = emu.base_url();
     bucket(base).await;
@@ -273,12 +278,14 @@ async fn list_rolls_up_prefixes_and_pages() {
         }
     }
     assert_eq!(seen, ["a/1", "a/2", "a/sub/3", "b/1", "c", "d"]);
+    common::assert_contract_kept(&emu);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn xml_reads_ranges_resumable_chunks_and_restarts() {
     let dir = tempfile::tempdir().unwrap();
     let config = || Config { state_dir: Some(dir.path().to_path_buf()), ..Config::default() };
+    gcp_emulator::contract::ensure_documents();
     let emu = Emulator::start(config()).await.unwrap();
     let base = emu.base_url().to_string();
     bucket(&base).await;
@@ -328,7 +335,9 @@ async fn xml_reads_ranges_resumable_chunks_and_restarts() {
     );
 
     // Persisted: a restarted emulator serves the same bytes.
+    common::assert_contract_kept(&emu);
     emu.shutdown().await;
+    gcp_emulator::contract::ensure_documents();
     let emu = Emulator::start(config()).await.unwrap();
     let (code, _, again) =
         exchange(emu.base_url(), "GET", &format!("/storage/v1/b/{B}/o/s%2Fstate.json?alt=media"), &[], b"").await;

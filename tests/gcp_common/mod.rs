@@ -58,7 +58,19 @@ pub fn fast_retry() -> RetryPolicy {
     }
 }
 
-/// One test's world.
+/// Asserts that Google's published contract refused no request of the clients (skyform, gcloud)
+/// and found no answer of the emulator outside its response schemas.
+pub fn assert_contract_kept(emu: &Emulator) {
+    let r = emu.contract();
+    assert!(
+        r.defects.is_empty() && r.response_defects.is_empty(),
+        "outside Google's contract: {}",
+        serde_json::to_string_pretty(&r).unwrap_or_default()
+    );
+}
+
+/// One test's world; when it ends (the test passed so far), nothing sent or answered was outside
+/// Google's contract.
 pub struct Env {
     pub emu: Emulator,
     pub dir: tempfile::TempDir,
@@ -66,10 +78,19 @@ pub struct Env {
     _slot: Slot,
 }
 
+impl Drop for Env {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            assert_contract_kept(&self.emu);
+        }
+    }
+}
+
 impl Env {
     /// Starts an emulator whose operations take `op_ms`.
     pub async fn start(op_ms: u64) -> Env {
         let slot = tokio::task::spawn_blocking(Slot::take).await.unwrap();
+        gcp_emulator::contract::ensure_documents();
         let emu = Emulator::start(Config {
             op_durations: OpDurations::uniform(Duration::from_millis(op_ms)),
             ..Default::default()

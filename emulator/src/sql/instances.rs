@@ -213,9 +213,6 @@ fn insert(app: &Arc<App>, r: &SqlRequest<'_>) -> Result<Value, ApiError> {
         }
         inst.resource["state"] = "RUNNABLE".into();
         inst.resource["ipAddresses"] = json!([{"type": "PRIMARY", "ipAddress": ip.to_string()}]);
-        // Deprecated emulator-only field, always 5432 now (PostgreSQL listens on the instance's
-        // own address at Cloud SQL's port); kept for old clients, read by nothing in the project.
-        inst.resource["emulatorPostgresPort"] = port.into();
         inst.pg_dir = Some(dir);
         inst.pg_port = Some(port);
         inst.pg_host = Some(ip);
@@ -287,7 +284,6 @@ fn modify(app: &Arc<App>, r: &SqlRequest<'_>, replace_settings: bool) -> Result<
             "ipAddresses",
             "connectionName",
             "rootPassword",
-            "emulatorPostgresPort",
             "createTime",
             "backendType",
             "instanceType",

@@ -264,6 +264,12 @@ fn ephemeral_cert(app: &Arc<App>, r: &SqlRequest<'_>) -> Result<Value, ApiError>
 /// Restarts the PostgreSQL server and the connector listener of every instance that was running
 /// when the state was saved (at start).
 pub async fn resume(app: &Arc<App>) {
+    // A field Google never returns, which states saved by older emulators still carry.
+    for i in lock(&app.state).sql.instances.values_mut() {
+        if let Some(o) = i.resource.as_object_mut() {
+            o.remove("emulatorPostgresPort");
+        }
+    }
     let todo: Vec<(String, std::path::PathBuf, std::net::Ipv4Addr, u16)> = lock(&app.state)
         .sql
         .instances

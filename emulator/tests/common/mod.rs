@@ -109,3 +109,14 @@ pub async fn exchange(
     }
     (status, head, body)
 }
+
+/// Asserts that Google's published contract refused no request (no defect of the client) and
+/// found no answer of the emulator outside the response schemas.
+pub fn assert_contract_kept(emu: &gcp_emulator::Emulator) {
+    let r = emu.contract();
+    assert!(
+        r.defects.is_empty() && r.response_defects.is_empty(),
+        "outside Google's contract: {}",
+        serde_json::to_string_pretty(&r).unwrap_or_default()
+    );
+}

@@ -187,10 +187,18 @@ pub fn apply_deltas(policy: &mut Json, deltas: &[Delta]) -> bool {
     changed
 }
 
+/// Reads a policy at version 3, as each API's discovery document says to ask for it: Resource
+/// Manager v1 takes a `GetIamPolicyRequest` body (`body: "*"`, no query parameters); IAM's
+/// `serviceAccounts.getIamPolicy` takes no body, only the `options.requestedPolicyVersion` query
+/// parameter.
 async fn get(c: &Client, key: &PolicyKey) -> Result<Json, ApiError> {
     let (api, path) = key.path("getIamPolicy");
-    c.post(api, &format!("{path}?options.requestedPolicyVersion=3"), &json!({"options": {"requestedPolicyVersion": 3}}))
-        .await
+    match key {
+        PolicyKey::Project(_) => c.post(api, &path, &json!({"options": {"requestedPolicyVersion": 3}})).await,
+        PolicyKey::ServiceAccount(_) => {
+            c.post(api, &format!("{path}?options.requestedPolicyVersion=3"), &json!({})).await
+        }
+    }
 }
 
 /// "Just created, not visible yet" errors.
