@@ -134,6 +134,7 @@ async fn start_proxy(proxy: &PathBuf, base: &str, port: u16) -> tokio::process::
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    gcp_emulator::contract::ensure_documents();
     let emu =
         Emulator::start(Config { op_durations: OpDurations::uniform(Duration::from_millis(20)), ..Default::default() })
             .await

@@ -57,6 +57,12 @@ depends_on = ["gcp_sql_user.iam"]
     )
 }
 
+/// Nothing skyform sent was outside Google's published contract.
+fn assert_contract_kept(emu: &Emulator) {
+    let r = emu.contract();
+    assert!(r.defects.is_empty() && r.response_defects.is_empty(), "outside Google's contract: {r:?}");
+}
+
 fn skyform(dir: &std::path::Path, emu: &Emulator, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_skyform"))
         .args(args)
@@ -148,6 +154,7 @@ password = "${var.root_password}""#;
     let o = skyform(dir.path(), &emu, &["plan", "-f", "main.toml"]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(text(&o).contains("needs `server_ca_cert`"), "{}", text(&o));
+    assert_contract_kept(&emu);
     emu.shutdown().await;
 }
 
@@ -200,6 +207,7 @@ async fn token_from_key(base: &str, key_file: &serde_json::Value) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn iam_login_through_the_connector() {
     use reqwest::Method;
+    gcp_emulator::contract::ensure_documents();
     let emu = Emulator::start(Config {
         op_durations: OpDurations::uniform(Duration::from_millis(30)),
         enforce_iam: true,
@@ -297,5 +305,6 @@ async fn iam_login_through_the_connector() {
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(text(&o).contains("Cloud SQL IAM service account authentication failed"), "{}", text(&o));
     assert!(!text(&o).contains(&token), "the token is never printed");
+    assert_contract_kept(&emu);
     emu.shutdown().await;
 }
