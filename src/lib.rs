@@ -3,8 +3,8 @@
 //! Floors, bottom first; a module imports only from the floors below it, or from modules before
 //! it on its own floor (held by the test `floors::every_module_imports_only_from_below`):
 //!
-//! 1. basics: [`value`] (the value type, unknown and secret as variants), [`secrets`] (keyed
-//!    fingerprints), [`diag`] (positioned diagnostics), [`join`], [`address`] (every address form,
+//! 1. basics: [`value`] (the value type, unknown and secret as variants), [`mask`] (the one mask
+//!    of remote text), [`secrets`] (keyed fingerprints), [`diag`] (positioned diagnostics), [`join`], [`address`] (every address form,
 //!    parsed once: [`address::Address`], [`address::Target`]);
 //! 2. [`foundation`]: what the spec language and the providers both stand on: the schema types,
 //!    the APIs' naming rules, the one network client and token source, times, htpasswd lines;
@@ -24,6 +24,7 @@ pub mod engine;
 pub mod foundation;
 pub mod graph;
 pub mod join;
+pub mod mask;
 pub mod ops;
 pub mod plan;
 pub mod providers;
@@ -39,6 +40,7 @@ mod floors {
     /// The crate's modules, bottom first, in the order they may import one another.
     const ORDER: &[&str] = &[
         "value",
+        "mask",
         "secrets",
         "diag",
         "join",

@@ -593,3 +593,34 @@ fn huge_durations_are_refused_where_they_are_written() {
     assert!(err.contains("is not a duration of at most 7 days"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }
+
+/// Remote text (here a provider's error that echoes its input) reaches stderr and `--json` only
+/// through the one mask: no secret, no terminal control character.
+#[test]
+fn remote_text_is_masked_everywhere_it_is_printed() {
+    let spec = r#"
+[variable.secret]
+type = "string"
+sensitive = true
+
+[resource.test_object.leaky]
+name = "leaky"
+value = "${var.secret}"
+fail = true
+"#;
+    let e = Env::new(spec);
+    for json in [false, true] {
+        let mut args = vec!["apply", "-f", "main.toml", "--auto-approve"];
+        if json {
+            args.push("--json");
+        }
+        let o = e.cmd(&args).env("SKYFORM_VAR_secret", "hunter2-secret").output().unwrap();
+        let (out, err) = text(&o);
+        assert_eq!(code(&o), 1, "{out}{err}");
+        let all = format!("{out}{err}");
+        assert!(all.contains("injected failure"), "{all}");
+        assert!(!all.contains("hunter2-secret"), "the secret leaked: {all}");
+        assert!(all.contains("(sensitive value)"), "{all}");
+        assert!(!all.contains('\u{1b}'), "a control character reached the terminal: {all:?}");
+    }
+}

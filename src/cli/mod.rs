@@ -328,6 +328,7 @@ pub async fn run(cli: Cli, p: &Printer, registry: Registry) -> Result<i32, OpErr
         }
         Command::Plan { spec, plan, out, detailed_exitcode, destroy } => {
             let loaded = ops::load(&spec.options(), registry)?;
+            p.set_mask(loaded.mask());
             p.diagnostics(&loaded.warnings);
             note_lock(p, &loaded);
             let planned = ops::plan::plan(&loaded, &plan.request(destroy), out).await?;
@@ -357,6 +358,7 @@ pub async fn run(cli: Cli, p: &Printer, registry: Registry) -> Result<i32, OpErr
         }
         Command::Check { spec, parallelism, json } => {
             let loaded = ops::load(&spec.options(), registry)?;
+            p.set_mask(loaded.mask());
             let hook: Arc<dyn crate::engine::Hook> = if json {
                 Arc::new(crate::engine::events::NoHook)
             } else {
@@ -376,6 +378,7 @@ pub async fn run(cli: Cli, p: &Printer, registry: Registry) -> Result<i32, OpErr
             let req =
                 ops::drift::DriftRequest { parallelism, skip_checks, json_out, notify: notify.map(|u| (u, notify_on)) };
             let run = ops::drift::run(&spec.options(), registry, &req).await;
+            p.set_mask(run.mask.clone());
             if let Some(note) = &run.lock_note {
                 p.err(&format!("note: {note}"));
             }
@@ -394,6 +397,7 @@ pub async fn run(cli: Cli, p: &Printer, registry: Registry) -> Result<i32, OpErr
         }
         Command::Output { spec, name, json } => {
             let loaded = ops::load(&spec.options(), registry)?;
+            p.set_mask(loaded.mask());
             note_lock(p, &loaded);
             let outputs = ops::inspect::output(&loaded, name.as_deref())?;
             if json {
@@ -426,6 +430,7 @@ pub async fn run(cli: Cli, p: &Printer, registry: Registry) -> Result<i32, OpErr
         }
         Command::Import { address, id, spec, lock_timeout } => {
             let loaded = ops::load(&spec.options(), registry)?;
+            p.set_mask(loaded.mask());
             let rs = ops::state::import(&loaded, &address, &id, lock_timeout).await?;
             p.out(&format!("{address}: imported (identity {}).", crate::engine::applier::shown_identity(&rs.identity)));
             Ok(0)
@@ -445,6 +450,7 @@ async fn state(p: &Printer, registry: Registry, command: StateCommand) -> Result
     match command {
         StateCommand::List { targets, spec } => {
             let loaded = ops::load_for_state(&spec.options(), registry)?;
+            p.set_mask(loaded.mask());
             note_lock(p, &loaded);
             for a in ops::state::list(&loaded, &targets)? {
                 p.out(&a.to_string());
@@ -452,23 +458,27 @@ async fn state(p: &Printer, registry: Registry, command: StateCommand) -> Result
         }
         StateCommand::Show { address, spec } => {
             let loaded = ops::load_for_state(&spec.options(), registry)?;
+            p.set_mask(loaded.mask());
             note_lock(p, &loaded);
             let rs = ops::state::show(&loaded, &address)?;
             p.out(&serde_json::to_string_pretty(&rs).unwrap_or_default());
         }
         StateCommand::Rm { targets, spec, lock_timeout } => {
             let loaded = ops::load_for_state(&spec.options(), registry)?;
+            p.set_mask(loaded.mask());
             for a in ops::state::rm(&loaded, &targets, lock_timeout)? {
                 p.out(&format!("Removed {a} from the state (the live object was not touched)."));
             }
         }
         StateCommand::Unlock { lock_id, spec } => {
             let loaded = ops::load_for_state(&spec.options(), registry)?;
+            p.set_mask(loaded.mask());
             let who = ops::state::unlock(&loaded, lock_id.as_deref())?;
             p.out(&format!("Removed the lock held by {who}."));
         }
         StateCommand::Migrate { spec, to_local, lock_timeout } => {
             let loaded = ops::load_for_state(&spec.options(), registry)?;
+            p.set_mask(loaded.mask());
             let direction = if to_local { ops::state::Direction::ToLocal } else { ops::state::Direction::ToBackend };
             let (serial, to) = ops::state::migrate(&loaded, direction, lock_timeout)?;
             p.out(&format!("Copied the state (serial {serial}) to {to}."));
@@ -494,6 +504,7 @@ async fn apply_or_destroy(
     let destroy = req.plan.destroy;
     let op = if destroy { "destroy" } else { "apply" };
     let loaded: Loaded = ops::load(&spec.options(), registry)?;
+    p.set_mask(loaded.mask());
     p.diagnostics(&loaded.warnings);
     let cancel = Cancel::new();
     let hook = Arc::new(EventPrinter::new(p.clone(), json));

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::diag::Diagnostics;
 use crate::engine::{Event, Hook};
+use crate::mask::Mask;
 use crate::ops::OpError;
 use crate::plan::Action;
 
@@ -14,6 +15,8 @@ use crate::plan::Action;
 pub struct Printer {
     out: Arc<Mutex<Box<dyn Write + Send>>>,
     err: Arc<Mutex<Box<dyn Write + Send>>>,
+    /// Every line passes through it: the run's secrets masked, control characters removed.
+    mask: Arc<std::sync::RwLock<Mask>>,
     /// Colour standard output / standard error.
     color: (bool, bool),
 }
@@ -28,6 +31,7 @@ impl Printer {
         Printer {
             out: Arc::new(Mutex::new(Box::new(std::io::stdout()))),
             err: Arc::new(Mutex::new(Box::new(std::io::stderr()))),
+            mask: Default::default(),
             color: (
                 !off && (force || std::io::stdout().is_terminal()),
                 !off && (force || std::io::stderr().is_terminal()),
@@ -37,18 +41,35 @@ impl Printer {
 
     /// Custom sinks (no colour).
     pub fn new(out: Box<dyn Write + Send>, err: Box<dyn Write + Send>) -> Self {
-        Printer { out: Arc::new(Mutex::new(out)), err: Arc::new(Mutex::new(err)), color: (false, false) }
+        Printer {
+            out: Arc::new(Mutex::new(out)),
+            err: Arc::new(Mutex::new(err)),
+            mask: Default::default(),
+            color: (false, false),
+        }
+    }
+
+    /// From now on, masks these secrets in everything printed (set once the spec's variables
+    /// are known).
+    pub fn set_mask(&self, mask: Mask) {
+        *self.mask.write().unwrap_or_else(|e| e.into_inner()) = mask;
+    }
+
+    fn masked(&self, text: &str) -> String {
+        self.mask.read().unwrap_or_else(|e| e.into_inner()).apply(text)
     }
 
     /// A line on standard output.
     pub fn out(&self, line: &str) {
+        let line = self.masked(line);
         let mut o = self.out.lock().expect("stdout lock");
-        let _ = writeln!(o, "{}", paint(line, self.color.0));
+        let _ = writeln!(o, "{}", paint(&line, self.color.0));
         let _ = o.flush();
     }
 
     /// Text on standard output, as is (coloured line by line on a terminal).
     pub fn out_raw(&self, text: &str) {
+        let text = self.masked(text);
         let mut o = self.out.lock().expect("stdout lock");
         let text = if self.color.0 {
             text.split_inclusive('\n').map(|l| paint(l, true)).collect::<String>()
@@ -61,8 +82,9 @@ impl Printer {
 
     /// A line on standard error.
     pub fn err(&self, line: &str) {
+        let line = self.masked(line);
         let mut e = self.err.lock().expect("stderr lock");
-        let _ = writeln!(e, "{}", paint(line, self.color.1));
+        let _ = writeln!(e, "{}", paint(&line, self.color.1));
         let _ = e.flush();
     }
 

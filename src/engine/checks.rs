@@ -22,6 +22,7 @@ use super::scope::{EvalScope, Values};
 use crate::address::Address;
 use crate::foundation::net::{Net, NetError, error_chain};
 use crate::graph::{SpecGraph, provider_of};
+use crate::mask::Mask;
 use crate::plan::PlannedCheck;
 use crate::providers::{HttpReply, ServiceRequest};
 use crate::spec::checks::parse_service;
@@ -183,47 +184,18 @@ fn request(ctx: &Context, values: &Values, c: &CheckBlock) -> Result<Request, Ch
     Ok(Request { target, kind, headers, expect_json })
 }
 
-/// The clear text of every secret the spec knows here (variables, and the check's own values),
-/// so that an excerpt of a body never shows one.
-fn secrets(ctx: &Context, values: &Values, c: &CheckBlock) -> Vec<String> {
-    fn collect(v: &Value, inside: bool, out: &mut Vec<String>) {
-        match v {
-            Value::Sensitive(x) => collect(x, true, out),
-            Value::String(s) if inside && s.len() >= 4 => out.push(s.clone()),
-            Value::List(l) => l.iter().for_each(|x| collect(x, inside, out)),
-            Value::Map(m) => m.values().for_each(|x| collect(x, inside, out)),
-            _ => {}
-        }
-    }
-    let mut out = Vec::new();
-    ctx.vars.values().for_each(|v| collect(v, false, &mut out));
+/// The mask of every secret the spec knows here (variables, and the check's own values), so that
+/// an excerpt of a body never shows one.
+fn secrets(ctx: &Context, values: &Values, c: &CheckBlock) -> Mask {
     let scope = EvalScope { vars: &ctx.vars, values, dir: ctx.spec.dir.clone() };
-    if let Ok(v) = eval(&c.body, &scope) {
-        collect(&v, false, &mut out);
-    }
-    // Basic credentials travel base64-encoded: mask that form too.
-    let encoded: Vec<String> =
-        out.iter().map(|s| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, s)).collect();
-    out.extend(encoded);
-    out.sort_by_key(|s| std::cmp::Reverse(s.len()));
-    out
-}
-
-/// `text` with every secret masked.
-fn scrub(text: &str, secrets: &[String]) -> String {
-    let mut text = text.to_string();
-    for s in secrets {
-        if !s.is_empty() {
-            text = text.replace(s.as_str(), MASK);
-        }
-    }
-    text
+    let own = eval(&c.body, &scope).ok();
+    Mask::of(ctx.vars.values().chain(own.as_ref()))
 }
 
 /// One line of at most [`EXCERPT`] characters of `body`, with every secret masked.
-pub fn excerpt(body: &[u8], secrets: &[String]) -> String {
+pub fn excerpt(body: &[u8], secrets: &Mask) -> String {
     let one: String = String::from_utf8_lossy(body).split_whitespace().collect::<Vec<_>>().join(" ");
-    let text = scrub(&one, secrets);
+    let text = secrets.apply(&one);
     let cut: String = text.chars().take(EXCERPT).collect();
     if cut.len() < text.len() { format!("{cut}…") } else { cut }
 }
@@ -247,7 +219,7 @@ async fn attempt(
     values: &Values,
     c: &CheckBlock,
     r: &Request,
-    secrets: &[String],
+    secrets: &Mask,
 ) -> Result<u16, (String, Option<u16>)> {
     let reply: HttpReply = match &r.kind {
         Target::Url(url) => {
@@ -284,7 +256,7 @@ async fn attempt(
     Ok(status)
 }
 
-fn mask(text: &str, secrets: &[String]) -> String {
+fn mask(text: &str, secrets: &Mask) -> String {
     excerpt(text.as_bytes(), secrets)
 }
 
@@ -377,7 +349,7 @@ async fn finish(
     providers: &ProviderSet,
     values: &Values,
     deps: &[Address],
-    secrets: &[String],
+    secrets: &Mask,
     mut result: CheckResult,
     start: Instant,
 ) -> CheckResult {
@@ -404,7 +376,7 @@ async fn finish(
     }
     for (a, note) in notes {
         // What a provider says quotes logs and events: mask what the spec knows to be secret.
-        result.message.push_str(&format!("\n  {a}: {}", scrub(&note, secrets).replace('\n', "\n  ")));
+        result.message.push_str(&format!("\n  {a}: {}", secrets.apply(&note).replace('\n', "\n  ")));
     }
     ctx.hook.event(&Event::CheckFailed { name: result.name.clone(), message: result.message.clone() });
     result
@@ -440,11 +412,11 @@ mod tests {
 
     #[test]
     fn excerpts_are_one_short_line_without_secrets() {
-        let secrets = vec!["hunter22".to_string()];
+        let secrets = Mask::of_secrets(["hunter22".to_string()]);
         let e = excerpt(b"{\n  \"error\": \"bad password hunter22\"\n}", &secrets);
         assert_eq!(e, "{ \"error\": \"bad password (sensitive value)\" }");
         let long = "x".repeat(1000);
-        let e = excerpt(long.as_bytes(), &[]);
+        let e = excerpt(long.as_bytes(), &Mask::default());
         assert_eq!(e.chars().count(), EXCERPT + 1, "{e}");
     }
 }

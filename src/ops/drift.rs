@@ -93,6 +93,9 @@ pub struct DriftRun {
     pub delivery: Result<(), OpError>,
     /// An apply held the state lock while this run read it.
     pub lock_note: Option<String>,
+    /// The run's secrets: the report's remote text is masked with it already; the CLI masks what
+    /// it prints with it too.
+    pub mask: crate::mask::Mask,
 }
 
 /// Loads the spec (a load error is an outcome too, so that cron hears of it), reads everything
@@ -100,16 +103,32 @@ pub struct DriftRun {
 pub async fn run(opts: &SpecOptions, registry: Registry, req: &DriftRequest) -> DriftRun {
     let net = registry.net().clone();
     let mut lock_note = None;
+    let mut mask = crate::mask::Mask::default();
     let outcome = async {
         let loaded = super::load(opts, registry)?;
+        mask = loaded.mask();
         let ctx = loaded.context(Arc::new(crate::engine::events::NoHook), req.parallelism, Cancel::new());
         let session = super::apply::open(&loaded, None, std::time::Duration::ZERO)?;
         lock_note = super::lock_note(&loaded);
         drift(&session, &ctx, req.skip_checks).await
     }
     .await;
-    let delivery = deliver(&net, opts, req, &outcome).await;
-    DriftRun { outcome, delivery, lock_note }
+    let outcome = outcome.map(|r| masked(r, &mask));
+    let delivery = deliver(&net, opts, req, &outcome, &mask).await;
+    DriftRun { outcome, delivery, lock_note, mask }
+}
+
+/// The report with every text that came from outside (findings' and checks' messages) masked.
+fn masked(mut r: DriftReport, mask: &crate::mask::Mask) -> DriftReport {
+    for f in &mut r.findings {
+        if let Some(m) = &mut f.message {
+            *m = mask.apply(m);
+        }
+    }
+    for c in &mut r.checks {
+        c.message = mask.apply(&c.message);
+    }
+    r
 }
 
 async fn deliver(
@@ -117,6 +136,7 @@ async fn deliver(
     opts: &SpecOptions,
     req: &DriftRequest,
     outcome: &Result<DriftReport, OpError>,
+    mask: &crate::mask::Mask,
 ) -> Result<(), OpError> {
     if let (Some(path), Ok(report)) = (&req.json_out, outcome) {
         let text = serde_json::to_string_pretty(report).expect("reports serialize");
@@ -128,7 +148,7 @@ async fn deliver(
     };
     let phrased = match outcome {
         Ok(r) => Outcome::Report(r.clone()),
-        Err(e) => Outcome::Failed(e.to_string().trim().to_string()),
+        Err(e) => Outcome::Failed(mask.apply(e.to_string().trim())),
     };
     if !super::notify::wanted(*on, &phrased) {
         return Ok(());

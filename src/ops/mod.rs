@@ -100,6 +100,12 @@ impl Loaded {
         }
     }
 
+    /// The mask of this run's secrets (the sensitive variables' values), for every text that
+    /// comes from outside.
+    pub fn mask(&self) -> crate::mask::Mask {
+        crate::mask::Mask::of(self.vars.values())
+    }
+
     /// A digest of the spec files and the variable values (secrets by keyed
     /// fingerprint), so a saved plan can refuse a changed spec.
     pub fn digest(&self, fp: &Fingerprinter) -> String {

@@ -388,7 +388,13 @@ impl Provider for MemoryProvider {
 impl MemoryProvider {
     fn apply_now(&self, req: &ApplyRequest, cfg: &Value) -> Result<ApplyResponse, ProviderError> {
         if req.action != ApplyAction::Delete && cfg.get("fail").and_then(Value::as_bool) == Some(true) {
-            return Err(ProviderError::Permanent("injected failure (fail = true)".into()));
+            // As a remote API would, the error echoes the input (and a terminal escape): what the
+            // engine prints must mask it.
+            let value = cfg.get("value").map(|v| v.unmarked().as_str().unwrap_or_default().to_string());
+            return Err(ProviderError::Permanent(format!(
+                "injected failure (fail = true) for value {}\u{1b}[2J",
+                value.unwrap_or_default()
+            )));
         }
         let name = name_of(req.identity.as_ref(), cfg).ok_or_else(|| ProviderError::Permanent("no name".into()))?;
         let inputs = ["value", "tags", "size", "secret", "fail", "delay_ms"];

@@ -117,6 +117,7 @@ pub fn resolve_variables(
             }
             Err(why) => {
                 values.insert(name.to_string(), Value::Null);
+                let why = if decl.sensitive { hidden(decl.ty) } else { why };
                 errors.push(type_error(name, decl.ty, &from, &why));
             }
         }
@@ -142,6 +143,7 @@ pub fn resolve_variables(
             }
             Err(why) => {
                 values.insert(name.to_string(), Value::Null);
+                let why = if decl.sensitive { hidden(decl.ty) } else { why };
                 errors.push(type_error(name, decl.ty, &from, &why));
             }
         }
@@ -156,6 +158,25 @@ pub fn resolve_variables(
         errors.push(d);
     }
 
+    // A secret shorter than the mask's minimum could not be hidden in output without hiding
+    // ordinary text: refused, with the rule.
+    for (name, v) in &values {
+        let Some(decl) = spec.variables.get(name).filter(|d| d.sensitive) else { continue };
+        if let Some(s) = v.as_str()
+            && (1..crate::mask::MIN_SECRET_LEN).contains(&s.chars().count())
+        {
+            errors.push(
+                Diagnostic::error(
+                    Some(decl.pos.clone()),
+                    format!("sensitive variable `{name}` is shorter than {} characters", crate::mask::MIN_SECRET_LEN),
+                )
+                .with_hint(
+                    "a secret that short cannot be masked in output without masking ordinary text; use a longer one",
+                ),
+            );
+        }
+    }
+
     if !errors.is_empty() {
         let mut d = Diagnostics(errors);
         d.sort();
@@ -167,6 +188,11 @@ pub fn resolve_variables(
         }
     }
     Ok(values)
+}
+
+/// Why a sensitive value does not fit its type, without the value.
+fn hidden(ty: VarType) -> String {
+    format!("gives a value that is not a {} (it is sensitive: not shown)", var_type_name(ty))
 }
 
 fn type_error(name: &str, ty: VarType, from: &str, why: &str) -> Diagnostic {
@@ -252,7 +278,7 @@ sensitive = true
     fn precedence_default_file_env_cli() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("v.toml");
-        std::fs::write(&f, "region = \"file\"\nnodes = 2\nzones = [\"a\"]\nproject = \"p\"\npassword = \"pw\"\n")
+        std::fs::write(&f, "region = \"file\"\nnodes = 2\nzones = [\"a\"]\nproject = \"p\"\npassword = \"pw-long\"\n")
             .unwrap();
         let e = env(&[("SKYFORM_VAR_region", "env"), ("nodes", "5")]);
         let v = resolve_variables(&spec(), &["region=cli".into(), "labels={a=1}".into()], &[f], &e).unwrap();
@@ -261,7 +287,16 @@ sensitive = true
         assert_eq!(v["zones"], Value::List(vec!["a".into()]));
         assert_eq!(v["labels"], Value::map([("a", Value::Int(1))]));
         assert_eq!(v["debug"], Value::Bool(false));
-        assert_eq!(v["password"], Value::str("pw").sensitive());
+        assert_eq!(v["password"], Value::str("pw-long").sensitive());
+    }
+
+    #[test]
+    fn secrets_stay_hidden_in_errors_and_short_ones_are_refused() {
+        let e = resolve_variables(&spec(), &["project=p".into(), "password=abc".into()], &[], &BTreeMap::new())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("sensitive variable `password` is shorter than 4 characters"), "{e}");
+        assert!(!e.contains("abc"), "{e}");
     }
 
     #[test]

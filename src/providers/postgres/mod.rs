@@ -73,12 +73,12 @@ fn schema() -> ProviderSchema {
             Attribute::optional(
                 "sslmode",
                 AttrType::String,
-                "Direct connection: `verify-ca` (TLS, the server's certificate must chain to `server_ca_cert`), `require` (TLS, the server unverified) or `disable` (plaintext: the password crosses the network in clear).",
+                "Direct connection: `verify-ca` (TLS, the server's certificate must chain to `server_ca_cert`), `require` (TLS, the server unverified) or `disable` (plaintext: statements and results in clear, and the password exposed to anyone in the path).",
             )
             .default(Value::str("verify-ca"))
             .warn_on(&[(
                 "disable",
-                "the connection is plaintext: the password and every statement cross the network in clear; use `instance` (the Cloud SQL connector) or `sslmode = \"verify-ca\"`",
+                "the connection is plaintext: every statement and result cross the network in clear, and anyone in the path can ask the client for its password in clear; use `instance` (the Cloud SQL connector) or `sslmode = \"verify-ca\"`",
             )]),
             Attribute::optional(
                 "server_ca_cert",
