@@ -207,7 +207,8 @@ async fn direct_connections_need_an_authorized_network_and_tls() {
     let o = skyform(dir.path(), &emu, &["plan", "-f", "main.toml"]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(started.elapsed() < Duration::from_secs(30), "refused, not timed out");
-    let o = skyform(dir.path(), &emu, &["apply", "-f", "main.toml", "--auto-approve", "--target", "gcp_sql_instance.db"]);
+    let o =
+        skyform(dir.path(), &emu, &["apply", "-f", "main.toml", "--auto-approve", "--target", "gcp_sql_instance.db"]);
     assert!(o.status.success(), "the network put back: {}", text(&o));
     let o = skyform(dir.path(), &emu, &["plan", "-f", "main.toml", "--detailed-exitcode"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));

@@ -105,7 +105,8 @@ async fn via_connector(base: &str, ip: &str) -> Result<tokio_postgres::Client, S
     )
     .await;
     assert_eq!(code, 200, "{cert}");
-    let (code, settings) = call(base, "GET", &format!("/sql/v1beta4/projects/{P}/instances/{I}/connectSettings"), None).await;
+    let (code, settings) =
+        call(base, "GET", &format!("/sql/v1beta4/projects/{P}/instances/{I}/connectSettings"), None).await;
     assert_eq!(code, 200, "{settings}");
     let mut roots = rustls::RootCertStore::empty();
     let ca = CertificateDer::from_pem_slice(settings["serverCaCert"]["cert"].as_str().unwrap().as_bytes()).unwrap();
@@ -159,7 +160,12 @@ async fn direct_clients_need_an_authorized_network_and_the_instances_ssl() {
     assert!(!out.status.success() && took < Duration::from_secs(3), "{out:?} in {took:?}");
     assert!(stderr(&out).contains("server closed the connection unexpectedly"), "{}", stderr(&out));
     // The connector needs none.
-    via_connector(&base, &ip).await.expect("connector without an authorized network").simple_query("SELECT 1").await.unwrap();
+    via_connector(&base, &ip)
+        .await
+        .expect("connector without an authorized network")
+        .simple_query("SELECT 1")
+        .await
+        .unwrap();
 
     // An expired entry, or another network, lets no one in.
     let nets = json!([{"value": "127.0.0.1/32", "expirationTime": "2020-01-01T00:00:00Z"}, {"value": "10.9.0.0/16"}]);
@@ -184,7 +190,8 @@ async fn direct_clients_need_an_authorized_network_and_the_instances_ssl() {
         assert!(ca[f].as_str().is_some_and(|v| !v.is_empty()), "{f}: {ca}");
     }
     for prefix in ["v1", "sql/v1beta4"] {
-        let (code, cas) = call(&base, "GET", &format!("/{prefix}/projects/{P}/instances/{I}/listServerCas"), None).await;
+        let (code, cas) =
+            call(&base, "GET", &format!("/{prefix}/projects/{P}/instances/{I}/listServerCas"), None).await;
         assert_eq!(code, 200, "{cas}");
         assert_eq!(cas["kind"], "sql#instancesListServerCas");
         assert_eq!(cas["certs"], json!([ca]));
@@ -192,7 +199,8 @@ async fn direct_clients_need_an_authorized_network_and_the_instances_ssl() {
     }
     let ca_file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(ca_file.path(), ca["cert"].as_str().unwrap()).unwrap();
-    let verify_ca = format!("host={ip} user=postgres dbname=postgres sslmode=verify-ca sslrootcert={}", ca_file.path().display());
+    let verify_ca =
+        format!("host={ip} user=postgres dbname=postgres sslmode=verify-ca sslrootcert={}", ca_file.path().display());
     // PostgreSQL serves TLS itself, with a certificate from that CA.
     let (out, _) = psql_run(&verify_ca).await;
     assert!(ok(&out), "verify-ca: {}", stderr(&out));
@@ -230,7 +238,12 @@ async fn direct_clients_need_an_authorized_network_and_the_instances_ssl() {
 
     // The connector satisfies every mode, with no authorized network.
     assert_eq!(patch(&base, json!({"settings": {"ipConfiguration": {"authorizedNetworks": []}}})).await.0, 200);
-    via_connector(&base, &ip).await.expect("connector, client-certificate mode").simple_query("SELECT 1").await.unwrap();
+    via_connector(&base, &ip)
+        .await
+        .expect("connector, client-certificate mode")
+        .simple_query("SELECT 1")
+        .await
+        .unwrap();
     assert_eq!(patch(&base, json!({"settings": {"ipConfiguration": {"sslMode": "ENCRYPTED_ONLY"}}})).await.0, 200);
     via_connector(&base, &ip).await.expect("connector, ENCRYPTED_ONLY").simple_query("SELECT 1").await.unwrap();
     let (out, took) = psql_run(&verify_ca).await;
