@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use super::postgres::{Setup, ident, literal};
+use super::postgres::{Setup, Tls, ident, literal};
 use super::{SqlRequest, check_no_op, instance_not_found, new_op, render_op};
 use crate::app::{App, lock};
 use crate::error::ApiError;
@@ -95,7 +95,8 @@ pub fn server_setup(app: &App, key: &str, region: &str, ip: std::net::Ipv4Addr, 
     let connectors = super::connectors(app);
     let (cert_pem, key_pem) =
         connectors.postgres_tls(&format!("{project}:{instance}"), &dns_name(project, region, instance))?;
-    Ok(Setup { hba: super::network::hba(ip, mode), cert_pem, key_pem, ca_pem: connectors.ca_pem().to_string() })
+    let tls = Tls { cert_pem, key_pem, ca_pem: connectors.ca_pem().to_string() };
+    Ok(Setup { hba: super::network::hba(ip, mode), tls: Some(tls) })
 }
 
 fn invalid(message: impl Into<String>) -> ApiError {

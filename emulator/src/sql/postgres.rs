@@ -227,12 +227,26 @@ fn check_traversable(dir: &Path) -> Result<(), EmulatorError> {
 pub struct Setup {
     /// The whole `pg_hba.conf`.
     pub hba: String,
+    /// TLS (`ssl=on`), or none.
+    pub tls: Option<Tls>,
+}
+
+/// The TLS a server serves.
+#[derive(Debug, Clone)]
+pub struct Tls {
     /// The server certificate (PEM).
     pub cert_pem: String,
     /// Its private key (PEM).
     pub key_pem: String,
     /// The CA that client certificates must chain to (`clientcert=verify-ca`), PEM.
     pub ca_pem: String,
+}
+
+impl Setup {
+    /// A plain server for tests: the unix socket trusted, passwords over TCP from 127.0.0.1, no TLS.
+    pub fn loopback_passwords() -> Setup {
+        Setup { hba: "local all all trust\nhost all all 127.0.0.1/32 scram-sha-256\n".into(), tls: None }
+    }
 }
 
 /// One PostgreSQL server: data in `dir/data`, log in `dir/postgres.log`, socket in a short
@@ -329,9 +343,17 @@ impl PgServer {
     /// Writes `pg_hba.conf` and the TLS files (read at the next start or reload).
     fn configure(&self, setup: &Setup) -> Result<(), String> {
         self.write_owned(&self.dir.join("data/pg_hba.conf"), &setup.hba, 0o600)?;
-        self.write_owned(&self.tls_file("server.crt"), &setup.cert_pem, 0o644)?;
-        self.write_owned(&self.tls_file("server.key"), &setup.key_pem, 0o600)?;
-        self.write_owned(&self.tls_file("ca.crt"), &setup.ca_pem, 0o644)
+        match &setup.tls {
+            Some(tls) => {
+                self.write_owned(&self.tls_file("server.crt"), &tls.cert_pem, 0o644)?;
+                self.write_owned(&self.tls_file("server.key"), &tls.key_pem, 0o600)?;
+                self.write_owned(&self.tls_file("ca.crt"), &tls.ca_pem, 0o644)
+            }
+            None => {
+                let _ = std::fs::remove_file(self.tls_file("server.crt"));
+                Ok(())
+            }
+        }
     }
 
     /// Replaces `pg_hba.conf` and reloads it; returns once new sessions see it (the postmaster
@@ -376,6 +398,15 @@ impl PgServer {
         self.make_socket_dir()?;
         let sock = self.socket_dir();
         let mut cmd = self.command("postgres");
+        if self.tls_file("server.crt").exists() {
+            cmd.args(["-c", "ssl=on"])
+                .arg("-c")
+                .arg(format!("ssl_cert_file={}", self.tls_file("server.crt").display()))
+                .arg("-c")
+                .arg(format!("ssl_key_file={}", self.tls_file("server.key").display()))
+                .arg("-c")
+                .arg(format!("ssl_ca_file={}", self.tls_file("ca.crt").display()));
+        }
         cmd.args(["-D", "data", "-p", &port, "-k"])
             .arg(&sock)
             .arg("-c")
@@ -383,13 +414,6 @@ impl PgServer {
             .args(["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"])
             .args(["-c", "shared_buffers=16MB", "-c", "max_connections=40"])
             .args(["-c", "password_encryption=scram-sha-256"])
-            .args(["-c", "ssl=on"])
-            .arg("-c")
-            .arg(format!("ssl_cert_file={}", self.tls_file("server.crt").display()))
-            .arg("-c")
-            .arg(format!("ssl_key_file={}", self.tls_file("server.key").display()))
-            .arg("-c")
-            .arg(format!("ssl_ca_file={}", self.tls_file("ca.crt").display()))
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log_err))
             .kill_on_drop(true);
