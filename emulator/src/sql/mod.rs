@@ -308,7 +308,19 @@ pub async fn resume(app: &Arc<App>) {
                 continue;
             }
         };
-        if let Err(e) = instances::start_listeners(app, &key, host, port) {
+        // A previous emulator in this process may be letting go of the addresses (its listener
+        // tasks end when the runtime next polls them): a short wait, then give up.
+        let mut listening = instances::start_listeners(app, &key, host, port);
+        for _ in 0..30 {
+            match &listening {
+                Err(e) if e.contains("in use") => {
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    listening = instances::start_listeners(app, &key, host, port);
+                }
+                _ => break,
+            }
+        }
+        if let Err(e) = listening {
             crate::app::tracing_err(&format!("cannot listen for clients of instance {key}: {e}"));
         }
         if let Err(e) = pg(app).resume(&key, &dir, host.into(), port, &setup).await {
@@ -318,6 +330,13 @@ pub async fn resume(app: &Arc<App>) {
             }
         }
     }
+}
+
+/// Stops every listener (connectors, relays) and every PostgreSQL server, data kept (at stop: the
+/// addresses are free for the next emulator at once).
+pub fn stop(app: &App) {
+    connectors(app).stop_all();
+    pg(app).stop_all();
 }
 
 /// Stops every listener (connectors, relays) and deletes every PostgreSQL server (admin reset).
