@@ -1,7 +1,10 @@
 //! The `postgres` provider through the Cloud SQL connector (`instance = connection_name`), with
 //! the real `skyform` binary against the emulator: the GRANT of the seed's IAM variant is made
 //! over TLS 1.3 to the instance's port 3307 with an ephemeral certificate, and read back the same
-//! way; a plaintext direct connection is warned about; a bad connection name is refused.
+//! way, on an instance that, as the seed's, has no authorized network and takes only TLS; a
+//! plaintext direct connection is warned about; a bad connection name is refused. Direct
+//! connections to `<ip>:5432` from an authorized network: TLS verified against the instance's
+//! `server_ca_cert`, or `require`; plaintext refused by PostgreSQL under `ENCRYPTED_ONLY`.
 
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
@@ -11,7 +14,14 @@ use gcp_emulator::{Config, Emulator, OpDurations};
 const P: &str = "skyform-test";
 const ROOT_PASSWORD: &str = "Root-Pw-1-connector";
 
+/// The seed's network settings: no authorized network, TLS only.
+const SEED_IP: &str = r#"{ ipv4_enabled = true, ssl_mode = "ENCRYPTED_ONLY" }"#;
+
 fn spec(emu: &Emulator, postgres: &str) -> String {
+    spec_with(emu, SEED_IP, postgres)
+}
+
+fn spec_with(emu: &Emulator, ip_configuration: &str, postgres: &str) -> String {
     format!(
         r#"
 [variable.root_password]
@@ -38,6 +48,7 @@ tier = "db-f1-micro"
 database_flags = {{ "cloudsql.iam_authentication" = "on" }}
 deletion_protection = false
 root_password = "${{var.root_password}}"
+ip_configuration = {ip_configuration}
 
 [resource.gcp_sql_user.iam]
 instance = "${{gcp_sql_instance.db.name}}"
@@ -307,4 +318,73 @@ async fn iam_login_through_the_connector() {
     assert!(!text(&o).contains(&token), "the token is never printed");
     assert_contract_kept(&emu);
     emu.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn direct_connections_need_an_authorized_network_and_tls() {
+    let emu =
+        Emulator::start(Config { op_durations: OpDurations::uniform(Duration::from_millis(30)), ..Default::default() })
+            .await
+            .expect("emulator starts");
+    let dir = tempfile::tempdir().unwrap();
+    let main = dir.path().join("main.toml");
+    // This test's own address (loopback) is authorized; TLS only.
+    let ip = r#"{ ipv4_enabled = true, ssl_mode = "ENCRYPTED_ONLY", authorized_networks = [{ name = "test", value = "127.0.0.1/32" }] }"#;
+    let direct = |sslmode: &str| {
+        format!(
+            "host = \"${{gcp_sql_instance.db.public_ip}}\"\nsslmode = \"{sslmode}\"\n\
+             server_ca_cert = \"${{gcp_sql_instance.db.server_ca_cert}}\"\n\
+             user = \"postgres\"\npassword = \"${{var.root_password}}\""
+        )
+    };
+    // verify-ca (the default, said here): the server's certificate chains to serverCaCert.
+    std::fs::write(&main, spec_with(&emu, ip, &direct("verify-ca"))).unwrap();
+    let o = skyform(dir.path(), &emu, &["apply", "-f", "main.toml", "--auto-approve"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(granted(&emu, "skypilot-sql@skyform-test.iam").await, "the GRANT was made directly");
+    let stats = emu.stats().requests;
+    assert_eq!(stats.get("sql.connect.generateEphemeralCert"), None, "not through the connector: {stats:?}");
+    let o = skyform(dir.path(), &emu, &["plan", "-f", "main.toml", "--detailed-exitcode"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    // require: TLS, the server unverified; read back the same.
+    std::fs::write(&main, spec_with(&emu, ip, &direct("require"))).unwrap();
+    let o = skyform(dir.path(), &emu, &["plan", "-f", "main.toml", "--detailed-exitcode"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    // disable: PostgreSQL itself refuses the plaintext session under ENCRYPTED_ONLY.
+    std::fs::write(&main, spec_with(&emu, ip, &direct("disable"))).unwrap();
+    let o = skyform(dir.path(), &emu, &["plan", "-f", "main.toml"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("no encryption"), "{}", text(&o));
+    // The network removed by hand: no direct session at all (closed at once), and the instance
+    // has drifted.
+    let body = r#"{"settings": {"ipConfiguration": {"authorizedNetworks": []}}}"#;
+    assert!(patch_by_hand(&emu, body).await.starts_with("HTTP/1.1 200"));
+    assert!(emu.settle(Duration::from_secs(30)).await);
+    std::fs::write(&main, spec_with(&emu, ip, &direct("verify-ca"))).unwrap();
+    let started = std::time::Instant::now();
+    let o = skyform(dir.path(), &emu, &["plan", "-f", "main.toml"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(started.elapsed() < Duration::from_secs(30), "refused, not timed out");
+    let o =
+        skyform(dir.path(), &emu, &["apply", "-f", "main.toml", "--auto-approve", "--target", "gcp_sql_instance.db"]);
+    assert!(o.status.success(), "the network put back: {}", text(&o));
+    let o = skyform(dir.path(), &emu, &["plan", "-f", "main.toml", "--detailed-exitcode"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    emu.shutdown().await;
+}
+
+/// `instances.patch` of the test instance with `body`, as gcloud would send it; the response head.
+async fn patch_by_hand(emu: &Emulator, body: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let host = emu.base_url().trim_start_matches("http://").trim_end_matches('/').to_string();
+    let mut s = tokio::net::TcpStream::connect(&host).await.unwrap();
+    let req = format!(
+        "PATCH /sql/v1beta4/projects/{P}/instances/sky-db HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out
 }

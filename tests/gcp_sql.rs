@@ -28,6 +28,8 @@ tier = "db-f1-micro"
 database_flags = { "cloudsql.iam_authentication" = "on" }
 deletion_protection = false
 root_password = "${var.db_password}"
+# TLS only, and this machine's address may connect directly (psql below).
+ip_configuration = { ssl_mode = "ENCRYPTED_ONLY", authorized_networks = [{ name = "test", value = "127.0.0.1/32" }] }
 
 [resource.gcp_sql_database.skypilot]
 instance = "${gcp_sql_instance.db.name}"
@@ -49,7 +51,8 @@ fn var(pw: &str) -> Vec<String> {
     vec![format!("db_password={pw}")]
 }
 
-/// Logs in with psql at the instance's address (port 5432, as on Cloud SQL); whether it worked.
+/// Logs in with psql at the instance's address (port 5432, as on Cloud SQL; TLS when offered, as
+/// libpq's default `sslmode=prefer` does); whether it worked.
 async fn psql_login(ip: std::net::Ipv4Addr, user: &str, password: &str, db: &str) -> bool {
     let out = tokio::process::Command::new("psql")
         .args(["-h", &ip.to_string(), "-U", user, "-d", db, "-tAc", "select 1"])
@@ -99,8 +102,17 @@ async fn sql_resources_converge_detect_gcloud_drift_repair_and_destroy() {
     assert!(report.ok(), "{:?}", report.failures);
     assert!(psql_login(port, "skypilot", "second-Secret-2", "skypilot-db").await);
 
-    // Out-of-band changes with gcloud.
-    env.gcloud(&["sql", "instances", "patch", "sky-db", "--tier=db-g1-small"]).await;
+    // Out-of-band changes with gcloud: the tier, and who may connect directly, and how.
+    env.gcloud(&[
+        "sql",
+        "instances",
+        "patch",
+        "sky-db",
+        "--tier=db-g1-small",
+        "--authorized-networks=127.0.0.1/32,0.0.0.0/0",
+        "--ssl-mode=ALLOW_UNENCRYPTED_AND_ENCRYPTED",
+    ])
+    .await;
     env.gcloud(&["sql", "databases", "delete", "skypilot-db", "--instance=sky-db"]).await;
     env.gcloud(&["sql", "users", "delete", "skypilot", "--instance=sky-db"]).await;
     let plan = env.try_plan(&pw2, PlanOptions::default()).await.unwrap();
@@ -115,7 +127,7 @@ async fn sql_resources_converge_detect_gcloud_drift_repair_and_destroy() {
         ]
     );
     let inst = change(&plan, "gcp_sql_instance.db");
-    assert_eq!(inst.changed, vec!["tier"]);
+    assert_eq!(inst.changed, vec!["tier", "ip_configuration"]);
     assert!(inst.notes.iter().any(|n| n.contains("restarts the instance")), "{:?}", inst.notes);
     let loaded = env.load_with(&pw2);
     let ctx = env.ctx(&loaded);

@@ -9,7 +9,7 @@ mod k8s_common;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use gcp_emulator::sql::postgres::{PgManager, PgServer, free_port};
+use gcp_emulator::sql::postgres::{PgManager, PgServer, Setup, free_port};
 use k8s_common::{Fixture, change, run};
 use skyform::engine::drift::DriftClass;
 use skyform::plan::Action;
@@ -25,7 +25,7 @@ async fn start() -> Pg {
     let manager = PgManager::new(None).expect("PostgreSQL manager (is PostgreSQL installed?)");
     let dir = manager.new_dir("skyform-postgres-test");
     let server = manager
-        .create("t", &dir, std::net::Ipv4Addr::LOCALHOST.into(), free_port().unwrap())
+        .create("t", &dir, std::net::Ipv4Addr::LOCALHOST.into(), free_port().unwrap(), &Setup::loopback_passwords())
         .await
         .unwrap_or_else(|e| panic!("starting PostgreSQL: {e}"));
     server

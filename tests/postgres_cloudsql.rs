@@ -27,7 +27,7 @@ fn ok(out: &Output) -> String {
     stdout
 }
 
-/// psql at the instance's address (`ip`), port 5432 as on Cloud SQL.
+/// psql at the instance's address (`ip`), port 5432 as on Cloud SQL (an authorized network).
 fn psql(tb: &Testbed, ip: &str, q: &str) -> String {
     skyform_testbed::run_ok(
         tb.command("psql").args(["-h", ip, "-U", "postgres", "-d", "postgres", "-At", "-c", q]).env("PGPASSWORD", PW),
@@ -60,6 +60,9 @@ tier = "db-f1-micro"
 database_flags = {{ "cloudsql.iam_authentication" = "on" }}
 deletion_protection = false
 root_password = "${{var.db_password}}"
+# skyform and psql connect directly from the testbed's namespace, where a client of 10.64.x.y has
+# the instance network's own addresses as its source (a local route): authorize that network.
+ip_configuration = {{ authorized_networks = [{{ name = "testbed", value = "10.64.0.0/16" }}] }}
 depends_on = ["gcp_project_service.sqladmin"]
 
 [resource.gcp_project_service.iam]

@@ -40,7 +40,9 @@ pub fn need(method: &str) -> Option<Need> {
     use Need::{Nothing, Permission as P};
     Some(match method {
         // Cloud SQL Admin.
-        "sql.instances.get" | "sql.operations.get" | "sql.operations.list" => P("cloudsql.instances.get"),
+        "sql.instances.get" | "sql.instances.listServerCas" | "sql.operations.get" | "sql.operations.list" => {
+            P("cloudsql.instances.get")
+        }
         "sql.instances.list" => P("cloudsql.instances.list"),
         "sql.instances.insert" => P("cloudsql.instances.create"),
         "sql.instances.patch" | "sql.instances.update" => P("cloudsql.instances.update"),

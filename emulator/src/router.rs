@@ -69,7 +69,7 @@ pub async fn reset(app: &Arc<App>) {
 
 /// At stop: stops the APIs' servers (Cloud SQL's PostgreSQL; their data is kept when persisting).
 pub fn stop(app: &App) {
-    crate::sql::pg(app).stop_all();
+    crate::sql::stop(app);
 }
 
 /// The JSON API and method name (`sql.instances.get`) of a request, or `None` for a route the

@@ -192,7 +192,8 @@ impl Emulator {
         self.app.settle(timeout).await
     }
 
-    /// The PostgreSQL port of Cloud SQL instance `project/instance`, once it runs (5432).
+    /// The port of Cloud SQL instance `project/instance`'s PostgreSQL server itself, once it runs:
+    /// the internal 5433 behind the public 5432 (the name of its unix socket, `.s.PGSQL.<port>`).
     pub fn postgres_port(&self, project: &str, instance: &str) -> Option<u16> {
         lock(&self.app.state).sql.instances.get(&format!("{project}/{instance}")).and_then(|i| i.pg_port)
     }

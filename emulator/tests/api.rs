@@ -66,7 +66,9 @@ async fn cloud_sql_instance_lifecycle() {
     let emu = start(Config { op_durations: durations, ..Config::default() }).await;
     let base = emu.base_url();
     let insert = json!({"name": "db1", "databaseVersion": "POSTGRES_15", "region": "us-central1", "rootPassword": "rootpw",
-                        "settings": {"tier": "db-f1-micro", "databaseFlags": [{"name": "cloudsql.iam_authentication", "value": "on"}]}});
+                        "settings": {"tier": "db-f1-micro", "databaseFlags": [{"name": "cloudsql.iam_authentication", "value": "on"}],
+                                     // This test's own address (loopback) may connect directly.
+                                     "ipConfiguration": {"authorizedNetworks": [{"value": "127.0.0.1/32"}]}}});
     // Validation first: a bad name and a missing tier are 400s.
     let (code, _) = call(
         base,
@@ -127,7 +129,7 @@ async fn cloud_sql_instance_lifecycle() {
     assert_eq!(inst["ipAddresses"][0]["type"], "PRIMARY");
     assert_eq!(inst["settings"]["settingsVersion"], "1");
     assert!(inst.get("rootPassword").is_none());
-    // An address of its own, PostgreSQL at Cloud SQL's port.
+    // An address of its own, PostgreSQL at Cloud SQL's port (the server itself behind it).
     let port = instance_addr(&inst);
     assert!(port.ip().is_loopback() && port.ip() != std::net::Ipv4Addr::LOCALHOST, "{port}");
     assert_eq!(port.port(), 5432);
@@ -176,7 +178,8 @@ async fn cloud_sql_instance_lifecycle() {
         base,
         "PUT",
         &format!("/sql/v1beta4/projects/{P}/instances/db1"),
-        Some(&json!({"name": "db1", "settings": {"tier": "db-g1-small", "settingsVersion": "3"}})),
+        Some(&json!({"name": "db1", "settings": {"tier": "db-g1-small", "settingsVersion": "3",
+                                                  "ipConfiguration": {"authorizedNetworks": [{"value": "127.0.0.1/32"}]}}})),
     )
     .await;
     assert_eq!(code, 200, "{op}");
@@ -676,7 +679,7 @@ async fn state_persists_across_restarts() {
     let emu = start(config.clone()).await;
     let base = emu.base_url().to_string();
     call(&base, "POST", &format!("/v1/projects/{P}/serviceAccounts"), Some(&json!({"accountId": "kept-robot"}))).await;
-    let (code, op) = call(&base, "POST", &format!("/v1/projects/{P}/instances"), Some(&json!({"name": "kept", "databaseVersion": "POSTGRES_15", "rootPassword": "pw", "settings": {"tier": "db-f1-micro"}}))).await;
+    let (code, op) = call(&base, "POST", &format!("/v1/projects/{P}/instances"), Some(&json!({"name": "kept", "databaseVersion": "POSTGRES_15", "rootPassword": "pw", "settings": {"tier": "db-f1-micro", "ipConfiguration": {"authorizedNetworks": [{"value": "127.0.0.1/32"}]}}}))).await;
     assert_eq!(code, 200, "{op}");
     assert_eq!(wait_sql_op(&base, "v1", P, &op, 60).await.get("error"), None);
     let (_, op) =

@@ -232,15 +232,26 @@ async fn gcloud_runs_the_skypilot_seed_against_the_emulator() {
     assert_eq!(inst["state"], "RUNNABLE");
     assert_eq!(inst["databaseVersion"], "POSTGRES_15");
     assert_eq!(inst["settings"]["databaseFlags"][0]["name"], "cloudsql.iam_authentication");
-    // The address gcloud reports is where PostgreSQL listens, on 5432: the real psql
-    // reaches it knowing nothing else.
+    // The address gcloud reports is where PostgreSQL listens, on 5432; as on Cloud SQL, a client
+    // in none of the authorized networks (none yet) is turned away at once...
     let ip = inst["ipAddresses"][0]["ipAddress"].as_str().expect("an ip").to_string();
     assert_ne!(ip, "127.0.0.1", "an address of its own");
-    let out = std::process::Command::new(psql())
-        .args(["-h", &ip, "-U", "postgres", "-d", "postgres", "-Atc", "SELECT 40 + 2"])
-        .env("PGPASSWORD", "root-pw")
-        .output()
-        .expect("psql runs");
+    let direct = |conninfo: String| {
+        std::process::Command::new(psql())
+            .args([&conninfo, "-Atc", "SELECT 40 + 2"])
+            .env("PGPASSWORD", "root-pw")
+            .env("PGCONNECT_TIMEOUT", "10")
+            .output()
+            .expect("psql runs")
+    };
+    let plain = format!("host={ip} user=postgres dbname=postgres sslmode=disable");
+    let started = std::time::Instant::now();
+    let out = direct(plain.clone());
+    assert!(!out.status.success() && started.elapsed() < Duration::from_secs(5), "refused at once");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("server closed the connection"), "{out:?}");
+    // ...until gcloud authorizes this machine's address: then the real psql gets in.
+    sql.run(&["sql", "instances", "patch", INSTANCE, "--authorized-networks=127.0.0.1/32"]).await;
+    let out = direct(plain.clone());
     assert!(out.status.success(), "psql -h {ip}: {}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "42");
     let users = users_json;
@@ -278,7 +289,7 @@ async fn gcloud_runs_the_skypilot_seed_against_the_emulator() {
 
     // The real PostgreSQL sees the role and the database.
     let ip = emu.instance_address(P, INSTANCE).expect("instance has a server");
-    assert_eq!(emu.postgres_port(P, INSTANCE), Some(5432));
+    assert_eq!(emu.postgres_port(P, INSTANCE), Some(5433), "the server itself, behind 5432");
     let pg = connect(ip, "postgres", "root-pw", "skypilot-db").await;
     let iam_user = format!("{SA}@{P}.iam");
     let row = pg
@@ -300,6 +311,30 @@ async fn gcloud_runs_the_skypilot_seed_against_the_emulator() {
     app.batch_execute("CREATE TABLE t (x int); INSERT INTO t VALUES (1)")
         .await
         .expect("the app user can use its database");
+
+    // The server CA gcloud lists is the instance's serverCaCert; with `--ssl-mode=ENCRYPTED_ONLY`
+    // a plaintext client gets PostgreSQL's own refusal and a client verifying that CA gets in.
+    let cas = sql.json(&["sql", "ssl", "server-ca-certs", "list", &format!("--instance={INSTANCE}")]).await;
+    let described = sql.json(&["sql", "instances", "describe", INSTANCE]).await;
+    let ca = &described["serverCaCert"];
+    assert_eq!(cas[0]["sha1Fingerprint"], ca["sha1Fingerprint"], "{cas}");
+    assert_eq!(cas[0]["cert"], ca["cert"]);
+    sql.run(&["sql", "instances", "patch", INSTANCE, "--ssl-mode=ENCRYPTED_ONLY"]).await;
+    let described = sql.json(&["sql", "instances", "describe", INSTANCE]).await;
+    assert_eq!(described["settings"]["ipConfiguration"]["sslMode"], "ENCRYPTED_ONLY");
+    assert_eq!(described["settings"]["ipConfiguration"]["authorizedNetworks"][0]["value"], "127.0.0.1/32");
+    let out = direct(plain);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(
+            "no pg_hba.conf entry for host \"127.0.0.1\", user \"postgres\", database \"postgres\", no encryption"
+        ),
+        "{out:?}"
+    );
+    let ca_file = dir.path().join("server-ca.pem");
+    std::fs::write(&ca_file, ca["cert"].as_str().unwrap()).unwrap();
+    let out =
+        direct(format!("host={ip} user=postgres dbname=postgres sslmode=verify-ca sslrootcert={}", ca_file.display()));
+    assert!(out.status.success(), "psql verify-ca: {}", String::from_utf8_lossy(&out.stderr));
 
     // Every call went through the emulator and was counted.
     let stats = emu.stats();

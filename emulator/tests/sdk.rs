@@ -70,7 +70,10 @@ async fn google_rust_sdk_creates_reads_and_deletes_cloud_sql_resources() {
         .set_region("europe-west1")
         .set_database_version(model::SqlDatabaseVersion::Postgres15)
         .set_root_password("sdk-root")
-        .set_settings(model::Settings::new().set_tier("db-custom-1-3840"));
+        .set_settings(model::Settings::new().set_tier("db-custom-1-3840").set_ip_configuration(
+            // This test's own address may connect directly to 5432.
+            model::IpConfiguration::new().set_authorized_networks([model::AclEntry::new().set_value("127.0.0.1/32")]),
+        ));
     let op = instances.insert().set_project(P).set_body(body).send().await.expect("instances.insert");
     let done = wait(&ops, op).await;
     assert!(done.error.is_none(), "{done:?}");

@@ -10,10 +10,15 @@
 //!   same CA.
 //! - A TLS 1.3 listener on `<instance ip>:3307` that requires such a client certificate; after
 //!   the handshake the stream is the raw PostgreSQL protocol, bridged to the instance's server
-//!   on `<ip>:5432` (which answers `SSLRequest` with `N` and forwards `CancelRequest` itself).
+//!   on `<ip>:5433` from the instance's own address (which `pg_hba.conf` lets in with a password
+//!   whatever the instance's `sslMode`: the tunnel is the encryption; the bridge answers
+//!   `SSLRequest` with `N` and forwards `CancelRequest` itself). Authorized networks do not apply
+//!   here, as on Cloud SQL: IAM does (`generateEphemeralCert`).
 //!
-//! One CA per emulator process, made at start: certificates issued before a restart no longer
-//! verify, and the connectors fetch new ones, as after a CA rotation.
+//! The same CA is every instance's `serverCaCert` (and `listServerCas`), and signs the certificate
+//! PostgreSQL itself serves to direct clients ([`Connectors::postgres_tls`]). One CA per emulator
+//! process, made at start: certificates issued before a restart no longer verify, and the
+//! connectors fetch new ones, as after a CA rotation.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -35,7 +40,9 @@ pub const EPHEMERAL_CERT_LIFETIME: TimeDuration = TimeDuration::hours(1);
 pub struct Connectors {
     ca: Ca,
     provider: Arc<rustls::crypto::CryptoProvider>,
-    listeners: Mutex<HashMap<String, tokio::task::JoinHandle<()>>>,
+    /// The listener tasks of each instance (`project/instance`): the 3307 endpoint and the 5432
+    /// relay ([`super::network`]).
+    listeners: Mutex<HashMap<String, Vec<tokio::task::JoinHandle<()>>>>,
     /// Ephemeral certificates issued: certificate DER → the instance (`project/instance`) it
     /// was issued for, the principal its login token named (automatic IAM authentication), and
     /// its expiry. A certificate opens only its own instance's port.
@@ -47,6 +54,7 @@ struct Ca {
     key: KeyPair,
     pem: String,
     der: CertificateDer<'static>,
+    serial: u64,
 }
 
 /// What an ephemeral certificate was issued for.
@@ -91,9 +99,11 @@ impl Connectors {
         let now = OffsetDateTime::now_utc();
         params.not_before = now - TimeDuration::days(1);
         params.not_after = now + TimeDuration::days(3650);
+        let serial = rand::random::<u64>() >> 1;
+        params.serial_number = Some(serial.into());
         let cert = params.self_signed(&key).map_err(err)?;
         Ok(Connectors {
-            ca: Ca { pem: cert.pem(), der: cert.der().clone(), params, key },
+            ca: Ca { pem: cert.pem(), der: cert.der().clone(), params, key, serial },
             provider: Arc::new(rustls::crypto::ring::default_provider()),
             listeners: Mutex::new(HashMap::new()),
             issued: Mutex::new(HashMap::new()),
@@ -116,6 +126,35 @@ impl Connectors {
     /// The CA certificate (PEM), the instances' `serverCaCert`.
     pub fn ca_pem(&self) -> &str {
         &self.ca.pem
+    }
+
+    /// The CA's SHA-1 fingerprint, lowercase hex (`sha1Fingerprint`, `activeVersion`).
+    pub fn ca_sha1(&self) -> String {
+        let d = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, self.ca.der.as_ref());
+        d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// The CA as the `SslCert` of instance `instance` (`serverCaCert`, `listServerCas`).
+    pub fn server_ca_cert(&self, instance: &str) -> serde_json::Value {
+        let ms = |t: OffsetDateTime| (t.unix_timestamp().max(0) as u64) * 1000;
+        serde_json::json!({
+            "kind": "sql#sslCert",
+            "certSerialNumber": self.ca.serial.to_string(),
+            "cert": self.ca.pem,
+            "commonName": self.ca_name(),
+            "sha1Fingerprint": self.ca_sha1(),
+            "instance": instance,
+            "createTime": crate::util::rfc3339(ms(self.ca.params.not_before)),
+            "expirationTime": crate::util::rfc3339(ms(self.ca.params.not_after)),
+        })
+    }
+
+    /// The certificate and key (PEM) PostgreSQL serves to direct clients of an instance: CN
+    /// `project:instance`, SAN `dns_name`, signed by the CA (what `sslmode=verify-ca` checks).
+    pub fn postgres_tls(&self, common_name: &str, dns_name: &str) -> Result<(String, String), String> {
+        let (cert, key) =
+            self.signed_server_cert(common_name, vec![SanType::DnsName(dns_name.try_into().map_err(err)?)])?;
+        Ok((cert.pem(), key.serialize_pem()))
     }
 
     /// A client certificate for `public_key_pem` (an SPKI, whatever the PEM label), valid for
@@ -188,6 +227,15 @@ impl Connectors {
         common_name: &str,
         sans: Vec<SanType>,
     ) -> Result<(CertificateDer<'static>, PrivateKeyDer<'static>), String> {
+        let (cert, key) = self.signed_server_cert(common_name, sans)?;
+        Ok((cert.der().clone(), PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()))))
+    }
+
+    fn signed_server_cert(
+        &self,
+        common_name: &str,
+        sans: Vec<SanType>,
+    ) -> Result<(rcgen::Certificate, KeyPair), String> {
         let key = KeyPair::generate().map_err(err)?;
         let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
@@ -200,7 +248,7 @@ impl Connectors {
         params.not_after = now + TimeDuration::days(3650);
         let issuer = Issuer::from_params(&self.ca.params, &self.ca.key);
         let cert = params.signed_by(&key, &issuer).map_err(err)?;
-        Ok((cert.der().clone(), PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()))))
+        Ok((cert, key))
     }
 
     /// What a client certificate was issued for, if this emulator issued it and it is valid.
@@ -227,9 +275,9 @@ impl Connectors {
         Ok(Arc::new(config))
     }
 
-    /// Starts (or restarts) the TLS listener of instance `key` on `ip:3307`. `app` gives the
-    /// checks of automatic IAM database authentication their state (weak: the listener must
-    /// not keep the emulator alive).
+    /// Starts the TLS listener of instance `key` on `ip:3307`, bridged to its server on
+    /// `ip:postgres_port` (from `ip`). `app` gives the checks of automatic IAM database
+    /// authentication their state (weak: the listener must not keep the emulator alive).
     pub fn listen(
         &self,
         app: std::sync::Weak<crate::app::App>,
@@ -260,24 +308,37 @@ impl Connectors {
                 });
             }
         });
-        if let Some(old) = self.listeners.lock().unwrap_or_else(|e| e.into_inner()).insert(key.to_string(), task) {
-            old.abort();
-        }
+        self.track(key, task);
         Ok(())
     }
 
-    /// Stops the listener of instance `key` (deleted).
+    /// Keeps a listener task of instance `key`, stopped with the instance's others.
+    pub fn track(&self, key: &str, task: tokio::task::JoinHandle<()>) {
+        self.listeners.lock().unwrap_or_else(|e| e.into_inner()).entry(key.to_string()).or_default().push(task);
+    }
+
+    /// Stops the listeners of instance `key` (deleted, or about to be started again).
     pub fn stop(&self, key: &str) {
-        if let Some(t) = self.listeners.lock().unwrap_or_else(|e| e.into_inner()).remove(key) {
+        for t in self.listeners.lock().unwrap_or_else(|e| e.into_inner()).remove(key).unwrap_or_default() {
             t.abort();
         }
     }
 
     /// Stops every listener.
     pub fn stop_all(&self) {
-        for (_, t) in self.listeners.lock().unwrap_or_else(|e| e.into_inner()).drain() {
-            t.abort();
+        for (_, ts) in self.listeners.lock().unwrap_or_else(|e| e.into_inner()).drain() {
+            for t in ts {
+                t.abort();
+            }
         }
+    }
+}
+
+impl Drop for Connectors {
+    /// The listeners go with the emulator that made them (a stopped emulator's addresses are
+    /// free for the next one at once, as after a restart with the same state).
+    fn drop(&mut self) {
+        self.stop_all();
     }
 }
 
@@ -331,7 +392,7 @@ async fn serve(
                 let mut msg = (len as u32).to_be_bytes().to_vec();
                 msg.extend_from_slice(&body);
                 if code == CANCEL_REQUEST {
-                    let mut db = tokio::net::TcpStream::connect(backend).await?;
+                    let mut db = bridge_connect(backend).await?;
                     db.write_all(&msg).await?;
                     return Ok(());
                 }
@@ -341,7 +402,7 @@ async fn serve(
     };
     match principal {
         None => {
-            let mut db = tokio::net::TcpStream::connect(backend).await?;
+            let mut db = bridge_connect(backend).await?;
             db.write_all(&startup).await?;
             tokio::io::copy_bidirectional(&mut tls, &mut db).await?;
         }
@@ -371,6 +432,17 @@ async fn serve(
         }
     }
     Ok(())
+}
+
+/// A connection to the instance's server at `backend` from the instance's own address (the
+/// source `pg_hba.conf` knows as the bridge's: [`super::network::hba`]).
+async fn bridge_connect(backend: SocketAddr) -> std::io::Result<tokio::net::TcpStream> {
+    let socket = match backend {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.bind(SocketAddr::new(backend.ip(), 0))?;
+    socket.connect(backend).await
 }
 
 /// The parameters of a PostgreSQL StartupMessage (`len, protocol 3.0, (name\0 value\0)*, \0`);

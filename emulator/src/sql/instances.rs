@@ -1,10 +1,11 @@
-//! Cloud SQL instances (API floor): insert/get/list/patch/update/delete/restart.
+//! Cloud SQL instances (API floor): insert/get/list/patch/update/delete/restart, and
+//! `listServerCas`.
 
 use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use super::postgres::{ident, literal};
+use super::postgres::{Setup, Tls, ident, literal};
 use super::{SqlRequest, check_no_op, instance_not_found, new_op, render_op};
 use crate::app::{App, lock};
 use crate::error::ApiError;
@@ -24,7 +25,7 @@ pub async fn handle(app: &Arc<App>, r: &SqlRequest<'_>, method: &str) -> Result<
                 .instances
                 .iter()
                 .filter(|(k, _)| k.starts_with(&prefix))
-                .map(|(_, i)| render(&base, i))
+                .map(|(_, i)| render_with_ca(app, &base, i))
                 .collect();
             Ok(if items.is_empty() {
                 json!({"kind": "sql#instancesList"})
@@ -35,7 +36,17 @@ pub async fn handle(app: &Arc<App>, r: &SqlRequest<'_>, method: &str) -> Result<
         "sql.instances.get" => {
             let st = lock(&app.state);
             let inst = st.sql.instances.get(&key(r)).ok_or_else(instance_not_found)?;
-            Ok(render(&base, inst))
+            Ok(render_with_ca(app, &base, inst))
+        }
+        "sql.instances.listServerCas" => {
+            let st = lock(&app.state);
+            st.sql.instances.get(&key(r)).ok_or_else(instance_not_found)?;
+            let c = super::connectors(app);
+            Ok(json!({
+                "kind": "sql#instancesListServerCas",
+                "certs": [c.server_ca_cert(r.rest[1])],
+                "activeVersion": c.ca_sha1(),
+            }))
         }
         "sql.instances.patch" | "sql.instances.update" => modify(app, r, method == "sql.instances.update"),
         "sql.instances.delete" => delete(app, r),
@@ -53,6 +64,39 @@ pub fn render(base: &str, inst: &SqlInstance) -> Value {
     let mut v = inst.resource.clone();
     v["selfLink"] = format!("{base}/instances/{}", str_field(&inst.resource, "name")).into();
     v
+}
+
+/// The instance JSON with its link and `serverCaCert` (the emulator's CA, which signs the
+/// certificate its PostgreSQL serves).
+fn render_with_ca(app: &App, base: &str, inst: &SqlInstance) -> Value {
+    let mut v = render(base, inst);
+    v["serverCaCert"] = super::connectors(app).server_ca_cert(str_field(&inst.resource, "name"));
+    v
+}
+
+/// 400 for an `ipConfiguration` Cloud SQL refuses: `sslMode` and `requireSsl` that disagree, or
+/// an authorized network that is not one (the latter's wording is the emulator's).
+fn check_ip_configuration(given: &Value) -> Result<(), ApiError> {
+    if let Some(message) = super::network::ssl_conflict(given) {
+        return Err(invalid(message));
+    }
+    if let Some(value) = super::network::bad_network(given) {
+        return Err(invalid(format!(
+            "Invalid request: authorized network value {value:?} is not an IPv4 address or network in CIDR notation."
+        )));
+    }
+    Ok(())
+}
+
+/// What the server of instance `key` at `ip` is configured with: `pg_hba.conf` for SSL mode
+/// `mode`, and a certificate for `project:instance` and its DNS name from the emulator's CA.
+pub fn server_setup(app: &App, key: &str, region: &str, ip: std::net::Ipv4Addr, mode: &str) -> Result<Setup, String> {
+    let (project, instance) = key.split_once('/').unwrap_or((key, key));
+    let connectors = super::connectors(app);
+    let (cert_pem, key_pem) =
+        connectors.postgres_tls(&format!("{project}:{instance}"), &dns_name(project, region, instance))?;
+    let tls = Tls { cert_pem, key_pem, ca_pem: connectors.ca_pem().to_string() };
+    Ok(Setup { hba: super::network::hba(ip, mode), tls: Some(tls) })
 }
 
 fn invalid(message: impl Into<String>) -> ApiError {
@@ -111,6 +155,9 @@ fn insert(app: &Arc<App>, r: &SqlRequest<'_>) -> Result<Value, ApiError> {
     if tier.is_empty() {
         return Err(invalid("Invalid request: Missing tier (settings.tier)."));
     }
+    if let Some(given) = body.pointer("/settings/ipConfiguration") {
+        check_ip_configuration(given)?;
+    }
     let key = format!("{}/{}", r.project, name);
     let mut st = lock(&app.state);
     let window = app.settings().name_reuse_window_s * 1000;
@@ -151,6 +198,10 @@ fn insert(app: &Arc<App>, r: &SqlRequest<'_>) -> Result<Value, ApiError> {
     if let Some(given) = body.get("settings") {
         merge(&mut settings, given);
     }
+    if let Some(given) = body.pointer("/settings/ipConfiguration") {
+        super::network::align_ssl(given, &mut settings["ipConfiguration"]);
+    }
+    let ssl_mode = super::network::ssl_mode(&settings["ipConfiguration"]);
     settings["settingsVersion"] = "1".into();
     let number = project_number(&r.project);
     let resource = json!({
@@ -171,9 +222,11 @@ fn insert(app: &Arc<App>, r: &SqlRequest<'_>) -> Result<Value, ApiError> {
         "settings": settings,
         "ipAddresses": [],
     });
-    // The instance's own address; PostgreSQL on 5432 there, as on Cloud SQL.
+    // The instance's own address; PostgreSQL's public port 5432 there, as on Cloud SQL (the relay
+    // that checks authorized networks), the server itself behind it on 5433.
     let ip = super::address::allocate(app.config.sql_network).map_err(ApiError::internal)?;
-    let port = super::address::POSTGRES_PORT;
+    let server_port = super::address::SERVER_PORT;
+    let setup = server_setup(app, &key, &region, ip, ssl_mode).map_err(ApiError::internal)?;
     let dir = super::pg(app).new_dir(&key);
     st.sql.instances.insert(
         key.clone(),
@@ -190,8 +243,9 @@ fn insert(app: &Arc<App>, r: &SqlRequest<'_>) -> Result<Value, ApiError> {
     let op = new_op(&r.project, "CREATE", &name);
     let (app2, key2, dir2, project) = (app.clone(), key.clone(), dir.clone(), r.project.clone());
     let work = async move {
-        let server = super::pg(&app2).create(&key2, &dir2, ip.into(), port).await.map_err(op_error)?;
-        if let Err(e) = start_connector(&app2, &key2, ip, port) {
+        let server = super::pg(&app2).create(&key2, &dir2, ip.into(), server_port, &setup).await.map_err(op_error)?;
+        if let Err(e) = start_listeners(&app2, &key2, ip, server_port) {
+            super::connectors(&app2).stop(&key2);
             super::pg(&app2).destroy(&key2).await;
             return Err(op_error(e));
         }
@@ -214,7 +268,7 @@ fn insert(app: &Arc<App>, r: &SqlRequest<'_>) -> Result<Value, ApiError> {
         inst.resource["state"] = "RUNNABLE".into();
         inst.resource["ipAddresses"] = json!([{"type": "PRIMARY", "ipAddress": ip.to_string()}]);
         inst.pg_dir = Some(dir);
-        inst.pg_port = Some(port);
+        inst.pg_port = Some(server_port);
         inst.pg_host = Some(ip);
         inst.users.insert(
             "postgres".into(),
@@ -273,6 +327,9 @@ fn modify(app: &Arc<App>, r: &SqlRequest<'_>, replace_settings: bool) -> Result<
             )));
         }
     }
+    if let Some(given) = body.pointer("/settings/ipConfiguration") {
+        check_ip_configuration(given)?;
+    }
     let mut next = current.clone();
     let mut patch = body.clone();
     if let Some(o) = patch.as_object_mut() {
@@ -304,6 +361,12 @@ fn modify(app: &Arc<App>, r: &SqlRequest<'_>, replace_settings: bool) -> Result<
         }
     }
     merge(&mut next, &patch);
+    if let Some(given) = body.pointer("/settings/ipConfiguration") {
+        // An `authorizedNetworks` list replaces the old one (merge does so for arrays).
+        super::network::align_ssl(given, &mut next["settings"]["ipConfiguration"]);
+    }
+    let old_mode = super::network::ssl_mode(&current["settings"]["ipConfiguration"]);
+    let new_mode = super::network::ssl_mode(&next["settings"]["ipConfiguration"]);
     if let Some(v) = body.get("databaseVersion").and_then(Value::as_str) {
         next["databaseInstalledVersion"] = format!("{v}_0").into();
     }
@@ -311,7 +374,17 @@ fn modify(app: &Arc<App>, r: &SqlRequest<'_>, replace_settings: bool) -> Result<
     let op = new_op(&r.project, "UPDATE", r.rest[1]);
     // Changes become visible when the operation is done, as on the real API. Changing the tier or
     // flags restarts a real instance; the emulator's server keeps running (flags such as
-    // cloudsql.iam_authentication are not PostgreSQL settings).
+    // cloudsql.iam_authentication are not PostgreSQL settings). A new SSL mode rewrites the
+    // server's pg_hba.conf and reloads it; authorized networks are read by the relay at each
+    // connection, so they take effect when the operation is done.
+    let server = (old_mode != new_mode).then(|| super::pg(app).get(&key)).flatten();
+    let hba = inst.pg_host.map(|ip| super::network::hba(ip, new_mode));
+    let work = async move {
+        match (server, hba) {
+            (Some(server), Some(hba)) => server.set_hba(&hba).await.map_err(op_error),
+            _ => Ok(()),
+        }
+    };
     let finish = move |st: &mut crate::state::State, res: &Result<(), OpError>| {
         if let (Some(inst), Ok(())) = (st.sql.instances.get_mut(&key), res) {
             let state = inst.resource["state"].clone();
@@ -320,7 +393,7 @@ fn modify(app: &Arc<App>, r: &SqlRequest<'_>, replace_settings: bool) -> Result<
         }
         Ok(())
     };
-    let op = app.run_op(&mut st, op, async { Ok(()) }, finish);
+    let op = app.run_op(&mut st, op, work, finish);
     app.persist(&st);
     Ok(render_op(&r.link_base(app), &op))
 }
@@ -419,8 +492,22 @@ pub fn check_iam_login(app: &App, key: &str, email: &str, user: &str) -> Result<
     Ok(())
 }
 
+/// Starts the listeners of instance `key` (`project/instance`) on its address, in front of its
+/// server on `server_port`: the connectors' TLS port 3307, and the relay on 5432 that lets in
+/// its authorized networks ([`super::network::relay`]). Listeners already running are stopped.
+pub fn start_listeners(
+    app: &std::sync::Arc<App>,
+    key: &str,
+    ip: std::net::Ipv4Addr,
+    server_port: u16,
+) -> Result<(), String> {
+    super::connectors(app).stop(key);
+    start_connector(app, key, ip, server_port)?;
+    super::network::relay(app, key, ip, server_port)
+}
+
 /// Starts the TLS listener of instance `key` (`project/instance`) on its address at 3307.
-pub fn start_connector(
+fn start_connector(
     app: &std::sync::Arc<App>,
     key: &str,
     ip: std::net::Ipv4Addr,

@@ -1,13 +1,15 @@
 //! Cloud SQL Admin, served under both `/v1/` and `/sql/v1beta4/` with the same semantics
-//! (contract §1), on the API floor. Every instance is a real PostgreSQL server ([`postgres`]);
-//! the servers and the connector endpoint's CA and listeners ([`connect`]) are this API's
-//! extensions of the `App` ([`pg`], [`connectors`]).
+//! (contract §1), on the API floor. Every instance is a real PostgreSQL server ([`postgres`])
+//! behind a relay that lets in only its authorized networks and a `pg_hba.conf` that enforces its
+//! SSL mode ([`network`]); the servers and the connector endpoint's CA and listeners
+//! ([`connect`]) are this API's extensions of the `App` ([`pg`], [`connectors`]).
 
 pub mod address;
 pub mod children;
 pub mod connect;
 pub mod enums;
 pub mod instances;
+pub mod network;
 pub mod postgres;
 
 use std::sync::Arc;
@@ -145,6 +147,7 @@ pub fn method(r: &SqlRequest<'_>) -> Option<&'static str> {
         },
         ["instances", _, "restart"] if m == Method::POST => "sql.instances.restart",
         ["instances", _, "connectSettings"] if m == Method::GET => "sql.connect.get",
+        ["instances", _, "listServerCas"] if m == Method::GET => "sql.instances.listServerCas",
         ["instances", _, "databases"] if m == Method::POST => "sql.databases.insert",
         ["instances", _, "databases"] if m == Method::GET => "sql.databases.list",
         ["instances", _, "databases", _] => match *m {
@@ -261,8 +264,10 @@ fn ephemeral_cert(app: &Arc<App>, r: &SqlRequest<'_>) -> Result<Value, ApiError>
     }))
 }
 
-/// Restarts the PostgreSQL server and the connector listener of every instance that was running
-/// when the state was saved (at start).
+/// Restarts the PostgreSQL server and the listeners of every instance that was running when the
+/// state was saved (at start). A server comes back on the internal port whatever the state says
+/// (states written before the relay had it on 5432), with a new certificate (the CA is new); an
+/// instance saved before instances had addresses of their own gets one now.
 pub async fn resume(app: &Arc<App>) {
     // A field Google never returns, which states saved by older emulators still carry.
     for i in lock(&app.state).sql.instances.values_mut() {
@@ -270,20 +275,61 @@ pub async fn resume(app: &Arc<App>) {
             o.remove("emulatorPostgresPort");
         }
     }
-    let todo: Vec<(String, std::path::PathBuf, std::net::Ipv4Addr, u16)> = lock(&app.state)
+    let todo: Vec<(String, std::path::PathBuf, Option<std::net::Ipv4Addr>, String, Value)> = lock(&app.state)
         .sql
         .instances
         .iter()
         .filter(|(_, i)| i.resource["state"] == "RUNNABLE")
         .filter_map(|(k, i)| {
-            Some((k.clone(), i.pg_dir.clone()?, i.pg_host.unwrap_or(std::net::Ipv4Addr::LOCALHOST), i.pg_port?))
+            let r = &i.resource;
+            let region = r["region"].as_str().unwrap_or_default().to_string();
+            Some((k.clone(), i.pg_dir.clone()?, i.pg_host, region, r["settings"]["ipConfiguration"].clone()))
         })
         .collect();
-    for (key, dir, host, port) in todo {
-        if let Err(e) = instances::start_connector(app, &key, host, port) {
-            crate::app::tracing_err(&format!("cannot listen for connectors of instance {key}: {e}"));
+    let port = address::SERVER_PORT;
+    for (key, dir, host, region, ip_configuration) in todo {
+        let host = match host {
+            Some(h) => h,
+            None => match address::allocate(app.config.sql_network) {
+                Ok(h) => {
+                    if let Some(i) = lock(&app.state).sql.instances.get_mut(&key) {
+                        i.resource["ipAddresses"] = json!([{"type": "PRIMARY", "ipAddress": h.to_string()}]);
+                    }
+                    h
+                }
+                Err(e) => {
+                    crate::app::tracing_err(&format!("no address for instance {key}: {e}"));
+                    continue;
+                }
+            },
+        };
+        if let Some(i) = lock(&app.state).sql.instances.get_mut(&key) {
+            (i.pg_host, i.pg_port) = (Some(host), Some(port));
         }
-        if let Err(e) = pg(app).resume(&key, &dir, host.into(), port).await {
+        let mode = network::ssl_mode(&ip_configuration);
+        let setup = match instances::server_setup(app, &key, &region, host, mode) {
+            Ok(s) => s,
+            Err(e) => {
+                crate::app::tracing_err(&format!("no certificate for instance {key}: {e}"));
+                continue;
+            }
+        };
+        // A previous emulator in this process may be letting go of the addresses (its listener
+        // tasks end when the runtime next polls them): a short wait, then give up.
+        let mut listening = instances::start_listeners(app, &key, host, port);
+        for _ in 0..30 {
+            match &listening {
+                Err(e) if e.contains("in use") => {
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    listening = instances::start_listeners(app, &key, host, port);
+                }
+                _ => break,
+            }
+        }
+        if let Err(e) = listening {
+            crate::app::tracing_err(&format!("cannot listen for clients of instance {key}: {e}"));
+        }
+        if let Err(e) = pg(app).resume(&key, &dir, host.into(), port, &setup).await {
             crate::app::tracing_err(&format!("cannot restart PostgreSQL of instance {key}: {e}"));
             if let Some(i) = lock(&app.state).sql.instances.get_mut(&key) {
                 i.resource["state"] = "FAILED".into();
@@ -292,7 +338,14 @@ pub async fn resume(app: &Arc<App>) {
     }
 }
 
-/// Stops every connector listener and deletes every PostgreSQL server (admin reset).
+/// Stops every listener (connectors, relays) and every PostgreSQL server, data kept (at stop: the
+/// addresses are free for the next emulator at once).
+pub fn stop(app: &App) {
+    connectors(app).stop_all();
+    pg(app).stop_all();
+}
+
+/// Stops every listener (connectors, relays) and deletes every PostgreSQL server (admin reset).
 pub async fn reset(app: &App) {
     connectors(app).stop_all();
     pg(app).destroy_all().await;

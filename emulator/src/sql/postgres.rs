@@ -1,6 +1,8 @@
 //! Real PostgreSQL servers behind Cloud SQL instances (Cloud SQL, API floor; an extension of the
 //! `App`): `initdb`, `pg_ctl start/stop/restart`, and administrative SQL over the server's unix
-//! socket.
+//! socket. Each server serves TLS itself (`ssl=on`, a certificate from the emulator's CA) and
+//! takes its `pg_hba.conf` from the caller ([`Setup`], [`PgServer::set_hba`]: who may connect is
+//! [`super::network`]'s business).
 //!
 //! PostgreSQL refuses to run as root, so when the emulator runs as root the servers run as
 //! `nobody` (through the safe `CommandExt::uid/gid`), in directories chowned to it. The internal
@@ -118,9 +120,16 @@ impl PgManager {
         self.root.join(format!("{safe}-{}", crate::util::random_hex(6)))
     }
 
-    /// Creates (initdb) and starts a server in `dir` listening on `host:port`; registers it
-    /// under `key`.
-    pub async fn create(&self, key: &str, dir: &Path, host: IpAddr, port: u16) -> Result<Arc<PgServer>, String> {
+    /// Creates (initdb) and starts a server in `dir` listening on `host:port`, configured with
+    /// `setup`; registers it under `key`.
+    pub async fn create(
+        &self,
+        key: &str,
+        dir: &Path,
+        host: IpAddr,
+        port: u16,
+        setup: &Setup,
+    ) -> Result<Arc<PgServer>, String> {
         let server = Arc::new(PgServer {
             dir: dir.to_path_buf(),
             host,
@@ -130,13 +139,22 @@ impl PgManager {
             child: Mutex::new(None),
         });
         server.init().await?;
+        server.configure(setup)?;
         server.start().await?;
         self.servers.lock().unwrap_or_else(|e| e.into_inner()).insert(key.to_string(), server.clone());
         Ok(server)
     }
 
-    /// Starts an existing server (after an emulator restart) and registers it under `key`.
-    pub async fn resume(&self, key: &str, dir: &Path, host: IpAddr, port: u16) -> Result<Arc<PgServer>, String> {
+    /// Starts an existing server (after an emulator restart), configured with `setup` (a new
+    /// certificate: the CA is new), and registers it under `key`.
+    pub async fn resume(
+        &self,
+        key: &str,
+        dir: &Path,
+        host: IpAddr,
+        port: u16,
+        setup: &Setup,
+    ) -> Result<Arc<PgServer>, String> {
         let server = Arc::new(PgServer {
             dir: dir.to_path_buf(),
             host,
@@ -145,6 +163,7 @@ impl PgManager {
             run_as: self.run_as,
             child: Mutex::new(None),
         });
+        server.configure(setup)?;
         server.start().await?;
         self.servers.lock().unwrap_or_else(|e| e.into_inner()).insert(key.to_string(), server.clone());
         Ok(server)
@@ -201,6 +220,33 @@ fn check_traversable(dir: &Path) -> Result<(), EmulatorError> {
         }
     }
     Ok(())
+}
+
+/// What a server is configured with before it starts: its `pg_hba.conf`, and the TLS it serves.
+#[derive(Debug, Clone)]
+pub struct Setup {
+    /// The whole `pg_hba.conf`.
+    pub hba: String,
+    /// TLS (`ssl=on`), or none.
+    pub tls: Option<Tls>,
+}
+
+/// The TLS a server serves.
+#[derive(Debug, Clone)]
+pub struct Tls {
+    /// The server certificate (PEM).
+    pub cert_pem: String,
+    /// Its private key (PEM).
+    pub key_pem: String,
+    /// The CA that client certificates must chain to (`clientcert=verify-ca`), PEM.
+    pub ca_pem: String,
+}
+
+impl Setup {
+    /// A plain server for tests: the unix socket trusted, passwords over TCP from 127.0.0.1, no TLS.
+    pub fn loopback_passwords() -> Setup {
+        Setup { hba: "local all all trust\nhost all all 127.0.0.1/32 scram-sha-256\n".into(), tls: None }
+    }
 }
 
 /// One PostgreSQL server: data in `dir/data`, log in `dir/postgres.log`, socket in a short
@@ -277,14 +323,60 @@ impl PgServer {
         if !out.status.success() {
             return Err(format!("initdb failed: {}", String::from_utf8_lossy(&out.stderr).trim()));
         }
-        // initdb allows only loopback clients; Cloud SQL takes password logins from any address
-        // that reaches the instance's own (its authorized networks; all, here).
-        let hba = self.dir.join("data/pg_hba.conf");
-        let mut text = std::fs::read_to_string(&hba).map_err(|e| format!("read {}: {e}", hba.display()))?;
-        text.push_str(
-            "\n# Cloud SQL: clients from any address, with a password\nhost all all 0.0.0.0/0 scram-sha-256\n",
-        );
-        std::fs::write(&hba, text).map_err(|e| format!("write {}: {e}", hba.display()))?;
+        Ok(())
+    }
+
+    /// The files of [`Setup`], in the server's directory, owned by the server's user (PostgreSQL
+    /// refuses a key others can read).
+    fn tls_file(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    fn write_owned(&self, path: &Path, text: &str, mode: u32) -> Result<(), String> {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::write(path, text).map_err(|e| format!("write {}: {e}", path.display()))?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+            .map_err(|e| format!("chmod {}: {e}", path.display()))?;
+        self.chown(path)
+    }
+
+    /// Writes `pg_hba.conf` and the TLS files (read at the next start or reload).
+    fn configure(&self, setup: &Setup) -> Result<(), String> {
+        self.write_owned(&self.dir.join("data/pg_hba.conf"), &setup.hba, 0o600)?;
+        match &setup.tls {
+            Some(tls) => {
+                self.write_owned(&self.tls_file("server.crt"), &tls.cert_pem, 0o644)?;
+                self.write_owned(&self.tls_file("server.key"), &tls.key_pem, 0o600)?;
+                self.write_owned(&self.tls_file("ca.crt"), &tls.ca_pem, 0o644)
+            }
+            None => {
+                let _ = std::fs::remove_file(self.tls_file("server.crt"));
+                Ok(())
+            }
+        }
+    }
+
+    /// Replaces `pg_hba.conf` and reloads it; returns once new sessions see it (the postmaster
+    /// reloads on a signal, so this waits for `pg_conf_load_time()` to move).
+    pub async fn set_hba(&self, text: &str) -> Result<(), String> {
+        let loaded = "SELECT extract(epoch FROM pg_conf_load_time())::float8";
+        let load_time = |c: tokio_postgres::Client| async move {
+            c.query_one(loaded, &[]).await.map(|r| r.get::<_, f64>(0)).map_err(|e| pg_message(&e))
+        };
+        let before = load_time(self.connect("postgres").await?).await?;
+        self.write_owned(&self.dir.join("data/pg_hba.conf"), text, 0o600)?;
+        let c = self.connect("postgres").await?;
+        let ok: bool = c.query_one("SELECT pg_reload_conf()", &[]).await.map_err(|e| pg_message(&e))?.get(0);
+        if !ok {
+            return Err("pg_reload_conf() failed".into());
+        }
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        while load_time(self.connect("postgres").await?).await? <= before {
+            if tokio::time::Instant::now() > deadline {
+                return Err("PostgreSQL did not reload pg_hba.conf within 10 s".into());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
         Ok(())
     }
 
@@ -306,6 +398,15 @@ impl PgServer {
         self.make_socket_dir()?;
         let sock = self.socket_dir();
         let mut cmd = self.command("postgres");
+        if self.tls_file("server.crt").exists() {
+            cmd.args(["-c", "ssl=on"])
+                .arg("-c")
+                .arg(format!("ssl_cert_file={}", self.tls_file("server.crt").display()))
+                .arg("-c")
+                .arg(format!("ssl_key_file={}", self.tls_file("server.key").display()))
+                .arg("-c")
+                .arg(format!("ssl_ca_file={}", self.tls_file("ca.crt").display()));
+        }
         cmd.args(["-D", "data", "-p", &port, "-k"])
             .arg(&sock)
             .arg("-c")
