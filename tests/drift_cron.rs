@@ -3,7 +3,7 @@
 //! 1. The SkyPilot spec (IAM variant, the published chart and server in real pods) is applied with
 //!    its state in a Cloud Storage bucket of the emulator (`[backend.gcs]` beside it).
 //! 2. `scripts/skyform-image` builds the skyform image from the binary under test and pushes it to
-//!    the testbed's registry, as a user pushes it to theirs.
+//!    the testbed's writable registry (Debian's docker-registry), as a user pushes it to theirs.
 //! 3. `specs/drift-cronjob.toml` deploys the CronJob: its own namespace and KSA, bound through
 //!    Workload Identity to a read-only Google account, the spec in a ConfigMap, its secrets in a
 //!    Secret, a local HTTP receiver (on the node's address, which pods reach) as the webhook.
@@ -222,7 +222,7 @@ fn the_drift_cronjob_runs_read_only_on_the_node_and_fails_on_drift() {
     assert!(!sky.join(".skyform").exists(), "the state went to the bucket, not beside the spec");
 
     // 2. The image, from the binary under test, pushed as a user pushes it.
-    // The testbed's registry by its own name, as a private registry.
+    // The testbed's writable registry (SKYFORM_TESTBED_REGISTRY) by its name, as a private one.
     let image = format!("{}/skyform/skyform:{}", tb.env["SKYFORM_TESTBED_REGISTRY"], unique_name("t"));
     let built = tb
         .command(format!("{ROOT}/scripts/skyform-image"))
