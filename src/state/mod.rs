@@ -164,8 +164,10 @@ pub trait Backend: Send + Sync {
     fn load(&self) -> Result<State, StateError>;
     /// Whether a state has ever been written.
     fn exists(&self) -> Result<bool, StateError>;
-    /// Takes the lock, waiting up to `timeout`. A lock whose holder ran on this host and is
-    /// dead is broken and taken over.
+    /// Takes the lock, waiting up to `timeout`, and holds it (a bucket lock: renewing its lease)
+    /// until the guard is dropped; writers opened meanwhile are fenced by it. A local lock whose
+    /// holder ran on this host and is dead, or a bucket lease that expired, is broken and taken
+    /// over.
     fn lock(&self, operation: &str, timeout: Duration) -> Result<Box<dyn LockGuard>, StateError>;
     /// Who holds the lock now, if anyone (for commands that read without it).
     fn lock_holder(&self) -> Result<Option<LockInfo>, StateError>;
