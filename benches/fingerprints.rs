@@ -6,6 +6,7 @@
 //!   (one Argon2id per guess);
 //! - the time a plan spends fingerprinting 5 and 10 distinct secrets (the seed has about that
 //!   many), the first time (one KDF each) and again in the same process (cached).
+#![expect(clippy::print_stdout, reason = "a benchmark reports its figures on stdout")]
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -31,10 +32,7 @@ fn rate(budget: Duration, mut f: impl FnMut(u64)) -> (f64, u64) {
 fn main() {
     let p = FingerprintParams::random();
     println!("skyform fingerprint benchmark (one core, one thread)");
-    println!(
-        "  Argon2id parameters of a new state: m={} KiB, t={}, p={}",
-        p.memory_kib, p.iterations, p.parallelism
-    );
+    println!("  Argon2id parameters of a new state: m={} KiB, t={}, p={}", p.memory_kib, p.iterations, p.parallelism);
 
     // Before: HMAC-SHA256 with the key read from the state.
     let key = [0x5au8; 32];
@@ -54,7 +52,10 @@ fn main() {
         argon.hash_password_into(format!("\"guess-{i:08}\"").as_bytes(), &salt, &mut out).expect("valid lengths");
         black_box(out);
     });
-    println!("  after,  argon2id (salt and parameters in the state): {kdf_rate:>8.1} guesses/s/core ({:.1} ms each, {n} runs)", 1000.0 / kdf_rate);
+    println!(
+        "  after,  argon2id (salt and parameters in the state): {kdf_rate:>8.1} guesses/s/core ({:.1} ms each, {n} runs)",
+        1000.0 / kdf_rate
+    );
     println!("  a guess costs {:.0}x more", hmac_rate / kdf_rate);
 
     // A plan: each distinct secret is fingerprinted once per process, then served from the cache.

@@ -196,7 +196,9 @@ impl Fingerprinter {
         }
         let mut out = [0u8; 32];
         let argon2 = cost.argon2().expect("the cost was checked");
-        argon2.hash_password_into(canonical.as_bytes(), &self.salt, &mut out).expect("the salt and output lengths are valid");
+        argon2
+            .hash_password_into(canonical.as_bytes(), &self.salt, &mut out)
+            .expect("the salt and output lengths are valid");
         let fp = format!("{SCHEME}:{cost}:{}", hex::encode(out));
         cache.lock().unwrap_or_else(|p| p.into_inner()).insert(key, fp.clone());
         fp

@@ -151,7 +151,7 @@ fn the_lock_has_an_id_and_a_lost_lock_cannot_overwrite() {
     assert_eq!(holder.lease_ms, Some(30_000));
     let message = StateError::Locked { holder: holder.clone() }.to_string();
     assert!(message.contains(&format!("lock ID {}", holder.id)) && message.contains("(apply)"), "{message}");
-    assert_eq!(b.lock_holder().unwrap().as_ref(), Some(&holder));
+    assert_eq!(b.lock_holder().unwrap().as_ref(), Some(&*holder));
 
     // Unlocking needs the ID, and the right one.
     let no_id = b.force_unlock(None).unwrap_err().to_string();
@@ -196,20 +196,26 @@ fn the_lock_has_an_id_and_a_lost_lock_cannot_overwrite() {
 
 /// Writes an object directly (a lock of another process, by hand).
 fn plant(w: &World, name: &str, body: &serde_json::Value) -> i64 {
-    let url = format!(
-        "{}upload/storage/v1/b/{BUCKET}/o?uploadType=media&name={}",
-        w.base(),
-        name.replace('/', "%2F")
-    );
+    let url = format!("{}upload/storage/v1/b/{BUCKET}/o?uploadType=media&name={}", w.base(), name.replace('/', "%2F"));
     let v: serde_json::Value = w.rt.block_on(async {
-        reqwest::Client::new().post(url).bearer_auth(TOKEN).body(body.to_string()).send().await.unwrap().json().await.unwrap()
+        reqwest::Client::new()
+            .post(url)
+            .bearer_auth(TOKEN)
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
     });
     v["generation"].as_str().unwrap().parse().unwrap()
 }
 
 /// Renews a planted lock's lease as its holder would (a metadata patch at its generation).
 fn renew(w: &World, name: &str, generation: i64) -> bool {
-    let url = format!("{}storage/v1/b/{BUCKET}/o/{}?ifGenerationMatch={generation}", w.base(), name.replace('/', "%2F"));
+    let url =
+        format!("{}storage/v1/b/{BUCKET}/o/{}?ifGenerationMatch={generation}", w.base(), name.replace('/', "%2F"));
     w.rt.block_on(async {
         reqwest::Client::new()
             .patch(url)

@@ -49,7 +49,7 @@ pub enum StateError {
     #[error("state is locked by {holder}")]
     Locked {
         /// Who holds it (pid, host, since when, operation).
-        holder: LockInfo,
+        holder: Box<LockInfo>,
     },
     /// `state unlock` with nothing locked.
     #[error("state is not locked")]

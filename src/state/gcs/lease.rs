@@ -23,9 +23,9 @@
 //!   check the generation themselves anyway (see [`super::GcsWriter`]): the heartbeat keeps the
 //!   lease alive, the fence keeps the state safe.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
-use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -174,9 +174,10 @@ impl GcsBackend {
             if same.is_none() {
                 seen = Some((meta.generation, meta.metageneration, now));
             }
-            let expired = holder.lease_ms.map(Duration::from_millis).is_some_and(|lease| {
-                watched >= lease || server_age(&meta).is_some_and(|age| age >= lease)
-            });
+            let expired = holder
+                .lease_ms
+                .map(Duration::from_millis)
+                .is_some_and(|lease| watched >= lease || server_age(&meta).is_some_and(|age| age >= lease));
             if expired {
                 let (c, loc, g, m) = (self.client.clone(), self.loc.clone(), meta.generation, meta.metageneration);
                 // False: renewed or released meanwhile; either way, look again.
@@ -185,7 +186,7 @@ impl GcsBackend {
                 continue;
             }
             if now >= deadline {
-                return Err(StateError::Locked { holder });
+                return Err(StateError::Locked { holder: Box::new(holder) });
             }
             std::thread::sleep(delay.min(deadline - now));
             delay = (delay * 2).min(Duration::from_secs(5)).min(self.lease.heartbeat);

@@ -268,7 +268,9 @@ impl Client {
             "metadata": { WRITE_ID: write_id },
         });
         let mut body = Vec::with_capacity(data.len() + 512);
-        body.extend_from_slice(format!("--{boundary}\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n").as_bytes());
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n").as_bytes(),
+        );
         body.extend_from_slice(meta.to_string().as_bytes());
         body.extend_from_slice(format!("\r\n--{boundary}\r\nContent-Type: application/json\r\n\r\n").as_bytes());
         body.extend_from_slice(&data);

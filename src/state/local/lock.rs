@@ -107,7 +107,7 @@ pub(super) fn acquire(
             Some(holder) => {
                 let now = Instant::now();
                 if now >= deadline {
-                    return Err(StateError::Locked { holder });
+                    return Err(StateError::Locked { holder: Box::new(holder) });
                 }
                 std::thread::sleep(POLL.min(deadline - now));
             }

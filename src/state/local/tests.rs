@@ -280,7 +280,7 @@ fn lock_is_exclusive_and_released_on_drop() {
 
     let start = Instant::now();
     match b.lock("plan", Duration::from_millis(200)) {
-        Err(StateError::Locked { holder }) => assert_eq!(holder, info),
+        Err(StateError::Locked { holder }) => assert_eq!(*holder, info),
         Err(e) => panic!("expected Locked, got {e:?}"),
         Ok(_) => panic!("expected Locked, got a second lock"),
     }
@@ -339,7 +339,7 @@ fn lock_of_another_host_is_never_broken() {
     let (_dir, b) = backend();
     let other = plant_lock(&b, dead_pid(), "some-other-host");
     match b.acquire("apply", Duration::from_millis(60)) {
-        Err(StateError::Locked { holder }) => assert_eq!(holder, other),
+        Err(StateError::Locked { holder }) => assert_eq!(*holder, other),
         other => panic!("expected Locked, got {other:?}"),
     }
 }
@@ -404,7 +404,9 @@ fn a_run_that_lost_its_lock_stops_and_loses_nothing_acknowledged() {
     assert!(matches!(err, StateError::LockLost { unconfirmed: false, .. }), "{err:?}");
     let text = err.to_string();
     assert!(
-        text.contains("lost the state lock") && text.contains("state unlock") && text.contains("nothing more was written"),
+        text.contains("lost the state lock")
+            && text.contains("state unlock")
+            && text.contains("nothing more was written"),
         "{text}"
     );
     assert!(matches!(wa.compact(), Err(StateError::LockLost { .. })));
