@@ -243,7 +243,7 @@ fn state_commands_graph_and_destroy() {
     let (out, _) = text(&e.run(&["state", "show", "test_object.first", "-f", "main.toml"]));
     let shown: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(shown["attrs"]["value"], "hello");
-    assert!(shown["attrs"]["token"]["$redacted"].as_str().unwrap().starts_with("hmac-sha256:"));
+    assert!(shown["attrs"]["token"]["$redacted"].as_str().unwrap().starts_with("argon2id:m=19456,t=2,p=1:"));
 
     let (dot, _) = text(&e.run(&["graph", "-f", "main.toml"]));
     assert!(dot.starts_with("digraph skyform {"), "{dot}");

@@ -1,7 +1,8 @@
 //! State in a Cloud Storage bucket (`[backend.gcs]`), on the GCP emulator's Storage API: the
 //! backend's semantics through the library (load/record/compact, crash recovery from the journal,
-//! group commit, the lock and its ID, a stale lock broken, a lost lock that cannot overwrite a
-//! newer state), then the `skyform` binary from two "machines" (two directories) sharing one
+//! group commit, the lock and its ID, leases: a live one kept whatever its host, an expired one
+//! broken; fencing: a run that lost its lock stops and nothing acknowledged is lost; a conditional
+//! write whose answer was lost recognised as the run's own, through a lossy proxy), then the `skyform` binary from two "machines" (two directories) sharing one
 //! bucket: apply, plan and drift without the lock while an apply holds it, `state unlock LOCK_ID`,
 //! `state migrate` both ways, validation of the block, and no secret in the bucket.
 
@@ -12,7 +13,7 @@ use std::time::Duration;
 
 use gcp_emulator::{Config, Emulator};
 use skyform::address::Address;
-use skyform::state::gcs::{GcsBackend, GcsLocation, objects};
+use skyform::state::gcs::{GcsBackend, GcsLocation, LeaseTimes, objects};
 use skyform::state::{Backend, ResourceState, ResourceStatus, StateError, StateRecord};
 use skyform::value::Value;
 
@@ -144,7 +145,7 @@ fn records_from_many_tasks_are_group_committed() {
 }
 
 #[test]
-fn the_lock_has_an_id_a_dead_holder_is_broken_and_a_lost_lock_cannot_overwrite() {
+fn the_lock_has_an_id_and_a_lost_lock_cannot_overwrite() {
     let w = World::new();
     let b = w.backend("lock");
     let guard = b.lock("apply", Duration::ZERO).unwrap();
@@ -153,9 +154,11 @@ fn the_lock_has_an_id_a_dead_holder_is_broken_and_a_lost_lock_cannot_overwrite()
     };
     assert!(holder.id.parse::<i64>().is_ok(), "the ID is the lock object's generation: {holder:?}");
     assert_eq!(holder.operation, "apply");
+    assert_eq!(holder.holder, b.holder_id());
+    assert_eq!(holder.lease_ms, Some(30_000));
     let message = StateError::Locked { holder: holder.clone() }.to_string();
     assert!(message.contains(&format!("lock ID {}", holder.id)) && message.contains("(apply)"), "{message}");
-    assert_eq!(b.lock_holder().unwrap().as_ref(), Some(&holder));
+    assert_eq!(b.lock_holder().unwrap().as_ref(), Some(&*holder));
 
     // Unlocking needs the ID, and the right one.
     let no_id = b.force_unlock(None).unwrap_err().to_string();
@@ -165,21 +168,20 @@ fn the_lock_has_an_id_a_dead_holder_is_broken_and_a_lost_lock_cannot_overwrite()
     drop(guard); // its generation is gone: dropping deletes nothing
     assert!(b.lock_holder().unwrap().is_none());
 
-    // A holder on this host whose process is gone is broken without waiting.
+    // A lock of an older skyform (no lease) is never broken automatically, even on this host with
+    // its process gone: only `state unlock` removes it.
     let dead = Command::new("true").spawn().unwrap();
     let pid = dead.id();
     let mut dead = dead;
     dead.wait().unwrap();
     let stale =
         serde_json::json!({"pid": pid, "host": hostname(), "since": "2026-01-01T00:00:00Z", "operation": "apply"});
-    let url = format!("{}upload/storage/v1/b/{BUCKET}/o?uploadType=media&name=lock%2Fdefault.lock", w.base());
-    w.rt.block_on(async {
-        reqwest::Client::new().post(url).bearer_auth(TOKEN).body(stale.to_string()).send().await.unwrap()
-    });
-    let taken = b.lock("apply", Duration::ZERO).expect("a dead holder's lock is broken");
-    drop(taken);
+    plant(&w, "lock/default.lock", &stale);
+    assert!(matches!(b.lock("apply", Duration::from_millis(300)).map(|_| ()), Err(StateError::Locked { .. })));
+    let id = b.lock_holder().unwrap().unwrap().id;
+    b.force_unlock(Some(&id)).unwrap();
 
-    // A run whose lock was broken cannot overwrite what the next run wrote.
+    // A run whose lock was broken cannot overwrite what the next run wrote: it stops.
     let state = b.load().unwrap();
     let first = b.lock("apply", Duration::ZERO).unwrap();
     let stale_writer = b.writer(&state).unwrap();
@@ -191,11 +193,217 @@ fn the_lock_has_an_id_a_dead_holder_is_broken_and_a_lost_lock_cannot_overwrite()
     let writer = b.writer(&fresh).unwrap();
     writer.record(&upsert("new")).unwrap();
     writer.compact().unwrap();
-    let err = stale_writer.compact().unwrap_err().to_string();
-    assert!(err.contains("changed since this run read it"), "{err}");
+    let err = stale_writer.compact().unwrap_err();
+    assert!(matches!(err, StateError::LockLost { .. }), "{err:?}");
     let kept = b.load().unwrap();
     assert!(kept.resources.contains_key(&Address::managed("test_object", "new")), "the newer state stays");
+    assert!(kept.resources.contains_key(&Address::managed("test_object", "old")), "the acknowledged record stays");
     drop(first);
+}
+
+/// Writes an object directly (a lock of another process, by hand).
+fn plant(w: &World, name: &str, body: &serde_json::Value) -> i64 {
+    let url = format!("{}upload/storage/v1/b/{BUCKET}/o?uploadType=media&name={}", w.base(), name.replace('/', "%2F"));
+    let v: serde_json::Value = w.rt.block_on(async {
+        reqwest::Client::new()
+            .post(url)
+            .bearer_auth(TOKEN)
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    });
+    v["generation"].as_str().unwrap().parse().unwrap()
+}
+
+/// Renews a planted lock's lease as its holder would (a metadata patch at its generation).
+fn renew(w: &World, name: &str, generation: i64) -> bool {
+    let url =
+        format!("{}storage/v1/b/{BUCKET}/o/{}?ifGenerationMatch={generation}", w.base(), name.replace('/', "%2F"));
+    w.rt.block_on(async {
+        reqwest::Client::new()
+            .patch(url)
+            .bearer_auth(TOKEN)
+            .json(&serde_json::json!({"metadata": {"skyform-heartbeat": "x"}}))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .is_success()
+    })
+}
+
+fn fast_lease() -> LeaseTimes {
+    LeaseTimes { heartbeat: Duration::from_millis(150), expiry: Duration::from_millis(600) }
+}
+
+#[test]
+fn a_live_lease_is_never_broken_whatever_its_host_and_an_expired_one_is() {
+    let w = World::new();
+    // Two runs in one process, on one host, with one pid: only their holder IDs differ (two CI
+    // runners or pods with the same host name).
+    let a = w.backend("lease").with_lease(fast_lease());
+    let b = w.backend("lease").with_lease(fast_lease());
+    assert_ne!(a.holder_id(), b.holder_id());
+    let held = a.lock("apply", Duration::ZERO).unwrap();
+    // B waits for several lease lengths: A's heartbeat keeps its lease alive.
+    let started = std::time::Instant::now();
+    let Err(StateError::Locked { holder }) = b.lock("apply", Duration::from_millis(2000)).map(|_| ()) else {
+        panic!("a live lease must not be broken")
+    };
+    assert!(started.elapsed() >= Duration::from_millis(2000));
+    assert_eq!(holder.holder, a.holder_id());
+    drop(held);
+    drop(b.lock("apply", Duration::ZERO).unwrap());
+
+    // A lock of a process elsewhere with this host name and a pid that does not exist here: while
+    // its holder renews it, it is kept; once the renewals stop, its lease expires and it is broken.
+    let dead = Command::new("true").spawn().unwrap();
+    let pid = dead.id();
+    let mut dead = dead;
+    dead.wait().unwrap();
+    let other = serde_json::json!({"pid": pid, "host": hostname(), "holder": "runner-2", "since": "2026-01-01T00:00:00Z",
+        "operation": "apply", "lease_ms": 600});
+    let g = plant(&w, "lease/default.lock", &other);
+    let renewing = std::sync::atomic::AtomicBool::new(true);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            while renewing.load(std::sync::atomic::Ordering::SeqCst) {
+                assert!(renew(&w, "lease/default.lock", g));
+                std::thread::sleep(Duration::from_millis(150));
+            }
+        });
+        let got = b.lock("apply", Duration::from_millis(2500)).map(|_| ());
+        renewing.store(false, std::sync::atomic::Ordering::SeqCst);
+        let Err(StateError::Locked { holder }) = got else { panic!("a renewed lease must not be broken") };
+        assert_eq!(holder.holder, "runner-2");
+    });
+    let started = std::time::Instant::now();
+    let taken = b.lock("apply", Duration::from_secs(10)).expect("an expired lease is broken");
+    assert!(started.elapsed() < Duration::from_secs(5), "broken once expired, not at the timeout");
+    assert_eq!(b.lock_holder().unwrap().unwrap().holder, b.holder_id());
+    drop(taken);
+}
+
+#[test]
+fn unlock_then_a_second_run_loses_no_acknowledged_record_and_the_first_stops() {
+    let w = World::new();
+    let a = w.backend("fence").with_lease(fast_lease());
+    let b = w.backend("fence").with_lease(fast_lease());
+    let lock_a = a.lock("apply", Duration::ZERO).unwrap();
+    let wa = a.writer(&a.load().unwrap()).unwrap();
+    wa.record(&StateRecord::Serial { serial: 1 }).unwrap();
+    wa.record(&upsert("a1")).unwrap();
+    wa.record(&upsert("a2")).unwrap();
+    // `skyform state unlock ID` from another machine, then run B.
+    let id = b.lock_holder().unwrap().unwrap().id;
+    b.force_unlock(Some(&id)).unwrap();
+    let lock_b = b.lock("apply", Duration::ZERO).unwrap();
+    let sb = b.load().unwrap();
+    assert_eq!(sb.resources.len(), 2, "B reads what A was told was durable");
+    let wb = b.writer(&sb).unwrap();
+    wb.record(&StateRecord::Serial { serial: 2 }).unwrap();
+    wb.record(&upsert("b1")).unwrap();
+    let before = objects(&b).unwrap();
+    // A stops before its next write, with the clear error, and writes nothing.
+    let err = wa.record(&upsert("a3")).unwrap_err();
+    assert!(matches!(err, StateError::LockLost { unconfirmed: false, .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(text.contains("lost the state lock") && text.contains("nothing more was written"), "{text}");
+    assert!(matches!(wa.compact(), Err(StateError::LockLost { .. })));
+    assert_eq!(objects(&b).unwrap(), before, "A wrote nothing after losing its lock");
+    wb.record(&upsert("b2")).unwrap();
+    wb.compact().unwrap();
+    let s = b.load().unwrap();
+    let names: Vec<String> = s.resources.keys().map(|a| a.to_string()).collect();
+    assert_eq!(names, ["test_object.a1", "test_object.a2", "test_object.b1", "test_object.b2"]);
+    assert_eq!(s.serial, 2);
+    drop(lock_a); // deletes nothing: its generation is gone
+    assert_eq!(b.lock_holder().unwrap().unwrap().holder, b.holder_id());
+    drop(lock_b);
+}
+
+// --- a lost answer: a test-only proxy that performs a request and loses its answer ----------
+
+/// Forwards every request to `target`; the first upload whose body names an object in `lose`
+/// is performed, and then answered 503 (as a proxy or load balancer may, after the write), once.
+fn lossy_proxy(w: &World, lose: &[&str]) -> (String, Arc<std::sync::Mutex<Vec<String>>>) {
+    use axum::body::{Body, to_bytes};
+    use axum::extract::{Request, State};
+    use axum::response::Response;
+    #[derive(Clone)]
+    struct P {
+        target: String,
+        lose: Arc<std::sync::Mutex<Vec<String>>>,
+        lost: Arc<std::sync::Mutex<Vec<String>>>,
+    }
+    async fn forward(State(p): State<P>, req: Request) -> Response {
+        let (parts, body) = req.into_parts();
+        let body = to_bytes(body, usize::MAX).await.unwrap();
+        let url = format!("{}{}", p.target.trim_end_matches('/'), parts.uri.path_and_query().unwrap());
+        let mut out = reqwest::Client::new().request(parts.method.clone(), url).body(body.to_vec());
+        for h in [axum::http::header::AUTHORIZATION, axum::http::header::CONTENT_TYPE] {
+            if let Some(v) = parts.headers.get(&h) {
+                out = out.header(h.as_str(), v.to_str().unwrap());
+            }
+        }
+        let resp = out.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let date = resp.headers().get("date").map(|d| d.to_str().unwrap().to_string());
+        let bytes = resp.bytes().await.unwrap();
+        let text = String::from_utf8_lossy(&body);
+        let victim = {
+            let mut lose = p.lose.lock().unwrap();
+            let hit = (parts.uri.path().contains("/upload/") && status == 200)
+                .then(|| lose.iter().position(|n| text.contains(n.as_str())))
+                .flatten();
+            hit.map(|i| lose.remove(i))
+        };
+        if let Some(name) = victim {
+            p.lost.lock().unwrap().push(name);
+            return Response::builder().status(503).body(Body::from("{\"error\":{\"message\":\"lost\"}}")).unwrap();
+        }
+        let mut r = Response::builder().status(status).header("content-type", "application/json");
+        if let Some(d) = date {
+            r = r.header("date", d);
+        }
+        r.body(Body::from(bytes)).unwrap()
+    }
+    let lost = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let p = P {
+        target: w.base(),
+        lose: Arc::new(std::sync::Mutex::new(lose.iter().map(|s| s.to_string()).collect())),
+        lost: lost.clone(),
+    };
+    let listener = w.rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = axum::Router::new().fallback(forward).with_state(p);
+    w.rt.spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{addr}/"), lost)
+}
+
+#[test]
+fn a_conditional_write_whose_answer_was_lost_is_recognised_as_our_own() {
+    let w = World::new();
+    let (proxy, lost) = lossy_proxy(&w, &["loss/default.lock", "loss/default.journal/00000001/0000000000"]);
+    let loc = GcsLocation { bucket: BUCKET.into(), prefix: "loss".into() };
+    let b = GcsBackend::new(&skyform::foundation::net::Net::new(), loc, Some(proxy), Some(TOKEN.into()));
+    // The lock's create (ifGenerationMatch=0) is performed, its answer lost, the retry gets 412:
+    // it is this run's own lock, not a conflict.
+    let lock = b.lock("apply", Duration::ZERO).expect("our own lock, not someone else's");
+    assert_eq!(b.lock_holder().unwrap().unwrap().holder, b.holder_id());
+    // The same for a journal batch: acknowledged, and there.
+    let wr = b.writer(&b.load().unwrap()).unwrap();
+    wr.record(&upsert("x")).expect("our own batch, not a conflict");
+    wr.record(&upsert("y")).unwrap();
+    assert_eq!(lost.lock().unwrap().len(), 2, "both answers were lost: {:?}", lost.lock().unwrap());
+    assert_eq!(b.load().unwrap().resources.len(), 2);
+    wr.compact().unwrap();
+    drop(lock);
+    assert!(b.lock_holder().unwrap().is_none());
 }
 
 fn hostname() -> String {

@@ -1,5 +1,6 @@
-//! Who holds a lock: this host's name, and whether a holder on this host is still alive. Shared by
-//! the local and the bucket backends.
+//! Who holds a lock: this host's name, and whether a holder on this host is still alive. The local
+//! backend judges staleness by pid; bucket locks are leases and are judged by their renewals only
+//! (see `gcs::lease`), never by host name, which two machines may share.
 
 use std::fs;
 use std::path::Path;

@@ -25,7 +25,21 @@
 //!
 //! A state that was never written loads as [`State::new`]; nothing is written
 //! until the first record.
+//!
+//! Fencing: a writer opened while this backend holds the lock checks, under a
+//! `flock` of `.skyform/` that `state unlock` also takes, that the lock file is
+//! still its lock (inode and random lock ID) before every snapshot and journal
+//! write (see [`fence`]). So after an unlock, the run that lost its lock stops
+//! before its next write ([`StateError::LockLost`]) and never replaces the new
+//! holder's snapshot, and the new holder (which reads only once it holds the
+//! lock) reads every record the old one was told was durable: they were all
+//! written before the unlock, at the epoch of the snapshot it reads.
+//!
+//! `.skyform/` is created 0700 and refused when group or others may write it
+//! ([`StateError::InsecureDir`]); files are written 0600, never through a
+//! symbolic link.
 
+mod fence;
 mod fsio;
 mod journal;
 mod lock;
@@ -35,6 +49,7 @@ mod tests;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -49,6 +64,10 @@ use super::{Backend, LockGuard, LockInfo, State, StateError, StateRecord, StateW
 #[derive(Debug, Clone)]
 pub struct LocalBackend {
     paths: Paths,
+    /// A random ID of this backend (its locks' holder).
+    holder: String,
+    /// The lock this backend holds now, if any: the fence its writers check.
+    held: Arc<Mutex<Option<fence::Held>>>,
 }
 
 /// The files of one spec's state.
@@ -88,6 +107,8 @@ impl LocalBackend {
         let file = |ext: &str| state_dir.join(format!("{spec_name}.{ext}"));
         LocalBackend {
             paths: Paths { snapshot: file("state.json"), journal: file("journal"), lock: file("lock"), dir: state_dir },
+            holder: format!("{:016x}", rand::random::<u64>()),
+            held: Arc::default(),
         }
     }
 
@@ -131,13 +152,14 @@ impl LocalBackend {
     /// `/proc/<pid>`) is removed and taken over without waiting. Locks from other
     /// hosts are never broken; `state unlock` removes them.
     pub fn acquire(&self, operation: &str, timeout: Duration) -> Result<LocalLock, StateError> {
-        lock::acquire(&self.paths.lock, operation, timeout)
+        lock::acquire(&self.paths.lock, operation, timeout, &self.holder, &self.held)
     }
 
     /// Like [`Backend::writer`], returning the concrete writer.
     pub fn open_writer(&self, state: &State) -> Result<LocalWriter, StateError> {
         let epoch = read_epoch(&self.paths.snapshot)?;
-        Ok(LocalWriter::new(self.paths.clone(), state, epoch))
+        let fence = self.held.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        Ok(LocalWriter::new(self.paths.clone(), state, epoch, fence))
     }
 }
 
@@ -184,7 +206,7 @@ struct SnapshotOut<'a> {
 pub(crate) fn write_snapshot(paths: &Paths, state: &State, epoch: u64) -> Result<(), StateError> {
     ensure_private_dir(&paths.dir)?;
     fsio::write_atomic(&paths.snapshot, |w| {
-        serde_json::to_writer_pretty(&mut *w, &SnapshotOut { state, journal_epoch: epoch })?;
+        serde_json::to_writer_pretty(&mut *w, &SnapshotOut { state: &state.for_snapshot(), journal_epoch: epoch })?;
         w.write_all(b"\n")
     })
 }

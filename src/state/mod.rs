@@ -8,6 +8,12 @@
 //! Every finished step of an apply is persisted at once through a
 //! [`StateWriter`] (an append-only journal beside a snapshot), so a crash loses
 //! nothing, and writing stays linear in the number of steps.
+//!
+//! Writes are *fenced* by the lock: a writer opened while its backend holds the lock checks,
+//! before each write and in a way the other side cannot interleave with, that the lock is still
+//! the one it took, and stops with [`StateError::LockLost`] when it was broken or removed; so a
+//! run that lost its lock never overwrites the state of the run that holds it now, and every
+//! record it was told is durable stays loadable (see each backend's docs for how).
 
 pub mod gcs;
 pub mod holder;
@@ -43,7 +49,7 @@ pub enum StateError {
     #[error("state is locked by {holder}")]
     Locked {
         /// Who holds it (pid, host, since when, operation).
-        holder: LockInfo,
+        holder: Box<LockInfo>,
     },
     /// `state unlock` with nothing locked.
     #[error("state is not locked")]
@@ -62,6 +68,35 @@ pub enum StateError {
         /// Who holds the lock.
         holder: Box<LockInfo>,
     },
+    /// The lock this run held was broken or removed while it wrote (`state unlock`, an expired
+    /// lease): the writer stops before its next write.
+    #[error(
+        "lost the state lock on {location}: it was broken or removed (by `state unlock`?) while this run held it; \
+         {}",
+        if *unconfirmed {
+            "the write in progress may not be kept; nothing more was written; what was acknowledged before is kept"
+        } else {
+            "nothing more was written; what was written before is kept"
+        }
+    )]
+    LockLost {
+        /// The lock (file or object).
+        location: String,
+        /// A write had gone out when the loss was seen (a bucket's check after the write): it is
+        /// kept only if the next holder read it; it was never acknowledged.
+        unconfirmed: bool,
+    },
+    /// The local state directory may be written by other users.
+    #[error(
+        "state directory {path} is writable by group or others (mode {mode:o}): another user could replace the \
+         state or its lock; run `chmod 700 {path}`"
+    )]
+    InsecureDir {
+        /// The directory.
+        path: String,
+        /// Its permission bits.
+        mode: u32,
+    },
     /// A remote backend refused or failed a request (after its retries), or found the state
     /// moved under it.
     #[error("state at {location}: {error}")]
@@ -79,6 +114,16 @@ pub struct LockInfo {
     /// The lock's ID, for `skyform state unlock LOCK_ID` (a Cloud Storage lock: its generation).
     #[serde(default)]
     pub id: String,
+    /// A random ID of the holder (one per backend object, so per run): two processes with the
+    /// same host name and pid (containers, CI runners) are still two holders.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub holder: String,
+    /// A bucket lock's lease: the holder renews it every third of this (milliseconds); a lease not
+    /// renewed for this long has expired and is broken by the next run that wants the lock.
+    /// `None`: no lease (local locks; bucket locks of older skyform, which only `state unlock`
+    /// removes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_ms: Option<u64>,
     /// Process id.
     pub pid: u32,
     /// Host name.
@@ -119,8 +164,10 @@ pub trait Backend: Send + Sync {
     fn load(&self) -> Result<State, StateError>;
     /// Whether a state has ever been written.
     fn exists(&self) -> Result<bool, StateError>;
-    /// Takes the lock, waiting up to `timeout`. A lock whose holder ran on this host and is
-    /// dead is broken and taken over.
+    /// Takes the lock, waiting up to `timeout`, and holds it (a bucket lock: renewing its lease)
+    /// until the guard is dropped; writers opened meanwhile are fenced by it. A local lock whose
+    /// holder ran on this host and is dead, or a bucket lease that expired, is broken and taken
+    /// over.
     fn lock(&self, operation: &str, timeout: Duration) -> Result<Box<dyn LockGuard>, StateError>;
     /// Who holds the lock now, if anyone (for commands that read without it).
     fn lock_holder(&self) -> Result<Option<LockInfo>, StateError>;

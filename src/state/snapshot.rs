@@ -2,7 +2,7 @@
 //! journal epoch, then the state.
 
 use super::State;
-use super::model::STATE_FORMAT;
+use super::model::{OLDEST_STATE_FORMAT, STATE_FORMAT};
 
 /// What is wrong with a snapshot's bytes.
 #[derive(Debug, thiserror::Error)]
@@ -19,7 +19,7 @@ pub enum SnapshotError {
     NoFormat,
     /// A format this build does not read.
     #[error(
-        "unsupported state format {found}: this skyform reads format {STATE_FORMAT}{}",
+        "unsupported state format {found}: this skyform reads formats {OLDEST_STATE_FORMAT} to {STATE_FORMAT}{}",
         if *found > u64::from(STATE_FORMAT) { " (written by a newer skyform; upgrade)" } else { "" }
     )]
     Format {
@@ -34,13 +34,14 @@ pub enum SnapshotError {
     Fields(serde_json::Error),
 }
 
-/// The state and journal epoch of a snapshot's bytes.
+/// The state and journal epoch of a snapshot's bytes; a state of an older format is upgraded in
+/// memory ([`State::upgrade`]).
 pub fn parse(bytes: &[u8]) -> Result<(State, u64), SnapshotError> {
     let mut json: serde_json::Value = serde_json::from_slice(bytes).map_err(SnapshotError::NotJson)?;
     let obj = json.as_object_mut().ok_or(SnapshotError::NotObject)?;
     // Refuses a format this build does not know, before reading anything else.
     match obj.get("format").and_then(serde_json::Value::as_u64) {
-        Some(f) if f == u64::from(STATE_FORMAT) => {}
+        Some(f) if (u64::from(OLDEST_STATE_FORMAT)..=u64::from(STATE_FORMAT)).contains(&f) => {}
         Some(found) => return Err(SnapshotError::Format { found }),
         None => return Err(SnapshotError::NoFormat),
     }
@@ -48,6 +49,7 @@ pub fn parse(bytes: &[u8]) -> Result<(State, u64), SnapshotError> {
         None => 0,
         Some(v) => v.as_u64().ok_or(SnapshotError::Epoch)?,
     };
-    let state = serde_json::from_value(json).map_err(SnapshotError::Fields)?;
+    let mut state: State = serde_json::from_value(json).map_err(SnapshotError::Fields)?;
+    state.upgrade();
     Ok((state, epoch))
 }

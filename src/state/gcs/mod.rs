@@ -11,10 +11,29 @@
 //!   next one, so an apply costs about one request per step at worst and far fewer when steps finish
 //!   together, never a rewrite of the whole state per step. [`StateWriter::compact`] folds the
 //!   journal into a new snapshot at the end.
-//! - `default.lock` — the lock, created with `ifGenerationMatch=0`, holding who/where/what/when.
-//!   Its ID is its generation (`skyform state unlock LOCK_ID` deletes it with
-//!   `ifGenerationMatch=LOCK_ID`). A lock whose holder ran on this host and is dead is broken
-//!   automatically; a 412 then 404 while taking it (the holder just released it) is retried.
+//! - `default.lock` — the lock, a **lease** (see [`lease`]): created with `ifGenerationMatch=0`,
+//!   holding who/where/what/when, a random holder ID and the lease's length; renewed by a
+//!   heartbeat (a metadata patch at its generation) while held; broken by the next locker once it
+//!   expired. Its ID is its generation (`skyform state unlock LOCK_ID` deletes it with
+//!   `ifGenerationMatch=LOCK_ID`); a 412 then 404 while taking it (the holder just released it)
+//!   is retried.
+//!
+//! **Fencing.** The lock's generation is the fencing token. A writer opened while this backend
+//! holds the lock wraps every write (a journal batch; a snapshot and the deletes it folds in) in
+//! two checks that the lock object is still at that generation (a metadata read with
+//! `ifGenerationMatch`, which the store answers): one right before, and one right after. A batch
+//! is acknowledged only after the second check: the lock was then ours without a break from the
+//! moment it was taken until after the batch landed, so the next holder, which reads the state
+//! only once it holds the lock, reads that batch (object writes and listings are strongly
+//! consistent). A failed check stops the writer with [`StateError::LockLost`]: nothing more is
+//! written. Cloud Storage has no transaction over two objects, so one window is left: the lock can
+//! be broken *between* the first check and the write. Such a write is never acknowledged, and it
+//! is harmless: a journal batch of the old epoch is either read by the next holder (if it landed
+//! before that holder's read) or skipped as a leftover of an older epoch; a snapshot is written
+//! with `ifGenerationMatch=<the generation read>`, so it can never overwrite a snapshot the next
+//! holder wrote, and if it lands after the next holder's read but before its first write, that
+//! holder's own compare-and-swap fails (`Overtaken`) instead of overwriting it. A batch costs three
+//! requests (check, write, check); group commit keeps batches few.
 //!
 //! Epochs work as in the local backend: a writer's first batch is preceded by a snapshot at a
 //! new epoch (then the old epoch's journal objects are deleted), so loading reads the snapshot and
@@ -28,14 +47,17 @@
 //! The HTTP calls run on a small runtime of their own, so the synchronous [`Backend`] and
 //! [`StateWriter`] interfaces can be used from inside the engine's tasks.
 
+mod lease;
 mod store;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Duration;
 
 use serde::Serialize;
 
+use self::lease::Lease;
+pub use self::lease::LeaseTimes;
 pub use self::store::StoreError;
 use self::store::{Client, block, blocking};
 use super::{Backend, LockGuard, LockInfo, State, StateError, StateRecord, StateWriter};
@@ -94,6 +116,11 @@ impl GcsLocation {
 pub struct GcsBackend {
     loc: GcsLocation,
     client: Arc<Client>,
+    /// This backend's random holder ID (in its locks).
+    holder: String,
+    lease: LeaseTimes,
+    /// The lock this backend holds now, if any: the fence its writers check.
+    held: Arc<Mutex<Option<Arc<Lease>>>>,
 }
 
 /// The snapshot as stored.
@@ -124,7 +151,24 @@ impl GcsBackend {
     /// GCP provider (`SKYFORM_GCP_ACCESS_TOKEN`, else Application Default Credentials).
     pub fn new(net: &Net, loc: GcsLocation, endpoint: Option<String>, token: Option<String>) -> Self {
         let endpoint = endpoint.or_else(|| std::env::var("SKYFORM_GCP_ENDPOINT").ok().filter(|e| !e.is_empty()));
-        GcsBackend { loc, client: Arc::new(Client::new(net, endpoint, token)) }
+        GcsBackend {
+            loc,
+            client: Arc::new(Client::new(net, endpoint, token)),
+            holder: format!("{:016x}", rand::random::<u64>()),
+            lease: LeaseTimes::default(),
+            held: Arc::default(),
+        }
+    }
+
+    /// With other lease timings (tests; a CI system that wants longer leases).
+    pub fn with_lease(mut self, times: LeaseTimes) -> Self {
+        self.lease = times;
+        self
+    }
+
+    /// This backend's holder ID, as its locks show it.
+    pub fn holder_id(&self) -> &str {
+        &self.holder
     }
 
     /// Requests made so far (each retry counts).
@@ -212,23 +256,7 @@ impl GcsBackend {
     }
 
     fn read_lock(&self) -> Result<Option<LockInfo>, StateError> {
-        let (c, loc) = (self.client.clone(), self.loc.clone());
-        let got = block(async move {
-            let Some(g) = c.generation(&loc.bucket, &loc.object(LOCK)).await? else { return Ok::<_, StoreError>(None) };
-            Ok(c.download(&loc.bucket, &loc.object(LOCK), g).await?.map(|b| (g, b)))
-        })
-        .map_err(|m| self.err(LOCK, m))?;
-        Ok(got.map(|(g, bytes)| {
-            let mut info: LockInfo = serde_json::from_slice(&bytes).unwrap_or_else(|_| LockInfo {
-                id: String::new(),
-                pid: 0,
-                host: "unknown".into(),
-                since: "unknown".into(),
-                operation: "unreadable lock object".into(),
-            });
-            info.id = g.to_string();
-            info
-        }))
+        Ok(self.read_lock_meta()?.map(|(info, _)| info))
     }
 }
 
@@ -251,43 +279,7 @@ impl Backend for GcsBackend {
     }
 
     fn lock(&self, operation: &str, timeout: Duration) -> Result<Box<dyn LockGuard>, StateError> {
-        let mut info = LockInfo {
-            id: String::new(),
-            pid: std::process::id(),
-            host: super::holder::hostname(),
-            since: crate::foundation::time::rfc3339_utc(SystemTime::now()),
-            operation: operation.to_string(),
-        };
-        let body = serde_json::to_vec_pretty(&info).expect("LockInfo serializes");
-        let deadline = Instant::now() + timeout;
-        let mut delay = Duration::from_millis(200);
-        loop {
-            let (c, loc, b) = (self.client.clone(), self.loc.clone(), body.clone());
-            let created = block(async move { c.upload(&loc.bucket, &loc.object(LOCK), b, 0).await })
-                .map_err(|m| self.err(LOCK, m))?;
-            if let Some(g) = created {
-                info.id = g.to_string();
-                return Ok(Box::new(GcsLock { backend: self.clone(), generation: g }));
-            }
-            match self.read_lock()? {
-                // 412, then 404: the holder released it in between. Try again at once.
-                None => continue,
-                Some(holder) if super::holder::is_stale(&holder) => {
-                    let (c, loc, g) = (self.client.clone(), self.loc.clone(), holder.id.parse::<i64>().unwrap_or(-1));
-                    block(async move { c.delete(&loc.bucket, &loc.object(LOCK), Some(g)).await })
-                        .map_err(|m| self.err(LOCK, m))?;
-                    continue;
-                }
-                Some(holder) => {
-                    let now = Instant::now();
-                    if now >= deadline {
-                        return Err(StateError::Locked { holder });
-                    }
-                    std::thread::sleep(delay.min(deadline - now));
-                    delay = (delay * 2).min(Duration::from_secs(5));
-                }
-            }
-        }
+        Ok(Box::new(self.take_lease(operation, timeout)?))
     }
 
     fn lock_holder(&self) -> Result<Option<LockInfo>, StateError> {
@@ -303,7 +295,7 @@ impl Backend for GcsBackend {
             return Err(StateError::WrongLock { given: id.to_string(), holder: Box::new(holder) });
         };
         let (c, loc) = (self.client.clone(), self.loc.clone());
-        let deleted = block(async move { c.delete(&loc.bucket, &loc.object(LOCK), Some(g)).await })
+        let deleted = block(async move { c.delete(&loc.bucket, &loc.object(LOCK), Some(g), None).await })
             .map_err(|m| self.err(LOCK, m))?;
         if deleted {
             Ok(holder)
@@ -329,22 +321,6 @@ impl Backend for GcsBackend {
     }
 }
 
-/// A held lock; deleted (at its generation only) when dropped.
-struct GcsLock {
-    backend: GcsBackend,
-    generation: i64,
-}
-
-impl LockGuard for GcsLock {}
-
-impl Drop for GcsLock {
-    fn drop(&mut self) {
-        let (c, loc, g) = (self.backend.client.clone(), self.backend.loc.clone(), self.generation);
-        // Only our generation: after a `state unlock` the lock may be someone else's now.
-        let _ = block(async move { c.delete(&loc.bucket, &loc.object(LOCK), Some(g)).await });
-    }
-}
-
 impl GcsBackend {
     /// A writer on top of `state` (as loaded now).
     pub fn open_writer(&self, state: &State) -> Result<GcsWriter, StateError> {
@@ -359,6 +335,7 @@ impl GcsBackend {
     fn writer_over(&self, state: &State, l: Loaded) -> GcsWriter {
         GcsWriter {
             backend: self.clone(),
+            fence: self.held.lock().unwrap_or_else(|p| p.into_inner()).clone(),
             queue: Mutex::new(Queue {
                 state: state.clone(),
                 generation: l.generation,
@@ -377,11 +354,29 @@ impl GcsBackend {
     }
 }
 
-/// Writes records to the bucket in group commits (see the module docs).
+/// Writes records to the bucket in group commits, fenced by the lock (see the module docs).
 pub struct GcsWriter {
     backend: GcsBackend,
+    /// The lock held when the writer was opened. `None`: opened without the lock (tests, tools
+    /// that hold no lock): its writes are not fenced. Every command that writes holds the lock.
+    fence: Option<Arc<Lease>>,
     queue: Mutex<Queue>,
     done: Condvar,
+}
+
+/// Why a writer stopped.
+#[derive(Debug, Clone)]
+enum Failure {
+    /// A request failed, or the state moved.
+    Remote(RemoteError),
+    /// The lock was lost (`unconfirmed`: after a write went out).
+    Lost { unconfirmed: bool },
+}
+
+impl From<RemoteError> for Failure {
+    fn from(e: RemoteError) -> Self {
+        Failure::Remote(e)
+    }
 }
 
 struct Queue {
@@ -403,12 +398,54 @@ struct Queue {
     durable: u64,
     flushing: bool,
     /// A batch failed: this writer refuses everything after.
-    failed: Option<RemoteError>,
+    failed: Option<Failure>,
 }
 
 impl GcsWriter {
     fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn error(&self, name: &str, f: &Failure) -> StateError {
+        match f {
+            Failure::Remote(m) => self.backend.err(name, m.clone()),
+            Failure::Lost { unconfirmed } => {
+                StateError::LockLost { location: self.backend.loc.url(LOCK), unconfirmed: *unconfirmed }
+            }
+        }
+    }
+
+    /// Whether the lock is still the one this writer was opened under.
+    fn still_held(&self, lease: &Lease) -> Result<bool, RemoteError> {
+        if lease.is_lost() {
+            return Ok(false);
+        }
+        let (c, loc, g) = (self.backend.client.clone(), self.backend.loc.clone(), lease.generation);
+        let at = block(async move { c.is_at(&loc.bucket, &loc.object(LOCK), g).await })?;
+        if !at {
+            lease.mark_lost();
+        }
+        Ok(at)
+    }
+
+    /// Runs `write` between two checks of the lock (see the module docs): not at all if the lock
+    /// is gone; acknowledged only if it is still there after.
+    fn fenced<T>(&self, write: impl FnOnce() -> Result<T, RemoteError>) -> Result<T, Failure> {
+        let Some(lease) = &self.fence else { return Ok(write()?) };
+        if !self.still_held(lease)? {
+            return Err(Failure::Lost { unconfirmed: false });
+        }
+        let out = match write() {
+            Ok(out) => out,
+            // A write refused because the state moved: the lock was broken under it, most likely.
+            Err(e) => {
+                return Err(if self.still_held(lease)? { e.into() } else { Failure::Lost { unconfirmed: false } });
+            }
+        };
+        if !self.still_held(lease)? {
+            return Err(Failure::Lost { unconfirmed: true });
+        }
+        Ok(out)
     }
 
     /// Replaces the snapshot with `state` at a new epoch (CAS on the generation read), then
@@ -420,7 +457,8 @@ impl GcsWriter {
         epoch: u64,
         old: Vec<(String, i64)>,
     ) -> Result<i64, RemoteError> {
-        let body = serde_json::to_vec_pretty(&SnapshotOut { state, journal_epoch: epoch }).expect("state serializes");
+        let body = serde_json::to_vec_pretty(&SnapshotOut { state: &state.for_snapshot(), journal_epoch: epoch })
+            .expect("state serializes");
         let (c, loc) = (self.backend.client.clone(), self.backend.loc.clone());
         block(async move {
             let Some(g) = c.upload(&loc.bucket, &loc.object(SNAPSHOT), body, generation).await? else {
@@ -430,7 +468,7 @@ impl GcsWriter {
             let c = &c;
             let loc = &loc;
             for chunk in old.chunks(16) {
-                let deletes = chunk.iter().map(|(name, og)| c.delete(&loc.bucket, name, Some(*og)));
+                let deletes = chunk.iter().map(|(name, og)| c.delete(&loc.bucket, name, Some(*og), None));
                 for r in crate::join::join_all(deletes).await {
                     r?;
                 }
@@ -439,34 +477,36 @@ impl GcsWriter {
         })
     }
 
-    /// Writes one batch (after the opening snapshot, the first time).
-    fn flush(&self, batch: Vec<StateRecord>) -> Result<(), RemoteError> {
-        let (opened, mut epoch, mut seq) = {
+    /// Writes one batch (after the opening snapshot, the first time), fenced.
+    fn flush(&self, batch: Vec<StateRecord>) -> Result<(), Failure> {
+        let (opened, epoch, seq, state, generation, journal) = {
             let q = self.lock();
-            (q.opened, q.epoch, q.seq)
-        };
-        if !opened {
             // The state as read (records join `state` once durable), at a new epoch: the journal
             // restarts from it. (Only here is the whole state copied: once per writer.)
-            let (state, generation, journal) = {
-                let q = self.lock();
-                (q.state.clone(), q.generation, q.journal.clone())
-            };
-            let g = self.snapshot(&state, generation, epoch + 1, journal)?;
-            let mut q = self.lock();
-            q.generation = g;
-            q.epoch += 1;
-            q.journal.clear();
-            q.opened = true;
-            epoch = q.epoch;
-            seq = 0;
-        }
+            let first = (!q.opened).then(|| (q.state.clone(), q.generation, q.journal.clone()));
+            let (state, generation, journal) = first.map_or((None, 0, Vec::new()), |(s, g, j)| (Some(s), g, j));
+            (q.opened, q.epoch, q.seq, state, generation, journal)
+        };
+        let (epoch, seq) = if opened { (epoch, seq) } else { (epoch + 1, 0) };
         let name = self.backend.loc.object(&format!("{JOURNAL}{epoch:08}/{seq:010}"));
         let body = serde_json::to_vec(&batch).expect("records serialize");
-        let (c, loc, n) = (self.backend.client.clone(), self.backend.loc.clone(), name.clone());
-        let g = block(async move { c.upload(&loc.bucket, &n, body, 0).await })?
-            .ok_or(RemoteError::JournalTaken(name.clone()))?;
+        let (snapshot_generation, g) = self.fenced(|| {
+            let snapshot_generation = match &state {
+                Some(state) => Some(self.snapshot(state, generation, epoch, journal)?),
+                None => None,
+            };
+            let (c, loc, n) = (self.backend.client.clone(), self.backend.loc.clone(), name.clone());
+            let g = block(async move { c.upload(&loc.bucket, &n, body, 0).await })?
+                .ok_or(RemoteError::JournalTaken(name.clone()))?;
+            Ok((snapshot_generation, g))
+        })?;
         let mut q = self.lock();
+        if let Some(sg) = snapshot_generation {
+            q.generation = sg;
+            q.epoch = epoch;
+            q.journal.clear();
+            q.opened = true;
+        }
         q.seq = seq + 1;
         q.journal.push((name, g));
         for r in &batch {
@@ -486,8 +526,8 @@ impl StateWriter for GcsWriter {
             if q.durable > mine {
                 return Ok(());
             }
-            if let Some(m) = &q.failed {
-                return Err(self.backend.err(JOURNAL, m.clone()));
+            if let Some(f) = &q.failed {
+                return Err(self.error(JOURNAL, f));
             }
             if !q.flushing {
                 // Lead: write everything queued so far as one batch.
@@ -512,12 +552,21 @@ impl StateWriter for GcsWriter {
     fn compact(&self) -> Result<(), StateError> {
         let (state, generation, epoch, journal) = {
             let q = self.lock();
-            if let Some(m) = &q.failed {
-                return Err(self.backend.err(JOURNAL, m.clone()));
+            if let Some(f) = &q.failed {
+                return Err(self.error(JOURNAL, f));
             }
             (q.state.clone(), q.generation, q.epoch, q.journal.clone())
         };
-        let g = self.snapshot(&state, generation, epoch + 1, journal).map_err(|m| self.backend.err(SNAPSHOT, m))?;
+        let g = match self.fenced(|| self.snapshot(&state, generation, epoch + 1, journal)) {
+            Ok(g) => g,
+            Err(f) => {
+                let e = self.error(SNAPSHOT, &f);
+                if matches!(f, Failure::Lost { .. }) {
+                    self.lock().failed = Some(f);
+                }
+                return Err(e);
+            }
+        };
         let mut q = self.lock();
         q.generation = g;
         q.epoch += 1;

@@ -1,9 +1,16 @@
 //! The Cloud Storage JSON API calls the state needs (get, download, conditional upload,
-//! conditional delete, list), with retries, on the backend's own runtime.
+//! conditional metadata patch, conditional delete, list), with retries, on the backend's own
+//! runtime.
+//!
+//! Retrying a conditional write is not idempotent by itself: when an attempt was performed but its
+//! answer lost (a reset connection, a 503 from a proxy after the write), the retry meets its own
+//! object and gets 412. So every upload carries a random write ID in its custom metadata
+//! (`skyform-write-id`), and a 412 after a retried attempt reads the object: if it holds this
+//! upload's write ID, the write succeeded, with that generation ([`Client::upload`]).
 
 use std::future::Future;
 use std::sync::OnceLock;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::Deserialize;
@@ -48,9 +55,30 @@ pub enum StoreError {
 /// What one request got back.
 #[derive(Debug)]
 enum Reply {
-    Ok(Vec<u8>),
+    /// 2xx: the body, and the server's clock (its `Date` header) when it answered.
+    Ok(Vec<u8>, Option<SystemTime>),
     NotFound,
-    PreconditionFailed,
+    /// 412; `retried`: an earlier attempt of this call may have been performed (its answer was
+    /// lost or transient), so the precondition may have failed on this call's own write.
+    PreconditionFailed {
+        retried: bool,
+    },
+}
+
+/// The custom metadata key of an upload's write ID.
+const WRITE_ID: &str = "skyform-write-id";
+
+/// An object's metadata, as the state needs it.
+#[derive(Debug, Clone)]
+pub(super) struct ObjectMeta {
+    pub(super) generation: i64,
+    pub(super) metageneration: i64,
+    /// When the object or its metadata last changed (server clock, RFC 3339).
+    pub(super) updated: Option<String>,
+    /// The write ID of the upload that made this generation.
+    pub(super) write_id: Option<String>,
+    /// The server's clock when it answered.
+    pub(super) server_now: Option<SystemTime>,
 }
 
 /// The runtime the HTTP calls run on (the engine's own may be single-threaded, or busy).
@@ -112,10 +140,12 @@ impl Client {
         &self,
         method: reqwest::Method,
         url: &str,
-        body: Option<(Vec<u8>, &'static str)>,
+        body: Option<(Vec<u8>, String)>,
     ) -> Result<Reply, StoreError> {
         let mut delay = Duration::from_millis(100);
         let mut last = String::new();
+        // Whether an earlier attempt may have reached the server and been performed.
+        let mut retried = false;
         let tokens = self.token.as_ref().unwrap_or_else(|| self.net.default_tokens());
         for attempt in 1..=ATTEMPTS {
             self.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -124,22 +154,31 @@ impl Client {
                 req = req.bearer_auth(t);
             }
             if let Some((data, ctype)) = &body {
-                req = req.header(reqwest::header::CONTENT_TYPE, *ctype).body(data.clone());
+                req = req.header(reqwest::header::CONTENT_TYPE, ctype.as_str()).body(data.clone());
             }
             match req.send().await {
                 Ok(resp) => {
                     let status = resp.status().as_u16();
-                    let bytes = resp.bytes().await.map(|b| b.to_vec()).unwrap_or_default();
-                    match status {
-                        200..=299 => return Ok(Reply::Ok(bytes)),
-                        404 => return Ok(Reply::NotFound),
-                        412 => return Ok(Reply::PreconditionFailed),
-                        408 | 429 | 500..=599 => last = format!("HTTP {status}: {}", api_message(&bytes)),
-                        _ => return Err(StoreError::Refused { status, message: api_message(&bytes) }),
+                    let date = resp
+                        .headers()
+                        .get(reqwest::header::DATE)
+                        .and_then(|d| d.to_str().ok())
+                        .and_then(|d| httpdate::parse_http_date(d).ok());
+                    match resp.bytes().await.map(|b| b.to_vec()) {
+                        // The answer was cut off: as good as none (the request may have been performed).
+                        Err(e) => last = error_chain(&e),
+                        Ok(bytes) => match status {
+                            200..=299 => return Ok(Reply::Ok(bytes, date)),
+                            404 => return Ok(Reply::NotFound),
+                            412 => return Ok(Reply::PreconditionFailed { retried }),
+                            408 | 429 | 500..=599 => last = format!("HTTP {status}: {}", api_message(&bytes)),
+                            _ => return Err(StoreError::Refused { status, message: api_message(&bytes) }),
+                        },
                     }
                 }
                 Err(e) => last = error_chain(&e),
             }
+            retried = true;
             if attempt < ATTEMPTS {
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(4));
@@ -154,10 +193,42 @@ impl Client {
 
     /// The live generation of an object, if it exists.
     pub(super) async fn generation(&self, bucket: &str, object: &str) -> Result<Option<i64>, StoreError> {
+        Ok(self.meta(bucket, object).await?.map(|m| m.generation))
+    }
+
+    /// The live object's metadata, if it exists.
+    pub(super) async fn meta(&self, bucket: &str, object: &str) -> Result<Option<ObjectMeta>, StoreError> {
         match self.call(reqwest::Method::GET, &self.object_url(bucket, object), None).await? {
-            Reply::Ok(b) => Ok(Some(generation_of(&b)?)),
+            Reply::Ok(b, date) => Ok(Some(meta_of(&b, date)?)),
             Reply::NotFound => Ok(None),
-            Reply::PreconditionFailed => Err(StoreError::Unexpected("412 on a read".into())),
+            Reply::PreconditionFailed { .. } => Err(StoreError::Unexpected("412 on a read".into())),
+        }
+    }
+
+    /// Whether the live object is at `generation` (a metadata read with `ifGenerationMatch`: the
+    /// store decides, in one request).
+    pub(super) async fn is_at(&self, bucket: &str, object: &str, generation: i64) -> Result<bool, StoreError> {
+        let url = format!("{}?ifGenerationMatch={generation}", self.object_url(bucket, object));
+        match self.call(reqwest::Method::GET, &url, None).await? {
+            Reply::Ok(..) => Ok(true),
+            Reply::NotFound | Reply::PreconditionFailed { .. } => Ok(false),
+        }
+    }
+
+    /// Sets custom metadata of the object if its live generation is `generation` (the generation
+    /// stays, the metageneration goes up); false if it is not (or is gone).
+    pub(super) async fn patch_metadata(
+        &self,
+        bucket: &str,
+        object: &str,
+        generation: i64,
+        metadata: serde_json::Value,
+    ) -> Result<bool, StoreError> {
+        let url = format!("{}?ifGenerationMatch={generation}", self.object_url(bucket, object));
+        let body = serde_json::to_vec(&serde_json::json!({ "metadata": metadata })).expect("JSON serializes");
+        match self.call(reqwest::Method::PATCH, &url, Some((body, "application/json".into()))).await? {
+            Reply::Ok(..) => Ok(true),
+            Reply::NotFound | Reply::PreconditionFailed { .. } => Ok(false),
         }
     }
 
@@ -170,14 +241,18 @@ impl Client {
     ) -> Result<Option<Vec<u8>>, StoreError> {
         let url = format!("{}?alt=media&generation={generation}", self.object_url(bucket, object));
         match self.call(reqwest::Method::GET, &url, None).await? {
-            Reply::Ok(b) => Ok(Some(b)),
+            Reply::Ok(b, _) => Ok(Some(b)),
             Reply::NotFound => Ok(None),
-            Reply::PreconditionFailed => Err(StoreError::Unexpected("412 on a read".into())),
+            Reply::PreconditionFailed { .. } => Err(StoreError::Unexpected("412 on a read".into())),
         }
     }
 
     /// Writes an object if its live generation is `if_generation` (0: if there is none);
     /// `Ok(None)` when it is not, else the new generation.
+    ///
+    /// Idempotent under retries: the upload (multipart, JSON metadata then the data) carries a
+    /// fresh write ID; a 412 after an attempt whose answer was lost reads the live object, and if
+    /// it is this upload's (same write ID), returns its generation as this call's success.
     pub(super) async fn upload(
         &self,
         bucket: &str,
@@ -185,34 +260,60 @@ impl Client {
         data: Vec<u8>,
         if_generation: i64,
     ) -> Result<Option<i64>, StoreError> {
+        let write_id = format!("{:032x}", rand::random::<u128>());
+        let boundary = format!("skyform-{:032x}", rand::random::<u128>());
+        let meta = serde_json::json!({
+            "name": object,
+            "contentType": "application/json",
+            "metadata": { WRITE_ID: write_id },
+        });
+        let mut body = Vec::with_capacity(data.len() + 512);
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n").as_bytes(),
+        );
+        body.extend_from_slice(meta.to_string().as_bytes());
+        body.extend_from_slice(format!("\r\n--{boundary}\r\nContent-Type: application/json\r\n\r\n").as_bytes());
+        body.extend_from_slice(&data);
+        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
         let url = format!(
-            "{}upload/storage/v1/b/{}/o?uploadType=media&name={}&ifGenerationMatch={if_generation}",
+            "{}upload/storage/v1/b/{}/o?uploadType=multipart&ifGenerationMatch={if_generation}",
             self.base,
             enc(bucket),
-            enc(object)
         );
-        match self.call(reqwest::Method::POST, &url, Some((data, "application/json"))).await? {
-            Reply::Ok(b) => Ok(Some(generation_of(&b)?)),
-            Reply::PreconditionFailed => Ok(None),
+        let ctype = format!("multipart/related; boundary={boundary}");
+        match self.call(reqwest::Method::POST, &url, Some((body, ctype))).await? {
+            Reply::Ok(b, date) => Ok(Some(meta_of(&b, date)?.generation)),
+            Reply::PreconditionFailed { retried: false } => Ok(None),
+            Reply::PreconditionFailed { retried: true } => match self.meta(bucket, object).await? {
+                // Our own write, performed by an attempt whose answer was lost.
+                Some(m) if m.write_id.as_deref() == Some(write_id.as_str()) => Ok(Some(m.generation)),
+                _ => Ok(None),
+            },
             Reply::NotFound => Err(StoreError::NoBucket(bucket.to_string())),
         }
     }
 
-    /// Deletes an object (only generation `if_generation`, when given); false if it was not there
-    /// (or not at that generation).
+    /// Deletes an object (only generation `if_generation`, and only metageneration
+    /// `if_metageneration`, when given); false if it was not there (or not at that generation).
     pub(super) async fn delete(
         &self,
         bucket: &str,
         object: &str,
         if_generation: Option<i64>,
+        if_metageneration: Option<i64>,
     ) -> Result<bool, StoreError> {
         let mut url = self.object_url(bucket, object);
+        let mut sep = '?';
         if let Some(g) = if_generation {
-            url.push_str(&format!("?ifGenerationMatch={g}"));
+            url.push_str(&format!("{sep}ifGenerationMatch={g}"));
+            sep = '&';
+        }
+        if let Some(m) = if_metageneration {
+            url.push_str(&format!("{sep}ifMetagenerationMatch={m}"));
         }
         match self.call(reqwest::Method::DELETE, &url, None).await? {
-            Reply::Ok(_) => Ok(true),
-            Reply::NotFound | Reply::PreconditionFailed => Ok(false),
+            Reply::Ok(..) => Ok(true),
+            Reply::NotFound | Reply::PreconditionFailed { .. } => Ok(false),
         }
     }
 
@@ -238,9 +339,9 @@ impl Client {
                 url.push_str(&format!("&pageToken={}", enc(t)));
             }
             let bytes = match self.call(reqwest::Method::GET, &url, None).await? {
-                Reply::Ok(b) => b,
+                Reply::Ok(b, _) => b,
                 Reply::NotFound => return Err(StoreError::NoBucket(bucket.to_string())),
-                Reply::PreconditionFailed => return Err(StoreError::Unexpected("412 on a list".into())),
+                Reply::PreconditionFailed { .. } => return Err(StoreError::Unexpected("412 on a list".into())),
             };
             let page: Page =
                 serde_json::from_slice(&bytes).map_err(|e| StoreError::Unexpected(format!("a list page: {e}")))?;
@@ -259,12 +360,17 @@ impl Client {
     }
 }
 
-fn generation_of(object_json: &[u8]) -> Result<i64, StoreError> {
+fn meta_of(object_json: &[u8], server_now: Option<SystemTime>) -> Result<ObjectMeta, StoreError> {
     let v: serde_json::Value =
         serde_json::from_slice(object_json).map_err(|e| StoreError::Unexpected(e.to_string()))?;
-    v.get("generation")
-        .and_then(|g| g.as_str().and_then(|s| s.parse().ok()).or_else(|| g.as_i64()))
-        .ok_or_else(|| StoreError::Unexpected("an object without a generation".into()))
+    let num = |k: &str| v.get(k).and_then(|g| g.as_str().and_then(|s| s.parse().ok()).or_else(|| g.as_i64()));
+    Ok(ObjectMeta {
+        generation: num("generation").ok_or_else(|| StoreError::Unexpected("an object without a generation".into()))?,
+        metageneration: num("metageneration").unwrap_or(1),
+        updated: v.get("updated").and_then(|u| u.as_str()).map(str::to_string),
+        write_id: v.pointer(&format!("/metadata/{WRITE_ID}")).and_then(|w| w.as_str()).map(str::to_string),
+        server_now,
+    })
 }
 
 fn api_message(body: &[u8]) -> String {

@@ -20,8 +20,16 @@ pub(super) fn io_err(path: &Path, source: io::Error) -> StateError {
 
 /// Creates `dir` (and its parents) with mode 0700 if missing. When this call
 /// creates it, the parent directory is fsynced so the new entry survives a crash.
+/// An existing `dir` that group or others may write is refused ([`StateError::InsecureDir`]):
+/// they could replace the state, or remove the lock under a running apply.
 pub(super) fn ensure_private_dir(dir: &Path) -> Result<(), StateError> {
-    if dir.is_dir() {
+    if let Ok(m) = fs::metadata(dir)
+        && m.is_dir()
+    {
+        let mode = m.permissions().mode() & 0o7777;
+        if mode & 0o022 != 0 {
+            return Err(StateError::InsecureDir { path: dir.display().to_string(), mode });
+        }
         return Ok(());
     }
     fs::DirBuilder::new().recursive(true).mode(DIR_MODE).create(dir).map_err(|e| io_err(dir, e))?;
@@ -46,31 +54,12 @@ pub(super) fn sync_dir(dir: &Path) -> Result<(), StateError> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(|e| io_err(dir, e))
 }
 
-/// Replaces `path` with `bytes` atomically and durably.
-///
-/// Crash safety: the bytes go to a fresh temporary file in the same directory
-/// (same file system, so `rename` is atomic), which is fsynced before the
-/// rename; the directory is fsynced after it. A crash at any point leaves either
-/// the old file or the new one, complete, at `path` (plus at worst a stray
-/// temporary file, which is never read).
+/// Replaces `path` with what `write` writes, atomically and durably, with mode 0600, never
+/// through a symbolic link (see [`crate::plan::file::write_private_atomic`], shared with plan
+/// files): readers see the old file or the new one, whole.
 pub(super) fn write_atomic(
     path: &Path,
     write: impl FnOnce(&mut dyn Write) -> io::Result<()>,
 ) -> Result<(), StateError> {
-    let dir = path.parent().expect("state files live in .skyform/");
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("state");
-    let tmp = dir.join(format!(".{name}.tmp.{}.{:016x}", std::process::id(), rand::random::<u64>()));
-    let result = (|| {
-        let file = private_options().write(true).create_new(true).open(&tmp)?;
-        let mut buf = io::BufWriter::with_capacity(1 << 16, file);
-        write(&mut buf)?;
-        let file = buf.into_inner().map_err(|e| e.into_error())?;
-        file.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    if let Err(e) = result {
-        let _ = fs::remove_file(&tmp);
-        return Err(io_err(path, e));
-    }
-    sync_dir(dir)
+    crate::plan::file::write_private_atomic(path, write).map_err(|e| io_err(path, e))
 }

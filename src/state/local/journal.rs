@@ -12,6 +12,7 @@ use std::sync::{Condvar, Mutex, MutexGuard};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::fence::{DirLock, Held, check, lock_dir};
 use super::fsio::{io_err, private_options, sync_dir};
 use super::{Paths, write_snapshot};
 use crate::state::{State, StateError, StateRecord, StateWriter};
@@ -65,8 +66,16 @@ pub(super) fn check_line(line: &[u8]) -> Option<&str> {
 /// The first batch is preceded by a snapshot of the state the writer was
 /// opened with (at a new epoch) and a truncation of the journal; see
 /// [`super`] for why that is crash-safe.
+///
+/// Fenced: when opened under the backend's lock, every batch and compaction runs
+/// under the directory `flock` after checking the lock file is still that lock
+/// (see [`super::fence`]); a lost lock stops the writer with
+/// [`StateError::LockLost`] before it writes anything more.
 pub struct LocalWriter {
     paths: Paths,
+    /// The lock held when the writer was opened; `None`: not fenced (opened
+    /// without the lock: tests and tools; every command that writes holds it).
+    fence: Option<Held>,
     inner: Mutex<Inner>,
     done: Condvar,
 }
@@ -91,18 +100,47 @@ struct Inner {
     busy: bool,
     /// The open journal, once the first batch has opened it.
     file: Option<File>,
-    /// Set when a write failed (file, kind, message): the journal may end in a
-    /// torn line, so nothing more may be appended after it. Every later call
+    /// Set when a write failed: the journal may end in a torn line, so nothing
+    /// more may be appended after it; or the lock was lost. Every later call
     /// fails with this.
-    failed: Option<(String, io::ErrorKind, String)>,
+    failed: Option<Failure>,
+}
+
+/// Why a writer stopped, kept to repeat it.
+#[derive(Debug, Clone)]
+enum Failure {
+    /// A write failed (file, kind, message).
+    Io(String, io::ErrorKind, String),
+    /// The lock was lost (the lock file).
+    Lost(String),
+}
+
+impl Failure {
+    fn of(e: &StateError, journal: &str) -> Failure {
+        match e {
+            StateError::Io { path, error } => Failure::Io(path.clone(), error.kind(), error.to_string()),
+            StateError::LockLost { location, .. } => Failure::Lost(location.clone()),
+            other => Failure::Io(journal.to_string(), io::ErrorKind::Other, other.to_string()),
+        }
+    }
+
+    fn error(&self) -> StateError {
+        match self {
+            Failure::Io(path, kind, message) => {
+                StateError::Io { path: path.clone(), error: io::Error::new(*kind, message.clone()) }
+            }
+            Failure::Lost(location) => StateError::LockLost { location: location.clone(), unconfirmed: false },
+        }
+    }
 }
 
 impl LocalWriter {
     /// A writer for the files in `paths` on top of `state`, whose snapshot on
     /// disk has epoch `disk_epoch`.
-    pub(super) fn new(paths: Paths, state: &State, disk_epoch: u64) -> Self {
+    pub(super) fn new(paths: Paths, state: &State, disk_epoch: u64, fence: Option<Held>) -> Self {
         LocalWriter {
             paths,
+            fence,
             inner: Mutex::new(Inner {
                 epoch: disk_epoch + 1,
                 base: Some(state.clone()),
@@ -130,13 +168,23 @@ impl LocalWriter {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn failure(&self, f: &(String, io::ErrorKind, String)) -> StateError {
-        StateError::Io { path: f.0.clone(), error: io::Error::new(f.1, f.2.clone()) }
+    fn failure(&self, f: &Failure) -> StateError {
+        f.error()
+    }
+
+    /// The fence: the directory locked, and the lock checked to be still ours
+    /// (`None` for an unfenced writer). Hold it across the write.
+    fn fence(&self) -> Result<Option<DirLock>, StateError> {
+        let Some(held) = &self.fence else { return Ok(None) };
+        let dir = lock_dir(&self.paths.dir)?;
+        check(&self.paths.lock, held)?;
+        Ok(Some(dir))
     }
 
     /// Leader work, without the mutex: writes the snapshot first if this is the
     /// first batch, then appends `batch` and makes it durable.
     fn flush(&self, base: Option<State>, epoch: u64, file: Option<File>, batch: &[u8]) -> Result<File, StateError> {
+        let _fence = self.fence()?;
         let mut file = match file {
             Some(f) => f,
             None => {
@@ -210,10 +258,7 @@ impl StateWriter for LocalWriter {
                     g.durable_seq = batch_end;
                 }
                 Err(e) => {
-                    g.failed = Some(match &e {
-                        StateError::Io { path, error } => (path.clone(), error.kind(), error.to_string()),
-                        other => (self.paths.journal.display().to_string(), io::ErrorKind::Other, other.to_string()),
-                    });
+                    g.failed = Some(Failure::of(&e, &self.paths.journal.display().to_string()));
                     self.done.notify_all();
                     return Err(e);
                 }
@@ -239,6 +284,15 @@ impl StateWriter for LocalWriter {
         // would be idempotent to replay anyway: upserts, removes, whole outputs,
         // serial).
         let epoch = g.epoch + 1;
+        let _fence = match self.fence() {
+            Ok(f) => f,
+            Err(e) => {
+                if matches!(e, StateError::LockLost { .. }) {
+                    g.failed = Some(Failure::of(&e, ""));
+                }
+                return Err(e);
+            }
+        };
         write_snapshot(&self.paths, &g.mirror, epoch)?;
         g.base = None;
         g.epoch = epoch;

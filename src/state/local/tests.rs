@@ -72,7 +72,8 @@ fn round_trip_keeps_everything() {
     let (loaded, report) = b.load_with_report().unwrap();
     assert!(same(&loaded, &w.state()));
     assert_eq!(loaded.lineage, s0.lineage);
-    assert_eq!(loaded.hmac_key, s0.hmac_key);
+    assert_eq!(loaded.fingerprints, s0.fingerprints);
+    assert!(loaded.hmac_key.is_empty(), "new states keep no key");
     assert_eq!(loaded.serial, 1);
     assert_eq!(loaded.resources.len(), 4);
     assert!(!loaded.resources.contains_key(&addr(2)));
@@ -279,7 +280,7 @@ fn lock_is_exclusive_and_released_on_drop() {
 
     let start = Instant::now();
     match b.lock("plan", Duration::from_millis(200)) {
-        Err(StateError::Locked { holder }) => assert_eq!(holder, info),
+        Err(StateError::Locked { holder }) => assert_eq!(*holder, info),
         Err(e) => panic!("expected Locked, got {e:?}"),
         Ok(_) => panic!("expected Locked, got a second lock"),
     }
@@ -312,6 +313,8 @@ fn dead_pid() -> u32 {
 fn plant_lock(b: &LocalBackend, pid: u32, host: &str) -> LockInfo {
     let info = LockInfo {
         id: "planted".into(),
+        holder: "another-run".into(),
+        lease_ms: None,
         pid,
         host: host.into(),
         since: "2026-01-01T00:00:00Z".into(),
@@ -336,7 +339,7 @@ fn lock_of_another_host_is_never_broken() {
     let (_dir, b) = backend();
     let other = plant_lock(&b, dead_pid(), "some-other-host");
     match b.acquire("apply", Duration::from_millis(60)) {
-        Err(StateError::Locked { holder }) => assert_eq!(holder, other),
+        Err(StateError::Locked { holder }) => assert_eq!(*holder, other),
         other => panic!("expected Locked, got {other:?}"),
     }
 }
@@ -370,4 +373,158 @@ fn a_failed_append_stops_the_writer() {
     assert_eq!(again.to_string(), first.to_string());
     assert!(w.compact().is_err());
     assert!(b.describe().ends_with(".skyform/main.state.json"));
+}
+
+// --- fencing, the lost lock, files ----------------------------------------------------------
+
+#[test]
+fn a_run_that_lost_its_lock_stops_and_loses_nothing_acknowledged() {
+    let (dir, a) = backend();
+    // Run A: holds the lock, writes and is told its records are durable.
+    let lock_a = a.acquire("apply", Duration::ZERO).unwrap();
+    let s0 = a.load().unwrap();
+    let wa = a.open_writer(&s0).unwrap();
+    wa.record(&StateRecord::Serial { serial: 1 }).unwrap();
+    wa.record(&upsert(0)).unwrap();
+    wa.record(&upsert(1)).unwrap();
+    // `state unlock` from elsewhere, then run B (another process: another backend) takes the lock.
+    let b = LocalBackend::new(dir.path(), "main");
+    let id = b.lock_holder().unwrap().unwrap().id;
+    b.force_unlock(Some(&id)).unwrap();
+    let _lock_b = b.acquire("apply", Duration::ZERO).unwrap();
+    let sb = b.load().unwrap();
+    assert_eq!(sb.resources.len(), 2, "B reads every record A was told was durable");
+    let wb = b.open_writer(&sb).unwrap();
+    wb.record(&StateRecord::Serial { serial: 2 }).unwrap();
+    wb.record(&upsert(10)).unwrap();
+    // A's next write and its compaction stop, clearly, and write nothing.
+    let snapshot_before = fs::read(b.state_path()).unwrap();
+    let journal_before = fs::read(b.journal_path()).unwrap();
+    let err = wa.record(&upsert(2)).unwrap_err();
+    assert!(matches!(err, StateError::LockLost { unconfirmed: false, .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(
+        text.contains("lost the state lock")
+            && text.contains("state unlock")
+            && text.contains("nothing more was written"),
+        "{text}"
+    );
+    assert!(matches!(wa.compact(), Err(StateError::LockLost { .. })));
+    assert!(matches!(wa.record(&upsert(3)), Err(StateError::LockLost { .. })));
+    assert_eq!(fs::read(b.state_path()).unwrap(), snapshot_before, "A never replaces B's snapshot");
+    assert_eq!(fs::read(b.journal_path()).unwrap(), journal_before);
+    // B goes on; the state has A's acknowledged records and B's, and none of A's refused ones.
+    wb.compact().unwrap();
+    let s = b.load().unwrap();
+    assert_eq!(s.serial, 2);
+    let names: Vec<String> = s.resources.keys().map(|a| a.to_string()).collect();
+    assert_eq!(names, ["test_thing.r0", "test_thing.r1", "test_thing.r10"]);
+    // A's guard does not remove B's lock.
+    drop(lock_a);
+    assert!(b.lock_path().exists());
+}
+
+#[test]
+fn a_lock_file_replaced_by_another_with_the_same_content_is_not_ours() {
+    let (_dir, b) = backend();
+    let _lock = b.acquire("apply", Duration::ZERO).unwrap();
+    let w = b.open_writer(&b.load().unwrap()).unwrap();
+    w.record(&upsert(0)).unwrap();
+    // Same bytes, another inode (a copy put back by hand; the old one kept aside so that its
+    // inode number cannot be reused): the fence sees it.
+    let bytes = fs::read(b.lock_path()).unwrap();
+    fs::rename(b.lock_path(), b.lock_path().with_extension("aside")).unwrap();
+    fs::write(b.lock_path(), &bytes).unwrap();
+    assert!(matches!(w.record(&upsert(1)), Err(StateError::LockLost { .. })));
+}
+
+#[test]
+fn locks_carry_a_random_holder_id() {
+    let (dir, a) = backend();
+    let b = LocalBackend::new(dir.path(), "main");
+    let la = a.acquire("apply", Duration::ZERO).unwrap();
+    let ha = la.info().holder.clone();
+    drop(la);
+    let lb = b.acquire("apply", Duration::ZERO).unwrap();
+    assert_eq!(ha.len(), 16);
+    assert_ne!(lb.info().holder, ha, "two backends in one process are two holders");
+    assert_eq!(lb.info().pid, std::process::id());
+}
+
+#[test]
+fn state_files_are_never_written_through_a_link_and_are_0600() {
+    let (dir, b) = backend();
+    let w = b.open_writer(&b.load().unwrap()).unwrap();
+    w.record(&upsert(0)).unwrap();
+    // A snapshot made world-readable by hand gets 0600 back with the next write (a new file).
+    fs::set_permissions(b.state_path(), fs::Permissions::from_mode(0o644)).unwrap();
+    w.compact().unwrap();
+    assert_eq!(fs::metadata(b.state_path()).unwrap().permissions().mode() & 0o777, 0o600);
+    // A symbolic link planted as the snapshot is refused, and its target untouched.
+    let victim = dir.path().join("victim");
+    fs::write(&victim, "keep").unwrap();
+    fs::remove_file(b.state_path()).unwrap();
+    std::os::unix::fs::symlink(&victim, b.state_path()).unwrap();
+    let err = w.compact().unwrap_err().to_string();
+    assert!(err.contains("symbolic link"), "{err}");
+    assert_eq!(fs::read_to_string(&victim).unwrap(), "keep");
+}
+
+#[test]
+fn a_state_directory_others_may_write_is_refused_with_the_fix() {
+    let (dir, b) = backend();
+    let state_dir = dir.path().join(".skyform");
+    fs::create_dir(&state_dir).unwrap();
+    fs::set_permissions(&state_dir, fs::Permissions::from_mode(0o777)).unwrap();
+    let err = b.acquire("apply", Duration::ZERO).unwrap_err();
+    assert!(matches!(err, StateError::InsecureDir { mode: 0o777, .. }), "{err:?}");
+    assert!(err.to_string().contains(&format!("chmod 700 {}", state_dir.display())), "{err}");
+    let w = b.open_writer(&b.load().unwrap()).unwrap();
+    assert!(matches!(w.record(&upsert(0)), Err(StateError::InsecureDir { .. })));
+    fs::set_permissions(&state_dir, fs::Permissions::from_mode(0o700)).unwrap();
+    drop(b.acquire("apply", Duration::ZERO).unwrap());
+}
+
+#[test]
+fn old_hmac_states_load_compare_and_record_their_parameters() {
+    use crate::secrets::legacy_fingerprint;
+    let (_dir, b) = backend();
+    // A format-1 state as an older skyform wrote it: an HMAC key and `hmac-sha256:` fingerprints.
+    let key = [9u8; 32];
+    let mut r = res(0);
+    r.attrs.insert("password".into(), Value::Redacted(legacy_fingerprint(&key, &Value::str("pw1"))));
+    let old = serde_json::json!({
+        "format": 1, "lineage": "0123456789abcdef0123456789abcdef", "serial": 3,
+        "hmac_key": hex::encode(key),
+        "resources": { "test_thing.r0": r }, "outputs": {}, "journal_epoch": 1,
+    });
+    fs::create_dir_all(b.state_path().parent().unwrap()).unwrap();
+    fs::set_permissions(b.state_path().parent().unwrap(), fs::Permissions::from_mode(0o700)).unwrap();
+    fs::write(b.state_path(), old.to_string()).unwrap();
+    let s = b.load().unwrap();
+    assert_eq!(s.format, crate::state::model::STATE_FORMAT);
+    let fp = s.fingerprinter();
+    let stored = &s.resources[&addr(0)].attrs["password"];
+    assert!(fp.same(stored, &Value::str("pw1")), "an old fingerprint still compares");
+    assert!(!fp.same(stored, &Value::str("pw2")));
+    // The next write records the parameters (salt derived from the lineage: stable until then)
+    // and keeps the key while an old fingerprint is left.
+    assert_eq!(b.load().unwrap().fingerprint_params(), s.fingerprint_params());
+    let w = b.open_writer(&s).unwrap();
+    w.compact().unwrap();
+    let on_disk: serde_json::Value = serde_json::from_slice(&fs::read(b.state_path()).unwrap()).unwrap();
+    assert_eq!(on_disk["format"], 2);
+    assert_eq!(on_disk["fingerprints"]["algorithm"], "argon2id");
+    assert_eq!(on_disk["fingerprints"]["memory_kib"], 19456);
+    assert_eq!(on_disk["fingerprints"]["salt"].as_str().unwrap().len(), 32);
+    assert_eq!(on_disk["hmac_key"], hex::encode(key));
+    // Once the value is written again (with the new scheme), the key goes.
+    let mut r2 = res(0);
+    r2.attrs.insert("password".into(), fp.redact(&Value::str("pw1").sensitive()));
+    w.record(&StateRecord::Upsert { address: addr(0), resource: r2 }).unwrap();
+    w.compact().unwrap();
+    let text = fs::read_to_string(b.state_path()).unwrap();
+    assert!(!text.contains("hmac_key") && !text.contains("hmac-sha256"), "{text}");
+    let s = b.load().unwrap();
+    assert!(s.fingerprinter().same(&s.resources[&addr(0)].attrs["password"], &Value::str("pw1")));
 }
