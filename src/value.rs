@@ -37,8 +37,8 @@ pub enum Value {
     Unknown,
     /// A secret held in memory; masked everywhere it is shown.
     Sensitive(Box<Value>),
-    /// A secret whose clear value is not available: only its keyed fingerprint
-    /// (`hmac-sha256:<hex>`) is known.
+    /// A secret whose clear value is not available: only its fingerprint
+    /// (`argon2id:m=…,t=…,p=…:<hex>`, or an older state's `hmac-sha256:<hex>`) is known.
     Redacted(String),
 }
 
@@ -310,7 +310,7 @@ impl From<i64> for Value {
 /// bug and is refused by writing the mask instead.
 ///
 /// Encoding: plain JSON for plain values; `{"$unknown": true}`,
-/// `{"$redacted": "hmac-sha256:…"}` for the special variants; a map whose only
+/// `{"$redacted": "<fingerprint>"}` for the special variants; a map whose only
 /// key starts with `$` is escaped as `{"$map": {...}}`.
 impl Serialize for Value {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {

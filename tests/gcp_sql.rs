@@ -232,7 +232,7 @@ async fn plan_time_checks_catch_what_login_would_fail_on() {
         .replace("depends_on = [\"gcp_project_iam_member.instance_user\"]\n", "")
         .replace("role = \"roles/cloudsql.instanceUser\"", "role = \"roles/cloudsql.client\"");
     env.spec(&spec);
-    let err = env.try_plan(&var("x"), PlanOptions::default()).await.unwrap_err();
+    let err = env.try_plan(&var("x-pw"), PlanOptions::default()).await.unwrap_err();
     assert!(err.contains("gcp_sql_user.iam") && err.contains("cloudsql.iam_authentication=on"), "{err}");
     assert!(err.contains("roles/cloudsql.instanceUser"), "{err}");
 
