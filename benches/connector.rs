@@ -14,6 +14,8 @@
 //! The proxy is the one `scripts/testbed-build cloud-sql-proxy` builds (`$SKYFORM_CLOUD_SQL_PROXY`, else
 //! the testbed cache at the pinned version); without it only skyform's figures are printed.
 
+#![allow(clippy::print_stdout)] // a benchmark prints its figures
+
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};

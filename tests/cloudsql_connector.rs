@@ -152,10 +152,8 @@ password = "${var.root_password}""#;
     assert!(text(&o).contains("is not a connection name `<project>:<region>:<instance>`"), "{}", text(&o));
 
     // A direct plaintext connection is allowed only when asked for, and warned about.
-    let plain = format!(
-        "host = \"${{gcp_sql_instance.db.public_ip}}\"\nsslmode = \"disable\"\nuser = \"postgres\"\npassword = \"${{var.root_password}}\""
-    );
-    std::fs::write(&main, spec(&emu, &plain)).unwrap();
+    let plain = "host = \"${gcp_sql_instance.db.public_ip}\"\nsslmode = \"disable\"\nuser = \"postgres\"\npassword = \"${var.root_password}\"";
+    std::fs::write(&main, spec(&emu, plain)).unwrap();
     let o = skyform(dir.path(), &emu, &["validate", "-f", "main.toml"]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("the connection is plaintext"), "{}", text(&o));

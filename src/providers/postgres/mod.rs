@@ -192,7 +192,7 @@ impl Conn {
                 };
                 let tls = match text("sslmode").as_deref().unwrap_or("verify-ca") {
                     "disable" => DirectTls::Disable,
-                    "require" => DirectTls::Tls(direct_config(Arc::new(tls::EncryptOnly::new()))?),
+                    "require" => DirectTls::Tls(direct_config(Arc::new(tls::EncryptOnly::default()))?),
                     "verify-ca" => {
                         let ca = text("server_ca_cert").ok_or_else(|| {
                             ProviderError::Config(

@@ -118,9 +118,8 @@ impl ServerCertVerifier for ChainVerifier {
 #[derive(Debug)]
 pub struct EncryptOnly(Arc<CryptoProvider>);
 
-impl EncryptOnly {
-    /// The verifier.
-    pub fn new() -> EncryptOnly {
+impl Default for EncryptOnly {
+    fn default() -> Self {
         EncryptOnly(provider())
     }
 }
