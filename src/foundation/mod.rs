@@ -8,8 +8,10 @@
 //! - [`net`]: the one HTTP client, the TLS set-up, and Google token sources, handed down to
 //!   providers, the state bucket, checks and notifications;
 //! - [`time`]: RFC 3339 times;
-//! - [`htpasswd`]: htpasswd lines, made by the spec function and compared by the Helm provider.
+//! - [`htpasswd`]: htpasswd lines, made by the spec function and compared by the Helm provider;
+//! - [`files`]: private, atomic file writes (plan files, state files, `--json-out`).
 
+pub mod files;
 pub mod htpasswd;
 pub mod names;
 pub mod net;

@@ -141,7 +141,7 @@ async fn deliver(
     if let (Some(path), Ok(report)) = (&req.json_out, outcome) {
         let text = serde_json::to_string_pretty(report).expect("reports serialize");
         // A new private file renamed over the target, never written through a link.
-        crate::plan::file::write_private(path, format!("{text}\n").as_bytes())
+        crate::foundation::files::write_private(path, format!("{text}\n").as_bytes())
             .map_err(|e| super::error(format!("writing {}: {e}", path.display())))?;
     }
     let Some((url, on)) = req.notify.as_ref().filter(|(u, _)| !u.trim().is_empty()) else {

@@ -55,11 +55,11 @@ pub(super) fn sync_dir(dir: &Path) -> Result<(), StateError> {
 }
 
 /// Replaces `path` with what `write` writes, atomically and durably, with mode 0600, never
-/// through a symbolic link (see [`crate::plan::file::write_private_atomic`], shared with plan
+/// through a symbolic link (see [`crate::foundation::files::write_private_atomic`], shared with plan
 /// files): readers see the old file or the new one, whole.
 pub(super) fn write_atomic(
     path: &Path,
     write: impl FnOnce(&mut dyn Write) -> io::Result<()>,
 ) -> Result<(), StateError> {
-    crate::plan::file::write_private_atomic(path, write).map_err(|e| io_err(path, e))
+    crate::foundation::files::write_private_atomic(path, write).map_err(|e| io_err(path, e))
 }
