@@ -351,6 +351,9 @@ async fn plan_data(s: &Shared, a: &Address) -> NodeResult {
     }
 }
 
+/// How long reading one object may take at plan time, unless its block says (`timeouts.read`).
+pub const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+
 async fn plan_resource(s: &Shared, a: &Address) -> NodeResult {
     let block = &s.ctx.spec.resources[a];
     let schema = s
@@ -476,7 +479,13 @@ async fn plan_resource(s: &Shared, a: &Address) -> NodeResult {
         config: Value::Map(desired.clone()),
         private: prior.as_ref().map(|p| p.private.clone()).unwrap_or_default(),
     };
-    let mut live = p.read(&req).await.map_err(|e| err_at(s, a, format!("reading: {e}")))?;
+    // A read that never answers must not hang the plan: bounded by the block's `timeouts.read`,
+    // else READ_TIMEOUT.
+    let read_timeout = block.timeouts.get("read").map(|t| std::time::Duration::from_secs(*t)).unwrap_or(READ_TIMEOUT);
+    let mut live = match tokio::time::timeout(read_timeout, p.read(&req)).await {
+        Ok(r) => r.map_err(|e| err_at(s, a, format!("reading: {e}")))?,
+        Err(_) => return Err(err_at(s, a, format!("reading: no answer within {read_timeout:?} (timeouts.read)"))),
+    };
     if let Some((i, id, _)) = &import {
         if live.is_none() {
             return Err(Diagnostics(vec![

@@ -246,6 +246,8 @@ impl Conn {
 
     async fn connect(&self, database: Option<&str>) -> Result<Client, ProviderError> {
         let mut cfg = tokio_postgres::Config::new();
+        // No statement may hang a plan or an apply (a lock held by someone else's transaction).
+        cfg.options("-c statement_timeout=60000");
         cfg.user(&self.user)
             .dbname(database.unwrap_or(&self.database))
             .connect_timeout(self.timeout)
