@@ -27,7 +27,6 @@ kubeconfig = {kc}
 
 [provider.helm]
 kubeconfig = {kc}
-helm_path = {helm}
 
 [variable.web_password]
 type = "string"
@@ -61,7 +60,6 @@ args = ["--auto-iam-authn", "--structured-logs", "--port=5432", "p:us-central1:s
 [resource.helm_release.sky.values.ingress]
 authCredentials = '${{htpasswd("skypilot", var.web_password)}}'
 "#,
-        helm = toml_str(&tb.helm.display().to_string()),
     )
 }
 

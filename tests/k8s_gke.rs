@@ -30,7 +30,6 @@ async fn provider_from_a_gke_cluster_created_in_the_same_apply() {
         r#"
 [provider.gcp]
 project = "{project}"
-endpoint = "{endpoint}"
 
 [resource.gcp_project_service.container]
 service = "container.googleapis.com"
@@ -61,7 +60,6 @@ name = "hello"
 namespace = "${{k8s_namespace.sky.name}}"
 chart = {chart}
 "#,
-        endpoint = tb.gcp_endpoint,
         chart = toml::Value::String(
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/charts/hello").display().to_string()
         ),

@@ -47,7 +47,6 @@ async fn a_key_shown_once_in_a_secret_is_compared_by_fingerprint_and_replaced_wh
         r#"
 [provider.gcp]
 project = "{project}"
-endpoint = "{endpoint}"
 
 [provider.kubernetes]
 kubeconfig = "{kubeconfig}"
@@ -67,7 +66,6 @@ name = "cloud-sql-credentials"
 namespace = "{ns}"
 data = {{ "service-account-key.json" = "${{gcp_service_account_key.key.private_key_json}}" }}
 "#,
-        endpoint = tb.gcp_endpoint,
         kubeconfig = tb.kubeconfig.display(),
     );
     std::fs::write(dir.path().join("main.toml"), spec).unwrap();

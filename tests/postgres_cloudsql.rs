@@ -48,7 +48,6 @@ sensitive = true
 
 [provider.gcp]
 project = "{project}"
-endpoint = "{endpoint}"
 
 [resource.gcp_project_service.sqladmin]
 service = "sqladmin.googleapis.com"
@@ -96,7 +95,6 @@ depends_on = ["gcp_sql_user.iam"]
 [output.ip]
 value = "${{gcp_sql_instance.main.public_ip}}"
 "#,
-        endpoint = tb.gcp_endpoint,
     );
     std::fs::write(dir.path().join("main.toml"), spec).unwrap();
     let plan = ok(&skyform(tb, dir.path(), &["plan"]));

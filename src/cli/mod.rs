@@ -7,6 +7,7 @@ pub mod docs;
 pub mod json;
 pub mod printer;
 pub mod render;
+mod signals;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -299,6 +300,7 @@ pub fn main() -> i32 {
         }
     };
     let printer = Printer::stdio(cli.no_color);
+    rt.block_on(async { signals::watch() });
     match rt.block_on(run(cli, &printer, Registry::builtin())) {
         Ok(code) => code,
         Err(e) => {
@@ -538,8 +540,11 @@ async fn apply_or_destroy(
             c2.cancel();
         }
     });
-    let report = prepared.execute().await?;
+    signals::graceful(true);
+    let report = prepared.execute().await;
+    signals::graceful(false);
     signal.abort();
+    let report = report?;
     if !json {
         let s = report.summary;
         if report.changes_ok() {

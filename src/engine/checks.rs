@@ -20,7 +20,7 @@ use super::events::{Event, PROGRESS_INTERVAL};
 use super::providers::{ProviderSet, Slot};
 use super::scope::{EvalScope, Values};
 use crate::address::Address;
-use crate::foundation::net::{Net, NetError, error_chain};
+use crate::foundation::net::{Net, NetError, error_chain, read_limited};
 use crate::graph::{SpecGraph, provider_of};
 use crate::mask::Mask;
 use crate::plan::PlannedCheck;
@@ -32,6 +32,8 @@ use crate::value::{MASK, UNKNOWN_TEXT, Value};
 
 /// How long one request may take at most.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// The most of a body a check reads (it looks at the start only).
+const CHECK_BODY_LIMIT: usize = 1 << 20;
 /// How many characters of a body a message quotes.
 const EXCERPT: usize = 240;
 /// Attempts `drift` and `skyform check` make before a check counts as failing: one dropped
@@ -269,8 +271,12 @@ async fn http_get(net: &Net, url: &str, headers: &[(String, String)]) -> Result<
     }
     let resp = req.send().await.map_err(|e| NetError::Transport(error_chain(&e)))?;
     let status = resp.status().as_u16();
-    let body = resp.bytes().await.map_err(|e| NetError::Transport(error_chain(&e)))?;
-    Ok(HttpReply { status, body: body.iter().take(1 << 20).copied().collect() })
+    // A check looks at the start of the body; a longer one is cut, not read to its end.
+    let body = match read_limited(resp, CHECK_BODY_LIMIT).await {
+        Err(NetError::TooLarge { .. }) => b"(the body is longer than 1 MiB)".to_vec(),
+        other => other?,
+    };
+    Ok(HttpReply { status, body })
 }
 
 /// Runs check `c`: evaluates it with `values`, then requests until it passes or `attempts` run

@@ -27,6 +27,19 @@ pub enum ConfigureError {
         /// What the evaluation said.
         reason: String,
     },
+    /// Its `cluster` would send the GCP access token to an endpoint no GKE cluster of this run has.
+    #[error(
+        "provider.{name}: `cluster.endpoint` `{endpoint}` is not the endpoint of a GKE cluster read from Google in \
+         this run, and would receive your GCP access token. Use `cluster = \"${{gcp_container_cluster.<name>}}\"` \
+         (or the data source), give the provider a `token` of its own, or, if you trust this spec, set {env}=1",
+        env = crate::foundation::trust::ALLOW_SPEC_ENDPOINTS_ENV
+    )]
+    UnvouchedCluster {
+        /// The provider.
+        name: String,
+        /// The endpoint refused.
+        endpoint: String,
+    },
     /// The provider refused its configuration.
     #[error("provider.{name}: {error}")]
     Refused {

@@ -15,6 +15,7 @@ use tokio::sync::OnceCell;
 use super::Context;
 use super::error::ConfigureError;
 use super::scope::{EvalScope, Values};
+use crate::foundation::trust;
 use crate::providers::Provider;
 use crate::spec::eval::eval;
 use crate::spec::model::Reference;
@@ -87,8 +88,36 @@ async fn configure(ctx: &Context, values: &Values, name: &str) -> Slot {
         waiting.dedup();
         return Slot::Deferred(waiting);
     }
+    if let Some(endpoint) = unvouched_cluster_endpoint(&config, values) {
+        return Slot::Failed(ConfigureError::UnvouchedCluster { name: name.to_string(), endpoint });
+    }
     match factory.configure(&config, ctx.registry.net()).await {
         Ok(p) => Slot::Configured(p),
         Err(error) => Slot::Failed(ConfigureError::Refused { name: name.to_string(), error }),
     }
+}
+
+/// The type whose `endpoint` Google reports: the only place a `cluster` endpoint that receives the
+/// operator's GCP token may come from.
+const GKE_CLUSTER: &str = "gcp_container_cluster";
+
+/// A Kubernetes or Helm configuration's `cluster` table without a `token` of its own sends the
+/// operator's GCP access token to `cluster.endpoint`. A spec is untrusted input
+/// ([`crate::foundation::trust`]): that endpoint must be one Google reported for a GKE cluster this run
+/// knows (a `gcp_container_cluster` resource or data source, through any module or local), not a
+/// value the spec wrote, unless the operator allows spec endpoints. Returns the endpoint refused.
+fn unvouched_cluster_endpoint(config: &Value, values: &Values) -> Option<String> {
+    let config = config.unmarked();
+    let cluster = config.get("cluster").filter(|c| !matches!(c, Value::Null))?;
+    if config.get("token").and_then(Value::as_str).is_some_and(|t| !t.is_empty()) {
+        return None;
+    }
+    let endpoint = cluster.get("endpoint").and_then(Value::as_str)?.to_string();
+    if trust::spec_endpoints_allowed() {
+        return None;
+    }
+    let vouched = values.any(|a, v| {
+        a.type_name == GKE_CLUSTER && v.unmarked().get("endpoint").and_then(Value::as_str) == Some(endpoint.as_str())
+    });
+    (!vouched).then_some(endpoint)
 }

@@ -23,6 +23,10 @@ impl Values {
     pub fn get(&self, a: &Address) -> Option<Value> {
         self.0.lock().expect("values lock").get(a).cloned()
     }
+    /// Whether some resource's value satisfies `f`.
+    pub fn any(&self, f: impl Fn(&Address, &Value) -> bool) -> bool {
+        self.0.lock().expect("values lock").iter().any(|(a, v)| f(a, v))
+    }
 }
 
 /// A [`Scope`] over variables and resource values.

@@ -1,10 +1,67 @@
 //! How every file skyform writes is written (plan files, state files, `drift --json-out`):
-//! privately and atomically, never through a symbolic link.
+//! privately and atomically, never through a symbolic link; and the private temporary files
+//! (helm's values, a kubeconfig holding a token), which are removed when dropped and, when a
+//! signal ends the process, by [`remove_temporaries`].
 
+use std::collections::BTreeSet;
 use std::fs;
 use std::io::{self, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// The temporary files this process holds now.
+static TEMPORARIES: Mutex<BTreeSet<PathBuf>> = Mutex::new(BTreeSet::new());
+
+/// A new file in `$TMPDIR` readable only by this user (0600, `O_EXCL`), removed when dropped, and by
+/// [`remove_temporaries`] if a signal ends the process first. Values (which may hold secrets) and a
+/// kubeconfig holding a token go through these, never through a command line.
+#[derive(Debug)]
+pub struct TempFile {
+    path: PathBuf,
+}
+
+impl TempFile {
+    /// Writes `content` to a new private file named after `tag`.
+    pub fn new(tag: &str, content: &[u8]) -> io::Result<TempFile> {
+        let dir = std::env::temp_dir();
+        for _ in 0..8 {
+            let path = dir.join(format!("skyform-{tag}-{}-{:016x}.yaml", std::process::id(), rand::random::<u64>()));
+            match fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path) {
+                Ok(mut f) => {
+                    TEMPORARIES.lock().unwrap_or_else(|e| e.into_inner()).insert(path.clone());
+                    let file = TempFile { path };
+                    f.write_all(content)?;
+                    return Ok(file);
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(io::Error::new(io::ErrorKind::AlreadyExists, "could not create a temporary file"))
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
+        TEMPORARIES.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.path);
+    }
+}
+
+/// Removes every temporary file this process still holds (called when a signal ends it: drops do
+/// not run then). Returns how many were removed.
+pub fn remove_temporaries() -> usize {
+    let mut live = TEMPORARIES.lock().unwrap_or_else(|e| e.into_inner());
+    let n = live.iter().filter(|p| fs::remove_file(p).is_ok()).count();
+    live.clear();
+    n
+}
 
 /// Writes `bytes` to `path` the way every file skyform writes is written: see
 /// [`write_private_atomic`]. (Plan files, `drift --json-out FILE`.)
@@ -61,6 +118,19 @@ fn refuse_symlink(path: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn temporaries_are_private_and_removed_on_drop_or_on_demand() {
+        let a = TempFile::new("test", b"secret").unwrap();
+        let b = TempFile::new("test", b"secret").unwrap();
+        assert_eq!(fs::metadata(a.path()).unwrap().permissions().mode() & 0o777, 0o600);
+        let (pa, pb) = (a.path().to_path_buf(), b.path().to_path_buf());
+        drop(a);
+        assert!(!pa.exists());
+        assert!(remove_temporaries() >= 1);
+        assert!(!pb.exists());
+        drop(b);
+    }
 
     #[test]
     fn written_private_atomically_and_never_through_a_link() {

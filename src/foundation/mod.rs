@@ -10,6 +10,8 @@
 //! - [`time`]: RFC 3339 times;
 //! - [`htpasswd`]: htpasswd lines, made by the spec function and compared by the Helm provider;
 //! - [`files`]: private, atomic file writes (plan files, state files, `--json-out`).
+//! - [`trust`]: what a spec may not decide (where credentials go, which files it reads): the
+//!   operator's switches.
 
 pub mod files;
 pub mod htpasswd;
@@ -17,3 +19,4 @@ pub mod names;
 pub mod net;
 pub mod schema;
 pub mod time;
+pub mod trust;

@@ -6,9 +6,9 @@
 //! connection pool. Each caller sets its own per-request timeout and `User-Agent` (see
 //! [`Net::request`]); the client itself only bounds connecting.
 //!
-//! Tokens ([`TokenSource`]), in order: the environment variable `SKYFORM_GCP_ACCESS_TOKEN` (tests,
-//! CI); none at all when `[provider.gcp] anonymous = true` (an emulator that does not check tokens,
-//! like gcloud's `auth/disable_credentials`); otherwise Application Default Credentials through
+//! Tokens ([`TokenSource`]), in order: none at all when `[provider.gcp] anonymous = true` (an
+//! emulator that does not check tokens, like gcloud's `auth/disable_credentials`); the environment
+//! variable `SKYFORM_GCP_ACCESS_TOKEN` (tests, CI); otherwise Application Default Credentials through
 //! `google-cloud-auth` (`GOOGLE_APPLICATION_CREDENTIALS`, gcloud's user credentials, the metadata
 //! server), which caches and refreshes the token itself.
 
@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use tokio::sync::OnceCell;
 
+use super::trust::{CredentialRefused, credential_may_go_to};
 use crate::value::Value;
 
 /// The environment variable holding a ready access token.
@@ -49,6 +50,15 @@ pub enum NetError {
     /// no URL.
     #[error("{0}")]
     Transport(String),
+    /// A credential would have gone where it must not (see [`super::trust`]).
+    #[error(transparent)]
+    Refused(#[from] CredentialRefused),
+    /// An answer longer than its caller's limit (a hostile or broken server); the rest was not read.
+    #[error("the answer is longer than {limit} bytes; refusing to read more")]
+    TooLarge {
+        /// The caller's limit.
+        limit: usize,
+    },
     /// No Google credentials could be found or used.
     #[error(
         "no usable Google credentials ({0}). Set up Application Default Credentials with `gcloud auth \
@@ -125,10 +135,56 @@ impl Net {
         ))
     }
 
+    /// A request to `url` carrying `token` as bearer token, when the token may go there (TLS, or a
+    /// loopback or operator-named host: [`super::trust`]). Every caller that sends a Google token
+    /// goes through here, so that no spec, environment or API answer can send it elsewhere.
+    pub fn request_with_token(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        timeout: Duration,
+        agent: &str,
+        token: Option<String>,
+    ) -> Result<reqwest::RequestBuilder, NetError> {
+        let rb = self.request(method, url, timeout, agent)?;
+        match token {
+            Some(t) => {
+                credential_may_go_to(url)?;
+                Ok(rb.bearer_auth(t))
+            }
+            None => Ok(rb),
+        }
+    }
+
     /// The token source of callers that have no `[provider.gcp]` configuration of their own.
     pub fn default_tokens(&self) -> &TokenSource {
         &self.default_tokens
     }
+}
+
+/// Reads an answer's body, at most `limit` bytes: a longer one is an error, and is not read to its end
+/// (a hostile or broken server cannot make skyform hold gigabytes).
+pub async fn read_limited(mut resp: reqwest::Response, limit: usize) -> Result<Vec<u8>, NetError> {
+    if resp.content_length().is_some_and(|n| n > limit as u64) {
+        return Err(NetError::TooLarge { limit });
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| NetError::Transport(error_chain(&e)))? {
+        if body.len() + chunk.len() > limit {
+            return Err(NetError::TooLarge { limit });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// [`read_limited`], as text (invalid UTF-8 replaced).
+pub async fn read_text_limited(resp: reqwest::Response, limit: usize) -> Result<String, NetError> {
+    let body = read_limited(resp, limit).await?;
+    Ok(match String::from_utf8(body) {
+        Ok(s) => s,
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    })
 }
 
 /// A reqwest error with its causes, without the URL (a URL may hold a credential).
@@ -169,13 +225,15 @@ pub enum TokenSource {
 impl TokenSource {
     /// From a `[provider.gcp]` configuration (or `Value::Null`) and the environment.
     pub fn from_config(config: &Value) -> TokenSource {
+        // `anonymous = true` first: a configuration that asks to send no credential is never sent
+        // one, whatever the environment holds.
+        if config.get("anonymous").and_then(Value::as_bool) == Some(true) {
+            return TokenSource::Anonymous;
+        }
         if let Ok(t) = std::env::var(TOKEN_ENV)
             && !t.trim().is_empty()
         {
             return TokenSource::Static(t.trim().to_string());
-        }
-        if config.get("anonymous").and_then(Value::as_bool) == Some(true) {
-            return TokenSource::Anonymous;
         }
         TokenSource::Adc(OnceCell::new())
     }

@@ -47,6 +47,12 @@ pub enum ProviderError {
     Cancelled,
 }
 
+impl From<crate::foundation::trust::CredentialRefused> for ProviderError {
+    fn from(e: crate::foundation::trust::CredentialRefused) -> Self {
+        ProviderError::Config(e.to_string())
+    }
+}
+
 impl From<crate::foundation::net::NetError> for ProviderError {
     fn from(e: crate::foundation::net::NetError) -> Self {
         ProviderError::Config(e.to_string())

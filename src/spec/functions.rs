@@ -22,7 +22,7 @@ use base64::Engine as _;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 use crate::diag::{Diagnostic, Pos, did_you_mean};
-use crate::foundation::htpasswd;
+use crate::foundation::{htpasswd, trust};
 use crate::value::Value;
 
 /// The names and arities of the functions.
@@ -138,6 +138,10 @@ pub fn call(name: &str, args: Vec<Value>, base_dir: &Path, pos: &Pos) -> Result<
                 let why = if path.exists() { "not a regular file" } else { "no such file" };
                 return Err(err(format!("`file`: cannot read `{}`: {why}", path.display())));
             }
+            // Inside the spec's directory only (symbolic links followed), unless the operator
+            // allows more: a spec is untrusted input (foundation::trust).
+            let path = trust::confine(base_dir, &path)
+                .map_err(|e| err(format!("`file`: {e}")).with_hint(trust::OutsideRoot::hint()))?;
             let text = std::fs::read_to_string(&path)
                 .map_err(|e| err(format!("`file`: cannot read `{}`: {e}", path.display())))?;
             Value::String(text)

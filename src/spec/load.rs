@@ -14,6 +14,7 @@ use toml::de::{DeString, DeTable, DeValue};
 
 use crate::address::{Address, Target, is_identifier};
 use crate::diag::{Diagnostic, Diagnostics, Pos, SourceFile};
+use crate::foundation::trust;
 use crate::value::Value;
 
 use super::convert::{plain_value, table_exprs, to_expr};
@@ -107,6 +108,17 @@ fn load_modules(spec: &mut Spec, errors: &mut Vec<Diagnostic>, stack: &mut Vec<P
                 continue;
             }
         };
+        // Inside the root spec's directory (symbolic links followed), unless the operator allows
+        // more: a spec is untrusted input (foundation::trust).
+        if let Some(root) = stack.first()
+            && let Err(e) = trust::confine(root, &canon)
+        {
+            errors.push(
+                Diagnostic::error(Some(m.source.pos.clone()), format!("module `{}`: source {e}", m.name))
+                    .with_hint(trust::OutsideRoot::hint()),
+            );
+            continue;
+        }
         if stack.contains(&canon) {
             errors.push(
                 Diagnostic::error(

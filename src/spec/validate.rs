@@ -22,6 +22,14 @@ use super::eval::{Scope, eval, ref_text};
 use super::functions;
 use super::model::{CheckBlock, Expr, Operand, Reference, ResourceBlock, Spanned, Spec, TemplatePart};
 
+/// Settings a spec may no longer make, because a spec is untrusted input
+/// ([`crate::foundation::trust`]), with where they went.
+const REMOVED_FOR_TRUST: &[(&str, &str)] = &[(
+    "helm_path",
+    "a spec may not choose a program to run: set the helm binary with the SKYFORM_HELM environment variable \
+     (default: `helm` on PATH)",
+)];
+
 /// Checks every block of `spec` against `schemas`. Returns all errors (and
 /// warnings) sorted by position; an empty result means the spec is valid.
 pub fn validate(spec: &Spec, schemas: &[&ProviderSchema]) -> Diagnostics {
@@ -289,8 +297,10 @@ impl<'a> Validator<'a> {
         for (k, e) in m {
             let Some(a) = attrs.iter().find(|a| a.name == k) else {
                 let d = self.err(&e.pos, format!("{what} has no attribute `{k}`"));
-                let settable = attrs.iter().filter(|a| a.settable()).map(|a| a.name);
-                *d = d.clone().with_suggestion(k, settable);
+                *d = match REMOVED_FOR_TRUST.iter().find(|(name, _)| name == k) {
+                    Some((_, hint)) => d.clone().with_hint(*hint),
+                    None => d.clone().with_suggestion(k, attrs.iter().filter(|a| a.settable()).map(|a| a.name)),
+                };
                 continue;
             };
             if !a.settable() {

@@ -14,7 +14,7 @@ use std::time::Duration;
 use rand::Rng;
 use serde_json::{Value as Json, json};
 
-use crate::foundation::net::{Net, NetError, TokenSource, error_chain};
+use crate::foundation::net::{Net, NetError, TokenSource, error_chain, read_text_limited};
 use crate::providers::ProviderError;
 
 /// The Google APIs this provider talks to.
@@ -170,6 +170,9 @@ impl RetryPolicy {
 
 /// How long one request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+/// The longest answer read: the largest the five APIs give skyform (a page of operations, an IAM
+/// policy) is tens of kilobytes.
+const BODY_LIMIT: usize = 16 << 20;
 
 /// The HTTP client of one configured provider: the process's shared [`Net`], this provider's
 /// endpoint and token source.
@@ -252,11 +255,8 @@ impl Client {
     async fn once(&self, method: reqwest::Method, url: &str, body: Option<&Json>) -> Result<Json, ApiError> {
         // Neither failure below sent anything: they are final, and claim no HTTP status.
         let local = |e: NetError| ApiError { message: e.to_string(), no_request: true, ..Default::default() };
-        let mut rb = self.net.request(method, url, REQUEST_TIMEOUT, "").map_err(local)?;
         let token = self.token.token().await.map_err(local)?;
-        if let Some(t) = token {
-            rb = rb.bearer_auth(t);
-        }
+        let mut rb = self.net.request_with_token(method, url, REQUEST_TIMEOUT, "", token).map_err(local)?;
         if let Some(b) = body {
             rb = rb.json(b);
         }
@@ -277,9 +277,9 @@ impl Client {
             ApiError { status: 0, message: format!("connection error: {message}"), ..Default::default() }
         })?;
         let status = resp.status().as_u16();
-        let text = resp.text().await.map_err(|e| ApiError {
+        let text = read_text_limited(resp, BODY_LIMIT).await.map_err(|e| ApiError {
             status: 0,
-            message: format!("reading response: {}", error_chain(&e)),
+            message: format!("reading response: {e}"),
             ..Default::default()
         })?;
         if (200..300).contains(&status) {

@@ -35,6 +35,7 @@ use super::{
 };
 use crate::foundation::net::TokenSource;
 use crate::foundation::schema::{AttrType, Attribute, ProviderSchema, ResourceSchema};
+use crate::foundation::trust;
 use crate::value::Value;
 
 /// Region used when neither the resource nor the provider sets one.
@@ -78,7 +79,7 @@ fn schema() -> ProviderSchema {
             Attribute::optional(
                 "endpoint",
                 AttrType::String,
-                "One base URL for all APIs (an emulator), e.g. http://127.0.0.1:8080/. Also SKYFORM_GCP_ENDPOINT.",
+                "One base URL for all APIs (an emulator), e.g. http://127.0.0.1:8080/. Better set with SKYFORM_GCP_ENDPOINT: written here it is refused when a credential would go there (unless `anonymous = true` or SKYFORM_ALLOW_SPEC_ENDPOINTS=1).",
             ),
             Attribute::optional(
                 "anonymous",
@@ -124,18 +125,30 @@ impl ProviderFactory for GcpFactory {
             .ok_or_else(|| ProviderError::Config("`project` is required".into()))?
             .to_string();
         let region = config.get("region").and_then(Value::as_str).unwrap_or(DEFAULT_REGION).to_string();
-        let endpoint = config
-            .get("endpoint")
-            .and_then(Value::as_str)
-            .map(str::to_string)
-            .or_else(|| std::env::var("SKYFORM_GCP_ENDPOINT").ok())
-            .filter(|e| !e.is_empty());
+        let in_spec = config.get("endpoint").and_then(Value::as_str).filter(|e| !e.is_empty()).map(str::to_string);
+        let endpoint = in_spec.clone().or_else(|| std::env::var("SKYFORM_GCP_ENDPOINT").ok()).filter(|e| !e.is_empty());
         if let Some(e) = &endpoint
             && !(e.starts_with("http://") || e.starts_with("https://"))
         {
             return Err(ProviderError::Config(format!("endpoint {e:?} must start with http:// or https://")));
         }
-        let client = Client::new(net.clone(), endpoint, TokenSource::from_config(&config), self.retry);
+        let tokens = TokenSource::from_config(&config);
+        if let Some(e) = &endpoint
+            && !matches!(tokens, TokenSource::Anonymous)
+        {
+            // A spec is untrusted input: the operator's credentials go to an endpoint it names only
+            // when the operator says so (foundation::trust). Checked before anything is sent.
+            if in_spec.is_some() && !trust::spec_endpoints_allowed() {
+                return Err(ProviderError::Config(format!(
+                    "`endpoint` is set in the spec: it would receive your Google credentials. Set it with \
+                     SKYFORM_GCP_ENDPOINT instead, or set `anonymous = true` for an emulator that checks no \
+                     credentials, or, if you trust this spec, {}=1",
+                    trust::ALLOW_SPEC_ENDPOINTS_ENV
+                )));
+            }
+            trust::credential_may_go_to(e)?;
+        }
+        let client = Client::new(net.clone(), endpoint, tokens, self.retry);
         let schemas = self.schema.types.iter().map(|t| (t.type_name, t.clone())).collect();
         Ok(Arc::new(GcpProvider(Arc::new(Gcp {
             client,

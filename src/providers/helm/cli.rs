@@ -1,51 +1,28 @@
 //! Running the `helm` binary: private temporary files for values and
 //! credentials, and errors with secrets masked.
 
-use std::io::Write as _;
-use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::foundation::files::TempFile;
 use crate::providers::ProviderError;
 use crate::providers::kubernetes::connect::Target;
 use crate::value::MASK;
 
-/// A file readable only by this user (0600), removed when dropped. Values
-/// (which may hold secrets) and a kubeconfig holding a token go through these,
-/// never through the command line.
-pub struct PrivateFile {
-    path: PathBuf,
-}
+/// A private temporary file (foundation::files), as a provider error when it cannot be made.
+pub struct PrivateFile(TempFile);
 
 impl PrivateFile {
-    /// Writes `content` to a new 0600 file.
+    /// Writes `content` to a new 0600 file, removed when dropped or when a signal ends the process.
     pub fn new(tag: &str, content: &[u8]) -> Result<PrivateFile, ProviderError> {
-        let dir = std::env::temp_dir();
-        for _ in 0..8 {
-            let path = dir.join(format!("skyform-{tag}-{}-{:016x}.yaml", std::process::id(), rand::random::<u64>()));
-            match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path) {
-                Ok(mut f) => {
-                    let file = PrivateFile { path };
-                    f.write_all(content)
-                        .map_err(|e| ProviderError::Permanent(format!("writing a temporary file: {e}")))?;
-                    return Ok(file);
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-                Err(e) => return Err(ProviderError::Permanent(format!("creating a temporary file: {e}"))),
-            }
-        }
-        Err(ProviderError::Permanent("could not create a temporary file".into()))
+        TempFile::new(tag, content)
+            .map(PrivateFile)
+            .map_err(|e| ProviderError::Permanent(format!("creating a temporary file: {e}")))
     }
 
     /// Its path.
     pub fn path(&self) -> &Path {
-        &self.path
-    }
-}
-
-impl Drop for PrivateFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+        self.0.path()
     }
 }
 

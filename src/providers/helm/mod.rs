@@ -43,12 +43,9 @@ const PENDING_GRACE: Duration = Duration::from_secs(30);
 use crate::foundation::time::{now_secs, rfc3339_secs as rfc3339_utc_secs};
 
 fn schema() -> ProviderSchema {
-    let mut config = connect::config_attributes();
-    config.push(Attribute::optional(
-        "helm_path",
-        AttrType::String,
-        "The helm binary (default: `$SKYFORM_HELM`, then `helm` on PATH).",
-    ));
+    // No `helm_path`: a spec may not choose a program to run (foundation::trust); the binary is
+    // `$SKYFORM_HELM`, else `helm` on PATH.
+    let config = connect::config_attributes();
     ProviderSchema {
         name: "helm",
         type_prefix: "helm_",
@@ -102,10 +99,7 @@ impl ProviderFactory for HelmFactory {
         net: &crate::foundation::net::Net,
     ) -> Result<Arc<dyn Provider>, ProviderError> {
         let target = Target::from_config(config, net).await?;
-        let program = match config.get("helm_path").and_then(Value::as_str) {
-            Some(p) => PathBuf::from(p),
-            None => std::env::var_os("SKYFORM_HELM").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("helm")),
-        };
+        let program = std::env::var_os("SKYFORM_HELM").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("helm"));
         let helm = Helm::new(program, &target)?;
         let cluster = Cluster::new(target.client().await?);
         Ok(Arc::new(HelmProvider { helm, cluster: Arc::new(cluster) }))

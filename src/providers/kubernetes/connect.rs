@@ -12,6 +12,7 @@ use kube::config::{
 
 use crate::foundation::net::Net;
 use crate::foundation::schema::{AttrType, Attribute};
+use crate::foundation::trust;
 use crate::providers::ProviderError;
 use crate::value::Value;
 
@@ -99,6 +100,8 @@ impl Target {
                 String::from_utf8(bytes)
                     .map_err(|_| ProviderError::Config("`cluster.ca_certificate` is not PEM".into()))?
             };
+            // Refused before any token is fetched or sent (kube-rs would send it in clear).
+            trust::credential_may_go_to(&server)?;
             let token = match config.get("token").and_then(Value::as_str) {
                 Some(t) if !t.is_empty() => t.to_string(),
                 _ => gcp_access_token(net).await?,
@@ -114,6 +117,9 @@ impl Target {
                     .ok_or_else(|| ProviderError::Config("no `kubeconfig`, `cluster`, KUBECONFIG or HOME".into()))?,
             },
         };
+        if config.get("kubeconfig").and_then(Value::as_str).is_some() {
+            refuse_spec_programs(&path)?;
+        }
         let context = config.get("context").and_then(Value::as_str).map(str::to_string);
         Ok(Target::Kubeconfig { path, context })
     }
@@ -165,6 +171,30 @@ impl Target {
             .await
             .map_err(|e| ProviderError::Config(format!("kubeconfig: {e}")))?;
         kube::Client::try_from(config).map_err(|e| ProviderError::Config(format!("kube client: {e}")))
+    }
+}
+
+/// A kubeconfig named by the spec (not by `KUBECONFIG` or the default path) may not run programs:
+/// an `exec` credential plugin or an `auth-provider` would let whoever edits the spec run any
+/// command at `plan` ([`trust`]). The operator's own kubeconfig, from the environment, may.
+fn refuse_spec_programs(path: &std::path::Path) -> Result<(), ProviderError> {
+    let Ok(kc) = Kubeconfig::read_from(path) else {
+        // Unreadable: the client reports it when it reads it.
+        return Ok(());
+    };
+    let runs = kc
+        .auth_infos
+        .iter()
+        .filter_map(|a| a.auth_info.as_ref().map(|i| (a, i)))
+        .find_map(|(a, i)| (i.exec.is_some() || i.auth_provider.is_some()).then(|| a.name.clone()));
+    match runs {
+        Some(user) => Err(ProviderError::Config(format!(
+            "the kubeconfig `{}` named in the spec runs a program for user `{user}` (an `exec` plugin or an \
+             `auth-provider`): a spec may not choose a program to run. Pass that kubeconfig with the KUBECONFIG \
+             environment variable instead",
+            path.display()
+        ))),
+        None => Ok(()),
     }
 }
 

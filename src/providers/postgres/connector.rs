@@ -39,6 +39,8 @@ const SQLADMIN: &str = "https://sqladmin.googleapis.com/";
 
 /// How long one Admin API call may take.
 const API_TIMEOUT: Duration = Duration::from_secs(30);
+/// The longest Admin API answer read (a certificate and settings: a few kilobytes).
+const API_BODY_LIMIT: usize = 1 << 20;
 
 /// A certificate is renewed this long before it expires (as the connectors do).
 const RENEW_BEFORE: Duration = Duration::from_secs(4 * 60);
@@ -228,10 +230,8 @@ impl Connector {
 
     /// One Admin API call; errors in the API's own words.
     async fn call(&self, method: reqwest::Method, url: &str, body: Option<&Json>) -> Result<Json, ProviderError> {
-        let mut req = self.net.request(method, url, API_TIMEOUT, "cloudsql-connector")?;
-        if let Some(t) = self.tokens().token().await? {
-            req = req.bearer_auth(t);
-        }
+        let token = self.tokens().token().await?;
+        let mut req = self.net.request_with_token(method, url, API_TIMEOUT, "cloudsql-connector", token)?;
         if let Some(b) = body {
             req = req.json(b);
         }
@@ -241,7 +241,9 @@ impl Connector {
             .await
             .map_err(|e| ProviderError::Transient(format!("{what}: {}", crate::foundation::net::error_chain(&e))))?;
         let status = resp.status().as_u16();
-        let text = resp.text().await.unwrap_or_default();
+        let text = crate::foundation::net::read_text_limited(resp, API_BODY_LIMIT)
+            .await
+            .map_err(|e| ProviderError::Transient(format!("{what}: {e}")))?;
         let j: Json = serde_json::from_str(&text).unwrap_or(Json::Null);
         if (200..300).contains(&status) {
             return Ok(j);

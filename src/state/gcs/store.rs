@@ -15,13 +15,15 @@ use std::time::{Duration, SystemTime};
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::Deserialize;
 
-use crate::foundation::net::{Net, NetError, TokenSource, error_chain};
+use crate::foundation::net::{Net, NetError, TokenSource, error_chain, read_limited};
 
 /// Requests a failing call is tried (transient errors only: 429, 5xx, no answer).
 const ATTEMPTS: u32 = 5;
 
 /// How long one request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+/// The longest object or answer read: a snapshot of 10,000 resources is a few megabytes.
+const BODY_LIMIT: usize = 512 << 20;
 
 /// Why a Storage call failed (after its retries). No secret is ever in it.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -149,10 +151,8 @@ impl Client {
         let tokens = self.token.as_ref().unwrap_or_else(|| self.net.default_tokens());
         for attempt in 1..=ATTEMPTS {
             self.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let mut req = self.net.request(method.clone(), url, REQUEST_TIMEOUT, "state")?;
-            if let Some(t) = tokens.token().await? {
-                req = req.bearer_auth(t);
-            }
+            let token = tokens.token().await?;
+            let mut req = self.net.request_with_token(method.clone(), url, REQUEST_TIMEOUT, "state", token)?;
             if let Some((data, ctype)) = &body {
                 req = req.header(reqwest::header::CONTENT_TYPE, ctype.as_str()).body(data.clone());
             }
@@ -164,9 +164,11 @@ impl Client {
                         .get(reqwest::header::DATE)
                         .and_then(|d| d.to_str().ok())
                         .and_then(|d| httpdate::parse_http_date(d).ok());
-                    match resp.bytes().await.map(|b| b.to_vec()) {
+                    match read_limited(resp, BODY_LIMIT).await {
+                        // Longer than any state skyform writes: not an answer to retry.
+                        Err(e @ NetError::TooLarge { .. }) => return Err(e.into()),
                         // The answer was cut off: as good as none (the request may have been performed).
-                        Err(e) => last = error_chain(&e),
+                        Err(e) => last = e.to_string(),
                         Ok(bytes) => match status {
                             200..=299 => return Ok(Reply::Ok(bytes, date)),
                             404 => return Ok(Reply::NotFound),
