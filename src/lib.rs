@@ -3,7 +3,7 @@
 //! Floors, bottom first; a module imports only from the floors below it, or from modules before
 //! it on its own floor (held by the test `floors::every_module_imports_only_from_below`):
 //!
-//! 1. basics: [`value`] (the value type, unknown and secret as variants), [`mask`] (the one mask
+//! 1. basics: [`timings`] (where a command's time goes: `--timings`), [`value`] (the value type, unknown and secret as variants), [`mask`] (the one mask
 //!    of remote text), [`secrets`] (keyed fingerprints), [`diag`] (positioned diagnostics), [`join`], [`address`] (every address form,
 //!    parsed once: [`address::Address`], [`address::Target`]);
 //! 2. [`foundation`]: what the spec language and the providers both stand on: the schema types,
@@ -31,6 +31,7 @@ pub mod providers;
 pub mod secrets;
 pub mod spec;
 pub mod state;
+pub mod timings;
 pub mod value;
 
 #[cfg(test)]
@@ -39,6 +40,7 @@ mod floors {
 
     /// The crate's modules, bottom first, in the order they may import one another.
     const ORDER: &[&str] = &[
+        "timings",
         "value",
         "mask",
         "secrets",

@@ -19,6 +19,7 @@ use crate::address::{Address, Target};
 use crate::engine::Cancel;
 use crate::ops::{self, Loaded, OpError, SpecOptions};
 use crate::providers::Registry;
+use crate::timings;
 use printer::{EventPrinter, Printer};
 
 /// skyform: plan and apply SkyPilot on GKE with Cloud SQL, and keep it converged.
@@ -31,6 +32,11 @@ pub struct Cli {
     /// No colour, even on a terminal (also: the NO_COLOR environment variable).
     #[arg(long = "no-color", global = true)]
     pub no_color: bool,
+    /// At the end, print to stderr where the time went: per phase (load, state, configure, read,
+    /// diff, apply, check, and the GCP, Kubernetes, Helm and PostgreSQL calls) and per resource
+    /// (also: SKYFORM_TIMINGS=1).
+    #[arg(long = "timings", global = true)]
+    pub timings: bool,
 }
 
 /// Spec location and variables, common to every command.
@@ -301,13 +307,22 @@ pub fn main() -> i32 {
     };
     let printer = Printer::stdio(cli.no_color);
     rt.block_on(async { signals::watch() });
-    match rt.block_on(run(cli, &printer, Registry::builtin())) {
+    if cli.timings {
+        timings::enable();
+    } else {
+        timings::enable_from_env();
+    }
+    let code = match rt.block_on(run(cli, &printer, Registry::builtin())) {
         Ok(code) => code,
         Err(e) => {
             printer.error(&e);
             1
         }
+    };
+    if timings::enabled() {
+        eprint!("\n{}", timings::report(&timings::take()));
     }
+    code
 }
 
 /// Runs one command; returns the exit code for success paths. Each arm parses nothing and decides

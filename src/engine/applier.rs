@@ -25,6 +25,7 @@ use crate::providers::{ApplyAction, ApplyRequest, ApplyResponse, Checkpoint, Pro
 use crate::secrets::Fingerprinter;
 use crate::spec::eval::eval;
 use crate::state::{ResourceState, ResourceStatus, State, StateError, StateRecord, StateWriter};
+use crate::timings;
 use crate::value::Value;
 
 /// An identity as people write it: a name, a self link, `namespace/name` (Kubernetes objects,
@@ -380,12 +381,19 @@ async fn run_check(s: &Shared, k: usize) {
 
 async fn run_step(s: &Shared, ci: usize, phase: Phase) -> Result<(), StepError> {
     let c = &s.plan.changes[ci];
+    timings::for_subject(&c.address, step(s, c, phase)).await
+}
+
+async fn step(s: &Shared, c: &ResourceChange, phase: Phase) -> Result<(), StepError> {
     match (phase, c.action) {
         (Phase::Main, Action::NoOp) => {
             s.values.set(&c.address, Value::Map(c.after.clone().unwrap_or_default()));
             Ok(())
         }
-        (Phase::Main, Action::Read) => read_data(s, c).await,
+        (Phase::Main, Action::Read) => {
+            let _read = timings::span("read", String::new);
+            read_data(s, c).await
+        }
         (Phase::Main, Action::Adopt) if c.changed.is_empty() => adopt(s, c),
         (Phase::Main, _) => timed(s, c, c.action, create_or_update(s, c)).await,
         (Phase::Delete, _) => {
@@ -403,6 +411,7 @@ where
     let hook = &s.ctx.hook;
     let a = &c.address;
     hook.event(&Event::Started { address: a.clone(), action });
+    let _apply = timings::span("apply", || format!("{action:?}").to_lowercase());
     let start = Instant::now();
     tokio::pin!(op);
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + PROGRESS_INTERVAL, PROGRESS_INTERVAL);

@@ -28,6 +28,7 @@ use crate::providers::{HttpReply, ServiceRequest};
 use crate::spec::checks::parse_service;
 use crate::spec::eval::eval;
 use crate::spec::model::{CheckBlock, Spec};
+use crate::timings;
 use crate::value::{MASK, UNKNOWN_TEXT, Value};
 
 /// How long one request may take at most.
@@ -291,6 +292,7 @@ pub async fn run(
     attempts: Attempts,
 ) -> CheckResult {
     let start = Instant::now();
+    let _t = timings::span_for("check", &format_args!("check.{}", c.name), String::new);
     ctx.hook.event(&Event::CheckStarted { name: c.name.clone() });
     let mut result = CheckResult::not_run(&c.name, "", "");
     let secrets = secrets(ctx, values, c);

@@ -22,6 +22,7 @@ use crate::providers::{ApplyAction, LiveObject, PlanRequest, ReadRequest, Schema
 use crate::secrets::Fingerprinter;
 use crate::spec::eval::eval;
 use crate::state::{ResourceState, ResourceStatus, State};
+use crate::timings;
 use crate::value::Value;
 
 /// What planning saw of one resource (drift detection uses it).
@@ -182,8 +183,8 @@ async fn plan_once(
         async move {
             match &nodes[i] {
                 Node::Provider(name) => plan_provider(&shared, name).await,
-                Node::Resource(a) if a.mode == Mode::Data => plan_data(&shared, a).await,
-                Node::Resource(a) => plan_resource(&shared, a).await,
+                Node::Resource(a) if a.mode == Mode::Data => timings::for_subject(a, plan_data(&shared, a)).await,
+                Node::Resource(a) => timings::for_subject(a, plan_resource(&shared, a)).await,
             }
         }
     })
@@ -214,7 +215,7 @@ async fn plan_once(
     let outcomes = walk(&orphan_deps, ctx.parallelism, &ctx.cancel, |i| {
         let shared = shared.clone();
         let orphans = orphans_arc.clone();
-        async move { plan_orphan(&shared, &orphans[i]).await }
+        async move { timings::for_subject(&orphans[i], plan_orphan(&shared, &orphans[i])).await }
     })
     .await;
     for o in outcomes {
@@ -325,10 +326,10 @@ async fn plan_data(s: &Shared, a: &Address) -> NodeResult {
             Ok(())
         }
         Slot::Configured(p) => {
-            let v = p
-                .read_data(&a.type_name, &args)
-                .await
-                .map_err(|e| err_at(s, a, format!("reading data source: {e}")))?;
+            let read = timings::span("read", String::new);
+            let v = p.read_data(&a.type_name, &args).await;
+            drop(read);
+            let v = v.map_err(|e| err_at(s, a, format!("reading data source: {e}")))?;
             let mut attrs = v.as_map().cloned().unwrap_or_default();
             mark_sensitive(schema, &mut attrs);
             s.values.set(a, Value::Map(attrs.clone()));
@@ -482,7 +483,10 @@ async fn plan_resource(s: &Shared, a: &Address) -> NodeResult {
     // A read that never answers must not hang the plan: bounded by the block's `timeouts.read`,
     // else READ_TIMEOUT.
     let read_timeout = block.timeouts.get("read").map(|t| std::time::Duration::from_secs(*t)).unwrap_or(READ_TIMEOUT);
-    let mut live = match tokio::time::timeout(read_timeout, p.read(&req)).await {
+    let read = timings::span("read", String::new);
+    let live = tokio::time::timeout(read_timeout, p.read(&req)).await;
+    drop(read);
+    let mut live = match live {
         Ok(r) => r.map_err(|e| err_at(s, a, format!("reading: {e}")))?,
         Err(_) => return Err(err_at(s, a, format!("reading: no answer within {read_timeout:?} (timeouts.read)"))),
     };
@@ -567,6 +571,7 @@ async fn plan_resource(s: &Shared, a: &Address) -> NodeResult {
     // The provider's refinements (cross-resource checks, restart notes...).
     let mut known = BTreeMap::new();
     if change.action.is_change() {
+        let _diff = timings::span("diff", String::new);
         let resp = p
             .plan(&PlanRequest {
                 address: a.clone(),

@@ -19,6 +19,7 @@ use crate::foundation::trust;
 use crate::providers::Provider;
 use crate::spec::eval::eval;
 use crate::spec::model::Reference;
+use crate::timings;
 use crate::value::Value;
 
 /// The state of one provider in this run.
@@ -91,6 +92,7 @@ async fn configure(ctx: &Context, values: &Values, name: &str) -> Slot {
     if let Some(endpoint) = unvouched_cluster_endpoint(&config, values) {
         return Slot::Failed(ConfigureError::UnvouchedCluster { name: name.to_string(), endpoint });
     }
+    let _configure = timings::span_for("configure", &format_args!("provider.{name}"), String::new);
     match factory.configure(&config, ctx.registry.net()).await {
         Ok(p) => Slot::Configured(p),
         Err(error) => Slot::Failed(ConfigureError::Refused { name: name.to_string(), error }),

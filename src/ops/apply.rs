@@ -91,6 +91,7 @@ pub struct Session<'a> {
 
 /// Opens a session; `operation` names the lock holder (`None`: read-only, no lock).
 pub fn open<'a>(loaded: &'a Loaded, operation: Option<&str>, lock_timeout: Duration) -> Result<Session<'a>, OpError> {
+    let _t = crate::timings::span("state", || if operation.is_some() { "lock and load" } else { "load" }.into());
     let guard = match operation {
         Some(op) => Some(loaded.backend.lock(op, lock_timeout)?),
         None => None,

@@ -130,6 +130,7 @@ impl Loaded {
 /// Loads, resolves variables, validates and builds the graph, collecting every
 /// problem in one pass. Needs no network.
 pub fn load(opts: &SpecOptions, registry: Registry) -> Result<Loaded, OpError> {
+    let _t = crate::timings::span("load", || "spec, variables, validation".into());
     load_with(opts, registry, BackendNeed::AsVariables)
 }
 

@@ -16,6 +16,7 @@ use serde_json::{Value as Json, json};
 
 use crate::foundation::net::{Net, NetError, TokenSource, error_chain, read_text_limited};
 use crate::providers::ProviderError;
+use crate::timings;
 
 /// The Google APIs this provider talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -255,6 +256,18 @@ impl Client {
     async fn once(&self, method: reqwest::Method, url: &str, body: Option<&Json>) -> Result<Json, ApiError> {
         // Neither failure below sent anything: they are final, and claim no HTTP status.
         let local = |e: NetError| ApiError { message: e.to_string(), no_request: true, ..Default::default() };
+        let _t = timings::span("gcp", || {
+            format!(
+                "{method} {}",
+                url.split_once("://")
+                    .map_or(url, |(_, r)| r)
+                    .split_once('/')
+                    .map_or("", |(_, p)| p)
+                    .split('?')
+                    .next()
+                    .unwrap_or_default()
+            )
+        });
         let token = self.token.token().await.map_err(local)?;
         let mut rb = self.net.request_with_token(method, url, REQUEST_TIMEOUT, "", token).map_err(local)?;
         if let Some(b) = body {

@@ -7,6 +7,7 @@ use std::time::Duration;
 use crate::foundation::files::TempFile;
 use crate::providers::ProviderError;
 use crate::providers::kubernetes::connect::Target;
+use crate::timings;
 use crate::value::MASK;
 
 /// A private temporary file (foundation::files), as a provider error when it cannot be made.
@@ -71,6 +72,9 @@ impl Helm {
         secrets: &[String],
         timeout: Duration,
     ) -> Result<String, ProviderError> {
+        let _t = timings::span("helm", || {
+            format!("helm {}", args.iter().take_while(|a| !a.starts_with('-')).cloned().collect::<Vec<_>>().join(" "))
+        });
         let mut cmd = tokio::process::Command::new(&self.program);
         cmd.args(args).args(&self.kube_args).arg("--").args(positionals).kill_on_drop(true);
         cmd.stdin(std::process::Stdio::null());

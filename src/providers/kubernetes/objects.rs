@@ -11,6 +11,7 @@ use kube::discovery::Scope;
 use serde_json::Value as Json;
 
 use crate::providers::{HttpReply, ProviderError, ServiceRequest};
+use crate::timings;
 
 /// The field manager of every write skyform makes.
 pub const FIELD_MANAGER: &str = "skyform";
@@ -146,6 +147,7 @@ impl Cluster {
             return Ok(hit.clone());
         }
         let gvk = r.gvk();
+        let _t = timings::span("kubernetes", || format!("discover {} {}", r.api_version, r.kind));
         let (ar, caps) = retry(|| kube::discovery::pinned_kind(&self.client, &gvk))
             .await
             .map_err(|e| ProviderError::Permanent(format!("unknown kind {} {}: {}", r.api_version, r.kind, e)))?;
@@ -181,6 +183,7 @@ impl Cluster {
     /// The live object, `None` when absent.
     pub async fn get(&self, r: &ObjRef) -> Result<Option<Json>, ProviderError> {
         let (api, r) = self.api(r).await?;
+        let _t = timings::span("kubernetes", || format!("get {} {}", r.kind, r.name));
         let got = retry(|| api.get_opt(&r.name)).await.map_err(|e| api_error(&r, "reading", e))?;
         Ok(got.map(|o| serde_json::to_value(o).unwrap_or_default()))
     }
@@ -208,6 +211,7 @@ impl Cluster {
         if !fields.is_empty() {
             lp = lp.fields(fields);
         }
+        let _t = timings::span("kubernetes", || format!("list {kind} in {namespace:?}"));
         let list = retry(|| api.list(&lp)).await.map_err(|e| api_error(&r, "listing", e))?;
         Ok(list.items.into_iter().map(|o| serde_json::to_value(o).unwrap_or_default()).collect())
     }
@@ -240,7 +244,11 @@ impl Cluster {
             pp = pp.dry_run();
         }
         let patch = Patch::Apply(&obj);
+        let t = timings::span("kubernetes", || {
+            format!("apply{} {} {}", if dry_run { " (dry run)" } else { "" }, r.kind, r.name)
+        });
         let out = retry(|| api.patch(&r.name, &pp, &patch)).await;
+        drop(t);
         Ok((r, out.map(|o| serde_json::to_value(o).unwrap_or_default())))
     }
 
@@ -274,7 +282,10 @@ impl Cluster {
     pub async fn delete(&self, r: &ObjRef, wait: Option<Duration>) -> Result<(), ProviderError> {
         let (api, r) = self.api(r).await?;
         let dp = DeleteParams::background();
-        match retry(|| api.delete(&r.name, &dp)).await {
+        let t = timings::span("kubernetes", || format!("delete {} {}", r.kind, r.name));
+        let deleted = retry(|| api.delete(&r.name, &dp)).await;
+        drop(t);
+        match deleted {
             Ok(_) => {}
             Err(kube::Error::Api(e)) if e.code == 404 => return Ok(()),
             Err(e) => return Err(api_error(&r, "deleting", e)),

@@ -27,6 +27,7 @@ use super::{
 };
 use crate::foundation::names::NameRule;
 use crate::foundation::schema::{AttrType, Attribute, ProviderSchema, ResourceSchema, SchemaKind};
+use crate::timings;
 use crate::value::Value;
 
 /// Quotes an SQL identifier: `"` around it, inner `"` doubled. Every role name
@@ -245,6 +246,7 @@ impl Conn {
     }
 
     async fn connect(&self, database: Option<&str>) -> Result<Client, ProviderError> {
+        let _t = timings::span("postgres", || format!("connect to {}", database.unwrap_or(&self.database)));
         let mut cfg = tokio_postgres::Config::new();
         // No statement may hang a plan or an apply (a lock held by someone else's transaction).
         cfg.options("-c statement_timeout=60000");

@@ -16,6 +16,7 @@ use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::Deserialize;
 
 use crate::foundation::net::{Net, NetError, TokenSource, error_chain, read_limited};
+use crate::timings;
 
 /// Requests a failing call is tried (transient errors only: 429, 5xx, no answer).
 const ATTEMPTS: u32 = 5;
@@ -149,6 +150,9 @@ impl Client {
         // Whether an earlier attempt may have reached the server and been performed.
         let mut retried = false;
         let tokens = self.token.as_ref().unwrap_or_else(|| self.net.default_tokens());
+        let _t = timings::span("state", || {
+            format!("{method} {}", url.rsplit("/o/").next().unwrap_or_default().split('?').next().unwrap_or_default())
+        });
         for attempt in 1..=ATTEMPTS {
             self.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let token = tokens.token().await?;
