@@ -624,3 +624,23 @@ fail = true
         assert!(!all.contains('\u{1b}'), "a control character reached the terminal: {all:?}");
     }
 }
+
+/// `--timings` (or SKYFORM_TIMINGS=1) tells where the time went, on stderr: stdout (here `--json`)
+/// stays what it was.
+#[test]
+fn timings_say_where_the_time_went_on_stderr_only() {
+    let e = Env::new(SPEC);
+    let o = e.run(&["plan", "-f", "main.toml", "--json", "--timings"]);
+    let (out, err) = text(&o);
+    assert_eq!(code(&o), 0, "{out}{err}");
+    serde_json::from_str::<serde_json::Value>(&out).expect("stdout is the plan's JSON alone");
+    assert!(err.contains("Timings: ") && err.contains(" wall"), "{err}");
+    for phase in ["load", "state", "configure", "read"] {
+        assert!(err.lines().any(|l| l.trim_start().starts_with(phase)), "no {phase} row: {err}");
+    }
+    assert!(err.contains("slowest resources") && err.contains("test_object."), "{err}");
+    let o = e.cmd(&["plan", "-f", "main.toml"]).env("SKYFORM_TIMINGS", "1").output().unwrap();
+    assert!(text(&o).1.contains("Timings: "), "{}", text(&o).1);
+    let o = e.run(&["plan", "-f", "main.toml"]);
+    assert!(!text(&o).1.contains("Timings: "), "off by default");
+}
