@@ -324,6 +324,14 @@ impl HelmProvider {
     }
 }
 
+/// Whether the spec's chart is on this machine (a directory or an archive, no `repository`): its
+/// content can change without its version changing.
+fn chart_is_local(cfg: &Value) -> bool {
+    let repository = cfg.get("repository").and_then(Value::as_str).unwrap_or_default();
+    let chart = cfg.get("chart").and_then(Value::as_str).unwrap_or_default();
+    repository.is_empty() && !chart.is_empty() && std::path::Path::new(chart).exists()
+}
+
 /// The release's values at the keys the spec's `values_yaml` sets: the spec's own text when they
 /// agree, else the live values there as YAML (sensitive when the spec's text is).
 fn live_values_yaml(cfg: &Value, live: &Json, yaml: &Json) -> Value {
@@ -337,16 +345,23 @@ fn live_values_yaml(cfg: &Value, live: &Json, yaml: &Json) -> Value {
 
 #[async_trait]
 impl Provider for HelmProvider {
-    /// Reads the release (metadata and user values) and compares the chart's
-    /// objects with the live ones. When the spec's chart, version and values
-    /// match the release, the objects compared are the spec's render (so a
-    /// local chart edited without a version bump shows too); otherwise the
-    /// release's own manifest (only changes made outside skyform show as
-    /// drift; the spec's changes show on their attributes).
+    /// Reads the release (metadata, user values and recorded manifest, side
+    /// by side) and compares the chart's objects with the live ones. When the
+    /// spec's chart is a local directory or file and its chart, version and
+    /// values match the release, the objects compared are the spec's render
+    /// (so a local chart edited without a version bump shows too); otherwise
+    /// the release's own manifest: a chart from a repository at the version
+    /// the release has is the chart the release was made from (rendering it
+    /// again would cost a `helm upgrade --dry-run`, most of a converged plan's
+    /// time, and find the same objects), and when the spec differs, only
+    /// changes made outside skyform show as drift (the spec's changes show on
+    /// their attributes).
     async fn read(&self, req: &ReadRequest) -> Result<Option<LiveObject>, ProviderError> {
         let Some(r) = Release::of(req.identity.as_ref(), &req.config) else { return Ok(None) };
-        let Some(meta) = self.metadata(&r).await? else { return Ok(None) };
-        let live = self.live_values(&r).await?;
+        let (meta, live, recorded) = tokio::join!(self.metadata(&r), self.live_values(&r), self.release_manifest(&r));
+        let Some(meta) = meta? else { return Ok(None) };
+        let live = live?;
+        let recorded = recorded?;
         let cfg = &req.config;
         let mut attrs = BTreeMap::new();
         attrs.insert("name".to_string(), Value::str(&r.name));
@@ -386,16 +401,15 @@ impl Provider for HelmProvider {
             }
             let version_same =
                 any_version || cfg.get("version").and_then(Value::as_str).is_none_or(|v| v == meta.version);
-            let manifest = if values_same && chart_same && version_same {
+            let manifest = if values_same && chart_same && version_same && chart_is_local(cfg) {
                 self.render(&r, cfg, &merged, &secrets).await?
             } else {
-                self.release_manifest(&r).await?
+                recorded
             };
             let drift = objects::drift(&self.cluster, &manifest, &r.namespace, &secrets).await?;
             attrs.insert("live_drift".into(), Value::Map(drift.into_iter().map(|(k, v)| (k, Value::str(v))).collect()));
         } else {
-            let manifest = self.release_manifest(&r).await?;
-            let drift = objects::drift(&self.cluster, &manifest, &r.namespace, &[]).await?;
+            let drift = objects::drift(&self.cluster, &recorded, &r.namespace, &[]).await?;
             attrs.insert("live_drift".into(), Value::Map(drift.into_iter().map(|(k, v)| (k, Value::str(v))).collect()));
             attrs.insert("values".into(), Value::from_json(&live));
             // `values_yaml` is literal text in a spec: known even when a value is not.
