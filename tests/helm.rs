@@ -83,6 +83,7 @@ async fn skypilot_like_release_installs_detects_live_drift_upgrades_and_uninstal
     let ns = tb.namespace("skyform-helm").await;
     let sa = "sky@p.iam.gserviceaccount.com";
     let mut f = Fixture::new(&spec(tb, &ns, sa));
+    f.helm = Some(tb.helm.clone());
     f.vars = vec![format!("web_password={PASSWORD}")];
 
     let p = f.plan().await;
@@ -268,6 +269,7 @@ async fn the_chart_refusing_its_values_fails_the_plan() {
     let tb = Testbed::get();
     let ns = tb.namespace("skyform-helm-bad").await;
     let mut f = Fixture::new(&spec(tb, &ns, "x@p.iam.gserviceaccount.com").replace("config: null", "config: {a: 1}"));
+    f.helm = Some(tb.helm.clone());
     f.vars = vec![format!("web_password={PASSWORD}")];
     // The chart is rendered at plan time: its refusal is a plan error.
     let msg = f.plan_error().await;
@@ -287,6 +289,7 @@ async fn a_chart_that_looks_like_a_flag_is_never_read_as_one() {
     let text = text.replace(&format!("chart = \"{}\"", chart_path()), "chart = \"--kubeconfig=/etc/passwd\"");
     assert!(text.contains("--kubeconfig=/etc/passwd"), "the spec names its chart differently now");
     let mut f = Fixture::new(&text);
+    f.helm = Some(tb.helm.clone());
     f.vars = vec![format!("web_password={PASSWORD}")];
     let msg = f.plan_error().await;
     // helm looked for a chart of that name (`repo/chart`: repository

@@ -19,13 +19,15 @@ use skyform::providers::Registry;
 pub struct Fixture {
     pub dir: tempfile::TempDir,
     pub vars: Vec<String>,
+    /// The helm binary (a spec cannot name one).
+    pub helm: Option<std::path::PathBuf>,
 }
 
 impl Fixture {
     pub fn new(spec: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("main.toml"), spec).unwrap();
-        Fixture { dir, vars: vec![] }
+        Fixture { dir, vars: vec![], helm: None }
     }
 
     pub fn write(&self, spec: &str) {
@@ -39,7 +41,11 @@ impl Fixture {
             var_files: vec![],
             lenient_vars: false,
         };
-        ops::load(&opts, Registry::builtin()).unwrap_or_else(|e| panic!("load failed: {e}"))
+        let mut registry = Registry::builtin();
+        if let Some(helm) = &self.helm {
+            registry.register(std::sync::Arc::new(skyform::providers::helm::HelmFactory::with_program(helm.clone())));
+        }
+        ops::load(&opts, registry).unwrap_or_else(|e| panic!("load failed: {e}"))
     }
 
     pub async fn plan(&self) -> Plan {

@@ -80,11 +80,20 @@ fn schema() -> ProviderSchema {
 /// Builds configured `helm` providers.
 pub struct HelmFactory {
     schema: ProviderSchema,
+    /// The helm binary the caller chose (never the spec); `None`: `$SKYFORM_HELM`, else `helm`.
+    program: Option<PathBuf>,
 }
 
 impl Default for HelmFactory {
     fn default() -> Self {
-        HelmFactory { schema: schema() }
+        HelmFactory { schema: schema(), program: None }
+    }
+}
+
+impl HelmFactory {
+    /// With this helm binary (the program embedding skyform chooses it, as `$SKYFORM_HELM` does).
+    pub fn with_program(program: PathBuf) -> Self {
+        HelmFactory { program: Some(program), ..HelmFactory::default() }
     }
 }
 
@@ -99,7 +108,10 @@ impl ProviderFactory for HelmFactory {
         net: &crate::foundation::net::Net,
     ) -> Result<Arc<dyn Provider>, ProviderError> {
         let target = Target::from_config(config, net).await?;
-        let program = std::env::var_os("SKYFORM_HELM").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("helm"));
+        let program = match &self.program {
+            Some(p) => p.clone(),
+            None => std::env::var_os("SKYFORM_HELM").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("helm")),
+        };
         let helm = Helm::new(program, &target)?;
         let cluster = Cluster::new(target.client().await?);
         Ok(Arc::new(HelmProvider { helm, cluster: Arc::new(cluster) }))
