@@ -12,8 +12,13 @@
 #[path = "fuzz_answers/answers.rs"]
 mod answers;
 mod fuzz_common;
+#[path = "fuzz_answers/hostile.rs"]
+mod hostile;
 mod http_common;
 
+use std::sync::OnceLock;
+
+use http_common::Server;
 use proptest::prelude::*;
 use serde_json::Value as Json;
 use skyform::foundation::time::rfc3339_secs;
@@ -79,7 +84,10 @@ proptest! {
     #![proptest_config(fuzz_common::config(1024))]
 
     #[test]
-    fn gcp_answers(j in answers::answer(), status_code in prop_oneof![Just(200u16), Just(404), Just(409), Just(429), Just(503), any::<u16>()]) {
+    fn gcp_answers(
+        j in answers::answer(),
+        status_code in prop_oneof![Just(200u16), Just(404), Just(409), Just(429), Just(503), any::<u16>()],
+    ) {
         gcp_parsers(&j, status_code);
     }
 
@@ -88,7 +96,8 @@ proptest! {
         if let Some(delay) = parse_duration(&d) {
             prop_assert!(delay.as_secs_f64().is_finite());
         }
-        let body = serde_json::json!({"error": {"details": [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": d}]}});
+        let info = serde_json::json!({"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": d});
+        let body = serde_json::json!({"error": {"details": [info]}});
         let e = ApiError::from_body(429, &body.to_string());
         prop_assert_eq!(e.retry_delay, parse_duration(&d));
     }
@@ -118,6 +127,28 @@ proptest! {
             Err(e) => prop_assert!(e.to_string().contains("not valid YAML"), "{e}"),
         }
         let _ = parse_yaml(&text);
+    }
+}
+
+proptest! {
+    #![proptest_config(fuzz_common::config(48))]
+
+    /// The GCP provider's read, plan, apply and data sources against a server answering a script.
+    #[test]
+    fn gcp_provider_against_a_hostile_server(
+        script in hostile::gcp_script(),
+        pick in any::<usize>(),
+        action in any::<u8>(),
+    ) {
+        static S: OnceLock<Server> = OnceLock::new();
+        hostile::gcp_case(hostile::server(&S), script, pick, action)?;
+    }
+
+    /// The Cloud Storage state backend's every call against a server answering a script.
+    #[test]
+    fn gcs_backend_against_a_hostile_server(script in hostile::gcs_script()) {
+        static S: OnceLock<Server> = OnceLock::new();
+        hostile::gcs_case(hostile::server(&S), script)?;
     }
 }
 
@@ -195,4 +226,49 @@ fn a_policy_that_is_not_an_object_does_not_panic() {
 fn a_time_far_out_of_range_is_no_time() {
     assert_eq!(rfc3339_secs("99999999999999999-01-01T00:00:00Z"), None);
     assert_eq!(rfc3339_secs("2026-12-01T21:40:00Z"), Some(1_796_161_200));
+}
+
+/// A Storage backend on `server` (bucket `b`, prefix `p`).
+fn gcs(server: &Server) -> skyform::state::gcs::GcsBackend {
+    let loc = skyform::state::gcs::GcsLocation { bucket: "b".into(), prefix: "p".into() };
+    skyform::state::gcs::GcsBackend::new(
+        &skyform::foundation::net::Net::new(),
+        loc,
+        Some(server.url("/")),
+        Some("t".into()),
+    )
+}
+
+/// Found by `gcs_backend_against_a_hostile_server`: a listing whose every page names a next page
+/// (`{"items":[],"nextPageToken":"a"}`) was followed for ever.
+#[test]
+fn a_listing_that_repeats_its_page_token_ends() {
+    static S: OnceLock<Server> = OnceLock::new();
+    let server = hostile::server(&S);
+    server.cycle(&[(200, r#"{"items":[],"nextPageToken":"a"}"#.into())]);
+    hostile::bounded(move || {
+        let e = skyform::state::gcs::objects(&gcs(server)).expect_err("an endless listing").to_string();
+        assert!(e.contains("gs://b/p/") && e.contains("page token"), "{e}");
+        Ok(())
+    })
+    .unwrap();
+}
+
+/// Found while writing the Storage target: a lock that answers 412 to the create and 404 to the
+/// read that follows (taken and released, again and again) made `lock` retry at once, for ever,
+/// whatever its timeout.
+#[test]
+fn a_lock_that_comes_and_goes_does_not_spin_past_the_timeout() {
+    static S: OnceLock<Server> = OnceLock::new();
+    let server = hostile::server(&S);
+    server.cycle(&[(412, String::new()), (404, String::new())]);
+    hostile::bounded(move || {
+        let e = skyform::state::Backend::lock(&gcs(server), "apply", std::time::Duration::from_millis(200))
+            .err()
+            .expect("a lock that is never there to take")
+            .to_string();
+        assert!(e.contains("gs://b/p/default.lock"), "{e}");
+        Ok(())
+    })
+    .unwrap();
 }

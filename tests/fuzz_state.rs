@@ -222,7 +222,8 @@ proptest! {
         let b = backend(dir.path(), Some(&f.snapshot), Some(&journal), None);
         match b.load_with_report() {
             Ok((state, report)) => {
-                prop_assert_eq!(k, lines.len() - 1, "record {} of {} damaged, and the load went on", k + 1, lines.len());
+                let n = lines.len();
+                prop_assert_eq!(k, n - 1, "record {} of {} damaged, and the load went on", k + 1, n);
                 prop_assert!(report.torn_tail);
                 prop_assert_eq!(report.replayed, k);
                 prop_assert_eq!(comparable(&state), f.after[k].clone());
@@ -246,7 +247,8 @@ proptest! {
         let k = k.index(lines.len());
         let json = &lines[k][65..lines[k].len() - 1];
         // One line still: a newline would make two (the damaged-line properties cover that).
-        let hostile: Vec<u8> = apply_bytes(json, &muts).into_iter().map(|c| if c == b'\n' { b' ' } else { c }).collect();
+        let hostile: Vec<u8> =
+            apply_bytes(json, &muts).into_iter().map(|c| if c == b'\n' { b' ' } else { c }).collect();
         lines[k] = line(&hostile);
         let dir = tempfile::tempdir().unwrap();
         let b = backend(dir.path(), Some(&f.snapshot), Some(&lines.concat()), None);

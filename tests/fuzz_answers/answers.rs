@@ -191,7 +191,10 @@ pub fn duration_text() -> impl Strategy<Value = String> {
 pub fn time_text() -> impl Strategy<Value = String> {
     prop_oneof![
         prop::sample::select(STRINGS).prop_map(String::from),
-        "-?[0-9]{1,20}-[0-9]{1,3}-[0-9]{1,3}T[0-9]{1,3}:[0-9]{1,3}:[0-9]{1,3}(\\.[0-9]{0,12})?(Z|[-+][0-9]{2}:[0-9]{2})?",
+        concat!(
+            "-?[0-9]{1,20}-[0-9]{1,3}-[0-9]{1,3}T[0-9]{1,3}:[0-9]{1,3}:[0-9]{1,3}",
+            "(\\.[0-9]{0,12})?(Z|[-+][0-9]{2}:[0-9]{2})?"
+        ),
         "\\PC{0,32}",
     ]
 }
@@ -212,7 +215,8 @@ pub fn answer() -> impl Strategy<Value = Json> {
             "statusMessage": status, "operationType": "CREATE",
         })),
         1 => (prop::sample::select(STRINGS), json(), json(), time_text()).prop_map(|(kind, status, spec, t)| json!({
-            "apiVersion": "apps/v1", "kind": kind, "metadata": {"name": "x", "generation": spec.clone(), "namespace": t},
+            "apiVersion": "apps/v1", "kind": kind,
+            "metadata": {"name": "x", "generation": spec.clone(), "namespace": t},
             "spec": {"replicas": spec, "selector": {"matchLabels": {"app": "x"}}}, "status": status,
         })),
         1 => prop::collection::vec((prop::sample::select(STRINGS), json(), json()), 0..5).prop_map(|bs| json!({

@@ -91,6 +91,13 @@ pub enum RemoteError {
     /// Writers kept folding the journal while this run read it.
     #[error("the state kept changing while it was read (10 attempts); try again")]
     Unsettled,
+    /// The lock kept appearing and going (taken and released, or broken and taken again) while
+    /// this run tried to take it, until its lock timeout.
+    #[error(
+        "the lock kept being taken and released while this run tried to take it, until its lock timeout; try \
+         again"
+    )]
+    LockChurn,
 }
 
 /// Where a GCS state lives.
