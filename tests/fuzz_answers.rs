@@ -272,3 +272,28 @@ fn a_lock_that_comes_and_goes_does_not_spin_past_the_timeout() {
     })
     .unwrap();
 }
+
+/// Found by tightening `gcs_backend_against_a_hostile_server`'s check of locations: a journal
+/// batch that is not one was reported at `gs://b/p/p/default.journal/…`, the prefix twice (an
+/// object that does not exist).
+#[test]
+fn a_bad_journal_batch_is_named_by_its_object() {
+    static S: OnceLock<Server> = OnceLock::new();
+    let server = hostile::server(&S);
+    let snapshot = serde_json::json!({
+        "format": 2, "lineage": "l", "serial": 1, "resources": {}, "outputs": {}, "journal_epoch": 1,
+    });
+    server.cycle(&[
+        (200, r#"{"generation":"1"}"#.into()),
+        (200, snapshot.to_string()),
+        (200, r#"{"items":[{"name":"p/default.journal/00000001/0000000000","generation":"1"}]}"#.into()),
+        (200, "[{\"op\": \"nope\"}]".into()),
+    ]);
+    hostile::bounded(move || {
+        let e = skyform::state::Backend::load(&gcs(server)).expect_err("a batch that is not one").to_string();
+        assert!(e.contains("gs://b/p/default.journal/00000001/0000000000 is corrupt"), "{e}");
+        assert!(e.contains("line 1 column"), "{e}");
+        Ok(())
+    })
+    .unwrap();
+}

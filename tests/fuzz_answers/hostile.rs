@@ -316,7 +316,7 @@ fn located(e: &StateError) -> Result<(), String> {
     let (StateError::Remote { location, .. } | StateError::Corrupt { path: location, .. }) = e else {
         return Ok(()); // Locked, NotLocked, WrongLock, LockLost: about the lock, which they name.
     };
-    if !location.starts_with("gs://b/p/") {
+    if !location.starts_with("gs://b/p/") || location.starts_with("gs://b/p/p/") {
         return Err(format!("an error that does not say which object: {e}"));
     }
     if let StateError::Corrupt { message, .. } = e

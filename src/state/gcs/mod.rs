@@ -241,8 +241,11 @@ impl GcsBackend {
             journal.push((name, g));
         }
         let mut state = state;
+        let prefix = self.loc.object("");
         for (name, g) in &replay {
             let (c, loc, n, g) = (self.client.clone(), self.loc.clone(), name.clone(), *g);
+            // Listed names are whole object names; messages name them under the prefix once.
+            let name = name.strip_prefix(&prefix).unwrap_or(name);
             let Some(bytes) =
                 block(async move { c.download(&loc.bucket, &n, g).await }).map_err(|m| self.err(name, m))?
             else {
