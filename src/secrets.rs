@@ -35,6 +35,11 @@ pub const LEGACY_SCHEME: &str = "hmac-sha256";
 /// make skyform allocate more.
 const MAX_MEMORY_KIB: u32 = 1 << 20;
 
+/// The most work a fingerprint or state may ask for: memory times passes, in KiB (4 GiB·passes,
+/// a hundred times the default's 19 MiB × 2, a few seconds): a hand-edited `t=4294967295` cannot
+/// keep skyform hashing for days.
+const MAX_WORK_KIB: u64 = 4 << 20;
+
 /// How a state makes fingerprints: Argon2id's parameters and the state's salt (recorded in the
 /// state, `fingerprints`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -105,7 +110,7 @@ impl Cost {
     }
 
     fn argon2(self) -> Option<argon2::Argon2<'static>> {
-        if self.m > MAX_MEMORY_KIB {
+        if self.m > MAX_MEMORY_KIB || u64::from(self.m) * u64::from(self.t) > MAX_WORK_KIB {
             return None;
         }
         let params = argon2::Params::new(self.m, self.t, self.p, Some(32)).ok()?;
@@ -330,5 +335,18 @@ mod tests {
         // Parameters Argon2 refuses, or too much memory, never match (and never allocate).
         assert!(!raised.same(&Value::Redacted("argon2id:m=4294967295,t=1,p=1:00".into()), &Value::str("pw")));
         assert!(!raised.same(&Value::Redacted("argon2id:m=1,t=0,p=1:00".into()), &Value::str("pw")));
+    }
+
+    /// Found while fuzzing the state loader (tests/fuzz_state.rs): a state (or a fingerprint in it)
+    /// asking for `t=4294967295` passes was accepted, and the next fingerprint took days.
+    #[test]
+    fn endless_work_is_refused_like_too_much_memory() {
+        let started = std::time::Instant::now();
+        let mut p = FingerprintParams::random();
+        p.iterations = u32::MAX;
+        let f = Fingerprinter::new(&p);
+        assert!(f.fingerprint(&Value::str("pw")).starts_with("argon2id:m=19456,t=2,p=1:"), "the defaults instead");
+        assert!(!f.same(&Value::Redacted("argon2id:m=19456,t=4294967295,p=1:00".into()), &Value::str("pw")));
+        assert!(started.elapsed() < std::time::Duration::from_secs(30));
     }
 }

@@ -12,20 +12,30 @@ use skyform::spec::expand::{Mode, expand};
 use skyform::spec::{eval, load_str, resolve_variables, validate};
 use skyform::value::Value;
 
+mod fuzz_common;
 mod spec_common;
+
+use fuzz_common::{apply, mutation};
 
 const VALID: &str = include_str!("../testdata/spec/valid/main.toml");
 const VALID_LANGUAGE: &str = include_str!("../testdata/spec/valid_language/main.toml");
 
-/// Runs every step that applies; returns nothing, must not panic.
+/// Runs every step that applies; must not panic, and every error of the loader is located
+/// (`file:line:column`).
 fn front_end(text: &str, cli: &[String]) {
     front_end_at("testdata/spec/valid/fuzz.toml", text, cli)
 }
 
 /// [`front_end`] with the spec read as if from `path` (modules are found beside it).
 fn front_end_at(path: &str, text: &str, cli: &[String]) {
-    let Ok(spec) = load_str(Path::new(path), text) else {
-        return;
+    let spec = match load_str(Path::new(path), text) {
+        Ok(spec) => spec,
+        Err(d) => {
+            for e in d.errors() {
+                assert!(e.pos.is_some(), "an unlocated error of the spec loader: {e}\n--- input:\n{text}");
+            }
+            return;
+        }
     };
     let owned = spec_common::schemas();
     let refs: Vec<&ProviderSchema> = owned.iter().collect();
@@ -62,7 +72,7 @@ fn front_end_at(path: &str, text: &str, cli: &[String]) {
 }
 
 /// Fragments that are meaningful to the parsers, to reach deep paths.
-fn fragment() -> impl Strategy<Value = String> {
+fn fragment() -> impl Strategy<Value = String> + Clone {
     prop_oneof![
         Just("${".to_string()),
         Just("$${".to_string()),
@@ -107,68 +117,8 @@ fn fragment() -> impl Strategy<Value = String> {
     ]
 }
 
-#[derive(Debug, Clone)]
-enum Mutation {
-    Insert(usize, String),
-    Delete(usize, usize),
-    DuplicateLine(usize),
-    SwapLines(usize, usize),
-}
-
-fn mutation() -> impl Strategy<Value = Mutation> {
-    prop_oneof![
-        (any::<usize>(), fragment()).prop_map(|(i, s)| Mutation::Insert(i, s)),
-        (any::<usize>(), 1usize..12).prop_map(|(i, n)| Mutation::Delete(i, n)),
-        any::<usize>().prop_map(Mutation::DuplicateLine),
-        (any::<usize>(), any::<usize>()).prop_map(|(a, b)| Mutation::SwapLines(a, b)),
-    ]
-}
-
-fn boundary(s: &str, i: usize) -> usize {
-    let mut i = i % (s.len() + 1);
-    while !s.is_char_boundary(i) {
-        i -= 1;
-    }
-    i
-}
-
-fn apply(text: &str, muts: &[Mutation]) -> String {
-    let mut s = text.to_string();
-    for m in muts {
-        match m {
-            Mutation::Insert(i, frag) => {
-                let at = boundary(&s, *i);
-                s.insert_str(at, frag);
-            }
-            Mutation::Delete(i, n) => {
-                let a = boundary(&s, *i);
-                let b = boundary(&s, a + n);
-                if b > a {
-                    s.replace_range(a..b, "");
-                }
-            }
-            Mutation::DuplicateLine(i) | Mutation::SwapLines(i, _) if s.lines().count() == 0 => {
-                let _ = i;
-            }
-            Mutation::DuplicateLine(i) => {
-                let mut lines: Vec<&str> = s.lines().collect();
-                let k = i % lines.len();
-                lines.insert(k, lines[k]);
-                s = lines.join("\n");
-            }
-            Mutation::SwapLines(a, b) => {
-                let mut lines: Vec<&str> = s.lines().collect();
-                let (a, b) = (a % lines.len(), b % lines.len());
-                lines.swap(a, b);
-                s = lines.join("\n");
-            }
-        }
-    }
-    s
-}
-
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+    #![proptest_config(fuzz_common::config(400))]
 
     #[test]
     fn random_text_never_panics(text in "\\PC{0,300}") {
@@ -182,7 +132,7 @@ proptest! {
 
     #[test]
     fn mutated_valid_spec_never_panics(
-        muts in prop::collection::vec(mutation(), 1..6),
+        muts in prop::collection::vec(mutation(fragment()), 1..6),
         cli in prop::collection::vec("(project|zones|db_password|nope)=[a-z\\[\\]{}\"=,0-9]{0,10}", 0..3),
     ) {
         front_end(&apply(VALID, &muts), &cli);
@@ -190,7 +140,7 @@ proptest! {
 
     #[test]
     fn mutated_language_spec_never_panics(
-        muts in prop::collection::vec(mutation(), 1..6),
+        muts in prop::collection::vec(mutation(fragment()), 1..6),
         cli in prop::collection::vec("(env|nope)=[a-z\\[\\]{}\"=,0-9]{0,10}", 0..2),
     ) {
         front_end_at("testdata/spec/valid_language/fuzz.toml", &apply(VALID_LANGUAGE, &muts), &cli);
@@ -210,4 +160,15 @@ fn the_valid_spec_is_valid() {
     let refs: Vec<&ProviderSchema> = owned.iter().collect();
     let d = validate(&spec, &refs);
     assert!(d.is_empty(), "{d}");
+}
+
+/// Found by `mutated_language_spec_never_panics` once errors had to be located: a module whose
+/// `source` is a directory without `*.toml` files was refused with no position at all.
+#[test]
+fn a_module_directory_without_specs_is_refused_at_its_source() {
+    let text = "[module.m]\nsource = \"./modules\"\n";
+    let d = load_str(Path::new("testdata/spec/valid_language/fuzz.toml"), text).unwrap_err();
+    let shown = d.to_string();
+    assert!(d.errors().all(|e| e.pos.is_some()), "{shown}");
+    assert!(shown.contains("fuzz.toml:2:") && shown.contains("module `m`: no `*.toml` files"), "{shown}");
 }

@@ -19,19 +19,26 @@ pub fn rfc3339_utc(t: SystemTime) -> String {
 }
 
 /// Seconds since the epoch of an RFC 3339 time with any offset (`2026-12-01T21:40:00.123+02:00`,
-/// `…Z`); fractional seconds are ignored. `None` for anything else.
+/// `…Z`); fractional seconds are ignored. `None` for anything else, and for fields out of their
+/// RFC 3339 ranges (a year of more than four digits: the arithmetic below cannot overflow).
 pub fn rfc3339_secs(s: &str) -> Option<i64> {
     let (date, time) = s.split_once('T')?;
     let mut d = date.split('-').map(|x| x.parse::<i64>());
     let (y, m, day) = (d.next()?.ok()?, d.next()?.ok()?, d.next()?.ok()?);
-    if !(1..=12).contains(&m) || !(1..=31).contains(&day) {
+    if !(0..=9999).contains(&y) || !(1..=12).contains(&m) || !(1..=31).contains(&day) {
         return None;
     }
     let mut t = time.get(..8)?.split(':').map(|x| x.parse::<i64>());
     let (hh, mm, ss) = (t.next()?.ok()?, t.next()?.ok()?, t.next()?.ok()?);
+    if !(0..=23).contains(&hh) || !(0..=59).contains(&mm) || !(0..=60).contains(&ss) {
+        return None;
+    }
     let offset = match time.rfind(['+', '-']) {
         Some(i) if time.len() - i == 6 => {
             let (h, m) = (time.get(i + 1..i + 3)?.parse::<i64>().ok()?, time.get(i + 4..)?.parse::<i64>().ok()?);
+            if !(0..=23).contains(&h) || !(0..=59).contains(&m) {
+                return None;
+            }
             let sign = if time.as_bytes()[i] == b'-' { -1 } else { 1 };
             sign * (h * 3600 + m * 60)
         }
@@ -84,6 +91,11 @@ mod tests {
         assert_eq!(rfc3339_secs("1970-01-01T00:00:00-01:00"), Some(3600));
         assert_eq!(rfc3339_secs("garbage"), None);
         assert_eq!(rfc3339_secs("2024-13-01T00:00:00Z"), None);
+        // Found by tests/fuzz_answers.rs (`times`): a year this long overflowed the day count.
+        assert_eq!(rfc3339_secs("99999999999999999-01-01T00:00:00Z"), None);
+        assert_eq!(rfc3339_secs("2026-12-01T25:00:00Z"), None);
+        assert_eq!(rfc3339_secs("2026-12-01T10:00:00+24:00"), None);
+        assert_eq!(rfc3339_secs("9999-12-31T23:59:60-23:59"), Some(253_402_387_140));
         let now = SystemTime::now();
         assert_eq!(rfc3339_secs(&rfc3339_utc(now)), Some(now_secs()));
     }

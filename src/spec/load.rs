@@ -154,7 +154,15 @@ fn load_modules(spec: &mut Spec, errors: &mut Vec<Diagnostic>, stack: &mut Vec<P
                 }
                 *m.spec = sub;
             }
-            Err(d) => errors.extend(d.0),
+            // What the module's directory itself lacks (no `*.toml` files, an unreadable file) has
+            // no position of its own: it is said at the `source` that names the directory.
+            Err(d) => errors.extend(d.0.into_iter().map(|mut e| {
+                if e.pos.is_none() {
+                    e.pos = Some(m.source.pos.clone());
+                    e.message = format!("module `{}`: {}", m.name, e.message);
+                }
+                e
+            })),
         }
         stack.pop();
     }

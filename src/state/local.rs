@@ -21,7 +21,9 @@
 //!   refuses it as [`StateError::Corrupt`] rather than guess.
 //! - A crash mid-append leaves at most one torn line, at the end: its checksum
 //!   fails and load ignores it (it was never acknowledged). A damaged line
-//!   *followed* by valid ones is not a crash artefact and is `Corrupt`.
+//!   *followed* by valid ones is not a crash artefact and is `Corrupt`; nor is a
+//!   last line that holds a whole record and more (two records whose newline was
+//!   damaged: a cut-off append is a prefix of one line).
 //!
 //! A state that was never written loads as [`State::new`]; nothing is written
 //! until the first record.
@@ -241,6 +243,14 @@ fn read_epoch(path: &Path) -> Result<u64, StateError> {
     }
 }
 
+/// Whether `line`, which fails its checksum, begins with a whole, valid record directly followed
+/// by the start of another (`<64 hex digits> {`): two records whose newline was damaged.
+fn holds_a_record(line: &[u8]) -> bool {
+    let starts_line =
+        |rest: &[u8]| rest.len() > 66 && rest[..64].iter().all(u8::is_ascii_hexdigit) && rest[64..66] == *b" {";
+    (66..line.len()).any(|p| starts_line(&line[p + 1..]) && check_line(&line[..p]).is_some())
+}
+
 /// Reads the journal lines of `epoch`, in order (see the module docs for the
 /// rules on torn, damaged, older and newer lines).
 fn read_journal(path: &Path, epoch: u64, report: &mut LoadReport) -> Result<Vec<StateRecord>, StateError> {
@@ -255,6 +265,14 @@ fn read_journal(path: &Path, epoch: u64, report: &mut LoadReport) -> Result<Vec<
     let mut records = Vec::new();
     for (i, line) in lines.iter().enumerate() {
         let Some(json) = check_line(line) else {
+            if holds_a_record(line) {
+                // Not a crash artefact: an append that was cut off is a prefix of one line, never
+                // a whole record and more. Its newline was damaged after it was acknowledged.
+                return Err(corrupt(
+                    path,
+                    format!("journal line {} fails its checksum: a whole record is followed by more text", i + 1),
+                ));
+            }
             if i == last || (i + 1 == last && lines[last].is_empty()) {
                 // The final line is torn (or a crash left zeros after it): it
                 // was never acknowledged, so dropping it loses nothing.

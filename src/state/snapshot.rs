@@ -29,7 +29,7 @@ pub enum SnapshotError {
     /// `journal_epoch` is there but not a number.
     #[error("`journal_epoch` is not a number")]
     Epoch,
-    /// The fields do not make a state.
+    /// The fields do not make a state (with the line and column of the first that does not).
     #[error("{0}")]
     Fields(serde_json::Error),
 }
@@ -49,7 +49,12 @@ pub fn parse(bytes: &[u8]) -> Result<(State, u64), SnapshotError> {
         None => 0,
         Some(v) => v.as_u64().ok_or(SnapshotError::Epoch)?,
     };
-    let mut state: State = serde_json::from_value(json).map_err(SnapshotError::Fields)?;
+    let mut state: State = match serde_json::from_value(json) {
+        Ok(state) => state,
+        // A value knows no positions: the same fields read again from the text say where (line
+        // and column). Only on this error path is the text parsed twice.
+        Err(e) => return Err(SnapshotError::Fields(serde_json::from_slice::<State>(bytes).err().unwrap_or(e))),
+    };
     state.upgrade();
     Ok((state, epoch))
 }

@@ -13,6 +13,8 @@ pub struct Server {
     port: u16,
     replies: Arc<Mutex<Vec<(u16, String)>>>,
     requests: Arc<Mutex<Vec<String>>>,
+    /// Whether the replies go round (else the last one repeats).
+    cycle: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Server {
@@ -26,7 +28,8 @@ impl Server {
         let port = listener.local_addr().unwrap().port();
         let replies = Arc::new(Mutex::new(replies.iter().map(|(s, b)| (*s, b.to_string())).collect::<Vec<_>>()));
         let requests = Arc::new(Mutex::new(Vec::new()));
-        let (r2, q2) = (replies.clone(), requests.clone());
+        let cycle = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (r2, q2, c2) = (replies.clone(), requests.clone(), cycle.clone());
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(mut stream) = stream else { continue };
@@ -55,7 +58,15 @@ impl Server {
                 q2.lock().unwrap().push(head);
                 let (status, body) = {
                     let mut r = r2.lock().unwrap();
-                    if r.len() > 1 { r.remove(0) } else { r[0].clone() }
+                    if c2.load(std::sync::atomic::Ordering::SeqCst) {
+                        let next = r.remove(0);
+                        r.push(next.clone());
+                        next
+                    } else if r.len() > 1 {
+                        r.remove(0)
+                    } else {
+                        r[0].clone()
+                    }
                 };
                 let _ = write!(
                     stream,
@@ -67,7 +78,7 @@ impl Server {
                 let _ = reader.read(&mut rest);
             }
         });
-        Server { host: host.to_string(), port, replies, requests }
+        Server { host: host.to_string(), port, replies, requests, cycle }
     }
     pub fn url(&self, path: &str) -> String {
         format!("http://{}:{}{path}", self.host, self.port)
@@ -77,5 +88,13 @@ impl Server {
     }
     pub fn reply(&self, status: u16, body: &str) {
         *self.replies.lock().unwrap() = vec![(status, body.to_string())];
+    }
+    /// Answers with `replies` in order from now on, round and round (a server that keeps
+    /// changing its mind, for the fuzz tests).
+    pub fn cycle(&self, replies: &[(u16, String)]) {
+        assert!(!replies.is_empty());
+        *self.replies.lock().unwrap() = replies.to_vec();
+        self.cycle.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.requests.lock().unwrap().clear();
     }
 }

@@ -153,8 +153,12 @@ fn members(b: &Json) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Applies deltas to a policy; returns whether anything changed.
+/// Applies deltas to a policy; returns whether anything changed. A policy that is not a JSON
+/// object (which [`get`] refuses as an answer) is taken as an empty one.
 pub fn apply_deltas(policy: &mut Json, deltas: &[Delta]) -> bool {
+    if !policy.is_object() {
+        *policy = json!({});
+    }
     let mut bs = bindings(policy);
     let mut changed = false;
     for d in deltas {
@@ -191,14 +195,25 @@ pub fn apply_deltas(policy: &mut Json, deltas: &[Delta]) -> bool {
 /// Manager v1 takes a `GetIamPolicyRequest` body (`body: "*"`, no query parameters); IAM's
 /// `serviceAccounts.getIamPolicy` takes no body, only the `options.requestedPolicyVersion` query
 /// parameter.
+///
+/// An answer that is not a JSON object is not a policy: it is refused (as a 502, like an answer
+/// that is not JSON), never read as one.
 async fn get(c: &Client, key: &PolicyKey) -> Result<Json, ApiError> {
     let (api, path) = key.path("getIamPolicy");
-    match key {
+    let policy = match key {
         PolicyKey::Project(_) => c.post(api, &path, &json!({"options": {"requestedPolicyVersion": 3}})).await,
         PolicyKey::ServiceAccount(_) => {
             c.post(api, &format!("{path}?options.requestedPolicyVersion=3"), &json!({})).await
         }
+    }?;
+    if !policy.is_object() {
+        return Err(ApiError {
+            status: 502,
+            message: format!("unexpected answer to {path}: not an IAM policy object"),
+            ..Default::default()
+        });
     }
+    Ok(policy)
 }
 
 /// "Just created, not visible yet" errors.

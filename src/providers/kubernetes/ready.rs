@@ -452,4 +452,29 @@ mod tests {
         assert_eq!(pod_counts(&[pod, pending]), "1/2 pods Running, 0/2 Ready");
         assert_eq!(clip("a\n  b   c", 3), "a b...");
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: 512,
+            failure_persistence: None,
+            ..Default::default()
+        })]
+
+        /// Pod logs are the remote text read here (tests/fuzz_answers.rs fuzzes the JSON): any log
+        /// gives lines that are one line each, at most as many as asked, and cut to a bounded
+        /// length, multi-byte characters and JSON lines included.
+        #[test]
+        fn any_log_gives_bounded_lines(
+            log in "(\\PC{0,80}|\\{\"message\":\"[^\"]{0,600}\",\"severity\":\"E\"\\}|\n|error ){0,12}",
+            n in 0usize..5,
+        ) {
+            let lines = telling_lines(&log, n);
+            proptest::prop_assert!(lines.len() <= n);
+            for l in &lines {
+                let shown = log_line(l);
+                proptest::prop_assert!(!shown.contains('\n'));
+                proptest::prop_assert!(shown.chars().count() <= 420, "{}", shown);
+            }
+        }
+    }
 }

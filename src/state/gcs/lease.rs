@@ -30,7 +30,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::store::ObjectMeta;
-use super::{GcsBackend, LOCK};
+use super::{GcsBackend, LOCK, RemoteError};
 use crate::state::{LockGuard, LockInfo, StateError};
 
 /// How often a lease is renewed, and when an unrenewed one expires.
@@ -95,6 +95,10 @@ impl Drop for GcsLock {
     }
 }
 
+/// How many times in a row `lock` tries again at once when the lock it met has gone (released in
+/// between, or expired and broken) before it waits between tries, within its timeout.
+const QUICK_TRIES: u32 = 3;
+
 /// Seconds (with fraction) since the epoch of an RFC 3339 time.
 fn rfc3339_f64(s: &str) -> Option<f64> {
     let whole = crate::foundation::time::rfc3339_secs(s)? as f64;
@@ -157,7 +161,20 @@ impl GcsBackend {
         let mut delay = Duration::from_millis(100);
         // The (generation, metageneration) of the holder's lock as first seen, and when.
         let mut seen: Option<(i64, i64, Instant)> = None;
+        // Tries made at once, in a row, because the lock had just gone (released, or broken here).
+        let mut at_once = 0;
         loop {
+            if at_once > QUICK_TRIES {
+                // The lock keeps coming and going: wait like for a live holder, and no longer than
+                // the timeout (a store that answers so for ever must not keep this run here).
+                let now = Instant::now();
+                if now >= deadline {
+                    return Err(self.err(LOCK, RemoteError::LockChurn));
+                }
+                std::thread::sleep(delay.min(deadline - now));
+                delay = (delay * 2).min(Duration::from_secs(5)).min(self.lease.heartbeat);
+                at_once = 0;
+            }
             let (c, loc, b) = (self.client.clone(), self.loc.clone(), body.clone());
             let created = super::block(async move { c.upload(&loc.bucket, &loc.object(LOCK), b, 0).await })
                 .map_err(|m| self.err(LOCK, m))?;
@@ -166,6 +183,7 @@ impl GcsBackend {
             }
             let Some((holder, meta)) = self.read_lock_meta()? else {
                 // 412, then 404: the holder released it in between. Try again at once.
+                at_once += 1;
                 continue;
             };
             let now = Instant::now();
@@ -183,8 +201,10 @@ impl GcsBackend {
                 // False: renewed or released meanwhile; either way, look again.
                 super::block(async move { c.delete(&loc.bucket, &loc.object(LOCK), Some(g), Some(m)).await })
                     .map_err(|m| self.err(LOCK, m))?;
+                at_once += 1;
                 continue;
             }
+            at_once = 0;
             if now >= deadline {
                 return Err(StateError::Locked { holder: Box::new(holder) });
             }

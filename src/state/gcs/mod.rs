@@ -91,6 +91,13 @@ pub enum RemoteError {
     /// Writers kept folding the journal while this run read it.
     #[error("the state kept changing while it was read (10 attempts); try again")]
     Unsettled,
+    /// The lock kept appearing and going (taken and released, or broken and taken again) while
+    /// this run tried to take it, until its lock timeout.
+    #[error(
+        "the lock kept being taken and released while this run tried to take it, until its lock timeout; try \
+         again"
+    )]
+    LockChurn,
 }
 
 /// Where a GCS state lives.
@@ -234,8 +241,11 @@ impl GcsBackend {
             journal.push((name, g));
         }
         let mut state = state;
+        let prefix = self.loc.object("");
         for (name, g) in &replay {
             let (c, loc, n, g) = (self.client.clone(), self.loc.clone(), name.clone(), *g);
+            // Listed names are whole object names; messages name them under the prefix once.
+            let name = name.strip_prefix(&prefix).unwrap_or(name);
             let Some(bytes) =
                 block(async move { c.download(&loc.bucket, &n, g).await }).map_err(|m| self.err(name, m))?
             else {

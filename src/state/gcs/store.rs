@@ -21,6 +21,9 @@ use crate::timings;
 /// Requests a failing call is tried (transient errors only: 429, 5xx, no answer).
 const ATTEMPTS: u32 = 5;
 
+/// The most pages a listing is followed for (1,000 objects each: far more than a state has).
+const MAX_PAGES: usize = 10_000;
+
 /// How long one request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 /// The longest object or answer read: a snapshot of 10,000 resources is a few megabytes.
@@ -339,6 +342,9 @@ impl Client {
         }
         let mut out = Vec::new();
         let mut token: Option<String> = None;
+        // The tokens followed so far: a store that names a page twice (or without end) is refused
+        // rather than followed for ever.
+        let mut followed = std::collections::HashSet::new();
         loop {
             let mut url = format!("{}storage/v1/b/{}/o?prefix={}", self.base, enc(bucket), enc(prefix));
             if let Some(t) = &token {
@@ -357,7 +363,15 @@ impl Client {
                 out.push((i.name, g));
             }
             match page.next {
-                Some(t) if !t.is_empty() => token = Some(t),
+                Some(t) if !t.is_empty() => {
+                    if followed.len() >= MAX_PAGES {
+                        return Err(StoreError::Unexpected(format!("a listing of more than {MAX_PAGES} pages")));
+                    }
+                    if !followed.insert(t.clone()) {
+                        return Err(StoreError::Unexpected(format!("a listing that repeats its page token {t:?}")));
+                    }
+                    token = Some(t);
+                }
                 _ => break,
             }
         }
