@@ -25,6 +25,10 @@ pub struct DriftReport {
     pub counts: Counts,
     /// Every check run, passed or not.
     pub checks: Vec<CheckResult>,
+    /// What the policies said about the live objects (absent when no policy is configured);
+    /// each deny is also a `policy_failed` finding.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<crate::policy::Outcome>,
 }
 
 /// Counts by class.
@@ -38,6 +42,8 @@ pub struct Counts {
     pub pending_spec_change: usize,
     /// `check_failed`.
     pub check_failed: usize,
+    /// `policy_failed`.
+    pub policy_failed: usize,
 }
 
 impl DriftReport {
@@ -59,6 +65,13 @@ pub async fn drift(session: &Session<'_>, ctx: &Context, skip_checks: bool) -> R
         attributes: Vec::new(),
         message: Some(c.message.clone()),
     }));
+    let policy = if session.loaded().policies.is_empty() {
+        None
+    } else {
+        let outcome = super::policy::evaluate_live(session.loaded(), &out.plan, &out.observations)?;
+        findings.extend(policy_findings(&outcome));
+        Some(outcome)
+    };
     findings.sort_by(|a, b| (&a.address, a.class).cmp(&(&b.address, b.class)));
     let mut counts = Counts::default();
     for f in &findings {
@@ -67,9 +80,27 @@ pub async fn drift(session: &Session<'_>, ctx: &Context, skip_checks: bool) -> R
             DriftClass::DeletedOutside => counts.deleted_outside += 1,
             DriftClass::PendingSpecChange => counts.pending_spec_change += 1,
             DriftClass::CheckFailed => counts.check_failed += 1,
+            DriftClass::PolicyFailed => counts.policy_failed += 1,
         }
     }
-    Ok(DriftReport { format_version: "1", findings, counts, checks })
+    Ok(DriftReport { format_version: "1", findings, counts, checks, policy })
+}
+
+/// One `policy_failed` finding per deny: at the address the result names, else at
+/// `policy.<package>` (a result about no one object).
+pub fn policy_findings(o: &crate::policy::Outcome) -> Vec<Finding> {
+    o.denies()
+        .map(|f| Finding {
+            address: f
+                .address
+                .as_deref()
+                .and_then(|a| a.parse::<Address>().ok())
+                .unwrap_or_else(|| Address::managed("policy", &f.package)),
+            class: DriftClass::PolicyFailed,
+            attributes: Vec::new(),
+            message: Some(f.to_string()),
+        })
+        .collect()
 }
 
 /// What a drift run does besides reading.
@@ -127,6 +158,9 @@ fn masked(mut r: DriftReport, mask: &crate::mask::Mask) -> DriftReport {
     }
     for c in &mut r.checks {
         c.message = mask.apply(&c.message);
+    }
+    for f in r.policy.iter_mut().flat_map(|o| o.findings.iter_mut()) {
+        f.msg = mask.apply(&f.msg);
     }
     r
 }
