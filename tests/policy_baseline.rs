@@ -1,0 +1,89 @@
+//! The SkyPilot baseline (`policies/skypilot-baseline/`) on the seed specs, planned by the real
+//! binary against the in-process GCP emulator: both seed variants pass it (with the warnings its
+//! `warn` rules give), and each rule denies (or warns on) a copy of the seed that breaks it, with
+//! the resource's address, the plan failing (exit 1) as a plan error does.
+
+mod policy_common;
+
+use policy_common::{Findings, Seed};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_seed_variants_pass_the_baseline_with_its_warnings() {
+    let seed = Seed::start().await;
+    let (code, f, out) = seed.plan("skypilot-iam.toml", &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(f.denies().is_empty(), "{out}");
+    assert_eq!(f.warns(), [("SKY-HELM-001", "helm_release.skypilot")], "{out}");
+
+    let (code, f, out) = seed.plan("skypilot-password.toml", &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(f.denies().is_empty(), "{out}");
+    assert_eq!(
+        f.warns(),
+        [
+            ("SKY-AUTH-001", "gcp_sql_user.skypilot"),
+            ("SKY-AUTH-002", "gcp_service_account_key.proxy"),
+            ("SKY-GKE-001", "module.skypilot.gcp_container_cluster.main"),
+            ("SKY-HELM-001", "helm_release.skypilot"),
+        ],
+        "{out}"
+    );
+    // A pinned chart silences its warning.
+    let (code, f, out) = seed.plan("skypilot-iam.toml", &["--var", "chart_version=1.0.0-dev.20260808"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(f.findings.is_empty(), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_rule_denies_a_seed_that_breaks_it() {
+    let seed = Seed::start().await;
+    let instance = "module.skypilot.gcp_sql_instance.skypilot";
+    let denied = |file: &str, args: &[&str]| -> Findings {
+        let (code, f, out) = seed.plan(file, args);
+        assert_eq!(code, 1, "a denied plan fails:\n{out}");
+        assert!(out.contains("the policies deny this plan"), "{out}");
+        f
+    };
+
+    let f = denied("skypilot-iam.toml", &["--var", "deletion_protection=false"]);
+    assert_eq!(f.denies(), [("SKY-SQL-001", instance)]);
+
+    seed.edit_module("authorized_networks = []", r#"authorized_networks = [{ name = "all", value = "0.0.0.0/0" }]"#);
+    let f = denied("skypilot-iam.toml", &[]);
+    assert_eq!(f.denies(), [("SKY-SQL-002", instance)]);
+    seed.restore();
+
+    seed.edit_module(r#"ssl_mode = "ENCRYPTED_ONLY""#, r#"ssl_mode = "ALLOW_UNENCRYPTED_AND_ENCRYPTED""#);
+    let f = denied("skypilot-iam.toml", &[]);
+    assert_eq!(f.denies(), [("SKY-SQL-003", instance)]);
+    seed.restore();
+
+    seed.edit_root("skypilot-iam.toml", "workload_identity = true", "workload_identity = false");
+    let f = denied("skypilot-iam.toml", &[]);
+    assert_eq!(f.denies(), [("SKY-GKE-001", "module.skypilot.gcp_container_cluster.main")]);
+    seed.restore();
+
+    for image in ["gcr.io/cloud-sql-connectors/cloud-sql-proxy:latest", "gcr.io/cloud-sql-connectors/cloud-sql-proxy"] {
+        let f = denied("skypilot-password.toml", &["--var", &format!("proxy_image={image}")]);
+        assert_eq!(f.denies(), [("SKY-IMG-001", "helm_release.skypilot")], "{image}");
+    }
+    // A digest pins too.
+    let (code, f, out) = seed.plan(
+        "skypilot-iam.toml",
+        &["--var", &format!("proxy_image=gcr.io/cloud-sql-connectors/cloud-sql-proxy@sha256:{}", "a".repeat(64))],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(f.denies().is_empty(), "{out}");
+
+    let small = seed.var_file(
+        "small.tfvars.toml",
+        "api_resources = { requests = { cpu = \"500m\", memory = \"1Gi\" }, limits = { cpu = \"2\", memory = \"8Gi\" } }\n",
+    );
+    let f = denied("skypilot-iam.toml", &["--var-file", &small]);
+    let got = f.denies();
+    assert_eq!(got.len(), 3, "requests.cpu, requests.memory, limits.cpu: {got:?}");
+    assert!(got.iter().all(|d| d == &("SKY-HELM-002", "helm_release.skypilot")), "{got:?}");
+    let (code, f, out) = seed.plan("skypilot-iam.toml", &["--var-file", &small, "--var", "skip_resource_check=true"]);
+    assert_eq!(code, 0, "skip_resource_check lets small resources through:\n{out}");
+    assert!(f.denies().is_empty(), "{out}");
+}
