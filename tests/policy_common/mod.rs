@@ -94,6 +94,35 @@ impl Seed {
             .expect("skyform runs")
     }
 
+    /// Runs the real gcloud against the emulator: (success, stdout + stderr).
+    pub async fn gcloud(&self, args: &[&str]) -> (bool, String) {
+        let home = self.dir.path().join("gcloud");
+        std::fs::create_dir_all(&home).unwrap();
+        let token = home.join("token");
+        std::fs::write(&token, "test-token").unwrap();
+        assert!(Path::new("/usr/bin/gcloud").exists(), "the gcloud CLI is required (install google-cloud-cli)");
+        let mut cmd = tokio::process::Command::new("/usr/bin/gcloud");
+        cmd.args(args)
+            .env("CLOUDSDK_CONFIG", home.join("config"))
+            .env("CLOUDSDK_CORE_PROJECT", P)
+            .env("CLOUDSDK_CORE_DISABLE_PROMPTS", "1")
+            .env("CLOUDSDK_COMPONENT_MANAGER_DISABLE_UPDATE_CHECK", "true")
+            .env("CLOUDSDK_CORE_DISABLE_USAGE_REPORTING", "true")
+            .env("CLOUDSDK_AUTH_ACCESS_TOKEN_FILE", &token)
+            .kill_on_drop(true);
+        for api in ["SQL", "IAM", "CLOUDRESOURCEMANAGER", "CONTAINER", "SERVICEUSAGE"] {
+            cmd.env(format!("CLOUDSDK_API_ENDPOINT_OVERRIDES_{api}"), self.emu.base_url());
+        }
+        let out = tokio::time::timeout(Duration::from_secs(180), cmd.output())
+            .await
+            .unwrap_or_else(|_| panic!("gcloud {args:?} timed out"))
+            .expect("run gcloud");
+        (
+            out.status.success(),
+            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+        )
+    }
+
     /// `plan --json` of `file` with the baseline: exit code, findings, and all it printed.
     pub fn plan(&self, file: &str, extra: &[&str]) -> (i32, Findings, String) {
         let base = baseline().display().to_string();
