@@ -1,0 +1,67 @@
+# A policy set that exercises the language rather than the deployment: comprehensions of every
+# kind, `some` and `every`, functions, imports of data.*, aggregates and string built-ins. Used by
+# tests/policy_opa.rs to hold regorus to OPA's answers.
+package skyform.features
+
+import data.lib.features.util
+
+# Set, array and object comprehensions.
+types := {r.type | some r in input.resource_changes}
+
+counts := {t: n | some t in types; n := count([r | some r in input.resource_changes; r.type == t])}
+
+managed := [r.address | some r in input.resource_changes; r.mode == "managed"]
+
+warn contains sprintf("%d managed instances of %d types; most of one type: %d", [count(managed), count(types), max([n | some n in counts])]) if {
+	count(managed) > 0
+}
+
+# `some i, x in` with an index, and a function from the imported package.
+warn contains {"msg": sprintf("first change (%d) is %s in %s", [i, r.address, util.module_of(r)]), "id": "F-FIRST"} if {
+	some i, r in input.resource_changes
+	i == 0
+}
+
+# `every`: an instance whose every authorized network is closed passes; one with an open network
+# is denied, naming each open value (sorted by a comprehension).
+deny contains {"msg": sprintf("open networks: %s", [concat(", ", sort([n.value | some n in nets; util.open(n.value)]))]), "id": "F-NET", "address": r.address, "severity": util.severity(r.type)} if {
+	some r in input.resource_changes
+	r.type == "gcp_sql_instance"
+	nets := object.get(r.after, ["ip_configuration", "authorized_networks"], [])
+	not every_closed(nets)
+}
+
+every_closed(nets) if {
+	every n in nets {
+		not util.open(n.value)
+	}
+}
+
+# Walk with a path, an image's tag through an `else` function, and a rule per image.
+violation_images contains {"msg": sprintf("%s: image %s has tag %q", [r.address, image, util.tag(image)]), "address": r.address} if {
+	some r in input.resource_changes
+	walk(r.after, [path, image])
+	count(path) > 0
+	path[count(path) - 1] == "image"
+	is_string(image)
+	util.tag(image) in {"", "latest"}
+}
+
+# Object built-ins and a default severity.
+warn contains {"msg": sprintf("%s: %s (severity %s)", [r.address, concat(",", sort(object.keys(object.filter(r.after, ["deletion_protection", "tier"])))), util.severity(r.type)])} if {
+	some r in input.resource_changes
+	r.type == "gcp_sql_instance"
+}
+
+# Variables (secrets masked) and providers (no credentials) are part of the input.
+deny contains "a variable holds a secret in clear" if {
+	some name, v in input.variables
+	is_string(v)
+	contains(lower(name), "password")
+	v != "(sensitive value)"
+}
+
+warn contains sprintf("provider %s: project %s", [name, p.project]) if {
+	some name, p in input.providers
+	p.project
+}
