@@ -87,3 +87,36 @@ async fn each_rule_denies_a_seed_that_breaks_it() {
     assert_eq!(code, 0, "skip_resource_check lets small resources through:\n{out}");
     assert!(f.denies().is_empty(), "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_human_plan_lists_denies_with_their_addresses_then_refuses() {
+    let seed = Seed::start().await;
+    let base = policy_common::baseline().display().to_string();
+    let out = seed.run(&[
+        "plan",
+        "-f",
+        "skypilot-iam.toml",
+        "--var",
+        "project=skyform-test",
+        "--var",
+        "deletion_protection=false",
+        "--var",
+        "proxy_image=gcr.io/cloud-sql-connectors/cloud-sql-proxy:latest",
+        "--policy",
+        &base,
+    ]);
+    let all = policy_common::text(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    // The example of docs/policy.md, line for line.
+    for line in [
+        "Policies (5 files): 2 deny, 1 warn.",
+        "  error: helm_release.skypilot: image \"gcr.io/cloud-sql-connectors/cloud-sql-proxy:latest\" at values.extraInitContainers.0.image is not pinned: give it a version tag (not latest) or a digest [SKY-IMG-001] (data.skyform.skypilot.helm.deny)",
+        "  error: module.skypilot.gcp_sql_instance.skypilot: Cloud SQL deletion protection is off: set deletion_protection = true [SKY-SQL-001] (data.skyform.skypilot.cloudsql.deny)",
+        "  warning: helm_release.skypilot: chart \"skypilot-nightly\" has no version: each install takes the newest; pin `version` [SKY-HELM-001] (data.skyform.skypilot.helm.warn)",
+        "error: the policies deny this plan (2 results):",
+        "nothing was changed; fix the spec (or the policy) and plan again",
+    ] {
+        assert!(all.lines().any(|l| l == line), "missing line {line:?} in:\n{all}");
+    }
+    assert!(!all.contains("Root-Pw-1-policy") && !all.contains("Web-Pw-1-policy"), "a secret in the output");
+}
