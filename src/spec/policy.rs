@@ -24,10 +24,12 @@ impl Cx<'_, '_> {
             return;
         };
         let mut block = PolicyBlock { pos: pos.clone(), paths: Vec::new(), namespace: None };
+        let mut saw_paths = false;
         for (key, val) in t.iter() {
             let kp = self.key_pos(key);
             match key.get_ref().as_ref() {
                 "paths" => {
+                    saw_paths = true;
                     let Some(items) = val.get_ref().as_array() else {
                         self.err(kp, "`paths` of `[policy]` must be a list of directories");
                         continue;
@@ -63,9 +65,12 @@ impl Cx<'_, '_> {
                 }
             }
         }
-        if block.paths.is_empty() {
+        if !saw_paths {
             let d = self.err(pos, "`[policy]` needs `paths`");
             *d = d.clone().with_hint("add `paths = [\"<directory of .rego files>\"]`, relative to this spec");
+            return;
+        }
+        if block.paths.is_empty() {
             return;
         }
         spec.policy = Some(block);
