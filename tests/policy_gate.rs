@@ -113,6 +113,13 @@ async fn policy_paths_in_the_spec_and_located_errors_for_broken_rego() {
     let all = text(&out);
     assert_eq!(out.status.code(), Some(1), "{all}");
     assert!(all.contains("skypilot-iam.toml:") && all.contains("policy path `no-such-dir` does not exist"), "{all}");
+
+    // A spec names policies under its own directory only; the operator's --policy may name any.
+    seed.edit_root("skypilot-iam.toml", "paths = [\"policies\", \"no-such-dir\"]", "paths = [\"..\"]");
+    let out = seed.run(&["validate", "-f", "skypilot-iam.toml"]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(all.contains("is outside the spec's directory"), "{all}");
 }
 
 const DRIFT_SPEC: &str = r#"

@@ -10,6 +10,7 @@ use crate::address::Address;
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::engine::planner::Observation;
 use crate::engine::scope::{EvalScope, Values};
+use crate::foundation::trust;
 use crate::plan::Plan;
 use crate::plan::json::LiveResource;
 use crate::policy::{DEFAULT_NAMESPACE, Outcome, PolicyError, PolicySet};
@@ -31,6 +32,16 @@ pub fn load(spec: &Spec, extra: &[PathBuf]) -> Result<PolicySet, OpError> {
                     Diagnostic::error(Some(p.pos.clone()), format!("policy path `{}` does not exist", p.node))
                         .with_hint(format!("paths are relative to the spec's directory ({})", spec.dir.display())),
                 );
+                continue;
+            }
+            // A spec is untrusted input: it names policies under its own directory only (the
+            // operator's `--policy` may name any).
+            if let Err(e) = trust::confine(&spec.dir, &path) {
+                missing.push(
+                    Diagnostic::error(Some(p.pos.clone()), format!("policy path {e}"))
+                        .with_hint(trust::OutsideRoot::hint()),
+                );
+                continue;
             }
             dirs.push(path);
         }

@@ -135,8 +135,16 @@ fn collect(path: &Path, out: &mut Vec<PathBuf>) -> Result<(), PolicyError> {
     let io = |error| PolicyError::Io { path: path.display().to_string(), error };
     let meta = std::fs::metadata(path).map_err(io)?;
     if meta.is_file() {
-        out.push(path.to_path_buf());
-        return Ok(());
+        // A file named directly must be a policy: nothing else is ever parsed (an error would
+        // quote it).
+        if path.extension().is_some_and(|x| x == "rego") {
+            out.push(path.to_path_buf());
+            return Ok(());
+        }
+        return Err(PolicyError::Io {
+            path: path.display().to_string(),
+            error: std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a directory nor a .rego file"),
+        });
     }
     for e in std::fs::read_dir(path).map_err(io)? {
         let p = e.map_err(io)?.path();
