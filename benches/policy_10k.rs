@@ -93,7 +93,7 @@ fn instance(i: usize) -> ResourceChange {
             ]),
         ),
     };
-    let address = Address::managed(ty, &format!("r{i}"));
+    let address = Address::managed(ty, format!("r{i}"));
     let provider = if ty.starts_with("gcp_") {
         "gcp"
     } else if ty == "helm_release" {
