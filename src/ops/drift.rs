@@ -193,3 +193,68 @@ async fn deliver(
         .await
         .map_err(|e| super::error(format!("drift --notify: {e}")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::{Finding as PolicyFinding, Level, Outcome};
+
+    fn outcome() -> Outcome {
+        let f = |level, address: Option<&str>, msg: &str| PolicyFinding {
+            level,
+            address: address.map(str::to_string),
+            msg: msg.into(),
+            id: Some("SKY-SQL-001".into()),
+            package: "skyform.skypilot.cloudsql".into(),
+            rule: "deny".into(),
+            metadata: None,
+        };
+        Outcome {
+            digest: "d".into(),
+            files: vec!["a.rego".into()],
+            findings: vec![
+                f(Level::Deny, Some("module.m.gcp_sql_instance.db"), "deletion protection is off"),
+                f(Level::Deny, None, "about no one object"),
+                f(Level::Warn, Some("helm_release.x"), "a warning is no finding"),
+            ],
+        }
+    }
+
+    #[test]
+    fn each_deny_is_a_policy_failed_finding_at_its_address() {
+        let found = policy_findings(&outcome());
+        assert_eq!(found.len(), 2);
+        assert!(found.iter().all(|f| f.class == DriftClass::PolicyFailed));
+        assert_eq!(found[0].address.to_string(), "module.m.gcp_sql_instance.db");
+        assert_eq!(found[1].address.to_string(), "policy.skyform.skypilot.cloudsql");
+        assert_eq!(
+            found[0].message.as_deref(),
+            Some(
+                "module.m.gcp_sql_instance.db: deletion protection is off [SKY-SQL-001] (data.skyform.skypilot.cloudsql.deny)"
+            )
+        );
+    }
+
+    #[test]
+    fn notify_counts_policy_failed_only_where_policies_ran() {
+        let o = outcome();
+        let findings = policy_findings(&o);
+        let report = DriftReport {
+            format_version: "1",
+            counts: Counts { policy_failed: findings.len(), ..Counts::default() },
+            findings,
+            checks: Vec::new(),
+            policy: Some(o),
+        };
+        let msg = super::super::notify::message("s.toml", &Outcome2::Report(report.clone()));
+        let text = msg["text"].as_str().unwrap();
+        assert!(text.contains("0 check_failed, 2 policy_failed)"), "{text}");
+        assert_eq!(msg["skyform_report"]["counts"]["policy_failed"], 2);
+        assert_eq!(msg["skyform_report"]["policy"]["findings"][2]["level"], "warn");
+        let without = DriftReport { policy: None, ..report };
+        let msg = super::super::notify::message("s.toml", &Outcome2::Report(without));
+        assert!(!msg["text"].as_str().unwrap().contains("2 policy_failed)"), "{msg}");
+    }
+
+    use super::super::notify::Outcome as Outcome2;
+}
