@@ -28,6 +28,21 @@ async fn both_seed_variants_pass_the_baseline_with_its_warnings() {
         ],
         "{out}"
     );
+    // The input document: variables masked, provider configurations without credentials.
+    let doc = seed.plan_json("skypilot-password.toml");
+    assert_eq!(doc["variables"]["project"], "skyform-test");
+    assert_eq!(doc["variables"]["root_password"], "(sensitive value)");
+    assert_eq!(doc["variables"]["db_password"], "(sensitive value)");
+    assert_eq!(doc["providers"]["gcp"]["project"], "skyform-test");
+    assert_eq!(doc["providers"]["kubernetes"]["cluster"], "(known after apply)");
+    let iam = seed.plan_json("skypilot-iam.toml");
+    assert_eq!(iam["providers"]["postgres"]["user"], "postgres", "{}", iam["providers"]);
+    assert!(iam["providers"]["postgres"].get("password").is_none(), "{}", iam["providers"]);
+    let text = format!("{doc}{iam}");
+    for secret in ["Root-Pw-1-policy", "Db-Pw-1-policy", "Web-Pw-1-policy"] {
+        assert!(!text.contains(secret), "{secret} in the plan document");
+    }
+
     // A pinned chart silences its warning.
     let (code, f, out) = seed.plan("skypilot-iam.toml", &["--var", "chart_version=1.0.0-dev.20260808"]);
     assert_eq!(code, 0, "{out}");

@@ -123,6 +123,13 @@ impl Seed {
         )
     }
 
+    /// The whole `plan --json` document of `file` with the baseline.
+    pub fn plan_json(&self, file: &str) -> serde_json::Value {
+        let base = baseline().display().to_string();
+        let out = self.run(&["plan", "-f", file, "--json", "--var", "project=skyform-test", "--policy", &base]);
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("no plan document ({e}):\n{}", text(&out)))
+    }
+
     /// `plan --json` of `file` with the baseline: exit code, findings, and all it printed.
     pub fn plan(&self, file: &str, extra: &[&str]) -> (i32, Findings, String) {
         let base = baseline().display().to_string();
