@@ -65,3 +65,19 @@ warn contains sprintf("provider %s: project %s", [name, p.project]) if {
 	some name, p in input.providers
 	p.project
 }
+
+# Built-ins whose formatting must agree: sprintf of objects and sets, json.marshal, units, CIDRs,
+# semver. (Not `%d` of a negative number: regorus 0.14 prints -1 as "--1"; docs/policy.md.)
+warn contains {"msg": msg, "id": "F-BUILTINS"} if {
+	count(types) > 0
+	msg := sprintf("%v | %v | %s | %v | %v | %v | %d | %v", [
+		counts,
+		types,
+		json.marshal({"b": 1, "a": types}),
+		units.parse("500m"),
+		units.parse_bytes("8Gi"),
+		semver.compare("1.0.0-dev.20260808", "1.0.0"),
+		count(managed),
+		net.cidr_contains("10.0.0.0/8", "10.1.2.3"),
+	])
+}
