@@ -130,3 +130,23 @@ fn the_digest_follows_the_content() {
     assert_ne!(one.digest(), two.digest());
     assert_ne!(PolicySet::empty().digest(), one.digest());
 }
+
+#[test]
+fn a_built_in_left_out_is_a_located_error_where_it_is_reached() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "net.rego",
+        "package skyform\n\ndeny contains x if {\n  input.never\n  x := http.send({\"method\": \"get\", \"url\": \"http://a\"})\n}\n",
+    );
+    // regorus resolves functions when a call is evaluated: the set loads ...
+    let set = PolicySet::load(&[dir.path().to_path_buf()], DEFAULT_NAMESPACE).unwrap();
+    assert!(set.evaluate(&json!({})).unwrap().findings.is_empty());
+    // ... and the call is an error, located, never a silent pass.
+    match set.evaluate(&json!({"never": true})) {
+        Err(PolicyError::Evaluation(m)) => {
+            assert!(m.contains("net.rego:5:") && m.contains("http.send"), "{m}")
+        }
+        other => panic!("http.send ran or passed silently: {other:?}"),
+    }
+}
