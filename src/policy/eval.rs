@@ -24,6 +24,7 @@ impl PolicySet {
         if self.files.is_empty() {
             return Ok(out);
         }
+        let _t = crate::timings::span("policy", || format!("evaluate {} files", self.files.len()));
         // The engine is cloned per evaluation: evaluation mutates it, and the set is shared.
         let mut engine = self.engine.clone();
         let packages = engine.get_policy_package_components().map_err(|e| PolicyError::Evaluation(e.to_string()))?;

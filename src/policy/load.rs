@@ -57,6 +57,7 @@ impl PolicySet {
                     .with_hint("a namespace is a Rego package path such as `skyform` or `acme.platform`"),
             ])));
         }
+        let _t = crate::timings::span("policy", || "load and compile".into());
         let mut files = Vec::new();
         for d in dirs {
             collect(d, &mut files)?;
