@@ -138,13 +138,16 @@ fn main() {
     let set = PolicySet::load(&[dir], DEFAULT_NAMESPACE).expect("the baseline loads");
     let load = start.elapsed();
     let plan = plan();
+    if let Ok(path) = std::env::var("POLICY_10K_DUMP") {
+        std::fs::write(path, skyform::plan::json::input(&plan).to_string()).expect("dump");
+    }
     let mut runs: Vec<(Duration, Duration)> = Vec::new();
     let mut last = None;
     for _ in 0..5 {
         let t = Instant::now();
         let input = skyform::plan::json::input(&plan);
         let built = t.elapsed();
-        let outcome = set.evaluate(&input).expect("the baseline evaluates");
+        let outcome = set.evaluate(input).expect("the baseline evaluates");
         runs.push((built, t.elapsed()));
         last = Some(outcome);
     }

@@ -10,7 +10,7 @@ warn contains {
 	"id": "SKY-HELM-001",
 	"address": r.address,
 } if {
-	some r in plan.of_type("helm_release")
+	some r in releases
 	object.get(r.after, "version", "") == ""
 }
 
@@ -21,20 +21,23 @@ deny contains {
 	"id": "SKY-IMG-001",
 	"address": r.address,
 } if {
-	some r in plan.objects
-	workload(r.type)
+	some r in workloads
 	walk(r.after, [path, image])
 	count(path) > 0
 	path[count(path) - 1] == "image"
 	is_string(image)
-	plan.known(image)
+	image != plan.unknown
 	not pinned(image)
 	where := concat(".", [sprintf("%v", [p]) | some p in path])
 }
 
-workload(t) if t == "helm_release"
+# Helm releases and Kubernetes objects that may run containers (a manifest may hold a Deployment;
+# a Secret, a ConfigMap, a namespace or a service account cannot).
+workloads := array.concat(releases, [r | some r in plan.objects; startswith(r.type, "k8s_"); not r.type in no_image])
 
-workload(t) if startswith(t, "k8s_")
+no_image := {"k8s_secret", "k8s_config_map", "k8s_namespace", "k8s_service_account"}
+
+releases := plan.of_type("helm_release")
 
 pinned(image) if contains(image, "@sha256:")
 
@@ -51,20 +54,18 @@ pinned(image) if {
 # the release sets apiService.skipResourceCheck.
 minimum := {"cpu": 4, "memory": "8Gi"}
 
+least := {what: plan.quantity(q) | some what, q in minimum}
+
 deny contains {
 	"msg": sprintf("apiService.resources.%s.%s = %v is below the chart's minimum (%v); raise it or set apiService.skipResourceCheck = true", [kind, what, q, minimum[what]]),
 	"id": "SKY-HELM-002",
 	"address": r.address,
 } if {
-	some r in plan.of_type("helm_release")
+	some r in releases
 	api := object.get(r.after, ["values", "apiService"], {})
 	not api.skipResourceCheck == true
 	some kind in ["requests", "limits"]
 	some what, q in object.get(api, ["resources", kind], {})
-	plan.known(q)
-	below(what, q)
+	q != plan.unknown
+	units.parse(sprintf("%v", [q])) < least[what]
 }
-
-below("cpu", q) if plan.cpu(q) < plan.cpu(minimum.cpu)
-
-below("memory", q) if plan.bytes(q) < plan.bytes(minimum.memory)

@@ -100,7 +100,7 @@ pub fn evaluate_plan(loaded: &Loaded, plan: &mut Plan) -> Result<(), OpError> {
     if loaded.policies.is_empty() {
         return Ok(());
     }
-    let outcome = loaded.policies.evaluate(&crate::plan::json::input(plan))?;
+    let outcome = loaded.policies.evaluate(crate::plan::json::input(plan))?;
     plan.policy = Some(outcome);
     Ok(())
 }
@@ -135,7 +135,7 @@ pub fn evaluate_live(
         &variables,
         &providers,
     );
-    Ok(loaded.policies.evaluate(&input)?)
+    Ok(loaded.policies.evaluate(input)?)
 }
 
 /// Live attributes with the schema's sensitivity applied (a read may return a secret the spec

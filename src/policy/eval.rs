@@ -15,7 +15,7 @@ impl PolicySet {
     /// A result is a string (the message) or an object with a string `msg` and optional `id`,
     /// `address` and any other fields (kept as metadata); a rule that is `true` counts as one
     /// result whose message names the rule (conftest's boolean rules).
-    pub fn evaluate(&self, input: &J) -> Result<Outcome, PolicyError> {
+    pub fn evaluate(&self, input: J) -> Result<Outcome, PolicyError> {
         let mut out = Outcome {
             digest: self.digest.clone(),
             files: self.files.iter().map(|f| f.display().to_string()).collect(),
@@ -41,23 +41,26 @@ impl PolicySet {
         if ours.is_empty() {
             return Ok(out);
         }
-        engine.set_input(regorus::Value::from(input.clone()));
+        engine.set_input(regorus::Value::from(input));
         let query = format!("data.{}", self.namespace.join("."));
         let results = engine.eval_query(query, false).map_err(|e| evaluation(&e.to_string()))?;
         let Some(tree) = results.result.first().and_then(|r| r.expressions.first()).map(|e| &e.value) else {
             return Ok(out);
         };
-        let tree = serde_json::to_value(tree).map_err(|e| PolicyError::Evaluation(e.to_string()))?;
+        // Only the results are turned into JSON: the packages' other rules may hold whole
+        // documents (a rule that lists every object of a type).
         for package in &ours {
-            let mut node = &tree;
+            let mut node = tree;
             for c in &package[self.namespace.len()..] {
-                node = node.get(c.as_str()).unwrap_or(&J::Null);
+                node = &node[c.as_str()];
             }
-            let Some(rules) = node.as_object() else { continue };
+            let Ok(rules) = node.as_object() else { continue };
             let name = package.join(".");
-            for (rule, value) in rules {
+            for (rule, value) in rules.iter() {
+                let Ok(rule) = rule.as_string() else { continue };
                 let Some(level) = family(rule) else { continue };
-                results_of(&name, rule, level, value, &mut out.findings)?;
+                let value = serde_json::to_value(value).map_err(|e| PolicyError::Evaluation(e.to_string()))?;
+                results_of(&name, rule, level, &value, &mut out.findings)?;
             }
         }
         out.findings.sort();

@@ -52,7 +52,7 @@ fn deny_warn_and_violation_results_with_metadata() {
     write(dir.path(), "sql_test.rego", "package skyform.sql_test\n\ndeny contains \"from a test\" if true\n");
     let set = PolicySet::load(&[dir.path().to_path_buf()], DEFAULT_NAMESPACE).unwrap();
     assert_eq!(set.files().len(), 2);
-    let out = set.evaluate(&input(false)).unwrap();
+    let out = set.evaluate(input(false)).unwrap();
     let denies: Vec<_> = out.denies().collect();
     assert_eq!(denies.len(), 1, "{out:?}");
     assert_eq!(denies[0].address.as_deref(), Some("gcp_sql_instance.db"));
@@ -65,11 +65,11 @@ fn deny_warn_and_violation_results_with_metadata() {
     assert_eq!(warns[0].rule, "warn_names");
     assert!(out.denied());
 
-    let out = set.evaluate(&input(true)).unwrap();
+    let out = set.evaluate(input(true)).unwrap();
     assert!(!out.denied());
     let mut always = input(true);
     always["always"] = json!(true);
-    let out = set.evaluate(&always).unwrap();
+    let out = set.evaluate(always).unwrap();
     assert_eq!(out.denies().map(|f| f.msg.as_str()).collect::<Vec<_>>(), ["always"]);
     assert_eq!(out.digest, set.digest());
 }
@@ -80,9 +80,9 @@ fn only_the_namespace_is_evaluated() {
     write(dir.path(), "a.rego", "package other\n\ndeny contains \"not ours\" if true\n");
     write(dir.path(), "b.rego", "package acme.platform\n\ndeny contains \"ours\" if true\n");
     let set = PolicySet::load(&[dir.path().to_path_buf()], DEFAULT_NAMESPACE).unwrap();
-    assert!(set.evaluate(&json!({})).unwrap().findings.is_empty());
+    assert!(set.evaluate(json!({})).unwrap().findings.is_empty());
     let set = PolicySet::load(&[dir.path().to_path_buf()], "acme.platform").unwrap();
-    let out = set.evaluate(&json!({})).unwrap();
+    let out = set.evaluate(json!({})).unwrap();
     assert_eq!(out.findings.iter().map(|f| f.msg.as_str()).collect::<Vec<_>>(), ["ours"]);
     assert!(PolicySet::load(&[], "not a namespace").is_err());
 }
@@ -117,7 +117,7 @@ fn a_result_that_is_not_one_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), "a.rego", "package skyform\n\ndeny contains {\"message\": \"no msg\"} if true\n");
     let set = PolicySet::load(&[dir.path().to_path_buf()], DEFAULT_NAMESPACE).unwrap();
-    assert!(matches!(set.evaluate(&json!({})), Err(PolicyError::BadResult { .. })));
+    assert!(matches!(set.evaluate(json!({})), Err(PolicyError::BadResult { .. })));
 }
 
 #[test]
@@ -141,9 +141,9 @@ fn a_built_in_left_out_is_a_located_error_where_it_is_reached() {
     );
     // regorus resolves functions when a call is evaluated: the set loads ...
     let set = PolicySet::load(&[dir.path().to_path_buf()], DEFAULT_NAMESPACE).unwrap();
-    assert!(set.evaluate(&json!({})).unwrap().findings.is_empty());
+    assert!(set.evaluate(json!({})).unwrap().findings.is_empty());
     // ... and the call is an error, located, never a silent pass.
-    match set.evaluate(&json!({"never": true})) {
+    match set.evaluate(json!({"never": true})) {
         Err(PolicyError::Evaluation(m)) => {
             assert!(m.contains("net.rego:5:") && m.contains("http.send"), "{m}")
         }
