@@ -2,7 +2,8 @@
 //! documents (`skyform show --json` of saved plans of the seed, passing and breaking the
 //! baseline) and the same policies (the SkyPilot baseline; a set that uses comprehensions,
 //! `some`/`every`, functions and imports of `data.*`) give the same deny, warn and violation
-//! results under `opa eval` as in skyform's plan.
+//! results under `opa eval` as in skyform's plan. The second set also has data documents
+//! (`registries/data.json`, `limits/settings.yaml`), which both load at their directory's path.
 //!
 //! Needs the `opa` binary that `scripts/testbed-build opa` builds into the testbed cache
 //! (`OPA_VERSION` in scripts/testbed-versions.env), or `SKYFORM_OPA`; fails when it is missing.
@@ -133,7 +134,8 @@ async fn opa_eval_gives_the_same_results_as_skyform() {
             args.extend_from_slice(&["--out", &plan_file]);
             let out = seed.run(&args);
             assert!(matches!(out.status.code(), Some(0 | 1)), "{}", text(&out));
-            let planned: J = serde_json::from_slice(&out.stdout).unwrap();
+            let planned: J = serde_json::from_slice(&out.stdout)
+                .unwrap_or_else(|e| panic!("no plan document ({e}):\n{}", text(&out)));
             // `show --json` of the saved plan is the same document: a valid input for opa.
             let shown = seed.run(&["show", "--json", &plan_file]);
             assert!(shown.status.success(), "{}", text(&shown));
@@ -148,6 +150,7 @@ async fn opa_eval_gives_the_same_results_as_skyform() {
             assert_eq!(ours, theirs, "{pol} on case {i} ({file} {extra:?}): skyform (left) and opa (right) differ");
             compared += ours.len();
             rules_seen.extend(ours.iter().map(|r| format!("{} {}.{}", r.0, r.1, r.2)));
+            rules_seen.extend(ours.iter().filter_map(|r| r.4.clone()));
         }
     }
     assert!(compared > 30, "only {compared} results compared");
@@ -157,7 +160,11 @@ async fn opa_eval_gives_the_same_results_as_skyform() {
         "warn skyform.skypilot.auth.warn",
         "deny skyform.features.deny",
         "deny skyform.features.violation_images",
+        "deny skyform.features.violation_registry",
         "warn skyform.features.warn",
+        "F-DATA",
+        "F-NET",
+        "F-BUILTINS",
     ] {
         assert!(rules_seen.contains(rule), "no result of {rule} was compared: {rules_seen:?}");
     }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 
 use super::PolicyError;
+use super::data::{DataFile, is_data};
 use crate::diag::{Diagnostic, Diagnostics, Pos};
 
 /// The package namespace evaluated when none is configured (conftest's `--namespace`).
@@ -59,11 +60,14 @@ impl PolicySet {
         }
         let _t = crate::timings::span("policy", || "load and compile".into());
         let mut files = Vec::new();
+        let mut data = Vec::new();
         for d in dirs {
-            collect(d, &mut files)?;
+            collect(d, d, &mut files, &mut data)?;
         }
         files.sort();
         files.dedup();
+        data.sort();
+        data.dedup_by(|a, b| a.path == b.path);
         let mut engine = regorus::Engine::new();
         // Rego v1 (OPA 1.x's default): `if` and `contains` are required; `import rego.v1` is accepted.
         engine.set_rego_v0(false);
@@ -72,6 +76,20 @@ impl PolicySet {
         engine.set_strict_builtin_errors(true);
         let mut texts = Vec::new();
         let mut diags = Diagnostics::default();
+        let mut data_texts = Vec::new();
+        for d in &data {
+            let text = std::fs::read_to_string(&d.path)
+                .map_err(|error| PolicyError::Io { path: d.path.display().to_string(), error })?;
+            match d.document(&text) {
+                Ok(doc) => {
+                    if let Err(e) = engine.add_data(regorus::Value::from(doc)) {
+                        diags.push(Diagnostic::error(None, format!("policy data {}: {e}", d.path.display())));
+                    }
+                }
+                Err(diag) => diags.push(diag),
+            }
+            data_texts.push((d.path.display().to_string(), text));
+        }
         for f in &files {
             let text =
                 std::fs::read_to_string(f).map_err(|error| PolicyError::Io { path: f.display().to_string(), error })?;
@@ -91,8 +109,12 @@ impl PolicySet {
             diags.sort();
             return Err(PolicyError::Invalid(diags));
         }
-        let named: Vec<(String, &str)> =
-            files.iter().zip(&texts).map(|(f, t)| (f.display().to_string(), t.as_str())).collect();
+        let named: Vec<(String, &str)> = files
+            .iter()
+            .zip(&texts)
+            .map(|(f, t)| (f.display().to_string(), t.as_str()))
+            .chain(data_texts.iter().map(|(p, t)| (p.clone(), t.as_str())))
+            .collect();
         let digest = digest_of(&namespace, &named);
         Ok(PolicySet { engine, files, namespace, digest })
     }
@@ -112,7 +134,8 @@ impl PolicySet {
         self.namespace.join(".")
     }
 
-    /// A digest of the namespace and every file's path and content: a saved plan records it, and
+    /// A digest of the namespace and every file's path and content (data documents included): a
+    /// saved plan records it, and
     /// apply refuses the plan when the policies changed since.
     pub fn digest(&self) -> &str {
         &self.digest
@@ -132,7 +155,9 @@ fn digest_of(namespace: &[String], files: &[(String, &str)]) -> String {
     hex::encode(h.finalize())
 }
 
-fn collect(path: &Path, out: &mut Vec<PathBuf>) -> Result<(), PolicyError> {
+/// The `.rego` files under `path` into `out`, the data documents into `data` (with `root`, the
+/// policy directory they were found under).
+fn collect(root: &Path, path: &Path, out: &mut Vec<PathBuf>, data: &mut Vec<DataFile>) -> Result<(), PolicyError> {
     let io = |error| PolicyError::Io { path: path.display().to_string(), error };
     let meta = std::fs::metadata(path).map_err(io)?;
     if meta.is_file() {
@@ -150,7 +175,9 @@ fn collect(path: &Path, out: &mut Vec<PathBuf>) -> Result<(), PolicyError> {
     for e in std::fs::read_dir(path).map_err(io)? {
         let p = e.map_err(io)?.path();
         if p.is_dir() {
-            collect(&p, out)?;
+            collect(root, &p, out, data)?;
+        } else if is_data(&p) {
+            data.push(DataFile { root: root.to_path_buf(), path: p });
         } else if p.extension().is_some_and(|x| x == "rego") {
             // conftest skips tests (`*_test.rego`): they are for `opa test`, not for the gate.
             if !p.file_stem().is_some_and(|s| s.to_string_lossy().ends_with("_test")) {

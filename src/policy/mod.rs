@@ -2,7 +2,8 @@
 //! conventions of conftest so existing policies carry over (`docs/policy.md`).
 //!
 //! - [`PolicySet::load`] reads every `.rego` file under the given directories (sorted, so the
-//!   set and its [`PolicySet::digest`] do not depend on the file system's order). A file that does
+//!   set and its [`PolicySet::digest`] do not depend on the file system's order), and their data
+//!   documents (`.json`, `.yaml`) as `opa eval -d` does. A file that does
 //!   not parse or compile is a located diagnostic (`file:line:col`), like a spec error: nothing
 //!   is evaluated, nothing changes.
 //! - [`PolicySet::evaluate`] takes the input document (built by the floors above: the plan as in
@@ -14,6 +15,7 @@
 //! into findings. Deciding what a finding means (refuse an apply, report `policy_failed`) is the
 //! job of the floors above.
 
+mod data;
 mod eval;
 mod load;
 

@@ -150,3 +150,31 @@ fn a_built_in_left_out_is_a_located_error_where_it_is_reached() {
         other => panic!("http.send ran or passed silently: {other:?}"),
     }
 }
+
+#[test]
+fn data_documents_load_at_their_directory_path_as_opa_loads_them() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "registries/data.json", r#"{"allowed": ["gcr.io"]}"#);
+    write(dir.path(), "limits/deep/anything.yaml", "max: 2\n");
+    write(dir.path(), "top.json", r#"{"owner": "platform"}"#);
+    write(
+        dir.path(),
+        "p.rego",
+        "package skyform\n\nimport data.limits.deep\nimport data.registries\n\nwarn contains sprintf(\"%s %v %s\", [registries.allowed[0], deep.max, data.owner]) if true\n",
+    );
+    let set = PolicySet::load(&[dir.path().to_path_buf()], DEFAULT_NAMESPACE).unwrap();
+    let out = set.evaluate(json!({})).unwrap();
+    assert_eq!(out.warnings().map(|f| f.msg.as_str()).collect::<Vec<_>>(), ["gcr.io 2 platform"]);
+    // The data is part of the set: a change is a new digest.
+    let before = set.digest().to_string();
+    write(dir.path(), "limits/deep/anything.yaml", "max: 3\n");
+    let set = PolicySet::load(&[dir.path().to_path_buf()], DEFAULT_NAMESPACE).unwrap();
+    assert_ne!(set.digest(), before);
+    // A broken document is located.
+    let f = write(dir.path(), "registries/data.json", "{\"allowed\": [\n  \"gcr.io\",\n}");
+    let Err(PolicyError::Invalid(d)) = PolicySet::load(&[dir.path().to_path_buf()], DEFAULT_NAMESPACE) else {
+        panic!("broken data loads")
+    };
+    let pos = d.0[0].pos.as_ref().expect("located");
+    assert_eq!((pos.file.as_path(), pos.line), (f.as_path(), 3), "{}", d.0[0]);
+}

@@ -4,6 +4,8 @@
 package skyform.features
 
 import data.lib.features.util
+import data.limits
+import data.registries
 
 # Set, array and object comprehensions.
 types := {r.type | some r in input.resource_changes}
@@ -80,4 +82,25 @@ warn contains {"msg": msg, "id": "F-BUILTINS"} if {
 		count(managed),
 		net.cidr_contains("10.0.0.0/8", "10.1.2.3"),
 	])
+}
+
+# Data documents beside the policies (registries/data.json, limits/settings.yaml), imported as
+# data.registries and data.limits: loaded at their directory's path, as `opa eval -d` does.
+violation_registry contains {"msg": sprintf("%s: image %s is from a registry not in data.registries.allowed", [r.address, image]), "address": r.address} if {
+	some r in input.resource_changes
+	walk(r.after, [path, image])
+	count(path) > 0
+	path[count(path) - 1] == "image"
+	is_string(image)
+	not from_allowed_registry(image)
+}
+
+from_allowed_registry(image) if {
+	some registry in registries.allowed
+	startswith(image, concat("", [registry, "/"]))
+}
+
+warn contains {"msg": sprintf("%d Cloud SQL instances, more than %s allows (%d)", [n, limits.owner, limits.max_sql_instances]), "id": "F-DATA"} if {
+	n := count([r | some r in input.resource_changes; r.type == "gcp_sql_instance"])
+	n > limits.max_sql_instances
 }
