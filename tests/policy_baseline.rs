@@ -135,3 +135,33 @@ async fn the_human_plan_lists_denies_with_their_addresses_then_refuses() {
     }
     assert!(!all.contains("Root-Pw-1-policy") && !all.contains("Web-Pw-1-policy"), "a secret in the output");
 }
+
+/// The image rule on Kubernetes objects (the seed has none of its own): a manifest's Deployment
+/// with an unpinned image is denied; Secrets and ConfigMaps are not looked into; a value known
+/// only after apply is not judged.
+#[test]
+fn images_in_kubernetes_manifests_are_pinned_too() {
+    let set = skyform::policy::PolicySet::load(&[policy_common::baseline()], skyform::policy::DEFAULT_NAMESPACE)
+        .expect("the baseline loads");
+    let object = |ty: &str, name: &str, after: serde_json::Value| {
+        serde_json::json!({"address": format!("{ty}.{name}"), "mode": "managed", "type": ty, "name": name,
+                           "action": "create", "after": after})
+    };
+    let deployment = |image: &str| {
+        serde_json::json!({"manifest": {"kind": "Deployment", "spec": {"template": {"spec": {
+            "containers": [{"name": "app", "image": image}, {"name": "side", "image": "(known after apply)"}]}}}}})
+    };
+    let input = serde_json::json!({"resource_changes": [
+        object("k8s_manifest", "web", deployment("nginx")),
+        object("k8s_manifest", "api", deployment("registry.example.com:5000/team/api:1.4.2")),
+        object("k8s_config_map", "cfg", serde_json::json!({"data": {"image": "nginx:latest"}})),
+    ]});
+    let out = set.evaluate(input).unwrap();
+    let denies: Vec<(&str, &str)> =
+        out.denies().map(|f| (f.address.as_deref().unwrap(), f.id.as_deref().unwrap())).collect();
+    assert_eq!(denies, [("k8s_manifest.web", "SKY-IMG-001")], "{out:?}");
+    assert!(
+        out.denies().next().unwrap().msg.contains("at manifest.spec.template.spec.containers.0.image"),
+        "{out:?}"
+    );
+}
