@@ -160,8 +160,34 @@ fn images_in_kubernetes_manifests_are_pinned_too() {
     let denies: Vec<(&str, &str)> =
         out.denies().map(|f| (f.address.as_deref().unwrap(), f.id.as_deref().unwrap())).collect();
     assert_eq!(denies, [("k8s_manifest.web", "SKY-IMG-001")], "{out:?}");
-    assert!(
-        out.denies().next().unwrap().msg.contains("at manifest.spec.template.spec.containers.0.image"),
-        "{out:?}"
-    );
+    assert!(out.denies().next().unwrap().msg.contains("at manifest.spec.template.spec.containers.0.image"), "{out:?}");
+}
+
+/// The baseline's own unit tests (`baseline_test.rego`, for `opa test`; skyform's loader skips
+/// them) hold in regorus too: every `test_*` rule is true (`with input as` included).
+#[test]
+fn the_baselines_own_tests_hold_in_regorus() {
+    let dir = policy_common::baseline();
+    let mut engine = regorus::Engine::new();
+    let mut files = vec![dir.join("lib/plan.rego")];
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "rego") {
+            files.push(p);
+        }
+    }
+    for f in &files {
+        engine.add_policy_from_file(f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+    }
+    let results = engine.eval_query("data.skyform.skypilot_test".into(), false).unwrap();
+    let tree = serde_json::to_value(&results.result[0].expressions[0].value).unwrap();
+    let tests: Vec<(&String, &serde_json::Value)> =
+        tree.as_object().unwrap().iter().filter(|(k, _)| k.starts_with("test_")).collect();
+    // A failing test is undefined, so absent: every test the file declares must be there, true.
+    let declared = std::fs::read_to_string(dir.join("baseline_test.rego")).unwrap().matches("\ntest_").count();
+    assert!(declared >= 8);
+    assert_eq!(tests.len(), declared, "some tests are undefined in regorus: {tree}");
+    let failed: Vec<&String> =
+        tests.iter().filter(|(_, v)| **v != serde_json::Value::Bool(true)).map(|(k, _)| *k).collect();
+    assert!(failed.is_empty(), "failing in regorus: {failed:?}");
 }

@@ -169,3 +169,16 @@ async fn opa_eval_gives_the_same_results_as_skyform() {
         assert!(rules_seen.contains(rule), "no result of {rule} was compared: {rules_seen:?}");
     }
 }
+
+/// The baseline is also an ordinary OPA bundle: its own unit tests (`baseline_test.rego`, which
+/// skyform skips) pass under `opa test`.
+#[test]
+fn the_baselines_own_tests_pass_under_opa_test() {
+    let out = Command::new(opa()).args(["test", "--verbose"]).arg(baseline()).output().expect("opa runs");
+    let all = text(&out);
+    assert!(out.status.success(), "opa test failed:\n{all}");
+    let passed = all.lines().find_map(|l| l.trim().strip_prefix("PASS: ")).unwrap_or_else(|| panic!("{all}"));
+    let (n, of) = passed.split_once('/').unwrap_or_else(|| panic!("{all}"));
+    assert_eq!(n, of, "{all}");
+    assert!(n.parse::<u32>().unwrap() >= 8, "{all}");
+}
