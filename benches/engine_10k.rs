@@ -79,7 +79,7 @@ fn run_one(what: &str, shape: &str) {
     let fake = Arc::new(MemoryFactory::new());
     let mut reg = Registry::new();
     reg.register(fake.clone());
-    let opts = SpecOptions { file, vars: vec![], var_files: vec![], lenient_vars: false };
+    let opts = SpecOptions { file, vars: vec![], var_files: vec![], lenient_vars: false, policies: vec![] };
 
     let t0 = Instant::now();
     let loaded = ops::load(&opts, reg).map_err(|e| e.to_string()).unwrap();

@@ -182,6 +182,7 @@ async fn run() {
                 vars: vars.clone(),
                 var_files: vec![],
                 lenient_vars: false,
+                policies: vec![],
             },
             reg,
         )

@@ -41,7 +41,9 @@ fn run_one(backend: &str) {
     std::fs::write(&file, spec(gcs)).unwrap();
     let mut reg = Registry::new();
     reg.register(Arc::new(MemoryFactory::new()));
-    let loaded = ops::load(&SpecOptions { file, vars: vec![], var_files: vec![], lenient_vars: false }, reg).unwrap();
+    let loaded =
+        ops::load(&SpecOptions { file, vars: vec![], var_files: vec![], lenient_vars: false, policies: vec![] }, reg)
+            .unwrap();
     let ctx = loaded.context(Arc::new(NoHook), 10, Cancel::new());
     let apply = rt.block_on(async {
         let mut s = ops::apply::open(&loaded, Some("bench"), Duration::ZERO).unwrap();

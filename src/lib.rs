@@ -10,7 +10,8 @@
 //!    the APIs' naming rules, the one network client and token source, times, htpasswd lines;
 //! 3. [`spec`] (TOML → a positioned model; interpolation; validation), then [`providers`] (the
 //!    provider contract, the registry, and the GCP, Kubernetes, Helm and PostgreSQL providers);
-//! 4. [`graph`] (the dependency DAG), [`plan`] (the change model: data, serde, deterministic
+//! 4. [`graph`] (the dependency DAG), [`policy`] (Rego policies evaluated in process on a JSON
+//!    document: conftest's `deny`/`warn`/`violation`), [`plan`] (the change model: data, serde, deterministic
 //!    order), [`state`] (what skyform manages, with no secrets: journal + snapshot, in local files
 //!    or a bucket);
 //! 5. [`engine`]: planner (read + diff), applier (bounded parallel walk), checks, drift; it never
@@ -27,6 +28,7 @@ pub mod join;
 pub mod mask;
 pub mod ops;
 pub mod plan;
+pub mod policy;
 pub mod providers;
 pub mod secrets;
 pub mod spec;
@@ -51,6 +53,7 @@ mod floors {
         "spec",
         "providers",
         "graph",
+        "policy",
         "plan",
         "state",
         "engine",

@@ -28,8 +28,20 @@ tokio::task_local! {
 }
 
 /// The phases, in the order the report lists them.
-pub const PHASES: &[&str] =
-    &["load", "state", "configure", "read", "diff", "apply", "check", "gcp", "kubernetes", "helm", "postgres"];
+pub const PHASES: &[&str] = &[
+    "load",
+    "state",
+    "configure",
+    "read",
+    "diff",
+    "policy",
+    "apply",
+    "check",
+    "gcp",
+    "kubernetes",
+    "helm",
+    "postgres",
+];
 
 /// One finished span.
 #[derive(Debug, Clone)]

@@ -71,6 +71,7 @@ fn addresses(variant: &str) -> Vec<String> {
         vars: vec![],
         var_files: vec![],
         lenient_vars: true,
+        policies: vec![],
     };
     let loaded = skyform::ops::load(&opts, skyform::providers::Registry::builtin()).unwrap_or_else(|e| panic!("{e}"));
     loaded.spec.resources.keys().map(|a| a.to_string()).collect()

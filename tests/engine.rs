@@ -41,6 +41,7 @@ impl Fixture {
             vars: vars.iter().map(|s| s.to_string()).collect(),
             var_files: vec![],
             lenient_vars: false,
+            policies: vec![],
         };
         match ops::load(&opts, reg) {
             Ok(l) => l,
@@ -494,8 +495,13 @@ fn a_resource_referring_to_itself_is_a_cycle() {
     let f = Fixture::new("[resource.test_object.a]\nname = \"a\"\nvalue = \"${test_object.a.id}\"\n");
     let mut reg = Registry::new();
     reg.register(f.fake.clone());
-    let opts =
-        SpecOptions { file: f.dir.path().join("main.toml"), vars: vec![], var_files: vec![], lenient_vars: false };
+    let opts = SpecOptions {
+        file: f.dir.path().join("main.toml"),
+        vars: vec![],
+        var_files: vec![],
+        lenient_vars: false,
+        policies: vec![],
+    };
     let err = ops::load(&opts, reg).err().expect("a cycle").to_string();
     assert!(err.contains("dependency cycle: test_object.a"), "{err}");
     assert!(err.contains("main.toml:1:1"), "{err}");

@@ -47,6 +47,7 @@ impl Fixture {
             vars: vec![],
             var_files: vec![],
             lenient_vars: lenient,
+            policies: vec![],
         };
         ops::load(&opts, reg).map_err(|e| e.to_string())
     }

@@ -53,6 +53,15 @@ pub struct SpecArgs {
     pub var_files: Vec<PathBuf>,
 }
 
+/// The policies a command evaluates besides the spec's `[policy] paths` (`docs/policy.md`).
+#[derive(Debug, Args, Clone, Default)]
+pub struct PolicyArgs {
+    /// A directory of Rego policies (`.rego` files, packages under `skyform`) to evaluate too
+    /// (repeatable).
+    #[arg(long = "policy", value_name = "DIR")]
+    pub policies: Vec<PathBuf>,
+}
+
 /// Options of commands that plan.
 #[derive(Debug, Args, Clone)]
 pub struct PlanArgs {
@@ -86,6 +95,8 @@ pub enum Command {
     Validate {
         #[command(flatten)]
         spec: SpecArgs,
+        #[command(flatten)]
+        policy: PolicyArgs,
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
@@ -94,6 +105,8 @@ pub enum Command {
     Plan {
         #[command(flatten)]
         spec: SpecArgs,
+        #[command(flatten)]
+        policy: PolicyArgs,
         #[command(flatten)]
         plan: PlanArgs,
         /// Save the plan to apply it later with `apply FILE`.
@@ -113,6 +126,8 @@ pub enum Command {
         #[command(flatten)]
         spec: SpecArgs,
         #[command(flatten)]
+        policy: PolicyArgs,
+        #[command(flatten)]
         plan: PlanArgs,
         /// Do not ask for confirmation.
         #[arg(long = "auto-approve")]
@@ -126,6 +141,8 @@ pub enum Command {
         #[command(flatten)]
         spec: SpecArgs,
         #[command(flatten)]
+        policy: PolicyArgs,
+        #[command(flatten)]
         plan: PlanArgs,
         /// Do not ask for confirmation.
         #[arg(long = "auto-approve")]
@@ -135,6 +152,8 @@ pub enum Command {
     Drift {
         #[command(flatten)]
         spec: SpecArgs,
+        #[command(flatten)]
+        policy: PolicyArgs,
         /// How many resources are read at once.
         #[arg(long, default_value_t = 10)]
         parallelism: usize,
@@ -160,6 +179,8 @@ pub enum Command {
     Check {
         #[command(flatten)]
         spec: SpecArgs,
+        #[command(flatten)]
+        policy: PolicyArgs,
         /// How many resources are read at once.
         #[arg(long, default_value_t = 10)]
         parallelism: usize,
@@ -271,7 +292,13 @@ impl SpecArgs {
             vars: self.vars.clone(),
             var_files: self.var_files.clone(),
             lenient_vars: false,
+            policies: Vec::new(),
         }
+    }
+
+    /// [`Self::options`] with the `--policy` directories.
+    fn with_policies(&self, p: &PolicyArgs) -> SpecOptions {
+        SpecOptions { policies: p.policies.clone(), ..self.options() }
     }
 }
 
@@ -329,8 +356,8 @@ pub fn main() -> i32 {
 /// nothing: it calls the verb's `ops` function and renders what it returns.
 pub async fn run(cli: Cli, p: &Printer, registry: Registry) -> Result<i32, OpError> {
     match cli.command {
-        Command::Validate { spec, json } => {
-            let v = ops::inspect::validate(&spec.options(), registry)?;
+        Command::Validate { spec, policy, json } => {
+            let v = ops::inspect::validate(&spec.with_policies(&policy), registry)?;
             if json {
                 let warnings: Vec<String> = v.warnings.0.iter().map(|d| d.to_string()).collect();
                 p.out(&serde_json::json!({"valid": true, "warnings": warnings}).to_string());
@@ -343,8 +370,8 @@ pub async fn run(cli: Cli, p: &Printer, registry: Registry) -> Result<i32, OpErr
             }
             Ok(0)
         }
-        Command::Plan { spec, plan, out, detailed_exitcode, destroy } => {
-            let loaded = ops::load(&spec.options(), registry)?;
+        Command::Plan { spec, policy, plan, out, detailed_exitcode, destroy } => {
+            let loaded = ops::load(&spec.with_policies(&policy), registry)?;
             p.set_mask(loaded.mask());
             p.diagnostics(&loaded.warnings);
             note_lock(p, &loaded);
@@ -363,18 +390,23 @@ pub async fn run(cli: Cli, p: &Printer, registry: Registry) -> Result<i32, OpErr
                     path.display()
                 ));
             }
+            // A plan the policies deny has failed: exit 1, as for a plan error.
+            if let Some(o) = planned.plan.policy.as_ref().filter(|o| o.denied()) {
+                p.err(&format!("\nerror: {}", ops::policy::denied_message(o)));
+                return Ok(1);
+            }
             Ok(if detailed_exitcode && planned.plan.has_changes() { 2 } else { 0 })
         }
-        Command::Apply { plan_file, spec, plan, auto_approve, skip_checks } => {
+        Command::Apply { plan_file, spec, policy, plan, auto_approve, skip_checks } => {
             let req = ops::apply::ApplyRequest { plan: plan.request(false), plan_file, skip_checks };
-            apply_or_destroy(p, registry, spec, plan.json, req, auto_approve).await
+            apply_or_destroy(p, registry, spec.with_policies(&policy), plan.json, req, auto_approve).await
         }
-        Command::Destroy { spec, plan, auto_approve } => {
+        Command::Destroy { spec, policy, plan, auto_approve } => {
             let req = ops::apply::ApplyRequest { plan: plan.request(true), plan_file: None, skip_checks: true };
-            apply_or_destroy(p, registry, spec, plan.json, req, auto_approve).await
+            apply_or_destroy(p, registry, spec.with_policies(&policy), plan.json, req, auto_approve).await
         }
-        Command::Check { spec, parallelism, json } => {
-            let loaded = ops::load(&spec.options(), registry)?;
+        Command::Check { spec, policy, parallelism, json } => {
+            let loaded = ops::load(&spec.with_policies(&policy), registry)?;
             p.set_mask(loaded.mask());
             let hook: Arc<dyn crate::engine::Hook> = if json {
                 Arc::new(crate::engine::events::NoHook)
@@ -382,19 +414,28 @@ pub async fn run(cli: Cli, p: &Printer, registry: Registry) -> Result<i32, OpErr
                 Arc::new(EventPrinter::new(p.clone(), false))
             };
             note_lock(p, &loaded);
-            let results = ops::check::run(&loaded, hook, parallelism).await?;
+            let checked = ops::check::run(&loaded, hook, parallelism).await?;
+            let results = &checked.checks;
             let failed = results.iter().filter(|c| !c.passed).count();
             if json {
-                p.out(&serde_json::json!({"format_version": "1", "checks": results, "failed": failed}).to_string());
+                let mut doc = serde_json::json!({"format_version": "1", "checks": results, "failed": failed});
+                if let Some(o) = &checked.policy {
+                    doc["policy"] = serde_json::to_value(o).unwrap_or_default();
+                    doc["policy_failed"] = o.denies().count().into();
+                }
+                p.out(&doc.to_string());
             } else {
                 p.out(&format!("\n{} checks: {} passed, {failed} failed.", results.len(), results.len() - failed));
+                if let Some(o) = &checked.policy {
+                    p.out_raw(&render::policy_live(o));
+                }
             }
-            Ok(if failed == 0 { 0 } else { 2 })
+            Ok(if checked.failures() == 0 { 0 } else { 2 })
         }
-        Command::Drift { spec, parallelism, json, skip_checks, json_out, notify, notify_on } => {
+        Command::Drift { spec, policy, parallelism, json, skip_checks, json_out, notify, notify_on } => {
             let req =
                 ops::drift::DriftRequest { parallelism, skip_checks, json_out, notify: notify.map(|u| (u, notify_on)) };
-            let run = ops::drift::run(&spec.options(), registry, &req).await;
+            let run = ops::drift::run(&spec.with_policies(&policy), registry, &req).await;
             p.set_mask(run.mask.clone());
             if let Some(note) = &run.lock_note {
                 p.err(&format!("note: {note}"));
@@ -513,14 +554,14 @@ async fn state(p: &Printer, registry: Registry, command: StateCommand) -> Result
 async fn apply_or_destroy(
     p: &Printer,
     registry: Registry,
-    spec: SpecArgs,
+    spec: SpecOptions,
     json: bool,
     req: ops::apply::ApplyRequest,
     auto_approve: bool,
 ) -> Result<i32, OpError> {
     let destroy = req.plan.destroy;
     let op = if destroy { "destroy" } else { "apply" };
-    let loaded: Loaded = ops::load(&spec.options(), registry)?;
+    let loaded: Loaded = ops::load(&spec, registry)?;
     p.set_mask(loaded.mask());
     p.diagnostics(&loaded.warnings);
     let cancel = Cancel::new();

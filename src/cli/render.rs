@@ -43,6 +43,33 @@ pub fn plan(p: &Plan) -> String {
     }
     outputs(&mut out, &p.outputs);
     checks(&mut out, &p.checks);
+    if let Some(o) = &p.policy {
+        policy(&mut out, o, "the plan passes");
+    }
+    out
+}
+
+/// What the policies said: every warning and deny, one a line, then a count.
+fn policy(out: &mut String, o: &crate::policy::Outcome, what: &str) {
+    let (denies, warns) = (o.denies().count(), o.warnings().count());
+    let _ = writeln!(
+        out,
+        "\nPolicies ({} files): {denies} deny, {warns} warn{}",
+        o.files.len(),
+        if denies + warns == 0 { format!(": {what}.") } else { ".".into() }
+    );
+    for f in o.denies() {
+        let _ = writeln!(out, "  error: {f}");
+    }
+    for f in o.warnings() {
+        let _ = writeln!(out, "  warning: {f}");
+    }
+}
+
+/// `skyform check`'s policy part: what the policies said about the live objects.
+pub fn policy_live(o: &crate::policy::Outcome) -> String {
+    let mut out = String::new();
+    policy(&mut out, o, "the live objects pass");
     out
 }
 
@@ -290,6 +317,7 @@ pub fn drift(r: &DriftReport) -> String {
             DriftClass::DeletedOutside => ("-", "deleted outside skyform"),
             DriftClass::PendingSpecChange => (">", "the spec changed since the last apply"),
             DriftClass::CheckFailed => ("!", "the check fails"),
+            DriftClass::PolicyFailed => ("!", "breaks a policy"),
         };
         let _ = writeln!(out, "  {sym} {} [{}]: {what}", f.address, f.class.as_str());
         if let Some(m) = &f.message {
@@ -304,9 +332,12 @@ pub fn drift(r: &DriftReport) -> String {
         }
     }
     let c = &r.counts;
+    // The policy count shows only where policies were evaluated, so the line stays as it was for
+    // specs without any.
+    let policy = if r.policy.is_some() { format!(", {} policy_failed", c.policy_failed) } else { String::new() };
     let _ = writeln!(
         out,
-        "\n{} findings: {} changed_outside, {} deleted_outside, {} pending_spec_change, {} check_failed.",
+        "\n{} findings: {} changed_outside, {} deleted_outside, {} pending_spec_change, {} check_failed{policy}.",
         r.findings.len(),
         c.changed_outside,
         c.deleted_outside,
@@ -418,6 +449,7 @@ mod tests {
             }],
             counts: crate::ops::drift::Counts { changed_outside: 1, ..Default::default() },
             checks: Vec::new(),
+            policy: None,
         };
         let text = drift(&report);
         assert!(

@@ -32,6 +32,8 @@ pub enum DriftClass {
     PendingSpecChange,
     /// A `[check.<name>]` does not pass: what was applied does not work.
     CheckFailed,
+    /// A live object breaks a policy (a `deny`/`violation` result on the live values).
+    PolicyFailed,
 }
 
 impl DriftClass {
@@ -42,6 +44,7 @@ impl DriftClass {
             DriftClass::DeletedOutside => "deleted_outside",
             DriftClass::PendingSpecChange => "pending_spec_change",
             DriftClass::CheckFailed => "check_failed",
+            DriftClass::PolicyFailed => "policy_failed",
         }
     }
 }
@@ -68,7 +71,8 @@ pub struct Finding {
     pub class: DriftClass,
     /// Which attributes (empty for whole-object findings).
     pub attributes: Vec<AttrFinding>,
-    /// What a failing check saw (`check_failed` only; no secrets).
+    /// What a failing check saw (`check_failed`), or the policy's result (`policy_failed`); no
+    /// secrets.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
 }

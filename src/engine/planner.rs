@@ -270,6 +270,9 @@ async fn plan_once(
         forget: Vec::new(),
         dropped: Vec::new(),
         checks,
+        variables: BTreeMap::new(),
+        providers: BTreeMap::new(),
+        policy: None,
     };
     let observations = std::mem::take(&mut *shared.observations.lock().expect("obs lock"));
     let fresh = std::mem::take(&mut *shared.needs_fresh.lock().expect("fresh lock"));

@@ -58,6 +58,8 @@ pub async fn prepare<'a>(
     if req.skip_checks || req.plan.destroy {
         planned.plan.checks.clear();
     }
+    // The gate: before any change, whatever the spec says (no flag turns it off).
+    super::policy::gate(loaded, &mut planned.plan)?;
     Ok(Prepared { session, ctx, plan: planned.plan, from_file: req.plan_file.is_some() })
 }
 
@@ -100,7 +102,12 @@ pub fn open<'a>(loaded: &'a Loaded, operation: Option<&str>, lock_timeout: Durat
     Ok(Session { _guard: guard, state, loaded })
 }
 
-impl Session<'_> {
+impl<'a> Session<'a> {
+    /// The loaded spec this session runs for.
+    pub fn loaded(&self) -> &'a Loaded {
+        self.loaded
+    }
+
     /// Writes the state if it has never been written, so that its lineage and
     /// fingerprint key are stable (a saved plan made against a new state must
     /// still match it when applied).
@@ -126,6 +133,7 @@ impl Session<'_> {
         out.plan.targets = opts.targets.clone();
         out.plan.replace = opts.replace.clone();
         out.plan.exclude = opts.exclude.clone();
+        (out.plan.variables, out.plan.providers) = super::policy::context(self.loaded);
         Ok(out)
     }
 
@@ -161,6 +169,12 @@ impl Session<'_> {
         if saved.spec_digest != self.loaded.digest(&fp) {
             return Err(super::error(
                 "the spec or the variable values changed since the plan was made; run plan again",
+            ));
+        }
+        let policies = saved.policy.as_ref().map(|o| o.digest.as_str());
+        if policies.unwrap_or(crate::policy::PolicySet::empty().digest()) != self.loaded.policies.digest() {
+            return Err(super::error(
+                "the policies changed since the plan was made (the set evaluated then is not the set now); run plan again",
             ));
         }
         let opts = PlanOptions {

@@ -25,6 +25,10 @@ pub struct DriftReport {
     pub counts: Counts,
     /// Every check run, passed or not.
     pub checks: Vec<CheckResult>,
+    /// What the policies said about the live objects (absent when no policy is configured);
+    /// each deny is also a `policy_failed` finding.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<crate::policy::Outcome>,
 }
 
 /// Counts by class.
@@ -38,6 +42,8 @@ pub struct Counts {
     pub pending_spec_change: usize,
     /// `check_failed`.
     pub check_failed: usize,
+    /// `policy_failed`.
+    pub policy_failed: usize,
 }
 
 impl DriftReport {
@@ -59,6 +65,13 @@ pub async fn drift(session: &Session<'_>, ctx: &Context, skip_checks: bool) -> R
         attributes: Vec::new(),
         message: Some(c.message.clone()),
     }));
+    let policy = if session.loaded().policies.is_empty() {
+        None
+    } else {
+        let outcome = super::policy::evaluate_live(session.loaded(), &out.plan, &out.observations)?;
+        findings.extend(policy_findings(&outcome));
+        Some(outcome)
+    };
     findings.sort_by(|a, b| (&a.address, a.class).cmp(&(&b.address, b.class)));
     let mut counts = Counts::default();
     for f in &findings {
@@ -67,9 +80,27 @@ pub async fn drift(session: &Session<'_>, ctx: &Context, skip_checks: bool) -> R
             DriftClass::DeletedOutside => counts.deleted_outside += 1,
             DriftClass::PendingSpecChange => counts.pending_spec_change += 1,
             DriftClass::CheckFailed => counts.check_failed += 1,
+            DriftClass::PolicyFailed => counts.policy_failed += 1,
         }
     }
-    Ok(DriftReport { format_version: "1", findings, counts, checks })
+    Ok(DriftReport { format_version: "1", findings, counts, checks, policy })
+}
+
+/// One `policy_failed` finding per deny: at the address the result names, else at
+/// `policy.<package>` (a result about no one object).
+pub fn policy_findings(o: &crate::policy::Outcome) -> Vec<Finding> {
+    o.denies()
+        .map(|f| Finding {
+            address: f
+                .address
+                .as_deref()
+                .and_then(|a| a.parse::<Address>().ok())
+                .unwrap_or_else(|| Address::managed("policy", &f.package)),
+            class: DriftClass::PolicyFailed,
+            attributes: Vec::new(),
+            message: Some(f.to_string()),
+        })
+        .collect()
 }
 
 /// What a drift run does besides reading.
@@ -128,6 +159,9 @@ fn masked(mut r: DriftReport, mask: &crate::mask::Mask) -> DriftReport {
     for c in &mut r.checks {
         c.message = mask.apply(&c.message);
     }
+    for f in r.policy.iter_mut().flat_map(|o| o.findings.iter_mut()) {
+        f.msg = mask.apply(&f.msg);
+    }
     r
 }
 
@@ -158,4 +192,69 @@ async fn deliver(
     super::notify::post(net, url, &super::notify::message(&name, &phrased))
         .await
         .map_err(|e| super::error(format!("drift --notify: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::{Finding as PolicyFinding, Level, Outcome};
+
+    fn outcome() -> Outcome {
+        let f = |level, address: Option<&str>, msg: &str| PolicyFinding {
+            level,
+            address: address.map(str::to_string),
+            msg: msg.into(),
+            id: Some("SKY-SQL-001".into()),
+            package: "skyform.skypilot.cloudsql".into(),
+            rule: "deny".into(),
+            metadata: None,
+        };
+        Outcome {
+            digest: "d".into(),
+            files: vec!["a.rego".into()],
+            findings: vec![
+                f(Level::Deny, Some("module.m.gcp_sql_instance.db"), "deletion protection is off"),
+                f(Level::Deny, None, "about no one object"),
+                f(Level::Warn, Some("helm_release.x"), "a warning is no finding"),
+            ],
+        }
+    }
+
+    #[test]
+    fn each_deny_is_a_policy_failed_finding_at_its_address() {
+        let found = policy_findings(&outcome());
+        assert_eq!(found.len(), 2);
+        assert!(found.iter().all(|f| f.class == DriftClass::PolicyFailed));
+        assert_eq!(found[0].address.to_string(), "module.m.gcp_sql_instance.db");
+        assert_eq!(found[1].address.to_string(), "policy.skyform.skypilot.cloudsql");
+        assert_eq!(
+            found[0].message.as_deref(),
+            Some(
+                "module.m.gcp_sql_instance.db: deletion protection is off [SKY-SQL-001] (data.skyform.skypilot.cloudsql.deny)"
+            )
+        );
+    }
+
+    #[test]
+    fn notify_counts_policy_failed_only_where_policies_ran() {
+        let o = outcome();
+        let findings = policy_findings(&o);
+        let report = DriftReport {
+            format_version: "1",
+            counts: Counts { policy_failed: findings.len(), ..Counts::default() },
+            findings,
+            checks: Vec::new(),
+            policy: Some(o),
+        };
+        let msg = super::super::notify::message("s.toml", &Outcome2::Report(report.clone()));
+        let text = msg["text"].as_str().unwrap();
+        assert!(text.contains("0 check_failed, 2 policy_failed)"), "{text}");
+        assert_eq!(msg["skyform_report"]["counts"]["policy_failed"], 2);
+        assert_eq!(msg["skyform_report"]["policy"]["findings"][2]["level"], "warn");
+        let without = DriftReport { policy: None, ..report };
+        let msg = super::super::notify::message("s.toml", &Outcome2::Report(without));
+        assert!(!msg["text"].as_str().unwrap().contains("2 policy_failed)"), "{msg}");
+    }
+
+    use super::super::notify::Outcome as Outcome2;
 }

@@ -8,6 +8,7 @@ pub mod drift;
 pub mod inspect;
 pub mod notify;
 pub mod plan;
+pub mod policy;
 pub mod state;
 
 use std::collections::BTreeMap;
@@ -42,6 +43,12 @@ pub enum OpError {
     /// A saved plan could not be used.
     #[error(transparent)]
     PlanFile(#[from] crate::plan::file::PlanFileError),
+    /// The policies could not be evaluated.
+    #[error(transparent)]
+    Policy(#[from] crate::policy::PolicyError),
+    /// The policies deny the plan: apply refuses before any change.
+    #[error("{}", policy::denied_message(.0))]
+    PolicyDenied(crate::policy::Outcome),
     /// Anything else, already phrased for the user.
     #[error("{0}")]
     Other(String),
@@ -66,6 +73,8 @@ pub struct SpecOptions {
     /// type (as `terraform validate`), not an error; a `count`/`for_each` that
     /// depends on one stands for a single representative instance.
     pub lenient_vars: bool,
+    /// `--policy DIR`: policy directories besides the spec's `[policy] paths`.
+    pub policies: Vec<PathBuf>,
 }
 
 /// A spec loaded, checked and ready to plan.
@@ -84,6 +93,8 @@ pub struct Loaded {
     pub backend: Arc<dyn Backend>,
     /// The local files beside the spec (`state migrate` moves state between them and `backend`).
     pub local: LocalBackend,
+    /// The policies plan, apply, drift and check evaluate (empty: none configured).
+    pub policies: crate::policy::PolicySet,
 }
 
 impl Loaded {
@@ -162,6 +173,19 @@ fn load_with(opts: &SpecOptions, registry: Registry, backend_need: BackendNeed) 
         .filter(|(n, _)| template.variables.contains_key(n))
         .collect();
     let mut diags = Diagnostics::default();
+    // The state commands touch only the state: a broken policy does not stand in their way.
+    let policies = if backend_need == BackendNeed::Required {
+        crate::policy::PolicySet::empty()
+    } else {
+        match policy::load(&template, &opts.policies) {
+            Ok(p) => p,
+            Err(OpError::Diagnostics(d)) => {
+                diags.extend(d);
+                crate::policy::PolicySet::empty()
+            }
+            Err(e) => return Err(e),
+        }
+    };
     let resolved = if opts.lenient_vars {
         let mut t = template.clone();
         for v in t.variables.values_mut() {
@@ -218,6 +242,7 @@ fn load_with(opts: &SpecOptions, registry: Registry, backend_need: BackendNeed) 
         warnings: diags,
         backend,
         local,
+        policies,
     })
 }
 

@@ -77,9 +77,11 @@ pub fn message(spec: &str, outcome: &Outcome) -> Value {
             if r.findings.len() > 10 {
                 items.push(format!("and {} more", r.findings.len() - 10));
             }
+            let policy =
+                if r.policy.is_some() { format!(", {} policy_failed", c.policy_failed) } else { String::new() };
             json!({
                 "text": format!(
-                    "skyform drift: {spec}: {} findings ({} changed_outside, {} deleted_outside, {} pending_spec_change, {} check_failed): {}",
+                    "skyform drift: {spec}: {} findings ({} changed_outside, {} deleted_outside, {} pending_spec_change, {} check_failed{policy}): {}",
                     r.findings.len(), c.changed_outside, c.deleted_outside, c.pending_spec_change, c.check_failed, items.join(", ")
                 ),
                 "skyform_report": r,

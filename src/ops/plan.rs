@@ -69,7 +69,10 @@ pub async fn plan(loaded: &Loaded, req: &PlanRequest, out: Option<PathBuf>) -> R
         session.persist_if_new(req.lock_timeout)?;
     }
     let opts = req.options(loaded, &session.state)?;
-    let planned = session.plan(&ctx, &opts).await?;
+    let mut planned = session.plan(&ctx, &opts).await?;
+    // Recorded in the saved plan too; a deny makes the plan fail (the CLI's exit code), and
+    // apply refuses such a plan anyway.
+    super::policy::evaluate_plan(loaded, &mut planned.plan)?;
     if let Some(path) = &out {
         let fp = session.state.fingerprinter();
         crate::plan::file::save(path, &planned.plan.redacted(&fp))?;

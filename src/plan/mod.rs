@@ -10,6 +10,7 @@
 //! before a plan is saved or printed as JSON.
 
 pub mod file;
+pub mod json;
 
 use std::collections::BTreeMap;
 
@@ -281,6 +282,16 @@ pub struct Plan {
     /// The checks apply runs once their dependencies are applied (none in a destroy plan).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub checks: Vec<PlannedCheck>,
+    /// The variables' values, for policies (`docs/policy.md`); secrets redacted like every value.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub variables: BTreeMap<String, Value>,
+    /// Each provider block's configuration as far as the variables say (what comes from
+    /// resources is unknown), without credentials: no sensitive attribute is kept.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub providers: BTreeMap<String, BTreeMap<String, Value>>,
+    /// What the policies said about this plan (none when no policy is configured).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<crate::policy::Outcome>,
 }
 
 /// A check apply will run.
@@ -371,6 +382,7 @@ impl Plan {
             c.identity = c.identity.as_ref().map(|v| fp.redact(v));
         }
         p.outputs = p.outputs.iter().map(|(k, v)| (k.clone(), fp.redact(v))).collect();
+        p.variables = p.variables.iter().map(|(k, v)| (k.clone(), fp.redact(v))).collect();
         p
     }
 }

@@ -66,6 +66,7 @@ pub fn expand(spec: &Spec, vars: &BTreeMap<String, Value>, mode: Mode) -> Result
         removed: spec.removed.clone(),
         imports: spec.imports.clone(),
         backend: spec.backend.clone(),
+        policy: spec.policy.clone(),
         ..Spec::default()
     };
     for (name, p) in &spec.providers {

@@ -25,9 +25,9 @@ use super::model::{
 };
 
 /// The top-level tables a spec may have.
-const BLOCK_KINDS: [&str; 12] = [
+const BLOCK_KINDS: [&str; 13] = [
     "variable", "provider", "resource", "data", "output", "locals", "module", "moved", "removed", "import", "check",
-    "backend",
+    "backend", "policy",
 ];
 
 /// Loads a spec from a file, or from every `*.toml` file of a directory.
@@ -143,6 +143,7 @@ fn load_modules(spec: &mut Spec, errors: &mut Vec<Diagnostic>, stack: &mut Vec<P
                     ("[[import]]", sub.imports.first().map(|b| b.pos.clone())),
                     ("check", sub.checks.values().map(|b| b.pos.clone()).next()),
                     ("backend", sub.backend.as_ref().map(|b| b.pos.clone())),
+                    ("policy", sub.policy.as_ref().map(|b| b.pos.clone())),
                 ] {
                     if let Some(pos) = found {
                         errors.push(
@@ -240,6 +241,7 @@ fn add_source(spec: &mut Spec, src: &SourceFile, errors: &mut Vec<Diagnostic>) {
             "output" => cx.named_blocks(k, v, "output", |cx, name, v| cx.output(spec, name, v)),
             "check" => cx.named_blocks(k, v, "check", |cx, name, v| cx.check(spec, name, v)),
             "backend" => cx.named_blocks(k, v, "backend", |cx, name, v| cx.backend(spec, name, v)),
+            "policy" => cx.policy(spec, v),
             "resource" => cx.typed_blocks(k, v, false, spec),
             "data" => cx.typed_blocks(k, v, true, spec),
             "locals" => cx.locals(spec, v),
@@ -253,7 +255,7 @@ fn add_source(spec: &mut Spec, src: &SourceFile, errors: &mut Vec<Diagnostic>) {
                     Some(s) => d.with_hint(format!("did you mean `{s}`?")),
                     None => d.with_hint(
                         "top-level tables are `variable`, `provider`, `resource`, `data`, `output`, `locals`, \
-                         `module`, `check`, `backend`, and the arrays `[[moved]]`, `[[removed]]`, `[[import]]`",
+                         `module`, `check`, `backend`, `policy`, and the arrays `[[moved]]`, `[[removed]]`, `[[import]]`",
                     ),
                 };
                 cx.errors.push(d);

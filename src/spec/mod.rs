@@ -29,6 +29,7 @@ mod backend;
 pub mod checks;
 mod convert;
 mod meta;
+mod policy;
 
 pub use eval::{Scope, eval};
 pub use load::{load, load_str};

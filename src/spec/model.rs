@@ -43,6 +43,21 @@ pub struct Spec {
     pub checks: BTreeMap<String, CheckBlock>,
     /// `[backend.<type>]` (root spec only): where state is kept; none: beside the spec.
     pub backend: Option<BackendBlock>,
+    /// `[policy]` (root spec only): the Rego policies plan, apply, drift and check evaluate.
+    pub policy: Option<PolicyBlock>,
+}
+
+/// `[policy]`: directories of `.rego` files (relative to the spec's directory) and the package
+/// namespace evaluated (`docs/policy.md`). Literal values: policies are read before anything is
+/// evaluated.
+#[derive(Debug, Clone)]
+pub struct PolicyBlock {
+    /// Where the block starts.
+    pub pos: Pos,
+    /// `paths`: directories (or files), as written.
+    pub paths: Vec<Spanned<String>>,
+    /// `namespace` (default `skyform`).
+    pub namespace: Option<Spanned<String>>,
 }
 
 /// `[backend.gcs]`: state in a Cloud Storage bucket.

@@ -131,6 +131,7 @@ impl Env {
             vars: vars.to_vec(),
             var_files: vec![],
             lenient_vars: false,
+            policies: vec![],
         };
         ops::load(&opts, reg).unwrap_or_else(|e| panic!("load failed: {e}"))
     }

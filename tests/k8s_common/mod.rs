@@ -40,6 +40,7 @@ impl Fixture {
             vars: self.vars.clone(),
             var_files: vec![],
             lenient_vars: false,
+            policies: vec![],
         };
         let mut registry = Registry::builtin();
         if let Some(helm) = &self.helm {
