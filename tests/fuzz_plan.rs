@@ -92,7 +92,10 @@ fn sample() -> Plan {
             target: "GET /api/health".into(),
             after: vec![addr("test_object.r0")],
         }],
-        variables: BTreeMap::from([("v".to_string(), Value::str("x")), ("s".to_string(), Value::Redacted("fp".into()))]),
+        variables: BTreeMap::from([
+            ("v".to_string(), Value::str("x")),
+            ("s".to_string(), Value::Redacted("fp".into())),
+        ]),
         providers: BTreeMap::from([("test".to_string(), BTreeMap::from([("region".to_string(), Value::str("r"))]))]),
         policy: None,
     }

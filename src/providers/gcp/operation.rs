@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::{Value as Json, json};
 use tokio::time::Instant;
 
-use super::client::{Api, Client};
+use super::client::{Api, Client, seg};
 use crate::providers::{Checkpoint, ProviderError};
 use crate::value::Value;
 
@@ -59,14 +59,26 @@ impl Op {
         (!op.name.is_empty()).then_some(op)
     }
 
+    /// The operation's URL path. The name comes from an API answer or from the state's private
+    /// data: every segment is percent-encoded, as resource names are, so that no name (`..`,
+    /// `a/b`, `x?y`) can make the poll reach another URL.
     fn path(&self) -> (Api, String) {
         match self.api.as_str() {
-            "sql" => (Api::Sql, format!("v1/projects/{}/operations/{}", self.project, self.name)),
+            "sql" => (Api::Sql, format!("v1/projects/{}/operations/{}", seg(&self.project), seg(&self.name))),
             "container" => (
                 Api::Container,
-                format!("v1/projects/{}/locations/{}/operations/{}", self.project, self.location, self.name),
+                format!(
+                    "v1/projects/{}/locations/{}/operations/{}",
+                    seg(&self.project),
+                    seg(&self.location),
+                    seg(&self.name)
+                ),
             ),
-            _ => (Api::ServiceUsage, format!("v1/{}", self.name)),
+            // `operations/<id>`: the collection stays, the rest is one segment.
+            _ => {
+                let id = self.name.strip_prefix("operations/").unwrap_or(&self.name);
+                (Api::ServiceUsage, format!("v1/operations/{}", seg(id)))
+            }
         }
     }
 }
@@ -170,6 +182,35 @@ pub async fn resume(c: &Client, private: &Value, deadline: Instant) -> Result<bo
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn operation_names_cannot_leave_their_collection() {
+        let op = |api: &str, name: &str| Op {
+            api: api.into(),
+            name: name.into(),
+            project: "p".into(),
+            location: "l".into(),
+        };
+        for (api, name) in
+            [("sql", "../../instances/x"), ("container", "a/b?c#d"), ("serviceusage", "operations/../../x")]
+        {
+            let (_, path) = op(api, name).path();
+            assert!(!path.contains("/../") && !path.contains('?') && !path.contains('#'), "{api}: {path}");
+            assert_eq!(
+                path.matches('/').count(),
+                if api == "sql" {
+                    4
+                } else if api == "container" {
+                    6
+                } else {
+                    2
+                },
+                "{path}"
+            );
+        }
+        assert_eq!(op("serviceusage", "operations/acat.p2-123").path().1, "v1/operations/acat.p2-123");
+        assert_eq!(op("sql", "2f0c-4b").path().1, "v1/projects/p/operations/2f0c-4b");
+    }
+
     use super::*;
 
     #[test]
