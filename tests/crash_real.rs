@@ -10,7 +10,7 @@
 //! Kill points: by default (CI), for each variant and each resource type (its
 //! first address), the create (then, on the same deployment, the delete); the
 //! update of the resources a spec edit changes (password variant); one random
-//! moment per variant. The two variants run side by side. More by hand:
+//! moment per variant. Four kill points run at a time (`SKYFORM_CRASH_JOBS`). More by hand:
 //! `SKYFORM_CRASH_POINTS=all` (every address × create/update/delete, both
 //! variants) and `SKYFORM_CRASH_RANDOM=<n>` random moments per variant.
 //! `SKYFORM_CRASH_ONLY=<substring>` keeps the kill points whose label contains
@@ -514,11 +514,20 @@ fn killed_applies_and_destroys_converge_on_the_first_re_run() {
     });
     let per_variant: Vec<Vec<KillPoint>> = ["password", "iam"].iter().map(|v| kill_points(v, seed)).collect();
     let total: usize = per_variant.iter().map(Vec::len).sum();
-    eprintln!("crash test: {total} kill points (SKYFORM_CRASH_SEED={seed}), the two variants side by side");
-    // The variants run side by side: each deployment has its own project and namespace.
+    // Each kill point's deployment has its own project and namespace: the points run
+    // SKYFORM_CRASH_JOBS at a time (default 4), the two variants' interleaved. They mostly wait for
+    // (scaled) operations and for helm.
+    let jobs: usize = std::env::var("SKYFORM_CRASH_JOBS").ok().and_then(|v| v.parse().ok()).unwrap_or(4).max(1);
+    eprintln!("crash test: {total} kill points (SKYFORM_CRASH_SEED={seed}), {jobs} at a time");
+    let mut lanes: Vec<Vec<KillPoint>> = vec![Vec::new(); jobs];
+    let longest = per_variant.iter().map(Vec::len).max().unwrap_or(0);
+    let interleaved = (0..longest).flat_map(|i| per_variant.iter().filter_map(move |pts| pts.get(i)));
+    for (i, kp) in interleaved.enumerate() {
+        lanes[i % jobs].push(kp.clone());
+    }
     let (mut failures, mut landed) = (Vec::new(), 0);
     std::thread::scope(|s| {
-        let handles: Vec<_> = per_variant.iter().map(|pts| s.spawn(|| run_points(&w, pts))).collect();
+        let handles: Vec<_> = lanes.iter().map(|pts| s.spawn(|| run_points(&w, pts))).collect();
         for h in handles {
             let (f, l) = h.join().expect("a variant's thread panicked");
             failures.extend(f);

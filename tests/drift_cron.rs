@@ -40,9 +40,10 @@ chart_repository = "{repo}"
 chart_version = "1.0.0-dev.20260808"
 deletion_protection = false
 skip_resource_check = true
-api_resources = {{ requests = {{ cpu = "500m", memory = "2Gi" }} }}
-proxy_resources = {{ requests = {{ cpu = "100m", memory = "64Mi" }} }}
+api_resources = {{ requests = {{ cpu = "250m", memory = "2Gi" }} }}
+proxy_resources = {{ requests = {{ cpu = "50m", memory = "64Mi" }} }}
 ingress_nginx = false
+termination_grace_period = 5
 "#,
         repo = tb.env["SKYFORM_TESTBED_HELM_REPO"]
     )
@@ -155,7 +156,9 @@ impl Setup {
     }
 
     /// The emulator's API call counts by method name.
-    fn gcp_calls(&self) -> std::collections::BTreeMap<String, i64> {
+    /// The GCP calls `email` has made so far, by method, as the emulator counted them (other tests
+    /// may share the emulator: the count per caller is this identity's alone).
+    fn gcp_calls(&self, email: &str) -> std::collections::BTreeMap<String, i64> {
         let out = self
             .tb
             .command("curl")
@@ -163,7 +166,7 @@ impl Setup {
             .output()
             .unwrap();
         let stats: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-        stats["requests"]
+        stats["by_caller"][email]
             .as_object()
             .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_i64().unwrap_or(0))).collect())
             .unwrap_or_default()
@@ -277,18 +280,18 @@ schedule = "0 3 * * *"
     let email = format!("skyform-drift@{}.iam.gserviceaccount.com", s.project);
 
     // 4. No drift: the Job succeeds, nothing is posted.
-    let before = s.gcp_calls();
+    let before = s.gcp_calls(&email);
     let (ok, log) = s.run_job("drift-1", None);
-    // What one run costs in GCP calls (other tests may share the emulator: a figure, not an assertion).
-    let after = s.gcp_calls();
+    // What one run costs in GCP calls: the Job's identity's, whatever else shares the emulator.
+    let after = s.gcp_calls(&email);
     let calls: Vec<String> = after
         .iter()
         .filter_map(|(k, v)| Some((k, v - before.get(k).copied().unwrap_or(0))).filter(|(_, d)| *d > 0))
         .map(|(k, d)| format!("{k} {d}"))
         .collect();
     eprintln!("GCP calls during a drift run without findings: {}", calls.join(", "));
-    // Test binaries run one at a time and this file has one test: every call is the job's. A drift
-    // reads; it writes nothing, not even a lock.
+    assert!(!calls.is_empty(), "the Job's identity made no GCP call: did it run as {email}?");
+    // A drift reads; it writes nothing, not even a lock.
     let writes: Vec<&String> = calls
         .iter()
         .filter(|c| {

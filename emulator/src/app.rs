@@ -37,6 +37,10 @@ pub struct Stats {
     pub requests: BTreeMap<String, u64>,
     /// Injected faults by method name.
     pub faults_injected: BTreeMap<String, u64>,
+    /// Requests by caller, then method name, for tokens the emulator minted (a service account's or
+    /// a user's email; the configured admin token is no one's): what one identity did while others
+    /// share the emulator.
+    pub by_caller: BTreeMap<String, BTreeMap<String, u64>>,
 }
 
 /// Everything a request handler needs.

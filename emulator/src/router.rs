@@ -125,7 +125,7 @@ async fn api_response(app: &Arc<App>, parts: &Parts, bytes: &[u8]) -> (&'static 
     };
     for api in RAW_APIS {
         if let Some(name) = api.method(app, &raw) {
-            count(app, name);
+            count(app, name, raw.caller.as_deref());
             let found = match raw_contract(app, &raw, name) {
                 Ok(f) => f,
                 Err(e) => return (name, e.into_response()),
@@ -146,10 +146,10 @@ async fn api_response(app: &Arc<App>, parts: &Parts, bytes: &[u8]) -> (&'static 
     };
     req.caller = raw.caller;
     let Some((api, name)) = route(&req) else {
-        count(app, "unimplemented");
+        count(app, "unimplemented", req.caller.as_deref());
         return ("unimplemented", ApiError::unimplemented(req.method.as_str(), &req.path).into_response());
     };
-    count(app, name);
+    count(app, name, req.caller.as_deref());
     // The published contract first: Google's front end parses the request before the API sees it.
     let body = (!req.body.is_null()).then_some(&req.body);
     let found = match app.contract.check_request(name, &req.method, &req.path, &req.query, body) {
@@ -258,10 +258,13 @@ async fn injected_fault(app: &App, name: &str) -> Option<Response> {
     Some(e.into_response())
 }
 
-fn count(app: &App, name: &str) {
+fn count(app: &App, name: &str, caller: Option<&str>) {
     let mut s = lock(&app.stats);
     s.total += 1;
     *s.requests.entry(name.to_string()).or_default() += 1;
+    if let Some(c) = caller {
+        *s.by_caller.entry(c.to_string()).or_default().entry(name.to_string()).or_default() += 1;
+    }
 }
 
 #[cfg(test)]

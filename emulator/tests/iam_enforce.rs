@@ -271,6 +271,16 @@ async fn principals_need_the_permission_of_each_method() {
     let (code, v) = env.raw(ADMIN, "DELETE", "/storage/v1/b/iam-bucket/o/state.json", b"").await;
     assert_eq!(code, 204, "{v}");
     assert!(env.emu.settle(Duration::from_secs(120)).await);
+
+    // The stats say what each minted identity asked, refused or not; the admin token is no one's.
+    let stats = env.emu.stats();
+    let writer_calls = &stats.by_caller[&writer];
+    assert_eq!(writer_calls.get("storage.objects.delete"), Some(&1), "{writer_calls:?}");
+    assert_eq!(writer_calls.get("sql.instances.get"), Some(&1), "{writer_calls:?}");
+    assert_eq!(writer_calls.get("sql.instances.patch"), None, "{writer_calls:?}");
+    let viewer_calls = &stats.by_caller[&viewer];
+    assert_eq!(viewer_calls.get("sql.instances.patch"), Some(&1), "{viewer_calls:?}");
+    assert_eq!(stats.by_caller.len(), 2, "only the two minted identities: {:?}", stats.by_caller.keys());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
