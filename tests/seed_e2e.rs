@@ -58,10 +58,8 @@ fn both_seed_variants_converge_drift_is_reported_and_repaired() {
     // Neither skyform nor gcloud sent anything Google would refuse for the demo's projects; the
     // emulator answered within it. (Other test binaries may share the emulator at the same time: what
     // they send is theirs to judge.)
-    let projects: Vec<&str> = stdout
-        .lines()
-        .filter_map(|l| l.split_once(", project ").map(|(_, p)| p.trim_end_matches(')')))
-        .collect();
+    let projects: Vec<&str> =
+        stdout.lines().filter_map(|l| l.split_once(", project ").map(|(_, p)| p.trim_end_matches(')'))).collect();
     assert_eq!(projects.len(), 2, "the demo names each variant's project:\n{stdout}");
     let record: serde_json::Value =
         serde_json::from_str(&emulator_admin(tb, "GET", "/_emulator/contract")).expect("the contract record");
