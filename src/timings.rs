@@ -161,7 +161,7 @@ pub fn report(spans: &[Span]) -> String {
     let own = |phases: &BTreeMap<&str, (f64, usize)>| -> f64 {
         ["configure", "read", "diff", "apply", "check"].iter().filter_map(|p| phases.get(p)).map(|v| v.0).sum()
     };
-    let mut rows: Vec<(&str, &BTreeMap<&str, (f64, usize)>)> = per.iter().map(|(k, v)| (*k, v)).collect();
+    let mut rows: Vec<_> = per.iter().map(|(k, v)| (*k, v)).collect();
     rows.sort_by(|a, b| own(b.1).total_cmp(&own(a.1)).then_with(|| a.0.cmp(b.0)));
     if !rows.is_empty() {
         out.push_str("  slowest resources (their own phases, then the calls made for them):\n");
