@@ -529,7 +529,7 @@ fn killed_applies_and_destroys_converge_on_the_first_re_run() {
     std::thread::scope(|s| {
         let handles: Vec<_> = lanes.iter().map(|pts| s.spawn(|| run_points(&w, pts))).collect();
         for h in handles {
-            let (f, l) = h.join().expect("a variant's thread panicked");
+            let (f, l) = h.join().expect("a lane of kill points panicked");
             failures.extend(f);
             landed += l;
         }
