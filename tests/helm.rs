@@ -297,3 +297,49 @@ async fn a_chart_that_looks_like_a_flag_is_never_read_as_one() {
     assert!(msg.contains("repo --kubeconfig= not found"), "{msg}");
     assert!(!msg.contains("unknown flag") && !msg.contains("requires"), "{msg}");
 }
+
+/// Two releases of a chart that makes a cluster-wide namespace only when a `lookup` finds none (as the
+/// SkyPilot chart makes `skypilot-system`), in one apply: skyform installs them at the same moment, both
+/// render the namespace, and the second install meets the first's ("already exists", or "cannot be
+/// imported into the current release"). It is run once more, and its lookup finds the namespace: one
+/// apply converges, with one namespace, owned by one release, and each release's object in it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_releases_racing_for_a_chart_made_namespace_converge_in_one_apply() {
+    let tb = Testbed::get();
+    let (ns_a, ns_b) = (tb.namespace("skyform-helm-race-a").await, tb.namespace("skyform-helm-race-b").await);
+    let shared = skyform_testbed::unique_name("shared-system");
+    let kc = toml_str(&tb.kubeconfig.display().to_string());
+    let chart = toml_str(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("testdata/charts/shared-namespace")
+            .display()
+            .to_string(),
+    );
+    let release = |name: &str, ns: &str| {
+        format!(
+            "[resource.helm_release.{name}]\nname = \"{name}\"\nnamespace = \"{ns}\"\nchart = {chart}\nvalues = {{ sharedNamespace = \"{shared}\" }}\n\n"
+        )
+    };
+    let text = format!("[provider.helm]\nkubeconfig = {kc}\n\n{}{}", release("a", &ns_a), release("b", &ns_b));
+    let mut f = Fixture::new(&text);
+    f.helm = Some(tb.helm.clone());
+    f.apply().await;
+    for (name, ns) in [("a", &ns_a), ("b", &ns_b)] {
+        let status = helm(tb, &["status", name, "-n", ns, "-o", "json"]);
+        assert!(status.contains(r#""status":"deployed""#), "release {name}: {status}");
+        assert_eq!(
+            kubectl(
+                tb,
+                &["get", "configmap", &format!("{name}-shared"), "-n", &shared, "-o", "jsonpath={.data.release}"]
+            ),
+            name
+        );
+    }
+    let owner = kubectl(
+        tb,
+        &["get", "namespace", &shared, "-o", "jsonpath={.metadata.annotations.meta\\.helm\\.sh/release-name}"],
+    );
+    assert!(owner == "a" || owner == "b", "one release owns the namespace: {owner:?}");
+    f.assert_clean().await;
+    f.destroy().await;
+}

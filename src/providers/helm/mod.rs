@@ -546,11 +546,16 @@ impl Provider for HelmProvider {
             }
         }
         // Two installs at once can both render an object a chart creates only when a `lookup` does not
-        // find it (the SkyPilot chart's `skypilot-system` namespace): the second fails with "already
-        // exists". Once more, its lookup finds the object; `upgrade --install` is idempotent.
+        // find it (the SkyPilot chart's `skypilot-system` namespace): the second fails, with "already
+        // exists" when the first made it after the second's check, or "cannot be imported into the
+        // current release" (another release owns it) when before. Once more, its lookup finds the
+        // object and leaves it out; `upgrade --install` is idempotent. An object that really belongs to
+        // someone else fails the second time the same way, and that error is the one reported.
         let positionals = Self::positionals(&r, cfg);
         match self.helm.run(&args, &positionals, &secrets, timeout + READ_TIMEOUT).await {
-            Err(ProviderError::Permanent(m)) if m.contains("already exists") && !m.contains("cannot be imported") => {
+            Err(ProviderError::Permanent(m))
+                if m.contains("already exists") || m.contains("cannot be imported into the current release") =>
+            {
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 self.helm.run(&args, &positionals, &secrets, timeout + READ_TIMEOUT).await?;
             }
