@@ -113,6 +113,10 @@ impl Cost {
         if self.m > MAX_MEMORY_KIB || u64::from(self.m) * u64::from(self.t) > MAX_WORK_KIB {
             return None;
         }
+        // argon2 0.5 computes `8 * p` before it checks p's range, which overflows for a hostile p.
+        if !(argon2::Params::MIN_P_COST..=argon2::Params::MAX_P_COST).contains(&self.p) {
+            return None;
+        }
         let params = argon2::Params::new(self.m, self.t, self.p, Some(32)).ok()?;
         Some(argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params))
     }
@@ -287,6 +291,15 @@ pub fn legacy_fingerprint(key: &[u8], v: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by `tests/fuzz_state.rs`: a parallelism argon2 would overflow on is refused, not a panic.
+    #[test]
+    fn a_hostile_parallelism_is_refused() {
+        for p in [0, 0x1000_0000, u32::MAX] {
+            assert_eq!(Cost::parse(&format!("m=19456,t=2,p={p}")), None, "p={p}");
+        }
+        assert!(Cost::parse("m=19456,t=2,p=1").is_some());
+    }
 
     #[test]
     fn redaction_hides_and_still_compares() {
