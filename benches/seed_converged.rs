@@ -39,11 +39,11 @@ fn main() {
             let mut times = Vec::new();
             let mut calls = 0;
             for _ in 0..runs {
-                emulator_admin(tb, "DELETE", "/_emulator/stats");
+                tb.emulator_admin("DELETE", "/_emulator/stats");
                 let start = Instant::now();
                 d.skyform(args, &[0]);
                 times.push(start.elapsed());
-                calls = total_calls(&emulator_admin(tb, "GET", "/_emulator/stats"));
+                calls = total_calls(&tb.emulator_admin("GET", "/_emulator/stats"));
             }
             times.sort();
             let s = |d: Duration| format!("{:.2}", d.as_secs_f64());
@@ -76,7 +76,7 @@ impl<'a> Deployment<'a> {
     fn new(tb: &'a skyform_testbed::Testbed, variant: &'static str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         std::fs::copy(format!("{ROOT}/specs/skypilot-{variant}.toml"), dir.path().join("main.toml")).unwrap();
-        copy_dir(Path::new(&format!("{ROOT}/specs/modules")), &dir.path().join("modules"));
+        skyform_testbed::copy_dir(Path::new(&format!("{ROOT}/specs/modules")), &dir.path().join("modules"));
         // What a user with one small node sets (as scripts/demo does).
         std::fs::write(
             dir.path().join("small-node.toml"),
@@ -127,31 +127,6 @@ impl<'a> Deployment<'a> {
     }
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &to.join(e.file_name()));
-        } else {
-            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-        }
-    }
-}
-
 fn total_calls(stats: &str) -> u64 {
     serde_json::from_str::<serde_json::Value>(stats).ok().and_then(|v| v["total"].as_u64()).unwrap_or(0)
-}
-
-/// One request to the testbed emulator's admin API: the body.
-fn emulator_admin(tb: &skyform_testbed::Testbed, method: &str, path: &str) -> String {
-    use std::io::{Read, Write};
-    let host = tb.gcp_endpoint.trim_start_matches("http://").trim_end_matches('/');
-    let mut s = std::net::TcpStream::connect(host).expect("connect to the testbed's emulator");
-    write!(s, "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
-        .expect("send");
-    let mut response = String::new();
-    s.read_to_string(&mut response).expect("read");
-    assert!(response.starts_with("HTTP/1.1 200"), "{method} {path}: {response}");
-    response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default()
 }

@@ -199,7 +199,7 @@ impl<'w> Deployment<'w> {
         let dir = tempfile::tempdir().unwrap();
         let spec = std::fs::read_to_string(format!("{ROOT}/specs/skypilot-{variant}.toml")).unwrap();
         std::fs::write(dir.path().join("main.toml"), spec).unwrap();
-        copy_dir(&format!("{ROOT}/specs/modules"), &dir.path().join("modules"));
+        skyform_testbed::copy_dir(std::path::Path::new(&format!("{ROOT}/specs/modules")), &dir.path().join("modules"));
         let n = std::process::id();
         let secrets = vec![
             ("SKYFORM_VAR_root_password".to_string(), format!("root-{n}-pw")),
@@ -402,19 +402,6 @@ impl<'w> Deployment<'w> {
             left.push(format!("namespace {}", self.namespace));
         }
         left
-    }
-}
-
-fn copy_dir(from: &str, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dest = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path().display().to_string(), &dest);
-        } else {
-            std::fs::copy(e.path(), dest).unwrap();
-        }
     }
 }
 

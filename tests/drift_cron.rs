@@ -15,7 +15,7 @@
 //!    (storage.objects.create), and the cluster refuses it every write (`kubectl auth can-i --as`).
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 use skyform_testbed::{Testbed, unique_name};
@@ -159,13 +159,8 @@ impl Setup {
     /// The GCP calls `email` has made so far, by method, as the emulator counted them (other tests
     /// may share the emulator: the count per caller is this identity's alone).
     fn gcp_calls(&self, email: &str) -> std::collections::BTreeMap<String, i64> {
-        let out = self
-            .tb
-            .command("curl")
-            .args(["-fsS", &format!("{}/_emulator/stats", self.tb.gcp_endpoint.trim_end_matches('/'))])
-            .output()
-            .unwrap();
-        let stats: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        let stats: serde_json::Value =
+            serde_json::from_str(&self.tb.emulator_admin("GET", "/_emulator/stats")).unwrap_or_default();
         stats["by_caller"][email]
             .as_object()
             .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_i64().unwrap_or(0))).collect())
@@ -207,7 +202,10 @@ fn the_drift_cronjob_runs_read_only_on_the_node_and_fails_on_drift() {
     let sky = d.join("skypilot");
     std::fs::create_dir_all(sky.join("modules")).unwrap();
     std::fs::copy(format!("{ROOT}/specs/skypilot-iam.toml"), sky.join("main.toml")).unwrap();
-    copy_dir(&format!("{ROOT}/specs/modules/skypilot-gke-cloudsql"), &sky.join("modules"));
+    skyform_testbed::copy_dir(
+        Path::new(&format!("{ROOT}/specs/modules/skypilot-gke-cloudsql")),
+        &sky.join("modules/skypilot-gke-cloudsql"),
+    );
     std::fs::write(
         sky.join("backend.toml"),
         format!("[backend.gcs]\nbucket = \"{bucket}\"\nprefix = \"skypilot/prod\"\n"),
@@ -357,9 +355,4 @@ schedule = "0 3 * * *"
 
 fn both(out: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
-}
-
-fn copy_dir(from: &str, to: &Path) {
-    let out = Command::new("cp").args(["-r", from]).arg(to).output().unwrap();
-    assert!(out.status.success(), "{}", both(&out));
 }

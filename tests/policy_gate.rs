@@ -20,15 +20,6 @@ fn writes(seed: &Seed) -> Vec<(String, u64)> {
     seed.emu.stats().requests.into_iter().filter(|(m, n)| *n > 0 && !read(m)).collect()
 }
 
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let p = e.unwrap().path();
-        let dest = to.join(p.file_name().unwrap());
-        if p.is_dir() { copy_dir(&p, &dest) } else { std::fs::copy(&p, &dest).map(|_| ()).unwrap() }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn apply_refuses_a_denied_plan_before_any_api_call() {
     let seed = Seed::start().await;
@@ -63,7 +54,7 @@ async fn apply_refuses_a_denied_plan_before_any_api_call() {
 
     // A saved plan that passed, whose policies changed since: refused, naming why.
     let policies = seed.dir.path().join("policies");
-    copy_dir(&baseline(), &policies);
+    skyform_testbed::copy_dir(&baseline(), &policies);
     let copy = policies.display().to_string();
     let passing = ["-f", "skypilot-iam.toml", "--var", "project=skyform-test", "--policy", &copy];
     let out = seed.run(&[&["plan"][..], &passing, &["--out", "ok.plan"]].concat());
@@ -84,7 +75,7 @@ async fn apply_refuses_a_denied_plan_before_any_api_call() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn policy_paths_in_the_spec_and_located_errors_for_broken_rego() {
     let seed = Seed::start().await;
-    copy_dir(&baseline(), &seed.dir.path().join("policies"));
+    skyform_testbed::copy_dir(&baseline(), &seed.dir.path().join("policies"));
     seed.edit_root("skypilot-iam.toml", "[provider.gcp]\n", "[policy]\npaths = [\"policies\"]\n\n[provider.gcp]\n");
     let out = seed.run(&["plan", "-f", "skypilot-iam.toml", "--var", "project=skyform-test"]);
     let all = text(&out);

@@ -62,7 +62,7 @@ fn both_seed_variants_converge_drift_is_reported_and_repaired() {
         stdout.lines().filter_map(|l| l.split_once(", project ").map(|(_, p)| p.trim_end_matches(')'))).collect();
     assert_eq!(projects.len(), 2, "the demo names each variant's project:\n{stdout}");
     let record: serde_json::Value =
-        serde_json::from_str(&emulator_admin(tb, "GET", "/_emulator/contract")).expect("the contract record");
+        serde_json::from_str(&tb.emulator_admin("GET", "/_emulator/contract")).expect("the contract record");
     for kind in ["defects", "responseDefects"] {
         let list = record[kind].as_array().unwrap_or_else(|| panic!("no {kind} in {record}"));
         let ours: Vec<&serde_json::Value> = list
@@ -71,17 +71,4 @@ fn both_seed_variants_converge_drift_is_reported_and_repaired() {
             .collect();
         assert!(ours.is_empty(), "outside Google's contract ({kind}): {ours:?}");
     }
-}
-
-/// One request to the testbed emulator's admin API (no dependency: HTTP/1.1 over a socket): the body.
-fn emulator_admin(tb: &skyform_testbed::Testbed, method: &str, path: &str) -> String {
-    use std::io::{Read, Write};
-    let host = tb.gcp_endpoint.trim_start_matches("http://").trim_end_matches('/');
-    let mut s = std::net::TcpStream::connect(host).expect("connect to the testbed's emulator");
-    write!(s, "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
-        .expect("send");
-    let mut response = String::new();
-    s.read_to_string(&mut response).expect("read");
-    assert!(response.starts_with("HTTP/1.1 200"), "{method} {path}: {response}");
-    response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default()
 }

@@ -20,7 +20,7 @@
 //!
 //! Each test deploys its own project, namespace and release on the shared testbed.
 
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 use skyform_testbed::{Testbed, unique_name};
@@ -72,7 +72,7 @@ impl Deployment {
         let tb = Testbed::get();
         let dir = tempfile::tempdir().unwrap();
         std::fs::copy(format!("{ROOT}/specs/skypilot-{variant}.toml"), dir.path().join("main.toml")).unwrap();
-        copy_dir(&format!("{ROOT}/specs/modules"), &dir.path().join("modules"));
+        skyform_testbed::copy_dir(std::path::Path::new(&format!("{ROOT}/specs/modules")), &dir.path().join("modules"));
         std::fs::write(dir.path().join("small-node.toml"), SMALL_NODE).unwrap();
         let n = std::process::id();
         let mut secrets = vec![
@@ -205,11 +205,6 @@ impl Deployment {
 
 fn both(out: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
-}
-
-fn copy_dir(from: &str, to: &std::path::Path) {
-    let out = Command::new("cp").args(["-r", from]).arg(to).output().unwrap();
-    assert!(out.status.success(), "{}", both(&out));
 }
 
 /// `skyform drift`: exit 2, the findings name `address` as deleted outside, and the spec's check on

@@ -1,6 +1,7 @@
 //! Running tools (kubectl, helm, gcloud) against the testbed.
 
 use std::ffi::OsStr;
+use std::path::Path;
 use std::process::Command;
 
 use crate::Testbed;
@@ -27,6 +28,66 @@ impl Testbed {
     /// gcloud, with its API endpoints pointed at the emulator and the testbed's access token.
     pub fn gcloud(&self) -> Command {
         self.command("gcloud")
+    }
+
+    /// One request to the testbed emulator's admin API (`/_emulator/...`, docs/emulator.md), over a
+    /// plain socket (HTTP/1.1, no client library needed): the answer's body.
+    ///
+    /// # Panics
+    /// When the emulator cannot be reached or does not answer 200.
+    pub fn emulator_admin(&self, method: &str, path: &str) -> String {
+        use std::io::{Read, Write};
+        let host = self.gcp_endpoint.trim_start_matches("http://").trim_end_matches('/');
+        let mut s = std::net::TcpStream::connect(host).expect("connect to the testbed's emulator");
+        write!(s, "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+            .expect("send");
+        let mut response = String::new();
+        s.read_to_string(&mut response).expect("read");
+        assert!(response.starts_with("HTTP/1.1 200"), "{method} {path}: {response}");
+        response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default()
+    }
+}
+
+/// The real gcloud (`/usr/bin/gcloud`) against an emulator a test started itself at `endpoint`: the
+/// configuration and an access-token file under `home`, `project` as the default, no prompts, no update
+/// checks, no usage reports.
+///
+/// # Panics
+/// When gcloud is not installed (the tests need google-cloud-cli), or `home` cannot be written.
+pub fn gcloud_for(endpoint: &str, home: &Path, project: &str) -> Command {
+    let gcloud = "/usr/bin/gcloud";
+    assert!(Path::new(gcloud).exists(), "the gcloud CLI is required for this test (install google-cloud-cli)");
+    std::fs::create_dir_all(home).unwrap_or_else(|e| panic!("{}: {e}", home.display()));
+    let token = home.join("token");
+    std::fs::write(&token, "test-token").unwrap_or_else(|e| panic!("{}: {e}", token.display()));
+    let mut cmd = Command::new(gcloud);
+    cmd.env("CLOUDSDK_CONFIG", home.join("config"))
+        .env("CLOUDSDK_CORE_PROJECT", project)
+        .env("CLOUDSDK_CORE_DISABLE_PROMPTS", "1")
+        .env("CLOUDSDK_COMPONENT_MANAGER_DISABLE_UPDATE_CHECK", "true")
+        .env("CLOUDSDK_CORE_DISABLE_USAGE_REPORTING", "true")
+        .env("CLOUDSDK_AUTH_ACCESS_TOKEN_FILE", &token);
+    for api in ["SQL", "IAM", "CLOUDRESOURCEMANAGER", "CONTAINER", "SERVICEUSAGE"] {
+        cmd.env(format!("CLOUDSDK_API_ENDPOINT_OVERRIDES_{api}"), endpoint);
+    }
+    cmd
+}
+
+/// Copies what directory `from` holds into `to` (made when missing), subdirectories included: a
+/// test's own copy of a spec and its modules.
+///
+/// # Panics
+/// When a file cannot be read or written.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap_or_else(|e| panic!("{}: {e}", to.display()));
+    for entry in std::fs::read_dir(from).unwrap_or_else(|e| panic!("{}: {e}", from.display())) {
+        let path = entry.unwrap_or_else(|e| panic!("{}: {e}", from.display())).path();
+        let dest = to.join(path.file_name().expect("a directory entry has a name"));
+        if path.is_dir() {
+            copy_dir(&path, &dest);
+        } else {
+            std::fs::copy(&path, &dest).unwrap_or_else(|e| panic!("{} -> {}: {e}", path.display(), dest.display()));
+        }
     }
 }
 

@@ -4,7 +4,7 @@
 
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
@@ -197,21 +197,8 @@ impl Env {
     /// Runs gcloud; (success, stdout + stderr).
     pub async fn gcloud_raw(&self, args: &[&str]) -> (bool, String) {
         let home = self.dir.path().join("gcloud");
-        std::fs::create_dir_all(&home).unwrap();
-        let token = home.join("token");
-        std::fs::write(&token, "test-token").unwrap();
-        let mut cmd = tokio::process::Command::new(gcloud_path());
-        cmd.args(args)
-            .env("CLOUDSDK_CONFIG", home.join("config"))
-            .env("CLOUDSDK_CORE_PROJECT", P)
-            .env("CLOUDSDK_CORE_DISABLE_PROMPTS", "1")
-            .env("CLOUDSDK_COMPONENT_MANAGER_DISABLE_UPDATE_CHECK", "true")
-            .env("CLOUDSDK_CORE_DISABLE_USAGE_REPORTING", "true")
-            .env("CLOUDSDK_AUTH_ACCESS_TOKEN_FILE", &token)
-            .kill_on_drop(true);
-        for api in ["SQL", "IAM", "CLOUDRESOURCEMANAGER", "CONTAINER", "SERVICEUSAGE"] {
-            cmd.env(format!("CLOUDSDK_API_ENDPOINT_OVERRIDES_{api}"), self.emu.base_url());
-        }
+        let mut cmd = tokio::process::Command::from(skyform_testbed::gcloud_for(self.emu.base_url(), &home, P));
+        cmd.args(args).kill_on_drop(true);
         let out = tokio::time::timeout(Duration::from_secs(180), cmd.output())
             .await
             .unwrap_or_else(|_| panic!("gcloud {args:?} timed out"))
@@ -238,12 +225,6 @@ pub fn is_mutating(m: &str) -> bool {
         || m.ends_with("testIamPermissions")
         || m.ends_with(".batchGet");
     !read
-}
-
-fn gcloud_path() -> &'static str {
-    let p = "/usr/bin/gcloud";
-    assert!(Path::new(p).exists(), "the gcloud CLI is required for this test (install google-cloud-cli)");
-    p
 }
 
 /// The change of `addr` in `plan`.

@@ -97,22 +97,8 @@ impl Seed {
     /// Runs the real gcloud against the emulator: (success, stdout + stderr).
     pub async fn gcloud(&self, args: &[&str]) -> (bool, String) {
         let home = self.dir.path().join("gcloud");
-        std::fs::create_dir_all(&home).unwrap();
-        let token = home.join("token");
-        std::fs::write(&token, "test-token").unwrap();
-        assert!(Path::new("/usr/bin/gcloud").exists(), "the gcloud CLI is required (install google-cloud-cli)");
-        let mut cmd = tokio::process::Command::new("/usr/bin/gcloud");
-        cmd.args(args)
-            .env("CLOUDSDK_CONFIG", home.join("config"))
-            .env("CLOUDSDK_CORE_PROJECT", P)
-            .env("CLOUDSDK_CORE_DISABLE_PROMPTS", "1")
-            .env("CLOUDSDK_COMPONENT_MANAGER_DISABLE_UPDATE_CHECK", "true")
-            .env("CLOUDSDK_CORE_DISABLE_USAGE_REPORTING", "true")
-            .env("CLOUDSDK_AUTH_ACCESS_TOKEN_FILE", &token)
-            .kill_on_drop(true);
-        for api in ["SQL", "IAM", "CLOUDRESOURCEMANAGER", "CONTAINER", "SERVICEUSAGE"] {
-            cmd.env(format!("CLOUDSDK_API_ENDPOINT_OVERRIDES_{api}"), self.emu.base_url());
-        }
+        let mut cmd = tokio::process::Command::from(skyform_testbed::gcloud_for(self.emu.base_url(), &home, P));
+        cmd.args(args).kill_on_drop(true);
         let out = tokio::time::timeout(Duration::from_secs(180), cmd.output())
             .await
             .unwrap_or_else(|_| panic!("gcloud {args:?} timed out"))
