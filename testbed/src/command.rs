@@ -48,29 +48,35 @@ impl Testbed {
     }
 }
 
-/// The real gcloud (`/usr/bin/gcloud`) against an emulator a test started itself at `endpoint`: the
-/// configuration and an access-token file under `home`, `project` as the default, no prompts, no update
-/// checks, no usage reports.
+/// Runs the real gcloud (`/usr/bin/gcloud`) with `args` against an emulator a test started itself at
+/// `endpoint`: its configuration and an access-token file under `home`, `project` as the default, no
+/// prompts, no update checks, no usage reports; killed after 3 minutes. (success, stdout + stderr).
 ///
 /// # Panics
-/// When gcloud is not installed (the tests need google-cloud-cli), or `home` cannot be written.
-pub fn gcloud_for(endpoint: &str, home: &Path, project: &str) -> Command {
+/// When gcloud is not installed (the tests need google-cloud-cli), cannot run, or times out.
+pub async fn gcloud_against(endpoint: &str, home: &Path, project: &str, args: &[&str]) -> (bool, String) {
     let gcloud = "/usr/bin/gcloud";
     assert!(Path::new(gcloud).exists(), "the gcloud CLI is required for this test (install google-cloud-cli)");
     std::fs::create_dir_all(home).unwrap_or_else(|e| panic!("{}: {e}", home.display()));
     let token = home.join("token");
     std::fs::write(&token, "test-token").unwrap_or_else(|e| panic!("{}: {e}", token.display()));
-    let mut cmd = Command::new(gcloud);
-    cmd.env("CLOUDSDK_CONFIG", home.join("config"))
+    let mut cmd = tokio::process::Command::new(gcloud);
+    cmd.args(args)
+        .env("CLOUDSDK_CONFIG", home.join("config"))
         .env("CLOUDSDK_CORE_PROJECT", project)
         .env("CLOUDSDK_CORE_DISABLE_PROMPTS", "1")
         .env("CLOUDSDK_COMPONENT_MANAGER_DISABLE_UPDATE_CHECK", "true")
         .env("CLOUDSDK_CORE_DISABLE_USAGE_REPORTING", "true")
-        .env("CLOUDSDK_AUTH_ACCESS_TOKEN_FILE", &token);
+        .env("CLOUDSDK_AUTH_ACCESS_TOKEN_FILE", &token)
+        .kill_on_drop(true);
     for api in ["SQL", "IAM", "CLOUDRESOURCEMANAGER", "CONTAINER", "SERVICEUSAGE"] {
         cmd.env(format!("CLOUDSDK_API_ENDPOINT_OVERRIDES_{api}"), endpoint);
     }
-    cmd
+    let out = tokio::time::timeout(std::time::Duration::from_secs(180), cmd.output())
+        .await
+        .unwrap_or_else(|_| panic!("gcloud {args:?} timed out"))
+        .expect("run gcloud");
+    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
 }
 
 /// Copies what directory `from` holds into `to` (made when missing), subdirectories included: a

@@ -21,5 +21,5 @@ mod names;
 
 pub use attach::{Error, Testbed};
 pub use client::kube_client_for;
-pub use command::{copy_dir, gcloud_for, run_ok};
+pub use command::{copy_dir, gcloud_against, run_ok};
 pub use names::unique_name;

@@ -96,17 +96,7 @@ impl Seed {
 
     /// Runs the real gcloud against the emulator: (success, stdout + stderr).
     pub async fn gcloud(&self, args: &[&str]) -> (bool, String) {
-        let home = self.dir.path().join("gcloud");
-        let mut cmd = tokio::process::Command::from(skyform_testbed::gcloud_for(self.emu.base_url(), &home, P));
-        cmd.args(args).kill_on_drop(true);
-        let out = tokio::time::timeout(Duration::from_secs(180), cmd.output())
-            .await
-            .unwrap_or_else(|_| panic!("gcloud {args:?} timed out"))
-            .expect("run gcloud");
-        (
-            out.status.success(),
-            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
-        )
+        skyform_testbed::gcloud_against(self.emu.base_url(), &self.dir.path().join("gcloud"), P, args).await
     }
 
     /// The whole `plan --json` document of `file` with the baseline.
